@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * exfilmon kernel/userspace boundary.
+ *
+ * Every struct and constant that crosses between the BPF programs and the
+ * daemon lives here and nowhere else. Rules:
+ *   - fixed-width __u8/__u16/__u32/__u64 only (the includer provides them:
+ *     <linux/types.h> in userspace, <linux/bpf.h> in BPF);
+ *   - no implicit padding: every byte is named (hash keys compare all bytes);
+ *   - the C++ side pins sizes and offsets with static_assert
+ *     (userspace/capture/shared_layout.h).
+ * Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d).
+ * Ports are in host byte order.
+ */
+#ifndef EXFILMON_SHARED_H
+#define EXFILMON_SHARED_H
+
+#define EXF_MAX_TLS_PORTS 16      /* configurable TLS server ports */
+#define EXF_HELLO_MAX 4096        /* client payload bytes captured per TCP flow */
+#define EXF_HELLO_MAX_SEGS 8      /* client segments emitted per TCP flow */
+#define EXF_QUIC_MAX_DGRAMS 4     /* client long-header datagrams per QUIC flow */
+#define EXF_CHUNK_SMALL 512       /* payload capacity of a small hello event */
+#define EXF_CHUNK_MAX 2048        /* payload capacity of a large hello event */
+#define EXF_NON_HELLO_PEEK 16     /* bytes sent when the first payload is not a ClientHello */
+
+/* Canonical direction of a flow: the (addr, port) endpoint that compares
+ * lower is "lo". Counters in struct exf_flow are indexed by this. */
+enum exf_cdir {
+	EXF_CDIR_LO_TO_HI = 0,
+	EXF_CDIR_HI_TO_LO = 1,
+};
+
+/* Which endpoint is the client (struct exf_flow.client). */
+enum exf_client_side {
+	EXF_CLIENT_UNKNOWN = 0,
+	EXF_CLIENT_LO = 1,
+	EXF_CLIENT_HI = 2,
+};
+
+/* Classification of a flow (struct exf_flow.kind). */
+enum exf_flow_kind {
+	EXF_KIND_PENDING = 0, /* waiting for the client's first payload */
+	EXF_KIND_TLS = 1,     /* TCP TLS flow */
+	EXF_KIND_QUIC = 2,    /* UDP QUIC flow (TLS 1.3 inside) */
+	EXF_KIND_OTHER = 3,   /* decided: not TLS */
+};
+
+/* struct exf_flow.flags */
+#define EXF_FF_ISN_KNOWN (1u << 0)  /* client_isn is valid */
+#define EXF_FF_HELLO_DONE (1u << 1) /* no more hello events for this flow */
+#define EXF_FF_CLOSED (1u << 2)     /* FIN both ways or RST seen */
+#define EXF_FF_MIDSTREAM (1u << 3)  /* first packet seen was not a SYN */
+#define EXF_FF_TARGET_SET (1u << 4) /* hello_target known (offset 0 seen) */
+#define EXF_FF_ISN_EXACT (1u << 5)  /* client_isn taken from the SYN or SYN-ACK */
+
+/* TCP flag bits recorded per canonical direction in exf_flow.tcp_seen:
+ * bits 0..7 for lo->hi, 8..15 for hi->lo. */
+#define EXF_TCP_SYN 0x01u
+#define EXF_TCP_ACK 0x02u
+#define EXF_TCP_FIN 0x04u
+#define EXF_TCP_RST 0x08u
+#define EXF_TCP_SYNACK 0x10u
+
+struct exf_flow_key {
+	__u8 lo_addr[16];
+	__u8 hi_addr[16];
+	__u16 lo_port;
+	__u16 hi_port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
+}; /* 40 bytes */
+
+struct exf_flow {
+	__u64 first_ns;   /* monotonic (or packet time in replay) */
+	__u64 last_ns;
+	__u64 pkts[2];    /* indexed by enum exf_cdir */
+	__u64 bytes[2];   /* IP-level bytes, GSO expanded to wire segments */
+	__u32 tcp_seen;   /* EXF_TCP_* bits, see above */
+	__u32 client_isn; /* TCP sequence number of the client's first payload byte */
+	__u16 hello_target; /* client payload bytes wanted (0: unknown yet) */
+	__u16 hello_contig; /* bytes from offset 0 emitted without a gap */
+	__u8 flags;       /* EXF_FF_* */
+	__u8 client;      /* enum exf_client_side */
+	__u8 kind;        /* enum exf_flow_kind */
+	__u8 hello_segs;  /* hello events emitted */
+}; /* 64 bytes */
+
+struct exf_client_key {
+	__u8 addr[16];
+};
+
+/* Per-client totals over that client's TLS and QUIC flows only.
+ * in = client to server, out = server to client (the exfiltration side). */
+struct exf_client_stats {
+	__u64 tls_flows_opened;
+	__u64 tls_flows_closed;
+	__u64 pkts_in;
+	__u64 pkts_out;
+	__u64 bytes_in;
+	__u64 bytes_out;
+	__u64 last_ns;
+	__u64 reserved;
+}; /* 64 bytes, one per CPU */
+
+enum exf_event_type {
+	EXF_EV_HELLO = 1,    /* client payload chunk (ClientHello or QUIC Initial) */
+	EXF_EV_FLOW_END = 2, /* a TLS/QUIC flow ended; final counters */
+};
+
+enum exf_end_reason {
+	EXF_END_FIN = 1,   /* FIN seen in both directions */
+	EXF_END_RST = 2,
+	EXF_END_REUSE = 3, /* a new SYN reused the 5-tuple: the old flow ended */
+};
+
+struct exf_event_hdr {
+	__u16 type;      /* enum exf_event_type */
+	__u16 len;       /* hello: payload bytes valid in data[] */
+	__u8 kind;       /* enum exf_flow_kind */
+	__u8 client;     /* enum exf_client_side */
+	__u8 reason;     /* flow end: enum exf_end_reason */
+	__u8 was_closed; /* flow end REUSE: an earlier FIN/RST end event was sent */
+	__u64 ts_ns;
+	struct exf_flow_key key;
+}; /* 56 bytes */
+
+struct exf_hello_event {
+	struct exf_event_hdr hdr;
+	__u32 seq;    /* TCP: absolute sequence number of data[0]; QUIC: datagram index */
+	__u32 offset; /* TCP: data[0]'s offset in the client byte stream; QUIC: 0 */
+	__u8 data[EXF_CHUNK_MAX]; /* capacity is EXF_CHUNK_SMALL for small events */
+};
+#define EXF_HELLO_EVENT_HDR_SIZE 64u
+
+struct exf_flow_end_event {
+	struct exf_event_hdr hdr;
+	struct exf_flow flow;
+}; /* 120 bytes */
+
+/* Health counters: a per-CPU array indexed by this enum. Keep
+ * exf_counter_names (userspace) in the same order. */
+enum exf_counter {
+	EXF_C_PACKETS = 0,       /* every packet the program saw (wire segments) */
+	EXF_C_BYTES,             /* IP-level bytes of parsed IP packets */
+	EXF_C_NOT_IP,            /* ethertype neither IPv4 nor IPv6: passed */
+	EXF_C_TRUNC_L2,          /* frame shorter than Ethernet/VLAN headers */
+	EXF_C_TRUNC_L3,          /* IP header cut short */
+	EXF_C_TRUNC_L4,          /* TCP/UDP header cut short */
+	EXF_C_VLAN_TOO_DEEP,     /* more than two VLAN tags */
+	EXF_C_BAD_IPV4,          /* IHL < 5 or total length < header */
+	EXF_C_BAD_IPV6_EXT,      /* too many / malformed extension headers */
+	EXF_C_BAD_TCP,           /* TCP data offset < 5 or beyond IP length */
+	EXF_C_BAD_UDP,           /* UDP length shorter than its header */
+	EXF_C_FRAGMENT,          /* non-first IP fragment: no ports, not attributed */
+	EXF_C_OTHER_L4,          /* neither TCP nor UDP */
+	EXF_C_FLOW_NEW,          /* flow entries created */
+	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN */
+	EXF_C_FLOW_UPDATE_FAIL,  /* flow table insert failed */
+	EXF_C_CLIENT_UPDATE_FAIL,/* client table insert failed */
+	EXF_C_TLS_FLOWS,         /* flows classified TLS (TCP) */
+	EXF_C_QUIC_FLOWS,        /* flows classified QUIC */
+	EXF_C_HELLO_EVENTS,      /* hello events submitted */
+	EXF_C_END_EVENTS,        /* flow end events submitted */
+	EXF_C_RB_FULL,           /* ring buffer reservation failed */
+	EXF_C_LOAD_FAIL,         /* bpf_skb_load_bytes failed */
+	EXF_C_PULL_FAIL,         /* bpf_skb_pull_data failed */
+	EXF_C__MAX,
+};
+
+#endif /* EXFILMON_SHARED_H */

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* All maps of the exfilmon programs. Sizes here are defaults: the loader
+ * sets max_entries from the configuration between open and load. */
+#ifndef EXF_LIB_MAPS_H
+#define EXF_LIB_MAPS_H
+
+#include "exf_common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct exf_flow_key);
+	__type(value, struct exf_flow);
+} exf_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct exf_client_key);
+	__type(value, struct exf_client_stats);
+} exf_clients SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EXF_C__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} exf_health SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} exf_events SEC(".maps");
+
+#endif /* EXF_LIB_MAPS_H */

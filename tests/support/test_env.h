@@ -1,0 +1,22 @@
+#pragma once
+// Environment gates for tests. Outside CI a test that lacks root, eBPF or
+// ../shared skips with a message; under CI=true the same condition fails.
+#include <filesystem>
+#include <string>
+
+namespace exf::test {
+
+bool in_ci();
+
+// True when running as root; otherwise WARNs and returns false, or FAILs in CI.
+bool require_root();
+
+// ../shared/pcaps next to the project (or $EXFILMON_SHARED_PCAPS). Empty path
+// when missing: WARNs naming the folder, or FAILs in CI.
+std::filesystem::path shared_pcaps();
+
+// Path of a built exfilmon binary and of the source tree.
+std::filesystem::path exfilmon_binary();
+std::filesystem::path source_dir();
+
+}  // namespace exf::test

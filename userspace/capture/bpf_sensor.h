@@ -1,0 +1,60 @@
+#pragma once
+// RAII owner of the embedded BPF programs and maps (libbpf skeleton):
+// open -> configure (rodata, map sizes) -> load. Attaching is TcAttachment's
+// job; reading maps is in capture/maps.h.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct exfilmon;
+struct exf_empty;
+
+namespace exf {
+
+struct SensorOptions {
+    uint32_t flow_table_size = 262144;
+    uint32_t client_table_size = 131072;
+    uint32_t ringbuf_bytes = 4u << 20;  // power of two, >= page size
+    std::vector<uint16_t> tls_ports{443, 8443};
+    bool packet_time = false;  // replay: timestamps from skb->tstamp
+};
+
+class BpfSensor {
+public:
+    explicit BpfSensor(const SensorOptions &opts);  // throws exf::Error
+    ~BpfSensor();
+    BpfSensor(const BpfSensor &) = delete;
+    BpfSensor &operator=(const BpfSensor &) = delete;
+
+    int ingress_fd() const;
+    int egress_fd() const;
+    int flows_fd() const;
+    int clients_fd() const;
+    int health_fd() const;
+    int events_fd() const;
+    const SensorOptions &options() const { return opts_; }
+    struct exfilmon *skeleton() const { return skel_; }
+
+private:
+    SensorOptions opts_;
+    ::exfilmon *skel_ = nullptr;
+};
+
+// The empty TC_ACT_OK program, loaded for benchmark baselines.
+class EmptyProgram {
+public:
+    EmptyProgram();
+    ~EmptyProgram();
+    EmptyProgram(const EmptyProgram &) = delete;
+    EmptyProgram &operator=(const EmptyProgram &) = delete;
+    int fd() const;
+
+private:
+    ::exf_empty *skel_ = nullptr;
+};
+
+// Checks options; returns an empty string when valid, else what is wrong.
+std::string validate(const SensorOptions &opts);
+
+}  // namespace exf

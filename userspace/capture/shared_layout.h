@@ -1,0 +1,33 @@
+#pragma once
+// The kernel/userspace boundary header, with its layout pinned: a change on
+// one side that the other does not expect fails the build here.
+#include <linux/types.h>
+
+#include <cstddef>
+
+extern "C" {
+#include "exfilmon_shared.h"
+}
+
+static_assert(sizeof(exf_flow_key) == 40);
+static_assert(offsetof(exf_flow_key, hi_addr) == 16);
+static_assert(offsetof(exf_flow_key, lo_port) == 32);
+static_assert(offsetof(exf_flow_key, proto) == 36);
+static_assert(sizeof(exf_flow) == 64);
+static_assert(offsetof(exf_flow, pkts) == 16);
+static_assert(offsetof(exf_flow, bytes) == 32);
+static_assert(offsetof(exf_flow, tcp_seen) == 48);
+static_assert(offsetof(exf_flow, client_isn) == 52);
+static_assert(offsetof(exf_flow, hello_target) == 56);
+static_assert(offsetof(exf_flow, flags) == 60);
+static_assert(offsetof(exf_flow, hello_segs) == 63);
+static_assert(sizeof(exf_client_key) == 16);
+static_assert(sizeof(exf_client_stats) == 64);
+static_assert(offsetof(exf_client_stats, bytes_out) == 40);
+static_assert(sizeof(exf_event_hdr) == 56);
+static_assert(offsetof(exf_event_hdr, ts_ns) == 8);
+static_assert(offsetof(exf_event_hdr, key) == 16);
+static_assert(offsetof(exf_hello_event, data) == EXF_HELLO_EVENT_HDR_SIZE);
+static_assert(sizeof(exf_hello_event) == EXF_HELLO_EVENT_HDR_SIZE + EXF_CHUNK_MAX);
+static_assert(sizeof(exf_flow_end_event) == 120);
+static_assert(EXF_HELLO_MAX <= 2 * EXF_CHUNK_MAX * EXF_HELLO_MAX_SEGS);

@@ -1,0 +1,97 @@
+#include "capture/tc_attach.h"
+
+#include <bpf/libbpf.h>
+#include <net/if.h>
+
+#include <cerrno>
+
+#include "capture/bpf_sensor.h"
+#include "common/error.h"
+#include "common/log.h"
+
+namespace exf {
+
+namespace {
+bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point where)
+{
+    bpf_tc_hook hook{};
+    hook.sz = sizeof(hook);
+    hook.ifindex = ifindex;
+    hook.attach_point = where;
+    return hook;
+}
+}  // namespace
+
+TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) : ifname_(ifname)
+{
+    ifindex_ = int(if_nametoindex(ifname.c_str()));
+    if (ifindex_ == 0)
+        throw_errno("attach to interface " + ifname, errno);
+
+    auto hook = make_hook(ifindex_, BPF_TC_INGRESS);
+    int err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST)
+        throw_errno("create clsact qdisc on " + ifname, err);
+    created_qdisc_ = err == 0;
+
+    struct {
+        bpf_tc_attach_point where;
+        int fd;
+        const char *name;
+        bool *done;
+        unsigned *handle, *prio;
+    } points[] = {
+        {BPF_TC_INGRESS, sensor.ingress_fd(), "ingress", &ingress_, &ingress_handle_, &ingress_prio_},
+        {BPF_TC_EGRESS, sensor.egress_fd(), "egress", &egress_, &egress_handle_, &egress_prio_},
+    };
+    for (auto &pt : points) {
+        auto h = make_hook(ifindex_, pt.where);
+        bpf_tc_opts opts{};
+        opts.sz = sizeof(opts);
+        opts.prog_fd = pt.fd;
+        err = bpf_tc_attach(&h, &opts);
+        if (err) {
+            int saved = err;
+            detach();
+            throw_errno(std::string("attach tc ") + pt.name + " on " + ifname, saved);
+        }
+        *pt.done = true;
+        *pt.handle = opts.handle;
+        *pt.prio = opts.priority;
+    }
+    spdlog::info("attached to {} (ifindex {}) ingress and egress{}", ifname, ifindex_,
+                 created_qdisc_ ? ", clsact qdisc created" : "");
+}
+
+void TcAttachment::detach() noexcept
+{
+    auto drop = [&](bpf_tc_attach_point where, bool &done, unsigned handle, unsigned prio,
+                    const char *name) {
+        if (!done)
+            return;
+        auto h = make_hook(ifindex_, where);
+        bpf_tc_opts opts{};
+        opts.sz = sizeof(opts);
+        opts.handle = handle;
+        opts.priority = prio;
+        int err = bpf_tc_detach(&h, &opts);
+        if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
+            spdlog::warn("detach tc {} on {}: {}", name, ifname_, strerror(-err));
+        done = false;
+    };
+    drop(BPF_TC_INGRESS, ingress_, ingress_handle_, ingress_prio_, "ingress");
+    drop(BPF_TC_EGRESS, egress_, egress_handle_, egress_prio_, "egress");
+    if (created_qdisc_) {
+        auto h = make_hook(ifindex_, bpf_tc_attach_point(BPF_TC_INGRESS | BPF_TC_EGRESS));
+        bpf_tc_hook_destroy(&h);
+        created_qdisc_ = false;
+    }
+}
+
+TcAttachment::~TcAttachment()
+{
+    detach();
+    spdlog::info("detached from {}", ifname_);
+}
+
+}  // namespace exf

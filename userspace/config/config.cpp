@@ -1,0 +1,230 @@
+#include "config/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+#include "capture/shared_layout.h"
+#include "config/units.h"
+
+namespace exf {
+
+std::string ConfigIssue::format() const
+{
+    return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+}
+
+namespace {
+
+class Reader {
+public:
+    Reader(const std::string &file, std::vector<ConfigIssue> &issues) : file_(file), issues_(issues) {}
+
+    void error(const toml::node &n, const std::string &msg)
+    {
+        auto &src = n.source();
+        issues_.push_back({file_, src.begin.line, src.begin.column, msg});
+    }
+
+    // Flags keys of table t not in the allowed list.
+    void only(const toml::table &t, std::string_view where,
+              std::initializer_list<std::string_view> allowed)
+    {
+        for (auto &&[k, v] : t) {
+            bool ok = false;
+            for (auto a : allowed)
+                ok = ok || k.str() == a;
+            if (!ok)
+                error(v, "unknown key '" + std::string(k.str()) + "' in " + std::string(where));
+        }
+    }
+
+    template <typename Fn>
+    void with(const toml::table &t, std::string_view key, Fn fn)
+    {
+        if (auto *n = t.get(key))
+            fn(*n);
+    }
+
+    bool uint_in(const toml::node &n, std::string_view key, uint64_t lo, uint64_t hi, uint64_t &out)
+    {
+        auto v = n.value<int64_t>();
+        if (!n.is_integer() || !v) {
+            error(n, std::string(key) + ": expected an integer");
+            return false;
+        }
+        if (*v < int64_t(lo) || uint64_t(*v) > hi) {
+            error(n, std::string(key) + ": " + std::to_string(*v) + " is out of range [" +
+                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
+            return false;
+        }
+        out = uint64_t(*v);
+        return true;
+    }
+
+    bool size(const toml::node &n, std::string_view key, uint64_t &out)
+    {
+        if (n.is_integer() && n.value<int64_t>().value_or(-1) >= 0) {
+            out = uint64_t(*n.value<int64_t>());
+            return true;
+        }
+        if (n.is_string()) {
+            if (auto v = parse_size(*n.value<std::string>())) {
+                out = *v;
+                return true;
+            }
+            error(n, std::string(key) + ": '" + *n.value<std::string>() +
+                         "' is not a size (e.g. 4MiB, 500KB, 65536)");
+            return false;
+        }
+        error(n, std::string(key) + ": expected a size (string like \"4MiB\" or an integer)");
+        return false;
+    }
+
+    bool duration(const toml::node &n, std::string_view key, uint64_t &out)
+    {
+        if (n.is_string()) {
+            if (auto v = parse_duration_ms(*n.value<std::string>())) {
+                out = *v;
+                return true;
+            }
+            error(n, std::string(key) + ": '" + *n.value<std::string>() +
+                         "' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
+            return false;
+        }
+        error(n, std::string(key) + ": expected a duration string like \"5s\"");
+        return false;
+    }
+
+    const toml::table *table(const toml::table &root, std::string_view key)
+    {
+        auto *n = root.get(key);
+        if (!n)
+            return nullptr;
+        if (!n->is_table()) {
+            error(*n, std::string(key) + ": expected a table [" + std::string(key) + "]");
+            return nullptr;
+        }
+        return n->as_table();
+    }
+
+private:
+    std::string file_;
+    std::vector<ConfigIssue> &issues_;
+};
+
+void read_root(const toml::table &root, Reader &r, Config &c)
+{
+    r.only(root, "the top level", {"capture", "bpf", "daemon", "log"});
+
+    if (auto *t = r.table(root, "capture")) {
+        r.only(*t, "[capture]", {"interfaces"});
+        r.with(*t, "interfaces", [&](const toml::node &n) {
+            auto *arr = n.as_array();
+            if (!arr) {
+                r.error(n, "interfaces: expected an array of interface names");
+                return;
+            }
+            c.interfaces.clear();
+            for (auto &&e : *arr) {
+                auto s = e.value<std::string>();
+                if (!e.is_string() || s->empty() || s->size() >= 16)
+                    r.error(e, "interfaces: each entry must be an interface name (1-15 characters)");
+                else
+                    c.interfaces.push_back(*s);
+            }
+        });
+    }
+    if (auto *t = r.table(root, "bpf")) {
+        r.only(*t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports"});
+        uint64_t v;
+        r.with(*t, "flow_table_size", [&](const toml::node &n) {
+            if (r.uint_in(n, "flow_table_size", 1024, 1u << 26, v))
+                c.bpf.flow_table_size = uint32_t(v);
+        });
+        r.with(*t, "client_table_size", [&](const toml::node &n) {
+            if (r.uint_in(n, "client_table_size", 256, 1u << 26, v))
+                c.bpf.client_table_size = uint32_t(v);
+        });
+        r.with(*t, "ringbuf_size", [&](const toml::node &n) {
+            if (!r.size(n, "ringbuf_size", v))
+                return;
+            if (v < 65536 || v > (1ull << 30) || (v & (v - 1)))
+                r.error(n, "ringbuf_size: must be a power of two between 64KiB and 1GiB");
+            else
+                c.bpf.ringbuf_bytes = uint32_t(v);
+        });
+        r.with(*t, "tls_ports", [&](const toml::node &n) {
+            auto *arr = n.as_array();
+            if (!arr || arr->empty() || arr->size() > EXF_MAX_TLS_PORTS) {
+                r.error(n, "tls_ports: expected an array of 1 to " +
+                               std::to_string(EXF_MAX_TLS_PORTS) + " ports");
+                return;
+            }
+            c.bpf.tls_ports.clear();
+            for (auto &&e : *arr)
+                if (r.uint_in(e, "tls_ports", 1, 65535, v))
+                    c.bpf.tls_ports.push_back(uint16_t(v));
+        });
+    }
+    if (auto *t = r.table(root, "daemon")) {
+        r.only(*t, "[daemon]", {"report_interval"});
+        r.with(*t, "report_interval", [&](const toml::node &n) {
+            uint64_t ms;
+            if (r.duration(n, "report_interval", ms)) {
+                if (ms < 100)
+                    r.error(n, "report_interval: must be at least 100ms");
+                else
+                    c.report_interval_ms = ms;
+            }
+        });
+    }
+    if (auto *t = r.table(root, "log")) {
+        r.only(*t, "[log]", {"level"});
+        r.with(*t, "level", [&](const toml::node &n) {
+            auto s = n.value<std::string>();
+            static const char *levels[] = {"trace", "debug", "info", "warn", "error"};
+            bool ok = false;
+            for (auto *l : levels)
+                ok = ok || (n.is_string() && *s == l);
+            if (!ok)
+                r.error(n, "level: expected one of trace, debug, info, warn, error");
+            else
+                c.log_level = *s;
+        });
+    }
+}
+
+}  // namespace
+
+ConfigResult parse_config(std::string_view text, const std::string &source_name)
+{
+    ConfigResult res;
+    try {
+        toml::table root = toml::parse(text, source_name);
+        Reader r(source_name, res.issues);
+        read_root(root, r, res.config);
+    } catch (const toml::parse_error &e) {
+        auto &src = e.source();
+        res.issues.push_back({source_name, src.begin.line, src.begin.column,
+                              std::string(e.description())});
+    }
+    return res;
+}
+
+ConfigResult load_config(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        ConfigResult res;
+        res.issues.push_back({path, 0, 0, "cannot open the configuration file"});
+        return res;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return parse_config(ss.str(), path);
+}
+
+}  // namespace exf

@@ -1,0 +1,41 @@
+#pragma once
+// exfilmon's configuration: one TOML file (configs/exfilmon.toml), every key
+// optional, the same defaults built in. Problems are reported as
+// FILE:LINE:COLUMN: message.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "capture/bpf_sensor.h"
+
+namespace exf {
+
+struct Config {
+    // [capture]
+    std::vector<std::string> interfaces;  // empty: the default route's interface
+    // [bpf]
+    SensorOptions bpf;
+    // [daemon]
+    uint64_t report_interval_ms = 5000;
+    // [log]
+    std::string log_level = "info";
+};
+
+struct ConfigIssue {
+    std::string file;
+    uint32_t line = 0, column = 0;
+    std::string message;
+    std::string format() const;  // FILE:LINE:COLUMN: message
+};
+
+struct ConfigResult {
+    Config config;
+    std::vector<ConfigIssue> issues;
+    bool ok() const { return issues.empty(); }
+};
+
+ConfigResult parse_config(std::string_view text, const std::string &source_name);
+ConfigResult load_config(const std::string &path);
+
+}  // namespace exf
