@@ -1,0 +1,692 @@
+// Unit tests of the real tc program through BPF_PROG_TEST_RUN: frames built
+// here go through exf_tc_ingress; assertions are on the flow and client
+// maps, the health counters and the ring buffer events.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "capture/bpf_sensor.h"
+#include "capture/events.h"
+#include "capture/maps.h"
+#include "capture/test_run.h"
+#include "common/addr.h"
+#include "support/packet_builder.h"
+#include "support/test_env.h"
+
+using namespace exf;
+using namespace exf::test;
+
+namespace {
+
+struct Event {
+    exf_event_hdr hdr;
+    uint32_t seq = 0, offset = 0;
+    Bytes data;
+    exf_flow flow{};
+};
+
+class Harness {
+public:
+    explicit Harness(SensorOptions o = {}) : sensor_(make(o)), reader_(sensor_.events_fd(), [this](std::span<const uint8_t> b) { on_event(b); }) {}
+
+    // Runs one frame; returns the program's verdict.
+    uint32_t send(const Bytes &frame, uint32_t gso_segs = 0, int prog = 0)
+    {
+        TestRunOptions o;
+        o.gso_segs = gso_segs;
+        o.tstamp_ns = ++clock_ * 1000;
+        auto r = run_tc_program(prog ? sensor_.egress_fd() : sensor_.ingress_fd(), frame, o);
+        REQUIRE(r.err == 0);
+        reader_.drain();
+        return r.retval;
+    }
+    uint32_t send(const FrameSpec &s, uint32_t gso_segs = 0) { return send(build_frame(s), gso_segs); }
+
+    std::optional<exf_flow> flow_of(const FrameSpec &s)
+    {
+        for (auto &r : read_flows(sensor_.flows_fd())) {
+            bool a = format_addr(r.key.lo_addr) == s.src && r.key.lo_port == s.sport &&
+                     format_addr(r.key.hi_addr) == s.dst && r.key.hi_port == s.dport;
+            bool b = format_addr(r.key.hi_addr) == s.src && r.key.hi_port == s.sport &&
+                     format_addr(r.key.lo_addr) == s.dst && r.key.lo_port == s.dport;
+            if (a || b)
+                return r.flow;
+        }
+        return std::nullopt;
+    }
+    size_t flow_count() { return read_flows(sensor_.flows_fd()).size(); }
+    std::optional<exf_client_stats> client(const std::string &addr)
+    {
+        for (auto &r : read_clients(sensor_.clients_fd()))
+            if (format_addr(r.key.addr) == addr)
+                return r.stats;
+        return std::nullopt;
+    }
+    size_t client_count() { return read_clients(sensor_.clients_fd()).size(); }
+    HealthCounters health() { return read_health(sensor_.health_fd()); }
+    std::vector<Event> &events() { return events_; }
+    std::vector<Event> events_of(uint16_t type)
+    {
+        std::vector<Event> out;
+        for (auto &e : events_)
+            if (e.hdr.type == type)
+                out.push_back(e);
+        return out;
+    }
+
+private:
+    static SensorOptions make(SensorOptions o)
+    {
+        o.packet_time = true;
+        o.flow_table_size = std::max<uint32_t>(o.flow_table_size, 4096);
+        return o;
+    }
+    void on_event(std::span<const uint8_t> b)
+    {
+        Event e{};
+        REQUIRE(b.size() >= sizeof(exf_event_hdr));
+        std::memcpy(&e.hdr, b.data(), sizeof(e.hdr));
+        if (e.hdr.type == EXF_EV_HELLO) {
+            REQUIRE(b.size() >= EXF_HELLO_EVENT_HDR_SIZE + e.hdr.len);
+            std::memcpy(&e.seq, b.data() + 56, 4);
+            std::memcpy(&e.offset, b.data() + 60, 4);
+            e.data.assign(b.begin() + EXF_HELLO_EVENT_HDR_SIZE,
+                          b.begin() + EXF_HELLO_EVENT_HDR_SIZE + e.hdr.len);
+        } else if (e.hdr.type == EXF_EV_FLOW_END) {
+            REQUIRE(b.size() >= sizeof(exf_flow_end_event));
+            std::memcpy(&e.flow, b.data() + offsetof(exf_flow_end_event, flow), sizeof(e.flow));
+        }
+        events_.push_back(std::move(e));
+    }
+    BpfSensor sensor_;
+    EventReader reader_;
+    std::vector<Event> events_;
+    uint64_t clock_ = 0;
+};
+
+// IP-level size of a built frame (no VLAN): for IPv4 the total length.
+uint64_t ip_bytes(const Bytes &f, size_t l2 = 14) { return f.size() - l2; }
+
+FrameSpec reverse(FrameSpec s)
+{
+    std::swap(s.src, s.dst);
+    std::swap(s.sport, s.dport);
+    return s;
+}
+
+// A complete TLS-over-TCP exchange; returns the IP bytes sent each way.
+struct Exchange {
+    uint64_t pkts_in = 0, pkts_out = 0, bytes_in = 0, bytes_out = 0;
+};
+
+Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t response_len,
+                         bool close_with_rst = false)
+{
+    Exchange x;
+    FrameSpec s = reverse(c);
+    auto send_c = [&](FrameSpec f) {
+        auto fr = build_frame(f);
+        REQUIRE(h.send(fr) == 0);  // TC_ACT_OK: a sensor never drops
+        x.pkts_in++;
+        x.bytes_in += ip_bytes(fr, 14 + 4 * f.vlans.size());
+    };
+    auto send_s = [&](FrameSpec f) {
+        auto fr = build_frame(f);
+        REQUIRE(h.send(fr) == 0);
+        x.pkts_out++;
+        x.bytes_out += ip_bytes(fr, 14 + 4 * f.vlans.size());
+    };
+    c.tcp_flags = SYN;
+    c.seq = 1000;
+    send_c(c);
+    s.tcp_flags = SYN | ACK;
+    s.seq = 5000;
+    s.ack = 1001;
+    send_s(s);
+    c.tcp_flags = ACK;
+    c.seq = 1001;
+    send_c(c);
+    c.tcp_flags = PSH | ACK;
+    c.payload = hello;
+    send_c(c);
+    c.payload.clear();
+    s.tcp_flags = ACK;
+    s.seq = 5001;
+    s.payload.assign(response_len, 0x17);
+    send_s(s);
+    s.payload.clear();
+    if (close_with_rst) {
+        c.tcp_flags = RST;
+        c.seq = uint32_t(1001 + hello.size());
+        send_c(c);
+        return x;
+    }
+    c.tcp_flags = FIN | ACK;
+    c.seq = uint32_t(1001 + hello.size());
+    send_c(c);
+    s.tcp_flags = FIN | ACK;
+    s.seq = uint32_t(5001 + response_len);
+    send_s(s);
+    c.tcp_flags = ACK;
+    c.seq++;
+    send_c(c);
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("IPv4 TLS session on 443: flow, client, events and health", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.src = "192.0.2.10";
+    c.dst = "198.51.100.1";
+    auto hello = client_hello(517);
+    auto x = run_tcp_session(h, c, hello, 1200);
+
+    auto f = h.flow_of(c);
+    REQUIRE(f);
+    CHECK(f->kind == EXF_KIND_TLS);
+    unsigned in = flow_in_dir(*f);
+    CHECK(f->pkts[in] == x.pkts_in);
+    CHECK(f->pkts[in ^ 1] == x.pkts_out);
+    CHECK(f->bytes[in] == x.bytes_in);
+    CHECK(f->bytes[in ^ 1] == x.bytes_out);
+    CHECK((f->flags & EXF_FF_CLOSED));
+    CHECK((f->flags & EXF_FF_HELLO_DONE));
+    uint32_t seen_in = f->tcp_seen >> (8 * in), seen_out = f->tcp_seen >> (8 * (in ^ 1));
+    CHECK((seen_in & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK)) == (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK));
+    CHECK((seen_out & EXF_TCP_SYNACK));
+    CHECK_FALSE((f->tcp_seen & (EXF_TCP_RST | EXF_TCP_RST << 8)));
+
+    auto cs = h.client("192.0.2.10");
+    REQUIRE(cs);
+    CHECK(cs->tls_flows_opened == 1);
+    CHECK(cs->tls_flows_closed == 1);
+    CHECK(cs->pkts_in == x.pkts_in);
+    CHECK(cs->pkts_out == x.pkts_out);
+    CHECK(cs->bytes_in == x.bytes_in);
+    CHECK(cs->bytes_out == x.bytes_out);
+    CHECK(h.client_count() == 1);  // the server is never a client
+
+    auto hellos = h.events_of(EXF_EV_HELLO);
+    REQUIRE(hellos.size() == 1);
+    CHECK(hellos[0].offset == 0);
+    CHECK(hellos[0].seq == 1001);
+    CHECK(hellos[0].data == hello);
+    CHECK(hellos[0].hdr.client == f->client);
+    auto ends = h.events_of(EXF_EV_FLOW_END);
+    REQUIRE(ends.size() == 1);
+    CHECK(ends[0].hdr.reason == EXF_END_FIN);
+    CHECK(ends[0].flow.bytes[in] == x.bytes_in - 40);  // the last ACK follows the close
+
+    auto hc = h.health();
+    CHECK(hc[EXF_C_PACKETS] == x.pkts_in + x.pkts_out);
+    CHECK(hc[EXF_C_BYTES] == x.bytes_in + x.bytes_out);
+    CHECK(hc[EXF_C_TLS_FLOWS] == 1);
+    CHECK(hc[EXF_C_FLOW_NEW] == 1);
+    CHECK(hc[EXF_C_HELLO_EVENTS] == 1);
+    CHECK(hc[EXF_C_END_EVENTS] == 1);
+    CHECK(hc[EXF_C_RB_FULL] == 0);
+}
+
+TEST_CASE("RST closes a TLS flow; a new SYN on the 5-tuple starts a new one", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    auto x1 = run_tcp_session(h, c, client_hello(300), 100, true);
+    auto ends = h.events_of(EXF_EV_FLOW_END);
+    REQUIRE(ends.size() == 1);
+    CHECK(ends[0].hdr.reason == EXF_END_RST);
+    auto x2 = run_tcp_session(h, c, client_hello(300), 200);
+    ends = h.events_of(EXF_EV_FLOW_END);
+    REQUIRE(ends.size() == 3);
+    CHECK(ends[1].hdr.reason == EXF_END_REUSE);
+    CHECK(ends[1].hdr.was_closed == 1);
+    unsigned in = flow_in_dir(ends[1].flow);
+    CHECK(ends[1].flow.bytes[in] == x1.bytes_in);
+    CHECK(ends[1].flow.bytes[in ^ 1] == x1.bytes_out);
+    CHECK(ends[2].hdr.reason == EXF_END_FIN);
+    auto f = h.flow_of(c);
+    REQUIRE(f);
+    CHECK(f->bytes[flow_in_dir(*f) ^ 1] == x2.bytes_out);
+    auto cs = h.client(c.src);
+    REQUIRE(cs);
+    CHECK(cs->tls_flows_opened == 2);
+    CHECK(cs->tls_flows_closed == 2);
+    CHECK(cs->bytes_out == x1.bytes_out + x2.bytes_out);
+    CHECK(h.health()[EXF_C_FLOW_REUSE] == 1);
+}
+
+TEST_CASE("IPv6 with extension headers, and one or two VLAN tags", "[bpf]")
+{
+    if (!require_root())
+        return;
+    struct Case {
+        const char *name;
+        FrameSpec spec;
+    };
+    std::vector<Case> cases;
+    {
+        FrameSpec s;
+        s.src = "2001:db8::10";
+        s.dst = "2001:db8:1::1";
+        s.v6ext = {{0, Bytes(4, 0)}, {43, Bytes(14, 0)}, {60, Bytes(6, 0)}, {44, {}, 0, false}};
+        cases.push_back({"IPv6 hop-by-hop, routing, dest-opts, atomic fragment", s});
+    }
+    {
+        FrameSpec s;
+        s.src = "2001:db8::11";
+        s.dst = "2001:db8:1::1";
+        s.v6ext = {{51, Bytes(12, 0)}};
+        cases.push_back({"IPv6 AH", s});
+    }
+    {
+        FrameSpec s;
+        s.src = "203.0.113.5";
+        s.vlans = {{0x8100, 100}};
+        cases.push_back({"IPv4 one 802.1Q tag", s});
+    }
+    {
+        FrameSpec s;
+        s.src = "2001:db8::12";
+        s.dst = "2001:db8:1::1";
+        s.vlans = {{0x88a8, 10}, {0x8100, 20}};
+        cases.push_back({"IPv6 QinQ 802.1ad + 802.1Q", s});
+    }
+    {
+        FrameSpec s;
+        s.src = "203.0.113.6";
+        s.ip_options = {0x94, 0x04, 0, 0, 0x01, 0x01, 0x01, 0x00};  // router alert + NOPs
+        cases.push_back({"IPv4 with options", s});
+    }
+    for (auto &cs : cases) {
+        SECTION(cs.name)
+        {
+            Harness h;
+            auto hello = client_hello(400);
+            auto x = run_tcp_session(h, cs.spec, hello, 1000);
+            auto st = h.client(cs.spec.src);
+            REQUIRE(st);
+            CHECK(st->tls_flows_opened == 1);
+            CHECK(st->bytes_in == x.bytes_in);
+            CHECK(st->bytes_out == x.bytes_out);
+            CHECK(st->pkts_in == x.pkts_in);
+            auto hellos = h.events_of(EXF_EV_HELLO);
+            REQUIRE(hellos.size() == 1);
+            CHECK(hellos[0].data == hello);
+            auto hc = h.health();
+            for (unsigned i = EXF_C_NOT_IP; i <= EXF_C_OTHER_L4; i++)
+                CHECK(hc[i] == 0);
+        }
+    }
+}
+
+TEST_CASE("ClientHello on a non-TLS port makes a TLS flow; other payloads do not", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.dport = 4433;
+    auto x = run_tcp_session(h, c, client_hello(350), 800);
+    auto st = h.client(c.src);
+    REQUIRE(st);
+    CHECK(st->tls_flows_opened == 1);
+    // Everything before the ClientHello (SYN, SYN-ACK, ACK) is attributed too.
+    CHECK(st->pkts_in == x.pkts_in);
+    CHECK(st->bytes_in == x.bytes_in);
+    CHECK(st->bytes_out == x.bytes_out);
+
+    FrameSpec p;
+    p.src = "192.0.2.77";
+    p.dport = 8080;
+    Bytes get = {'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n'};
+    run_tcp_session(h, p, get, 500);
+    CHECK_FALSE(h.client("192.0.2.77"));
+    auto f = h.flow_of(p);
+    REQUIRE(f);
+    CHECK(f->kind == EXF_KIND_OTHER);
+    CHECK(h.health()[EXF_C_TLS_FLOWS] == 1);
+}
+
+TEST_CASE("Non-TLS traffic on a TLS port counts as a TLS flow by port", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.src = "192.0.2.20";
+    c.dport = 8443;
+    Bytes get(100, 'G');
+    auto x = run_tcp_session(h, c, get, 300);
+    auto st = h.client(c.src);
+    REQUIRE(st);
+    CHECK(st->tls_flows_opened == 1);
+    CHECK(st->bytes_out == x.bytes_out);
+    auto hellos = h.events_of(EXF_EV_HELLO);
+    REQUIRE(hellos.size() == 1);  // a peek, for userspace to name the anomaly
+    CHECK(hellos[0].data.size() == EXF_NON_HELLO_PEEK);
+}
+
+TEST_CASE("Configured TLS ports replace the defaults", "[bpf]")
+{
+    if (!require_root())
+        return;
+    SensorOptions o;
+    o.tls_ports = {9443};
+    Harness h(o);
+    FrameSpec a;
+    a.src = "192.0.2.30";
+    a.dport = 443;
+    run_tcp_session(h, a, Bytes(50, 'x'), 100);
+    FrameSpec b;
+    b.src = "192.0.2.31";
+    b.dport = 9443;
+    run_tcp_session(h, b, Bytes(50, 'x'), 100);
+    CHECK_FALSE(h.client("192.0.2.30"));
+    REQUIRE(h.client("192.0.2.31"));
+}
+
+TEST_CASE("A ClientHello split over segments, in and out of order", "[bpf]")
+{
+    if (!require_root())
+        return;
+    auto hello = client_hello(1850);  // post-quantum sized
+    for (bool reorder : {false, true}) {
+        DYNAMIC_SECTION((reorder ? "second segment first" : "in order"))
+        {
+            Harness h;
+            FrameSpec c;
+            c.tcp_flags = SYN;
+            c.seq = 7000;
+            h.send(c);
+            FrameSpec s = reverse(c);
+            s.tcp_flags = SYN | ACK;
+            s.ack = 7001;
+            h.send(s);
+            FrameSpec p1 = c, p2 = c;
+            p1.tcp_flags = p2.tcp_flags = ACK | PSH;
+            p1.seq = 7001;
+            p1.payload.assign(hello.begin(), hello.begin() + 1400);
+            p2.seq = 7001 + 1400;
+            p2.payload.assign(hello.begin() + 1400, hello.end());
+            if (reorder) {
+                h.send(p2);
+                h.send(p1);
+            } else {
+                h.send(p1);
+                h.send(p2);
+            }
+            // A later data segment is not sent to userspace.
+            FrameSpec p3 = c;
+            p3.tcp_flags = ACK | PSH;
+            p3.seq = 7001 + uint32_t(hello.size());
+            p3.payload.assign(100, 0x17);
+            h.send(p3);
+            auto hellos = h.events_of(EXF_EV_HELLO);
+            REQUIRE(hellos.size() == 2);
+            Bytes joined(hello.size());
+            for (auto &e : hellos) {
+                REQUIRE(e.offset + e.data.size() <= joined.size());
+                CHECK(e.seq == 7001 + e.offset);
+                std::copy(e.data.begin(), e.data.end(), joined.begin() + e.offset);
+            }
+            CHECK(joined == hello);
+            auto f = h.flow_of(c);
+            REQUIRE(f);
+            CHECK(f->hello_target == hello.size());
+            // In order, the contiguous coverage reaches the target and the
+            // flow stops looking; out of order it stops after
+            // EXF_HELLO_MAX_SEGS client segments at most.
+            if (!reorder)
+                CHECK((f->flags & EXF_FF_HELLO_DONE));
+        }
+    }
+}
+
+TEST_CASE("A GRO/GSO super-packet counts its wire segments and bytes", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.src = "192.0.2.40";
+    c.tcp_flags = SYN;
+    h.send(c);
+    FrameSpec s = reverse(c);
+    s.tcp_flags = ACK;
+    s.tcp_option_words = 3;             // 32-byte TCP header, as with timestamps
+    // Two 1448-byte segments (a test run takes one page at most).
+    s.payload.assign(2 * 1448, 0x17);
+    auto before = h.client(c.src);
+    REQUIRE(before);
+    h.send(build_frame(s), 2);
+    auto after = h.client(c.src);
+    REQUIRE(after);
+    CHECK(after->pkts_out - before->pkts_out == 2);
+    CHECK(after->bytes_out - before->bytes_out == 2 * (20 + 32 + 1448));
+}
+
+TEST_CASE("QUIC: a long-header first datagram on a TLS port makes a QUIC flow", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec q;
+    q.proto = 17;
+    q.src = "2001:db8::50";
+    q.dst = "2001:db8:1::1";
+    q.sport = 50000;
+    q.dport = 443;
+    for (int i = 0; i < 6; i++) {
+        q.payload = quic_initial(1250);
+        h.send(q);
+    }
+    FrameSpec r = reverse(q);
+    r.payload = quic_initial(1200);
+    h.send(r);
+    auto st = h.client(q.src);
+    REQUIRE(st);
+    CHECK(st->tls_flows_opened == 1);
+    CHECK(st->pkts_in == 6);
+    CHECK(st->pkts_out == 1);
+    CHECK(st->bytes_in == 6 * (40 + 8 + 1250));
+    auto hellos = h.events_of(EXF_EV_HELLO);
+    REQUIRE(hellos.size() == EXF_QUIC_MAX_DGRAMS);
+    for (unsigned i = 0; i < hellos.size(); i++) {
+        CHECK(hellos[i].seq == i);
+        CHECK(hellos[i].data == q.payload);
+        CHECK(hellos[i].hdr.kind == EXF_KIND_QUIC);
+    }
+    CHECK(h.health()[EXF_C_QUIC_FLOWS] == 1);
+
+    SECTION("short header first, other ports, version 0 are not QUIC flows")
+    {
+        FrameSpec s = q;
+        s.src = "2001:db8::51";
+        s.payload = Bytes(100, 0x40);  // short header
+        h.send(s);
+        FrameSpec vn = q;
+        vn.src = "2001:db8::52";
+        vn.payload = quic_initial(1200, 0);  // version negotiation shape
+        h.send(vn);
+        FrameSpec dns = q;
+        dns.src = "2001:db8::53";
+        dns.dport = 53;
+        dns.payload = quic_initial(1200);
+        h.send(dns);
+        CHECK_FALSE(h.client("2001:db8::51"));
+        CHECK_FALSE(h.client("2001:db8::52"));
+        CHECK_FALSE(h.client("2001:db8::53"));
+        CHECK_FALSE(h.flow_of(dns));  // UDP off the TLS ports is not tracked
+    }
+}
+
+TEST_CASE("Flows first seen mid-stream: the client is the side off the TLS port", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec s;
+    s.src = "198.51.100.1";
+    s.sport = 443;
+    s.dst = "203.0.113.9";
+    s.dport = 51000;
+    s.payload.assign(1000, 0x17);
+    h.send(s);
+    h.send(reverse(s));
+    auto st = h.client("203.0.113.9");
+    REQUIRE(st);
+    CHECK(st->tls_flows_opened == 1);
+    CHECK(st->pkts_out == 1);
+    CHECK(st->pkts_in == 1);
+    CHECK_FALSE(h.client("198.51.100.1"));
+    auto f = h.flow_of(s);
+    REQUIRE(f);
+    CHECK((f->flags & EXF_FF_MIDSTREAM));
+
+    // Off the TLS ports with no SYN: the ClientHello's sender is the client.
+    FrameSpec m;
+    m.src = "203.0.113.10";
+    m.sport = 5555;
+    m.dst = "198.51.100.2";
+    m.dport = 6666;
+    FrameSpec back = reverse(m);
+    back.payload.clear();
+    h.send(back);  // a bare ACK from the server first
+    m.payload = client_hello(260);
+    h.send(m);
+    auto st2 = h.client("203.0.113.10");
+    REQUIRE(st2);
+    CHECK(st2->tls_flows_opened == 1);
+    CHECK(st2->pkts_out == 1);
+    CHECK(st2->pkts_in == 1);
+}
+
+TEST_CASE("Fragments and non-TCP/UDP pass untouched and are counted", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec frag;
+    frag.frag_off = 185;  // a non-first IPv4 fragment
+    frag.payload.assign(64, 1);
+    CHECK(h.send(frag) == 0);
+    FrameSpec frag6;
+    frag6.src = "2001:db8::60";
+    frag6.dst = "2001:db8:1::1";
+    frag6.v6ext = {{44, {}, 100, false}};
+    CHECK(h.send(frag6) == 0);
+    FrameSpec icmp;
+    icmp.proto = 1;
+    icmp.payload.assign(64, 0);
+    CHECK(h.send(icmp) == 0);
+    Bytes arp(60, 0);
+    arp[12] = 0x08;
+    arp[13] = 0x06;
+    CHECK(h.send(arp) == 0);
+    FrameSpec deep;
+    deep.vlans = {{0x88a8, 1}, {0x8100, 2}, {0x8100, 3}};
+    CHECK(h.send(deep) == 0);
+    auto hc = h.health();
+    CHECK(hc[EXF_C_FRAGMENT] == 2);
+    CHECK(hc[EXF_C_OTHER_L4] == 1);
+    CHECK(hc[EXF_C_NOT_IP] == 1);
+    CHECK(hc[EXF_C_VLAN_TOO_DEEP] == 1);
+    CHECK(hc[EXF_C_PACKETS] == 5);
+    CHECK(h.flow_count() == 0);
+    CHECK(h.client_count() == 0);
+}
+
+TEST_CASE("Malformed input: every truncation and bogus header lengths", "[bpf]")
+{
+    if (!require_root())
+        return;
+    SECTION("every truncation length of a frame carrying a ClientHello")
+    {
+        for (bool v6 : {false, true}) {
+            FrameSpec c;
+            if (v6) {
+                c.src = "2001:db8::70";
+                c.dst = "2001:db8:1::1";
+            }
+            c.vlans = {{0x8100, 7}};
+            c.tcp_flags = ACK | PSH;
+            c.payload = client_hello(300);
+            auto full = build_frame(c);
+            size_t l3 = 18, l4 = l3 + (v6 ? 40 : 20), pl = l4 + 20;
+            for (size_t len = 14; len <= full.size(); len++) {
+                Harness h;
+                Bytes cut(full.begin(), full.begin() + long(len));
+                INFO("v6=" << v6 << " length " << len);
+                REQUIRE(h.send(cut) == 0);
+                auto hc = h.health();
+                CHECK(hc[EXF_C_PACKETS] == 1);
+                if (len < l3)
+                    CHECK(hc[EXF_C_TRUNC_L2] == 1);
+                else if (len < l4)
+                    CHECK(hc[EXF_C_TRUNC_L3] == 1);
+                else if (len < pl)
+                    CHECK(hc[EXF_C_TRUNC_L4] == 1);
+                else {
+                    // Headers complete: counted with the IP length's bytes;
+                    // the hello event carries what the frame holds.
+                    auto st = h.client(c.src);
+                    REQUIRE(st);
+                    CHECK(st->bytes_in == full.size() - l3);
+                    auto hellos = h.events_of(EXF_EV_HELLO);
+                    if (len == pl) {
+                        CHECK(hellos.empty());
+                    } else {
+                        REQUIRE(hellos.size() == 1);
+                        CHECK(hellos[0].data.size() == len - pl);
+                        CHECK(std::equal(hellos[0].data.begin(), hellos[0].data.end(),
+                                         c.payload.begin()));
+                    }
+                }
+            }
+        }
+    }
+    SECTION("bogus IP and TCP header lengths")
+    {
+        Harness h;
+        FrameSpec a;
+        a.ihl = 3;
+        h.send(a);
+        FrameSpec b;
+        b.ihl = 15;  // 60-byte header longer than the total length
+        b.payload.assign(10, 0);
+        h.send(b);
+        FrameSpec b2;
+        b2.ihl = 15;  // 60-byte header: the TCP header would lie beyond the frame
+        b2.ip_len = 200;
+        h.send(b2);
+        FrameSpec c;
+        c.tcp_doff = 2;
+        h.send(c);
+        FrameSpec d;
+        d.tcp_doff = 15;  // 60-byte TCP header beyond the IP length
+        h.send(d);
+        FrameSpec e;
+        e.ip_len = 10;  // shorter than the IP header
+        h.send(e);
+        FrameSpec g;
+        g.src = "2001:db8::80";
+        g.dst = "2001:db8:1::1";
+        g.ip_len = 4;  // IPv6 payload shorter than the TCP header
+        h.send(g);
+        auto hc = h.health();
+        CHECK(hc[EXF_C_BAD_IPV4] == 3);
+        CHECK(hc[EXF_C_TRUNC_L4] == 1);
+        CHECK(hc[EXF_C_BAD_TCP] == 3);
+        CHECK(h.flow_count() == 0);
+    }
+}
