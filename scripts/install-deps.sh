@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package exfilmon needs to build, run and test.
+# Idempotent: installs only what is missing. Run as root.
+set -euo pipefail
+
+BUILD_PKGS=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libpcap-dev
+            libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
+            nlohmann-json3-dev libssl-dev)
+TEST_PKGS=(iproute2 tcpdump openssl curl ethtool procps)
+PKGS=("${BUILD_PKGS[@]}")
+if [[ "${1:-}" != "--build-only" ]]; then
+    PKGS+=("${TEST_PKGS[@]}")
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "install-deps: missing packages (${missing[*]}); run this script as root" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# bpffs, for pinned maps and bpftool.
+if ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+    mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
