@@ -178,7 +178,7 @@ Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t res
 
 }  // namespace
 
-TEST_CASE("IPv4 TLS session on 443: flow, client, events and health", "[bpf]")
+TEST_CASE("IPv4 TLS session on 443 fills flow and client maps and sends events", "[bpf]")
 {
     if (!require_root())
         return;
@@ -235,7 +235,7 @@ TEST_CASE("IPv4 TLS session on 443: flow, client, events and health", "[bpf]")
     CHECK(hc[EXF_C_RB_FULL] == 0);
 }
 
-TEST_CASE("RST closes a TLS flow; a new SYN on the 5-tuple starts a new one", "[bpf]")
+TEST_CASE("RST closes a TLS flow and a new SYN on the 5-tuple starts a new one", "[bpf]")
 {
     if (!require_root())
         return;
@@ -265,7 +265,7 @@ TEST_CASE("RST closes a TLS flow; a new SYN on the 5-tuple starts a new one", "[
     CHECK(h.health()[EXF_C_FLOW_REUSE] == 1);
 }
 
-TEST_CASE("IPv6 with extension headers, and one or two VLAN tags", "[bpf]")
+TEST_CASE("IPv6 extension headers and one or two VLAN tags are parsed", "[bpf]")
 {
     if (!require_root())
         return;
@@ -329,7 +329,7 @@ TEST_CASE("IPv6 with extension headers, and one or two VLAN tags", "[bpf]")
     }
 }
 
-TEST_CASE("ClientHello on a non-TLS port makes a TLS flow; other payloads do not", "[bpf]")
+TEST_CASE("ClientHello on a non-TLS port makes a TLS flow but other payloads do not", "[bpf]")
 {
     if (!require_root())
         return;
@@ -395,7 +395,7 @@ TEST_CASE("Configured TLS ports replace the defaults", "[bpf]")
     REQUIRE(h.client("192.0.2.31"));
 }
 
-TEST_CASE("A ClientHello split over segments, in and out of order", "[bpf]")
+TEST_CASE("A ClientHello split over segments in and out of order", "[bpf]")
 {
     if (!require_root())
         return;
@@ -530,7 +530,7 @@ TEST_CASE("QUIC: a long-header first datagram on a TLS port makes a QUIC flow", 
     }
 }
 
-TEST_CASE("Flows first seen mid-stream: the client is the side off the TLS port", "[bpf]")
+TEST_CASE("Flows first seen mid-stream take the side off the TLS port as client", "[bpf]")
 {
     if (!require_root())
         return;
@@ -606,7 +606,7 @@ TEST_CASE("Fragments and non-TCP/UDP pass untouched and are counted", "[bpf]")
     CHECK(h.client_count() == 0);
 }
 
-TEST_CASE("Malformed input: every truncation and bogus header lengths", "[bpf]")
+TEST_CASE("Malformed input at every truncation and with bogus header lengths", "[bpf]")
 {
     if (!require_root())
         return;

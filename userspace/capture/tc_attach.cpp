@@ -2,6 +2,9 @@
 
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -12,6 +15,20 @@
 namespace exf {
 
 namespace {
+// On a loopback device every packet passes egress and then ingress: attach
+// ingress only, or each packet would count twice.
+bool is_loopback(const std::string &ifname)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    ifreq ifr{};
+    ifname.copy(ifr.ifr_name, IFNAMSIZ - 1);
+    bool lo = ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_LOOPBACK);
+    close(fd);
+    return lo;
+}
+
 bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point where)
 {
     bpf_tc_hook hook{};
@@ -44,7 +61,10 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
         {BPF_TC_INGRESS, sensor.ingress_fd(), "ingress", &ingress_, &ingress_handle_, &ingress_prio_},
         {BPF_TC_EGRESS, sensor.egress_fd(), "egress", &egress_, &egress_handle_, &egress_prio_},
     };
+    bool loopback = is_loopback(ifname);
     for (auto &pt : points) {
+        if (loopback && pt.where == BPF_TC_EGRESS)
+            continue;
         auto h = make_hook(ifindex_, pt.where);
         bpf_tc_opts opts{};
         opts.sz = sizeof(opts);
@@ -59,7 +79,9 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
         *pt.handle = opts.handle;
         *pt.prio = opts.priority;
     }
-    spdlog::info("attached to {} (ifindex {}) ingress and egress{}", ifname, ifindex_,
+    spdlog::info("attached to {} (ifindex {}) {}{}", ifname, ifindex_,
+                 loopback ? "ingress only (loopback: egress would count each packet twice)"
+                          : "ingress and egress",
                  created_qdisc_ ? ", clsact qdisc created" : "");
 }
 

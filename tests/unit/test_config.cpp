@@ -1,0 +1,107 @@
+// Configuration: defaults, the shipped file, and each error message with its
+// FILE:LINE:COLUMN.
+#include <catch2/catch.hpp>
+
+#include "config/config.h"
+#include "config/units.h"
+#include "support/test_env.h"
+
+using namespace exf;
+
+namespace {
+std::string only_issue(const std::string &text)
+{
+    auto r = parse_config(text, "t.toml");
+    REQUIRE(r.issues.size() == 1);
+    return r.issues[0].format();
+}
+}  // namespace
+
+TEST_CASE("Sizes and durations", "[config]")
+{
+    CHECK(parse_size("4MiB") == (4u << 20));
+    CHECK(parse_size("500KB") == 500000u);
+    CHECK(parse_size("2GiB") == (2ull << 30));
+    CHECK(parse_size("1.5KiB") == 1536u);
+    CHECK(parse_size("65536") == 65536u);
+    CHECK_FALSE(parse_size("4 parsecs"));
+    CHECK_FALSE(parse_size(""));
+    CHECK_FALSE(parse_size("MiB"));
+    CHECK_FALSE(parse_size("99999999999999999999TiB"));
+    CHECK(parse_duration_ms("10m") == 600000u);
+    CHECK(parse_duration_ms("1h30m") == 5400000u);
+    CHECK(parse_duration_ms("500ms") == 500u);
+    CHECK(parse_duration_ms("1d") == 86400000u);
+    CHECK_FALSE(parse_duration_ms("10"));
+    CHECK_FALSE(parse_duration_ms("5 minutes"));
+    CHECK_FALSE(parse_duration_ms(""));
+}
+
+TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]")
+{
+    auto r = load_config((exf::test::source_dir() / "configs" / "exfilmon.toml").string());
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    Config d;
+    CHECK(r.config.interfaces == d.interfaces);
+    CHECK(r.config.bpf.flow_table_size == d.bpf.flow_table_size);
+    CHECK(r.config.bpf.client_table_size == d.bpf.client_table_size);
+    CHECK(r.config.bpf.ringbuf_bytes == d.bpf.ringbuf_bytes);
+    CHECK(r.config.bpf.tls_ports == d.bpf.tls_ports);
+    CHECK(r.config.report_interval_ms == d.report_interval_ms);
+    CHECK(r.config.log_level == d.log_level);
+}
+
+TEST_CASE("Values are read", "[config]")
+{
+    auto r = parse_config(R"(
+[capture]
+interfaces = ["eth0", "eth1"]
+[bpf]
+flow_table_size = 4096
+client_table_size = 1024
+ringbuf_size = "1MiB"
+tls_ports = [443, 9443, 10443]
+[daemon]
+report_interval = "2s"
+[log]
+level = "debug"
+)",
+                          "t.toml");
+    REQUIRE(r.ok());
+    CHECK(r.config.interfaces == std::vector<std::string>{"eth0", "eth1"});
+    CHECK(r.config.bpf.flow_table_size == 4096);
+    CHECK(r.config.bpf.client_table_size == 1024);
+    CHECK(r.config.bpf.ringbuf_bytes == (1u << 20));
+    CHECK(r.config.bpf.tls_ports == std::vector<uint16_t>{443, 9443, 10443});
+    CHECK(r.config.report_interval_ms == 2000);
+    CHECK(r.config.log_level == "debug");
+}
+
+TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
+{
+    CHECK(only_issue("[bpf]\nflow_tabel_size = 5\n") ==
+          "t.toml:2:19: unknown key 'flow_tabel_size' in [bpf]");
+    CHECK(only_issue("[bpf]\nflow_table_size = \"big\"\n") ==
+          "t.toml:2:19: flow_table_size: expected an integer");
+    CHECK(only_issue("[bpf]\nflow_table_size = 10\n") ==
+          "t.toml:2:19: flow_table_size: 10 is out of range [1024, 67108864]");
+    CHECK(only_issue("[bpf]\nringbuf_size = \"3MiB\"\n") ==
+          "t.toml:2:16: ringbuf_size: must be a power of two between 64KiB and 1GiB");
+    CHECK(only_issue("[bpf]\nringbuf_size = \"4 lots\"\n") ==
+          "t.toml:2:16: ringbuf_size: '4 lots' is not a size (e.g. 4MiB, 500KB, 65536)");
+    CHECK(only_issue("[bpf]\ntls_ports = [443, 70000]\n") ==
+          "t.toml:2:19: tls_ports: 70000 is out of range [1, 65535]");
+    CHECK(only_issue("[daemon]\nreport_interval = \"5 minutes\"\n") ==
+          "t.toml:2:19: report_interval: '5 minutes' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
+    CHECK(only_issue("[log]\nlevel = \"loud\"\n") ==
+          "t.toml:2:9: level: expected one of trace, debug, info, warn, error");
+    CHECK(only_issue("bpf = 3\n") == "t.toml:1:7: bpf: expected a table [bpf]");
+    CHECK(only_issue("[capture]\ninterfaces = \"eth0\"\n") ==
+          "t.toml:2:14: interfaces: expected an array of interface names");
+    auto syntax = only_issue("[bpf\n");
+    CHECK(syntax.rfind("t.toml:1:", 0) == 0);
+    auto r = load_config("/nonexistent/exfilmon.toml");
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml:0:0: cannot open the configuration file");
+}
