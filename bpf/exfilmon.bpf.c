@@ -3,7 +3,10 @@
  * exfilmon tc programs: count per-client TLS/QUIC flows, packets and bytes
  * in both directions, and hand the first client bytes of each TLS flow (the
  * ClientHello, or QUIC Initial datagrams) to userspace through a ring buffer.
- * A sensor never drops: both programs always return TC_ACT_OK.
+ * A sensor never drops nor decides: both programs always return
+ * TC_ACT_UNSPEC, so the packet continues through any other tc filters on
+ * the hook (TC_ACT_OK would end the chain and skip them) and is then
+ * delivered as usual.
  */
 #include "lib/exf_common.h"
 #include <linux/pkt_cls.h>
@@ -414,12 +417,12 @@ SEC("tc")
 int exf_tc_ingress(struct __sk_buff *skb)
 {
 	exf_handle(skb);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
 int exf_tc_egress(struct __sk_buff *skb)
 {
 	exf_handle(skb);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }

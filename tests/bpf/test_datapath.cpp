@@ -21,6 +21,9 @@ using namespace exf::test;
 
 namespace {
 
+// TC_ACT_UNSPEC: the packet goes on to other filters and is delivered.
+constexpr uint32_t kPass = uint32_t(-1);
+
 struct Event {
     exf_event_hdr hdr;
     uint32_t seq = 0, offset = 0;
@@ -129,13 +132,13 @@ Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t res
     FrameSpec s = reverse(c);
     auto send_c = [&](FrameSpec f) {
         auto fr = build_frame(f);
-        REQUIRE(h.send(fr) == 0);  // TC_ACT_OK: a sensor never drops
+        REQUIRE(h.send(fr) == kPass);  // a sensor never drops nor decides
         x.pkts_in++;
         x.bytes_in += ip_bytes(fr, 14 + 4 * f.vlans.size());
     };
     auto send_s = [&](FrameSpec f) {
         auto fr = build_frame(f);
-        REQUIRE(h.send(fr) == 0);
+        REQUIRE(h.send(fr) == kPass);
         x.pkts_out++;
         x.bytes_out += ip_bytes(fr, 14 + 4 * f.vlans.size());
     };
@@ -579,23 +582,23 @@ TEST_CASE("Fragments and non-TCP/UDP pass untouched and are counted", "[bpf]")
     FrameSpec frag;
     frag.frag_off = 185;  // a non-first IPv4 fragment
     frag.payload.assign(64, 1);
-    CHECK(h.send(frag) == 0);
+    CHECK(h.send(frag) == kPass);
     FrameSpec frag6;
     frag6.src = "2001:db8::60";
     frag6.dst = "2001:db8:1::1";
     frag6.v6ext = {{44, {}, 100, false}};
-    CHECK(h.send(frag6) == 0);
+    CHECK(h.send(frag6) == kPass);
     FrameSpec icmp;
     icmp.proto = 1;
     icmp.payload.assign(64, 0);
-    CHECK(h.send(icmp) == 0);
+    CHECK(h.send(icmp) == kPass);
     Bytes arp(60, 0);
     arp[12] = 0x08;
     arp[13] = 0x06;
-    CHECK(h.send(arp) == 0);
+    CHECK(h.send(arp) == kPass);
     FrameSpec deep;
     deep.vlans = {{0x88a8, 1}, {0x8100, 2}, {0x8100, 3}};
-    CHECK(h.send(deep) == 0);
+    CHECK(h.send(deep) == kPass);
     auto hc = h.health();
     CHECK(hc[EXF_C_FRAGMENT] == 2);
     CHECK(hc[EXF_C_OTHER_L4] == 1);
@@ -613,6 +616,9 @@ TEST_CASE("Malformed input at every truncation and with bogus header lengths", "
     SECTION("every truncation length of a frame carrying a ClientHello")
     {
         for (bool v6 : {false, true}) {
+            // One program load per family: each length is a new flow (its
+            // own source port) and is checked through counter deltas.
+            Harness h;
             FrameSpec c;
             if (v6) {
                 c.src = "2001:db8::70";
@@ -621,27 +627,33 @@ TEST_CASE("Malformed input at every truncation and with bogus header lengths", "
             c.vlans = {{0x8100, 7}};
             c.tcp_flags = ACK | PSH;
             c.payload = client_hello(300);
-            auto full = build_frame(c);
-            size_t l3 = 18, l4 = l3 + (v6 ? 40 : 20), pl = l4 + 20;
-            for (size_t len = 14; len <= full.size(); len++) {
-                Harness h;
+            const size_t l3 = 18, l4 = l3 + (v6 ? 40 : 20), pl = l4 + 20;
+            const size_t full_len = build_frame(c).size();
+            for (size_t len = 14; len <= full_len; len++) {
+                c.sport = uint16_t(20000 + len);
+                auto full = build_frame(c);
                 Bytes cut(full.begin(), full.begin() + long(len));
                 INFO("v6=" << v6 << " length " << len);
-                REQUIRE(h.send(cut) == 0);
+                auto before = h.health();
+                auto cs_before = h.client(c.src).value_or(exf_client_stats{});
+                h.events().clear();
+                REQUIRE(h.send(cut) == kPass);
                 auto hc = h.health();
-                CHECK(hc[EXF_C_PACKETS] == 1);
+                auto delta = [&](unsigned i) { return hc[i] - before[i]; };
+                CHECK(delta(EXF_C_PACKETS) == 1);
                 if (len < l3)
-                    CHECK(hc[EXF_C_TRUNC_L2] == 1);
+                    CHECK(delta(EXF_C_TRUNC_L2) == 1);
                 else if (len < l4)
-                    CHECK(hc[EXF_C_TRUNC_L3] == 1);
+                    CHECK(delta(EXF_C_TRUNC_L3) == 1);
                 else if (len < pl)
-                    CHECK(hc[EXF_C_TRUNC_L4] == 1);
+                    CHECK(delta(EXF_C_TRUNC_L4) == 1);
                 else {
                     // Headers complete: counted with the IP length's bytes;
                     // the hello event carries what the frame holds.
                     auto st = h.client(c.src);
                     REQUIRE(st);
-                    CHECK(st->bytes_in == full.size() - l3);
+                    CHECK(st->bytes_in - cs_before.bytes_in == full.size() - l3);
+                    CHECK(st->tls_flows_opened - cs_before.tls_flows_opened == 1);
                     auto hellos = h.events_of(EXF_EV_HELLO);
                     if (len == pl) {
                         CHECK(hellos.empty());

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 
 #include "capture/bpf_sensor.h"
 #include "common/error.h"
@@ -15,6 +16,9 @@
 namespace exf {
 
 namespace {
+constexpr uint32_t kFilterHandle = 0xe8f1;
+constexpr uint32_t kFilterPriority = 1;
+
 // On a loopback device every packet passes egress and then ingress: attach
 // ingress only, or each packet would count twice.
 bool is_loopback(const std::string &ifname)
@@ -69,6 +73,13 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
         bpf_tc_opts opts{};
         opts.sz = sizeof(opts);
         opts.prog_fd = pt.fd;
+        // First in the chain (priority 1), so that other filters cannot hide
+        // packets from us; our programs return TC_ACT_UNSPEC so theirs still
+        // run. A fixed handle: a filter left by an exfilmon killed earlier is
+        // replaced, never doubled.
+        opts.handle = kFilterHandle;
+        opts.priority = kFilterPriority;
+        opts.flags = BPF_TC_F_REPLACE;
         err = bpf_tc_attach(&h, &opts);
         if (err) {
             int saved = err;
