@@ -1,0 +1,197 @@
+#include "tls/ja4.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace exf::tls {
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+bool is_alnum_ascii(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+void append_hex4(std::string &s, uint16_t v) {
+    s.push_back(kHex[(v >> 12) & 0xf]);
+    s.push_back(kHex[(v >> 8) & 0xf]);
+    s.push_back(kHex[(v >> 4) & 0xf]);
+    s.push_back(kHex[v & 0xf]);
+}
+
+std::string join_hex(const std::vector<uint16_t> &values) {
+    std::string s;
+    s.reserve(values.size() * 5);
+    for (size_t i = 0; i < values.size(); ++i) {
+        if (i) s.push_back(',');
+        append_hex4(s, values[i]);
+    }
+    return s;
+}
+
+std::vector<uint16_t> without_grease(const std::vector<uint16_t> &values) {
+    std::vector<uint16_t> out;
+    out.reserve(values.size());
+    for (uint16_t v : values)
+        if (!is_grease(v)) out.push_back(v);
+    return out;
+}
+
+// Characters of a byte string decoded as UTF-8 the way Rust's
+// from_utf8_lossy does (each maximal invalid subpart is one U+FFFD). Each
+// character is reported as its byte if ASCII, else as 0 (non-ASCII).
+std::vector<unsigned char> utf8_chars(std::string_view s) {
+    std::vector<unsigned char> chars;
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        if (b < 0x80) {
+            chars.push_back(b);
+            ++i;
+            continue;
+        }
+        size_t need = 0;
+        unsigned char lo = 0x80, hi = 0xbf;
+        if (b >= 0xc2 && b <= 0xdf) {
+            need = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            need = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            need = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        }
+        size_t k = 1;
+        for (; k <= need && i + k < s.size(); ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            if (c < lo || c > hi) break;
+            lo = 0x80;
+            hi = 0xbf;
+        }
+        chars.push_back(0);  // one character (valid non-ASCII or U+FFFD)
+        i += k;
+    }
+    return chars;
+}
+
+}  // namespace
+
+std::string_view ja4_version_code(uint16_t version) {
+    switch (version) {
+    case 0x0304: return "13";
+    case 0x0303: return "12";
+    case 0x0302: return "11";
+    case 0x0301: return "10";
+    case 0x0300: return "s3";
+    case 0x0002:  // SSL 2.0 as JA4.md writes it
+    case 0x0200: return "s2";  // and as earlier JA4.md revisions wrote it
+    case 0x0100: return "s1";
+    case 0xfeff: return "d1";
+    case 0xfefd: return "d2";
+    case 0xfefc: return "d3";
+    default: return "00";
+    }
+}
+
+uint16_t ja4_version_value(const ClientHello &hello) {
+    if (!hello.has_extension(ext::supported_versions)) return hello.legacy_version;
+    uint16_t best = 0;
+    for (uint16_t v : hello.supported_versions)
+        if (!is_grease(v)) best = std::max(best, v);
+    return best;
+}
+
+std::string ja4_alpn_chars(std::string_view first_alpn, Ja4AlpnRule rule) {
+    if (first_alpn.empty()) return "00";
+    if (rule == Ja4AlpnRule::foxio_tool) {
+        const auto chars = utf8_chars(first_alpn);
+        auto shown = [](unsigned char c) { return c ? static_cast<char>(c) : '9'; };
+        std::string out;
+        out.push_back(shown(chars.front()));
+        out.push_back(chars.size() >= 2 ? shown(chars.back()) : '0');
+        return out;
+    }
+    const auto first = static_cast<unsigned char>(first_alpn.front());
+    const auto last = static_cast<unsigned char>(first_alpn.back());
+    std::string out;
+    if (is_alnum_ascii(first) && is_alnum_ascii(last)) {
+        out.push_back(static_cast<char>(first));
+        out.push_back(static_cast<char>(last));
+    } else {
+        out.push_back(kHex[first >> 4]);
+        out.push_back(kHex[last & 0xf]);
+    }
+    return out;
+}
+
+std::string ja4_hash12(std::string_view s) {
+    if (s.empty()) return "000000000000";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (EVP_Digest(s.data(), s.size(), md, &md_len, EVP_sha256(), nullptr) != 1 || md_len < 6)
+        return "000000000000";
+    std::string out;
+    out.reserve(12);
+    for (int i = 0; i < 6; ++i) {
+        out.push_back(kHex[md[i] >> 4]);
+        out.push_back(kHex[md[i] & 0xf]);
+    }
+    return out;
+}
+
+Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
+    const Ja4Transport transport =
+        opts.transport.value_or(hello.is_quic ? Ja4Transport::quic : Ja4Transport::tcp);
+
+    const std::vector<uint16_t> ciphers = without_grease(hello.cipher_suites);
+    const std::vector<uint16_t> exts = without_grease(hello.extensions);
+    const std::vector<uint16_t> sigs = without_grease(hello.signature_algorithms);
+
+    // Part a.
+    std::string a;
+    a.reserve(10);
+    a.push_back(transport == Ja4Transport::quic ? 'q' : transport == Ja4Transport::dtls ? 'd' : 't');
+    a.append(ja4_version_code(ja4_version_value(hello)));
+    a.push_back(hello.has_extension(ext::server_name) ? 'd' : 'i');
+    const size_t nc = std::min<size_t>(ciphers.size(), 99);
+    const size_t ne = std::min<size_t>(exts.size(), 99);
+    a.push_back(static_cast<char>('0' + nc / 10));
+    a.push_back(static_cast<char>('0' + nc % 10));
+    a.push_back(static_cast<char>('0' + ne / 10));
+    a.push_back(static_cast<char>('0' + ne % 10));
+    const std::string_view first_alpn = hello.alpn.empty() ? std::string_view{} : hello.alpn.front();
+    a.append(ja4_alpn_chars(first_alpn, opts.alpn_rule));
+
+    // Parts b and c, sorted and in wire order.
+    std::vector<uint16_t> sorted_ciphers = ciphers;
+    std::sort(sorted_ciphers.begin(), sorted_ciphers.end());
+    std::vector<uint16_t> sorted_exts;
+    sorted_exts.reserve(exts.size());
+    for (uint16_t e : exts)
+        if (e != ext::server_name && e != ext::alpn) sorted_exts.push_back(e);
+    std::sort(sorted_exts.begin(), sorted_exts.end());
+
+    const std::string sig_part = sigs.empty() ? std::string{} : "_" + join_hex(sigs);
+    const std::string b_sorted = join_hex(sorted_ciphers);
+    const std::string c_sorted = join_hex(sorted_exts) + sig_part;
+    const std::string b_orig = join_hex(ciphers);
+    const std::string c_orig = join_hex(exts) + sig_part;
+
+    Ja4Fingerprints fp;
+    fp.ja4 = a + "_" + ja4_hash12(b_sorted) + "_" + ja4_hash12(c_sorted);
+    fp.ja4_r = a + "_" + b_sorted + "_" + c_sorted;
+    fp.ja4_o = a + "_" + ja4_hash12(b_orig) + "_" + ja4_hash12(c_orig);
+    fp.ja4_ro = a + "_" + b_orig + "_" + c_orig;
+    return fp;
+}
+
+std::string ja4(const ClientHello &hello, const Ja4Options &opts) {
+    return compute_ja4(hello, opts).ja4;
+}
+
+}  // namespace exf::tls
