@@ -11,6 +11,16 @@
 #define exf_ntohs(x) bpf_ntohs(x)
 #define exf_ntohl(x) bpf_ntohl(x)
 #define exf_htonl(x) bpf_htonl(x)
+/* The datapath's view of the packet, maps and helpers (see datapath.h). */
+#define EXF_SKB struct __sk_buff
+#define exf_map_lookup(m, k) bpf_map_lookup_elem(m, k)
+#define exf_map_update(m, k, v, f) bpf_map_update_elem(m, k, v, f)
+#define exf_rb_reserve(m, sz, f) bpf_ringbuf_reserve(m, sz, f)
+#define exf_rb_submit(p, f) bpf_ringbuf_submit(p, f)
+#define exf_rb_discard(p, f) bpf_ringbuf_discard(p, f)
+#define exf_load_bytes(skb, off, to, len) bpf_skb_load_bytes(skb, off, to, len)
+#define exf_pull_data(skb, len) bpf_skb_pull_data(skb, len)
+#define exf_now_ns() bpf_ktime_get_coarse_ns()
 #else
 #include <linux/types.h>
 #include <arpa/inet.h>
@@ -24,5 +34,9 @@
 #endif
 
 #include "../exfilmon_shared.h"
+
+#if !defined(__bpf__)
+#include "user_shim.h"
+#endif
 
 #endif /* EXF_LIB_COMMON_H */

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The exfilmon datapath: per-packet flow tracking, TLS/QUIC classification,
+ * per-client accounting and hello/flow-end events. One source, two builds:
+ * bpf/exfilmon.bpf.c compiles it for the kernel; userspace/capture/udatapath.c
+ * compiles it for the libpcap backend and the userspace replay path, with
+ * the helpers and maps of exf_common.h mapped to userspace implementations.
+ * The includer defines the maps (exf_flows, exf_clients, exf_health,
+ * exf_events) and the settings (exf_tls_ports, exf_n_tls_ports,
+ * exf_use_pkt_time).
+ */
+#ifndef EXF_LIB_DATAPATH_H
+#define EXF_LIB_DATAPATH_H
+
+#include "exf_common.h"
+#include "parse.h"
+
+static __always_inline void exf_count(__u32 idx, __u64 n)
+{
+	__u64 *c = exf_map_lookup(&exf_health, &idx);
+	if (c)
+		*c += n;
+}
+
+static __always_inline int exf_is_tls_port(__u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < EXF_MAX_TLS_PORTS; i++) {
+		if ((__u32)i >= exf_n_tls_ports)
+			break;
+		if (exf_tls_ports[i] == port)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u8 exf_src_side(const struct exf_pkt *p)
+{
+	return p->dir == EXF_CDIR_LO_TO_HI ? EXF_CLIENT_LO : EXF_CLIENT_HI;
+}
+
+/* Fill a new flow from its first packet (or a SYN reusing a 5-tuple).
+ * Returns 0 if the flow is not tracked (UDP off the TLS ports). */
+static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_pkt *p,
+					 __u64 now)
+{
+	int src_tls = exf_is_tls_port(p->sport), dst_tls = exf_is_tls_port(p->dport);
+	__u8 src = exf_src_side(p), dst = src ^ 3;
+
+	__builtin_memset(nf, 0, sizeof(*nf));
+	nf->first_ns = now;
+	if (p->proto == EXF_IPPROTO_UDP) {
+		if (!src_tls && !dst_tls)
+			return 0;
+		/* The client sends to the TLS port; if both are, the first sender. */
+		nf->client = dst_tls ? src : dst;
+		nf->kind = EXF_KIND_PENDING; /* until the client's first datagram */
+		return 1;
+	}
+	if ((p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN) {
+		nf->client = src;
+		nf->client_isn = p->seq + 1;
+		nf->flags = EXF_FF_ISN_KNOWN | EXF_FF_ISN_EXACT;
+	} else if (p->tcp_flags & EXF_TCP_SYNACK) {
+		nf->client = dst;
+		nf->client_isn = p->ack;
+		nf->flags = EXF_FF_ISN_KNOWN | EXF_FF_ISN_EXACT;
+	} else {
+		/* First seen mid-stream: the client is the side not on a TLS port;
+		 * unknown if neither or both are (then the ClientHello decides). */
+		nf->flags = EXF_FF_MIDSTREAM;
+		if (dst_tls && !src_tls)
+			nf->client = src;
+		else if (src_tls && !dst_tls)
+			nf->client = dst;
+	}
+	if (src_tls || dst_tls) {
+		nf->kind = EXF_KIND_TLS;
+		if (nf->client == EXF_CLIENT_UNKNOWN)
+			nf->client = src;
+	}
+	return 1;
+}
+
+static __always_inline struct exf_client_stats *
+exf_client_get(const struct exf_pkt *p, __u8 client)
+{
+	struct exf_client_key ck;
+	struct exf_client_stats *s;
+
+	__builtin_memcpy(ck.addr, client == EXF_CLIENT_LO ? p->key.lo_addr : p->key.hi_addr, 16);
+	s = exf_map_lookup(&exf_clients, &ck);
+	if (s)
+		return s;
+	struct exf_client_stats zero = {};
+	if (exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST) &&
+	    !(s = exf_map_lookup(&exf_clients, &ck))) {
+		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);
+		return NULL;
+	}
+	s = exf_map_lookup(&exf_clients, &ck);
+	if (!s)
+		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);
+	return s;
+}
+
+static __always_inline void exf_hdr_fill(struct exf_event_hdr *h, __u16 type,
+					 const struct exf_pkt *p, const struct exf_flow *f,
+					 __u64 now)
+{
+	h->type = type;
+	h->len = 0;
+	h->kind = f->kind;
+	h->client = f->client;
+	h->reason = 0;
+	h->was_closed = 0;
+	h->ts_ns = now;
+	h->key = p->key;
+}
+
+/* Copy n payload bytes starting at payload offset poff into a hello event. */
+static __always_inline void exf_emit_hello(EXF_SKB *skb, const struct exf_pkt *p,
+					   const struct exf_flow *f, __u32 poff, __u32 n,
+					   __u32 seq, __u32 offset, __u64 now)
+{
+	struct exf_hello_event *e;
+	__u32 start = p->payload_off + poff;
+
+	/* A frame cut short (a capture's snaplen) holds less than the IP length says. */
+	if (start >= skb->len)
+		return;
+	if (n > skb->len - start)
+		n = skb->len - start;
+	if (n == 0)
+		return;
+	if (n <= EXF_CHUNK_SMALL) {
+		e = exf_rb_reserve(&exf_events, EXF_HELLO_EVENT_HDR_SIZE + EXF_CHUNK_SMALL, 0);
+		if (!e) {
+			exf_count(EXF_C_RB_FULL, 1);
+			return;
+		}
+		if (n > EXF_CHUNK_SMALL)
+			n = EXF_CHUNK_SMALL;
+		if (exf_load_bytes(skb, start, e->data, n & (2 * EXF_CHUNK_SMALL - 1)))
+			goto fail;
+	} else {
+		e = exf_rb_reserve(&exf_events, sizeof(*e), 0);
+		if (!e) {
+			exf_count(EXF_C_RB_FULL, 1);
+			return;
+		}
+		if (n > EXF_CHUNK_MAX)
+			n = EXF_CHUNK_MAX;
+		if (exf_load_bytes(skb, start, e->data, n & (2 * EXF_CHUNK_MAX - 1)))
+			goto fail;
+	}
+	exf_hdr_fill(&e->hdr, EXF_EV_HELLO, p, f, now);
+	e->hdr.len = n;
+	e->seq = seq;
+	e->offset = offset;
+	exf_rb_submit(e, 0);
+	exf_count(EXF_C_HELLO_EVENTS, 1);
+	return;
+fail:
+	exf_rb_discard(e, 0);
+	exf_count(EXF_C_LOAD_FAIL, 1);
+}
+
+static __always_inline void exf_emit_end(const struct exf_pkt *p, const struct exf_flow *f,
+					 __u8 reason, __u8 was_closed, __u64 now)
+{
+	struct exf_flow_end_event *e = exf_rb_reserve(&exf_events, sizeof(*e), 0);
+	if (!e) {
+		exf_count(EXF_C_RB_FULL, 1);
+		return;
+	}
+	exf_hdr_fill(&e->hdr, EXF_EV_FLOW_END, p, f, now);
+	e->hdr.reason = reason;
+	e->hdr.was_closed = was_closed;
+	e->flow = *f;
+	exf_rb_submit(e, 0);
+	exf_count(EXF_C_END_EVENTS, 1);
+}
+
+/* Is the payload a TLS handshake record carrying a ClientHello?
+ * hdr receives the first 9 payload bytes. */
+static __always_inline int exf_load_head(EXF_SKB *skb, const struct exf_pkt *p,
+					 __u8 *hdr, __u32 n)
+{
+	if (p->payload_len < n || p->payload_off + n > skb->len)
+		return -1;
+	if (exf_load_bytes(skb, p->payload_off, hdr, n)) {
+		exf_count(EXF_C_LOAD_FAIL, 1);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline int exf_is_client_hello(const __u8 *h)
+{
+	return h[0] == 0x16 && h[1] == 0x03 && h[2] <= 0x04 && h[5] == 0x01;
+}
+
+/* TCP: hand the client's first payload bytes to userspace, segment by
+ * segment with sequence numbers, until the ClientHello's record (or
+ * EXF_HELLO_MAX bytes) is covered or EXF_HELLO_MAX_SEGS segments were sent. */
+static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
+					  struct exf_flow *f, __u64 now)
+{
+	__u8 h[9];
+
+	if (!(f->flags & EXF_FF_ISN_KNOWN)) {
+		f->client_isn = p->seq;
+		f->flags |= EXF_FF_ISN_KNOWN;
+	}
+	__u32 offset = p->seq - f->client_isn;
+	if (offset >= EXF_HELLO_MAX)
+		return;
+	if (offset == 0 && !(f->flags & EXF_FF_TARGET_SET)) {
+		__u32 target = EXF_NON_HELLO_PEEK;
+		if (exf_load_head(skb, p, h, sizeof(h)) == 0 && exf_is_client_hello(h)) {
+			__u32 reclen = ((__u32)h[3] << 8) | h[4];
+			__u32 hslen = ((__u32)h[6] << 16) | ((__u32)h[7] << 8) | h[8];
+			/* Whole handshake in the first record: that record; otherwise
+			 * (split over records) as much as we take. */
+			target = hslen + 4 <= reclen ? 5 + reclen : EXF_HELLO_MAX;
+			if (target > EXF_HELLO_MAX)
+				target = EXF_HELLO_MAX;
+		}
+		f->hello_target = target;
+		f->flags |= EXF_FF_TARGET_SET;
+	}
+	__u32 end = (f->flags & EXF_FF_TARGET_SET) ? f->hello_target : EXF_HELLO_MAX;
+	__u32 n = 0;
+	if (offset < end) {
+		n = end - offset;
+		if (n > p->payload_len)
+			n = p->payload_len;
+		__u32 first = n > EXF_CHUNK_MAX ? EXF_CHUNK_MAX : n;
+		exf_emit_hello(skb, p, f, 0, first, p->seq, offset, now);
+		if (n > EXF_CHUNK_MAX)
+			exf_emit_hello(skb, p, f, EXF_CHUNK_MAX, n - EXF_CHUNK_MAX,
+				       p->seq + EXF_CHUNK_MAX, offset + EXF_CHUNK_MAX, now);
+	}
+	if (offset <= f->hello_contig && offset + n > f->hello_contig)
+		f->hello_contig = offset + n;
+	f->hello_segs++;
+	if (((f->flags & EXF_FF_TARGET_SET) && f->hello_contig >= f->hello_target) ||
+	    f->hello_segs >= EXF_HELLO_MAX_SEGS)
+		f->flags |= EXF_FF_HELLO_DONE;
+}
+
+/* QUIC: hand the client's first long-header datagrams to userspace. */
+static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p,
+					   struct exf_flow *f, __u8 first_byte, __u64 now)
+{
+	if (!(first_byte & 0x80)) { /* short header: the handshake is over */
+		f->flags |= EXF_FF_HELLO_DONE;
+		return;
+	}
+	exf_emit_hello(skb, p, f, 0, p->payload_len, f->hello_segs, 0, now);
+	if (++f->hello_segs >= EXF_QUIC_MAX_DGRAMS)
+		f->flags |= EXF_FF_HELLO_DONE;
+}
+
+static __always_inline void exf_handle(EXF_SKB *skb)
+{
+	struct exf_pkt p;
+	struct exf_flow nf;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 len = skb->len;
+	__u32 want = len < EXF_PULL_LEN ? len : EXF_PULL_LEN;
+
+	if (data + want > data_end) {
+		/* Headers not in the linear part: make them so. */
+		if (exf_pull_data(skb, want))
+			exf_count(EXF_C_PULL_FAIL, 1);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	int rc = exf_parse(data, data_end, len, skb->gso_segs, &p);
+	if (rc) {
+		exf_count(EXF_C_PACKETS, skb->gso_segs > 1 ? skb->gso_segs : 1);
+		exf_count(rc, 1);
+		return;
+	}
+	exf_count(EXF_C_PACKETS, p.segs);
+	exf_count(EXF_C_BYTES, p.wire_bytes);
+
+	__u64 now = exf_use_pkt_time ? skb->tstamp : exf_now_ns();
+	__u8 src = exf_src_side(&p);
+	__u8 newly = 0;
+	struct exf_flow *f = exf_map_lookup(&exf_flows, &p.key);
+
+	if (!f) {
+		if (!exf_flow_init(&nf, &p, now))
+			return;
+		if (exf_map_update(&exf_flows, &p.key, &nf, BPF_NOEXIST) == 0) {
+			exf_count(EXF_C_FLOW_NEW, 1);
+			newly = nf.kind == EXF_KIND_TLS;
+		}
+		f = exf_map_lookup(&exf_flows, &p.key);
+		if (!f) {
+			exf_count(EXF_C_FLOW_UPDATE_FAIL, 1);
+			return;
+		}
+	} else if ((p.tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
+		   ((f->flags & EXF_FF_CLOSED) ||
+		    ((f->flags & EXF_FF_ISN_EXACT) && p.seq + 1 != f->client_isn))) {
+		/* A new connection on the same 5-tuple: end the old flow. */
+		if (f->kind == EXF_KIND_TLS) {
+			exf_emit_end(&p, f, EXF_END_REUSE, !!(f->flags & EXF_FF_CLOSED), now);
+			if (!(f->flags & EXF_FF_CLOSED)) {
+				struct exf_client_stats *s = exf_client_get(&p, f->client);
+				if (s)
+					s->tls_flows_closed++;
+			}
+		}
+		exf_count(EXF_C_FLOW_REUSE, 1);
+		exf_flow_init(&nf, &p, now);
+		*f = nf;
+		newly = nf.kind == EXF_KIND_TLS;
+	}
+
+	__u32 d = p.dir & 1;
+	__sync_fetch_and_add(&f->pkts[d], p.segs);
+	__sync_fetch_and_add(&f->bytes[d], p.wire_bytes);
+	f->last_ns = now;
+	if (p.tcp_flags) {
+		__u32 bits = (__u32)p.tcp_flags << (d * 8);
+		if ((f->tcp_seen & bits) != bits)
+			__sync_fetch_and_or(&f->tcp_seen, bits);
+	}
+
+	__u8 from_client = f->client == src;
+	__u8 head[9];
+	if (f->kind == EXF_KIND_PENDING) {
+		if (p.proto == EXF_IPPROTO_TCP) {
+			if (p.payload_len > 0 && (from_client || f->client == EXF_CLIENT_UNKNOWN)) {
+				if (exf_load_head(skb, &p, head, sizeof(head)) == 0 &&
+				    exf_is_client_hello(head)) {
+					f->client = src;
+					f->kind = EXF_KIND_TLS;
+					from_client = 1;
+					newly = 1;
+				} else {
+					f->kind = EXF_KIND_OTHER;
+				}
+			}
+		} else if (from_client) {
+			/* QUIC long header: first bit set and a non-zero version. */
+			if (exf_load_head(skb, &p, head, 5) == 0 && (head[0] & 0x80) &&
+			    (head[1] | head[2] | head[3] | head[4])) {
+				f->kind = EXF_KIND_QUIC;
+				newly = 1;
+			} else {
+				f->kind = EXF_KIND_OTHER;
+			}
+		}
+	}
+	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
+		return;
+
+	struct exf_client_stats *s = exf_client_get(&p, f->client);
+	if (s) {
+		if (newly) {
+			__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
+			s->tls_flows_opened++;
+			s->pkts_in += f->pkts[in];
+			s->bytes_in += f->bytes[in];
+			s->pkts_out += f->pkts[in ^ 1];
+			s->bytes_out += f->bytes[in ^ 1];
+		} else if (from_client) {
+			s->pkts_in += p.segs;
+			s->bytes_in += p.wire_bytes;
+		} else {
+			s->pkts_out += p.segs;
+			s->bytes_out += p.wire_bytes;
+		}
+		s->last_ns = now;
+	}
+	if (newly)
+		exf_count(f->kind == EXF_KIND_TLS ? EXF_C_TLS_FLOWS : EXF_C_QUIC_FLOWS, 1);
+
+	if (p.proto == EXF_IPPROTO_TCP) {
+		if (from_client && p.payload_len > 0 && !(f->flags & EXF_FF_HELLO_DONE))
+			exf_tcp_hello(skb, &p, f, now);
+		if ((p.tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) && !(f->flags & EXF_FF_CLOSED)) {
+			__u32 seen = f->tcp_seen;
+			__u8 reason = 0;
+			if (p.tcp_flags & EXF_TCP_RST)
+				reason = EXF_END_RST;
+			else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
+				reason = EXF_END_FIN;
+			if (reason) {
+				f->flags |= EXF_FF_CLOSED;
+				if (s)
+					s->tls_flows_closed++;
+				exf_emit_end(&p, f, reason, 0, now);
+			}
+		}
+	} else if (from_client && !(f->flags & EXF_FF_HELLO_DONE)) {
+		if (!newly && exf_load_head(skb, &p, head, 1))
+			return;
+		exf_quic_hello(skb, &p, f, head[0], now);
+	}
+}
+
+#endif /* EXF_LIB_DATAPATH_H */

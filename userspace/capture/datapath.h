@@ -1,0 +1,36 @@
+#pragma once
+// One interface over the two builds of the datapath: the real BPF program
+// run through BPF_PROG_TEST_RUN (needs CAP_BPF), and the same C source
+// compiled into userspace (capture/udatapath.c). Replay and the libpcap
+// backend feed frames to either; both expose the same tables and events.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "capture/bpf_sensor.h"
+#include "capture/maps.h"
+
+namespace exf {
+
+class Datapath {
+public:
+    using EventFn = std::function<void(std::span<const uint8_t>)>;
+    virtual ~Datapath() = default;
+    // One Ethernet frame; ts_ns is the packet time (replay) or the clock.
+    virtual void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs = 0) = 0;
+    // Hands over the events produced since the last call, in order.
+    virtual void drain_events(const EventFn &fn) = 0;
+    virtual std::vector<FlowRow> flows() const = 0;
+    virtual std::vector<ClientRow> clients() const = 0;
+    virtual HealthCounters health() const = 0;
+    virtual const char *name() const = 0;
+};
+
+// The real program through BPF_PROG_TEST_RUN (packet time from the frame's ts).
+std::unique_ptr<Datapath> make_bpf_test_run_datapath(SensorOptions opts);
+// The userspace build. packet_time=false: ts_ns passed to process() is the clock.
+std::unique_ptr<Datapath> make_user_datapath(const SensorOptions &opts);
+
+}  // namespace exf

@@ -1,0 +1,333 @@
+// Userspace maps and ring buffer behind user_shim.h, and the two Datapath
+// implementations.
+#include <linux/bpf.h>  // BPF_ANY, BPF_NOEXIST, BPF_EXIST
+#include <linux/types.h>
+
+#include <array>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <unordered_map>
+
+#include "capture/datapath.h"
+#include "capture/events.h"
+#include "capture/test_run.h"
+#include "common/error.h"
+
+extern "C" {
+#include "lib/user_shim.h"
+}
+
+namespace exf {
+
+namespace {
+
+template <size_t N>
+struct KeyBytes {
+    std::array<uint8_t, N> b;
+    bool operator==(const KeyBytes &o) const { return b == o.b; }
+};
+
+template <size_t N>
+struct KeyHash {
+    size_t operator()(const KeyBytes<N> &k) const noexcept
+    {
+        // FNV-1a over 8-byte words.
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t i = 0; i < N; i += 8) {
+            uint64_t w = 0;
+            std::memcpy(&w, k.b.data() + i, std::min<size_t>(8, N - i));
+            h = (h ^ w) * 0x100000001b3ull;
+            h ^= h >> 29;
+        }
+        return size_t(h);
+    }
+};
+
+// A bounded hash map evicting the least recently used entry when full, as
+// BPF LRU maps do. Values keep their address while present.
+template <size_t KN, typename V>
+class LruMap {
+public:
+    explicit LruMap(size_t capacity) : capacity_(capacity) {}
+    V *lookup(const void *key)
+    {
+        KeyBytes<KN> k;
+        std::memcpy(k.b.data(), key, KN);
+        auto it = map_.find(k);
+        if (it == map_.end())
+            return nullptr;
+        order_.splice(order_.begin(), order_, it->second.pos);
+        return &it->second.value;
+    }
+    long update(const void *key, const void *val, uint64_t flags)
+    {
+        KeyBytes<KN> k;
+        std::memcpy(k.b.data(), key, KN);
+        auto it = map_.find(k);
+        if (it != map_.end()) {
+            if (flags == BPF_NOEXIST)
+                return -EEXIST;
+            std::memcpy(&it->second.value, val, sizeof(V));
+            order_.splice(order_.begin(), order_, it->second.pos);
+            return 0;
+        }
+        if (flags == BPF_EXIST)
+            return -ENOENT;
+        if (map_.size() >= capacity_) {
+            map_.erase(order_.back());
+            order_.pop_back();
+        }
+        order_.push_front(k);
+        Node n;
+        std::memcpy(&n.value, val, sizeof(V));
+        n.pos = order_.begin();
+        map_.emplace(k, n);
+        return 0;
+    }
+    template <typename F>
+    void for_each(F &&f) const
+    {
+        for (auto &[k, n] : map_)
+            f(k.b.data(), n.value);
+    }
+    void clear()
+    {
+        map_.clear();
+        order_.clear();
+    }
+
+private:
+    struct Node {
+        V value;
+        typename std::list<KeyBytes<KN>>::iterator pos;
+    };
+    size_t capacity_;
+    std::unordered_map<KeyBytes<KN>, Node, KeyHash<KN>> map_;
+    std::list<KeyBytes<KN>> order_;
+};
+
+struct EventQueue {
+    std::deque<std::vector<uint8_t>> ready;
+    std::vector<uint8_t> pending;
+};
+
+// The queue holding this thread's outstanding reservation (the datapath
+// reserves, fills and submits or discards one event at a time).
+thread_local EventQueue *g_pending_queue = nullptr;
+
+SensorOptions with_packet_time(SensorOptions o)
+{
+    o.packet_time = true;
+    return o;
+}
+
+class UserDatapath final : public Datapath {
+public:
+    explicit UserDatapath(const SensorOptions &o)
+        : flows_(o.flow_table_size), clients_(o.client_table_size)
+    {
+        if (auto why = validate(o); !why.empty())
+            throw Error("datapath options: " + why, EINVAL);
+        std::memset(&inst_, 0, sizeof(inst_));
+        inst_.flows = {&flows_, EXF_UMAP_FLOWS};
+        inst_.clients = {&clients_, EXF_UMAP_CLIENTS};
+        inst_.health = {&health_, EXF_UMAP_HEALTH};
+        inst_.events = {&events_, EXF_UMAP_EVENTS};
+        for (size_t i = 0; i < o.tls_ports.size(); i++)
+            inst_.tls_ports[i] = o.tls_ports[i];
+        inst_.n_tls_ports = uint32_t(o.tls_ports.size());
+        inst_.use_pkt_time = o.packet_time ? 1 : 0;
+    }
+
+    void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs) override
+    {
+        exf_uskb skb{};
+        skb.len = uint32_t(frame.size());
+        skb.gso_segs = gso_segs;
+        skb.tstamp = ts_ns;
+        skb.data = long(reinterpret_cast<uintptr_t>(frame.data()));
+        skb.data_end = skb.data + long(frame.size());
+        inst_.now_ns = ts_ns;
+        exf_u_handle(&inst_, &skb);
+    }
+
+    void drain_events(const EventFn &fn) override
+    {
+        while (!events_.ready.empty()) {
+            auto e = std::move(events_.ready.front());
+            events_.ready.pop_front();
+            fn(e);
+        }
+    }
+
+    std::vector<FlowRow> flows() const override
+    {
+        std::vector<FlowRow> out;
+        flows_.for_each([&](const uint8_t *k, const exf_flow &v) {
+            FlowRow r;
+            std::memcpy(&r.key, k, sizeof(r.key));
+            r.flow = v;
+            out.push_back(r);
+        });
+        return out;
+    }
+    std::vector<ClientRow> clients() const override
+    {
+        std::vector<ClientRow> out;
+        clients_.for_each([&](const uint8_t *k, const exf_client_stats &v) {
+            ClientRow r;
+            std::memcpy(&r.key, k, sizeof(r.key));
+            r.stats = v;
+            out.push_back(r);
+        });
+        return out;
+    }
+    HealthCounters health() const override { return health_; }
+    const char *name() const override { return "userspace"; }
+
+    LruMap<sizeof(exf_flow_key), exf_flow> flows_;
+    LruMap<sizeof(exf_client_key), exf_client_stats> clients_;
+    HealthCounters health_{};
+    EventQueue events_;
+    exf_uinstance inst_;
+};
+
+class BpfTestRunDatapath final : public Datapath {
+public:
+    explicit BpfTestRunDatapath(SensorOptions o)
+        : sensor_(with_packet_time(std::move(o))),
+          reader_(sensor_.events_fd(), [this](std::span<const uint8_t> b) {
+              if (sink_)
+                  (*sink_)(b);
+          })
+    {
+    }
+    void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs) override
+    {
+        TestRunOptions o;
+        o.tstamp_ns = ts_ns;
+        o.gso_segs = gso_segs;
+        if (frame.size() > kMaxTestRunFrame)
+            frame = frame.first(kMaxTestRunFrame);  // the IP length field still counts
+        // The kernel refuses test frames shorter than an Ethernet header, or
+        // than the IPv4/IPv6 header their ethertype announces. Those are
+        // counted here as the program would count them.
+        if (frame.size() < 14) {
+            extra_[EXF_C_PACKETS]++;
+            extra_[EXF_C_TRUNC_L2]++;
+            return;
+        }
+        uint16_t ethertype = uint16_t(frame[12] << 8 | frame[13]);
+        if ((ethertype == 0x0800 && frame.size() < 14 + 20) ||
+            (ethertype == 0x86DD && frame.size() < 14 + 40)) {
+            extra_[EXF_C_PACKETS]++;
+            extra_[EXF_C_TRUNC_L3]++;
+            return;
+        }
+        auto r = run_tc_program(sensor_.ingress_fd(), frame, o);
+        if (r.err)
+            throw_errno("BPF test run of a " + std::to_string(frame.size()) + "-byte frame", r.err);
+    }
+    void drain_events(const EventFn &fn) override
+    {
+        sink_ = &fn;
+        reader_.drain();
+        sink_ = nullptr;
+    }
+    std::vector<FlowRow> flows() const override { return read_flows(sensor_.flows_fd()); }
+    std::vector<ClientRow> clients() const override { return read_clients(sensor_.clients_fd()); }
+    HealthCounters health() const override
+    {
+        auto h = read_health(sensor_.health_fd());
+        for (size_t i = 0; i < h.size(); i++)
+            h[i] += extra_[i];
+        return h;
+    }
+    const char *name() const override { return "bpf"; }
+
+private:
+    HealthCounters extra_{};
+    BpfSensor sensor_;
+    EventReader reader_;
+    const EventFn *sink_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Datapath> make_user_datapath(const SensorOptions &opts)
+{
+    return std::make_unique<UserDatapath>(opts);
+}
+
+std::unique_ptr<Datapath> make_bpf_test_run_datapath(SensorOptions opts)
+{
+    return std::make_unique<BpfTestRunDatapath>(std::move(opts));
+}
+
+}  // namespace exf
+
+using exf::EventQueue;
+
+using exf::HealthCounters;
+
+extern "C" {
+
+void *exf_u_map_lookup(struct exf_umap *m, const void *key)
+{
+    switch (m->kind) {
+    case EXF_UMAP_FLOWS:
+        return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->lookup(key);
+    case EXF_UMAP_CLIENTS:
+        return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
+            ->lookup(key);
+    case EXF_UMAP_HEALTH: {
+        uint32_t idx;
+        std::memcpy(&idx, key, sizeof(idx));
+        auto *h = static_cast<HealthCounters *>(m->impl);
+        return idx < h->size() ? &(*h)[idx] : nullptr;
+    }
+    default:
+        return nullptr;
+    }
+}
+
+long exf_u_map_update(struct exf_umap *m, const void *key, const void *val, __u64 flags)
+{
+    switch (m->kind) {
+    case EXF_UMAP_FLOWS:
+        return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->update(key, val, flags);
+    case EXF_UMAP_CLIENTS:
+        return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
+            ->update(key, val, flags);
+    default:
+        return -EINVAL;
+    }
+}
+
+void *exf_u_rb_reserve(struct exf_umap *m, __u64 size)
+{
+    auto *q = static_cast<EventQueue *>(m->impl);
+    q->pending.assign(size, 0);
+    exf::g_pending_queue = q;
+    return q->pending.data();
+}
+
+void exf_u_rb_submit(void *)
+{
+    if (auto *q = exf::g_pending_queue) {
+        q->ready.push_back(std::move(q->pending));
+        q->pending.clear();
+        exf::g_pending_queue = nullptr;
+    }
+}
+
+void exf_u_rb_discard(void *)
+{
+    if (auto *q = exf::g_pending_queue) {
+        q->pending.clear();
+        exf::g_pending_queue = nullptr;
+    }
+}
+
+}  // extern "C"
