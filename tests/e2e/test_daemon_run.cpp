@@ -61,7 +61,8 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
     lab.wait_listening(srv, 443);
 
     auto cfg = lab.dir() / "exfilmon.toml";
-    std::ofstream(cfg) << "[daemon]\nreport_interval = \"200ms\"\n[bpf]\nflow_table_size = 4096\n";
+    std::ofstream(cfg) << "[daemon]\nreport_interval = \"200ms\"\n[bpf]\nflow_table_size = 4096\n"
+                       << "pin = false\n";
     auto out = lab.dir() / "exfilmon.out";
     auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
                                    "--interface", veth.a},

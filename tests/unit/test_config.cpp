@@ -49,6 +49,10 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
     CHECK(r.config.bpf.ringbuf_bytes == d.bpf.ringbuf_bytes);
     CHECK(r.config.bpf.tls_ports == d.bpf.tls_ports);
     CHECK(r.config.report_interval_ms == d.report_interval_ms);
+    CHECK(r.config.harvest_interval_ms == d.harvest_interval_ms);
+    CHECK(r.config.event_queue_size == d.event_queue_size);
+    CHECK(r.config.bpf.pin == d.bpf.pin);
+    CHECK(r.config.bpf.pin_path == d.bpf.pin_path);
     CHECK(r.config.log_level == d.log_level);
 }
 

@@ -2,10 +2,18 @@
 
 #include <bpf/libbpf.h>
 
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include "capture/shared_layout.h"
 #include "common/error.h"
+#include "common/log.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpedantic"
@@ -33,13 +41,46 @@ std::string validate(const SensorOptions &o)
     return {};
 }
 
-BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
+namespace {
+
+constexpr const char *kPinnedMaps[] = {"exf_flows", "exf_clients", "exf_health", "exf_events"};
+
+// Mounts bpffs on /sys/fs/bpf if the pin path lies there and it is not mounted.
+void ensure_bpffs(const std::string &pin_path)
 {
-    if (auto why = validate(opts); !why.empty())
-        throw Error("BPF options: " + why, EINVAL);
+    auto on_bpffs = [](const std::string &dir) {
+        struct statfs st{};
+        return statfs(dir.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+    };
+    std::string parent = pin_path.substr(0, pin_path.find_last_of('/'));
+    if (parent.empty())
+        parent = "/";
+    if (on_bpffs(parent))
+        return;
+    if (parent != "/sys/fs/bpf")
+        throw Error("pin_path " + pin_path + ": " + parent +
+                        " is not on a bpffs mount (mount -t bpf bpf " + parent +
+                        ", or set bpf.pin = false)",
+                    EINVAL);
+    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
+        throw_errno("mount bpffs on /sys/fs/bpf (needed for pinning; or set bpf.pin = false)", errno);
+    spdlog::info("mounted bpffs on /sys/fs/bpf");
+}
+
+bool pinned_exists(const std::string &path)
+{
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+void BpfSensor::open_and_configure()
+{
     skel_ = exfilmon::open();
     if (!skel_)
         throw_errno("open BPF object", errno);
+    const SensorOptions &opts = opts_;
     int err = bpf_map__set_max_entries(skel_->maps.exf_flows, opts.flow_table_size);
     if (!err)
         err = bpf_map__set_max_entries(skel_->maps.exf_clients, opts.client_table_size);
@@ -47,6 +88,7 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         err = bpf_map__set_max_entries(skel_->maps.exf_events, opts.ringbuf_bytes);
     if (err) {
         exfilmon::destroy(skel_);
+        skel_ = nullptr;
         throw_errno("size BPF maps", err);
     }
     for (size_t i = 0; i < opts.tls_ports.size(); i++)
@@ -55,7 +97,46 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         skel_->rodata->exf_tls_ports[i] = 0;
     skel_->rodata->exf_n_tls_ports = uint32_t(opts.tls_ports.size());
     skel_->rodata->exf_use_pkt_time = opts.packet_time ? 1 : 0;
-    err = exfilmon::load(skel_);
+    if (opts.pin) {
+        for (auto *name : kPinnedMaps) {
+            auto *m = bpf_object__find_map_by_name(skel_->obj, name);
+            std::string path = opts.pin_path + "/" + name;
+            if (int e = bpf_map__set_pin_path(m, path.c_str())) {
+                exfilmon::destroy(skel_);
+                skel_ = nullptr;
+                throw_errno("set pin path " + path, e);
+            }
+        }
+    }
+}
+
+BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
+{
+    if (auto why = validate(opts); !why.empty())
+        throw Error("BPF options: " + why, EINVAL);
+    if (opts.pin) {
+        ensure_bpffs(opts.pin_path);
+        if (mkdir(opts.pin_path.c_str(), 0700) != 0 && errno != EEXIST)
+            throw_errno("create pin directory " + opts.pin_path, errno);
+        reused_pins_ = pinned_exists(opts.pin_path + "/exf_clients");
+    }
+    open_and_configure();
+    int err = exfilmon::load(skel_);
+    if (err && opts.pin && reused_pins_) {
+        // Pinned maps of another shape (an upgrade changed a struct, or the
+        // configuration changed a table size): they cannot be reused.
+        spdlog::warn("maps pinned under {} do not match this build or configuration ({}); "
+                     "replacing them: counts from before this start are lost",
+                     opts.pin_path, strerror(-err));
+        exfilmon::destroy(skel_);
+        for (auto *name : kPinnedMaps)
+            unlink((opts.pin_path + "/" + name).c_str());
+        reused_pins_ = false;
+        open_and_configure();
+        err = exfilmon::load(skel_);
+    }
+    if (reused_pins_ && !err)
+        spdlog::info("reusing the maps pinned under {}: counts continue", opts.pin_path);
     if (err) {
         exfilmon::destroy(skel_);
         skel_ = nullptr;

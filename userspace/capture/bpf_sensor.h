@@ -18,6 +18,10 @@ struct SensorOptions {
     uint32_t ringbuf_bytes = 4u << 20;  // power of two, >= page size
     std::vector<uint16_t> tls_ports{443, 8443};
     bool packet_time = false;  // replay: timestamps from skb->tstamp
+    // Pin the maps under pin_path (bpffs, mounted if needed) and reuse maps
+    // pinned there by an earlier run, so counts survive a daemon restart.
+    bool pin = false;
+    std::string pin_path = "/sys/fs/bpf/exfilmon";
 };
 
 class BpfSensor {
@@ -34,11 +38,15 @@ public:
     int health_fd() const;
     int events_fd() const;
     const SensorOptions &options() const { return opts_; }
+    // True when the maps were taken over from an earlier run's pins.
+    bool reused_pins() const { return reused_pins_; }
     struct exfilmon *skeleton() const { return skel_; }
 
 private:
+    void open_and_configure();
     SensorOptions opts_;
     ::exfilmon *skel_ = nullptr;
+    bool reused_pins_ = false;
 };
 
 // The empty TC_ACT_OK program, loaded for benchmark baselines.

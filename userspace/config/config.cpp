@@ -138,7 +138,21 @@ void read_root(const toml::table &root, Reader &r, Config &c)
         });
     }
     if (auto *t = r.table(root, "bpf")) {
-        r.only(*t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports"});
+        r.only(*t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports",
+                             "pin", "pin_path"});
+        r.with(*t, "pin", [&](const toml::node &n) {
+            if (!n.is_boolean())
+                r.error(n, "pin: expected true or false");
+            else
+                c.bpf.pin = *n.value<bool>();
+        });
+        r.with(*t, "pin_path", [&](const toml::node &n) {
+            auto s = n.value<std::string>();
+            if (!n.is_string() || s->empty() || (*s)[0] != '/')
+                r.error(n, "pin_path: expected an absolute path on a bpffs mount");
+            else
+                c.bpf.pin_path = *s;
+        });
         uint64_t v;
         r.with(*t, "flow_table_size", [&](const toml::node &n) {
             if (r.uint_in(n, "flow_table_size", 1024, 1u << 26, v))
@@ -170,7 +184,21 @@ void read_root(const toml::table &root, Reader &r, Config &c)
         });
     }
     if (auto *t = r.table(root, "daemon")) {
-        r.only(*t, "[daemon]", {"report_interval"});
+        r.only(*t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size"});
+        r.with(*t, "harvest_interval", [&](const toml::node &n) {
+            uint64_t ms;
+            if (r.duration(n, "harvest_interval", ms)) {
+                if (ms < 100 || ms > 60000)
+                    r.error(n, "harvest_interval: must be between 100ms and 60s");
+                else
+                    c.harvest_interval_ms = ms;
+            }
+        });
+        r.with(*t, "event_queue_size", [&](const toml::node &n) {
+            uint64_t v;
+            if (r.uint_in(n, "event_queue_size", 64, 1u << 20, v))
+                c.event_queue_size = uint32_t(v);
+        });
         r.with(*t, "report_interval", [&](const toml::node &n) {
             uint64_t ms;
             if (r.duration(n, "report_interval", ms)) {

@@ -12,12 +12,15 @@
 namespace exf {
 
 struct Config {
+    Config() { bpf.pin = true; }
     // [capture]
     std::vector<std::string> interfaces;  // empty: the default route's interface
     // [bpf]
     SensorOptions bpf;
     // [daemon]
     uint64_t report_interval_ms = 5000;
+    uint64_t harvest_interval_ms = 1000;
+    uint32_t event_queue_size = 4096;  // ring buffer -> aggregator queue, events
     // [log]
     std::string log_level = "info";
 };

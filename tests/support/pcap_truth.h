@@ -1,0 +1,40 @@
+#pragma once
+// An independent count of TCP traffic from a tcpdump capture: per flow and
+// direction, packets and IP-level bytes (IPv4 total length, IPv6 payload
+// length + 40), for flows of the given client addresses.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "common/addr.h"
+
+namespace exf::test {
+
+struct Tuple {
+    exf::Addr16 client{};
+    uint16_t cport = 0;
+    exf::Addr16 server{};
+    uint16_t sport = 0;
+    auto operator<=>(const Tuple &) const = default;
+};
+
+struct DirCount {
+    uint64_t pkts = 0, bytes = 0;
+    uint32_t max_ip_len = 0;
+};
+
+struct FlowTruth {
+    DirCount in, out;  // in: client to server
+    bool client_syn = false;
+};
+
+struct PcapTruth {
+    std::map<Tuple, FlowTruth> flows;
+    uint64_t tcp_frames = 0;
+    uint64_t other_frames = 0;
+};
+
+PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr16> &clients);
+
+}  // namespace exf::test

@@ -1,0 +1,167 @@
+#include "pipeline/daemon.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "capture/bpf_sensor.h"
+#include "capture/maps.h"
+#include "capture/netdev.h"
+#include "capture/tc_attach.h"
+#include "common/addr.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "pipeline/live.h"
+
+namespace exf {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
+
+void on_stop(int) { g_stop = true; }
+void on_hup(int) { g_reload = true; }
+
+void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_t events,
+                   uint64_t queue_drops)
+{
+    std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
+        return a.stats.bytes_out > b.stats.bytes_out;
+    });
+    std::printf("%-39s %10s %10s %14s %14s %10s %10s\n", "client", "tls_flows", "closed",
+                "bytes_in", "bytes_out", "pkts_in", "pkts_out");
+    for (auto &r : rows)
+        std::printf("%-39s %10llu %10llu %14llu %14llu %10llu %10llu\n",
+                    format_addr(r.key.addr).c_str(), (unsigned long long)r.stats.tls_flows_opened,
+                    (unsigned long long)r.stats.tls_flows_closed,
+                    (unsigned long long)r.stats.bytes_in, (unsigned long long)r.stats.bytes_out,
+                    (unsigned long long)r.stats.pkts_in, (unsigned long long)r.stats.pkts_out);
+    std::printf("-- %zu clients; packets %llu, TLS flows %llu, QUIC flows %llu, events %llu, "
+                "ring buffer full %llu, queue drops %llu\n\n",
+                rows.size(), (unsigned long long)h[EXF_C_PACKETS],
+                (unsigned long long)h[EXF_C_TLS_FLOWS], (unsigned long long)h[EXF_C_QUIC_FLOWS],
+                (unsigned long long)events, (unsigned long long)h[EXF_C_RB_FULL],
+                (unsigned long long)queue_drops);
+    std::fflush(stdout);
+}
+
+bool same_bpf(const SensorOptions &a, const SensorOptions &b)
+{
+    return a.flow_table_size == b.flow_table_size && a.client_table_size == b.client_table_size &&
+           a.ringbuf_bytes == b.ringbuf_bytes && a.tls_ports == b.tls_ports && a.pin == b.pin &&
+           a.pin_path == b.pin_path;
+}
+
+// SIGHUP: an invalid file is rejected with its messages and the running
+// configuration stays; settings of the loaded programs ([bpf], interfaces)
+// need a restart and are kept; the rest applies at once.
+void reload(const std::string &path, Config &cfg)
+{
+    if (path.empty()) {
+        spdlog::info("SIGHUP: no configuration file to reload (running on built-in defaults)");
+        return;
+    }
+    auto res = load_config(path);
+    if (!res.ok()) {
+        for (auto &i : res.issues)
+            spdlog::error("{}", i.format());
+        spdlog::error("SIGHUP: configuration rejected ({} problem{}); the running configuration "
+                      "stays in force",
+                      res.issues.size(), res.issues.size() == 1 ? "" : "s");
+        return;
+    }
+    Config next = res.config;
+    if (!same_bpf(next.bpf, cfg.bpf)) {
+        spdlog::warn("SIGHUP: [bpf] settings changed: they apply to the loaded programs and maps "
+                     "and need a restart; keeping the running ones");
+        next.bpf = cfg.bpf;
+    }
+    if (next.interfaces != cfg.interfaces) {
+        spdlog::warn("SIGHUP: [capture] interfaces changed: restart to attach to the new list");
+        next.interfaces = cfg.interfaces;
+    }
+    if (next.log_level != cfg.log_level)
+        spdlog::set_level(spdlog::level::from_str(next.log_level));
+    cfg = next;
+    spdlog::info("SIGHUP: configuration reloaded from {}", path);
+}
+
+}  // namespace
+
+int run_daemon(const DaemonOptions &opts)
+{
+    Config cfg;
+    if (!opts.config_path.empty()) {
+        auto res = load_config(opts.config_path);
+        for (auto &i : res.issues)
+            std::cerr << i.format() << "\n";
+        if (!res.ok())
+            return 2;
+        cfg = res.config;
+    }
+    init_logging(opts.verbose ? "debug" : cfg.log_level);
+    route_libbpf_logs(opts.verbose);
+    std::vector<std::string> interfaces = opts.interfaces.empty() ? cfg.interfaces : opts.interfaces;
+    if (interfaces.empty()) {
+        auto dflt = default_route_interface();
+        if (!dflt) {
+            spdlog::error("no interface given and no default route found: use --interface IF");
+            return 2;
+        }
+        interfaces.push_back(*dflt);
+    }
+
+    struct sigaction sa{};
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, nullptr);
+
+    try {
+        BpfSensor sensor(cfg.bpf);
+        std::vector<std::unique_ptr<TcAttachment>> attached;
+        for (auto &ifname : interfaces)
+            attached.push_back(std::make_unique<TcAttachment>(sensor, ifname));
+        EventConsumer consumer(sensor.events_fd(), cfg.event_queue_size);
+        Harvester harvester;
+        uint64_t events = 0;
+        using clock = std::chrono::steady_clock;
+        auto next_harvest = clock::now();
+        auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
+        while (!g_stop) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (g_reload.exchange(false))
+                reload(opts.config_path, cfg);
+            events += consumer.pop_all([](std::span<const uint8_t>) {});
+            auto now = clock::now();
+            if (now >= next_harvest) {
+                harvester.harvest(read_clients(sensor.clients_fd()));
+                next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
+            }
+            if (now >= next_report) {
+                print_clients(read_clients(sensor.clients_fd()), read_health(sensor.health_fd()),
+                              events, consumer.dropped());
+                next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
+            }
+        }
+        events += consumer.pop_all([](std::span<const uint8_t>) {});
+        print_clients(read_clients(sensor.clients_fd()), read_health(sensor.health_fd()), events,
+                      consumer.dropped());
+        spdlog::info("stopping");
+    } catch (const Error &e) {
+        spdlog::error("{}", e.what());
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace exf

@@ -1,0 +1,18 @@
+#pragma once
+// `exfilmon run`: load, attach, run the live pipeline until SIGINT/SIGTERM,
+// reload the configuration on SIGHUP, detach cleanly.
+#include <string>
+#include <vector>
+
+namespace exf {
+
+struct DaemonOptions {
+    std::string config_path;              // empty: built-in defaults
+    std::vector<std::string> interfaces;  // overrides the configuration's
+    bool verbose = false;
+};
+
+// Returns the process exit status (0 ok, 1 runtime failure, 2 configuration).
+int run_daemon(const DaemonOptions &opts);
+
+}  // namespace exf

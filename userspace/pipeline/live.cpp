@@ -1,0 +1,97 @@
+#include "pipeline/live.h"
+
+#include <cstring>
+
+#include "capture/events.h"
+#include "common/log.h"
+
+namespace exf {
+
+EventConsumer::EventConsumer(int ringbuf_fd, size_t queue_size)
+    : ringbuf_fd_(ringbuf_fd), slots_(queue_size), queue_(queue_size), free_(queue_size)
+{
+    for (auto &s : slots_)
+        free_.push(&s);
+    // The reader is created here so that a failure is reported to the caller.
+    auto reader = std::make_shared<EventReader>(ringbuf_fd_, [this](std::span<const uint8_t> e) {
+        on_event(e);
+    });
+    thread_ = std::thread([this, reader] {
+        while (!stop_.load(std::memory_order_relaxed)) {
+            try {
+                reader->poll(100);
+            } catch (const std::exception &e) {
+                spdlog::error("{}", e.what());
+                return;
+            }
+        }
+        reader->drain();
+    });
+}
+
+EventConsumer::~EventConsumer()
+{
+    stop_ = true;
+    if (thread_.joinable())
+        thread_.join();
+}
+
+void EventConsumer::on_event(std::span<const uint8_t> e)
+{
+    received_.fetch_add(1, std::memory_order_relaxed);
+    EventSlot *slot;
+    if (!free_.pop(slot)) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    slot->size = uint32_t(std::min(e.size(), slot->bytes.size()));
+    std::memcpy(slot->bytes.data(), e.data(), slot->size);
+    queue_.push(slot);  // cannot fail: at most queue_size slots exist
+}
+
+size_t Harvester::Hash::operator()(const Addr16 &a) const noexcept
+{
+    uint64_t x, y;
+    std::memcpy(&x, a.data(), 8);
+    std::memcpy(&y, a.data() + 8, 8);
+    uint64_t h = (x * 0x9e3779b97f4a7c15ull) ^ (y + 0x7f4a7c159e3779b9ull + (x << 6));
+    return size_t(h ^ (h >> 31));
+}
+
+std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
+{
+    std::vector<ClientDelta> out;
+    decltype(last_) next;
+    next.reserve(rows.size());
+    for (auto &r : rows) {
+        Addr16 a;
+        std::memcpy(a.data(), r.key.addr, 16);
+        const exf_client_stats &cur = r.stats;
+        exf_client_stats prev{};
+        if (auto it = last_.find(a); it != last_.end())
+            prev = it->second;
+        // An entry evicted and created again starts from zero: counters below
+        // the previous reading mean a new entry, whose whole value is new.
+        bool reset = cur.tls_flows_opened < prev.tls_flows_opened || cur.bytes_out < prev.bytes_out ||
+                     cur.bytes_in < prev.bytes_in || cur.pkts_in < prev.pkts_in ||
+                     cur.pkts_out < prev.pkts_out || cur.tls_flows_closed < prev.tls_flows_closed;
+        if (reset)
+            prev = exf_client_stats{};
+        ClientDelta d{a, {}, cur};
+        d.delta.tls_flows_opened = cur.tls_flows_opened - prev.tls_flows_opened;
+        d.delta.tls_flows_closed = cur.tls_flows_closed - prev.tls_flows_closed;
+        d.delta.pkts_in = cur.pkts_in - prev.pkts_in;
+        d.delta.pkts_out = cur.pkts_out - prev.pkts_out;
+        d.delta.bytes_in = cur.bytes_in - prev.bytes_in;
+        d.delta.bytes_out = cur.bytes_out - prev.bytes_out;
+        d.delta.last_ns = cur.last_ns;
+        if (d.delta.tls_flows_opened || d.delta.tls_flows_closed || d.delta.pkts_in ||
+            d.delta.pkts_out)
+            out.push_back(d);
+        next.emplace(a, cur);
+    }
+    last_ = std::move(next);
+    return out;
+}
+
+}  // namespace exf

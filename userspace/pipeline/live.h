@@ -1,0 +1,85 @@
+#pragma once
+// Live pipeline stages:
+//   EventConsumer: a thread reading the BPF ring buffer that never blocks:
+//     each event is copied into a lock-free single-producer queue; when the
+//     queue is full the event is dropped and counted.
+//   Harvester: reads the per-client table in batches and turns the kernel's
+//     cumulative counters into per-client deltas (read and diff: nothing is
+//     lost between read and reset because nothing is reset).
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/lockfree/spsc_queue.hpp>
+
+#include "capture/maps.h"
+#include "common/addr.h"
+
+namespace exf {
+
+struct EventSlot {
+    uint32_t size = 0;
+    std::array<uint8_t, sizeof(exf_hello_event)> bytes;
+};
+
+class EventConsumer {
+public:
+    EventConsumer(int ringbuf_fd, size_t queue_size);  // throws exf::Error
+    ~EventConsumer();
+    EventConsumer(const EventConsumer &) = delete;
+    EventConsumer &operator=(const EventConsumer &) = delete;
+
+    // Consumer side (one thread): hands each queued event to fn.
+    template <typename F>
+    size_t pop_all(F &&fn)
+    {
+        size_t n = 0;
+        EventSlot *slot;
+        while (queue_.pop(slot)) {
+            fn(std::span<const uint8_t>(slot->bytes.data(), slot->size));
+            free_.push(slot);
+            n++;
+        }
+        return n;
+    }
+    uint64_t received() const { return received_.load(std::memory_order_relaxed); }
+    uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+private:
+    void on_event(std::span<const uint8_t> e);
+    int ringbuf_fd_;
+    std::vector<EventSlot> slots_;
+    boost::lockfree::spsc_queue<EventSlot *> queue_;  // reader -> consumer
+    boost::lockfree::spsc_queue<EventSlot *> free_;   // consumer -> reader
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> received_{0}, dropped_{0};
+    std::thread thread_;
+};
+
+struct ClientDelta {
+    Addr16 client;
+    exf_client_stats delta;   // counters added since the previous harvest
+    exf_client_stats total;   // the kernel's cumulative counters
+};
+
+class Harvester {
+public:
+    // Returns the clients whose counters moved since the previous call. The
+    // first call after a start reports the kernel totals as they are (with
+    // pinned maps: what was counted before, and while we were down).
+    std::vector<ClientDelta> harvest(const std::vector<ClientRow> &rows);
+    size_t tracked() const { return last_.size(); }
+
+private:
+    struct Hash {
+        size_t operator()(const Addr16 &a) const noexcept;
+    };
+    std::unordered_map<Addr16, exf_client_stats, Hash> last_;
+};
+
+}  // namespace exf
