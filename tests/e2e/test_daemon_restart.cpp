@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -234,5 +235,78 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][r
         INFO(slurp(out));
         CHECK(two);
         CHECK(d.stop(SIGTERM, 10s) == 0);
+    }
+}
+
+namespace {
+
+struct TableRow {
+    unsigned long long flows = 0, closed = 0, bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
+};
+
+// The last row the daemon printed for addr.
+std::optional<TableRow> last_row(const std::filesystem::path &out, const std::string &addr)
+{
+    std::optional<TableRow> found;
+    std::istringstream lines(slurp(out));
+    std::string line;
+    while (std::getline(lines, line)) {
+        std::istringstream ls(line);
+        std::string a;
+        TableRow r;
+        if (ls >> a >> r.flows >> r.closed >> r.bytes_in >> r.bytes_out >> r.pkts_in >> r.pkts_out &&
+            a == addr)
+            found = r;
+    }
+    return found;
+}
+
+}  // namespace
+
+TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][daemon][pcap]")
+{
+    if (!require_root())
+        return;
+    for (std::string backend : {"pcap", "ebpf"}) {
+        DYNAMIC_SECTION("backend " << backend)
+        {
+            Lab lab;
+            auto s = make_lab(lab, lab.dir() / "www", 2u << 20);
+            auto cfg = lab.dir() / "exfilmon.toml";
+            std::ofstream(cfg) << "[capture]\nbackend = \"" << backend
+                               << "\"\n[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
+                                  "report_interval = \"200ms\"\n";
+            auto cap = lab.start_capture(s.srv, s.ifname, "srv", "tcp", 128);
+            auto out = lab.dir() / "daemon.out";
+            auto &d = start_daemon(lab, s, cfg, out);
+            REQUIRE(wait_for(out, backend == "pcap" ? "capturing on " + s.ifname
+                                                    : "attached to " + s.ifname,
+                             20s));
+            for (int i = 0; i < 3; i++)
+                lab.run_ok(s.cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
+                                   "https://192.0.2.1/big.bin"});
+            std::this_thread::sleep_for(500ms);
+            auto st = cap.stop();
+            REQUIRE(st.complete());
+            CHECK(d.stop(SIGTERM, 10s) == 0);
+            auto truth = read_pcap(cap.pcap, {*parse_addr("192.0.2.60")});
+            REQUIRE(truth.flows.size() == 3);
+            TableRow t;
+            for (auto &[k, f] : truth.flows) {
+                t.pkts_in += f.in.pkts;
+                t.pkts_out += f.out.pkts;
+                t.bytes_in += f.in.bytes;
+                t.bytes_out += f.out.bytes;
+            }
+            INFO(slurp(out));
+            auto r = last_row(out, "192.0.2.60");
+            REQUIRE(r);
+            CHECK(r->flows == 3);
+            CHECK(r->closed == 3);
+            CHECK(r->pkts_in == t.pkts_in);
+            CHECK(r->pkts_out == t.pkts_out);
+            CHECK(r->bytes_in == t.bytes_in);
+            CHECK(r->bytes_out == t.bytes_out);
+        }
     }
 }

@@ -44,6 +44,7 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
         FAIL(i.format());
     Config d;
     CHECK(r.config.interfaces == d.interfaces);
+    CHECK(r.config.backend == d.backend);
     CHECK(r.config.bpf.flow_table_size == d.bpf.flow_table_size);
     CHECK(r.config.bpf.client_table_size == d.bpf.client_table_size);
     CHECK(r.config.bpf.ringbuf_bytes == d.bpf.ringbuf_bytes);

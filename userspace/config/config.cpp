@@ -120,7 +120,14 @@ void read_root(const toml::table &root, Reader &r, Config &c)
     r.only(root, "the top level", {"capture", "bpf", "daemon", "log"});
 
     if (auto *t = r.table(root, "capture")) {
-        r.only(*t, "[capture]", {"interfaces"});
+        r.only(*t, "[capture]", {"interfaces", "backend"});
+        r.with(*t, "backend", [&](const toml::node &n) {
+            auto v = n.value<std::string>();
+            if (!n.is_string() || (*v != "ebpf" && *v != "pcap"))
+                r.error(n, "backend: expected \"ebpf\" or \"pcap\"");
+            else
+                c.backend = *v;
+        });
         r.with(*t, "interfaces", [&](const toml::node &n) {
             auto *arr = n.as_array();
             if (!arr) {

@@ -15,6 +15,7 @@ struct Config {
     Config() { bpf.pin = true; }
     // [capture]
     std::vector<std::string> interfaces;  // empty: the default route's interface
+    std::string backend = "ebpf";         // ebpf | pcap
     // [bpf]
     SensorOptions bpf;
     // [daemon]

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "pipeline/live.h"
+#include "pipeline/source.h"
 
 namespace exf {
 
@@ -84,6 +85,10 @@ void reload(const std::string &path, Config &cfg)
                      "and need a restart; keeping the running ones");
         next.bpf = cfg.bpf;
     }
+    if (next.backend != cfg.backend) {
+        spdlog::warn("SIGHUP: [capture] backend changed: restart to switch backends");
+        next.backend = cfg.backend;
+    }
     if (next.interfaces != cfg.interfaces) {
         spdlog::warn("SIGHUP: [capture] interfaces changed: restart to attach to the new list");
         next.interfaces = cfg.interfaces;
@@ -127,11 +132,8 @@ int run_daemon(const DaemonOptions &opts)
     sigaction(SIGHUP, &sa, nullptr);
 
     try {
-        BpfSensor sensor(cfg.bpf);
-        std::vector<std::unique_ptr<TcAttachment>> attached;
-        for (auto &ifname : interfaces)
-            attached.push_back(std::make_unique<TcAttachment>(sensor, ifname));
-        EventConsumer consumer(sensor.events_fd(), cfg.event_queue_size);
+        auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
+                                            : make_ebpf_source(cfg, interfaces);
         Harvester harvester;
         uint64_t events = 0;
         using clock = std::chrono::steady_clock;
@@ -141,21 +143,20 @@ int run_daemon(const DaemonOptions &opts)
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (g_reload.exchange(false))
                 reload(opts.config_path, cfg);
-            events += consumer.pop_all([](std::span<const uint8_t>) {});
+            events += source->pop_events([](std::span<const uint8_t>) {});
             auto now = clock::now();
             if (now >= next_harvest) {
-                harvester.harvest(read_clients(sensor.clients_fd()));
+                harvester.harvest(source->clients());
                 next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
             }
             if (now >= next_report) {
-                print_clients(read_clients(sensor.clients_fd()), read_health(sensor.health_fd()),
-                              events, consumer.dropped());
+                print_clients(source->clients(), source->health(), events,
+                              source->events_dropped());
                 next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
             }
         }
-        events += consumer.pop_all([](std::span<const uint8_t>) {});
-        print_clients(read_clients(sensor.clients_fd()), read_health(sensor.health_fd()), events,
-                      consumer.dropped());
+        events += source->pop_events([](std::span<const uint8_t>) {});
+        print_clients(source->clients(), source->health(), events, source->events_dropped());
         spdlog::info("stopping");
     } catch (const Error &e) {
         spdlog::error("{}", e.what());

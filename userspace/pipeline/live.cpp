@@ -7,15 +7,30 @@
 
 namespace exf {
 
-EventConsumer::EventConsumer(int ringbuf_fd, size_t queue_size)
-    : ringbuf_fd_(ringbuf_fd), slots_(queue_size), queue_(queue_size), free_(queue_size)
+EventQueue::EventQueue(size_t size) : slots_(size), queue_(size), free_(size)
 {
     for (auto &s : slots_)
         free_.push(&s);
+}
+
+void EventQueue::push(std::span<const uint8_t> e)
+{
+    received_.fetch_add(1, std::memory_order_relaxed);
+    EventSlot *slot;
+    if (!free_.pop(slot)) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    slot->size = uint32_t(std::min(e.size(), slot->bytes.size()));
+    std::memcpy(slot->bytes.data(), e.data(), slot->size);
+    queue_.push(slot);  // cannot fail: at most size slots exist
+}
+
+EventConsumer::EventConsumer(int ringbuf_fd, EventQueue &queue)
+{
     // The reader is created here so that a failure is reported to the caller.
-    auto reader = std::make_shared<EventReader>(ringbuf_fd_, [this](std::span<const uint8_t> e) {
-        on_event(e);
-    });
+    auto reader = std::make_shared<EventReader>(
+        ringbuf_fd, [&queue](std::span<const uint8_t> e) { queue.push(e); });
     thread_ = std::thread([this, reader] {
         while (!stop_.load(std::memory_order_relaxed)) {
             try {
@@ -34,19 +49,6 @@ EventConsumer::~EventConsumer()
     stop_ = true;
     if (thread_.joinable())
         thread_.join();
-}
-
-void EventConsumer::on_event(std::span<const uint8_t> e)
-{
-    received_.fetch_add(1, std::memory_order_relaxed);
-    EventSlot *slot;
-    if (!free_.pop(slot)) {
-        dropped_.fetch_add(1, std::memory_order_relaxed);
-        return;
-    }
-    slot->size = uint32_t(std::min(e.size(), slot->bytes.size()));
-    std::memcpy(slot->bytes.data(), e.data(), slot->size);
-    queue_.push(slot);  // cannot fail: at most queue_size slots exist
 }
 
 size_t Harvester::Hash::operator()(const Addr16 &a) const noexcept

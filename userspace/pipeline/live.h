@@ -27,14 +27,17 @@ struct EventSlot {
     std::array<uint8_t, sizeof(exf_hello_event)> bytes;
 };
 
-class EventConsumer {
+// Fixed slots handed between one producer and one consumer thread without
+// locks or allocation; when no slot is free the event is dropped and counted.
+class EventQueue {
 public:
-    EventConsumer(int ringbuf_fd, size_t queue_size);  // throws exf::Error
-    ~EventConsumer();
-    EventConsumer(const EventConsumer &) = delete;
-    EventConsumer &operator=(const EventConsumer &) = delete;
+    explicit EventQueue(size_t size);
+    EventQueue(const EventQueue &) = delete;
+    EventQueue &operator=(const EventQueue &) = delete;
 
-    // Consumer side (one thread): hands each queued event to fn.
+    // Producer side: never blocks.
+    void push(std::span<const uint8_t> e);
+    // Consumer side: hands each queued event to fn.
     template <typename F>
     size_t pop_all(F &&fn)
     {
@@ -51,13 +54,22 @@ public:
     uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
 private:
-    void on_event(std::span<const uint8_t> e);
-    int ringbuf_fd_;
     std::vector<EventSlot> slots_;
-    boost::lockfree::spsc_queue<EventSlot *> queue_;  // reader -> consumer
-    boost::lockfree::spsc_queue<EventSlot *> free_;   // consumer -> reader
-    std::atomic<bool> stop_{false};
+    boost::lockfree::spsc_queue<EventSlot *> queue_;  // producer -> consumer
+    boost::lockfree::spsc_queue<EventSlot *> free_;   // consumer -> producer
     std::atomic<uint64_t> received_{0}, dropped_{0};
+};
+
+// The ring buffer reader thread, feeding an EventQueue.
+class EventConsumer {
+public:
+    EventConsumer(int ringbuf_fd, EventQueue &queue);  // throws exf::Error
+    ~EventConsumer();
+    EventConsumer(const EventConsumer &) = delete;
+    EventConsumer &operator=(const EventConsumer &) = delete;
+
+private:
+    std::atomic<bool> stop_{false};
     std::thread thread_;
 };
 

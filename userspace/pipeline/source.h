@@ -1,0 +1,36 @@
+#pragma once
+// Where live traffic comes from: the eBPF backend (tc programs, pinned maps,
+// ring buffer) or the libpcap backend (packet sockets and the same datapath
+// source compiled into userspace), for hosts where eBPF cannot be loaded.
+// Both expose the same tables and events to the daemon.
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "capture/maps.h"
+#include "config/config.h"
+
+namespace exf {
+
+class LiveSource {
+public:
+    using EventFn = std::function<void(std::span<const uint8_t>)>;
+    virtual ~LiveSource() = default;
+    virtual std::vector<ClientRow> clients() = 0;
+    virtual std::vector<FlowRow> flows() = 0;
+    virtual HealthCounters health() = 0;
+    // Events queued since the last call (consumer thread only).
+    virtual size_t pop_events(const EventFn &fn) = 0;
+    virtual uint64_t events_received() const = 0;
+    virtual uint64_t events_dropped() const = 0;
+};
+
+// Throws exf::Error with context on failure.
+std::unique_ptr<LiveSource> make_ebpf_source(const Config &cfg,
+                                             const std::vector<std::string> &interfaces);
+std::unique_ptr<LiveSource> make_pcap_source(const Config &cfg,
+                                             const std::vector<std::string> &interfaces);
+
+}  // namespace exf
