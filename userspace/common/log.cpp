@@ -36,13 +36,16 @@ bool init_logging(std::string_view level)
     auto lvl = spdlog::level::from_str(std::string(level));
     if (lvl == spdlog::level::off && level != "off")
         return false;
-    auto logger = spdlog::stderr_color_mt("exfilmon");
+    auto logger = spdlog::get("exfilmon");
+    if (!logger)
+        logger = spdlog::stderr_color_mt("exfilmon");
     spdlog::set_default_logger(logger);
     if (std::getenv("JOURNAL_STREAM"))
         spdlog::set_pattern("<%l> %v");
     else
         spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     spdlog::set_level(lvl);
+    spdlog::flush_on(spdlog::level::trace);  // every line reaches the journal at once
     return true;
 }
 

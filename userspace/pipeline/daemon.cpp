@@ -141,8 +141,14 @@ int run_daemon(const DaemonOptions &opts)
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
         while (!g_stop) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            if (g_reload.exchange(false))
+            if (g_reload.exchange(false)) {
                 reload(opts.config_path, cfg);
+                // New intervals apply from now, not after the old ones ran out.
+                next_report = std::min(next_report, clock::now() + std::chrono::milliseconds(
+                                                                       cfg.report_interval_ms));
+                next_harvest = std::min(next_harvest, clock::now() + std::chrono::milliseconds(
+                                                                         cfg.harvest_interval_ms));
+            }
             events += source->pop_events([](std::span<const uint8_t>) {});
             auto now = clock::now();
             if (now >= next_harvest) {
