@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "pipeline/daemon.h"
 
 
@@ -26,6 +27,11 @@ int main(int argc, char **argv)
 
     auto *version = app.add_subcommand("version", "print the version");
 
+    std::string check_path;
+    auto *check = app.add_subcommand(
+        "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message");
+    check->add_option("file", check_path, "configuration file (TOML)")->required();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -38,5 +44,14 @@ int main(int argc, char **argv)
     }
     if (run->parsed())
         return exf::run_daemon({config_path, interfaces, verbose});
+    if (check->parsed()) {
+        auto res = exf::load_config(check_path);
+        for (auto &i : res.issues)
+            std::cerr << i.format() << "\n";
+        if (!res.ok())
+            return 2;
+        std::cout << check_path << ": OK\n";
+        return 0;
+    }
     return 2;
 }

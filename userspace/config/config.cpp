@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -241,6 +242,10 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
         toml::table root = toml::parse(text, source_name);
         Reader r(source_name, res.issues);
         read_root(root, r, res.config);
+        std::stable_sort(res.issues.begin(), res.issues.end(),
+                         [](const ConfigIssue &a, const ConfigIssue &b) {
+                             return a.line != b.line ? a.line < b.line : a.column < b.column;
+                         });
     } catch (const toml::parse_error &e) {
         auto &src = e.source();
         res.issues.push_back({source_name, src.begin.line, src.begin.column,

@@ -1,0 +1,54 @@
+// The exfilmon binary's command line: exit codes (0 ok, 1 runtime failure,
+// 2 usage or configuration error) and messages.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "support/proc.h"
+#include "support/test_env.h"
+
+using namespace exf::test;
+
+TEST_CASE("exfilmon version and usage errors", "[cli]")
+{
+    auto bin = exfilmon_binary().string();
+    auto v = run_program({bin, "version"});
+    CHECK(v.status == 0);
+    CHECK(v.out == std::string("exfilmon ") + EXFILMON_VERSION + "\n");
+    CHECK(run_program({bin}).status == 2);
+    CHECK(run_program({bin, "no-such-command"}).status == 2);
+    auto help = run_program({bin, "run", "--help"});
+    CHECK(help.status == 0);
+    CHECK(help.out.find("--interface") != std::string::npos);
+}
+
+TEST_CASE("exfilmon check-config reports FILE:LINE:COLUMN and exits 2", "[cli]")
+{
+    auto bin = exfilmon_binary().string();
+    auto ok = run_program({bin, "check-config", (source_dir() / "configs/exfilmon.toml").string()});
+    CHECK(ok.status == 0);
+    CHECK(ok.out.find(": OK") != std::string::npos);
+
+    auto path = std::filesystem::temp_directory_path() / "exfilmon-check-config-test.toml";
+    std::ofstream(path) << "[bpf]\nflow_table_size = 3\nbogus = 1\n";
+    auto bad = run_program({bin, "check-config", path.string()});
+    std::filesystem::remove(path);
+    CHECK(bad.status == 2);
+    CHECK(bad.err == path.string() + ":2:19: flow_table_size: 3 is out of range [1024, 67108864]\n" +
+                         path.string() + ":3:9: unknown key 'bogus' in [bpf]\n");
+    auto missing = run_program({bin, "check-config", "/nonexistent.toml"});
+    CHECK(missing.status == 2);
+    CHECK(missing.err.find("/nonexistent.toml:0:0: cannot open") != std::string::npos);
+    CHECK(run_program({bin, "check-config"}).status == 2);
+}
+
+TEST_CASE("exfilmon run with a bad configuration exits 2", "[cli]")
+{
+    auto bin = exfilmon_binary().string();
+    auto path = std::filesystem::temp_directory_path() / "exfilmon-run-bad-config-test.toml";
+    std::ofstream(path) << "[capture]\nbackend = \"carrier-pigeon\"\n";
+    auto r = run_program({bin, "run", "--config", path.string()});
+    std::filesystem::remove(path);
+    CHECK(r.status == 2);
+    CHECK(r.err.find(":2:11: backend: expected \"ebpf\" or \"pcap\"") != std::string::npos);
+}
