@@ -19,6 +19,8 @@ const volatile __u16 exf_tls_ports[EXF_MAX_TLS_PORTS] = { 443, 8443 };
 const volatile __u32 exf_n_tls_ports = 2;
 /* Replay: take time from skb->tstamp (the capture's packet time). */
 const volatile __u8 exf_use_pkt_time = 0;
+/* Wake the ring buffer reader when more than this is waiting (half the ring). */
+const volatile __u64 exf_rb_wake_bytes = 2 * 1024 * 1024;
 
 #include "lib/datapath.h"
 

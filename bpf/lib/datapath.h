@@ -104,6 +104,17 @@ exf_client_get(const struct exf_pkt *p, __u8 client)
 	return s;
 }
 
+/* Waking the reader costs an inter-processor interrupt per event (about 6 us
+ * on a VM, where it traps to the hypervisor). The daemon reads the ring on a
+ * short timer anyway, so events are submitted without a wakeup unless the
+ * ring is filling up. */
+static __always_inline __u64 exf_wake_flags(void)
+{
+	if (exf_rb_avail(&exf_events) > exf_rb_wake_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void exf_hdr_fill(struct exf_event_hdr *h, __u16 type,
 					 const struct exf_pkt *p, const struct exf_flow *f,
 					 __u64 now)
@@ -158,7 +169,7 @@ static __always_inline void exf_emit_hello(EXF_SKB *skb, const struct exf_pkt *p
 	e->hdr.len = n;
 	e->seq = seq;
 	e->offset = offset;
-	exf_rb_submit(e, 0);
+	exf_rb_submit(e, exf_wake_flags());
 	exf_count(EXF_C_HELLO_EVENTS, 1);
 	return;
 fail:
@@ -178,7 +189,7 @@ static __always_inline void exf_emit_end(const struct exf_pkt *p, const struct e
 	e->hdr.reason = reason;
 	e->hdr.was_closed = was_closed;
 	e->flow = *f;
-	exf_rb_submit(e, 0);
+	exf_rb_submit(e, exf_wake_flags());
 	exf_count(EXF_C_END_EVENTS, 1);
 }
 
@@ -271,15 +282,20 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 len = skb->len;
 	__u32 want = len < EXF_PULL_LEN ? len : EXF_PULL_LEN;
+	int rc = exf_parse(data, data_end, len, skb->gso_segs, &p);
 
-	if (data + want > data_end) {
-		/* Headers not in the linear part: make them so. */
+	if ((rc == EXF_C_TRUNC_L2 || rc == EXF_C_TRUNC_L3 || rc == EXF_C_TRUNC_L4) &&
+	    data + want > data_end) {
+		/* Headers beyond the linear part: make them linear and parse
+		 * again. Only then: a pull may unclone and reallocate the skb
+		 * head, far too costly for every packet (TCP egress skbs keep
+		 * their payload in frags, which payload reads handle). */
 		if (exf_pull_data(skb, want))
 			exf_count(EXF_C_PULL_FAIL, 1);
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
+		rc = exf_parse(data, data_end, len, skb->gso_segs, &p);
 	}
-	int rc = exf_parse(data, data_end, len, skb->gso_segs, &p);
 	if (rc) {
 		exf_count(EXF_C_PACKETS, skb->gso_segs > 1 ? skb->gso_segs : 1);
 		exf_count(rc, 1);

@@ -18,6 +18,7 @@
 #define exf_rb_reserve(m, sz, f) bpf_ringbuf_reserve(m, sz, f)
 #define exf_rb_submit(p, f) bpf_ringbuf_submit(p, f)
 #define exf_rb_discard(p, f) bpf_ringbuf_discard(p, f)
+#define exf_rb_avail(m) bpf_ringbuf_query(m, BPF_RB_AVAIL_DATA)
 #define exf_load_bytes(skb, off, to, len) bpf_skb_load_bytes(skb, off, to, len)
 #define exf_pull_data(skb, len) bpf_skb_pull_data(skb, len)
 #define exf_now_ns() bpf_ktime_get_coarse_ns()
@@ -27,6 +28,9 @@
 #include <string.h>
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
+#endif
+#ifndef __noinline
+#define __noinline __attribute__((noinline))
 #endif
 #define exf_ntohs(x) ntohs(x)
 #define exf_ntohl(x) ntohl(x)

@@ -88,7 +88,8 @@ static __always_inline int exf_endpoint_lt(const __u8 *a, __u16 pa,
  * filled; otherwise the health counter to bump (the packet passes untouched).
  * data/data_end and skb_len describe the frame; gso_segs is skb's.
  */
-static __always_inline int exf_parse(void *data, void *data_end, __u32 skb_len,
+/* Not inlined: the datapath calls it again after a pull, rarely. */
+static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len,
 				     __u32 gso_segs, struct exf_pkt *p)
 {
 	struct exf_ethhdr *eth = data;

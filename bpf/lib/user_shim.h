@@ -63,6 +63,9 @@ void exf_u_handle(struct exf_uinstance *inst, struct exf_uskb *skb);
 #define exf_rb_submit(p, f) exf_u_rb_submit(p)
 #define exf_rb_discard(p, f) exf_u_rb_discard(p)
 #define exf_pull_data(skb, len) ((void)(skb), (void)(len), 0)
+#define exf_rb_avail(m) ((void)(m), 0ull)
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
 
 static inline long exf_load_bytes(const struct exf_uskb *skb, __u32 off, void *to, __u32 len)
 {

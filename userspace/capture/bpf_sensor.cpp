@@ -97,6 +97,7 @@ void BpfSensor::open_and_configure()
         skel_->rodata->exf_tls_ports[i] = 0;
     skel_->rodata->exf_n_tls_ports = uint32_t(opts.tls_ports.size());
     skel_->rodata->exf_use_pkt_time = opts.packet_time ? 1 : 0;
+    skel_->rodata->exf_rb_wake_bytes = opts.ringbuf_bytes / 2;
     if (opts.pin) {
         for (auto *name : kPinnedMaps) {
             auto *m = bpf_object__find_map_by_name(skel_->obj, name);

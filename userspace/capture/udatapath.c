@@ -13,6 +13,7 @@ static __thread struct exf_uinstance *exf_ucur;
 #define exf_tls_ports (exf_ucur->tls_ports)
 #define exf_n_tls_ports (exf_ucur->n_tls_ports)
 #define exf_use_pkt_time (exf_ucur->use_pkt_time)
+#define exf_rb_wake_bytes 0
 #define exf_now_ns() (exf_ucur->now_ns)
 
 #include "lib/datapath.h"

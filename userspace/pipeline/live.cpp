@@ -34,7 +34,10 @@ EventConsumer::EventConsumer(int ringbuf_fd, EventQueue &queue)
     thread_ = std::thread([this, reader] {
         while (!stop_.load(std::memory_order_relaxed)) {
             try {
-                reader->poll(100);
+                // Events come without wakeups (see exf_wake_flags): poll
+                // sleeps up to 50 ms, then whatever is there is consumed.
+                reader->poll(50);
+                reader->drain();
             } catch (const std::exception &e) {
                 spdlog::error("{}", e.what());
                 return;
