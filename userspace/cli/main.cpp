@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "pipeline/daemon.h"
+#include "pipeline/replay.h"
 
 
 int main(int argc, char **argv)
@@ -32,6 +33,23 @@ int main(int argc, char **argv)
         "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message");
     check->add_option("file", check_path, "configuration file (TOML)")->required();
 
+    exf::ReplayOptions replay_opts;
+    std::string replay_format = "table", replay_datapath = "auto";
+    auto *replay = app.add_subcommand(
+        "replay", "run a capture file through the datapath; report per client (and per flow)");
+    replay->add_option("file", replay_opts.capture, "capture file (pcap or pcapng)")->required();
+    replay->add_option("-c,--config", replay_opts.config_path,
+                       "configuration file (TOML): its [bpf] TLS ports and table sizes");
+    replay->add_option("--format", replay_format, "table (for people) or json (one object a line)")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+    replay->add_flag("--flows", replay_opts.flows, "also report every TLS/QUIC flow");
+    replay->add_option("--datapath", replay_datapath,
+                       "bpf (the BPF program via BPF_PROG_TEST_RUN: root or CAP_BPF), "
+                       "user (its userspace build), auto (bpf when it can be loaded)")
+        ->check(CLI::IsMember({"auto", "bpf", "user"}))
+        ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -44,6 +62,13 @@ int main(int argc, char **argv)
     }
     if (run->parsed())
         return exf::run_daemon({config_path, interfaces, verbose});
+    if (replay->parsed()) {
+        replay_opts.format = replay_format == "json" ? exf::ReplayFormat::json : exf::ReplayFormat::table;
+        replay_opts.datapath = replay_datapath == "bpf"    ? exf::DatapathChoice::bpf
+                               : replay_datapath == "user" ? exf::DatapathChoice::user
+                                                           : exf::DatapathChoice::automatic;
+        return exf::run_replay(replay_opts, std::cout, std::cerr);
+    }
     if (check->parsed()) {
         auto res = exf::load_config(check_path);
         for (auto &i : res.issues)

@@ -1,0 +1,1065 @@
+// `exfilmon replay --format json --flows` (the real binary, run without a
+// shell) on every shared third-party capture (../shared/pcaps), compared
+// with independently produced values (through --datapath user; the parity
+// test case below shows --datapath bpf byte-identical):
+//   * per client and per flow: truth_per_client.csv and truth_flows.csv;
+//   * SNI and JA4 of TCP flows: foxio-ja4/expected.csv (FoxIO's Rust tool),
+//     ndpi/expected.csv (rows whose SNI is tshark's and that have a
+//     ja4_reference), suricata-verify/expected.csv (tls checks: sni, ja4,
+//     tls_version, client ALPNs);
+//   * QUIC rows are skipped (SNI/JA4 from QUIC Initial decryption is a later
+//     issue), with their counts in the test output.
+// Then: the JSON output of --datapath bpf and --datapath user byte-identical
+// on every capture and on a capture built here; truncated and corrupt
+// captures (partial output, the error, exit 1); missing files and bad options
+// (exit 2); attacker-controlled SNI/ALPN bytes still give valid JSON.
+//
+// Known exceptions (narrow; each is checked from the capture's own bytes
+// here, and each listed one must occur):
+//   * an expected row for a flow that is not a TLS flow under exfilmon's
+//     counting rules (truth_flows.csv has no such flow: tunnelled traffic is
+//     counted at the outer layer only; HTTP CONNECT, SOCKS or STARTTLS flows
+//     whose first client payload is not a ClientHello, on ports other than
+//     443/8443): exfilmon has no flow, so no SNI or JA4, to compare;
+//   * kMalformed: ClientHellos whose length fields contradict each other
+//     (fuzzed captures). exfilmon's strict parser reports them malformed (no
+//     SNI, no JA4; counted as an anomaly) where tshark's lenient dissector,
+//     which the expected JA4s come from, still produced values. Shown by
+//     parsing the client's first payload from the capture here;
+//   * kBeyondCapture: a ClientHello longer than the EXF_HELLO_MAX (4 KiB)
+//     bytes the kernel hands to userspace by design: no complete hello, so no
+//     SNI or JA4. Shown by the hello's own length fields.
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "capture/pcap_reader.h"
+#include "capture/shared_layout.h"
+#include "common/addr.h"
+#include "support/packet_builder.h"
+#include "support/proc.h"
+#include "support/replay.h"
+#include "support/test_env.h"
+#include "support/tls_builder.h"
+#include "tls/client_hello.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using exf::test::ProcResult;
+using Row = std::map<std::string, std::string>;
+
+namespace {
+
+std::string join(const std::vector<std::string> &lines, size_t max = 200)
+{
+    std::ostringstream s;
+    for (size_t i = 0; i < lines.size() && i < max; i++)
+        s << lines[i] << "\n";
+    if (lines.size() > max)
+        s << "... and " << lines.size() - max << " more\n";
+    return s.str();
+}
+
+std::string norm_addr(const std::string &a)
+{
+    auto p = exf::parse_addr(a);
+    return p ? exf::format_addr(*p) : "bad-address(" + a + ")";
+}
+
+std::string endpoint(const std::string &a, uint64_t port)
+{
+    return (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(port);
+}
+
+std::string tuple_key(const std::string &transport, const std::string &client, uint64_t cport,
+                      const std::string &server, uint64_t sport)
+{
+    return transport + " " + endpoint(norm_addr(client), cport) + " -> " +
+           endpoint(norm_addr(server), sport);
+}
+
+ProcResult replay(const fs::path &capture, const std::string &datapath,
+                  const std::string &format = "json")
+{
+    return exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
+                                   format, "--flows", "--datapath", datapath, capture.string()});
+}
+
+// One replay's stdout, parsed. Every line must be a JSON object with the
+// contract's fields and types.
+struct Output {
+    std::vector<json> clients, flows;
+    std::vector<std::string> errors;
+};
+
+const char *const kClientFields[] = {"type",       "client",      "tls_flows", "bytes_in",
+                                     "bytes_out",  "packets_in",  "packets_out", "sni"};
+const char *const kFlowFields[] = {"type",        "client",    "client_port", "server",
+                                   "server_port", "transport", "sni",         "alpn",
+                                   "tls_version", "ja4",       "bytes_in",    "bytes_out",
+                                   "packets_in",  "packets_out"};
+
+Output parse_output(const std::string &text)
+{
+    Output o;
+    std::istringstream in(text);
+    std::string line;
+    size_t n = 0;
+    while (std::getline(in, line)) {
+        n++;
+        json j;
+        try {
+            j = json::parse(line);  // strict: rejects invalid UTF-8
+        } catch (const std::exception &e) {
+            o.errors.push_back("line " + std::to_string(n) + ": not JSON: " + e.what());
+            continue;
+        }
+        if (!j.is_object() || !j.contains("type")) {
+            o.errors.push_back("line " + std::to_string(n) + ": no type");
+            continue;
+        }
+        std::vector<std::string> names;
+        for (auto it = j.begin(); it != j.end(); ++it)
+            names.push_back(it.key());
+        std::vector<std::string> want;
+        if (j["type"] == "client") {
+            want.assign(std::begin(kClientFields), std::end(kClientFields));
+            o.clients.push_back(j);
+        } else if (j["type"] == "flow") {
+            want.assign(std::begin(kFlowFields), std::end(kFlowFields));
+            o.flows.push_back(j);
+        } else {
+            o.errors.push_back("line " + std::to_string(n) + ": unexpected type " + j["type"].dump());
+            continue;
+        }
+        std::sort(names.begin(), names.end());
+        std::sort(want.begin(), want.end());
+        if (names != want)
+            o.errors.push_back("line " + std::to_string(n) + ": fields differ from the contract: " + line);
+    }
+    return o;
+}
+
+std::string str_or_empty(const json &v) { return v.is_string() ? v.get<std::string>() : ""; }
+std::string shown(const json &v) { return v.is_null() ? "null" : v.dump(); }
+
+// All shared captures replayed by the binary once per datapath per process.
+struct Replays {
+    std::vector<std::string> captures;
+    std::map<std::string, ProcResult> results;
+    double seconds = 0;
+};
+
+const Replays &replays(const fs::path &dir, const std::string &datapath)
+{
+    static std::map<std::string, Replays> cache;
+    auto it = cache.find(datapath);
+    if (it != cache.end())
+        return it->second;
+    Replays r;
+    auto t0 = std::chrono::steady_clock::now();
+    r.captures = exf::test::find_captures(dir);
+    for (const auto &c : r.captures)
+        r.results.emplace(c, replay(dir / c, datapath));
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return cache.emplace(datapath, std::move(r)).first->second;
+}
+
+// The client's first TCP payload of a flow, straight from the capture
+// (Ethernet, VLAN tags, IPv4 or IPv6 without extension headers).
+std::optional<std::vector<uint8_t>> first_client_payload(const fs::path &capture,
+                                                         const std::string &client, uint16_t cport,
+                                                         const std::string &server, uint16_t sport)
+{
+    const auto c = exf::parse_addr(client), s = exf::parse_addr(server);
+    if (!c || !s)
+        return std::nullopt;
+    exf::PcapReader reader(capture.string());
+    exf::Packet p;
+    while (reader.next(p)) {
+        const auto &f = p.frame;
+        size_t off = 12;
+        if (f.size() < 14)
+            continue;
+        uint16_t et = uint16_t(f[off] << 8 | f[off + 1]);
+        off += 2;
+        while ((et == 0x8100 || et == 0x88a8) && f.size() >= off + 4) {
+            et = uint16_t(f[off + 2] << 8 | f[off + 3]);
+            off += 4;
+        }
+        exf::Addr16 src{}, dst{};
+        size_t l4 = 0, end = 0;
+        if (et == 0x0800 && f.size() >= off + 20) {
+            size_t ihl = size_t(f[off] & 15) * 4;
+            if (f[off + 9] != 6 || f.size() < off + ihl)
+                continue;
+            src[10] = src[11] = dst[10] = dst[11] = 0xff;
+            std::memcpy(&src[12], &f[off + 12], 4);
+            std::memcpy(&dst[12], &f[off + 16], 4);
+            l4 = off + ihl;
+            end = std::min(f.size(), off + size_t(f[off + 2] << 8 | f[off + 3]));
+        } else if (et == 0x86dd && f.size() >= off + 40) {
+            if (f[off + 6] != 6)
+                continue;
+            std::memcpy(src.data(), &f[off + 8], 16);
+            std::memcpy(dst.data(), &f[off + 24], 16);
+            l4 = off + 40;
+            end = std::min(f.size(), l4 + size_t(f[off + 4] << 8 | f[off + 5]));
+        } else {
+            continue;
+        }
+        if (end < l4 + 20 || src != *c || dst != *s)
+            continue;
+        uint16_t sp = uint16_t(f[l4] << 8 | f[l4 + 1]), dp = uint16_t(f[l4 + 2] << 8 | f[l4 + 3]);
+        size_t doff = size_t(f[l4 + 12] >> 4) * 4;
+        if (sp != cport || dp != sport || end <= l4 + doff)
+            continue;
+        return std::vector<uint8_t>(f.begin() + long(l4 + doff), f.begin() + long(end));
+    }
+    return std::nullopt;
+}
+
+enum class Why { malformed, beyond_capture };
+
+struct KnownException {
+    const char *file;
+    uint16_t client_port;
+    Why why;
+    const char *anomaly;  // malformed: the parser's anomaly on the client's first payload
+};
+
+// See the file comment. Each is verified against the capture's bytes.
+const KnownException kKnown[] = {
+    {"ndpi/tls_cipher_lens.pcap", 51589, Why::malformed, "bad_cipher_suites_length"},
+    {"ndpi/tls_cipher_lens.pcap", 51590, Why::malformed, "bad_cipher_suites_length"},
+    {"ndpi/tls_cipher_lens.pcap", 51591, Why::malformed, "bad_extensions_length"},
+    {"ndpi/tls_invalid_reads.pcap", 3967, Why::malformed, "bad_extensions_length"},
+    {"ndpi/tls_with_huge_ch.pcapng", 40640, Why::beyond_capture, ""},
+};
+
+// Expected data for one capture's flows.
+struct Ours {
+    std::map<std::string, std::vector<const json *>> by_tuple;  // in output order (first seen)
+};
+
+Ours index_flows(const Output &o)
+{
+    Ours r;
+    for (const auto &f : o.flows)
+        r.by_tuple[tuple_key(f["transport"].get<std::string>(), f["client"].get<std::string>(),
+                             f["client_port"].get<uint64_t>(), f["server"].get<std::string>(),
+                             f["server_port"].get<uint64_t>())]
+            .push_back(&f);
+    return r;
+}
+
+class Checker {
+public:
+    Checker(fs::path dir, const Replays &r) : dir_(std::move(dir)), r_(r)
+    {
+        for (const auto &[file, res] : r_.results)
+            out_.emplace(file, parse_output(res.out));
+        for (const auto &[file, o] : out_)
+            ours_.emplace(file, index_flows(o));
+        for (auto &row : exf::test::read_csv(dir_ / "truth_flows.csv"))
+            truth_flows_[row.at("file")].push_back(row);
+        for (auto &row : exf::test::read_csv(dir_ / "truth_per_client.csv"))
+            truth_clients_[row.at("file")].push_back(row);
+        for (auto &row : exf::test::read_csv(dir_ / "truth_excluded.csv"))
+            excluded_.insert(row.at("file"));
+        for (const auto &[file, rows] : truth_flows_)
+            for (const auto &t : rows)
+                truth_tuples_[file].insert(tuple_key(t.at("transport"), t.at("client"),
+                                                     std::stoull(t.at("client_port")), t.at("server"),
+                                                     std::stoull(t.at("server_port"))));
+    }
+
+    const Output *output(const std::string &file) const
+    {
+        auto it = out_.find(file);
+        return it == out_.end() ? nullptr : &it->second;
+    }
+    bool excluded(const std::string &file) const { return excluded_.count(file) > 0; }
+    const std::map<std::string, std::vector<Row>> &truth_flows() const { return truth_flows_; }
+    const std::map<std::string, std::vector<Row>> &truth_clients() const { return truth_clients_; }
+
+    std::vector<const json *> flows(const std::string &file, const std::string &tuple) const
+    {
+        auto it = ours_.find(file);
+        if (it == ours_.end())
+            return {};
+        auto f = it->second.by_tuple.find(tuple);
+        return f == it->second.by_tuple.end() ? std::vector<const json *>{} : f->second;
+    }
+    bool truth_has(const std::string &file, const std::string &tuple) const
+    {
+        auto it = truth_tuples_.find(file);
+        return it != truth_tuples_.end() && it->second.count(tuple);
+    }
+
+    // A known exception for this flow, verified against the capture's bytes:
+    // empty if none applies; otherwise the reason, or "UNVERIFIED: ..." if
+    // the capture does not show it.
+    std::string known_exception(const std::string &file, const std::string &client, uint16_t cport,
+                                const std::string &server, uint16_t sport)
+    {
+        for (const auto &k : kKnown) {
+            if (file != k.file || cport != k.client_port)
+                continue;
+            used_.insert(std::string(k.file) + ":" + std::to_string(k.client_port));
+            auto payload = first_client_payload(dir_ / file, client, cport, server, sport);
+            if (!payload)
+                return "UNVERIFIED: no client payload found in the capture";
+            exf::tls::ClientHello h;
+            auto r = exf::tls::parse_client_hello_record(*payload, h);
+            if (k.why == Why::malformed) {
+                if (r.malformed() && exf::tls::to_string(r.anomaly) == k.anomaly)
+                    return std::string("malformed ClientHello (") + k.anomaly + ")";
+                return "UNVERIFIED: the first payload parses as " +
+                       std::string(exf::tls::to_string(r.status)) + "/" +
+                       std::string(exf::tls::to_string(r.anomaly));
+            }
+            if (r.need_more() && r.needed > EXF_HELLO_MAX)
+                return "ClientHello of at least " + std::to_string(r.needed) +
+                       " bytes, beyond the kernel's " + std::to_string(EXF_HELLO_MAX);
+            return "UNVERIFIED: the first payload parses as " +
+                   std::string(exf::tls::to_string(r.status)) + ", needs " + std::to_string(r.needed);
+        }
+        return {};
+    }
+    std::vector<std::string> unused_exceptions() const
+    {
+        std::vector<std::string> out;
+        for (const auto &k : kKnown) {
+            std::string id = std::string(k.file) + ":" + std::to_string(k.client_port);
+            if (!used_.count(id))
+                out.push_back("known exception never met: " + id);
+        }
+        return out;
+    }
+
+private:
+    fs::path dir_;
+    const Replays &r_;
+    std::map<std::string, Output> out_;
+    std::map<std::string, Ours> ours_;
+    std::map<std::string, std::vector<Row>> truth_flows_, truth_clients_;
+    std::map<std::string, std::set<std::string>> truth_tuples_;
+    std::set<std::string> excluded_;
+    std::set<std::string> used_;
+};
+
+// Compares SNI and JA4 of one expected row with the flow(s) of its tuple.
+struct Tally {
+    size_t rows = 0, sni = 0, ja4 = 0, not_tls = 0, exceptions = 0;
+    std::vector<std::string> mismatches, notes;
+};
+
+void check_flow(Checker &ck, const std::string &source, const std::string &file,
+                const std::string &client, uint16_t cport, const std::string &server,
+                uint16_t sport, size_t nth, const std::string &want_sni, const std::string &want_ja4,
+                const std::string &tunnel, Tally &t)
+{
+    t.rows++;
+    const std::string tuple = tuple_key("tcp", client, cport, server, sport);
+    const std::string where = source + " " + file + " " + tuple + (nth ? " #" + std::to_string(nth + 1) : "");
+    auto fl = ck.flows(file, tuple);
+    if (nth >= fl.size()) {
+        // Not a TLS flow under the counting rules: the truth has none either.
+        bool justified = ck.excluded(file) ? !tunnel.empty() : !ck.truth_has(file, tuple);
+        if (justified && fl.empty()) {
+            t.not_tls++;
+            t.notes.push_back(where + ": not a TLS flow under the counting rules (" +
+                              (tunnel.empty() ? "truth_flows.csv has no such flow" : "tunnelled in " + tunnel + ": outer layer only") + ")");
+        } else {
+            t.mismatches.push_back(where + ": no such flow in the replay output");
+        }
+        return;
+    }
+    const json &f = *fl[nth];
+    const std::string got_sni = str_or_empty(f["sni"]), got_ja4 = str_or_empty(f["ja4"]);
+    const bool sni_ok = got_sni == want_sni && (!want_sni.empty() || f["sni"].is_null());
+    const bool ja4_ok = want_ja4.empty() ? true : got_ja4 == want_ja4;
+    if (sni_ok && ja4_ok) {
+        t.sni++;
+        if (!want_ja4.empty())
+            t.ja4++;
+        return;
+    }
+    std::string why = ck.known_exception(file, client, cport, server, sport);
+    if (!why.empty() && why.rfind("UNVERIFIED", 0) != 0 && f["sni"].is_null() && f["ja4"].is_null()) {
+        t.exceptions++;
+        t.notes.push_back(where + ": expected sni " + json(want_sni).dump() + " ja4 " + want_ja4 +
+                          ", exfilmon has none: " + why);
+        return;
+    }
+    t.mismatches.push_back(where + ": sni " + shown(f["sni"]) + " (expected " + json(want_sni).dump() +
+                           "), ja4 " + shown(f["ja4"]) + " (expected " +
+                           (want_ja4.empty() ? "-" : want_ja4) + ")" + (why.empty() ? "" : "; " + why));
+}
+
+// Suricata's tls.version names the version the server chose ("TLS 1.3",
+// "TLS 1.3 draft-28"); exfilmon's tls_version is the client's highest offer
+// ("1.3", "1.3-draft-28"). In these captures the servers took the client's
+// highest, so the names are compared after this conversion.
+std::string suricata_version(std::string v)
+{
+    if (v.rfind("TLS ", 0) == 0)
+        v.erase(0, 4);
+    if (auto p = v.find(" draft-"); p != std::string::npos)
+        v.replace(p, 7, "-draft-");
+    if (v == "SSLv3")
+        v = "ssl3";
+    return v;
+}
+
+std::vector<std::string> split(const std::string &s, char sep)
+{
+    std::vector<std::string> out;
+    std::string cur;
+    std::istringstream in(s);
+    while (std::getline(in, cur, sep))
+        out.push_back(cur);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of every shared "
+          "capture",
+          "[pcap][replay]")
+{
+    // The datapath's userspace build: no root needed, and about 2 s instead
+    // of 45 (a BPF load per capture). The next test case proves the output of
+    // the real BPF program (--datapath bpf) byte-identical on every capture,
+    // so everything checked here holds for it too.
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    const Replays &all = replays(dir, "user");
+    REQUIRE(all.captures.size() > 100);
+    Checker ck(dir, all);
+
+    // Every run: exit 0, valid JSON lines with the contract's fields.
+    std::vector<std::string> run_problems;
+    for (const auto &[file, res] : all.results) {
+        if (res.status != 0)
+            run_problems.push_back(file + ": exit " + std::to_string(res.status) + ": " + res.err);
+        if (res.err.find("datapath user") == std::string::npos)
+            run_problems.push_back(file + ": stderr does not name the datapath: " + res.err);
+        for (const auto &e : ck.output(file)->errors)
+            run_problems.push_back(file + ": " + e);
+    }
+    INFO(run_problems.size() << " problems running " << all.captures.size() << " captures ("
+                             << all.seconds << " s):\n"
+                             << join(run_problems));
+    CHECK(run_problems.empty());
+
+    // Per client: truth_per_client.csv.
+    std::vector<std::string> client_mm;
+    size_t clients_compared = 0;
+    for (const auto &file : all.captures) {
+        if (ck.excluded(file))
+            continue;
+        std::map<std::string, std::pair<const Row *, const json *>> by;
+        if (auto it = ck.truth_clients().find(file); it != ck.truth_clients().end())
+            for (const auto &t : it->second)
+                by[norm_addr(t.at("client"))].first = &t;
+        for (const auto &c : ck.output(file)->clients)
+            by[c["client"].get<std::string>()].second = &c;
+        for (const auto &[addr, p] : by) {
+            clients_compared++;
+            const auto &[t, o] = p;
+            if (!t || !o) {
+                client_mm.push_back(file + " " + addr + (t ? ": missing from the output" : ": not in the truth"));
+                continue;
+            }
+            for (const char *fld : {"tls_flows", "packets_in", "packets_out", "bytes_in", "bytes_out"})
+                if ((*o)[fld].get<uint64_t>() != std::stoull(t->at(fld)))
+                    client_mm.push_back(file + " " + addr + ": " + fld + " " + (*o)[fld].dump() +
+                                        ", truth " + t->at(fld));
+        }
+    }
+    INFO(client_mm.size() << " client mismatches of " << clients_compared << " compared:\n"
+                          << join(client_mm));
+    CHECK(clients_compared >= 124);
+    CHECK(client_mm.empty());
+
+    // Per flow: truth_flows.csv (rows sharing a 5-tuple paired in order),
+    // and every TCP flow whose first payload is a ClientHello has its JA4.
+    std::vector<std::string> flow_mm;
+    size_t flows_compared = 0, hellos_expected = 0, hellos_found = 0, hello_exceptions = 0;
+    for (const auto &file : all.captures) {
+        if (ck.excluded(file))
+            continue;
+        std::map<std::string, std::pair<std::vector<const Row *>, std::vector<const json *>>> by;
+        if (auto it = ck.truth_flows().find(file); it != ck.truth_flows().end())
+            for (const auto &t : it->second)
+                by[tuple_key(t.at("transport"), t.at("client"), std::stoull(t.at("client_port")),
+                             t.at("server"), std::stoull(t.at("server_port")))]
+                    .first.push_back(&t);
+        for (const auto &f : ck.output(file)->flows)
+            by[tuple_key(f["transport"].get<std::string>(), f["client"].get<std::string>(),
+                         f["client_port"].get<uint64_t>(), f["server"].get<std::string>(),
+                         f["server_port"].get<uint64_t>())]
+                .second.push_back(&f);
+        for (const auto &[tuple, p] : by) {
+            const auto &[t, o] = p;
+            for (size_t i = 0; i < std::max(t.size(), o.size()); i++) {
+                flows_compared++;
+                std::string where = file + " " + tuple + (t.size() > 1 || o.size() > 1 ? " #" + std::to_string(i + 1) : "");
+                if (i >= o.size()) {
+                    flow_mm.push_back(where + ": missing from the output");
+                    continue;
+                }
+                if (i >= t.size()) {
+                    flow_mm.push_back(where + ": not in the truth");
+                    continue;
+                }
+                const Row &tr = *t[i];
+                const json &of = *o[i];
+                for (const char *fld : {"packets_in", "packets_out", "bytes_in", "bytes_out"})
+                    if (of[fld].get<uint64_t>() != std::stoull(tr.at(fld)))
+                        flow_mm.push_back(where + ": " + fld + " " + of[fld].dump() + ", truth " + tr.at(fld));
+                if (tr.at("transport") == "tcp" && tr.at("first_payload_clienthello") == "1") {
+                    hellos_expected++;
+                    if (of["ja4"].is_string() && of["tls_version"].is_string() && of["alpn"].is_array()) {
+                        hellos_found++;
+                    } else {
+                        std::string why = ck.known_exception(file, tr.at("client"),
+                                                             uint16_t(std::stoul(tr.at("client_port"))),
+                                                             tr.at("server"),
+                                                             uint16_t(std::stoul(tr.at("server_port"))));
+                        if (!why.empty() && why.rfind("UNVERIFIED", 0) != 0)
+                            hello_exceptions++;
+                        else
+                            flow_mm.push_back(where + ": first payload is a ClientHello, no JA4 in the output" +
+                                              (why.empty() ? "" : ": " + why));
+                    }
+                }
+            }
+        }
+    }
+    INFO(flow_mm.size() << " flow mismatches of " << flows_compared << " compared:\n" << join(flow_mm));
+    CHECK(flows_compared >= 1176);
+    CHECK(flow_mm.empty());
+
+    // SNI and JA4: foxio-ja4/expected.csv (the Rust tool's snapshot).
+    Tally foxio;
+    size_t foxio_quic = 0;
+    {
+        std::map<std::string, size_t> seen;
+        for (const auto &r : exf::test::read_csv(dir / "foxio-ja4/expected.csv")) {
+            if (r.at("transport") != "tcp") {
+                foxio_quic++;
+                continue;
+            }
+            const std::string file = "foxio-ja4/" + r.at("file");
+            const std::string tuple = tuple_key("tcp", r.at("client_ip"), std::stoull(r.at("client_port")),
+                                                r.at("server_ip"), std::stoull(r.at("server_port")));
+            check_flow(ck, "foxio", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
+                       r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
+                       seen[file + tuple]++, r.at("sni"), r.at("ja4"), "", foxio);
+        }
+    }
+    // ndpi/expected.csv: TCP rows whose SNI is tshark's and with a ja4_reference.
+    Tally ndpi;
+    size_t ndpi_quic = 0, ndpi_other = 0;
+    {
+        std::map<std::string, size_t> seen;
+        for (const auto &r : exf::test::read_csv(dir / "ndpi/expected.csv")) {
+            if (r.at("transport") != "TCP") {
+                ndpi_quic++;
+                continue;
+            }
+            if (r.at("sni_basis").rfind("tshark", 0) != 0 || r.at("ja4_reference").empty()) {
+                ndpi_other++;
+                continue;
+            }
+            const std::string file = "ndpi/" + r.at("file");
+            const std::string tuple = tuple_key("tcp", r.at("client_ip"), std::stoull(r.at("client_port")),
+                                                r.at("server_ip"), std::stoull(r.at("server_port")));
+            check_flow(ck, "ndpi", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
+                       r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
+                       seen[file + tuple]++, r.at("sni"), r.at("ja4_reference"), r.at("tunnel"), ndpi);
+        }
+    }
+    // suricata-verify/expected.csv: tls checks. A check counts matching
+    // events: with every asserted field evaluated here the number of matching
+    // flows must equal `count`; a check that also asserts fields exfilmon
+    // does not produce (ja3, community_id, server ALPNs) needs at least `count`.
+    std::vector<std::string> suri_mm;
+    size_t suri_checks = 0, suri_fields = 0, suri_quic = 0;
+    for (const auto &r : exf::test::read_csv(dir / "suricata-verify/expected.csv")) {
+        if (r.at("event_type") == "quic") {
+            suri_quic++;
+            continue;
+        }
+        if (r.at("event_type") != "tls")
+            continue;
+        suri_checks++;
+        const std::string file = "suricata-verify/" + r.at("test") + "/" + r.at("pcap");
+        const Output *o = ck.output(file);
+        if (!o) {
+            suri_mm.push_back(file + ": not replayed");
+            continue;
+        }
+        std::vector<std::string> asserted;
+        auto field = [&](const char *col) {
+            if (!r.at(col).empty())
+                asserted.push_back(col);
+            return !r.at(col).empty();
+        };
+        const bool has_sni = field("sni"), has_ja4 = field("ja4"), has_ver = field("tls_version"),
+                   has_alpn = field("alpn_client"), has_src = field("src_ip");
+        const bool partial = !r.at("ja3_hash").empty() || !r.at("ja3_string").empty() ||
+                             !r.at("other_match_json").empty();
+        suri_fields += asserted.size();
+        size_t matches = 0;
+        for (const auto &f : o->flows) {
+            if (f["transport"] != "tcp")
+                continue;
+            if (has_sni && str_or_empty(f["sni"]) != r.at("sni"))
+                continue;
+            if (has_ja4 && str_or_empty(f["ja4"]) != r.at("ja4"))
+                continue;
+            if (has_ver && str_or_empty(f["tls_version"]) != suricata_version(r.at("tls_version")))
+                continue;
+            if (has_alpn && (!f["alpn"].is_array() ||
+                             f["alpn"].get<std::vector<std::string>>() != split(r.at("alpn_client"), ';')))
+                continue;
+            if (has_src && (f["client"] != norm_addr(r.at("src_ip")) ||
+                            f["client_port"].get<uint64_t>() != std::stoull(r.at("src_port")) ||
+                            f["server"] != norm_addr(r.at("dest_ip")) ||
+                            f["server_port"].get<uint64_t>() != std::stoull(r.at("dest_port"))))
+                continue;
+            matches++;
+        }
+        const size_t want = std::stoul(r.at("count"));
+        if (partial ? matches < want : matches != want) {
+            std::string flows;
+            for (const auto &f : o->flows)
+                flows += "\n    " + f.dump();
+            std::string fields;
+            for (const auto &a : asserted)
+                fields += (fields.empty() ? "" : ",") + a;
+            suri_mm.push_back(file + " check " + r.at("check_index") + " (" + fields + "): " + std::to_string(matches) + " matching flows, expected " +
+                              (partial ? "at least " : "") + std::to_string(want) + "; flows:" + flows);
+        }
+    }
+
+    std::vector<std::string> stale = ck.unused_exceptions();
+    INFO("foxio-ja4: " << foxio.rows << " TCP rows: " << foxio.sni << " SNI and " << foxio.ja4
+                       << " JA4 match, " << foxio.not_tls << " not TLS flows, " << foxio.exceptions
+                       << " known exceptions; " << foxio.mismatches.size() << " mismatches:\n"
+                       << join(foxio.mismatches) << "notes:\n" << join(foxio.notes));
+    INFO("ndpi: " << ndpi.rows << " TCP rows: " << ndpi.sni << " SNI and " << ndpi.ja4 << " JA4 match, "
+                  << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions << " known exceptions; "
+                  << ndpi.mismatches.size() << " mismatches:\n"
+                  << join(ndpi.mismatches) << "notes:\n" << join(ndpi.notes));
+    INFO("suricata-verify: " << suri_checks << " tls checks (" << suri_fields << " asserted fields); "
+                             << suri_mm.size() << " mismatches:\n"
+                             << join(suri_mm));
+    INFO(join(stale));
+    WARN("replay vs expected values ("
+         << all.captures.size() << " captures, " << all.seconds << " s with --datapath user): "
+         << clients_compared << " clients and " << flows_compared << " flows vs truth; "
+         << hellos_found << " of " << hellos_expected << " first-payload ClientHellos fingerprinted ("
+         << hello_exceptions << " known exceptions); foxio " << foxio.sni << " SNI + " << foxio.ja4
+         << " JA4 of " << foxio.rows << " TCP rows (" << foxio.not_tls << " not TLS flows, "
+         << foxio.exceptions << " exceptions); ndpi " << ndpi.sni << " SNI + " << ndpi.ja4 << " JA4 of "
+         << ndpi.rows << " TCP rows (" << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions
+         << " exceptions; " << ndpi_other << " TCP rows without a tshark SNI or a JA4 reference not "
+         << "compared); suricata-verify " << suri_checks << " tls checks. SKIPPED QUIC rows (later "
+         << "issue: Initial decryption): foxio " << foxio_quic << ", ndpi " << ndpi_quic
+         << ", suricata-verify " << suri_quic);
+    CHECK(foxio.rows == 151);
+    CHECK(ndpi.rows >= 600);
+    CHECK(suri_checks >= 10);
+    CHECK(foxio.mismatches.empty());
+    CHECK(ndpi.mismatches.empty());
+    CHECK(suri_mm.empty());
+    CHECK(stale.empty());
+    REQUIRE((run_problems.empty() && client_mm.empty() && flow_mm.empty() &&
+             foxio.mismatches.empty() && ndpi.mismatches.empty() && suri_mm.empty() && stale.empty()));
+}
+
+namespace {
+
+using exf::test::Bytes;
+using exf::test::build_frame;
+using exf::test::FrameSpec;
+using exf::test::TimedFrame;
+
+// A capture built here: TCP TLS flows over IPv4 and IPv6 with and without
+// VLAN tags, hellos split over segments sent out of order, a retransmitted
+// segment, a 5-tuple reused after FIN, an RST, a non-TLS payload on 443, a
+// malformed hello, QUIC, and a hello with non-UTF-8 SNI and ALPN bytes.
+struct Builder {
+    std::vector<TimedFrame> frames;
+    uint64_t ts = 1'700'000'000'000'000'000ull;
+
+    void add(FrameSpec s) { frames.emplace_back(ts += 1'000'000, build_frame(s)); }
+
+    // A TCP connection: handshake, the client's payload in segments of the
+    // given sizes and order (indexes into the split), server data, an ending.
+    void tcp(const std::string &c, uint16_t cport, const std::string &s, uint16_t sport, uint32_t isn,
+             const Bytes &payload, const std::vector<size_t> &sizes, const std::vector<size_t> &order,
+             size_t response, uint8_t ending, std::vector<std::pair<uint16_t, uint16_t>> vlans = {})
+    {
+        auto spec = [&](bool from_client, uint8_t flags, uint32_t seq, Bytes p = {}) {
+            FrameSpec f;
+            f.src = from_client ? c : s;
+            f.dst = from_client ? s : c;
+            f.sport = from_client ? cport : sport;
+            f.dport = from_client ? sport : cport;
+            f.tcp_flags = flags;
+            f.seq = seq;
+            f.payload = std::move(p);
+            f.vlans = vlans;
+            return f;
+        };
+        using namespace exf::test;
+        add(spec(true, SYN, isn));
+        add(spec(false, SYN | ACK, 7000));
+        add(spec(true, ACK, isn + 1));
+        std::vector<std::pair<size_t, size_t>> segs;
+        size_t at = 0;
+        for (size_t i = 0; i < sizes.size() && at < payload.size(); i++) {
+            size_t n = i + 1 == sizes.size() ? payload.size() - at : std::min(sizes[i], payload.size() - at);
+            segs.emplace_back(at, n);
+            at += n;
+        }
+        for (size_t i : order) {
+            auto [off, n] = segs.at(i);
+            add(spec(true, PSH | ACK, isn + 1 + uint32_t(off),
+                     Bytes(payload.begin() + long(off), payload.begin() + long(off + n))));
+        }
+        for (size_t left = response; left > 0;) {
+            size_t n = std::min<size_t>(left, 1400);
+            add(spec(false, PSH | ACK, 7001, Bytes(n, 0x17)));
+            left -= n;
+        }
+        if (ending == FIN) {
+            add(spec(true, FIN | ACK, isn + 1 + uint32_t(payload.size())));
+            add(spec(false, FIN | ACK, 9000));
+            add(spec(true, ACK, isn + 2 + uint32_t(payload.size())));
+        } else if (ending == RST) {
+            add(spec(false, RST, 9000));
+        }
+    }
+    void quic(const std::string &c, uint16_t cport, const std::string &s, int datagrams)
+    {
+        for (int i = 0; i < datagrams; i++) {
+            FrameSpec f;
+            f.src = c;
+            f.dst = s;
+            f.sport = cport;
+            f.dport = 443;
+            f.proto = 17;
+            f.payload = exf::test::quic_initial(1200);
+            add(f);
+            FrameSpec r = f;
+            std::swap(r.src, r.dst);
+            std::swap(r.sport, r.dport);
+            r.payload = Bytes(900, 0x40);
+            add(r);
+        }
+    }
+};
+
+std::vector<TimedFrame> built_capture()
+{
+    using exf::test::HelloBuilder;
+    using namespace exf::test;
+    Builder b;
+    const Bytes browser = HelloBuilder::browser_like().record();
+    // Split in three, sent 2, 0, 1 (and 0 again: a retransmission).
+    b.tcp("192.0.2.10", 40000, "198.51.100.1", 443, 1000, browser, {600, 600, 0}, {2, 0, 1, 0}, 30000, FIN);
+    b.tcp("2001:db8::10", 40001, "2001:db8:1::1", 8443, 5000,
+          HelloBuilder().sni("v6.example").alpn({"http/1.1"}).supported_versions({0x0304, 0x0303}).record(),
+          {100, 0}, {1, 0}, 5000, RST, {{0x8100, 12}});
+    // The same 5-tuple twice: a FIN, then a new SYN (REUSE).
+    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 100, client_hello(400, "first.example"), {0}, {0}, 3000, FIN);
+    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 80000, client_hello(500, "second.example"), {0}, {0}, 2000, 0);
+    // Not TLS on 443; a malformed hello; a hello on a non-TLS port.
+    b.tcp("192.0.2.12", 40003, "198.51.100.1", 443, 1,
+          Bytes{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n', '\r', '\n'},
+          {0}, {0}, 500, FIN);
+    Bytes bad = HelloBuilder().sni("bad.example").record();
+    bad[43] = 0xff;  // the session id length runs beyond the body
+    b.tcp("192.0.2.12", 40004, "198.51.100.1", 443, 1, bad, {0}, {0}, 100, RST);
+    b.tcp("192.0.2.13", 40005, "198.51.100.2", 4433, 1, client_hello(300, "odd-port.example"), {0}, {0}, 700, FIN);
+    // Attacker-chosen bytes in SNI and ALPN.
+    b.tcp("192.0.2.14", 40006, "198.51.100.1", 443, 1,
+          HelloBuilder().sni(std::string("ev\xff\xfeil\x01\"\\.example", 17)).alpn({std::string("h2\xc3", 3), "\xe2\x82"}).record(),
+          {0}, {0}, 800, FIN);
+    b.quic("192.0.2.15", 50000, "198.51.100.3", 3);
+    b.quic("2001:db8::15", 50001, "2001:db8:1::3", 5);
+    return b.frames;
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+    {
+        std::string tmpl = (fs::temp_directory_path() / "exf-replay-XXXXXX").string();
+        if (!mkdtemp(tmpl.data()))
+            throw std::runtime_error("mkdtemp failed");
+        path = tmpl;
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical", "[bpf][parity][replay]")
+{
+    if (!exf::test::require_root())
+        return;
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap";
+    exf::test::write_pcap(built, built_capture());
+    auto a = replay(built, "bpf"), b = replay(built, "user");
+    INFO("bpf stderr: " << a.err << "user stderr: " << b.err);
+    CHECK(a.status == 0);
+    CHECK(b.status == 0);
+    CHECK(a.out == b.out);
+    Output o = parse_output(a.out);
+    INFO(a.out);
+    CHECK(o.errors.empty());
+    CHECK(o.flows.size() == 10);  // 8 TCP (one reused 5-tuple: two flows) + 2 QUIC, no non-TLS
+    CHECK(o.clients.size() == 8);
+
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    const Replays &bpf = replays(dir, "bpf");
+    const Replays &user = replays(dir, "user");
+    std::vector<std::string> diffs;
+    size_t lines = 0;
+    for (const auto &c : bpf.captures) {
+        const auto &x = bpf.results.at(c), &y = user.results.at(c);
+        lines += size_t(std::count(x.out.begin(), x.out.end(), '\n'));
+        if (x.status != y.status)
+            diffs.push_back(c + ": exit " + std::to_string(x.status) + " (bpf) vs " + std::to_string(y.status));
+        if (x.out != y.out) {
+            std::istringstream xs(x.out), ys(y.out);
+            std::string xl, yl;
+            size_t n = 0;
+            while (true) {
+                bool hx = bool(std::getline(xs, xl)), hy = bool(std::getline(ys, yl));
+                n++;
+                if (!hx && !hy)
+                    break;
+                if (!hx || !hy || xl != yl) {
+                    diffs.push_back(c + ": line " + std::to_string(n) + ":\n  bpf:  " + (hx ? xl : "(end)") +
+                                    "\n  user: " + (hy ? yl : "(end)"));
+                    break;
+                }
+            }
+        }
+    }
+    INFO(diffs.size() << " captures differ of " << bpf.captures.size() << " (" << lines
+                      << " lines; bpf " << bpf.seconds << " s, user " << user.seconds << " s):\n"
+                      << join(diffs));
+    CHECK(lines > 1300);
+    REQUIRE(diffs.empty());
+}
+
+TEST_CASE("replay of a built capture reports its flows and escapes attacker bytes", "[replay]")
+{
+    // The userspace datapath: no root needed.
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap";
+    exf::test::write_pcap(built, built_capture());
+    auto r = replay(built, "user");
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.err.find("datapath user") != std::string::npos);
+    Output o = parse_output(r.out);
+    REQUIRE(o.errors.empty());
+
+    std::map<uint64_t, std::vector<json>> by_port;
+    for (const auto &f : o.flows)
+        by_port[f["client_port"].get<uint64_t>()].push_back(f);
+    REQUIRE(by_port.count(40000));
+    const json &split = by_port[40000][0];
+    CHECK(split["sni"] == "example.com");
+    CHECK(split["alpn"] == json::array({"h2", "http/1.1"}));
+    CHECK(split["tls_version"] == "1.3");
+    CHECK(split["ja4"].get<std::string>().rfind("t13d", 0) == 0);
+    CHECK(split["transport"] == "tcp");
+    const json &v6 = by_port[40001][0];
+    CHECK(v6["client"] == "2001:db8::10");
+    CHECK(v6["server"] == "2001:db8:1::1");
+    CHECK(v6["sni"] == "v6.example");
+    CHECK(v6["server_port"] == 8443);
+    // The reused 5-tuple: two flows, the ended one first with its own SNI.
+    REQUIRE(by_port[40002].size() == 2);
+    CHECK(by_port[40002][0]["sni"] == "first.example");
+    CHECK(by_port[40002][1]["sni"] == "second.example");
+    CHECK(by_port[40002][0]["bytes_out"].get<uint64_t>() > by_port[40002][1]["bytes_out"].get<uint64_t>());
+    // Not TLS and malformed: flows without metadata.
+    CHECK(by_port[40003][0]["ja4"].is_null());
+    CHECK(by_port[40003][0]["sni"].is_null());
+    CHECK(by_port[40003][0]["alpn"].is_null());
+    CHECK(by_port[40004][0]["ja4"].is_null());
+    CHECK(by_port[40005][0]["sni"] == "odd-port.example");
+    CHECK(by_port[40005][0]["alpn"] == json::array());
+    // Invalid UTF-8 replaced by U+FFFD; quotes, backslashes and control
+    // characters escaped by JSON.
+    const json &evil = by_port[40006][0];
+    CHECK(evil["sni"] == "ev\xef\xbf\xbd\xef\xbf\xbdil\x01\"\\.example");
+    CHECK(evil["alpn"] == json::array({"h2\xef\xbf\xbd", "\xef\xbf\xbd"}));
+    CHECK(r.out.find("\\u0001") != std::string::npos);
+    CHECK(by_port[50000][0]["transport"] == "quic");
+    CHECK(by_port[50000][0]["sni"].is_null());
+    CHECK(by_port[50001][0]["packets_in"] == 5);
+
+    // Per client: sorted by address, SNIs distinct and sorted.
+    std::vector<std::string> clients;
+    for (const auto &c : o.clients)
+        clients.push_back(c["client"].get<std::string>());
+    CHECK(clients == std::vector<std::string>{"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13",
+                                              "192.0.2.14", "192.0.2.15", "2001:db8::10",
+                                              "2001:db8::15"});
+    CHECK(o.clients[1]["sni"] == json::array({"first.example", "second.example"}));
+    CHECK(o.clients[1]["tls_flows"] == 2);
+    CHECK(o.clients[2]["sni"] == json::array());
+    CHECK(o.clients[2]["tls_flows"] == 2);
+
+    // The table: escaped bytes, clients by bytes out.
+    auto t = replay(built, "user", "table");
+    INFO(t.out);
+    CHECK(t.status == 0);
+    CHECK(t.out.find("ev\\xff\\xfeil\\x01\"\\\\.example") != std::string::npos);
+    CHECK(t.out.find('\x01') == std::string::npos);
+    auto pos10 = t.out.find("192.0.2.10 "), pos13 = t.out.find("192.0.2.13 ");
+    CHECK(pos10 < pos13);  // 30000 bytes out before 700
+    // Without --flows only the clients.
+    auto nf = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format", "json",
+                                      "--datapath", "user", built.string()});
+    CHECK(nf.status == 0);
+    CHECK(nf.out.find("\"type\":\"flow\"") == std::string::npos);
+    CHECK(parse_output(nf.out).clients.size() == 8);
+}
+
+TEST_CASE("replay of a truncated or corrupt capture prints what was read then the error and exits 1",
+          "[replay]")
+{
+    TempDir tmp;
+    auto frames = built_capture();
+    REQUIRE(frames.size() > 40);
+    const size_t keep = 40;  // packets 1..40 intact, 41 damaged
+    std::vector<TimedFrame> head(frames.begin(), frames.begin() + long(keep));
+    exf::test::write_pcap(tmp.path / "head.pcap", head);
+    std::vector<TimedFrame> upto(frames.begin(), frames.begin() + long(keep + 1));
+    exf::test::write_pcap(tmp.path / "full.pcap", upto);
+    const auto full_size = fs::file_size(tmp.path / "full.pcap");
+
+    // Truncated: the last record loses its last 10 bytes.
+    const fs::path cut = tmp.path / "cut.pcap";
+    fs::copy_file(tmp.path / "full.pcap", cut);
+    fs::resize_file(cut, full_size - 10);
+    // Corrupt: the last record's captured length is absurd.
+    const fs::path bad = tmp.path / "bad.pcap";
+    {
+        std::ifstream in(tmp.path / "full.pcap", std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        size_t last = bytes.size() - frames[keep].second.size() - 16;  // its record header
+        uint32_t huge = 0x7fffffff;
+        std::memcpy(&bytes[last + 8], &huge, 4);
+        std::ofstream(bad, std::ios::binary) << bytes;
+    }
+
+    std::vector<std::string> datapaths{"user"};
+    if (geteuid() == 0)
+        datapaths.push_back("bpf");
+    for (const auto &dp : datapaths) {
+        INFO("datapath " << dp);
+        auto ok = replay(tmp.path / "head.pcap", dp);
+        REQUIRE(ok.status == 0);
+        REQUIRE(!ok.out.empty());
+        for (const fs::path &f : {cut, bad}) {
+            auto r = replay(f, dp);
+            INFO(f.string() << ": " << r.err);
+            CHECK(r.status == 1);
+            CHECK(r.out == ok.out);  // the report as far as the capture goes
+            CHECK(r.err.find("error: " + f.string() + ": packet " + std::to_string(keep + 1) + ": ") !=
+                  std::string::npos);
+            auto t = replay(f, dp, "table");
+            CHECK(t.status == 1);
+            CHECK(t.out.find("CLIENTS (") == 0);
+        }
+    }
+
+    // A file that is not a capture at all: exit 1, named.
+    std::ofstream(tmp.path / "text.pcap") << "hello, I am not a capture\n";
+    auto nc = replay(tmp.path / "text.pcap", "user");
+    CHECK(nc.status == 1);
+    CHECK(nc.err.find((tmp.path / "text.pcap").string()) != std::string::npos);
+    CHECK(nc.out.empty());
+}
+
+TEST_CASE("replay of a missing file or with bad options exits 2", "[replay]")
+{
+    const std::string bin = exf::test::exfilmon_binary().string();
+    auto missing = exf::test::run_program({bin, "replay", "/nonexistent/capture.pcap"});
+    CHECK(missing.status == 2);
+    CHECK(missing.err.find("/nonexistent/capture.pcap: no such file") != std::string::npos);
+    CHECK(missing.out.empty());
+
+    TempDir tmp;
+    const fs::path cap = tmp.path / "one.pcap";
+    exf::test::write_pcap(cap, {{1, build_frame(FrameSpec{})}});
+    CHECK(exf::test::run_program({bin, "replay", "--datapath", "user", cap.string()}).status == 0);
+    CHECK(exf::test::run_program({bin, "replay"}).status == 2);
+    CHECK(exf::test::run_program({bin, "replay", "--format", "xml", cap.string()}).status == 2);
+    CHECK(exf::test::run_program({bin, "replay", "--datapath", "gpu", cap.string()}).status == 2);
+    CHECK(exf::test::run_program({bin, "replay", "--bogus", cap.string()}).status == 2);
+    CHECK(exf::test::run_program({bin, "replay", tmp.path.string()}).status == 2);  // a directory
+    auto nocfg = exf::test::run_program({bin, "replay", "--config", "/nonexistent.toml", cap.string()});
+    CHECK(nocfg.status == 2);
+    CHECK(nocfg.err.find("/nonexistent.toml") != std::string::npos);
+    std::ofstream(tmp.path / "bad.toml") << "[bpf]\ntls_ports = \"many\"\n";
+    auto badcfg = exf::test::run_program({bin, "replay", "--config", (tmp.path / "bad.toml").string(), cap.string()});
+    CHECK(badcfg.status == 2);
+    CHECK(badcfg.err.find("bad.toml:2:") != std::string::npos);
+
+    // The configuration's TLS ports apply: plain HTTP on 4444 is a TLS flow
+    // (by port) only when 4444 is one.
+    FrameSpec http;
+    http.dport = 4444;
+    http.tcp_flags = exf::test::PSH | exf::test::ACK;
+    http.payload = Bytes{'G', 'E', 'T', ' ', '/', '\r', '\n'};
+    exf::test::write_pcap(tmp.path / "http.pcap", {{1, build_frame(http)}});
+    std::ofstream(tmp.path / "ports.toml") << "[bpf]\ntls_ports = [443, 4444]\n";
+    auto plain = exf::test::run_program({bin, "replay", "--format", "json", "--datapath", "user",
+                                         (tmp.path / "http.pcap").string()});
+    CHECK(plain.status == 0);
+    CHECK(plain.out.empty());
+    auto ported = exf::test::run_program({bin, "replay", "--format", "json", "--datapath", "user", "--config",
+                                          (tmp.path / "ports.toml").string(), (tmp.path / "http.pcap").string()});
+    CHECK(ported.status == 0);
+    CHECK(ported.out.find("\"client\":\"192.0.2.10\",\"tls_flows\":1") != std::string::npos);
+
+    auto help = exf::test::run_program({bin, "replay", "--help"});
+    CHECK(help.status == 0);
+    CHECK(help.out.find("--datapath") != std::string::npos);
+}

@@ -1,0 +1,137 @@
+#pragma once
+// `exfilmon replay FILE`: a capture file run through a Datapath (the real BPF
+// program via BPF_PROG_TEST_RUN, or its userspace build), packet time as the
+// clock; after every packet the datapath's events go to a FlowTracker; at the
+// end one report per client and, with --flows, per flow.
+//
+// Output (stdout):
+//  * json: one object per line (JSON Lines), in this order: alert lines as
+//    they are raised (none yet: the detection stage comes later), then
+//      {"type":"client","client":"203.0.113.7","tls_flows":N,"bytes_in":N,
+//       "bytes_out":N,"packets_in":N,"packets_out":N,"sni":["a.example",...]}
+//    per client, sorted by address (the 16-byte form: IPv4 first), with
+//    tls_flows = the client table's tls_flows_opened and sni the distinct
+//    SNIs of that client's flows, sorted; then, with --flows,
+//      {"type":"flow","client":..,"client_port":N,"server":..,"server_port":N,
+//       "transport":"tcp"|"quic","sni":..,"alpn":[..],"tls_version":..,
+//       "ja4":..,"bytes_in":N,"bytes_out":N,"packets_in":N,"packets_out":N}
+//    per TLS/QUIC flow: the flow table's plus those ended by a 5-tuple reuse
+//    (their final counters from the REUSE event), sorted by client address,
+//    then first seen. sni, alpn, tls_version and ja4 are null while no
+//    ClientHello is known (QUIC flows for now); sni is also null for a hello
+//    without server_name, alpn [] for a hello without ALPN. Addresses as
+//    exf::format_addr gives them (dotted quad, RFC 5952).
+//    SNI and ALPN are attacker-controlled bytes: they are emitted as JSON
+//    strings with every invalid UTF-8 sequence replaced by U+FFFD (nlohmann's
+//    error_handler_t::replace, each maximal invalid subpart -> one U+FFFD) and
+//    control characters escaped (\u00XX), so every line is valid JSON.
+//  * table (default): for people. Clients sorted by bytes_out (descending),
+//    aligned columns, the first 3 SNIs of each client then "(+N)"; with
+//    --flows a second table of flows, also by bytes_out, with each flow's
+//    anomalies. Non-printable or non-ASCII bytes in SNI/ALPN print as \xNN
+//    (a backslash as \\), so a name cannot move the terminal's cursor.
+// stderr: which datapath runs, then a one-line summary (packets, events,
+// anomalies by name), and errors.
+//
+// Exit status: 0 ok; 1 the capture is corrupt or truncated (the report of the
+// packets before the damage is printed, then "FILE: packet N: what" on
+// stderr), is not a readable capture format, or the datapath failed; 2 a
+// missing or unreadable file, a bad configuration or a bad option.
+//
+// Seams for later stages: ReplayStage (an aggregator, a detector) sees every
+// event, every flow whose TLS metadata becomes known, the datapath after each
+// packet, the end; and may raise Alerts, printed as {"type":"alert",...}.
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "capture/datapath.h"
+#include "common/addr.h"
+#include "pipeline/flow_tracker.h"
+
+namespace exf {
+
+enum class ReplayFormat : uint8_t { table, json };
+enum class DatapathChoice : uint8_t { automatic, bpf, user };
+
+struct ReplayOptions {
+    std::string capture;
+    std::string config_path;  // empty: built-in defaults ([bpf] tls_ports, table sizes)
+    ReplayFormat format = ReplayFormat::table;
+    bool flows = false;
+    DatapathChoice datapath = DatapathChoice::automatic;
+};
+
+// A detection's finding. Printed as one line {"type":"alert", <fields...>}
+// (json) or in an ALERTS section (table). "type" in fields is ignored.
+struct Alert {
+    nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+};
+
+// A later stage plugged into a replay (the aggregator, the detector). Every
+// hook is optional; all run on the replay's thread, in packet order.
+class ReplayStage {
+public:
+    virtual ~ReplayStage() = default;
+    // Each event, after the FlowTracker took it in.
+    virtual void on_event(std::span<const uint8_t> /*event*/, const FlowTracker & /*tracker*/) {}
+    // A flow's TLS metadata became known (attribute its traffic to the SNI).
+    virtual void on_tls_meta(const FlowRecord & /*record*/) {}
+    // After each packet and its events; ts_ns is the packet time (the clock).
+    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/) {}
+    // The capture ended (or broke off); ts_ns is the last packet's time.
+    virtual void on_end(uint64_t /*ts_ns*/, const Datapath & /*dp*/) {}
+    // Alerts raised since the last call (called after every packet and at the end).
+    virtual void take_alerts(std::vector<Alert> & /*out*/) {}
+};
+
+struct ClientReport {
+    Addr16 addr{};
+    std::string client;
+    uint64_t tls_flows = 0, bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
+    std::vector<std::string> sni;  // distinct, sorted (raw bytes)
+};
+
+struct FlowReport {
+    Addr16 client_addr{}, server_addr{};
+    std::string client, server;
+    uint16_t client_port = 0, server_port = 0;
+    std::string transport;  // "tcp" | "quic"
+    uint64_t first_ns = 0;
+    uint64_t bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
+    bool reused = false;          // ended by a 5-tuple reuse (final counters from the event)
+    std::optional<TlsMeta> tls;   // nullopt: no ClientHello known
+    std::vector<std::string> anomalies;
+};
+
+struct ReplayReport {
+    std::vector<ClientReport> clients;  // by address
+    std::vector<FlowReport> flows;      // by client address, then first seen
+};
+
+// The report from a datapath's tables, the tracker's records, and the records
+// finalized by REUSE events (FlowTracker on_flow_end with finalized set).
+ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
+                          const std::vector<FlowRecord> &reused);
+
+// One JSON line per client, then (flows) per flow; each line ends with '\n'.
+void write_json(const ReplayReport &r, bool flows, std::ostream &out);
+void write_table(const ReplayReport &r, bool flows, std::ostream &out);
+// The JSON text of one line (no newline), invalid UTF-8 replaced.
+std::string client_json(const ClientReport &c);
+std::string flow_json(const FlowReport &f);
+std::string alert_json(const Alert &a);
+// Bytes for a terminal: printable ASCII as is, '\\' as "\\\\", the rest as \xNN.
+std::string printable(std::string_view raw);
+
+// Runs `exfilmon replay`; returns the exit status. Report on out, messages on err.
+int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
+               std::span<ReplayStage *const> stages = {});
+
+}  // namespace exf
