@@ -89,6 +89,9 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
     }
     INFO(slurp(out));
     CHECK(seen);
+    // The ring buffer events reached the flow tracker: each connection's
+    // ClientHello was reassembled and parsed.
+    CHECK(wait_for(out, "ClientHellos parsed 3, bad events 0", 5s));
 
     int status = daemon.stop(stop_signal, 10s);
     CHECK(status == 0);

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "pipeline/flow_tracker.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
 
@@ -32,7 +33,7 @@ void on_stop(int) { g_stop = true; }
 void on_hup(int) { g_reload = true; }
 
 void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_t events,
-                   uint64_t queue_drops)
+                   uint64_t queue_drops, const FlowTrackerStats &ts)
 {
     std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
         return a.stats.bytes_out > b.stats.bytes_out;
@@ -46,12 +47,30 @@ void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_
                     (unsigned long long)r.stats.bytes_in, (unsigned long long)r.stats.bytes_out,
                     (unsigned long long)r.stats.pkts_in, (unsigned long long)r.stats.pkts_out);
     std::printf("-- %zu clients; packets %llu, TLS flows %llu, QUIC flows %llu, events %llu, "
-                "ring buffer full %llu, queue drops %llu\n\n",
+                "ring buffer full %llu, queue drops %llu, ClientHellos parsed %llu, bad events "
+                "%llu\n\n",
                 rows.size(), (unsigned long long)h[EXF_C_PACKETS],
                 (unsigned long long)h[EXF_C_TLS_FLOWS], (unsigned long long)h[EXF_C_QUIC_FLOWS],
                 (unsigned long long)events, (unsigned long long)h[EXF_C_RB_FULL],
-                (unsigned long long)queue_drops);
+                (unsigned long long)queue_drops, (unsigned long long)ts.hellos_done,
+                (unsigned long long)ts.bad_events);
     std::fflush(stdout);
+}
+
+// Bytes from the wire, printable: anything outside printable ASCII as \xNN.
+std::string sanitize_for_log(const std::string &s)
+{
+    std::string out;
+    for (unsigned char c : s.substr(0, 255)) {
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out += char(c);
+        } else {
+            char buf[5];
+            std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+            out += buf;
+        }
+    }
+    return out;
 }
 
 bool same_bpf(const SensorOptions &a, const SensorOptions &b)
@@ -135,6 +154,13 @@ int run_daemon(const DaemonOptions &opts)
         auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
                                             : make_ebpf_source(cfg, interfaces);
         Harvester harvester;
+        FlowTracker tracker;
+        tracker.set_on_tls_meta([](const FlowRecord &r) {
+            // SNI and ALPN come from the wire: logged through the sanitizer.
+            spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
+                          r.tls.sni ? sanitize_for_log(*r.tls.sni) : std::string("-"), r.tls.ja4);
+        });
+        auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
         uint64_t events = 0;
         using clock = std::chrono::steady_clock;
         auto next_harvest = clock::now();
@@ -149,7 +175,7 @@ int run_daemon(const DaemonOptions &opts)
                 next_harvest = std::min(next_harvest, clock::now() + std::chrono::milliseconds(
                                                                          cfg.harvest_interval_ms));
             }
-            events += source->pop_events([](std::span<const uint8_t>) {});
+            events += source->pop_events(on_event);
             auto now = clock::now();
             if (now >= next_harvest) {
                 harvester.harvest(source->clients());
@@ -157,12 +183,13 @@ int run_daemon(const DaemonOptions &opts)
             }
             if (now >= next_report) {
                 print_clients(source->clients(), source->health(), events,
-                              source->events_dropped());
+                              source->events_dropped(), tracker.stats());
                 next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
             }
         }
-        events += source->pop_events([](std::span<const uint8_t>) {});
-        print_clients(source->clients(), source->health(), events, source->events_dropped());
+        events += source->pop_events(on_event);
+        print_clients(source->clients(), source->health(), events, source->events_dropped(),
+                      tracker.stats());
         spdlog::info("stopping");
     } catch (const Error &e) {
         spdlog::error("{}", e.what());
