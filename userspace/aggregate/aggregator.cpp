@@ -1,0 +1,1125 @@
+#include "aggregate/aggregator.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <random>
+#include <type_traits>
+
+#include "aggregate/entity_table.h"
+#include "common/error.h"
+
+namespace exf::agg {
+
+using detail::EntityTable;
+using detail::kNoSlot;
+using detail::mix64;
+
+namespace {
+
+constexpr int kTopK = 4;
+// API host ids: slot in the low 20 bits, a generation (1..4095) above, so an id
+// held by a client or a client x API host entity goes stale when its API host
+// is dropped and the slot reused. 0 is "none".
+constexpr uint32_t kSniSlotBits = 20;
+constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
+constexpr uint32_t kMaxGen = 4095;
+constexpr int kEvictSample = 8;
+
+// Space-saving over kTopK SNIs (Metwally et al.): a new SNI takes the
+// lightest slot and inherits its weight, so a weight over-counts by at most
+// the lightest weight at the time it was taken.
+template <class W> struct TopSnis {
+    uint32_t id[kTopK] = {};
+    W w[kTopK] = {};
+
+    void add(uint32_t sni, uint64_t delta)
+    {
+        int empty = -1;
+        for (int i = 0; i < kTopK; i++) {
+            if (id[i] == sni) {
+                detail::add(w[i], delta);
+                return;
+            }
+            if (id[i] == 0 && empty < 0)
+                empty = i;
+        }
+        if (empty >= 0) {
+            id[empty] = sni;
+            detail::store(w[empty], delta);
+            return;
+        }
+        if (delta == 0)
+            return;
+        int min_i = 0;
+        for (int i = 1; i < kTopK; i++)
+            if (w[i] < w[min_i])
+                min_i = i;
+        id[min_i] = sni;
+        detail::add(w[min_i], delta);
+    }
+};
+
+// Headers. Each has first/last (ms), conc (open flows) and live.
+struct ClientE {
+    Addr16 addr{};
+    uint64_t first = 0, last = 0;
+    TopSnis<uint32_t> top;  // weights in KiB
+    uint16_t conc = 0;
+    uint8_t prefix = 0;
+    bool live = false;
+};
+static_assert(sizeof(ClientE) == 72, "client header is part of the 256-byte budget");
+
+struct PairE {  // client x API host
+    Addr16 addr{};
+    uint64_t first = 0, last = 0;
+    uint32_t sni = 0;
+    uint16_t conc = 0;
+    uint8_t prefix = 0;
+    bool live = false;
+};
+
+struct SubnetE {
+    Addr16 addr{};
+    uint64_t first = 0, last = 0;
+    TopSnis<uint64_t> top;
+    uint32_t conc = 0;
+    uint8_t prefix = 0;
+    bool live = false;
+};
+
+struct ApiE {
+    std::string name;
+    uint64_t first = 0, last = 0;
+    uint32_t conc = 0;
+    bool live = false;
+};
+
+struct CohortE {
+    std::string label;
+    uint64_t first = 0, last = 0;
+    TopSnis<uint64_t> top;
+    uint32_t conc = 0;
+    bool live = false;
+};
+
+struct HostE {
+    uint64_t first = 0, last = 0;
+    TopSnis<uint64_t> top;
+    uint32_t conc = 0;
+    bool live = false;
+};
+
+template <class E> constexpr bool kHasTop = requires(E e) { e.top; };
+
+uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+// Keyed with a per-aggregator random seed: clients choose their addresses
+// (and SNIs), so index collisions must not be predictable.
+uint64_t hash_addr(uint64_t seed, const Addr16 &a, uint8_t prefix, uint32_t extra = 0)
+{
+    uint64_t h = mix64(seed ^ load64(a.data()) ^ (((uint64_t(prefix) << 32) | extra) * 0x9e3779b97f4a7c15ull));
+    return mix64(h ^ load64(a.data() + 8));
+}
+
+uint64_t hash_str(uint64_t seed, std::string_view s)
+{
+    uint64_t h = seed ^ (s.size() * 0x9e3779b97f4a7c15ull);
+    size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8)
+        h = mix64(h ^ load64(reinterpret_cast<const uint8_t *>(s.data()) + i));
+    uint64_t tail = 0;
+    std::memcpy(&tail, s.data() + i, s.size() - i);
+    return mix64(h ^ tail ^ 0xff51afd7ed558ccdull);
+}
+
+uint64_t key_hash(uint64_t seed, const ClientE &e) { return hash_addr(seed, e.addr, e.prefix); }
+uint64_t key_hash(uint64_t seed, const SubnetE &e) { return hash_addr(seed, e.addr, e.prefix); }
+uint64_t key_hash(uint64_t seed, const PairE &e) { return hash_addr(seed, e.addr, e.prefix, e.sni); }
+uint64_t key_hash(uint64_t seed, const ApiE &e) { return hash_str(seed, e.name); }
+uint64_t key_hash(uint64_t seed, const CohortE &e) { return hash_str(seed, e.label); }
+
+// Heap bytes of a string (0 when it fits the small-string buffer).
+int64_t heap_bytes(const std::string &s)
+{
+    return s.capacity() > 15 ? static_cast<int64_t>(s.capacity() + 1) : 0;
+}
+
+uint64_t kib_up(uint64_t bytes) { return (bytes >> 10) + ((bytes & 1023) != 0); }
+
+std::string join(const std::vector<std::string> &v)
+{
+    std::string s;
+    for (auto &x : v)
+        s += (s.empty() ? "" : "; ") + x;
+    return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+std::vector<std::string> AggConfig::validate() const
+{
+    std::vector<std::string> p;
+    if (windows_ms.empty())
+        p.push_back("at least one window is needed");
+    if (windows_ms.size() > 16)
+        p.push_back("at most 16 windows");
+    for (size_t i = 0; i < windows_ms.size(); i++) {
+        uint64_t w = windows_ms[i];
+        if (w == 0 || w > kMaxWindowMs)
+            p.push_back("window " + std::to_string(w) + " ms is outside 1 ms..30 days");
+        for (size_t j = 0; j < i; j++)
+            if (windows_ms[j] == w)
+                p.push_back("window " + window_name(w) + " is listed twice");
+    }
+    if (client_prefix_v4 > 32)
+        p.push_back("IPv4 client prefix must be 0..32");
+    if (client_prefix_v6 > 128)
+        p.push_back("IPv6 client prefix must be 0..128");
+    if (subnet_prefix_v4 > client_prefix_v4)
+        p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) + " is longer than the client prefix /" +
+                    std::to_string(client_prefix_v4));
+    if (subnet_prefix_v6 > client_prefix_v6)
+        p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) + " is longer than the client prefix /" +
+                    std::to_string(client_prefix_v6));
+    auto limit = [&](size_t v, const char *what, size_t max) {
+        if (v < 1 || v > max)
+            p.push_back(std::string(what) + " must be 1.." + std::to_string(max));
+    };
+    limit(max_clients, "max_clients", size_t(1) << 31);
+    limit(max_subnets, "max_subnets", size_t(1) << 31);
+    limit(max_api_hosts, "max_api_hosts", size_t(1) << kSniSlotBits);
+    limit(max_client_api_hosts, "max_client_api_hosts", size_t(1) << 31);
+    limit(max_cohorts, "max_cohorts", size_t(1) << 20);
+    for (auto &r : cohorts) {
+        if (r.prefix > family_bits(r.addr))
+            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": prefix too long");
+        if (r.label.empty())
+            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": empty label");
+    }
+    return p;
+}
+
+// ---------------------------------------------------------------------------
+struct AggImpl {
+    AggConfig cfg_;
+    uint64_t longest_ = 0;
+    CohortMatcher cohorts_;
+    std::vector<uint64_t> cohort_hash_;  // per cohort label index
+    EntityTable<ClientE, CompactCell> clients_;
+    EntityTable<SubnetE, WideCell> subnets_;
+    EntityTable<ApiE, WideCell> apis_;
+    EntityTable<PairE, CompactCell> pairs_;
+    EntityTable<CohortE, WideCell> cohort_tbl_;
+    EntityTable<HostE, WideCell> host_;
+    std::vector<uint16_t> sni_gen_;  // per API host slot
+    uint64_t clock_ = 0;
+    uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
+    uint64_t seed_;                         // hashing (random per aggregator)
+    uint64_t updates_ = 0;
+    std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
+
+    explicit AggImpl(const AggConfig &c)
+        : cfg_(c),
+          clients_(c.windows_ms.size(), 10),
+          subnets_(c.windows_ms.size(), 10),
+          apis_(c.windows_ms.size(), 8),
+          pairs_(c.windows_ms.size(), 10),
+          cohort_tbl_(c.windows_ms.size(), 4),
+          host_(c.windows_ms.size(), 0)
+    {
+        std::random_device rd;
+        seed_ = (uint64_t(rd()) << 32) ^ rd();
+        longest_ = *std::max_element(c.windows_ms.begin(), c.windows_ms.end());
+        set_cohorts();
+    }
+
+    const std::vector<uint64_t> &wins() const { return cfg_.windows_ms; }
+    size_t nwin() const { return cfg_.windows_ms.size(); }
+
+    void set_cohorts()
+    {
+        cohorts_ = CohortMatcher(cfg_.cohorts);
+        cohort_hash_.clear();
+        for (uint32_t i = 0; i < cohorts_.labels(); i++)
+            cohort_hash_.push_back(hash_str(seed_, cohorts_.label(i)));
+        cohort_hash_.shrink_to_fit();
+    }
+
+    uint64_t tick(uint64_t now)
+    {
+        if (now > clock_)
+            clock_ = now;
+        return clock_;
+    }
+
+    uint64_t rand()
+    {
+        rng_ ^= rng_ << 13;
+        rng_ ^= rng_ >> 7;
+        rng_ ^= rng_ << 17;
+        return rng_;
+    }
+
+    uint8_t client_prefix(const Addr16 &a) const { return is_v4(a) ? cfg_.client_prefix_v4 : cfg_.client_prefix_v6; }
+    uint8_t subnet_prefix(const Addr16 &a) const { return is_v4(a) ? cfg_.subnet_prefix_v4 : cfg_.subnet_prefix_v6; }
+
+    size_t limit(EntityKind k) const
+    {
+        switch (k) {
+        case EntityKind::client: return cfg_.max_clients;
+        case EntityKind::subnet: return cfg_.max_subnets;
+        case EntityKind::api_host: return cfg_.max_api_hosts;
+        case EntityKind::client_api_host: return cfg_.max_client_api_hosts;
+        case EntityKind::cohort: return cfg_.max_cohorts;
+        case EntityKind::host: return 1;
+        }
+        return 1;
+    }
+
+    // --- API host ids -------------------------------------------------------
+    uint32_t sni_id(uint32_t slot) const { return (uint32_t(sni_gen_[slot]) << kSniSlotBits) | slot; }
+    uint32_t resolve_sni(uint32_t id) const
+    {
+        uint32_t slot = id & kSniSlotMask;
+        if (id == 0 || !apis_.live(slot) || sni_gen_[slot] != (id >> kSniSlotBits))
+            return kNoSlot;
+        return slot;
+    }
+
+    // --- per-entity window updates --------------------------------------------
+    template <class E, class C> void advance(E &e, C *cells, uint64_t now)
+    {
+        if (now <= e.last)
+            return;
+        for (size_t w = 0; w < nwin(); w++)
+            roll(cells[w], e.last, now, wins()[w], e.conc);
+        e.last = now;
+    }
+
+    template <class E, class C> void apply(E &e, C *cells, const Traffic *d, int conc_delta)
+    {
+        if (conc_delta > 0)
+            detail::add(e.conc, 1);
+        else if (conc_delta < 0 && e.conc > 0)
+            e.conc--;
+        for (size_t w = 0; w < nwin(); w++) {
+            C &c = cells[w];
+            if (d) {
+                detail::add(c.out[0], d->bytes_out);
+                detail::add(c.in[0], d->bytes_in);
+                detail::add(c.flows[0], d->flows_opened);
+            }
+            if (conc_delta > 0 && detail::load(c.peak[0]) < e.conc)
+                detail::store(c.peak[0], e.conc);
+        }
+    }
+
+    // Distinct clients: a member (client, or client x API host for API hosts)
+    // is counted in the group's bucket holding its last activity. It was last
+    // active at `old` (had_old) and is active now; the group is at `now`.
+    // A member last active before the group was created (the group was
+    // evicted or is new) was not counted in it.
+    template <class G>
+    void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old, uint64_t now)
+    {
+        bool counted = had_old && !g_fresh && old >= g.first;
+        for (size_t w = 0; w < nwin(); w++) {
+            uint64_t len = wins()[w];
+            if (counted) {
+                uint64_t bo = old / len, bn = now / len;
+                if (bo == bn)
+                    continue;  // already counted in the current bucket
+                if (bo + 1 == bn && gc[w].members[1] > 0)
+                    gc[w].members[1]--;
+            }
+            detail::add(gc[w].members[0], 1);
+        }
+    }
+
+    // The member last active at m_last leaves (dropped or recounted).
+    template <class G> void member_gone(const G &g, WideCell *gc, uint64_t m_last)
+    {
+        if (m_last < g.first)
+            return;
+        for (size_t w = 0; w < nwin(); w++) {
+            uint64_t len = wins()[w], bm = m_last / len, bg = g.last / len;
+            if (bm == bg && gc[w].members[0] > 0)
+                gc[w].members[0]--;
+            else if (bm + 1 == bg && gc[w].members[1] > 0)
+                gc[w].members[1]--;
+        }
+    }
+
+    template <class G> void member_count(G &g, WideCell *gc, uint64_t m_last)
+    {
+        if (m_last < g.first)
+            return;
+        advance(g, gc, m_last);
+        for (size_t w = 0; w < nwin(); w++) {
+            uint64_t len = wins()[w], bm = m_last / len, bg = g.last / len;
+            if (bm == bg)
+                detail::add(gc[w].members[0], 1);
+            else if (bm + 1 == bg)
+                detail::add(gc[w].members[1], 1);
+        }
+    }
+
+    // --- lookups --------------------------------------------------------------
+    uint32_t find_addr(const EntityTable<ClientE, CompactCell> &t, const Addr16 &a, uint8_t p) const
+    {
+        return t.find(hash_addr(seed_, a, p), [&](const ClientE &e) { return e.prefix == p && e.addr == a; });
+    }
+    uint32_t find_subnet(const Addr16 &a, uint8_t p) const
+    {
+        return subnets_.find(hash_addr(seed_, a, p), [&](const SubnetE &e) { return e.prefix == p && e.addr == a; });
+    }
+    uint32_t find_pair(const Addr16 &a, uint8_t p, uint32_t sni) const
+    {
+        return pairs_.find(hash_addr(seed_, a, p, sni),
+                           [&](const PairE &e) { return e.sni == sni && e.prefix == p && e.addr == a; });
+    }
+    uint32_t find_api(std::string_view name) const
+    {
+        return apis_.find(hash_str(seed_, name), [&](const ApiE &e) { return e.name == name; });
+    }
+    uint32_t find_cohort(std::string_view label, uint64_t h) const
+    {
+        return cohort_tbl_.find(h, [&](const CohortE &e) { return e.label == label; });
+    }
+    uint32_t find_cohort(std::string_view label) const { return find_cohort(label, hash_str(seed_, label)); }
+
+    // Groups of a client entity (kNoSlot when absent).
+    struct Groups {
+        uint32_t subnet = kNoSlot, cohort = kNoSlot, host = kNoSlot;
+    };
+    Groups groups_of(const ClientE &c) const
+    {
+        Groups g;
+        uint8_t sp = subnet_prefix(c.addr);
+        g.subnet = find_subnet(mask_addr(c.addr, sp), sp);
+        if (auto l = cohorts_.match(c.addr))
+            g.cohort = find_cohort(cohorts_.label(*l), cohort_hash_[*l]);
+        g.host = host_.live(0) ? 0 : kNoSlot;
+        return g;
+    }
+
+    // --- create, evict, drop --------------------------------------------------
+    template <class E, class C, class Eq>
+    uint32_t obtain(EntityTable<E, C> &t, EntityKind k, uint64_t h, Eq &&eq, bool create, bool &fresh, uint64_t now)
+    {
+        fresh = false;
+        uint32_t i = t.find(h, eq);
+        if (i != kNoSlot || !create)
+            return i;
+        while (t.size() >= limit(k) && t.size() > 0)
+            evict_one(t, k);
+        i = t.insert(h);
+        if constexpr (std::is_same_v<E, ApiE>) {
+            if (sni_gen_.size() <= i)
+                sni_gen_.resize(i + 1, 1);
+        }
+        E &e = t.entry(i);
+        e.first = e.last = now;
+        fresh = true;
+        return i;
+    }
+
+    template <class E, class C> void evict_one(EntityTable<E, C> &t, EntityKind k)
+    {
+        uint32_t best = kNoSlot, hw = t.high_water();
+        int found = 0;
+        for (int tries = 0; tries < 8 * kEvictSample && found < kEvictSample; tries++) {
+            uint32_t i = static_cast<uint32_t>(rand() % hw);
+            if (!t.live(i))
+                continue;
+            found++;
+            if (best == kNoSlot || t.entry(i).last < t.entry(best).last)
+                best = i;
+        }
+        if (best == kNoSlot)
+            for (uint32_t i = 0; i < hw && best == kNoSlot; i++)
+                if (t.live(i))
+                    best = i;
+        drop(k, best);
+        evicted_[size_t(k)]++;
+    }
+
+    void drop(EntityKind k, uint32_t i)
+    {
+        switch (k) {
+        case EntityKind::client: {
+            const ClientE &c = clients_.entry(i);
+            Groups g = groups_of(c);
+            if (g.subnet != kNoSlot)
+                member_gone(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+            if (g.cohort != kNoSlot)
+                member_gone(cohort_tbl_.entry(g.cohort), cohort_tbl_.cells(g.cohort), c.last);
+            if (g.host != kNoSlot)
+                member_gone(host_.entry(0), host_.cells(0), c.last);
+            clients_.erase(i, key_hash(seed_, c));
+            break;
+        }
+        case EntityKind::client_api_host: {
+            const PairE &p = pairs_.entry(i);
+            uint32_t a = resolve_sni(p.sni);
+            if (a != kNoSlot)
+                member_gone(apis_.entry(a), apis_.cells(a), p.last);
+            pairs_.erase(i, key_hash(seed_, p));
+            break;
+        }
+        case EntityKind::api_host: {
+            const ApiE &a = apis_.entry(i);
+            apis_.add_extra_bytes(-heap_bytes(a.name));
+            sni_gen_[i] = static_cast<uint16_t>(sni_gen_[i] % kMaxGen + 1);
+            apis_.erase(i, key_hash(seed_, a));
+            break;
+        }
+        case EntityKind::subnet: subnets_.erase(i, key_hash(seed_, subnets_.entry(i))); break;
+        case EntityKind::cohort: {
+            const CohortE &c = cohort_tbl_.entry(i);
+            cohort_tbl_.add_extra_bytes(-heap_bytes(c.label));
+            cohort_tbl_.erase(i, key_hash(seed_, c));
+            break;
+        }
+        case EntityKind::host: host_.erase(i, 0); break;
+        }
+    }
+
+    void evict_one(EntityKind k)
+    {
+        switch (k) {
+        case EntityKind::client: evict_one(clients_, k); break;
+        case EntityKind::subnet: evict_one(subnets_, k); break;
+        case EntityKind::api_host: evict_one(apis_, k); break;
+        case EntityKind::client_api_host: evict_one(pairs_, k); break;
+        case EntityKind::cohort: evict_one(cohort_tbl_, k); break;
+        case EntityKind::host: evict_one(host_, k); break;
+        }
+    }
+
+    // --- the update -----------------------------------------------------------
+    // conc: +1 flow opened, -1 flow closed (nothing created), 0 traffic only.
+    void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d, int conc)
+    {
+        uint64_t now = tick(now_in);
+        updates_++;
+        bool create = conc >= 0;
+        bool fresh;
+
+        char buf[kMaxSniBytes];
+        size_t n = std::min(sni_raw.size(), kMaxSniBytes);
+        for (size_t i = 0; i < n; i++) {
+            char c = sni_raw[i];
+            buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        }
+        std::string_view sni(buf, n);
+
+        // The API host first: its id is part of the client x API host key.
+        uint32_t ai = kNoSlot, sid = 0;
+        bool a_fresh = false;
+        if (!sni.empty()) {
+            ai = obtain(apis_, EntityKind::api_host, hash_str(seed_, sni), [&](const ApiE &e) { return e.name == sni; },
+                        create, a_fresh, now);
+            if (ai != kNoSlot) {
+                if (a_fresh) {
+                    apis_.entry(ai).name.assign(sni);
+                    apis_.add_extra_bytes(heap_bytes(apis_.entry(ai).name));
+                }
+                sid = sni_id(ai);
+            }
+        }
+
+        // The client.
+        uint8_t cp = client_prefix(addr);
+        Addr16 ca = mask_addr(addr, cp);
+        uint32_t ci = obtain(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+                             [&](const ClientE &e) { return e.prefix == cp && e.addr == ca; }, create, fresh, now);
+        bool c_had = false;
+        uint64_t c_old = 0;
+        if (ci != kNoSlot) {
+            ClientE &c = clients_.entry(ci);
+            if (fresh) {
+                c.addr = ca;
+                c.prefix = cp;
+            } else {
+                c_had = true;
+                c_old = c.last;
+            }
+            advance(c, clients_.cells(ci), now);
+            apply(c, clients_.cells(ci), d, conc);
+            if (sid && d)
+                c.top.add(sid, kib_up(d->bytes_out));
+        }
+
+        // Its groups: subnet, cohort, host.
+        auto group = [&](auto &tbl, EntityKind k, uint64_t h, auto &&eq, auto &&init) {
+            bool g_fresh;
+            uint32_t gi = obtain(tbl, k, h, eq, create, g_fresh, now);
+            if (gi == kNoSlot)
+                return;
+            auto &g = tbl.entry(gi);
+            if (g_fresh)
+                init(g);
+            advance(g, tbl.cells(gi), now);
+            apply(g, tbl.cells(gi), d, conc);
+            if (sid && d)
+                g.top.add(sid, d->bytes_out);
+            if (ci != kNoSlot)
+                member_seen(g, tbl.cells(gi), g_fresh, c_had, c_old, now);
+        };
+        uint8_t sp = subnet_prefix(addr);
+        Addr16 sa = mask_addr(ca, sp);
+        group(subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+              [&](const SubnetE &e) { return e.prefix == sp && e.addr == sa; },
+              [&](SubnetE &e) {
+                  e.addr = sa;
+                  e.prefix = sp;
+              });
+        if (auto l = cohorts_.match(ca)) {
+            const std::string &label = cohorts_.label(*l);
+            group(cohort_tbl_, EntityKind::cohort, cohort_hash_[*l], [&](const CohortE &e) { return e.label == label; },
+                  [&](CohortE &e) {
+                      e.label = label;
+                      cohort_tbl_.add_extra_bytes(heap_bytes(e.label));
+                  });
+        }
+        group(host_, EntityKind::host, 0, [](const HostE &) { return true; }, [](HostE &) {});
+
+        // The API host and client x API host.
+        if (ai != kNoSlot) {
+            ApiE &a = apis_.entry(ai);
+            advance(a, apis_.cells(ai), now);
+            apply(a, apis_.cells(ai), d, conc);
+            uint32_t pi = obtain(pairs_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+                                 [&](const PairE &e) { return e.sni == sid && e.prefix == cp && e.addr == ca; },
+                                 create, fresh, now);
+            if (pi != kNoSlot) {
+                PairE &p = pairs_.entry(pi);
+                bool p_had = !fresh;
+                uint64_t p_old = p.last;
+                if (fresh) {
+                    p.addr = ca;
+                    p.prefix = cp;
+                    p.sni = sid;
+                }
+                advance(p, pairs_.cells(pi), now);
+                apply(p, pairs_.cells(pi), d, conc);
+                // obtain() may have evicted another pair of this API host:
+                // its counters are already settled against a.last == now.
+                member_seen(apis_.entry(ai), apis_.cells(ai), a_fresh, p_had, p_old, now);
+            }
+        }
+    }
+
+    size_t expire(uint64_t now_in)
+    {
+        uint64_t now = tick(now_in);
+        size_t n = 0;
+        auto sweep = [&](auto &tbl, EntityKind k) {
+            tbl.for_each_live([&](uint32_t i) {
+                if (now - tbl.entry(i).last > longest_) {
+                    drop(k, i);
+                    expired_[size_t(k)]++;
+                    n++;
+                }
+            });
+        };
+        // Members before their groups, so that groups see them leave.
+        sweep(clients_, EntityKind::client);
+        sweep(pairs_, EntityKind::client_api_host);
+        sweep(subnets_, EntityKind::subnet);
+        sweep(cohort_tbl_, EntityKind::cohort);
+        sweep(apis_, EntityKind::api_host);  // never compacted: slots are ids
+        auto hasher = [this](const auto &e) { return key_hash(seed_, e); };
+        if (clients_.sparse())
+            clients_.compact(hasher);
+        if (pairs_.sparse())
+            pairs_.compact(hasher);
+        if (subnets_.sparse())
+            subnets_.compact(hasher);
+        if (cohort_tbl_.sparse())
+            cohort_tbl_.compact(hasher);
+        return n;
+    }
+
+    // --- reconfiguration ------------------------------------------------------
+    template <class E, class C> void merge(EntityTable<E, C> &t, uint32_t dst_i, uint32_t src_i)
+    {
+        E &dst = t.entry(dst_i);
+        E &src = t.entry(src_i);
+        uint64_t at = std::max(dst.last, src.last);
+        advance(dst, t.cells(dst_i), at);
+        advance(src, t.cells(src_i), at);
+        for (size_t w = 0; w < nwin(); w++)
+            merge_into(t.cells(dst_i)[w], t.cells(src_i)[w]);
+        dst.first = std::min(dst.first, src.first);
+        detail::add(dst.conc, src.conc);
+        if constexpr (kHasTop<E>) {
+            for (int k = 0; k < kTopK; k++)
+                if (src.top.id[k])
+                    dst.top.add(src.top.id[k], detail::load(src.top.w[k]));
+        }
+    }
+
+    // Entities keyed by (address, prefix[, sni]) whose prefix is longer than
+    // the new one move to the shorter key, merging with an entity already there.
+    template <class E, class C> void rekey(EntityTable<E, C> &t, uint8_t p4, uint8_t p6)
+    {
+        t.for_each_live([&](uint32_t i) {
+            E &e = t.entry(i);
+            uint8_t np = is_v4(e.addr) ? p4 : p6;
+            if (np >= e.prefix)
+                return;
+            uint64_t old_h = key_hash(seed_, e);
+            E probe;
+            probe.addr = mask_addr(e.addr, np);
+            probe.prefix = np;
+            if constexpr (std::is_same_v<E, PairE>)
+                probe.sni = e.sni;
+            uint64_t new_h = key_hash(seed_, probe);
+            uint32_t j = t.find(new_h, [&](const E &x) {
+                if constexpr (std::is_same_v<E, PairE>)
+                    if (x.sni != probe.sni)
+                        return false;
+                return x.prefix == probe.prefix && x.addr == probe.addr;
+            });
+            if (j != kNoSlot && j != i) {
+                merge(t, j, i);
+                t.erase(i, old_h);
+            } else {
+                e.addr = probe.addr;
+                e.prefix = probe.prefix;
+                t.rehash_entry(i, old_h, new_h);
+            }
+        });
+    }
+
+    void recount()
+    {
+        auto zero = [&](auto &tbl) {
+            tbl.for_each_live([&](uint32_t i) {
+                for (size_t w = 0; w < nwin(); w++)
+                    tbl.cells(i)[w].members[0] = tbl.cells(i)[w].members[1] = 0;
+            });
+        };
+        zero(subnets_);
+        zero(cohort_tbl_);
+        zero(host_);
+        zero(apis_);
+        clients_.for_each_live([&](uint32_t i) {
+            const ClientE &c = clients_.entry(i);
+            Groups g = groups_of(c);
+            if (g.subnet != kNoSlot)
+                member_count(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+            if (g.cohort != kNoSlot)
+                member_count(cohort_tbl_.entry(g.cohort), cohort_tbl_.cells(g.cohort), c.last);
+            if (g.host != kNoSlot)
+                member_count(host_.entry(0), host_.cells(0), c.last);
+        });
+        pairs_.for_each_live([&](uint32_t i) {
+            const PairE &p = pairs_.entry(i);
+            uint32_t a = resolve_sni(p.sni);
+            if (a != kNoSlot)
+                member_count(apis_.entry(a), apis_.cells(a), p.last);
+        });
+    }
+
+    void reconfigure(const AggConfig &nc)
+    {
+        if (nc.windows_ms != cfg_.windows_ms) {
+            std::vector<int> map(nc.windows_ms.size(), -1);
+            for (size_t i = 0; i < nc.windows_ms.size(); i++)
+                for (size_t j = 0; j < cfg_.windows_ms.size(); j++)
+                    if (nc.windows_ms[i] == cfg_.windows_ms[j])
+                        map[i] = static_cast<int>(j);
+            size_t n = nc.windows_ms.size();
+            clients_.reshape(n, map);
+            subnets_.reshape(n, map);
+            apis_.reshape(n, map);
+            pairs_.reshape(n, map);
+            cohort_tbl_.reshape(n, map);
+            host_.reshape(n, map);
+        }
+        bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 || nc.client_prefix_v6 != cfg_.client_prefix_v6;
+        bool subnet_px = nc.subnet_prefix_v4 != cfg_.subnet_prefix_v4 || nc.subnet_prefix_v6 != cfg_.subnet_prefix_v6;
+        cfg_ = nc;
+        longest_ = *std::max_element(cfg_.windows_ms.begin(), cfg_.windows_ms.end());
+        if (client_px) {
+            rekey(clients_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(pairs_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+        }
+        if (subnet_px)
+            rekey(subnets_, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
+        set_cohorts();
+        for (size_t k = 0; k < kEntityKinds; k++)
+            while (size(EntityKind(k)) > limit(EntityKind(k)))
+                evict_one(EntityKind(k));
+        recount();
+    }
+
+    // --- queries --------------------------------------------------------------
+    size_t size(EntityKind k) const
+    {
+        switch (k) {
+        case EntityKind::client: return clients_.size();
+        case EntityKind::subnet: return subnets_.size();
+        case EntityKind::api_host: return apis_.size();
+        case EntityKind::client_api_host: return pairs_.size();
+        case EntityKind::cohort: return cohort_tbl_.size();
+        case EntityKind::host: return host_.size();
+        }
+        return 0;
+    }
+
+    size_t memory(EntityKind k) const
+    {
+        switch (k) {
+        case EntityKind::client: return clients_.memory_bytes();
+        case EntityKind::subnet: return subnets_.memory_bytes();
+        case EntityKind::api_host: return apis_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
+        case EntityKind::client_api_host: return pairs_.memory_bytes();
+        case EntityKind::cohort: return cohort_tbl_.memory_bytes();
+        case EntityKind::host: return host_.memory_bytes();
+        }
+        return 0;
+    }
+
+    size_t memory() const
+    {
+        size_t n = sizeof(AggImpl);
+        for (size_t k = 0; k < kEntityKinds; k++)
+            n += memory(EntityKind(k));
+        n += cohorts_.memory_bytes() + cohort_hash_.capacity() * sizeof(uint64_t);
+        n += cfg_.windows_ms.capacity() * sizeof(uint64_t) + cfg_.cohorts.capacity() * sizeof(CohortRule);
+        for (auto &r : cfg_.cohorts)
+            n += static_cast<size_t>(heap_bytes(r.label));
+        return n;
+    }
+
+    template <class E, class C>
+    WindowValue compute(const E &e, const C *cells, size_t w, uint64_t t, Estimate est) const
+    {
+        uint64_t len = wins()[w];
+        BucketPair p = view(cells[w], e.last, t, len, e.conc);
+        auto pick = [&](uint64_t cur, uint64_t prev) {
+            switch (est) {
+            case Estimate::lower: return cur;
+            case Estimate::upper: return sat_add(cur, prev);
+            case Estimate::sliding: break;
+            }
+            return sliding_estimate(cur, prev, t, len);
+        };
+        auto clamp32 = [](uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : uint32_t(v); };
+        WindowValue v;
+        v.bytes_out = pick(p.out[0], p.out[1]);
+        v.bytes_in = pick(p.in[0], p.in[1]);
+        v.tls_flows = pick(p.flows[0], p.flows[1]);
+        bool window_is_bucket = t % len == len - 1;
+        uint64_t peak = p.peak[0];
+        if (est == Estimate::upper || (est == Estimate::sliding && !window_is_bucket))
+            peak = std::max(peak, p.peak[1]);
+        v.peak_concurrent = clamp32(peak);
+        if constexpr (kHasMembers<C>)
+            v.distinct_clients = clamp32(pick(p.members[0], p.members[1]));
+        return v;
+    }
+
+    WindowValue value(EntityKind k, uint32_t i, size_t w, uint64_t now, Estimate est) const
+    {
+        if (w >= nwin())
+            return {};
+        uint64_t t = std::max(now, clock_);
+        switch (k) {
+        case EntityKind::client: return compute(clients_.entry(i), clients_.cells(i), w, t, est);
+        case EntityKind::subnet: return compute(subnets_.entry(i), subnets_.cells(i), w, t, est);
+        case EntityKind::api_host: return compute(apis_.entry(i), apis_.cells(i), w, t, est);
+        case EntityKind::client_api_host: return compute(pairs_.entry(i), pairs_.cells(i), w, t, est);
+        case EntityKind::cohort: return compute(cohort_tbl_.entry(i), cohort_tbl_.cells(i), w, t, est);
+        case EntityKind::host: return compute(host_.entry(i), host_.cells(i), w, t, est);
+        }
+        return {};
+    }
+
+    // first, last, conc of any kind.
+    struct Basics {
+        uint64_t first, last;
+        uint32_t conc;
+    };
+    Basics basics(EntityKind k, uint32_t i) const
+    {
+        auto b = [](const auto &e) { return Basics{e.first, e.last, uint32_t(e.conc)}; };
+        switch (k) {
+        case EntityKind::client: return b(clients_.entry(i));
+        case EntityKind::subnet: return b(subnets_.entry(i));
+        case EntityKind::api_host: return b(apis_.entry(i));
+        case EntityKind::client_api_host: return b(pairs_.entry(i));
+        case EntityKind::cohort: return b(cohort_tbl_.entry(i));
+        case EntityKind::host: return b(host_.entry(i));
+        }
+        return {};
+    }
+
+    EntityKey key_of(EntityKind k, uint32_t i) const
+    {
+        EntityKey key;
+        switch (k) {
+        case EntityKind::client:
+            key.addr = clients_.entry(i).addr;
+            key.prefix = clients_.entry(i).prefix;
+            break;
+        case EntityKind::subnet:
+            key.addr = subnets_.entry(i).addr;
+            key.prefix = subnets_.entry(i).prefix;
+            break;
+        case EntityKind::client_api_host: {
+            const PairE &p = pairs_.entry(i);
+            key.addr = p.addr;
+            key.prefix = p.prefix;
+            uint32_t a = resolve_sni(p.sni);
+            if (a != kNoSlot)
+                key.name = apis_.entry(a).name;  // empty once the API host is gone
+            break;
+        }
+        case EntityKind::api_host: key.name = apis_.entry(i).name; break;
+        case EntityKind::cohort: key.name = cohort_tbl_.entry(i).label; break;
+        case EntityKind::host: break;
+        }
+        return key;
+    }
+
+    uint32_t slot_of(EntityKind k, const EntityKey &key) const
+    {
+        switch (k) {
+        case EntityKind::client: return find_addr(clients_, mask_addr(key.addr, key.prefix), key.prefix);
+        case EntityKind::subnet: return find_subnet(mask_addr(key.addr, key.prefix), key.prefix);
+        case EntityKind::api_host: return find_api(normalize_sni(key.name));
+        case EntityKind::client_api_host: {
+            uint32_t a = find_api(normalize_sni(key.name));
+            if (a == kNoSlot)
+                return kNoSlot;
+            return find_pair(mask_addr(key.addr, key.prefix), key.prefix, sni_id(a));
+        }
+        case EntityKind::cohort: return find_cohort(key.name);
+        case EntityKind::host: return host_.live(0) ? 0 : kNoSlot;
+        }
+        return kNoSlot;
+    }
+
+    std::vector<SniShare> top_snis(EntityKind k, uint32_t i) const
+    {
+        std::vector<SniShare> out;
+        auto collect = [&](const auto &top, uint64_t scale) {
+            for (int j = 0; j < kTopK; j++) {
+                uint32_t a = resolve_sni(top.id[j]);
+                if (a != kNoSlot)
+                    out.push_back({apis_.entry(a).name, detail::load(top.w[j]) * scale});
+            }
+        };
+        switch (k) {
+        case EntityKind::client: collect(clients_.entry(i).top, 1024); break;
+        case EntityKind::subnet: collect(subnets_.entry(i).top, 1); break;
+        case EntityKind::cohort: collect(cohort_tbl_.entry(i).top, 1); break;
+        case EntityKind::host: collect(host_.entry(i).top, 1); break;
+        default: break;
+        }
+        std::stable_sort(out.begin(), out.end(),
+                         [](const SniShare &a, const SniShare &b) { return a.bytes_out > b.bytes_out; });
+        return out;
+    }
+
+    template <class F> void for_each_slot(EntityKind k, F &&f) const
+    {
+        switch (k) {
+        case EntityKind::client: clients_.for_each_live(f); break;
+        case EntityKind::subnet: subnets_.for_each_live(f); break;
+        case EntityKind::api_host: apis_.for_each_live(f); break;
+        case EntityKind::client_api_host: pairs_.for_each_live(f); break;
+        case EntityKind::cohort: cohort_tbl_.for_each_live(f); break;
+        case EntityKind::host: host_.for_each_live(f); break;
+        }
+    }
+
+    EntityRef ref(EntityKind k, uint32_t i) const { return EntityRef(this, k, i); }
+};
+
+// ---------------------------------------------------------------------------
+EntityKey EntityRef::key() const { return impl_->key_of(kind_, slot_); }
+uint64_t EntityRef::first_seen_ms() const { return impl_->basics(kind_, slot_).first; }
+uint64_t EntityRef::last_seen_ms() const { return impl_->basics(kind_, slot_).last; }
+uint32_t EntityRef::concurrent() const { return impl_->basics(kind_, slot_).conc; }
+WindowValue EntityRef::value(size_t window, uint64_t now_ms, Estimate e) const
+{
+    return impl_->value(kind_, slot_, window, now_ms, e);
+}
+std::vector<SniShare> EntityRef::top_snis() const { return impl_->top_snis(kind_, slot_); }
+
+// ---------------------------------------------------------------------------
+Aggregator::Aggregator(const AggConfig &cfg)
+{
+    auto problems = cfg.validate();
+    if (!problems.empty())
+        throw Error("aggregator configuration: " + join(problems));
+    impl_ = std::make_unique<AggImpl>(cfg);
+}
+
+Aggregator::~Aggregator() = default;
+Aggregator::Aggregator(Aggregator &&) noexcept = default;
+Aggregator &Aggregator::operator=(Aggregator &&) noexcept = default;
+
+void Aggregator::add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni, const Traffic &d)
+{
+    impl_->touch(now_ms, client, sni, &d, 0);
+}
+
+void Aggregator::flow_opened(uint64_t now_ms, const Addr16 &client, std::string_view sni)
+{
+    impl_->touch(now_ms, client, sni, nullptr, +1);
+}
+
+void Aggregator::flow_closed(uint64_t now_ms, const Addr16 &client, std::string_view sni)
+{
+    impl_->touch(now_ms, client, sni, nullptr, -1);
+}
+
+size_t Aggregator::expire(uint64_t now_ms) { return impl_->expire(now_ms); }
+
+const AggConfig &Aggregator::config() const { return impl_->cfg_; }
+
+bool Aggregator::reconfigure(const AggConfig &cfg, std::string *error)
+{
+    auto problems = cfg.validate();
+    if (!problems.empty()) {
+        if (error)
+            *error = join(problems);
+        return false;
+    }
+    impl_->reconfigure(cfg);
+    return true;
+}
+
+EntityKey Aggregator::client_key(const Addr16 &addr) const
+{
+    return prefix_key(addr, impl_->client_prefix(addr));
+}
+
+EntityKey Aggregator::subnet_key(const Addr16 &addr) const
+{
+    return prefix_key(addr, impl_->subnet_prefix(addr));
+}
+
+EntityKey Aggregator::client_api_key(const Addr16 &addr, std::string_view sni) const
+{
+    return agg::client_api_key(addr, impl_->client_prefix(addr), sni);
+}
+
+std::optional<std::string> Aggregator::cohort_of(const Addr16 &addr) const
+{
+    auto l = impl_->cohorts_.match(mask_addr(addr, impl_->client_prefix(addr)));
+    if (!l)
+        return std::nullopt;
+    return impl_->cohorts_.label(*l);
+}
+
+size_t Aggregator::windows() const { return impl_->nwin(); }
+uint64_t Aggregator::window_ms(size_t window) const
+{
+    return window < impl_->nwin() ? impl_->wins()[window] : 0;
+}
+uint64_t Aggregator::clock_ms() const { return impl_->clock_; }
+
+std::optional<EntityRef> Aggregator::find(EntityKind kind, const EntityKey &key) const
+{
+    uint32_t i = impl_->slot_of(kind, key);
+    if (i == kNoSlot)
+        return std::nullopt;
+    return impl_->ref(kind, i);
+}
+
+WindowValue Aggregator::value(EntityKind kind, const EntityKey &key, size_t window, uint64_t now_ms,
+                              Estimate e) const
+{
+    auto r = find(kind, key);
+    return r ? r->value(window, now_ms, e) : WindowValue{};
+}
+
+std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size_t n, uint64_t now_ms,
+                                 Estimate e) const
+{
+    std::vector<Row> rows;
+    if (window >= impl_->nwin() || n == 0)
+        return rows;
+    struct Cand {
+        uint64_t metric, out, first;
+        uint32_t slot;
+        WindowValue v;
+    };
+    // a ranks before b
+    auto before = [](const Cand &a, const Cand &b) {
+        if (a.metric != b.metric)
+            return a.metric > b.metric;
+        if (a.out != b.out)
+            return a.out > b.out;
+        if (a.first != b.first)
+            return a.first < b.first;
+        return a.slot < b.slot;
+    };
+    std::vector<Cand> heap;  // the worst kept candidate on top
+    heap.reserve(std::min<size_t>(n, 4096) + 1);
+    impl_->for_each_slot(kind, [&](uint32_t i) {
+        WindowValue v = impl_->value(kind, i, window, now_ms, e);
+        uint64_t m = 0;
+        switch (by) {
+        case SortBy::bytes_out: m = v.bytes_out; break;
+        case SortBy::bytes_in: m = v.bytes_in; break;
+        case SortBy::tls_flows: m = v.tls_flows; break;
+        case SortBy::concurrent: m = v.peak_concurrent; break;
+        case SortBy::distinct_clients: m = v.distinct_clients; break;
+        }
+        if (m == 0)
+            return;
+        Cand c{m, v.bytes_out, impl_->basics(kind, i).first, i, v};
+        if (heap.size() < n) {
+            heap.push_back(c);
+            std::push_heap(heap.begin(), heap.end(), before);
+        } else if (before(c, heap.front())) {
+            std::pop_heap(heap.begin(), heap.end(), before);
+            heap.back() = c;
+            std::push_heap(heap.begin(), heap.end(), before);
+        }
+    });
+    std::sort(heap.begin(), heap.end(), before);
+    rows.reserve(heap.size());
+    for (auto &c : heap) {
+        auto b = impl_->basics(kind, c.slot);
+        rows.push_back(Row{impl_->key_of(kind, c.slot), c.v, b.first, b.last, b.conc});
+    }
+    return rows;
+}
+
+void Aggregator::for_each(EntityKind kind, const std::function<void(const EntityRef &)> &fn) const
+{
+    impl_->for_each_slot(kind, [&](uint32_t i) { fn(impl_->ref(kind, i)); });
+}
+
+std::vector<SniShare> Aggregator::top_snis(EntityKind kind, const EntityKey &key) const
+{
+    auto r = find(kind, key);
+    return r ? r->top_snis() : std::vector<SniShare>{};
+}
+
+size_t Aggregator::size(EntityKind kind) const { return impl_->size(kind); }
+uint64_t Aggregator::evictions(EntityKind kind) const { return impl_->evicted_[size_t(kind)]; }
+uint64_t Aggregator::expirations(EntityKind kind) const { return impl_->expired_[size_t(kind)]; }
+uint64_t Aggregator::updates() const { return impl_->updates_; }
+size_t Aggregator::memory_bytes() const { return impl_->memory(); }
+size_t Aggregator::memory_bytes(EntityKind kind) const { return impl_->memory(kind); }
+
+}  // namespace exf::agg
