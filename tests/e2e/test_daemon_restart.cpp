@@ -22,6 +22,7 @@
 #include "capture/maps.h"
 #include "common/addr.h"
 #include "support/netns.h"
+#include "support/proc.h"
 #include "support/pcap_truth.h"
 #include "support/test_env.h"
 
@@ -30,30 +31,6 @@ using namespace exf::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string slurp(const std::filesystem::path &p)
-{
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-bool wait_for(const std::filesystem::path &p, const std::string &needle,
-              std::chrono::milliseconds timeout, size_t count = 1)
-{
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        auto text = slurp(p);
-        size_t n = 0;
-        for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-            n++;
-        if (n >= count)
-            return true;
-        std::this_thread::sleep_for(50ms);
-    }
-    return false;
-}
 
 // A private bpffs instance for this test's pins, unmounted at the end.
 struct BpffsMount {

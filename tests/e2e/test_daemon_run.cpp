@@ -9,33 +9,13 @@
 #include <thread>
 
 #include "support/netns.h"
+#include "support/proc.h"
 #include "support/test_env.h"
 
 using namespace exf::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string slurp(const std::filesystem::path &p)
-{
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-// Waits until the file contains needle (or the timeout passes).
-bool wait_for(const std::filesystem::path &p, const std::string &needle,
-              std::chrono::milliseconds timeout)
-{
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (slurp(p).find(needle) != std::string::npos)
-            return true;
-        std::this_thread::sleep_for(50ms);
-    }
-    return false;
-}
 
 void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
 {
