@@ -48,9 +48,10 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
                                    "--interface", veth.a},
                              {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
+    // A host name, so that curl sends it as SNI.
     for (int i = 0; i < 3; i++)
-        lab.run_ok(cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
-                         "https://192.0.2.1/"});
+        lab.run_ok(cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null", "--resolve",
+                         "api.example.test:443:192.0.2.1", "https://api.example.test/"});
     // The per-client table shows the client with its 3 TLS flows, all closed.
     bool seen = false;
     auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -75,6 +76,35 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
 
     int status = daemon.stop(stop_signal, 10s);
     CHECK(status == 0);
+    // The API host (SNI) table after the last harvest: all three flows and
+    // all the client's bytes belong to api.example.test.
+    unsigned long long c_in = 0, c_out = 0, h_out = 0, h_in = 0, h_flows = 0, h_clients = 0;
+    {
+        std::istringstream lines(slurp(out));
+        std::string line;
+        while (std::getline(lines, line)) {
+            std::istringstream ls(line);
+            std::string name;
+            unsigned long long a = 0, b = 0, c = 0, d = 0, e = 0;
+            if (!(ls >> name >> a >> b >> c >> d))
+                continue;
+            if (name == "192.0.2.50" && ls >> e) {
+                c_in = c;
+                c_out = d;
+            } else if (name == "api.example.test") {
+                h_out = a;
+                h_in = b;
+                h_flows = c;
+                h_clients = d;
+            }
+        }
+    }
+    CHECK(h_flows == 3);
+    CHECK(h_clients == 1);
+    CHECK(h_out == c_out);
+    CHECK(h_in == c_in);
+    CHECK(c_out > 0);
+
     CHECK(slurp(out).find("detached from " + veth.a) != std::string::npos);
     auto ingress = lab.run_ok(srv, {"tc", "filter", "show", "dev", veth.a, "ingress"});
     auto egress = lab.run_ok(srv, {"tc", "filter", "show", "dev", veth.a, "egress"});

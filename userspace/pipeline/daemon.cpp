@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +20,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "aggregate/aggregator.h"
+#include "aggregate/entity_key.h"
 #include "pipeline/flow_tracker.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
@@ -72,6 +76,122 @@ std::string sanitize_for_log(const std::string &s)
     }
     return out;
 }
+
+uint64_t monotonic_ms()
+{
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count());
+}
+
+// The heaviest API hosts (SNI) over the longest window.
+void print_api_hosts(const agg::Aggregator &a, uint64_t now_ms)
+{
+    const auto &w = a.config().windows_ms;
+    if (w.empty())
+        return;
+    size_t longest = size_t(std::max_element(w.begin(), w.end()) - w.begin());
+    std::printf("%-40s %14s %14s %10s %8s   (last %llus)\n", "api_host", "bytes_out", "bytes_in",
+                "tls_flows", "clients", (unsigned long long)(w[longest] / 1000));
+    for (auto &r : a.top(agg::EntityKind::api_host, longest, agg::SortBy::bytes_out, 10, now_ms))
+        std::printf("%-40s %14llu %14llu %10llu %8u\n",
+                    sanitize_for_log(agg::format_key(agg::EntityKind::api_host, r.key)).c_str(),
+                    (unsigned long long)r.value.bytes_out, (unsigned long long)r.value.bytes_in,
+                    (unsigned long long)r.value.tls_flows, r.value.distinct_clients);
+    std::printf("\n");
+    std::fflush(stdout);
+}
+
+// One harvest: exact per-client deltas from the client table, and per-flow
+// deltas to attribute to API hosts the part of each client's traffic whose
+// flow's SNI is known; the rest goes to the client's entities alone. A flow
+// whose ClientHello is not parsed yet (younger than kHelloWaitNs) is held
+// back, together with the same amount of its client's delta, until it is.
+class HarvestStage {
+public:
+    void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
+    {
+        const uint64_t now_ns = now_ms * 1000000ull;
+        auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
+            auto *rec = tracker.lookup(k);
+            return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
+                                                                                   : nullptr;
+        };
+        auto ready = [&](const FlowRow &r) {
+            return sni_of(r.key) || (r.flow.flags & EXF_FF_HELLO_DONE) ||
+                   now_ns > r.flow.first_ns + kHelloWaitNs;
+        };
+        std::map<Addr16, Sums> attributed, pending;
+        for (auto &d : flows_.harvest(src.flows(), ready)) {
+            Addr16 client;
+            std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
+            if (d.pending) {
+                pending[client].add(d);
+                continue;
+            }
+            const std::string *sni = sni_of(d.key);
+            if (!sni)
+                continue;  // counted for the client alone, below
+            if (d.opened)
+                a.flow_opened(now_ms, client, *sni);
+            a.add_traffic(now_ms, client, *sni,
+                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            if (d.closed)
+                a.flow_closed(now_ms, client, *sni);
+            attributed[client].add(d);
+        }
+        std::map<Addr16, Sums> held_next;
+        for (auto &c : clients_.harvest(src.clients())) {
+            Sums in{c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in, c.delta.pkts_out,
+                    c.delta.tls_flows_opened};
+            if (auto h = held_.find(c.client); h != held_.end()) {
+                in.plus(h->second);
+                held_.erase(h);
+            }
+            Sums taken = attributed[c.client];
+            taken.plus(pending[c.client]);
+            agg::Traffic t{rest(in.bytes_in, taken.bytes_in), rest(in.bytes_out, taken.bytes_out),
+                           rest(in.pkts_in, taken.pkts_in), rest(in.pkts_out, taken.pkts_out),
+                           rest(in.flows, taken.flows)};
+            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
+                a.add_traffic(now_ms, c.client, "", t);
+            if (auto p = pending.find(c.client); p != pending.end())
+                held_next[c.client] = p->second;
+        }
+        // A client with flows still pending and no new traffic keeps its hold.
+        for (auto &[client, held] : held_)
+            if (pending.count(client) && !held_next.count(client))
+                held_next[client] = held;
+        held_ = std::move(held_next);
+        a.expire(now_ms);
+    }
+
+private:
+    struct Sums {
+        uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0, flows = 0;
+        void add(const FlowDelta &d)
+        {
+            bytes_in += d.bytes_in;
+            bytes_out += d.bytes_out;
+            pkts_in += d.pkts_in;
+            pkts_out += d.pkts_out;
+            flows += d.opened ? 1 : 0;
+        }
+        void plus(const Sums &o)
+        {
+            bytes_in += o.bytes_in;
+            bytes_out += o.bytes_out;
+            pkts_in += o.pkts_in;
+            pkts_out += o.pkts_out;
+            flows += o.flows;
+        }
+    };
+    static uint64_t rest(uint64_t total, uint64_t minus) { return total > minus ? total - minus : 0; }
+    static constexpr uint64_t kHelloWaitNs = 2'000'000'000ull;
+    Harvester clients_;
+    FlowHarvester flows_;
+    std::map<Addr16, Sums> held_;  // reported by the client table, not yet attributed
+};
 
 bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 {
@@ -153,7 +273,8 @@ int run_daemon(const DaemonOptions &opts)
     try {
         auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
                                             : make_ebpf_source(cfg, interfaces);
-        Harvester harvester;
+        HarvestStage harvest;
+        agg::Aggregator aggregator;
         FlowTracker tracker;
         tracker.set_on_tls_meta([](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
@@ -178,18 +299,21 @@ int run_daemon(const DaemonOptions &opts)
             events += source->pop_events(on_event);
             auto now = clock::now();
             if (now >= next_harvest) {
-                harvester.harvest(source->clients());
+                harvest.run(aggregator, *source, tracker, monotonic_ms());
                 next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
             }
             if (now >= next_report) {
                 print_clients(source->clients(), source->health(), events,
                               source->events_dropped(), tracker.stats());
+                print_api_hosts(aggregator, monotonic_ms());
                 next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
             }
         }
         events += source->pop_events(on_event);
+        harvest.run(aggregator, *source, tracker, monotonic_ms());
         print_clients(source->clients(), source->health(), events, source->events_dropped(),
                       tracker.stats());
+        print_api_hosts(aggregator, monotonic_ms());
         spdlog::info("stopping");
     } catch (const Error &e) {
         spdlog::error("{}", e.what());

@@ -99,4 +99,57 @@ std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
     return out;
 }
 
+size_t FlowHarvester::KeyHash::operator()(const exf_flow_key &k) const noexcept
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    const auto *b = reinterpret_cast<const uint8_t *>(&k);
+    for (size_t i = 0; i < sizeof(k); i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return size_t(h);
+}
+
+bool FlowHarvester::KeyEq::operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept
+{
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
+                                              const std::function<bool(const FlowRow &)> &ready)
+{
+    std::vector<FlowDelta> out;
+    decltype(last_) next;
+    next.reserve(rows.size());
+    for (auto &r : rows) {
+        const exf_flow &f = r.flow;
+        if (f.kind != EXF_KIND_TLS && f.kind != EXF_KIND_QUIC)
+            continue;
+        Seen prev{};
+        bool known = false;
+        if (auto it = last_.find(r.key); it != last_.end() && it->second.first_ns == f.first_ns) {
+            prev = it->second;
+            known = true;
+        }
+        bool closed = f.flags & EXF_FF_CLOSED;
+        unsigned in = flow_in_dir(f);
+        FlowDelta d{r.key, f};
+        d.pending = !ready(r);
+        d.opened = !known;
+        d.closed = closed && !prev.closed;
+        d.pkts_in = f.pkts[in] - prev.pkts[in];
+        d.pkts_out = f.pkts[in ^ 1] - prev.pkts[in ^ 1];
+        d.bytes_in = f.bytes[in] - prev.bytes[in];
+        d.bytes_out = f.bytes[in ^ 1] - prev.bytes[in ^ 1];
+        if (d.opened || d.closed || d.pkts_in || d.pkts_out)
+            out.push_back(d);
+        if (d.pending) {
+            if (known)
+                next.emplace(r.key, prev);
+            continue;
+        }
+        next.emplace(r.key, Seen{f.first_ns, {f.pkts[0], f.pkts[1]}, {f.bytes[0], f.bytes[1]}, closed});
+    }
+    last_ = std::move(next);
+    return out;
+}
+
 }  // namespace exf

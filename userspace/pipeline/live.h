@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <thread>
@@ -92,6 +93,42 @@ private:
         size_t operator()(const Addr16 &a) const noexcept;
     };
     std::unordered_map<Addr16, exf_client_stats, Hash> last_;
+};
+
+// Per-flow deltas of TLS/QUIC flows from the flow table, for attributing
+// traffic to API hosts (SNI). A flow is known by its key and first-seen time
+// (a reused 5-tuple is a new flow).
+struct FlowDelta {
+    exf_flow_key key;
+    exf_flow flow;                 // the table's current value
+    uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
+    bool opened = false;           // first time this flow is seen
+    bool closed = false;           // its close (FIN both ways or RST) is new
+    bool pending = false;          // not ready: reported again next time
+};
+
+class FlowHarvester {
+public:
+    // ready(row) false: the flow is not attributable yet (its ClientHello is
+    // still on its way); its delta is reported with pending = true and kept
+    // for the next harvest, so nothing is attributed twice or lost.
+    std::vector<FlowDelta> harvest(const std::vector<FlowRow> &rows,
+                                   const std::function<bool(const FlowRow &)> &ready);
+    size_t tracked() const { return last_.size(); }
+
+private:
+    struct Seen {
+        uint64_t first_ns;
+        uint64_t pkts[2], bytes[2];
+        bool closed;
+    };
+    struct KeyHash {
+        size_t operator()(const exf_flow_key &k) const noexcept;
+    };
+    struct KeyEq {
+        bool operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept;
+    };
+    std::unordered_map<exf_flow_key, Seen, KeyHash, KeyEq> last_;
 };
 
 }  // namespace exf
