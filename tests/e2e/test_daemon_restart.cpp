@@ -154,68 +154,6 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
     CHECK(text.find(std::to_string(c.bytes_out)) != std::string::npos);
 }
 
-TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][reload]")
-{
-    if (!require_root())
-        return;
-    Lab lab;
-    auto s = make_lab(lab, lab.dir() / "www", 1u << 20);
-    auto cfg = lab.dir() / "exfilmon.toml";
-    const std::string good = "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
-                             "report_interval = \"200ms\"\n";
-    std::ofstream(cfg) << good;
-    auto out = lab.dir() / "daemon.out";
-    auto &d = start_daemon(lab, s, cfg, out);
-    REQUIRE(wait_for(out, "attached to " + s.ifname, 20s));
-    lab.run_ok(s.cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null", "https://192.0.2.1/big.bin"});
-    REQUIRE(wait_for(out, "192.0.2.60", 5s));
-
-    SECTION("each kind of file")
-    {
-        // Invalid: rejected with FILE:LINE:COLUMN, old configuration stays.
-        std::ofstream(cfg) << "[daemon]\nreport_interval = \"soon\"\n";
-        kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, cfg.string() + ":2:19: report_interval: 'soon' is not a duration", 5s));
-        REQUIRE(wait_for(out, "configuration rejected (1 problem)", 5s));
-        // Missing (unreadable): rejected too.
-        std::filesystem::remove(cfg);
-        kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, cfg.string() + ":0:0: cannot open the configuration file", 5s));
-        REQUIRE(wait_for(out, "configuration rejected", 5s, 2));
-        // A change of table size: needs a restart, kept as running.
-        std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n[daemon]\n"
-                              "report_interval = \"200ms\"\n";
-        kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, "[bpf] settings changed", 5s));
-        REQUIRE(wait_for(out, "configuration reloaded", 5s));
-        // Valid again.
-        std::ofstream(cfg) << good;
-        kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, "configuration reloaded", 5s, 2));
-        // Still running, and counting: a second download adds a flow.
-        REQUIRE(d.running());
-        lab.run_ok(s.cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
-                           "https://192.0.2.1/big.bin"});
-        bool two = false;
-        auto deadline = std::chrono::steady_clock::now() + 5s;
-        while (!two && std::chrono::steady_clock::now() < deadline) {
-            std::istringstream lines(slurp(out));
-            std::string line;
-            while (std::getline(lines, line)) {
-                std::istringstream ls(line);
-                std::string a;
-                unsigned long long flows = 0;
-                if (ls >> a >> flows && a == "192.0.2.60" && flows == 2)
-                    two = true;
-            }
-            std::this_thread::sleep_for(100ms);
-        }
-        INFO(slurp(out));
-        CHECK(two);
-        CHECK(d.stop(SIGTERM, 10s) == 0);
-    }
-}
-
 namespace {
 
 struct TableRow {
@@ -240,6 +178,92 @@ std::optional<TableRow> last_row(const std::filesystem::path &out, const std::st
 }
 
 }  // namespace
+
+TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][reload]")
+{
+    if (!require_root())
+        return;
+    Lab lab;
+    auto s = make_lab(lab, lab.dir() / "www", 1u << 20);
+    auto cfg = lab.dir() / "exfilmon.toml";
+    const std::string good = "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
+                             "report_interval = \"200ms\"\n";
+    std::ofstream(cfg) << good;
+    auto out = lab.dir() / "daemon.out";
+    auto &d = start_daemon(lab, s, cfg, out);
+    REQUIRE(wait_for(out, "attached to " + s.ifname, 20s));
+    // A host name, so that curl sends it as SNI: the API host entity then
+    // shows whether a reload of the windows kept the aggregation counters.
+    const std::vector<std::string> download = {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
+                                               "--resolve", "api.example.test:443:192.0.2.1",
+                                               "https://api.example.test/big.bin"};
+    lab.run_ok(s.cli, download);
+    REQUIRE(wait_for(out, "192.0.2.60", 5s));
+
+    SECTION("each kind of file")
+    {
+        // Invalid: rejected with FILE:LINE:COLUMN, old configuration stays.
+        std::ofstream(cfg) << "[daemon]\nreport_interval = \"soon\"\n";
+        kill(d.pid(), SIGHUP);
+        REQUIRE(wait_for(out, cfg.string() + ":2:19: report_interval: 'soon' is not a duration", 5s));
+        REQUIRE(wait_for(out, "configuration rejected (1 problem)", 5s));
+        // Missing (unreadable): rejected too.
+        std::filesystem::remove(cfg);
+        kill(d.pid(), SIGHUP);
+        REQUIRE(wait_for(out, cfg.string() + ":0:0: cannot open the configuration file", 5s));
+        REQUIRE(wait_for(out, "configuration rejected", 5s, 2));
+        // A change of table size: needs a restart, kept as running.
+        std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n[daemon]\n"
+                              "report_interval = \"200ms\"\n";
+        kill(d.pid(), SIGHUP);
+        REQUIRE(wait_for(out, "[bpf] settings changed", 5s));
+        REQUIRE(wait_for(out, "configuration reloaded", 5s));
+        // Valid again, with other windows (24h kept): counters stay.
+        std::ofstream(cfg) << good << "[aggregate]\nwindows = [\"5m\", \"24h\"]\n";
+        kill(d.pid(), SIGHUP);
+        REQUIRE(wait_for(out, "configuration reloaded", 5s, 2));
+        // Still running, and counting: a second download adds a flow.
+        REQUIRE(d.running());
+        lab.run_ok(s.cli, download);
+        bool two = false;
+        auto deadline = std::chrono::steady_clock::now() + 5s;
+        while (!two && std::chrono::steady_clock::now() < deadline) {
+            std::istringstream lines(slurp(out));
+            std::string line;
+            while (std::getline(lines, line)) {
+                std::istringstream ls(line);
+                std::string a;
+                unsigned long long flows = 0;
+                if (ls >> a >> flows && a == "192.0.2.60" && flows == 2)
+                    two = true;
+            }
+            std::this_thread::sleep_for(100ms);
+        }
+        INFO(slurp(out));
+        CHECK(two);
+        CHECK(d.stop(SIGTERM, 10s) == 0);
+        // After the last harvest, the 24h window of the API host holds both
+        // downloads, across the reload: exactly the client's bytes out.
+        auto client = last_row(out, "192.0.2.60");
+        REQUIRE(client);
+        unsigned long long host_out = 0, host_flows = 0;
+        std::istringstream lines(slurp(out));
+        std::string line;
+        while (std::getline(lines, line)) {
+            std::istringstream ls(line);
+            std::string name;
+            unsigned long long b_out = 0, b_in = 0, flows = 0;
+            if (ls >> name >> b_out >> b_in >> flows && name == "api.example.test") {
+                host_out = b_out;
+                host_flows = flows;
+            }
+        }
+        CHECK(host_flows == 2);
+        CHECK(host_out == client->bytes_out);
+        CHECK(slurp(out).find("(last 86400s)") != std::string::npos);
+    }
+}
+
 
 TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][daemon][pcap]")
 {

@@ -2,6 +2,9 @@
 // FILE:LINE:COLUMN.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+
 #include "config/config.h"
 #include "config/units.h"
 #include "support/test_env.h"
@@ -55,6 +58,52 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
     CHECK(r.config.bpf.pin == d.bpf.pin);
     CHECK(r.config.bpf.pin_path == d.bpf.pin_path);
     CHECK(r.config.log_level == d.log_level);
+    CHECK(r.config.aggregate.windows_ms == d.aggregate.windows_ms);
+    CHECK(r.config.aggregate.client_prefix_v4 == d.aggregate.client_prefix_v4);
+    CHECK(r.config.aggregate.client_prefix_v6 == d.aggregate.client_prefix_v6);
+    CHECK(r.config.aggregate.subnet_prefix_v4 == d.aggregate.subnet_prefix_v4);
+    CHECK(r.config.aggregate.subnet_prefix_v6 == d.aggregate.subnet_prefix_v6);
+    CHECK(r.config.aggregate.max_clients == d.aggregate.max_clients);
+    CHECK(r.config.aggregate.max_subnets == d.aggregate.max_subnets);
+    CHECK(r.config.aggregate.max_api_hosts == d.aggregate.max_api_hosts);
+    CHECK(r.config.aggregate.max_client_api_hosts == d.aggregate.max_client_api_hosts);
+    CHECK(r.config.aggregate.max_cohorts == d.aggregate.max_cohorts);
+    CHECK(r.config.cohorts_file.empty());
+}
+
+TEST_CASE("Aggregation settings and the cohorts file", "[config]")
+{
+    auto dir = std::filesystem::temp_directory_path();
+    auto cohorts = dir / "exfilmon-test-cohorts.txt";
+    std::ofstream(cohorts) << "198.51.100.0/24 partner-a\n2001:db8::/32 partner-b\n";
+    auto r = parse_config("[aggregate]\nwindows = [\"30s\", \"2h\"]\nclient_prefix_v6 = 56\n"
+                          "subnet_prefix_v6 = 40\ncohorts_file = \"" +
+                              cohorts.string() + "\"\n",
+                          "t.toml");
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    CHECK(r.config.aggregate.windows_ms == std::vector<uint64_t>{30000, 7200000});
+    CHECK(r.config.aggregate.client_prefix_v6 == 56);
+    CHECK(r.config.aggregate.subnet_prefix_v6 == 40);
+    REQUIRE(r.config.aggregate.cohorts.size() == 2);
+    CHECK(r.config.aggregate.cohorts[0].label == "partner-a");
+
+    std::ofstream(cohorts) << "198.51.100.0/24 partner-a\nnot-a-cidr x\n";
+    auto bad = parse_config("[aggregate]\ncohorts_file = \"" + cohorts.string() + "\"\n", "t.toml");
+    REQUIRE(bad.issues.size() == 1);
+    CHECK(bad.issues[0].format().rfind("t.toml:2:16: cohorts_file: " + cohorts.string() + ":2:", 0) ==
+          0);
+    std::filesystem::remove(cohorts);
+
+    CHECK(only_issue("[aggregate]\nwindows = [\"1m\", \"1m\"]\n") ==
+          "t.toml:2:18: windows: duplicate window");
+    CHECK(only_issue("[aggregate]\nwindows = [\"1 minute\"]\n") ==
+          "t.toml:2:12: windows: '1 minute' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
+    CHECK(only_issue("[aggregate]\nclient_prefix_v4 = 40\n") ==
+          "t.toml:2:20: client_prefix_v4: 40 is out of range [8, 32]");
+    auto longer = parse_config("[aggregate]\nclient_prefix_v4 = 16\n", "t.toml");
+    REQUIRE(longer.issues.size() == 1);
+    CHECK(longer.issues[0].format().rfind("t.toml:1:1: [aggregate]: ", 0) == 0);
 }
 
 TEST_CASE("Values are read", "[config]")

@@ -7,6 +7,7 @@
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
 
+#include "aggregate/cohorts.h"
 #include "capture/shared_layout.h"
 #include "config/units.h"
 
@@ -111,6 +112,8 @@ public:
         return n->as_table();
     }
 
+    size_t count() const { return issues_.size(); }
+
 private:
     std::string file_;
     std::vector<ConfigIssue> &issues_;
@@ -118,7 +121,7 @@ private:
 
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
-    r.only(root, "the top level", {"capture", "bpf", "daemon", "log"});
+    r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log"});
 
     if (auto *t = r.table(root, "capture")) {
         r.only(*t, "[capture]", {"interfaces", "backend"});
@@ -190,6 +193,76 @@ void read_root(const toml::table &root, Reader &r, Config &c)
                 if (r.uint_in(e, "tls_ports", 1, 65535, v))
                     c.bpf.tls_ports.push_back(uint16_t(v));
         });
+    }
+    if (auto *t = r.table(root, "aggregate")) {
+        r.only(*t, "[aggregate]",
+               {"windows", "client_prefix_v4", "client_prefix_v6", "subnet_prefix_v4",
+                "subnet_prefix_v6", "cohorts_file", "max_clients", "max_subnets", "max_api_hosts",
+                "max_client_api_hosts", "max_cohorts"});
+        auto &a = c.aggregate;
+        size_t issues_before = r.count();
+        uint64_t v;
+        r.with(*t, "windows", [&](const toml::node &n) {
+            auto *arr = n.as_array();
+            if (!arr || arr->empty() || arr->size() > 16) {
+                r.error(n, "windows: expected an array of 1 to 16 durations like \"10m\"");
+                return;
+            }
+            a.windows_ms.clear();
+            for (auto &&e : *arr) {
+                uint64_t ms;
+                if (r.duration(e, "windows", ms)) {
+                    if (ms < 1000 || ms > 30ull * 86400000)
+                        r.error(e, "windows: each window must be between 1s and 30d");
+                    else if (std::find(a.windows_ms.begin(), a.windows_ms.end(), ms) !=
+                             a.windows_ms.end())
+                        r.error(e, "windows: duplicate window");
+                    else
+                        a.windows_ms.push_back(ms);
+                }
+            }
+        });
+        auto prefix = [&](const char *key, uint64_t lo, uint64_t hi, uint8_t &out) {
+            r.with(*t, key, [&](const toml::node &n) {
+                if (r.uint_in(n, key, lo, hi, v))
+                    out = uint8_t(v);
+            });
+        };
+        prefix("client_prefix_v4", 8, 32, a.client_prefix_v4);
+        prefix("client_prefix_v6", 16, 128, a.client_prefix_v6);
+        prefix("subnet_prefix_v4", 8, 32, a.subnet_prefix_v4);
+        prefix("subnet_prefix_v6", 16, 128, a.subnet_prefix_v6);
+        auto limit = [&](const char *key, uint64_t hi, size_t &out) {
+            r.with(*t, key, [&](const toml::node &n) {
+                if (r.uint_in(n, key, 1, hi, v))
+                    out = size_t(v);
+            });
+        };
+        limit("max_clients", 1ull << 26, a.max_clients);
+        limit("max_subnets", 1ull << 24, a.max_subnets);
+        limit("max_api_hosts", 1ull << 20, a.max_api_hosts);
+        limit("max_client_api_hosts", 1ull << 26, a.max_client_api_hosts);
+        limit("max_cohorts", 1ull << 20, a.max_cohorts);
+        r.with(*t, "cohorts_file", [&](const toml::node &n) {
+            auto path = n.value<std::string>();
+            if (!n.is_string()) {
+                r.error(n, "cohorts_file: expected a path to a file of \"CIDR label\" lines");
+                return;
+            }
+            c.cohorts_file = *path;
+            if (path->empty())
+                return;
+            auto parsed = agg::load_cohorts(*path);
+            for (auto &e : parsed.errors)
+                r.error(n, "cohorts_file: " + e);
+            if (parsed.ok())
+                a.cohorts = std::move(parsed.rules);
+        });
+        // Cross-key checks only when every key read well (an empty window
+        // list after a bad entry would only repeat that error).
+        if (r.count() == issues_before)
+            for (auto &problem : a.validate())
+                r.error(*t, "[aggregate]: " + problem);
     }
     if (auto *t = r.table(root, "daemon")) {
         r.only(*t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size"});

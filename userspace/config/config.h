@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "aggregate/aggregator.h"
 #include "capture/bpf_sensor.h"
 
 namespace exf {
@@ -18,6 +19,9 @@ struct Config {
     std::string backend = "ebpf";         // ebpf | pcap
     // [bpf]
     SensorOptions bpf;
+    // [aggregate]
+    agg::AggConfig aggregate;
+    std::string cohorts_file;  // "" : no cohorts
     // [daemon]
     uint64_t report_interval_ms = 5000;
     uint64_t harvest_interval_ms = 1000;

@@ -203,11 +203,11 @@ bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 // SIGHUP: an invalid file is rejected with its messages and the running
 // configuration stays; settings of the loaded programs ([bpf], interfaces)
 // need a restart and are kept; the rest applies at once.
-void reload(const std::string &path, Config &cfg)
+bool reload(const std::string &path, Config &cfg)
 {
     if (path.empty()) {
         spdlog::info("SIGHUP: no configuration file to reload (running on built-in defaults)");
-        return;
+        return false;
     }
     auto res = load_config(path);
     if (!res.ok()) {
@@ -216,7 +216,7 @@ void reload(const std::string &path, Config &cfg)
         spdlog::error("SIGHUP: configuration rejected ({} problem{}); the running configuration "
                       "stays in force",
                       res.issues.size(), res.issues.size() == 1 ? "" : "s");
-        return;
+        return false;
     }
     Config next = res.config;
     if (!same_bpf(next.bpf, cfg.bpf)) {
@@ -236,6 +236,7 @@ void reload(const std::string &path, Config &cfg)
         spdlog::set_level(spdlog::level::from_str(next.log_level));
     cfg = next;
     spdlog::info("SIGHUP: configuration reloaded from {}", path);
+    return true;
 }
 
 }  // namespace
@@ -274,7 +275,7 @@ int run_daemon(const DaemonOptions &opts)
         auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
                                             : make_ebpf_source(cfg, interfaces);
         HarvestStage harvest;
-        agg::Aggregator aggregator;
+        agg::Aggregator aggregator(cfg.aggregate);
         FlowTracker tracker;
         tracker.set_on_tls_meta([](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
@@ -289,7 +290,11 @@ int run_daemon(const DaemonOptions &opts)
         while (!g_stop) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (g_reload.exchange(false)) {
-                reload(opts.config_path, cfg);
+                // Windows, prefixes, cohorts and limits change in place,
+                // keeping the counters that can be kept.
+                std::string why;
+                if (reload(opts.config_path, cfg) && !aggregator.reconfigure(cfg.aggregate, &why))
+                    spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
                 // New intervals apply from now, not after the old ones ran out.
                 next_report = std::min(next_report, clock::now() + std::chrono::milliseconds(
                                                                        cfg.report_interval_ms));
