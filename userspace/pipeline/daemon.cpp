@@ -117,8 +117,13 @@ public:
             return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
                                                                                    : nullptr;
         };
+        // Ready: the tracker has decided about the flow's ClientHello (parsed
+        // or malformed), or it is too old to still expect one (no hello at
+        // all, or a QUIC flow before Initial decryption exists). The kernel's
+        // HELLO_DONE flag is not enough: the event may still be queued.
         auto ready = [&](const FlowRow &r) {
-            return sni_of(r.key) || (r.flow.flags & EXF_FF_HELLO_DONE) ||
+            auto *rec = tracker.lookup(r.key);
+            return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
                    now_ns > r.flow.first_ns + kHelloWaitNs;
         };
         std::map<Addr16, Sums> attributed, pending;
