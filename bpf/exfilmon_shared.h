@@ -60,6 +60,9 @@ enum exf_flow_kind {
 #define EXF_TCP_FIN 0x04u
 #define EXF_TCP_RST 0x08u
 #define EXF_TCP_SYNACK 0x10u
+/* Bit 31 of tcp_seen: the flow's close was counted (set atomically, so that
+ * a FIN seen on one CPU and a RST or FIN on another count one close). */
+#define EXF_TCP_CLOSE_COUNTED (1u << 31)
 
 struct exf_flow_key {
 	__u8 lo_addr[16];

@@ -409,7 +409,9 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 				reason = EXF_END_RST;
 			else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
 				reason = EXF_END_FIN;
-			if (reason) {
+			if (reason &&
+			    !(__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) &
+			      EXF_TCP_CLOSE_COUNTED)) {
 				f->flags |= EXF_FF_CLOSED;
 				if (s)
 					s->tls_flows_closed++;
