@@ -16,8 +16,8 @@
 #define EXFILMON_SHARED_H
 
 #define EXF_MAX_TLS_PORTS 16      /* configurable TLS server ports */
-#define EXF_HELLO_MAX 4096        /* client payload bytes captured per TCP flow */
-#define EXF_HELLO_MAX_SEGS 8      /* client segments emitted per TCP flow */
+#define EXF_HELLO_MAX 16384       /* client payload bytes captured per TCP flow */
+#define EXF_HELLO_MAX_SEGS 16     /* client segments emitted per TCP flow */
 #define EXF_QUIC_MAX_DGRAMS 4     /* client long-header datagrams per QUIC flow */
 #define EXF_CHUNK_SMALL 512       /* payload capacity of a small hello event */
 #define EXF_CHUNK_MAX 2048        /* payload capacity of a large hello event */

@@ -249,7 +249,6 @@ const KnownException kKnown[] = {
     {"ndpi/tls_cipher_lens.pcap", 51590, Why::malformed, "bad_cipher_suites_length"},
     {"ndpi/tls_cipher_lens.pcap", 51591, Why::malformed, "bad_extensions_length"},
     {"ndpi/tls_invalid_reads.pcap", 3967, Why::malformed, "bad_extensions_length"},
-    {"ndpi/tls_with_huge_ch.pcapng", 40640, Why::beyond_capture, ""},
 };
 
 // Expected data for one capture's flows.
