@@ -218,6 +218,36 @@ TEST_CASE("every shared capture replays through the BPF program without errors",
     REQUIRE(problems.empty());
 }
 
+// Compares one kind of row (flows or clients) of every replayed capture with
+// its truth file; also flags truth rows of captures that were not replayed.
+template <typename Row, typename Rows, typename Key>
+void check_against_truth(const std::map<std::string, std::vector<Row>> &truth_rows,
+                         const Truth &truth, const Replays &all, Rows rows_of, Key key,
+                         const std::string &what, const std::string &legend)
+{
+    std::vector<std::string> mismatches;
+    size_t compared = 0, total = 0;
+    for (const auto &[file, res] : all.results) {
+        if (truth.excluded.count(file)) {
+            // No truth for it: it must not have rows either.
+            CHECK(truth_rows.count(file) == 0);
+            continue;
+        }
+        const auto &t = truth_rows.count(file) ? truth_rows.at(file) : std::vector<Row>{};
+        total += t.size();
+        compare(file, t, rows_of(res), key, mismatches, compared);
+    }
+    for (const auto &[file, rows] : truth_rows)
+        if (!all.results.count(file))
+            mismatches.push_back(file + ": " + std::to_string(rows.size()) + " truth " + what +
+                                 ", capture not found");
+    INFO(mismatches.size() << " mismatching " << what << " of " << compared << " compared"
+                           << legend << ":\n"
+                           << join(mismatches));
+    CHECK(total > 0);
+    REQUIRE(mismatches.empty());
+}
+
 TEST_CASE("kernel per-flow TLS/QUIC packets and bytes match truth_flows.csv for every "
           "shared capture",
           "[bpf][pcap]")
@@ -228,30 +258,10 @@ TEST_CASE("kernel per-flow TLS/QUIC packets and bytes match truth_flows.csv for 
     if (dir.empty())
         return;
     Truth truth = load_truth(dir);
-    const Replays &all = replay_all(dir);
-    std::vector<std::string> mismatches;
-    size_t compared = 0, truth_rows = 0;
-    for (const auto &[file, res] : all.results) {
-        if (truth.excluded.count(file)) {
-            // No truth for it: it must not have rows either.
-            CHECK(truth.flows.count(file) == 0);
-            continue;
-        }
-        const auto &t = truth.flows.count(file) ? truth.flows.at(file) : std::vector<FlowCount>{};
-        truth_rows += t.size();
-        compare(file, t, res.flows, [](const FlowCount &f) { return f.endpoints(); }, mismatches,
-                compared);
-    }
-    // Truth rows of captures that were not replayed at all.
-    for (const auto &[file, rows] : truth.flows)
-        if (!all.results.count(file))
-            mismatches.push_back(file + ": " + std::to_string(rows.size()) +
-                                 " truth flows, capture not found");
-    INFO(mismatches.size() << " mismatching flows of " << compared << " compared (in/out = "
-                           << "client->server/server->client):\n"
-                           << join(mismatches));
-    CHECK(truth_rows > 0);
-    REQUIRE(mismatches.empty());
+    check_against_truth(
+        truth.flows, truth, replay_all(dir), [](const auto &res) { return res.flows; },
+        [](const FlowCount &f) { return f.endpoints(); }, "flows",
+        " (in/out = client->server/server->client)");
 }
 
 TEST_CASE("kernel per-client TLS flows, packets and bytes match truth_per_client.csv for "
@@ -264,28 +274,9 @@ TEST_CASE("kernel per-client TLS flows, packets and bytes match truth_per_client
     if (dir.empty())
         return;
     Truth truth = load_truth(dir);
-    const Replays &all = replay_all(dir);
-    std::vector<std::string> mismatches;
-    size_t compared = 0, truth_rows = 0;
-    for (const auto &[file, res] : all.results) {
-        if (truth.excluded.count(file)) {
-            CHECK(truth.clients.count(file) == 0);
-            continue;
-        }
-        const auto &t =
-            truth.clients.count(file) ? truth.clients.at(file) : std::vector<ClientCount>{};
-        truth_rows += t.size();
-        compare(file, t, res.clients, [](const ClientCount &c) { return c.client; }, mismatches,
-                compared);
-    }
-    for (const auto &[file, rows] : truth.clients)
-        if (!all.results.count(file))
-            mismatches.push_back(file + ": " + std::to_string(rows.size()) +
-                                 " truth clients, capture not found");
-    INFO(mismatches.size() << " mismatching clients of " << compared << " compared:\n"
-                           << join(mismatches));
-    CHECK(truth_rows > 0);
-    REQUIRE(mismatches.empty());
+    check_against_truth(
+        truth.clients, truth, replay_all(dir), [](const auto &res) { return res.clients; },
+        [](const ClientCount &c) { return c.client; }, "clients", "");
 }
 
 // The shared captures never reuse a 5-tuple (no EXF_END_REUSE event in any of

@@ -147,8 +147,6 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
     CHECK(c.bytes_in == t.in.bytes);
     CHECK(c.bytes_out == t.out.bytes);
     // The second daemon's last table shows the same totals.
-    std::ostringstream row;
-    row << c.bytes_in << " " << c.bytes_out;
     auto text = slurp(out2);
     CHECK(text.find("192.0.2.60") != std::string::npos);
     CHECK(text.find(std::to_string(c.bytes_out)) != std::string::npos);

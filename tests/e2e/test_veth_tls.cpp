@@ -63,6 +63,7 @@
 #include "capture/bpf_sensor.h"
 #include "capture/maps.h"
 #include "common/addr.h"
+#include "support/addr.h"
 #include "support/netns.h"
 #include "support/pcap_truth.h"
 #include "support/test_env.h"
@@ -86,12 +87,7 @@ constexpr uint16_t kTlsPort = 443;       // a configured TLS port: every TCP flo
 constexpr uint16_t kHelloPort = 4433;    // not configured: TLS recognised by ClientHello
 constexpr uint16_t kPlainPort = 9000;    // plain TCP: must not be counted
 
-Addr16 addr16(const std::string &text)
-{
-    auto a = exf::parse_addr(text);
-    REQUIRE(a.has_value());
-    return *a;
-}
+constexpr auto addr16 = exf::test::addr_of;
 
 // ---- pcap truth -------------------------------------------------------------
 

@@ -7,17 +7,13 @@
 #include <set>
 
 #include "aggregate/aggregator.h"
+#include "support/addr.h"
 
 using namespace exf;
 using namespace exf::agg;
 
 namespace {
-Addr16 A(const std::string &s)
-{
-    auto a = parse_addr(s);
-    REQUIRE(a);
-    return *a;
-}
+constexpr auto A = exf::test::addr_of;
 
 Addr16 v4(uint32_t x)
 {

@@ -8,18 +8,14 @@
 #include <unistd.h>
 
 #include "aggregate/aggregator.h"
+#include "support/addr.h"
 #include "aggregate/cohorts.h"
 
 using namespace exf;
 using namespace exf::agg;
 
 namespace {
-Addr16 A(const char *s)
-{
-    auto a = parse_addr(s);
-    REQUIRE(a);
-    return *a;
-}
+constexpr auto A = exf::test::addr_of;
 
 std::string only_error(const std::string &text)
 {

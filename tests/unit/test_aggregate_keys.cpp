@@ -3,18 +3,14 @@
 #include <catch2/catch.hpp>
 
 #include "aggregate/aggregator.h"
+#include "support/addr.h"
 #include "aggregate/entity_key.h"
 
 using namespace exf;
 using namespace exf::agg;
 
 namespace {
-Addr16 A(const char *s)
-{
-    auto a = parse_addr(s);
-    REQUIRE(a);
-    return *a;
-}
+constexpr auto A = exf::test::addr_of;
 }  // namespace
 
 TEST_CASE("mask_addr keeps the prefix bits of each family", "[aggregate]")

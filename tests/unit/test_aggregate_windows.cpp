@@ -6,18 +6,14 @@
 #include <random>
 
 #include "aggregate/aggregator.h"
+#include "support/addr.h"
 #include "aggregate/windows.h"
 
 using namespace exf;
 using namespace exf::agg;
 
 namespace {
-Addr16 A(const char *s)
-{
-    auto a = parse_addr(s);
-    REQUIRE(a);
-    return *a;
-}
+constexpr auto A = exf::test::addr_of;
 
 Traffic out(uint64_t bytes, uint64_t flows = 0)
 {
