@@ -21,14 +21,17 @@
 //     counted at the outer layer only; HTTP CONNECT, SOCKS or STARTTLS flows
 //     whose first client payload is not a ClientHello, on ports other than
 //     443/8443): exfilmon has no flow, so no SNI or JA4, to compare;
-//   * kMalformed: ClientHellos whose length fields contradict each other
-//     (fuzzed captures). exfilmon's strict parser reports them malformed (no
-//     SNI, no JA4; counted as an anomaly) where tshark's lenient dissector,
-//     which the expected JA4s come from, still produced values. Shown by
-//     parsing the client's first payload from the capture here;
-//   * kBeyondCapture: a ClientHello longer than the EXF_HELLO_MAX (4 KiB)
-//     bytes the kernel hands to userspace by design: no complete hello, so no
-//     SNI or JA4. Shown by the hello's own length fields.
+//   * kKnown (currently empty), for a flow whose ClientHello exfilmon cannot
+//     fingerprint: Why::malformed, a hello the parser reports malformed (the
+//     anomaly is checked by parsing the client's first payload here), or
+//     Why::beyond_capture, a hello longer than the EXF_HELLO_MAX bytes the
+//     kernel hands to userspace by design (shown by its own length fields).
+// The four fuzzed ClientHellos whose inner lengths contradict the message
+// (ndpi/tls_cipher_lens.pcap ports 51589-51591, ndpi/tls_invalid_reads.pcap
+// port 3967) used to be malformed exceptions here. The parser now applies the
+// tolerance rule in tls/client_hello.h (Wireshark's, which the reference
+// JA4s come from): they match the references, and each still carries its
+// length anomaly (checked in its own test case below).
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -57,6 +60,7 @@
 #include "support/test_env.h"
 #include "support/tls_builder.h"
 #include "tls/client_hello.h"
+#include "tls/ja4.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -244,12 +248,7 @@ struct KnownException {
 };
 
 // See the file comment. Each is verified against the capture's bytes.
-const KnownException kKnown[] = {
-    {"ndpi/tls_cipher_lens.pcap", 51589, Why::malformed, "bad_cipher_suites_length"},
-    {"ndpi/tls_cipher_lens.pcap", 51590, Why::malformed, "bad_cipher_suites_length"},
-    {"ndpi/tls_cipher_lens.pcap", 51591, Why::malformed, "bad_extensions_length"},
-    {"ndpi/tls_invalid_reads.pcap", 3967, Why::malformed, "bad_extensions_length"},
-};
+const std::vector<KnownException> kKnown{};
 
 // Expected data for one capture's flows.
 struct Ours {
@@ -696,6 +695,64 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
     CHECK(stale.empty());
     REQUIRE((run_problems.empty() && client_mm.empty() && flow_mm.empty() &&
              foxio.mismatches.empty() && ndpi.mismatches.empty() && suri_mm.empty() && stale.empty()));
+}
+
+// The four shared ClientHellos whose inner lengths contradict the message
+// (see the file comment), parsed from the client's first payload in the
+// capture: complete under the tolerance rule of tls/client_hello.h, each with
+// its length anomaly (so still counted as broken), and with the reference
+// JA4 of ndpi/expected.csv, which the replay output carries too.
+//   51589: cipher_suites length 133 (odd) ends exactly at the message end:
+//          66 suites, no room for compression_methods;
+//   51590: cipher_suites length 134, one byte past the message: not taken;
+//   51591: cipher_suites length 0; the next byte (00) is the compression
+//          length, then 0xffc0 as extensions length, past the message;
+//   3967:  no compression method, then a single byte where the 2-byte
+//          extensions length would be.
+TEST_CASE("replay: shared ClientHellos with contradicting lengths are fingerprinted and flagged",
+          "[pcap][replay]")
+{
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    struct Case {
+        const char *file, *client, *server;
+        uint16_t cport;
+        const char *anomaly;
+        size_t ciphers;
+    };
+    const Case cases[] = {
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51589, "bad_cipher_suites_length", 66},
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51590, "bad_cipher_suites_length", 0},
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51591, "bad_extensions_length", 0},
+        {"ndpi/tls_invalid_reads.pcap", "192.168.10.101", "206.33.61.113", 3967, "bad_extensions_length", 11},
+    };
+    std::map<std::string, std::string> want_ja4;  // "file:port" -> ja4_reference
+    for (const auto &r : exf::test::read_csv(dir / "ndpi/expected.csv"))
+        want_ja4["ndpi/" + r.at("file") + ":" + r.at("client_port")] = r.at("ja4_reference");
+    const Replays &all = replays(dir, "user");
+    Checker ck(dir, all);
+    for (const Case &c : cases) {
+        const std::string id = std::string(c.file) + ":" + std::to_string(c.cport);
+        INFO(id);
+        auto payload = first_client_payload(dir / c.file, c.client, c.cport, c.server, 443);
+        REQUIRE(payload);
+        exf::tls::ClientHello h;
+        const auto r = exf::tls::parse_client_hello_record(*payload, h);
+        INFO("parsed as " << exf::tls::to_string(r.status) << "/" << exf::tls::to_string(r.anomaly));
+        REQUIRE(r.complete());
+        CHECK(exf::tls::to_string(r.anomaly) == c.anomaly);
+        CHECK(r.consumed == payload->size());
+        CHECK(h.cipher_suites.size() == c.ciphers);
+        CHECK(h.extensions.empty());
+        CHECK_FALSE(h.has_sni);
+        REQUIRE(want_ja4.count(id));
+        CHECK(exf::tls::ja4(h) == want_ja4[id]);
+        auto fl = ck.flows(c.file, tuple_key("tcp", c.client, c.cport, c.server, 443));
+        REQUIRE(fl.size() == 1);
+        CHECK((*fl[0])["ja4"] == want_ja4[id]);
+        CHECK((*fl[0])["sni"].is_null());
+    }
 }
 
 namespace {

@@ -1,5 +1,6 @@
 // TLS ClientHello parser: fields, record splitting, truncation at every byte,
-// corrupted length fields, content anomalies, QUIC bare messages.
+// corrupted length fields (malformed or tolerated), content anomalies, QUIC
+// bare messages.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "support/tls_builder.h"
 #include "tls/client_hello.h"
+#include "tls/hello_reassembler.h"
 
 using exf::test::Bytes;
 using exf::test::HelloBuilder;
@@ -369,14 +371,14 @@ TEST_CASE("client_hello: record layer anomalies", "[tls][client_hello]") {
     }
 }
 
-TEST_CASE("client_hello: framing anomalies in the body", "[tls][client_hello]") {
+TEST_CASE("client_hello: a broken session id is malformed", "[tls][client_hello]") {
     ClientHello h;
     std::vector<LengthField> fields;
     const Bytes rec = HelloBuilder::browser_like().record(0x0301, &fields);
 
     auto expect = [&](const Bytes &s, HelloAnomaly a) {
         const ParseResult r = parse(s, h);
-        INFO("got " << to_string(r.anomaly) << ", want " << to_string(a));
+        INFO("got " << to_string(r.status) << "/" << to_string(r.anomaly) << ", want " << to_string(a));
         REQUIRE(r.status == ParseStatus::malformed);
         REQUIRE(r.anomaly == a);
     };
@@ -394,44 +396,155 @@ TEST_CASE("client_hello: framing anomalies in the body", "[tls][client_hello]") 
         body[34] = 10;  // session id of 10 with 5 bytes left
         expect(wrap_body(body), HelloAnomaly::bad_session_id_length);
     }
-    SECTION("odd cipher suites length") {
+    SECTION("a body error is reported before a later record error") {
+        Bytes s = rec;
+        set_length(s, field(fields, "session_id"), 40);
+        s.push_back(0x17);  // and junk where a next record would start
+        expect(s, HelloAnomaly::bad_session_id_length);
+    }
+}
+
+// The tolerance rule of client_hello.h: a length inside the body that
+// contradicts the message's end gives a complete hello (what parsed before the
+// bad length) with that length's anomaly; every prefix still needs more.
+TEST_CASE("client_hello: lengths inside the body that contradict the message", "[tls][client_hello]") {
+    const HelloBuilder b = HelloBuilder::browser_like();
+    std::vector<LengthField> fields;
+    const Bytes rec = b.record(0x0301, &fields);
+    const std::vector<uint16_t> all_ciphers{0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030,
+                                            0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035};
+
+    // Complete with `want`, the whole input consumed, and no prefix malformed.
+    auto tolerated = [](const Bytes &s, HelloAnomaly want) {
+        ClientHello h;
+        const ParseResult r = parse(s, h);
+        INFO("got " << to_string(r.status) << "/" << to_string(r.anomaly) << ", want " << to_string(want));
+        REQUIRE(r.status == ParseStatus::complete);
+        REQUIRE(r.anomaly == want);
+        REQUIRE(r.consumed == s.size());
+        // The framing-only walk agrees.
+        ClientHelloParser p;
+        REQUIRE(p.parse_record(s, nullptr).status == ParseStatus::complete);
+        require_every_prefix_needs_more(s);
+        return h;
+    };
+
+    SECTION("cipher suites running past the message: not taken, nothing after them") {
+        Bytes s = rec;
+        set_length(s, field(fields, "cipher_suites"), 0xfffe);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_cipher_suites_length);
+        REQUIRE(h.legacy_version == 0x0303);
+        REQUIRE(h.session_id == Bytes(32, 0x22));
+        REQUIRE(h.cipher_suites.empty());
+        REQUIRE(h.compression_methods.empty());
+        REQUIRE_FALSE(h.has_extensions_block);
+        REQUIRE(h.extensions.empty());
+        REQUIRE_FALSE(h.has_sni);
+        REQUIRE(h.sni.empty());
+    }
+    SECTION("cipher suites one byte past the message: not clamped") {
+        // 2 suites and the compression bytes, then a length 1 too long.
+        Bytes body = HelloBuilder().no_extensions_block().session_id({}).ciphers({0x1301, 0x1302}).body();
+        body[35] = 0;
+        body[36] = 7;  // 4 suite bytes + 2 compression bytes = 6 left
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_cipher_suites_length);
+        REQUIRE(h.cipher_suites.empty());
+    }
+    SECTION("cipher suites ending exactly at the message end, odd length") {
+        // 2 suites + compression {1, 0}: 6 bytes, declared 5: the suites
+        // 1301 1302 and 0x01 (the odd byte, skipped); no room for compression.
+        Bytes body = HelloBuilder().no_extensions_block().session_id({}).ciphers({0x1301, 0x1302}).body();
+        body.pop_back();  // drop the compression method: 5 bytes after the length
+        body[36] = 5;
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_cipher_suites_length);
+        REQUIRE(h.cipher_suites == std::vector<uint16_t>{0x1301, 0x1302});
+        REQUIRE(h.compression_methods.empty());
+        REQUIRE(h.extensions.empty());
+    }
+    SECTION("odd cipher suites length inside the message: whole suites, the walk goes on") {
         Bytes s = rec;
         const auto &f = field(fields, "cipher_suites");
         set_length(s, f, get_length(s, f) + 1);
-        expect(s, HelloAnomaly::bad_cipher_suites_length);
-        expect(prefix(s, f.offset + 2), HelloAnomaly::bad_cipher_suites_length);
-    }
-    SECTION("cipher suites past the message") {
-        Bytes s = rec;
-        set_length(s, field(fields, "cipher_suites"), 0xfffe);
-        expect(s, HelloAnomaly::bad_cipher_suites_length);
+        // The odd byte is the compression length (1); the compression length
+        // read next is the old method (0): no methods; the extensions follow.
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_cipher_suites_length);
+        REQUIRE(h.cipher_suites == all_ciphers);
+        REQUIRE(h.compression_methods.empty());
+        REQUIRE(h.extensions == ext_types(b));
+        REQUIRE(h.sni == "example.com");
     }
     SECTION("compression methods past the message") {
         Bytes body = HelloBuilder().no_extensions_block().body();
         body.back() = 0;
         body[body.size() - 2] = 2;
-        expect(wrap_body(body), HelloAnomaly::bad_compression_length);
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_compression_length);
+        REQUIRE(h.cipher_suites.size() == 3);
+        REQUIRE(h.compression_methods.empty());
     }
-    SECTION("extensions length one off") {
+    SECTION("extensions block one byte longer than the message: no extensions") {
+        Bytes s = rec;
         const auto &f = field(fields, "extensions");
-        for (int delta : {-1, 1}) {
-            Bytes s = rec;
-            set_length(s, f, static_cast<uint32_t>(static_cast<int>(get_length(s, f)) + delta));
-            expect(s, HelloAnomaly::bad_extensions_length);
-            expect(prefix(s, f.offset + 2), HelloAnomaly::bad_extensions_length);
-        }
+        set_length(s, f, get_length(s, f) + 1);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_extensions_length);
+        REQUIRE(h.cipher_suites == all_ciphers);
+        REQUIRE(h.compression_methods == Bytes{0});
+        REQUIRE_FALSE(h.has_extensions_block);
+        REQUIRE(h.extensions.empty());
+        REQUIRE_FALSE(h.has_sni);
+        REQUIRE(h.alpn.empty());
+    }
+    SECTION("extensions block one byte shorter than the message") {
+        // The last extension (4a4a, 1 byte) now runs past the block: listed,
+        // not parsed; the anomaly is the block's (first in wire order).
+        Bytes s = rec;
+        const auto &f = field(fields, "extensions");
+        set_length(s, f, get_length(s, f) - 1);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_extensions_length);
+        REQUIRE(h.has_extensions_block);
+        REQUIRE(h.extensions == ext_types(b));
+        REQUIRE(h.sni == "example.com");
+        REQUIRE(h.alpn == std::vector<std::string>{"h2", "http/1.1"});
+    }
+    SECTION("bytes after a well-formed extensions block are ignored") {
+        Bytes body = HelloBuilder().sni("a.example").raw_extension(0x0017, {}).body();
+        body.insert(body.end(), {0x00, 0x00, 0x00, 0x05, 0x00});  // would be a cut extension
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_extensions_length);
+        REQUIRE(h.extensions == std::vector<uint16_t>{0x0000, 0x0017});
+        REQUIRE(h.sni == "a.example");
     }
     SECTION("a single byte where the extensions length should be") {
         Bytes body = HelloBuilder().no_extensions_block().body();
         body.push_back(0x00);
-        expect(wrap_body(body), HelloAnomaly::bad_extensions_length);
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_extensions_length);
+        REQUIRE(h.cipher_suites.size() == 3);
+        REQUIRE_FALSE(h.has_extensions_block);
     }
-    SECTION("extension running past the block") {
+    SECTION("the last extension running past the block") {
         Bytes s = rec;
-        const auto &f = field(fields, "ext[17:4a4a].len");
-        set_length(s, f, 2);
-        expect(s, HelloAnomaly::bad_extension_length);
-        expect(prefix(s, f.offset + 2), HelloAnomaly::bad_extension_length);
+        set_length(s, field(fields, "ext[17:4a4a].len"), 2);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_extension_length);
+        REQUIRE(h.extensions == ext_types(b));  // its type is listed
+        REQUIRE(h.sni == "example.com");
+    }
+    SECTION("a server_name extension running past the block: listed, no SNI") {
+        std::vector<LengthField> f2;
+        const Bytes r2 = HelloBuilder().raw_extension(0x0017, {}).sni("a.example").record(0x0301, &f2);
+        Bytes s = r2;
+        const auto &f = field(f2, "ext[1:0000].len");
+        set_length(s, f, get_length(s, f) + 3);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_extension_length);
+        REQUIRE(h.extensions == std::vector<uint16_t>{0x0017, 0x0000});
+        REQUIRE(h.has_extension(ext::server_name));
+        REQUIRE_FALSE(h.has_sni);
+        REQUIRE(h.sni.empty());
+    }
+    SECTION("an extension in the middle running past the block stops the walk") {
+        Bytes s = rec;
+        set_length(s, field(fields, "ext[1:0000].len"), 0xffff);
+        const ClientHello h = tolerated(s, HelloAnomaly::bad_extension_length);
+        REQUIRE(h.extensions == std::vector<uint16_t>{0x1a1a, 0x0000});
+        REQUIRE_FALSE(h.has_sni);
+        REQUIRE(h.alpn.empty());
     }
     SECTION("stray bytes after the last extension") {
         Bytes body = HelloBuilder().raw_extension(0x0017, {}).body();
@@ -439,13 +552,78 @@ TEST_CASE("client_hello: framing anomalies in the body", "[tls][client_hello]") 
         // Fix the extensions length to cover the stray bytes.
         body[body.size() - 9] = 0;
         body[body.size() - 8] = 7;
-        expect(wrap_body(body), HelloAnomaly::bad_extension_length);
+        const ClientHello h = tolerated(wrap_body(body), HelloAnomaly::bad_extension_length);
+        REQUIRE(h.extensions == std::vector<uint16_t>{0x0017});
     }
-    SECTION("a body error is reported before a later record error") {
+    SECTION("a length anomaly wins over content anomalies") {
+        // empty_cipher_suites and bad_alpn come first in wire order.
+        std::vector<LengthField> f2;
+        const Bytes r2 = HelloBuilder().ciphers({}).raw_extension(ext::alpn, {0x00, 0x00}).record(0x0301, &f2);
+        Bytes s = r2;
+        const auto &f = field(f2, "extensions");
+        set_length(s, f, get_length(s, f) - 1);
+        tolerated(s, HelloAnomaly::bad_extensions_length);
+        REQUIRE(parse(r2).anomaly == HelloAnomaly::empty_cipher_suites);  // without it
+    }
+    SECTION("the bare handshake entry point applies the same rule") {
+        Bytes hs = b.handshake();
         Bytes s = rec;
-        set_length(s, field(fields, "session_id"), 40);
-        s.push_back(0x17);  // and junk where a next record would start
-        expect(s, HelloAnomaly::bad_session_id_length);
+        set_length(s, field(fields, "cipher_suites"), 0xfffe);
+        hs.assign(s.begin() + 5, s.end());
+        ClientHello h;
+        const ParseResult r = parse_client_hello_handshake(hs, h);
+        REQUIRE(r.status == ParseStatus::complete);
+        REQUIRE(r.anomaly == HelloAnomaly::bad_cipher_suites_length);
+        REQUIRE(h.cipher_suites.empty());
+        require_every_prefix_needs_more(hs, true);
+    }
+}
+
+// A tolerated hello is still only complete with all its declared bytes: cut
+// short, it gives nothing (no SNI), and a stream that ends there is malformed
+// with its truncation anomaly.
+TEST_CASE("client_hello: a truly truncated hello yields no SNI", "[tls][client_hello]") {
+    std::vector<LengthField> fields;
+    const Bytes rec = HelloBuilder().sni("cut.example").alpn({"h2"}).record(0x0301, &fields);
+    SECTION("cut inside the SNI") {
+        const Bytes s = prefix(rec, field(fields, "ext[0:0000].len").offset + 8);
+        ClientHello h;
+        const ParseResult r = parse(s, h);
+        REQUIRE(r.status == ParseStatus::need_more);
+        REQUIRE(r.anomaly == HelloAnomaly::truncated_record);
+        REQUIRE_FALSE(h.has_sni);
+        REQUIRE(h.sni.empty());
+        HelloReassembler ra;
+        REQUIRE(ra.add(0, s) == HelloReassembler::Status::need_more);
+        REQUIRE(ra.finish() == HelloReassembler::Status::malformed);
+        REQUIRE(ra.anomaly() == HelloAnomaly::truncated_record);
+    }
+    SECTION("the handshake header claims more than the records hold") {
+        Bytes s = rec;
+        const auto &f = field(fields, "handshake");
+        set_length(s, f, get_length(s, f) + 1);
+        ClientHello h;
+        const ParseResult r = parse(s, h);
+        REQUIRE(r.status == ParseStatus::need_more);
+        REQUIRE(r.anomaly == HelloAnomaly::truncated_handshake);
+        REQUIRE(h.sni.empty());
+        HelloReassembler ra;
+        REQUIRE(ra.add(0, s) == HelloReassembler::Status::need_more);
+        REQUIRE(ra.finish() == HelloReassembler::Status::malformed);
+        REQUIRE(ra.anomaly() == HelloAnomaly::truncated_handshake);
+        // What follows is not a handshake record: malformed at once.
+        s.insert(s.end(), {0x14, 0x03, 0x01, 0x00, 0x01, 0x01});
+        REQUIRE(parse(s, h).status == ParseStatus::malformed);
+        REQUIRE(parse(s, h).anomaly == HelloAnomaly::record_type_changed);
+    }
+    SECTION("a hello with a tolerated length, cut short") {
+        Bytes s = rec;
+        set_length(s, field(fields, "cipher_suites"), 0xfffe);
+        REQUIRE(parse(s).status == ParseStatus::complete);
+        ClientHello h;
+        const ParseResult r = parse(prefix(s, s.size() - 1), h);
+        REQUIRE(r.status == ParseStatus::need_more);
+        REQUIRE(h.sni.empty());
     }
 }
 
@@ -551,11 +729,15 @@ TEST_CASE("client_hello: every length field corrupted", "[tls][client_hello]") {
         };
         // The record claims a byte more, but the hello itself is whole.
         if (name == "record") return {ParseStatus::complete, HelloAnomaly::none};
-        // The extensions length already contradicts it: no need to wait.
-        if (name == "handshake") return {ParseStatus::malformed, HelloAnomaly::bad_extensions_length};
+        // The message claims a byte the record does not hold: wait for it
+        // (the handshake header, not the lengths inside, says where it ends).
+        if (name == "handshake") return {ParseStatus::need_more, HelloAnomaly::truncated_handshake};
         if (name == "session_id") return {ParseStatus::malformed, HelloAnomaly::bad_session_id_length};
-        if (name == "cipher_suites") return {ParseStatus::malformed, HelloAnomaly::bad_cipher_suites_length};
-        if (name == "extensions") return {ParseStatus::malformed, HelloAnomaly::bad_extensions_length};
+        // Tolerated (client_hello.h): odd suites length / block past the message.
+        if (name == "cipher_suites") return {ParseStatus::complete, HelloAnomaly::bad_cipher_suites_length};
+        if (name == "extensions") return {ParseStatus::complete, HelloAnomaly::bad_extensions_length};
+        // One extension's length: the walk goes off the rails and stops.
+        if (ends("].len")) return {ParseStatus::complete, HelloAnomaly::bad_extension_length};
         if (name.find(":0000].") != std::string::npos && !ends(".len")) return {ParseStatus::complete, HelloAnomaly::bad_sni};
         if (name.find(":0010].") != std::string::npos && !ends(".len")) return {ParseStatus::complete, HelloAnomaly::bad_alpn};
         if (name.find(":002b].") != std::string::npos && !ends(".len"))
@@ -568,7 +750,7 @@ TEST_CASE("client_hello: every length field corrupted", "[tls][client_hello]") {
             return {ParseStatus::complete, HelloAnomaly::bad_ec_point_formats};
         if (name.find(":0033].") != std::string::npos && !ends(".len"))
             return {ParseStatus::complete, HelloAnomaly::bad_key_share};
-        return {ParseStatus::malformed, HelloAnomaly::none};  // some framing anomaly
+        return {ParseStatus::complete, HelloAnomaly::none};  // content not parsed here
     };
 
     for (const auto &f : fields) {

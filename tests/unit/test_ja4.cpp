@@ -435,3 +435,100 @@ TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "
     }
     REQUIRE(checked >= 100);
 }
+
+// ClientHellos whose inner lengths contradict the message, rebuilt field by
+// field after the four in the shared captures ndpi/tls_cipher_lens.pcap
+// (client ports 51587-51591: one hello with only its cipher-suites length
+// changed) and ndpi/tls_invalid_reads.pcap (port 3967). Under the tolerance
+// rule of client_hello.h they give the JA4s of the references (FoxIO's
+// ja4.py on tshark 4.0.17 and the tshark recalculation in ndpi/expected.csv;
+// nDPI prints no JA4 for these four), each with its length anomaly.
+TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures", "[tls][ja4][client_hello]") {
+    // 51587's hello: TLS 1.0, empty session id, 36 suites, null compression,
+    // SNI www.google.it, groups, point formats, session ticket, NPN (0x3374),
+    // status_request. The cipher-suites length is what the five flows differ in.
+    HelloBuilder b;
+    b.legacy_version(0x0301)
+        .session_id({})
+        .ciphers({0x00ff, 0xc00a, 0xc014, 0x0088, 0x0087, 0x0039, 0x0038, 0xc00f, 0xc005, 0x0084, 0x0035, 0xc009,
+                  0xc007, 0xc013, 0xc011, 0x0045, 0x0044, 0x0033, 0x0032, 0xc00e, 0xc00c, 0xc004, 0xc002, 0x0096,
+                  0x0041, 0x002f, 0x0005, 0x0004, 0xc008, 0xc012, 0x0016, 0x0013, 0xc00d, 0xc003, 0xfeff, 0x000a})
+        .compression({0x00})
+        .sni("www.google.it")
+        .supported_groups({0x0017, 0x0018, 0x0019})
+        .ec_point_formats({0x00})
+        .raw_extension(0x0023, {})
+        .raw_extension(0x3374, {})
+        .raw_extension(0x0005, {0x01, 0x00, 0x00, 0x00, 0x00});
+    std::vector<exf::test::LengthField> fields;
+    const Bytes rec = b.record(0x0301, &fields);
+    REQUIRE(rec.size() == 179);  // the captured payload's size
+    size_t cs_at = 0;
+    for (const auto &f : fields)
+        if (f.name == "cipher_suites") cs_at = f.offset;
+    REQUIRE(cs_at == 5 + 4 + 35);
+
+    struct Case {
+        uint32_t cipher_suites_length;
+        const char *flow;
+        HelloAnomaly anomaly;
+        const char *ja4;  // ja4_reference in ndpi/expected.csv
+    };
+    const Case cases[] = {
+        {0x0048, "51587: consistent", HelloAnomaly::none, "t10d360600_77f462745360_6072aad2e91d"},
+        // 132: the suites reach the last byte, read as compression length 0.
+        {0x0084, "51588: 66 suites", HelloAnomaly::empty_compression_methods,
+         "t10i660000_1ade43d4e5bc_000000000000"},
+        // 133 (odd) ends at the message end: 66 suites, no room for compression.
+        {0x0085, "51589: odd, to the end", HelloAnomaly::bad_cipher_suites_length,
+         "t10i660000_1ade43d4e5bc_000000000000"},
+        // 134: one byte past the message: not taken (tshark shows no suite).
+        {0x0086, "51590: past the end", HelloAnomaly::bad_cipher_suites_length,
+         "t10i000000_000000000000_000000000000"},
+        // 0: the first suite byte (00) is read as compression length, then
+        // 0xffc0 as extensions length, past the message: no extensions.
+        {0x0000, "51591: zero", HelloAnomaly::bad_extensions_length, "t10i000000_000000000000_000000000000"},
+    };
+    for (const Case &c : cases) {
+        INFO(c.flow);
+        Bytes s = rec;
+        s[cs_at] = static_cast<uint8_t>(c.cipher_suites_length >> 8);
+        s[cs_at + 1] = static_cast<uint8_t>(c.cipher_suites_length);
+        ClientHello h;
+        const ParseResult r = parse_client_hello_record(s, h);
+        INFO("got " << to_string(r.status) << "/" << to_string(r.anomaly));
+        REQUIRE(r.status == ParseStatus::complete);
+        REQUIRE(r.anomaly == c.anomaly);
+        REQUIRE(r.consumed == s.size());
+        REQUIRE(ja4(h) == c.ja4);
+        if (c.cipher_suites_length != 0x0048) {
+            REQUIRE_FALSE(h.has_sni);  // the extensions are never reached
+            REQUIRE(h.extensions.empty());
+        }
+    }
+
+    SECTION("tls_invalid_reads.pcap, client port 3967") {
+        // TLS 1.0, 32-byte session id, 11 suites, no compression method, and
+        // one byte (00) left where a 2-byte extensions length would start.
+        HelloBuilder t;
+        t.legacy_version(0x0301)
+            .session_id(Bytes(32, 0x82))
+            .ciphers({0x0004, 0x0005, 0x000a, 0x0009, 0x0064, 0x0062, 0x0003, 0x0006, 0x0013, 0x0012, 0x0025})
+            .compression({})
+            .no_extensions_block();
+        Bytes body = t.body();
+        body.push_back(0x00);
+        REQUIRE(body.size() == 0x5d);  // the captured handshake length
+        Bytes hs{0x01};
+        exf::test::put24(hs, static_cast<uint32_t>(body.size()));
+        hs.insert(hs.end(), body.begin(), body.end());
+        const Bytes s = exf::test::tls_record(0x16, 0x0301, hs);
+        ClientHello h;
+        const ParseResult r = parse_client_hello_record(s, h);
+        REQUIRE(r.status == ParseStatus::complete);
+        REQUIRE(r.anomaly == HelloAnomaly::bad_extensions_length);
+        REQUIRE(h.cipher_suites.size() == 11);
+        REQUIRE(h.compression_methods.empty());
+        REQUIRE(ja4(h) == "t10i110000_c384039f30c5_000000000000");
+    }
+}

@@ -157,9 +157,17 @@ HelloAnomaly parse_extension(uint16_t type, std::span<const uint8_t> d, ClientHe
 // ---------------------------------------------------------------------------
 // The ClientHello body. `b` holds the first b.size() bytes of a body whose
 // declared length is `len` (b.size() <= len, kMinBody <= len <= kMaxBody).
-// Every length is first checked against `len` (a violation is malformed
-// whatever follows) and only then against the bytes at hand (need_more).
 // With out == nullptr only the framing is walked.
+//
+// Strict part (malformed, detected from the first bytes that show it): the
+// session id must be at most 32 bytes and leave room for the cipher-suites
+// length and one more byte.
+//
+// Tolerant part (the rule in client_hello.h): every later length is checked
+// against the end of the message (or of the extensions block). A vector that
+// runs past it is not taken and the walk stops there; whatever parsed before
+// stays. The result is complete once all `len` bytes are at hand; before that
+// it is need_more, never malformed.
 struct BodyOutcome {
     ParseStatus status;
     HelloAnomaly anomaly;
@@ -169,9 +177,25 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     const size_t n = b.size();
     const BodyOutcome more{ParseStatus::need_more, HelloAnomaly::none};
     auto bad = [](HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; };
+    // First content anomaly, and first tolerated length inconsistency (which
+    // is reported in preference: it says the hello is not what it claims).
     HelloAnomaly soft = HelloAnomaly::none;
+    HelloAnomaly framing = HelloAnomaly::none;
     auto note = [&soft](HelloAnomaly a) {
         if (soft == HelloAnomaly::none) soft = a;
+    };
+    auto note_framing = [&framing](HelloAnomaly a) {
+        if (framing == HelloAnomaly::none) framing = a;
+    };
+    // The walk is over: complete once the whole message is at hand.
+    auto done = [&]() {
+        if (n < len) return more;
+        return BodyOutcome{ParseStatus::complete, framing != HelloAnomaly::none ? framing : soft};
+    };
+    // A length that runs past its end: the vector is not taken, nothing after it is.
+    auto stop = [&](HelloAnomaly a) {
+        note_framing(a);
+        return done();
     };
 
     if (n < 35) return more;
@@ -187,53 +211,67 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     }
     pos += sid_len;
 
+    // CipherSuite cipher_suites<2..2^16-2>
     const size_t cs_len = be16(&b[pos]);
     pos += 2;
-    if (cs_len % 2 != 0 || cs_len + 1 > len - pos) return bad(HelloAnomaly::bad_cipher_suites_length);
-    if (n < pos + cs_len + 1) return more;
-    if (cs_len == 0) note(HelloAnomaly::empty_cipher_suites);
+    if (cs_len > len - pos) return stop(HelloAnomaly::bad_cipher_suites_length);
+    if (n < pos + cs_len) return more;
+    if (cs_len % 2 != 0) note_framing(HelloAnomaly::bad_cipher_suites_length);  // odd byte skipped
+    if (cs_len < 2) note(HelloAnomaly::empty_cipher_suites);
     if (out) {
         out->cipher_suites.reserve(cs_len / 2);
-        for (size_t i = 0; i < cs_len; i += 2) out->cipher_suites.push_back(be16(&b[pos + i]));
+        for (size_t i = 0; i + 2 <= cs_len; i += 2) out->cipher_suites.push_back(be16(&b[pos + i]));
     }
     pos += cs_len;
 
+    // CompressionMethod compression_methods<1..2^8-1>
+    if (pos == len) return stop(HelloAnomaly::bad_compression_length);
+    if (n < pos + 1) return more;
     const size_t comp_len = b[pos++];
-    if (comp_len > len - pos) return bad(HelloAnomaly::bad_compression_length);
+    if (comp_len > len - pos) return stop(HelloAnomaly::bad_compression_length);
     if (n < pos + comp_len) return more;
     if (comp_len == 0) note(HelloAnomaly::empty_compression_methods);
     if (out) out->compression_methods.assign(&b[pos], &b[pos] + comp_len);
     pos += comp_len;
 
-    if (pos == len) return {ParseStatus::complete, soft};  // no extensions block
-    if (len - pos < 2) return bad(HelloAnomaly::bad_extensions_length);
+    // Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos.
+    if (pos == len) return done();
+    if (len - pos < 2) return stop(HelloAnomaly::bad_extensions_length);
     if (n < pos + 2) return more;
     const size_t exts_len = be16(&b[pos]);
     pos += 2;
-    if (exts_len != len - pos) return bad(HelloAnomaly::bad_extensions_length);
+    if (exts_len > len - pos) return stop(HelloAnomaly::bad_extensions_length);
+    // Bytes after the block are not part of any field: ignored.
+    if (exts_len < len - pos) note_framing(HelloAnomaly::bad_extensions_length);
+    const size_t end = pos + exts_len;
     if (out) out->has_extensions_block = true;
 
     // Seen extension types, only for the full parse.
     std::unique_ptr<std::bitset<65536>> seen;
     if (out) seen = std::make_unique<std::bitset<65536>>();
-    while (pos < len) {
-        if (len - pos < 4) return bad(HelloAnomaly::bad_extension_length);
+    while (end - pos >= 4) {
         if (n < pos + 4) return more;
         const uint16_t type = be16(&b[pos]);
         const size_t ext_len = be16(&b[pos + 2]);
         pos += 4;
-        if (ext_len > len - pos) return bad(HelloAnomaly::bad_extension_length);
-        if (n < pos + ext_len) return more;
         if (out) {
+            // The type is listed even when its data is cut off (as tshark
+            // shows it); only the data of an extension that fits is parsed.
             out->extensions.push_back(type);
             if (seen->test(type)) note(HelloAnomaly::duplicate_extension);
             seen->set(type);
+        }
+        if (ext_len > end - pos) return stop(HelloAnomaly::bad_extension_length);
+        if (n < pos + ext_len) return more;
+        if (out) {
             const HelloAnomaly a = parse_extension(type, b.subspan(pos, ext_len), *out);
             if (a != HelloAnomaly::none) note(a);
         }
         pos += ext_len;
     }
-    return {ParseStatus::complete, soft};
+    // 1 to 3 bytes too few for an extension header: ignored.
+    if (pos != end) note_framing(HelloAnomaly::bad_extension_length);
+    return done();
 }
 
 // Checks the handshake header bytes present in `hs` (any length). Returns

@@ -10,21 +10,52 @@
 //    length, body), as QUIC carries it in CRYPTO frames.
 //
 // Every call returns a ParseStatus:
-//  * complete:  the message is fully present and its framing is consistent;
-//               the ClientHello is filled in. `anomaly` may still name a
-//               content-level violation (bad_sni, empty_cipher_suites,
-//               duplicate_extension, ...): a "weird" to count, not a reason to
-//               drop the fingerprint.
+//  * complete:  the message is fully present (all the bytes its handshake
+//               header declares); the ClientHello is filled in. `anomaly` may
+//               still name a problem: a content-level violation (bad_sni,
+//               empty_cipher_suites, duplicate_extension, ...) or a length
+//               inside the body that the parser tolerated (see below). Both
+//               are "weirds" to count, not reasons to drop the fingerprint.
 //  * need_more: the input is a prefix of something that can still become a
-//               valid ClientHello. `anomaly` is truncated_record or
+//               complete ClientHello. `anomaly` is truncated_record or
 //               truncated_handshake; `needed` is a lower bound on the input
-//               size that could complete it.
-//  * malformed: no continuation can make this a ClientHello (framing broken:
-//               wrong content type, length fields that contradict each other,
-//               ...). `anomaly` names the first problem in stream order.
-//               Detected as early as the bytes allow, so a reassembler can stop
-//               waiting.
+//               size that could complete it. A hello that never completes
+//               (the stream ends first) yields nothing: no SNI, no JA4.
+//  * malformed: no continuation can make this a ClientHello: the record layer
+//               or the handshake header is broken (wrong content type or
+//               version, empty or oversized record, not type 1, a body length
+//               no ClientHello can have), or the session id is longer than 32
+//               bytes or does not fit in the message. `anomaly` names the first
+//               problem in stream order. Detected as early as the bytes allow,
+//               so a reassembler can stop waiting.
 // A valid prefix is never reported as malformed.
+//
+// Lengths inside the body (the tolerance rule). The record layer and the
+// handshake header are authoritative: they say where the hello ends. The
+// vectors inside the body (cipher_suites, compression_methods, the extensions
+// block, each extension) are read in wire order against that end (an
+// extension against the end of the extensions block). This is the rule of
+// Wireshark's TLS dissector (ssl_add_vector / ssl_end_vector in
+// packet-tls-utils.c), which FoxIO's JA4 tools and the JA4 references in the
+// shared test captures are built on:
+//  * a vector whose declared length runs past its end is not taken, and the
+//    walk stops there: it and every later field count as absent (the hello's
+//    fields so far are kept: a JA4 from "0 cipher suites, 0 extensions" is
+//    still a JA4). The length is not clamped: the bytes it would cover are
+//    the following fields, not members of this vector;
+//  * a cipher_suites length that fits but is odd: the whole suites are taken,
+//    the odd byte is skipped, the walk goes on after the declared length;
+//  * an extensions block shorter than the rest of the message: its extensions
+//    are taken, the bytes after it ignored;
+//  * an extension whose length runs past the block: its type is listed in
+//    `extensions` (the type field is there; tshark lists it too), its data is
+//    not parsed (so a cut server_name gives no SNI), the walk stops;
+//  * 1 to 3 bytes left in the block, too few for an extension header: ignored.
+// Each case is reported as the anomaly of the field concerned
+// (bad_cipher_suites_length, bad_compression_length, bad_extensions_length,
+// bad_extension_length) with status complete. Only one anomaly is returned:
+// such a length anomaly, if any (the first in wire order), wins over content
+// anomalies, so a broken hello is always counted as one.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -50,11 +81,14 @@ enum class HelloAnomaly : uint8_t {
     not_client_hello,     // handshake type is not 1
     handshake_too_short,  // body shorter than the fixed ClientHello fields
     handshake_too_long,   // body longer than any ClientHello can be
-    bad_session_id_length,
-    bad_cipher_suites_length,
-    bad_compression_length,
-    bad_extensions_length,
-    bad_extension_length,
+    bad_session_id_length,  // longer than 32, or past the message
+    // complete, but a length inside the body contradicts the message's end
+    // (the tolerance rule above; reported in preference to content anomalies)
+    bad_cipher_suites_length,  // past the message (list not taken), or odd
+    bad_compression_length,    // no room for its length, or past the message
+    bad_extensions_length,     // 1 byte where its length should be, past the
+                               // message (no extensions), or short of it
+    bad_extension_length,      // one extension past the block, or 1-3 stray bytes
     // complete, but the content breaks the RFCs
     empty_cipher_suites,
     empty_compression_methods,
