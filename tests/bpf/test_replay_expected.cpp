@@ -108,6 +108,7 @@ ProcResult replay(const fs::path &capture, const std::string &datapath,
 // contract's fields and types.
 struct Output {
     std::vector<json> clients, flows;
+    size_t alerts = 0;
     std::vector<std::string> errors;
 };
 
@@ -147,6 +148,16 @@ Output parse_output(const std::string &text)
         } else if (j["type"] == "flow") {
             want.assign(std::begin(kFlowFields), std::end(kFlowFields));
             o.flows.push_back(j);
+        } else if (j["type"] == "alert") {
+            // Detection (the built-in rules fire on some browser captures):
+            // printed as raised, before the report.
+            if (!o.clients.empty() || !o.flows.empty())
+                o.errors.push_back("line " + std::to_string(n) + ": alert after the report");
+            for (auto *k : {"@timestamp", "event", "rule", "host", "exfilmon", "message"})
+                if (!j.contains(k))
+                    o.errors.push_back("line " + std::to_string(n) + ": alert without " + k);
+            o.alerts++;
+            continue;
         } else {
             o.errors.push_back("line " + std::to_string(n) + ": unexpected type " + j["type"].dump());
             continue;

@@ -69,6 +69,23 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
     CHECK(r.config.aggregate.max_client_api_hosts == d.aggregate.max_client_api_hosts);
     CHECK(r.config.aggregate.max_cohorts == d.aggregate.max_cohorts);
     CHECK(r.config.cohorts_file.empty());
+    // The detection defaults and the shipped rules.
+    const auto &a = r.config.detect, &b = d.detect;
+    CHECK(a.interval_ms == b.interval_ms);
+    CHECK(a.realert_ms == b.realert_ms);
+    CHECK(a.resolve_after_ms == b.resolve_after_ms);
+    CHECK(a.storm_limit == b.storm_limit);
+    CHECK(a.max_open == b.max_open);
+    CHECK(a.max_baselines == b.max_baselines);
+    CHECK(a.host_name == b.host_name);
+    CHECK(a.allow.empty());
+    CHECK(a.sni_scale.empty());
+    REQUIRE(a.rules.size() == b.rules.size());
+    for (size_t i = 0; i < a.rules.size(); i++) {
+        INFO("rule " << b.rules[i].name);
+        CHECK(a.rules[i].same(b.rules[i]));
+    }
+    CHECK_FALSE(r.config.outputs_configured);
 }
 
 TEST_CASE("Aggregation settings and the cohorts file", "[config]")
@@ -158,4 +175,140 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     auto r = load_config("/nonexistent/exfilmon.toml");
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml:0:0: cannot open the configuration file");
+}
+
+TEST_CASE("Rules allow lists SNI overrides and outputs are read", "[config]")
+{
+    auto r = parse_config(R"(
+[detect]
+interval = "2s"
+realert = "1m"
+resolve_after = "30s"
+storm_limit = 5
+[[rules]]
+name = "client-bulk-pull"
+entity = "client"
+metric = "bytes_out"
+window = "5m"
+threshold = "2GiB"
+severity = "critical"
+sustain = 2
+[[rules]]
+name = "fanout"
+entity = "client_sni"
+metric = "concurrent_flows"
+window = "1m"
+threshold = 32
+mode = "shadow"
+[[rules]]
+name = "baseline"
+entity = "sni"
+metric = "bytes_out"
+window = "1h"
+baseline = { factor = 8.0, floor = "200MiB", learn = "24h" }
+[[allow]]
+cidr = "198.51.100.0/24"
+[[allow]]
+sni = "*.Backup.example.com"
+rules = ["fanout"]
+[sni_overrides."downloads.example.com"]
+scale = 20.0
+[[outputs]]
+type = "syslog"
+transport = "tcp"
+address = "127.0.0.1:6514"
+format = "rfc5424"
+facility = "auth"
+[[outputs]]
+type = "json"
+path = "-"
+)",
+                          "t.toml");
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    auto &d = r.config.detect;
+    CHECK(d.interval_ms == 2000);
+    CHECK(d.realert_ms == 60000);
+    CHECK(d.resolve_after_ms == 30000);
+    CHECK(d.storm_limit == 5);
+    REQUIRE(d.rules.size() == 3);
+    CHECK(d.rules[0].threshold == double(2ull << 30));
+    CHECK(d.rules[0].severity == detect::Severity::critical);
+    CHECK(d.rules[0].sustain == 2);
+    CHECK(d.rules[0].window_ms == 300000);
+    CHECK(d.rules[1].entity == agg::EntityKind::client_api_host);
+    CHECK(d.rules[1].threshold == 32);
+    CHECK(d.rules[1].shadow);
+    CHECK(d.rules[2].entity == agg::EntityKind::api_host);
+    REQUIRE(d.rules[2].baseline);
+    CHECK(d.rules[2].baseline->factor == 8.0);
+    CHECK(d.rules[2].baseline->floor == double(200ull << 20));
+    CHECK(d.rules[2].baseline->learn_ms == 86400000);
+    CHECK_FALSE(d.rules[2].threshold);
+    // The 5m rule window joined the aggregation windows.
+    CHECK(r.config.aggregate.windows_ms ==
+          std::vector<uint64_t>{60000, 600000, 3600000, 86400000, 300000});
+    REQUIRE(d.allow.size() == 2);
+    CHECK(d.allow[0].cidr);
+    CHECK(d.allow[1].sni == "*.backup.example.com");
+    CHECK(d.allow[1].rules == std::vector<std::string>{"fanout"});
+    CHECK(d.sni_scale.at("downloads.example.com") == 20.0);
+    REQUIRE(r.config.outputs.size() == 2);
+    CHECK(r.config.outputs[0].transport == output::Transport::tcp);
+    CHECK(r.config.outputs[0].facility == 4);
+    CHECK(r.config.outputs[0].origin == "t.toml:35");
+    CHECK(r.config.outputs[1].type == output::OutputType::json);
+    CHECK(r.config.outputs[1].path == "-");
+    // No rules at all.
+    auto none = parse_config("rules = []\n", "t.toml");
+    REQUIRE(none.ok());
+    CHECK(none.config.detect.rules.empty());
+}
+
+TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
+{
+    const std::string head = "[[rules]]\nname = \"r\"\nentity = \"client\"\n";
+    CHECK(only_issue(head + "metric = \"bytes\"\nthreshold = 5\n") ==
+          "t.toml:4:10: metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
+          "distinct_clients or out_in_ratio");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = \"2 gigs\"\n") ==
+          "t.toml:5:13: threshold: '2 gigs' is not a size (e.g. 4MiB, 500KB, 65536)");
+    CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==
+          "t.toml:5:13: threshold: tls_flows takes a count (an integer)");
+    CHECK(only_issue(head + "metric = \"distinct_clients\"\nthreshold = 5\n") ==
+          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host rules");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\n") ==
+          "t.toml:1:1: [[rules]]: 'r' needs a threshold, a baseline or both");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nthresold = 6\n") ==
+          "t.toml:6:12: unknown key 'thresold' in [[rules]]");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nseverity = \"high\"\n") ==
+          "t.toml:6:12: severity: expected info, warning or critical");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nwindow = \"10 min\"\n") ==
+          "t.toml:6:10: window: '10 min' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nbaseline = { factor = 0.5 }\n") ==
+          "t.toml:5:23: factor: must be greater than 1");
+    CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\n" + head +
+                     "metric = \"bytes_out\"\nthreshold = 5\n") ==
+          "t.toml:7:8: name: another rule is already named 'r'");
+    CHECK(only_issue("[[allow]]\ncidr = \"198.51.100.0/33\"\n") .rfind("t.toml:2:8: cidr: '198.51.100.0/33': ", 0) == 0);
+    CHECK(only_issue("[[allow]]\ncomment = \"x\"\n") ==
+          "t.toml:1:1: [[allow]]: give exactly one of cidr, sni or cohort");
+    CHECK(only_issue("[[allow]]\ncidr = \"192.0.2.0/24\"\nrules = [\"nope\"]\n") ==
+          "t.toml:1:1: rules: no rule is named 'nope'");
+    CHECK(only_issue("[sni_overrides.\"a.example\"]\nscale = 0\n") ==
+          "t.toml:2:9: scale: must be greater than 0");
+    CHECK(only_issue("[[outputs]]\ntransport = \"tcp\"\n") ==
+          "t.toml:1:1: [[outputs]]: a tcp syslog output needs an address (host:port)");
+    CHECK(only_issue("[[outputs]]\ntransport = \"tcp\"\naddress = \"collector\"\n") ==
+          "t.toml:3:11: address: expected host:port (or [IPv6]:port)");
+    CHECK(only_issue("[[outputs]]\nformat = \"leef\"\n") ==
+          "t.toml:2:10: format: expected rfc5424, rfc5424-json, cef or rfc3164");
+    CHECK(only_issue("[[outputs]]\nfacility = \"local9\"\n") ==
+          "t.toml:2:12: facility: 'local9' is not a syslog facility (e.g. local0, auth, daemon)");
+    CHECK(only_issue("[[outputs]]\ntransport = \"tls\"\naddress = \"127.0.0.1:6514\"\n") ==
+          "t.toml:1:1: [[outputs]]: a tls output needs ca_file (the CA the collector's certificate chains to)");
+    CHECK(only_issue("[[outputs]]\ntype = \"json\"\nformat = \"cef\"\n") ==
+          "t.toml:3:10: format: only for syslog outputs");
+    CHECK(only_issue("[detect]\ninterval = \"5ms\"\n") ==
+          "t.toml:2:12: interval: must be between 100ms and 1m");
 }

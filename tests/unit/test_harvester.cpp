@@ -44,3 +44,84 @@ TEST_CASE("Harvester reports deltas of cumulative counters", "[pipeline]")
     REQUIRE(d.size() == 1);
     CHECK(d[0].delta.bytes_out == 50);
 }
+
+namespace {
+FlowRow flow_row(uint16_t client_port, uint64_t first_ns, uint64_t last_ns, uint64_t bytes_out,
+                 bool fin = false)
+{
+    FlowRow r{};
+    auto c = *parse_addr("192.0.2.7"), s = *parse_addr("192.0.2.1");
+    std::memcpy(r.key.lo_addr, s.data(), 16);
+    std::memcpy(r.key.hi_addr, c.data(), 16);
+    r.key.lo_port = 443;
+    r.key.hi_port = client_port;
+    r.key.proto = 6;
+    r.flow.kind = EXF_KIND_TLS;
+    r.flow.client = EXF_CLIENT_HI;
+    r.flow.first_ns = first_ns;
+    r.flow.last_ns = last_ns;
+    r.flow.pkts[EXF_CDIR_LO_TO_HI] = bytes_out / 1000;
+    r.flow.bytes[EXF_CDIR_LO_TO_HI] = bytes_out;
+    r.flow.pkts[EXF_CDIR_HI_TO_LO] = 1;
+    r.flow.bytes[EXF_CDIR_HI_TO_LO] = 100;
+    if (fin)
+        r.flow.flags |= EXF_FF_CLOSED;
+    return r;
+}
+const FlowDelta *find(const std::vector<FlowDelta> &d, uint16_t port)
+{
+    for (auto &x : d)
+        if (x.key.hi_port == port)
+            return &x;
+    return nullptr;
+}
+}  // namespace
+
+TEST_CASE("Flow harvester: opens and ends including idle and vanished flows", "[pipeline]")
+{
+    constexpr uint64_t s = 1'000'000'000ull, idle = 120 * s;
+    FlowHarvester h;
+    auto ready = [](const FlowRow &) { return true; };
+    auto d = h.harvest({flow_row(1000, 1 * s, 2 * s, 5000), flow_row(1001, 1 * s, 2 * s, 7000)},
+                       ready, 3 * s, idle);
+    REQUIRE(d.size() == 2);
+    CHECK(find(d, 1000)->opened);
+    CHECK(find(d, 1000)->bytes_out == 5000);
+    CHECK_FALSE(find(d, 1000)->closed);
+    // 1000 ends with FIN; 1001 leaves the table (evicted) without one.
+    d = h.harvest({flow_row(1000, 1 * s, 4 * s, 6000, true)}, ready, 5 * s, idle);
+    REQUIRE(d.size() == 2);
+    CHECK(find(d, 1000)->closed);
+    CHECK(find(d, 1000)->bytes_out == 1000);
+    CHECK_FALSE(find(d, 1000)->opened);
+    CHECK(find(d, 1001)->closed);
+    CHECK(find(d, 1001)->bytes_out == 0);
+    CHECK(find(d, 1001)->flow.last_ns == 2 * s);
+    // Nothing new: nothing reported (the FIN is not repeated).
+    CHECK(h.harvest({flow_row(1000, 1 * s, 4 * s, 6000, true)}, ready, 6 * s, idle).empty());
+
+    // A flow idle for longer than idle_ns counts as closed, once; packets
+    // again: resumed (not a new flow); the 5-tuple reused: the old one ends.
+    FlowHarvester g;
+    g.harvest({flow_row(2000, 1 * s, 2 * s, 100)}, ready, 2 * s, idle);
+    CHECK(g.harvest({flow_row(2000, 1 * s, 2 * s, 100)}, ready, 100 * s, idle).empty());
+    d = g.harvest({flow_row(2000, 1 * s, 2 * s, 100)}, ready, 123 * s, idle);
+    REQUIRE(d.size() == 1);
+    CHECK(d[0].closed);
+    CHECK(g.harvest({flow_row(2000, 1 * s, 2 * s, 100)}, ready, 124 * s, idle).empty());
+    d = g.harvest({flow_row(2000, 1 * s, 125 * s, 3100)}, ready, 126 * s, idle);
+    REQUIRE(d.size() == 1);
+    CHECK(d[0].resumed);
+    CHECK_FALSE(d[0].opened);
+    CHECK_FALSE(d[0].closed);
+    CHECK(d[0].bytes_out == 3000);
+    d = g.harvest({flow_row(2000, 200 * s, 200 * s, 10)}, ready, 201 * s, idle);
+    REQUIRE(d.size() == 2);
+    int opened = 0, closed = 0;
+    for (auto &x : d) {
+        opened += x.opened;
+        closed += x.closed && x.flow.first_ns == 1 * s;
+    }
+    CHECK(opened == 1);
+    CHECK(closed == 1);
+}

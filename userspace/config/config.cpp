@@ -1,7 +1,9 @@
 #include "config/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #define TOML_EXCEPTIONS 1
@@ -85,6 +87,30 @@ public:
         return false;
     }
 
+    bool number(const toml::node &n, std::string_view key, double &out)
+    {
+        if (auto v = n.value<double>(); v && (n.is_integer() || n.is_floating_point())) {
+            if (*v < 0 || !std::isfinite(*v)) {
+                error(n, std::string(key) + ": must be a non-negative number");
+                return false;
+            }
+            out = *v;
+            return true;
+        }
+        error(n, std::string(key) + ": expected a number");
+        return false;
+    }
+
+    bool string(const toml::node &n, std::string_view key, std::string &out)
+    {
+        if (!n.is_string()) {
+            error(n, std::string(key) + ": expected a string");
+            return false;
+        }
+        out = *n.value<std::string>();
+        return true;
+    }
+
     bool duration(const toml::node &n, std::string_view key, uint64_t &out)
     {
         if (n.is_string()) {
@@ -121,7 +147,8 @@ private:
 
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
-    r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log"});
+    r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules",
+                                  "allow", "sni_overrides", "outputs"});
 
     if (auto *t = r.table(root, "capture")) {
         r.only(*t, "[capture]", {"interfaces", "backend"});
@@ -306,6 +333,417 @@ void read_root(const toml::table &root, Reader &r, Config &c)
     }
 }
 
+
+// A rule's threshold or baseline floor, in the metric's unit: sizes for
+// bytes ("2GiB" or an integer), counts for flows and clients, numbers for
+// ratios.
+bool metric_amount(Reader &r, const toml::node &n, std::string_view key, detect::Metric m,
+                   double &out)
+{
+    if (detect::metric_is_size(m)) {
+        uint64_t v;
+        if (!r.size(n, key, v))
+            return false;
+        out = double(v);
+        return true;
+    }
+    if (n.is_string()) {
+        r.error(n, std::string(key) + ": " + detect::metric_name(m) +
+                       (detect::metric_is_ratio(m) ? " takes a number (a ratio like 50.0)"
+                                                   : " takes a count (an integer)"));
+        return false;
+    }
+    return r.number(n, key, out);
+}
+
+void read_rule(const toml::table &t, Reader &r, detect::Rule &rule, std::set<std::string> &names)
+{
+    r.only(t, "[[rules]]", {"name", "entity", "metric", "window", "threshold", "baseline",
+                            "severity", "sustain", "mode", "min_bytes_out"});
+    rule.line = t.source().begin.line;
+    if (auto *n = t.get("name")) {
+        if (r.string(*n, "name", rule.name) && (rule.name.empty() || rule.name.size() > 64))
+            r.error(*n, "name: 1 to 64 characters");
+        else if (!names.insert(rule.name).second)
+            r.error(*n, "name: another rule is already named '" + rule.name + "'");
+    } else {
+        r.error(t, "[[rules]]: every rule needs a name");
+    }
+    if (auto *n = t.get("entity")) {
+        std::string s;
+        if (r.string(*n, "entity", s)) {
+            if (auto k = detect::parse_rule_entity(s))
+                rule.entity = *k;
+            else
+                r.error(*n, "entity: expected client, subnet, sni, client_sni, cohort or host");
+        }
+    } else {
+        r.error(t, "[[rules]]: '" + rule.name + "' needs an entity");
+    }
+    bool metric_ok = false;
+    if (auto *n = t.get("metric")) {
+        std::string s;
+        if (r.string(*n, "metric", s)) {
+            if (auto m = detect::parse_metric(s)) {
+                rule.metric = *m;
+                metric_ok = true;
+                if (!detect::metric_applies(*m, rule.entity))
+                    r.error(*n, "metric: distinct_clients applies to subnet, cohort, sni and host rules");
+            } else {
+                r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
+                            "distinct_clients or out_in_ratio");
+            }
+        }
+    } else {
+        r.error(t, "[[rules]]: '" + rule.name + "' needs a metric");
+    }
+    if (auto *n = t.get("window")) {
+        uint64_t ms;
+        if (r.duration(*n, "window", ms)) {
+            if (ms < 1000 || ms > 30ull * 86400000)
+                r.error(*n, "window: must be between 1s and 30d");
+            else
+                rule.window_ms = ms;
+        }
+    }
+    if (auto *n = t.get("threshold"); n && metric_ok) {
+        double v;
+        if (metric_amount(r, *n, "threshold", rule.metric, v)) {
+            if (v <= 0)
+                r.error(*n, "threshold: must be greater than 0");
+            else
+                rule.threshold = v;
+        }
+    }
+    if (auto *n = t.get("baseline"); n && metric_ok) {
+        auto *b = n->as_table();
+        if (!b) {
+            r.error(*n, "baseline: expected a table { factor = 8.0, floor = \"200MiB\", learn = \"24h\" }");
+        } else {
+            r.only(*b, "baseline", {"factor", "floor", "learn"});
+            detect::Baseline base;
+            double v;
+            if (auto *f = b->get("factor"); f && r.number(*f, "factor", v)) {
+                if (v <= 1.0)
+                    r.error(*f, "factor: must be greater than 1");
+                else
+                    base.factor = v;
+            }
+            if (auto *f = b->get("floor"); f && metric_amount(r, *f, "floor", rule.metric, v))
+                base.floor = v;
+            if (auto *f = b->get("learn")) {
+                uint64_t ms;
+                if (r.duration(*f, "learn", ms)) {
+                    if (ms < rule.window_ms)
+                        r.error(*f, "learn: must be at least the rule's window");
+                    else
+                        base.learn_ms = ms;
+                }
+            }
+            rule.baseline = base;
+        }
+    }
+    if (!t.get("threshold") && !t.get("baseline"))
+        r.error(t, "[[rules]]: '" + rule.name + "' needs a threshold, a baseline or both");
+    if (auto *n = t.get("severity")) {
+        std::string s;
+        if (r.string(*n, "severity", s)) {
+            if (auto v = detect::parse_severity(s))
+                rule.severity = *v;
+            else
+                r.error(*n, "severity: expected info, warning or critical");
+        }
+    }
+    if (auto *n = t.get("sustain")) {
+        uint64_t v;
+        if (r.uint_in(*n, "sustain", 1, 1000, v))
+            rule.sustain = uint32_t(v);
+    }
+    if (auto *n = t.get("mode")) {
+        std::string s;
+        if (r.string(*n, "mode", s)) {
+            if (s == "shadow" || s == "alert")
+                rule.shadow = s == "shadow";
+            else
+                r.error(*n, "mode: expected \"alert\" or \"shadow\"");
+        }
+    }
+    if (auto *n = t.get("min_bytes_out")) {
+        uint64_t v;
+        if (r.size(*n, "min_bytes_out", v))
+            rule.min_bytes_out = double(v);
+    }
+}
+
+std::string lower(std::string s)
+{
+    for (auto &ch : s)
+        ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+}
+
+bool valid_sni_pattern(const std::string &s)
+{
+    if (s.empty() || s.size() > 253)
+        return false;
+    std::string_view rest(s);
+    if (rest.substr(0, 2) == "*.")
+        rest.remove_prefix(2);
+    for (char ch : rest)
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_'))
+            return false;
+    return !rest.empty();
+}
+
+void read_allow(const toml::table &t, Reader &r, detect::AllowEntry &a)
+{
+    r.only(t, "[[allow]]", {"cidr", "sni", "cohort", "rules", "comment"});
+    int named = 0;
+    if (auto *n = t.get("cidr")) {
+        named++;
+        std::string s, why;
+        if (r.string(*n, "cidr", s)) {
+            if (auto c = agg::parse_cidr(s, &why))
+                a.cidr = *c;
+            else
+                r.error(*n, "cidr: '" + s + "': " + why);
+        }
+    }
+    if (auto *n = t.get("sni")) {
+        named++;
+        if (r.string(*n, "sni", a.sni)) {
+            a.sni = lower(a.sni);
+            if (!valid_sni_pattern(a.sni))
+                r.error(*n, "sni: expected a host name or \"*.domain\"");
+        }
+    }
+    if (auto *n = t.get("cohort")) {
+        named++;
+        r.string(*n, "cohort", a.cohort);
+    }
+    if (named != 1)
+        r.error(t, "[[allow]]: give exactly one of cidr, sni or cohort");
+    if (auto *n = t.get("rules")) {
+        auto *arr = n->as_array();
+        if (!arr) {
+            r.error(*n, "rules: expected an array of rule names");
+        } else {
+            for (auto &&e : *arr) {
+                std::string s;
+                if (r.string(e, "rules", s))
+                    a.rules.push_back(s);
+            }
+        }
+    }
+    if (auto *n = t.get("comment"); n && !n->is_string())
+        r.error(*n, "comment: expected a string");
+}
+
+void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const std::string &file)
+{
+    r.only(t, "[[outputs]]", {"type", "transport", "address", "format", "facility", "app_name",
+                              "ca_file", "server_name", "cert_file", "key_file", "spool_size",
+                              "spool_file", "path"});
+    o.origin = file + ":" + std::to_string(t.source().begin.line);
+    std::string type = "syslog";
+    if (auto *n = t.get("type"); n && r.string(*n, "type", type) && type != "syslog" && type != "json")
+        r.error(*n, "type: expected \"syslog\" or \"json\"");
+    o.type = type == "json" ? output::OutputType::json : output::OutputType::syslog;
+    auto str = [&](const char *key, std::string &out) {
+        if (auto *n = t.get(key))
+            r.string(*n, key, out);
+    };
+    if (o.type == output::OutputType::json) {
+        o.format = output::Format::json;
+        for (auto *k : {"transport", "address", "format", "facility", "app_name", "ca_file",
+                        "server_name", "cert_file", "key_file"})
+            if (auto *n = t.get(k))
+                r.error(*n, std::string(k) + ": only for syslog outputs");
+        str("path", o.path);
+        if (o.path.empty())
+            r.error(t, "path: \"-\" for standard output or a file path");
+    } else {
+        if (auto *n = t.get("path"))
+            r.error(*n, "path: only for json outputs (syslog outputs take an address)");
+        std::string tr = "unix";
+        if (auto *n = t.get("transport"); n && r.string(*n, "transport", tr)) {
+            if (tr == "unix") o.transport = output::Transport::unix_socket;
+            else if (tr == "udp") o.transport = output::Transport::udp;
+            else if (tr == "tcp") o.transport = output::Transport::tcp;
+            else if (tr == "tls") o.transport = output::Transport::tls;
+            else r.error(*n, "transport: expected unix, udp, tcp or tls");
+        }
+        if (auto *n = t.get("address")) {
+            if (r.string(*n, "address", o.address)) {
+                bool is_path = !o.address.empty() && o.address[0] == '/';
+                if (o.transport == output::Transport::unix_socket && !is_path)
+                    r.error(*n, "address: a unix transport takes a socket path like /dev/log");
+                else if (o.transport != output::Transport::unix_socket &&
+                         (is_path || o.address.rfind(':') == std::string::npos))
+                    r.error(*n, "address: expected host:port (or [IPv6]:port)");
+            }
+        } else if (o.transport != output::Transport::unix_socket) {
+            r.error(t, "[[outputs]]: a " + tr + " syslog output needs an address (host:port)");
+        }
+        std::string fmt = "rfc5424";
+        if (auto *n = t.get("format"); n && r.string(*n, "format", fmt)) {
+            if (fmt == "rfc5424") o.format = output::Format::rfc5424;
+            else if (fmt == "rfc5424-json") o.format = output::Format::rfc5424_json;
+            else if (fmt == "cef") o.format = output::Format::cef;
+            else if (fmt == "rfc3164") o.format = output::Format::rfc3164;
+            else r.error(*n, "format: expected rfc5424, rfc5424-json, cef or rfc3164");
+        }
+        if (auto *n = t.get("facility")) {
+            std::string f;
+            if (r.string(*n, "facility", f)) {
+                int v = output::facility_from_name(f);
+                if (v < 0)
+                    r.error(*n, "facility: '" + f + "' is not a syslog facility (e.g. local0, auth, daemon)");
+                else
+                    o.facility = v;
+            }
+        }
+        str("app_name", o.app_name);
+        if (o.app_name.empty() || o.app_name.size() > 48)
+            if (auto *n = t.get("app_name"))
+                r.error(*n, "app_name: 1 to 48 characters");
+        str("ca_file", o.ca_file);
+        str("server_name", o.server_name);
+        str("cert_file", o.cert_file);
+        str("key_file", o.key_file);
+        if (o.transport == output::Transport::tls && o.ca_file.empty())
+            r.error(t, "[[outputs]]: a tls output needs ca_file (the CA the collector's certificate chains to)");
+        if (o.transport != output::Transport::tls)
+            for (auto *k : {"ca_file", "server_name", "cert_file", "key_file"})
+                if (auto *n = t.get(k))
+                    r.error(*n, std::string(k) + ": only for tls outputs");
+        if (o.cert_file.empty() != o.key_file.empty())
+            r.error(t, "[[outputs]]: cert_file and key_file go together");
+    }
+    if (auto *n = t.get("spool_size")) {
+        uint64_t v;
+        if (r.uint_in(*n, "spool_size", 1, 10'000'000, v))
+            o.spool_size = uint32_t(v);
+    }
+    str("spool_file", o.spool_file);
+}
+
+void read_detection(const toml::table &root, Reader &r, Config &c, const std::string &file)
+{
+    auto &d = c.detect;
+    if (auto *t = r.table(root, "detect")) {
+        r.only(*t, "[detect]", {"interval", "realert", "resolve_after", "storm_limit",
+                                "max_open_alerts", "max_baselines", "host_name"});
+        auto dur = [&](const char *key, uint64_t lo, uint64_t hi, uint64_t &out) {
+            r.with(*t, key, [&](const toml::node &n) {
+                uint64_t ms;
+                if (!r.duration(n, key, ms))
+                    return;
+                if (ms < lo || ms > hi)
+                    r.error(n, std::string(key) + ": must be between " + agg::window_name(lo) +
+                                   " and " + agg::window_name(hi));
+                else
+                    out = ms;
+            });
+        };
+        dur("interval", 100, 60'000, d.interval_ms);
+        dur("realert", 1000, 7 * 86'400'000ull, d.realert_ms);
+        dur("resolve_after", 0, 7 * 86'400'000ull, d.resolve_after_ms);
+        uint64_t v;
+        r.with(*t, "storm_limit", [&](const toml::node &n) {
+            if (r.uint_in(n, "storm_limit", 1, 100000, v))
+                d.storm_limit = uint32_t(v);
+        });
+        r.with(*t, "max_open_alerts", [&](const toml::node &n) {
+            if (r.uint_in(n, "max_open_alerts", 1, 10'000'000, v))
+                d.max_open = uint32_t(v);
+        });
+        r.with(*t, "max_baselines", [&](const toml::node &n) {
+            if (r.uint_in(n, "max_baselines", 1, 1u << 26, v))
+                d.max_baselines = uint32_t(v);
+        });
+        r.with(*t, "host_name", [&](const toml::node &n) {
+            if (r.string(n, "host_name", d.host_name) && d.host_name.size() > 255)
+                r.error(n, "host_name: at most 255 characters");
+        });
+    }
+    auto array_of_tables = [&](const char *key) -> const toml::array * {
+        auto *n = root.get(key);
+        if (!n)
+            return nullptr;
+        auto *arr = n->as_array();
+        if (!arr || (!arr->empty() && !arr->is_array_of_tables())) {
+            r.error(*n, std::string(key) + ": expected tables [[" + key + "]]");
+            return nullptr;
+        }
+        return arr;
+    };
+    if (auto *arr = array_of_tables("rules")) {
+        d.rules.clear();
+        std::set<std::string> names;
+        for (auto &&e : *arr) {
+            detect::Rule rule;
+            read_rule(*e.as_table(), r, rule, names);
+            d.rules.push_back(std::move(rule));
+        }
+        // Every rule window is an aggregation window.
+        auto &w = c.aggregate.windows_ms;
+        for (size_t i = 0; i < d.rules.size(); i++) {
+            if (std::find(w.begin(), w.end(), d.rules[i].window_ms) != w.end())
+                continue;
+            if (w.size() >= 16)
+                r.error(*arr->get(i)->as_table(),
+                        "[[rules]]: '" + d.rules[i].name + "': window " +
+                            agg::window_name(d.rules[i].window_ms) +
+                            " would be a 17th aggregation window (at most 16)");
+            else
+                w.push_back(d.rules[i].window_ms);
+        }
+    }
+    if (auto *arr = array_of_tables("allow")) {
+        for (auto &&e : *arr) {
+            detect::AllowEntry a;
+            read_allow(*e.as_table(), r, a);
+            d.allow.push_back(std::move(a));
+        }
+        for (size_t i = 0; i < d.allow.size(); i++)
+            for (auto &name : d.allow[i].rules)
+                if (std::none_of(d.rules.begin(), d.rules.end(),
+                                 [&](const detect::Rule &x) { return x.name == name; }))
+                    r.error(*arr->get(i), "rules: no rule is named '" + name + "'");
+    }
+    if (auto *t = r.table(root, "sni_overrides")) {
+        for (auto &&[k, v] : *t) {
+            std::string name = lower(std::string(k.str()));
+            auto *o = v.as_table();
+            if (!o) {
+                r.error(v, "sni_overrides: expected [sni_overrides.\"" + name + "\"] with scale = N");
+                continue;
+            }
+            if (!valid_sni_pattern(name))
+                r.error(v, "sni_overrides: '" + name + "' is not a host name or \"*.domain\"");
+            r.only(*o, "[sni_overrides]", {"scale"});
+            double s = 1.0;
+            if (auto *n = o->get("scale"); n && r.number(*n, "scale", s)) {
+                if (s <= 0)
+                    r.error(*n, "scale: must be greater than 0");
+                else
+                    d.sni_scale[name] = s;
+            } else if (!o->get("scale")) {
+                r.error(v, "sni_overrides: '" + name + "' needs scale = N");
+            }
+        }
+    }
+    if (auto *arr = array_of_tables("outputs")) {
+        c.outputs_configured = true;
+        for (auto &&e : *arr) {
+            output::OutputConfig o;
+            read_output(*e.as_table(), r, o, file);
+            c.outputs.push_back(std::move(o));
+        }
+    }
+}
+
 }  // namespace
 
 ConfigResult parse_config(std::string_view text, const std::string &source_name)
@@ -315,6 +753,7 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
         toml::table root = toml::parse(text, source_name);
         Reader r(source_name, res.issues);
         read_root(root, r, res.config);
+        read_detection(root, r, res.config, source_name);
         std::stable_sort(res.issues.begin(), res.issues.end(),
                          [](const ConfigIssue &a, const ConfigIssue &b) {
                              return a.line != b.line ? a.line < b.line : a.column < b.column;

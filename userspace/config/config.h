@@ -9,6 +9,8 @@
 
 #include "aggregate/aggregator.h"
 #include "capture/bpf_sensor.h"
+#include "detect/rules.h"
+#include "output/output.h"
 
 namespace exf {
 
@@ -28,6 +30,13 @@ struct Config {
     uint32_t event_queue_size = 4096;  // ring buffer -> aggregator queue, events
     // [log]
     std::string log_level = "info";
+    // [detect], [[rules]], [[allow]], [sni_overrides."name"]. Every rule's
+    // window is added to aggregate.windows_ms when not already there.
+    detect::DetectConfig detect;
+    // [[outputs]]; none configured: alerts go to syslog on /dev/log
+    // (RFC 5424) only when the daemon runs, never in replay.
+    std::vector<output::OutputConfig> outputs;
+    bool outputs_configured = false;
 };
 
 struct ConfigIssue {

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <atomic>
@@ -22,7 +23,10 @@
 #include "config/config.h"
 #include "aggregate/aggregator.h"
 #include "aggregate/entity_key.h"
+#include "detect/detector.h"
+#include "output/output.h"
 #include "pipeline/flow_tracker.h"
+#include "pipeline/harvest_stage.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
 
@@ -102,101 +106,78 @@ void print_api_hosts(const agg::Aggregator &a, uint64_t now_ms)
     std::fflush(stdout);
 }
 
-// One harvest: exact per-client deltas from the client table, and per-flow
-// deltas to attribute to API hosts the part of each client's traffic whose
-// flow's SNI is known; the rest goes to the client's entities alone. A flow
-// whose ClientHello is not parsed yet (younger than kHelloWaitNs) is held
-// back, together with the same amount of its client's delta, until it is.
-class HarvestStage {
-public:
-    void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
-    {
-        const uint64_t now_ns = now_ms * 1000000ull;
-        auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
-            auto *rec = tracker.lookup(k);
-            return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
-                                                                                   : nullptr;
-        };
-        // Ready: the tracker has decided about the flow's ClientHello (parsed
-        // or malformed), or it is too old to still expect one (no hello at
-        // all, or a QUIC flow before Initial decryption exists). The kernel's
-        // HELLO_DONE flag is not enough: the event may still be queued.
-        auto ready = [&](const FlowRow &r) {
-            auto *rec = tracker.lookup(r.key);
-            return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
-                   now_ns > r.flow.first_ns + kHelloWaitNs;
-        };
-        std::map<Addr16, Sums> attributed, pending;
-        for (auto &d : flows_.harvest(src.flows(), ready)) {
-            Addr16 client;
-            std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
-            if (d.pending) {
-                pending[client].add(d);
-                continue;
-            }
-            const std::string *sni = sni_of(d.key);
-            if (!sni)
-                continue;  // counted for the client alone, below
-            if (d.opened)
-                a.flow_opened(now_ms, client, *sni);
-            a.add_traffic(now_ms, client, *sni,
-                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
-            if (d.closed)
-                a.flow_closed(now_ms, client, *sni);
-            attributed[client].add(d);
-        }
-        std::map<Addr16, Sums> held_next;
-        for (auto &c : clients_.harvest(src.clients())) {
-            Sums in{c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in, c.delta.pkts_out,
-                    c.delta.tls_flows_opened};
-            if (auto h = held_.find(c.client); h != held_.end()) {
-                in.plus(h->second);
-                held_.erase(h);
-            }
-            Sums taken = attributed[c.client];
-            taken.plus(pending[c.client]);
-            agg::Traffic t{rest(in.bytes_in, taken.bytes_in), rest(in.bytes_out, taken.bytes_out),
-                           rest(in.pkts_in, taken.pkts_in), rest(in.pkts_out, taken.pkts_out),
-                           rest(in.flows, taken.flows)};
-            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
-                a.add_traffic(now_ms, c.client, "", t);
-            if (auto p = pending.find(c.client); p != pending.end())
-                held_next[c.client] = p->second;
-        }
-        // A client with flows still pending and no new traffic keeps its hold.
-        for (auto &[client, held] : held_)
-            if (pending.count(client) && !held_next.count(client))
-                held_next[client] = held;
-        held_ = std::move(held_next);
-        a.expire(now_ms);
-    }
+uint64_t wall_ms()
+{
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count());
+}
 
-private:
-    struct Sums {
-        uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0, flows = 0;
-        void add(const FlowDelta &d)
-        {
-            bytes_in += d.bytes_in;
-            bytes_out += d.bytes_out;
-            pkts_in += d.pkts_in;
-            pkts_out += d.pkts_out;
-            flows += d.opened ? 1 : 0;
+// The outputs of a configuration; without [[outputs]], syslog on /dev/log.
+std::vector<output::OutputConfig> output_configs(const Config &cfg)
+{
+    if (cfg.outputs_configured)
+        return cfg.outputs;
+    output::OutputConfig dflt;
+    dflt.origin = "built-in default";
+    return {dflt};
+}
+
+bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
+{
+    return a.type == b.type && a.transport == b.transport && a.address == b.address &&
+           a.format == b.format && a.facility == b.facility && a.app_name == b.app_name &&
+           a.ca_file == b.ca_file && a.server_name == b.server_name && a.cert_file == b.cert_file &&
+           a.key_file == b.key_file && a.spool_size == b.spool_size &&
+           a.spool_file == b.spool_file && a.path == b.path;
+}
+
+// Starts the outputs; one that cannot work at all (unreadable CA file) is
+// an error naming its table.
+std::vector<std::unique_ptr<output::Output>> start_outputs(const std::vector<output::OutputConfig> &cfgs)
+{
+    std::vector<std::unique_ptr<output::Output>> outs;
+    for (auto &c : cfgs) {
+        try {
+            outs.push_back(output::make_output(c));
+        } catch (const Error &e) {
+            throw Error("[[outputs]] at " + c.origin + ": " + e.what());
         }
-        void plus(const Sums &o)
-        {
-            bytes_in += o.bytes_in;
-            bytes_out += o.bytes_out;
-            pkts_in += o.pkts_in;
-            pkts_out += o.pkts_out;
-            flows += o.flows;
-        }
-    };
-    static uint64_t rest(uint64_t total, uint64_t minus) { return total > minus ? total - minus : 0; }
-    static constexpr uint64_t kHelloWaitNs = 2'000'000'000ull;
-    Harvester clients_;
-    FlowHarvester flows_;
-    std::map<Addr16, Sums> held_;  // reported by the client table, not yet attributed
-};
+        spdlog::info("alerts to {}", outs.back()->describe());
+    }
+    return outs;
+}
+
+// 2147483648, 1250.5: integers without decimals.
+std::string number(double v)
+{
+    if (v == std::floor(v) && std::fabs(v) < 1e18)
+        return std::to_string((long long)v);
+    return fmt::format("{:.3f}", v);
+}
+
+// Every record is logged (SNI and entity sanitized); shadow rules stop there.
+void dispatch(const std::vector<detect::AlertRecord> &records,
+              std::vector<std::unique_ptr<output::Output>> &outs)
+{
+    for (auto &r : records) {
+        auto msg = fmt::format("{}alert {} {} rule={} severity={} {}={} {}={} threshold={}{}",
+                               r.shadow ? "shadow " : "", detect::state_name(r.state), r.id, r.rule,
+                               detect::severity_name(r.severity), r.entity_kind,
+                               sanitize_for_log(r.entity), r.metric, number(r.value), number(r.threshold),
+                               r.state == detect::AlertState::summary
+                                   ? fmt::format(" suppressed={}", r.suppressed)
+                                   : std::string());
+        if (r.severity == detect::Severity::critical && !r.shadow)
+            spdlog::warn("{}", msg);
+        else
+            spdlog::info("{}", msg);
+        if (r.shadow)
+            continue;
+        for (auto &o : outs)
+            o->send(r);
+    }
+}
 
 bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 {
@@ -281,16 +262,24 @@ int run_daemon(const DaemonOptions &opts)
                                             : make_ebpf_source(cfg, interfaces);
         HarvestStage harvest;
         agg::Aggregator aggregator(cfg.aggregate);
+        detect::Detector detector(cfg.detect);
+        auto out_cfgs = output_configs(cfg);
+        auto outputs = start_outputs(out_cfgs);
         FlowTracker tracker;
-        tracker.set_on_tls_meta([](const FlowRecord &r) {
+        tracker.set_on_tls_meta([&](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
             spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
                           r.tls.sni ? sanitize_for_log(*r.tls.sni) : std::string("-"), r.tls.ja4);
+            Addr16 client;
+            std::memcpy(client.data(), r.client == EXF_CLIENT_HI ? r.key.hi_addr : r.key.lo_addr, 16);
+            detector.on_tls(aggregator, aggregator.clock_ms(), client,
+                            r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
         });
         auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
         uint64_t events = 0;
         using clock = std::chrono::steady_clock;
         auto next_harvest = clock::now();
+        auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
         while (!g_stop) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -298,19 +287,46 @@ int run_daemon(const DaemonOptions &opts)
                 // Windows, prefixes, cohorts and limits change in place,
                 // keeping the counters that can be kept.
                 std::string why;
-                if (reload(opts.config_path, cfg) && !aggregator.reconfigure(cfg.aggregate, &why))
-                    spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
+                if (reload(opts.config_path, cfg)) {
+                    if (!aggregator.reconfigure(cfg.aggregate, &why))
+                        spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
+                    if (!detector.reconfigure(cfg.detect, &why))
+                        spdlog::error("SIGHUP: detection rules not applied: {}", why);
+                    auto next_outs = output_configs(cfg);
+                    bool same = next_outs.size() == out_cfgs.size();
+                    for (size_t i = 0; same && i < next_outs.size(); i++)
+                        same = same_output(next_outs[i], out_cfgs[i]);
+                    if (!same) {
+                        // The old outputs deliver what they hold (2 s at
+                        // most) and release their spool files first.
+                        outputs.clear();
+                        try {
+                            outputs = start_outputs(next_outs);
+                            out_cfgs = next_outs;
+                        } catch (const Error &e) {
+                            spdlog::error("SIGHUP: outputs not changed: {}", e.what());
+                            outputs = start_outputs(out_cfgs);
+                        }
+                    }
+                }
                 // New intervals apply from now, not after the old ones ran out.
                 next_report = std::min(next_report, clock::now() + std::chrono::milliseconds(
                                                                        cfg.report_interval_ms));
                 next_harvest = std::min(next_harvest, clock::now() + std::chrono::milliseconds(
                                                                          cfg.harvest_interval_ms));
+                next_eval = std::min(next_eval, clock::now() + std::chrono::milliseconds(
+                                                                   cfg.detect.interval_ms));
             }
             events += source->pop_events(on_event);
             auto now = clock::now();
             if (now >= next_harvest) {
                 harvest.run(aggregator, *source, tracker, monotonic_ms());
                 next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
+            }
+            // Right after a harvest when both are due: the freshest figures.
+            if (now >= next_eval) {
+                dispatch(detector.evaluate(aggregator, monotonic_ms(), wall_ms()), outputs);
+                next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
             }
             if (now >= next_report) {
                 print_clients(source->clients(), source->health(), events,
@@ -321,9 +337,14 @@ int run_daemon(const DaemonOptions &opts)
         }
         events += source->pop_events(on_event);
         harvest.run(aggregator, *source, tracker, monotonic_ms());
+        dispatch(detector.evaluate(aggregator, monotonic_ms(), wall_ms()), outputs);
         print_clients(source->clients(), source->health(), events, source->events_dropped(),
                       tracker.stats());
         print_api_hosts(aggregator, monotonic_ms());
+        for (auto &o : outputs)
+            if (!o->flush(2000))
+                spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,
+                             o->describe());
         spdlog::info("stopping");
     } catch (const Error &e) {
         spdlog::error("{}", e.what());

@@ -114,7 +114,8 @@ bool FlowHarvester::KeyEq::operator()(const exf_flow_key &a, const exf_flow_key 
 }
 
 std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
-                                              const std::function<bool(const FlowRow &)> &ready)
+                                              const std::function<bool(const FlowRow &)> &ready,
+                                              uint64_t now_ns, uint64_t idle_ns)
 {
     std::vector<FlowDelta> out;
     decltype(last_) next;
@@ -125,28 +126,44 @@ std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
             continue;
         Seen prev{};
         bool known = false;
-        if (auto it = last_.find(r.key); it != last_.end() && it->second.first_ns == f.first_ns) {
+        if (auto it = last_.find(r.key); it != last_.end() && it->second.flow.first_ns == f.first_ns) {
             prev = it->second;
             known = true;
         }
-        bool closed = f.flags & EXF_FF_CLOSED;
+        bool fin = f.flags & EXF_FF_CLOSED;
+        bool idle = !fin && idle_ns && now_ns > f.last_ns + idle_ns;
         unsigned in = flow_in_dir(f);
         FlowDelta d{r.key, f};
         d.pending = !ready(r);
         d.opened = !known;
-        d.closed = closed && !prev.closed;
-        d.pkts_in = f.pkts[in] - prev.pkts[in];
-        d.pkts_out = f.pkts[in ^ 1] - prev.pkts[in ^ 1];
-        d.bytes_in = f.bytes[in] - prev.bytes[in];
-        d.bytes_out = f.bytes[in ^ 1] - prev.bytes[in ^ 1];
-        if (d.opened || d.closed || d.pkts_in || d.pkts_out)
+        d.pkts_in = f.pkts[in] - prev.flow.pkts[in];
+        d.pkts_out = f.pkts[in ^ 1] - prev.flow.pkts[in ^ 1];
+        d.bytes_in = f.bytes[in] - prev.flow.bytes[in];
+        d.bytes_out = f.bytes[in ^ 1] - prev.flow.bytes[in ^ 1];
+        bool grew = d.pkts_in || d.pkts_out;
+        d.resumed = known && prev.idle && grew;
+        bool was_closed = known && prev.closed && !d.resumed;
+        d.closed = (fin || idle) && !was_closed;
+        if (d.opened || d.closed || d.resumed || grew)
             out.push_back(d);
         if (d.pending) {
             if (known)
                 next.emplace(r.key, prev);
             continue;
         }
-        next.emplace(r.key, Seen{f.first_ns, {f.pkts[0], f.pkts[1]}, {f.bytes[0], f.bytes[1]}, closed});
+        next.emplace(r.key, Seen{f, fin || idle || was_closed, idle || (was_closed && prev.idle)});
+    }
+    // Flows that left the table (or whose 5-tuple now holds a new flow)
+    // without a reported end: they end now, at their last packet.
+    for (auto &[key, seen] : last_) {
+        if (seen.closed)
+            continue;
+        auto it = next.find(key);
+        if (it != next.end() && it->second.flow.first_ns == seen.flow.first_ns)
+            continue;
+        FlowDelta d{key, seen.flow};
+        d.closed = true;
+        out.push_back(d);
     }
     last_ = std::move(next);
     return out;

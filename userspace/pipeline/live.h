@@ -100,10 +100,14 @@ private:
 // (a reused 5-tuple is a new flow).
 struct FlowDelta {
     exf_flow_key key;
-    exf_flow flow;                 // the table's current value
+    exf_flow flow;                 // the table's current value (gone: the last one read)
     uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
     bool opened = false;           // first time this flow is seen
-    bool closed = false;           // its close (FIN both ways or RST) is new
+    // Its end is new: FIN both ways or RST; or no packet for idle_ns (an
+    // idle close); or it left the table (LRU eviction, a reused 5-tuple)
+    // without either. Concurrency counts it closed from flow.last_ns.
+    bool closed = false;
+    bool resumed = false;          // packets again after an idle close: open again (not a new flow)
     bool pending = false;          // not ready: reported again next time
 };
 
@@ -112,15 +116,17 @@ public:
     // ready(row) false: the flow is not attributable yet (its ClientHello is
     // still on its way); its delta is reported with pending = true and kept
     // for the next harvest, so nothing is attributed twice or lost.
+    // now_ns (the flows' clock) and idle_ns > 0 enable idle closes.
     std::vector<FlowDelta> harvest(const std::vector<FlowRow> &rows,
-                                   const std::function<bool(const FlowRow &)> &ready);
+                                   const std::function<bool(const FlowRow &)> &ready,
+                                   uint64_t now_ns = 0, uint64_t idle_ns = 0);
     size_t tracked() const { return last_.size(); }
 
 private:
     struct Seen {
-        uint64_t first_ns;
-        uint64_t pkts[2], bytes[2];
-        bool closed;
+        exf_flow flow;       // as last accounted
+        bool closed;         // its end was reported
+        bool idle;           // ... as an idle close
     };
     struct KeyHash {
         size_t operator()(const exf_flow_key &k) const noexcept;

@@ -21,6 +21,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "detect/detector.h"
+#include "output/output.h"
+#include "pipeline/harvest_stage.h"
 
 namespace exf {
 
@@ -331,22 +334,97 @@ void write_table(const ReplayReport &r, bool flows, std::ostream &out)
                   {false, false, false, true, true, true, true, false, false, false, false, false});
 }
 
+// Harvest, aggregate, detect, on packet time (see replay.h).
+class DetectReplayStage : public ReplayStage {
+public:
+    explicit DetectReplayStage(const Config &cfg)
+        : harvest_ms_(cfg.harvest_interval_ms), eval_ms_(cfg.detect.interval_ms),
+          agg_(cfg.aggregate), det_(cfg.detect)
+    {
+    }
+    void on_tls_meta(const FlowRecord &r) override
+    {
+        Addr16 client;
+        std::memcpy(client.data(), r.client == EXF_CLIENT_HI ? r.key.hi_addr : r.key.lo_addr, 16);
+        det_.on_tls(agg_, agg_.clock_ms(), client,
+                    r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
+    }
+    void on_packet(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
+    {
+        uint64_t now = ts_ns / 1000000;
+        if (!started_) {
+            started_ = true;
+            next_harvest_ = now + harvest_ms_;
+            next_eval_ = now + eval_ms_;
+        }
+        if (now >= next_harvest_) {
+            harvest_.run(agg_, dp.flows(), dp.clients(), t, now);
+            next_harvest_ = now + harvest_ms_;
+        }
+        if (now >= next_eval_) {
+            collect(det_.evaluate(agg_, now, now));
+            next_eval_ = now + eval_ms_;
+        }
+    }
+    void on_end(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
+    {
+        uint64_t now = std::max<uint64_t>(ts_ns / 1000000, agg_.clock_ms());
+        harvest_.run(agg_, dp.flows(), dp.clients(), t, now);
+        collect(det_.evaluate(agg_, now, now));
+    }
+    void take_alerts(std::vector<Alert> &out) override
+    {
+        for (auto &a : alerts_)
+            out.push_back(std::move(a));
+        alerts_.clear();
+    }
+
+private:
+    void collect(const std::vector<detect::AlertRecord> &records)
+    {
+        for (auto &r : records) {
+            Alert a;
+            a.fields = nlohmann::ordered_json::parse(output::format_json(r));
+            alerts_.push_back(std::move(a));
+        }
+    }
+    uint64_t harvest_ms_, eval_ms_;
+    agg::Aggregator agg_;
+    detect::Detector det_;
+    HarvestStage harvest_;
+    bool started_ = false;
+    uint64_t next_harvest_ = 0, next_eval_ = 0;
+    std::vector<Alert> alerts_;
+};
+
 int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
                std::span<ReplayStage *const> stages)
 {
     const std::string prog = "exfilmon replay: ";
     init_logging("warn");  // spdlog on stderr: stdout is the report
 
-    // The configuration: its [bpf] options (TLS ports, table sizes).
-    SensorOptions sensor;
+    // The configuration: its [bpf] options (TLS ports, table sizes), the
+    // aggregation and the rules.
+    Config cfg;
     if (!opts.config_path.empty()) {
         auto res = load_config(opts.config_path);
         for (const auto &i : res.issues)
             err << i.format() << "\n";
         if (!res.ok())
             return 2;
-        sensor = res.config.bpf;
+        cfg = res.config;
     }
+    SensorOptions sensor = cfg.bpf;
+    std::unique_ptr<DetectReplayStage> detection;
+    try {
+        detection = std::make_unique<DetectReplayStage>(cfg);
+    } catch (const std::exception &e) {
+        err << prog << e.what() << "\n";
+        return 2;
+    }
+    std::vector<ReplayStage *> all_stages(stages.begin(), stages.end());
+    all_stages.push_back(detection.get());
+    stages = all_stages;
     sensor.pin = false;         // never touch a running daemon's pinned maps
     sensor.packet_time = true;  // the capture's clock
 
@@ -458,7 +536,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
             dp->process(frame, pkt.ts_ns);
             dp->drain_events(on_event);
             for (auto *s : stages)
-                s->on_packet(pkt.ts_ns, *dp);
+                s->on_packet(pkt.ts_ns, *dp, tracker);
             flush_alerts();
         }
     } catch (const std::exception &e) {
@@ -477,7 +555,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
     ReplayReport rep;
     try {
         for (auto *s : stages)
-            s->on_end(last_ts, *dp);
+            s->on_end(last_ts, *dp, tracker);
         flush_alerts();
         rep = build_report(*dp, tracker, reused);
     } catch (const std::exception &e) {

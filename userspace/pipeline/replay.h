@@ -4,9 +4,18 @@
 // clock; after every packet the datapath's events go to a FlowTracker; at the
 // end one report per client and, with --flows, per flow.
 //
+// Detection runs as live: the datapath's tables are harvested into the
+// aggregator every [daemon] harvest_interval of packet time and the rules
+// ([[rules]] of --config, else the built-in ones) evaluated every [detect]
+// interval, with packet time as both the clock and the alerts' time; at the
+// end one last harvest and evaluation. Open alerts stay open at the end (the
+// capture's time stops; nothing resolves them).
+//
 // Output (stdout):
 //  * json: one object per line (JSON Lines), in this order: alert lines as
-//    they are raised (none yet: the detection stage comes later), then
+//    they are raised, {"type":"alert", ...} followed by the fields of the
+//    json output format (output/output.h format_json: ECS names; shadow
+//    rules' alerts included, marked "shadow":true under "exfilmon"), then
 //      {"type":"client","client":"203.0.113.7","tls_flows":N,"bytes_in":N,
 //       "bytes_out":N,"packets_in":N,"packets_out":N,"sni":["a.example",...]}
 //    per client, sorted by address (the 16-byte form: IPv4 first), with
@@ -84,9 +93,9 @@ public:
     // A flow's TLS metadata became known (attribute its traffic to the SNI).
     virtual void on_tls_meta(const FlowRecord & /*record*/) {}
     // After each packet and its events; ts_ns is the packet time (the clock).
-    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/) {}
+    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
     // The capture ended (or broke off); ts_ns is the last packet's time.
-    virtual void on_end(uint64_t /*ts_ns*/, const Datapath & /*dp*/) {}
+    virtual void on_end(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
     // Alerts raised since the last call (called after every packet and at the end).
     virtual void take_alerts(std::vector<Alert> & /*out*/) {}
 };

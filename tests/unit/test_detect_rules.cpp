@@ -1,0 +1,387 @@
+// The detector: every rule kind and the alert lifecycle, on an aggregator fed
+// by hand (times in ms on the aggregator's clock; wall time = 1.8e12 + now).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "aggregate/aggregator.h"
+#include "common/addr.h"
+#include "detect/detector.h"
+
+using namespace exf;
+using namespace exf::detect;
+
+namespace {
+
+constexpr uint64_t kWall = 1'800'000'000'000ull;
+constexpr uint64_t kMin = 60'000;
+
+Addr16 A(const char *s) { return *parse_addr(s); }
+
+Rule make_rule(const char *name, agg::EntityKind e, Metric m, uint64_t window_ms,
+               std::optional<double> thr)
+{
+    Rule r;
+    r.name = name;
+    r.entity = e;
+    r.metric = m;
+    r.window_ms = window_ms;
+    r.threshold = thr;
+    r.severity = Severity::critical;
+    return r;
+}
+
+DetectConfig one_rule(Rule r)
+{
+    DetectConfig c;
+    c.rules = {std::move(r)};
+    c.host_name = "sensor-1";
+    c.realert_ms = 5 * kMin;
+    c.resolve_after_ms = 2 * kMin;
+    return c;
+}
+
+agg::AggConfig windows(std::vector<uint64_t> w = {kMin, 10 * kMin})
+{
+    agg::AggConfig c;
+    c.windows_ms = std::move(w);
+    return c;
+}
+
+void pull(agg::Aggregator &a, uint64_t now, const char *client, uint64_t bytes_out,
+          uint64_t bytes_in = 100, std::string_view sni = "api.example.com")
+{
+    a.add_traffic(now, A(client), sni, {bytes_in, bytes_out, 1, 1, 1});
+}
+
+std::vector<AlertRecord> eval(Detector &d, const agg::Aggregator &a, uint64_t now)
+{
+    return d.evaluate(a, now, kWall + now);
+}
+
+}  // namespace
+
+TEST_CASE("Threshold rule: opens once for the crossing client then updates and resolves", "[detect]")
+{
+    agg::Aggregator a(windows());
+    Detector d(one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
+    uint64_t t = 1'000'000;
+    pull(a, t, "203.0.113.7", 1500);
+    pull(a, t, "203.0.113.8", 500);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::open);
+    CHECK(r[0].entity == "203.0.113.7");
+    CHECK(r[0].client == "203.0.113.7");
+    CHECK(r[0].entity_kind == "client");
+    CHECK(r[0].rule == "bulk");
+    CHECK(r[0].severity == Severity::critical);
+    CHECK(r[0].host == "sensor-1");
+    CHECK(r[0].value == 1500);
+    CHECK(r[0].threshold == 1000);
+    CHECK(r[0].bytes_out == 1500);
+    CHECK(r[0].bytes_in == 100);
+    CHECK(r[0].tls_flows == 1);
+    CHECK(r[0].window_ms == 10 * kMin);
+    CHECK(r[0].time_ms == kWall + t);
+    CHECK(r[0].opened_ms == kWall + t);
+    CHECK(r[0].first_seen_ms == kWall + t);
+    CHECK(r[0].count == 1);
+    CHECK(std::regex_match(r[0].id, std::regex("[0-9a-f]{16}")));
+    REQUIRE(r[0].top_snis.size() == 1);
+    CHECK(r[0].top_snis[0].name == "api.example.com");
+    const std::string id = r[0].id;
+
+    // Still above: no duplicate until realert has passed.
+    for (uint64_t s = 1; s < 300; s++)
+        CHECK(eval(d, a, t + s * 1000).empty());
+    r = eval(d, a, t + 300'000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::update);
+    CHECK(r[0].id == id);
+    CHECK(r[0].count == 301);
+    CHECK(d.stats().open_now == 1);
+
+    // The window empties (traffic stopped): the value is exact while the
+    // client is younger than the window (1500 until t + 10m), then the
+    // sliding estimate (about 500 at t + 10m: the bucket holding the pull
+    // is two thirds past). Resolved 2 minutes after the last evaluation that held.
+    std::vector<AlertRecord> all;
+    uint64_t resolved_at = 0;
+    for (uint64_t now = t + 301'000; now < t + 30 * kMin && !resolved_at; now += 1000) {
+        for (auto &x : eval(d, a, now)) {
+            all.push_back(x);
+            if (x.state == AlertState::resolved)
+                resolved_at = now;
+        }
+    }
+    REQUIRE(all.size() == 1);
+    CHECK(all[0].state == AlertState::resolved);
+    CHECK(all[0].id == id);
+    CHECK(all[0].value < 1000);
+    CHECK(resolved_at == t + 599'000 + 120'000);
+    CHECK(d.stats().open_now == 0);
+    // It crosses again: a new alert with a new ID.
+    pull(a, resolved_at + 1000, "203.0.113.7", 5000);
+    r = eval(d, a, resolved_at + 1000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::open);
+    CHECK(r[0].id != id);
+}
+
+TEST_CASE("Sustain: the condition must hold for N consecutive evaluations", "[detect]")
+{
+    agg::Aggregator a(windows());
+    auto rule = make_rule("fanout", agg::EntityKind::client, Metric::concurrent_flows, kMin, 8);
+    rule.sustain = 3;
+    Detector d(one_rule(rule));
+    uint64_t t = 600'000;
+    for (int i = 0; i < 10; i++)
+        a.flow_opened(t, A("192.0.2.9"), "api.example.com");
+    CHECK(eval(d, a, t).empty());
+    CHECK(eval(d, a, t + 1000).empty());
+    auto r = eval(d, a, t + 2000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].metric == "concurrent_flows");
+    CHECK(r[0].value == 10);
+    CHECK(r[0].peak_concurrent == 10);
+
+    // A break resets the streak.
+    agg::Aggregator b(windows());
+    Detector d2(one_rule(rule));
+    for (int i = 0; i < 10; i++)
+        b.flow_opened(t, A("192.0.2.9"), "");
+    CHECK(eval(d2, b, t).empty());
+    CHECK(eval(d2, b, t + 1000).empty());
+    // The peak leaves the 1-minute window after two buckets: condition false.
+    for (int i = 0; i < 10; i++)
+        b.flow_closed(t + 1000, A("192.0.2.9"), "");
+    CHECK(eval(d2, b, t + 3 * kMin).empty());
+    for (int i = 0; i < 10; i++)
+        b.flow_opened(t + 3 * kMin + 1, A("192.0.2.9"), "");
+    CHECK(eval(d2, b, t + 3 * kMin + 1000).empty());
+    CHECK(eval(d2, b, t + 3 * kMin + 2000).empty());
+    CHECK(eval(d2, b, t + 3 * kMin + 3000).size() == 1);
+}
+
+TEST_CASE("Fan-out: TLS flows opened per window", "[detect]")
+{
+    agg::Aggregator a(windows());
+    Detector d(one_rule(make_rule("burst", agg::EntityKind::client, Metric::tls_flows, kMin, 50)));
+    uint64_t t = 120'000;
+    for (int i = 0; i < 49; i++)
+        a.add_traffic(t, A("2001:db8:1:2::5"), "", {10, 10, 1, 1, 1});
+    CHECK(eval(d, a, t).empty());
+    a.add_traffic(t, A("2001:db8:1:2::77"), "", {10, 10, 1, 1, 1});  // same /64: same client
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].entity == "2001:db8:1:2::/64");
+    CHECK(r[0].value == 50);
+}
+
+TEST_CASE("Group rules: a /24 spreading the pull below the per-client threshold", "[detect]")
+{
+    agg::Aggregator a(windows());
+    DetectConfig c;
+    c.host_name = "sensor-1";
+    c.rules = {make_rule("client-pull", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000),
+               make_rule("subnet-pull", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 5000),
+               make_rule("subnet-spread", agg::EntityKind::subnet, Metric::distinct_clients, 10 * kMin, 10),
+               make_rule("host-pull", agg::EntityKind::host, Metric::bytes_out, 10 * kMin, 100000)};
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    for (int i = 1; i <= 10; i++)
+        pull(a, t, ("198.51.100." + std::to_string(i)).c_str(), 900);  // 9000 in the /24
+    pull(a, t, "203.0.113.1", 900);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 2);
+    std::map<std::string, AlertRecord> by_rule;
+    for (auto &x : r)
+        by_rule[x.rule] = x;
+    REQUIRE(by_rule.count("subnet-pull"));
+    CHECK(by_rule["subnet-pull"].entity == "198.51.100.0/24");
+    CHECK(by_rule["subnet-pull"].subnet == "198.51.100.0/24");
+    CHECK(by_rule["subnet-pull"].value == 9000);
+    CHECK(by_rule["subnet-pull"].distinct_clients == 10u);
+    REQUIRE(by_rule.count("subnet-spread"));
+    CHECK(by_rule["subnet-spread"].value == 10);
+}
+
+TEST_CASE("Response to request ratio rule with its minimum volume", "[detect]")
+{
+    agg::Aggregator a(windows());
+    auto rule = make_rule("ratio", agg::EntityKind::client, Metric::out_in_ratio, 10 * kMin, 1000);
+    rule.min_bytes_out = 1'000'000;
+    Detector d(one_rule(rule));
+    uint64_t t = 1'200'000;
+    pull(a, t, "192.0.2.1", 2'000'000, 1000);  // ratio 2000
+    pull(a, t, "192.0.2.2", 500'000, 100);     // ratio 5000, below the volume
+    pull(a, t, "192.0.2.3", 2'000'000, 4000);  // ratio 500
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].entity == "192.0.2.1");
+    CHECK(r[0].value == 2000);
+}
+
+TEST_CASE("Baseline rule: learns an entity's level then fires on a jump", "[detect]")
+{
+    agg::Aggregator a(windows({kMin, 10 * kMin}));
+    auto rule = make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
+    rule.baseline = Baseline{5.0, 1000, 10 * kMin};
+    Detector d(one_rule(rule));
+    uint64_t t0 = 6'000'000;  // a bucket boundary of the 1m window
+    // 10 KB in the middle of every minute, evaluated every 5 s, for 15
+    // minutes: never fires. The level is folded at each minute's first
+    // evaluation: the sliding value then is the whole previous minute.
+    uint64_t now = t0;
+    for (; now <= t0 + 15 * kMin; now += 5000) {
+        if (now % kMin == 30'000)
+            pull(a, now, "192.0.2.50", 10'000, 10);
+        CHECK(eval(d, a, now).empty());
+    }
+    // A jump to 80 KB (8x the level) in the next minute.
+    now = t0 + 15 * kMin + 30'000;
+    pull(a, now, "192.0.2.50", 80'000, 10);
+    auto r = eval(d, a, now + 5000);
+    REQUIRE(r.size() == 1);
+    REQUIRE(r[0].baseline);
+    CHECK(*r[0].baseline == Approx(10'000).epsilon(0.02));
+    CHECK(r[0].threshold == Approx(50'000).epsilon(0.02));
+    CHECK(r[0].value >= 80'000);
+
+    // A new client jumping at once is not learned yet: no baseline alert.
+    agg::Aggregator b(windows({kMin, 10 * kMin}));
+    Detector d2(one_rule(rule));
+    pull(b, t0, "192.0.2.60", 10'000'000, 10);
+    for (uint64_t n = t0; n < t0 + 5 * kMin; n += 5000)
+        CHECK(eval(d2, b, n).empty());
+}
+
+TEST_CASE("Allow list: counted but never alerted", "[detect]")
+{
+    agg::Aggregator a(windows());
+    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
+    AllowEntry e;
+    e.cidr = agg::parse_cidr("198.51.100.0/24");
+    c.allow.push_back(e);
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    pull(a, t, "198.51.100.20", 50'000);
+    pull(a, t, "203.0.113.20", 50'000);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 2);
+    for (auto &x : r)
+        CHECK(x.entity.find("203.0.113.") == 0);
+    CHECK(d.stats().allowed == 2);  // the client and its /24
+    CHECK(a.value(agg::EntityKind::client, a.client_key(A("198.51.100.20")), 1, t).bytes_out == 50'000);
+}
+
+TEST_CASE("Shadow rules and SNI overrides", "[detect]")
+{
+    agg::Aggregator a(windows());
+    auto rule = make_rule("sni-pull", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 10'000);
+    rule.shadow = true;
+    DetectConfig c = one_rule(rule);
+    c.sni_scale["downloads.example.com"] = 10.0;
+    c.sni_scale["*.cdn.example.com"] = 100.0;
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    pull(a, t, "192.0.2.1", 50'000, 10, "api.example.com");
+    pull(a, t, "192.0.2.1", 50'000, 10, "downloads.example.com");    // < 100k
+    pull(a, t, "192.0.2.1", 500'000, 10, "eu.cdn.example.com");     // < 1M
+    pull(a, t, "192.0.2.1", 500'000, 10, "Downloads2.Example.com");  // no override
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 2);
+    std::set<std::string> hosts;
+    for (auto &x : r) {
+        CHECK(x.shadow);
+        CHECK(x.sni == x.entity);
+        CHECK(x.threshold == 10'000);
+        hosts.insert(x.entity);
+    }
+    CHECK(hosts == std::set<std::string>{"api.example.com", "downloads2.example.com"});
+}
+
+TEST_CASE("A storm of entities is summarized with what was suppressed", "[detect]")
+{
+    agg::Aggregator a(windows());
+    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.storm_limit = 3;
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    for (int i = 1; i <= 10; i++)
+        pull(a, t, ("203.0.113." + std::to_string(i)).c_str(), 1000 + 100 * i);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 4);
+    CHECK(r[0].entity == "203.0.113.10");  // heaviest first
+    CHECK(r[1].entity == "203.0.113.9");
+    CHECK(r[2].entity == "203.0.113.8");
+    CHECK(r[3].state == AlertState::summary);
+    CHECK(r[3].suppressed == 7);
+    CHECK(r[3].entity == "203.0.113.7");  // the heaviest suppressed
+    CHECK(d.stats().muted == 7);
+    // Nothing re-fires; muted ones resolve silently.
+    std::vector<AlertRecord> later;
+    for (uint64_t now = t + 1000; now < t + 40 * kMin; now += 1000)
+        for (auto &x : eval(d, a, now))
+            later.push_back(x);
+    std::set<std::string> opened{r[0].id, r[1].id, r[2].id}, resolved;
+    for (auto &x : later) {
+        CHECK((x.state == AlertState::update || x.state == AlertState::resolved));
+        CHECK(opened.count(x.id));
+        if (x.state == AlertState::resolved)
+            CHECK(resolved.insert(x.id).second);
+    }
+    CHECK(resolved == opened);
+    CHECK(d.stats().open_now == 0);
+}
+
+TEST_CASE("Top JA4 fingerprints and SNIs in a client's alert", "[detect]")
+{
+    agg::Aggregator a(windows());
+    Detector d(one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
+    uint64_t t = 1'200'000;
+    for (int i = 0; i < 3; i++)
+        d.on_tls(a, t, A("192.0.2.5"), "api.example.com", "t13d1516h2_8daaf6152771_02713d6af862");
+    d.on_tls(a, t, A("192.0.2.5"), "files.example.com", "t13d1715h2_5b57614c22b0_3d5424432f57");
+    pull(a, t, "192.0.2.5", 4000, 10, "files.example.com");
+    pull(a, t, "192.0.2.5", 1000, 10, "api.example.com");
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    REQUIRE(r[0].top_ja4.size() == 2);
+    CHECK(r[0].top_ja4[0].name == "t13d1516h2_8daaf6152771_02713d6af862");
+    CHECK(r[0].top_ja4[0].value == 3);
+    CHECK(r[0].top_ja4[1].value == 1);
+    REQUIRE(r[0].top_snis.size() == 2);
+    CHECK(r[0].top_snis[0].name == "files.example.com");
+}
+
+TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones", "[detect]")
+{
+    agg::Aggregator a(windows());
+    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(make_rule("other", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    pull(a, t, "192.0.2.5", 4000);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 2);
+    c.rules.pop_back();
+    c.rules[0].threshold = 2000;  // a new threshold: the alert carries on
+    REQUIRE(d.reconfigure(c));
+    r = eval(d, a, t + 1000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].rule == "other");
+    CHECK(r[0].state == AlertState::resolved);
+    // An invalid configuration changes nothing.
+    DetectConfig bad = c;
+    bad.rules.push_back(bad.rules[0]);
+    std::string why;
+    CHECK_FALSE(d.reconfigure(bad, &why));
+    CHECK(why.find("same name") != std::string::npos);
+    CHECK(eval(d, a, t + 2000).empty());
+}

@@ -1,0 +1,633 @@
+#include "detect/detector.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
+
+#include "common/error.h"
+
+namespace exf::detect {
+
+namespace {
+
+// A map key for an entity: the masked address, its prefix and the name.
+std::string key_bytes(const agg::EntityKey &k)
+{
+    std::string s(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
+    s += char(k.prefix);
+    s += k.name;
+    return s;
+}
+
+double metric_value(Metric m, const agg::WindowValue &v)
+{
+    switch (m) {
+    case Metric::bytes_out: return double(v.bytes_out);
+    case Metric::bytes_in: return double(v.bytes_in);
+    case Metric::tls_flows: return double(v.tls_flows);
+    case Metric::concurrent_flows: return double(v.peak_concurrent);
+    case Metric::distinct_clients: return double(v.distinct_clients);
+    case Metric::out_in_ratio: return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
+    }
+    return 0;
+}
+
+// The window's value: the sliding estimate (aggregate/windows.h), except for
+// an entity younger than the window, whose traffic is all inside it: then the
+// two buckets' sum, which is exact.
+agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t window_ms, uint64_t now_ms)
+{
+    bool young = ref.first_seen_ms() + window_ms > now_ms;
+    return ref.value(w, now_ms, young ? agg::Estimate::upper : agg::Estimate::sliding);
+}
+
+bool is_group(agg::EntityKind k)
+{
+    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
+           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
+}
+
+uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
+{
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+std::string default_host_name()
+{
+    char buf[256] = {};
+    if (gethostname(buf, sizeof(buf) - 1) != 0 || !buf[0])
+        return "localhost";
+    return buf;
+}
+
+// "*.example.com" matches "a.example.com" and "b.a.example.com", not "example.com".
+bool sni_matches(const std::string &pattern, const std::string &sni)
+{
+    if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
+        std::string_view suffix(pattern.data() + 1, pattern.size() - 1);
+        return sni.size() > suffix.size() &&
+               std::string_view(sni).substr(sni.size() - suffix.size()) == suffix;
+    }
+    return pattern == sni;
+}
+
+bool cidr_contains(const agg::CohortRule &net, const Addr16 &addr, uint8_t prefix)
+{
+    if (agg::is_v4(net.addr) != agg::is_v4(addr) || prefix < net.prefix)
+        return false;
+    return agg::mask_addr(addr, net.prefix) == agg::mask_addr(net.addr, net.prefix);
+}
+
+// The top JA4 fingerprints per entity: at most 4 per entity (space saving:
+// a new one replaces the least frequent, inheriting its count), two
+// generations of at most kGeneration entities each, so memory stays bounded.
+class Ja4Tally {
+public:
+    static constexpr size_t kGeneration = 1u << 17;
+    static constexpr size_t kPerEntity = 4;
+
+    void add(agg::EntityKind kind, const agg::EntityKey &key, std::string_view ja4)
+    {
+        std::string k = char(kind) + key_bytes(key);
+        auto it = cur_.find(k);
+        if (it == cur_.end()) {
+            if (cur_.size() >= kGeneration) {
+                prev_ = std::move(cur_);
+                cur_.clear();
+            }
+            Top t;
+            if (auto p = prev_.find(k); p != prev_.end())
+                t = p->second;
+            it = cur_.emplace(std::move(k), std::move(t)).first;
+        }
+        auto &top = it->second;
+        for (auto &e : top)
+            if (e.name == ja4) {
+                e.value++;
+                return;
+            }
+        if (top.size() < kPerEntity) {
+            top.push_back({std::string(ja4), 1});
+            return;
+        }
+        auto least = std::min_element(top.begin(), top.end(), [](auto &a, auto &b) {
+            return a.value < b.value;
+        });
+        least->name = std::string(ja4);
+        least->value++;
+    }
+
+    std::vector<NamedCount> top(agg::EntityKind kind, const agg::EntityKey &key) const
+    {
+        std::string k = char(kind) + key_bytes(key);
+        const Top *t = nullptr;
+        if (auto it = cur_.find(k); it != cur_.end())
+            t = &it->second;
+        else if (auto p = prev_.find(k); p != prev_.end())
+            t = &p->second;
+        if (!t)
+            return {};
+        std::vector<NamedCount> out(t->begin(), t->end());
+        std::stable_sort(out.begin(), out.end(), [](auto &a, auto &b) {
+            return a.value != b.value ? a.value > b.value : a.name < b.name;
+        });
+        return out;
+    }
+
+    size_t memory_bytes() const { return (cur_.size() + prev_.size()) * (64 + kPerEntity * 48); }
+
+private:
+    using Top = std::vector<NamedCount>;
+    std::unordered_map<std::string, Top> cur_, prev_;
+};
+
+}  // namespace
+
+struct Detector::Impl {
+    struct Track {
+        agg::EntityKey key;
+        std::string id;
+        uint32_t streak = 0;
+        bool open = false, muted = false;
+        uint64_t seen = 0;          // evaluation epoch it last held
+        uint64_t opened_ms = 0;     // aggregator clock
+        uint64_t opened_wall = 0;
+        uint64_t last_sent_ms = 0, last_true_ms = 0;
+        uint32_t count = 0;
+        double value = 0, threshold = 0;
+        std::optional<double> baseline;
+    };
+    struct Level {
+        double ewma = 0;
+        uint64_t last_bucket = 0, first_ms = 0, samples = 0;
+    };
+    struct RuleState {
+        Rule rule;
+        std::unordered_map<std::string, Track> tracks;
+        std::unordered_map<std::string, Level> levels;
+        uint64_t last_sweep_bucket = 0;
+    };
+    struct Candidate {
+        std::string k;
+        double value, threshold;
+        std::optional<double> baseline;
+    };
+
+    DetectConfig cfg;
+    std::string host;
+    std::vector<RuleState> rules;
+    std::vector<RuleState> retired;  // dropped by reconfigure: open alerts to resolve
+    Ja4Tally ja4;
+    DetectStats stats;
+    uint64_t epoch = 0;
+
+    explicit Impl(DetectConfig c) { apply(std::move(c)); }
+
+    void apply(DetectConfig c)
+    {
+        std::vector<RuleState> next;
+        for (auto &r : c.rules) {
+            RuleState rs;
+            for (auto &old : rules)
+                if (old.rule.name == r.name && old.rule.entity == r.entity &&
+                    old.rule.metric == r.metric && old.rule.window_ms == r.window_ms) {
+                    rs.tracks = std::move(old.tracks);
+                    rs.levels = std::move(old.levels);
+                    rs.last_sweep_bucket = old.last_sweep_bucket;
+                    break;
+                }
+            rs.rule = r;
+            next.push_back(std::move(rs));
+        }
+        for (auto &old : rules)
+            if (!old.tracks.empty())
+                retired.push_back(std::move(old));
+        rules = std::move(next);
+        cfg = std::move(c);
+        host = cfg.host_name.empty() ? default_host_name() : cfg.host_name;
+    }
+
+    size_t tracked() const
+    {
+        size_t n = 0;
+        for (auto &r : rules)
+            n += r.tracks.size();
+        return n;
+    }
+
+    double sni_scale(agg::EntityKind kind, const agg::EntityKey &key) const
+    {
+        if (cfg.sni_scale.empty() ||
+            (kind != agg::EntityKind::api_host && kind != agg::EntityKind::client_api_host))
+            return 1.0;
+        if (auto it = cfg.sni_scale.find(key.name); it != cfg.sni_scale.end())
+            return it->second;
+        for (size_t dot = key.name.find('.'); dot != std::string::npos;
+             dot = key.name.find('.', dot + 1))
+            if (auto it = cfg.sni_scale.find("*" + key.name.substr(dot)); it != cfg.sni_scale.end())
+                return it->second;
+        return 1.0;
+    }
+
+    bool allowed(const Rule &rule, agg::EntityKind kind, const agg::EntityKey &key) const
+    {
+        for (auto &a : cfg.allow) {
+            if (!a.rules.empty() && std::find(a.rules.begin(), a.rules.end(), rule.name) == a.rules.end())
+                continue;
+            switch (kind) {
+            case agg::EntityKind::client:
+            case agg::EntityKind::subnet:
+                if (a.cidr && cidr_contains(*a.cidr, key.addr, key.prefix))
+                    return true;
+                break;
+            case agg::EntityKind::client_api_host:
+                if ((a.cidr && cidr_contains(*a.cidr, key.addr, key.prefix)) ||
+                    (!a.sni.empty() && sni_matches(a.sni, key.name)))
+                    return true;
+                break;
+            case agg::EntityKind::api_host:
+                if (!a.sni.empty() && sni_matches(a.sni, key.name))
+                    return true;
+                break;
+            case agg::EntityKind::cohort:
+                if (!a.cohort.empty() && a.cohort == key.name)
+                    return true;
+                break;
+            case agg::EntityKind::host:
+                break;
+            }
+        }
+        return false;
+    }
+
+    std::string make_id(const Rule &rule, agg::EntityKind kind, const agg::EntityKey &key,
+                        uint64_t wall_ms) const
+    {
+        uint64_t h = fnv1a(host);
+        h = fnv1a(std::string_view("\0", 1), h);
+        h = fnv1a(rule.name, h);
+        h = fnv1a(std::string(1, char(kind)) + key_bytes(key), h);
+        h = fnv1a(std::to_string(wall_ms), h);
+        char buf[17];
+        std::snprintf(buf, sizeof(buf), "%016llx", (unsigned long long)h);
+        return buf;
+    }
+
+    AlertRecord record(const agg::Aggregator &a, const RuleState &rs, const Track &t,
+                       AlertState state, uint64_t now_ms, uint64_t wall_ms) const
+    {
+        const Rule &rule = rs.rule;
+        AlertRecord r;
+        r.time_ms = wall_ms;
+        r.host = host;
+        r.id = t.id;
+        r.state = state;
+        r.rule = rule.name;
+        r.severity = rule.severity;
+        r.shadow = rule.shadow;
+        r.entity_kind = rule_entity_name(rule.entity);
+        r.metric = metric_name(rule.metric);
+        r.window_ms = rule.window_ms;
+        r.value = t.value;
+        r.threshold = t.threshold;
+        r.baseline = t.baseline;
+        r.opened_ms = t.opened_wall;
+        r.count = t.count;
+        const auto &key = t.key;
+        auto addr_text = [&] {
+            std::string s = format_addr(key.addr);
+            if (key.prefix < agg::family_bits(key.addr))
+                s += "/" + std::to_string(key.prefix);
+            return s;
+        };
+        switch (rule.entity) {
+        case agg::EntityKind::client:
+            r.client = addr_text();
+            r.entity = *r.client;
+            break;
+        case agg::EntityKind::subnet:
+            r.subnet = agg::format_key(rule.entity, key);
+            r.entity = *r.subnet;
+            break;
+        case agg::EntityKind::api_host:
+            r.sni = key.name;
+            r.entity = key.name;
+            break;
+        case agg::EntityKind::client_api_host:
+            r.client = addr_text();
+            r.sni = key.name;
+            r.entity = *r.client + " -> " + key.name;
+            break;
+        case agg::EntityKind::cohort:
+            r.cohort = key.name;
+            r.entity = key.name;
+            break;
+        case agg::EntityKind::host:
+            r.entity = host;
+            break;
+        }
+        auto to_wall = [&](uint64_t t_ms) { return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms; };
+        if (auto ref = a.find(rule.entity, key)) {
+            size_t w = window_index(a, rule.window_ms);
+            agg::WindowValue v = w < a.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
+                                                 : agg::WindowValue{};
+            r.bytes_out = v.bytes_out;
+            r.bytes_in = v.bytes_in;
+            r.tls_flows = v.tls_flows;
+            r.peak_concurrent = v.peak_concurrent;
+            if (is_group(rule.entity))
+                r.distinct_clients = v.distinct_clients;
+            r.first_seen_ms = to_wall(ref->first_seen_ms());
+            if (rule.entity == agg::EntityKind::api_host ||
+                rule.entity == agg::EntityKind::client_api_host) {
+                r.top_snis.push_back({key.name, v.bytes_out});
+            } else {
+                for (auto &s : ref->top_snis())
+                    r.top_snis.push_back({s.sni, s.bytes_out});
+            }
+        } else if (is_group(rule.entity)) {
+            r.distinct_clients = 0;
+        }
+        r.top_ja4 = ja4.top(rule.entity, key);
+        return r;
+    }
+
+    static size_t window_index(const agg::Aggregator &a, uint64_t window_ms)
+    {
+        for (size_t i = 0; i < a.windows(); i++)
+            if (a.window_ms(i) == window_ms)
+                return i;
+        return SIZE_MAX;
+    }
+
+    // The learned level's verdict for one entity; updates the level once per window.
+    std::optional<double> baseline_for(RuleState &rs, const std::string &k, double x,
+                                       uint64_t now_ms, bool alert_open, bool &fire, double scale)
+    {
+        const Rule &rule = rs.rule;
+        const Baseline &b = *rule.baseline;
+        uint64_t bucket = now_ms / rule.window_ms;
+        auto it = rs.levels.find(k);
+        if (it == rs.levels.end()) {
+            if (x <= 0 || rs.levels.size() >= cfg.max_baselines)
+                return std::nullopt;
+            Level L;
+            L.first_ms = now_ms;
+            L.last_bucket = bucket;
+            it = rs.levels.emplace(k, L).first;
+            return std::nullopt;  // the first, partial window teaches nothing yet
+        }
+        Level &L = it->second;
+        if (bucket > L.last_bucket && !alert_open) {
+            double alpha = std::min(1.0, double(rule.window_ms) / double(std::max<uint64_t>(b.learn_ms, 1)));
+            uint64_t missed = bucket - L.last_bucket - 1;
+            if (L.samples)
+                L.ewma *= std::pow(1.0 - alpha, double(std::min<uint64_t>(missed, 1u << 20)));
+            L.ewma = L.samples ? alpha * x + (1 - alpha) * L.ewma : x;
+            L.samples++;
+            L.last_bucket = bucket;
+            return std::nullopt;  // this value is what was just learned
+        }
+        if (bucket > L.last_bucket)
+            L.last_bucket = bucket;
+        bool learned = L.samples > 0 && now_ms - L.first_ms >= b.learn_ms;
+        if (!learned)
+            return std::nullopt;
+        double limit = std::max(b.floor * scale, b.factor * L.ewma);
+        fire = x > limit;
+        return L.ewma;
+    }
+
+    void sweep_levels(RuleState &rs, uint64_t now_ms)
+    {
+        if (!rs.rule.baseline)
+            return;
+        uint64_t bucket = now_ms / rs.rule.window_ms;
+        if (bucket == rs.last_sweep_bucket)
+            return;
+        rs.last_sweep_bucket = bucket;
+        // A level unsampled for two learning periods has decayed to nothing.
+        uint64_t keep = std::max<uint64_t>(2, 2 * rs.rule.baseline->learn_ms / rs.rule.window_ms);
+        for (auto it = rs.levels.begin(); it != rs.levels.end();)
+            it = bucket - it->second.last_bucket > keep ? rs.levels.erase(it) : std::next(it);
+    }
+
+    void evaluate_rule(const agg::Aggregator &a, RuleState &rs, uint64_t now_ms, uint64_t wall_ms,
+                       std::vector<AlertRecord> &out)
+    {
+        const Rule &rule = rs.rule;
+        size_t w = window_index(a, rule.window_ms);
+        if (w == SIZE_MAX)
+            return;  // the configuration adds every rule window to the aggregator
+        std::vector<Candidate> fresh;
+        a.for_each(rule.entity, [&](const agg::EntityRef &ref) {
+            agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
+            double x = metric_value(rule.metric, v);
+            if (rule.metric == Metric::out_in_ratio && double(v.bytes_out) < rule.min_bytes_out)
+                x = 0;
+            agg::EntityKey key = ref.key();
+            double scale = sni_scale(rule.entity, key);
+            std::string k;
+            Track *t = nullptr;
+            bool base_fire = false;
+            std::optional<double> base;
+            if (rule.baseline) {
+                k = key_bytes(key);
+                auto it = rs.tracks.find(k);
+                t = it == rs.tracks.end() ? nullptr : &it->second;
+                base = baseline_for(rs, k, x, now_ms, t && t->open, base_fire, scale);
+            }
+            bool thr_fire = rule.threshold && x > 0 && x >= *rule.threshold * scale;
+            if (!thr_fire && !base_fire)
+                return;
+            if (allowed(rule, rule.entity, key)) {
+                stats.allowed++;
+                return;
+            }
+            double thr = thr_fire ? *rule.threshold * scale
+                                  : std::max(rule.baseline->floor * scale, rule.baseline->factor * *base);
+            if (k.empty()) {
+                k = key_bytes(key);
+                auto it = rs.tracks.find(k);
+                t = it == rs.tracks.end() ? nullptr : &it->second;
+            }
+            if (!t) {
+                if (tracked() >= cfg.max_open) {
+                    stats.suppressed++;
+                    return;
+                }
+                Track nt;
+                nt.key = std::move(key);
+                t = &rs.tracks.emplace(k, std::move(nt)).first->second;
+            }
+            t->seen = epoch;
+            t->last_true_ms = now_ms;
+            t->value = x;
+            t->threshold = thr;
+            t->baseline = base;
+            if (t->open) {
+                t->count++;
+                if (!t->muted && now_ms - t->last_sent_ms >= cfg.realert_ms) {
+                    t->last_sent_ms = now_ms;
+                    out.push_back(record(a, rs, *t, AlertState::update, now_ms, wall_ms));
+                    stats.updated++;
+                }
+                return;
+            }
+            if (++t->streak >= rule.sustain)
+                fresh.push_back({k, x, thr, base});
+        });
+
+        // Opens, the heaviest first; past the storm limit, muted and summarized.
+        std::stable_sort(fresh.begin(), fresh.end(),
+                         [](const Candidate &x, const Candidate &y) { return x.value > y.value; });
+        size_t n_muted = 0;
+        const Track *heaviest_muted = nullptr;
+        for (size_t i = 0; i < fresh.size(); i++) {
+            Track &t = rs.tracks.at(fresh[i].k);
+            t.open = true;
+            t.count = 1;
+            t.opened_ms = now_ms;
+            t.opened_wall = wall_ms;
+            t.last_sent_ms = now_ms;
+            t.id = make_id(rule, rule.entity, t.key, wall_ms);
+            if (i < cfg.storm_limit) {
+                out.push_back(record(a, rs, t, AlertState::open, now_ms, wall_ms));
+                stats.opened++;
+            } else {
+                t.muted = true;
+                n_muted++;
+                if (!heaviest_muted)
+                    heaviest_muted = &t;
+            }
+        }
+        if (n_muted) {
+            Track s = *heaviest_muted;
+            s.id = make_id(rule, rule.entity, s.key, wall_ms ^ 0x5u);
+            auto rec = record(a, rs, s, AlertState::summary, now_ms, wall_ms);
+            rec.suppressed = n_muted;
+            out.push_back(std::move(rec));
+            stats.summaries++;
+            stats.muted += n_muted;
+        }
+
+        // Not holding this evaluation: pending ones start over; open ones
+        // resolve after resolve_after.
+        for (auto it = rs.tracks.begin(); it != rs.tracks.end();) {
+            Track &t = it->second;
+            if (t.seen == epoch) {
+                ++it;
+                continue;
+            }
+            if (!t.open) {
+                it = rs.tracks.erase(it);
+                continue;
+            }
+            if (now_ms - t.last_true_ms < cfg.resolve_after_ms) {
+                ++it;
+                continue;
+            }
+            if (!t.muted) {
+                // The figures now; value is the metric now (below the threshold).
+                if (auto ref = a.find(rule.entity, t.key)) {
+                    t.value = metric_value(rule.metric, window_value(*ref, w, rule.window_ms, now_ms));
+                } else {
+                    t.value = 0;
+                }
+                out.push_back(record(a, rs, t, AlertState::resolved, now_ms, wall_ms));
+                stats.resolved++;
+            }
+            it = rs.tracks.erase(it);
+        }
+        sweep_levels(rs, now_ms);
+    }
+};
+
+Detector::Detector(DetectConfig cfg)
+{
+    auto problems = validate(cfg);
+    if (!problems.empty())
+        throw Error("detection rules: " + problems.front());
+    impl_ = std::make_unique<Impl>(std::move(cfg));
+}
+Detector::~Detector() = default;
+Detector::Detector(Detector &&) noexcept = default;
+Detector &Detector::operator=(Detector &&) noexcept = default;
+
+bool Detector::reconfigure(DetectConfig cfg, std::string *error)
+{
+    auto problems = validate(cfg);
+    if (!problems.empty()) {
+        if (error)
+            *error = problems.front();
+        return false;
+    }
+    impl_->apply(std::move(cfg));
+    return true;
+}
+
+const DetectConfig &Detector::config() const { return impl_->cfg; }
+
+void Detector::on_tls(const agg::Aggregator &a, uint64_t, const Addr16 &client,
+                      std::string_view sni, std::string_view ja4)
+{
+    if (ja4.empty())
+        return;
+    auto &t = impl_->ja4;
+    t.add(agg::EntityKind::client, a.client_key(client), ja4);
+    t.add(agg::EntityKind::subnet, a.subnet_key(client), ja4);
+    t.add(agg::EntityKind::host, agg::host_key(), ja4);
+    if (auto c = a.cohort_of(client))
+        t.add(agg::EntityKind::cohort, a.cohort_key(*c), ja4);
+    if (!sni.empty()) {
+        t.add(agg::EntityKind::api_host, a.api_host_key(sni), ja4);
+        t.add(agg::EntityKind::client_api_host, a.client_api_key(client, sni), ja4);
+    }
+}
+
+std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms)
+{
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<AlertRecord> out;
+    impl_->epoch++;
+    for (auto &rs : impl_->retired)
+        for (auto &[k, t] : rs.tracks)
+            if (t.open && !t.muted) {
+                out.push_back(impl_->record(a, rs, t, AlertState::resolved, now_ms, wall_ms));
+                impl_->stats.resolved++;
+            }
+    impl_->retired.clear();
+    for (auto &rs : impl_->rules)
+        impl_->evaluate_rule(a, rs, now_ms, wall_ms, out);
+    auto &s = impl_->stats;
+    s.evaluations++;
+    s.open_now = 0;
+    for (auto &rs : impl_->rules)
+        for (auto &[k, t] : rs.tracks)
+            s.open_now += t.open ? 1 : 0;
+    s.last_eval_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  std::chrono::steady_clock::now() - t0)
+                                  .count());
+    return out;
+}
+
+const DetectStats &Detector::stats() const { return impl_->stats; }
+
+size_t Detector::memory_bytes() const
+{
+    size_t n = impl_->ja4.memory_bytes();
+    for (auto &rs : impl_->rules)
+        n += rs.tracks.size() * (sizeof(Impl::Track) + 64) + rs.levels.size() * (sizeof(Impl::Level) + 64);
+    return n;
+}
+
+}  // namespace exf::detect

@@ -1,0 +1,95 @@
+#pragma once
+// The detection stage: evaluates the rules (detect/rules.h) against the
+// aggregator at every evaluation and runs each alert's lifecycle.
+//
+// Lifecycle, per (rule, entity):
+//   * the condition must hold for `sustain` consecutive evaluations; then the
+//     alert opens (state open) with a new alert ID (16 hex digits, stable
+//     through its updates and its resolution);
+//   * while it holds, an update is sent at most every `realert`, with the
+//     current figures and how many evaluations it held (count);
+//   * once it has been false for `resolve_after` (or the entity expired), it
+//     is resolved; a later crossing opens a new alert with a new ID.
+//   One alert per (rule, entity) at a time: never a duplicate open.
+//   Storms: when more than `storm_limit` alerts of one rule would open in one
+//   evaluation, the heaviest storm_limit open as usual and the rest are
+//   tracked muted (never sent, resolved silently); one summary record counts
+//   them (suppressed) and names the heaviest. Beyond `max_open` tracked
+//   alerts, new ones are only counted (stats().suppressed).
+//   Allow-listed entities are evaluated but never alert (stats().allowed).
+//   Shadow rules go through the same lifecycle; their records carry
+//   shadow = true and the caller logs them instead of sending them.
+//
+// Baselines: per rule and entity, an EWMA of the window's value, folded once
+// per window length (the first evaluation in each new fixed bucket of the
+// window takes the sliding value then, i.e. about the last full window;
+// missed windows fold as zeros), alpha = min(1, window / learn). The level is
+// "learned" once the entity has been sampled for `learn`. While an alert of
+// the rule is open for the entity the level is not updated, so the pull being
+// alerted on does not become the norm.
+//
+// Values: the window's sliding estimate (aggregate/windows.h), except for an
+// entity first seen less than one window ago: all its traffic is inside the
+// window and the sum of the two buckets is exact.
+//
+// Clocks: now_ms is the aggregator's (monotonic live, packet time in replay);
+// wall_ms the Unix time to stamp records with (the same as now_ms in replay).
+//
+// Single-threaded, like the aggregator: call everything from its thread.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "aggregate/aggregator.h"
+#include "common/addr.h"
+#include "detect/alert.h"
+#include "detect/rules.h"
+
+namespace exf::detect {
+
+struct DetectStats {
+    uint64_t evaluations = 0;
+    uint64_t opened = 0, updated = 0, resolved = 0;  // records produced (shadow included)
+    uint64_t summaries = 0;
+    uint64_t muted = 0;       // alerts left out of storms (counted in summaries)
+    uint64_t suppressed = 0;  // not tracked: max_open reached
+    uint64_t allowed = 0;     // crossings by allow-listed entities (evaluations)
+    uint64_t open_now = 0;    // alerts open at the last evaluation
+    uint64_t last_eval_us = 0;  // duration of the last evaluation
+};
+
+class Detector {
+public:
+    // Throws exf::Error when validate(cfg) finds problems.
+    explicit Detector(DetectConfig cfg);
+    ~Detector();
+    Detector(Detector &&) noexcept;
+    Detector &operator=(Detector &&) noexcept;
+
+    // A new configuration: alerts and baselines of rules kept under the same
+    // name, entity, metric and window carry on (thresholds, severity and
+    // the rest take the new values); the others are dropped (their open
+    // alerts are resolved at the next evaluation). False and *error when invalid.
+    bool reconfigure(DetectConfig cfg, std::string *error = nullptr);
+    const DetectConfig &config() const;
+
+    // A flow's ClientHello is known: tally its JA4 for the client's entities
+    // (client, subnet, cohort, host, and with an SNI the API host and client x
+    // API host), for the records' top JA4 lists.
+    void on_tls(const agg::Aggregator &a, uint64_t now_ms, const Addr16 &client,
+                std::string_view sni, std::string_view ja4);
+
+    // Evaluates every rule now; returns the records to emit, in order.
+    std::vector<AlertRecord> evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms);
+
+    const DetectStats &stats() const;
+    size_t memory_bytes() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace exf::detect

@@ -1,0 +1,171 @@
+#pragma once
+// The harvest stage, shared by `exfilmon run` and `exfilmon replay`: turns a
+// source's tables (the kernel's maps, or a replay datapath's) into
+// aggregator inputs.
+//
+// The time given to run() is the aggregator's clock in milliseconds; flows'
+// first-seen times (FlowRow) are on the same clock in nanoseconds (the
+// kernel's monotonic clock live, packet time in replay).
+#include <cstdint>
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "aggregate/aggregator.h"
+#include "capture/maps.h"
+#include "common/addr.h"
+#include "pipeline/flow_tracker.h"
+#include "pipeline/live.h"
+#include "pipeline/source.h"
+
+namespace exf {
+
+// One harvest: exact per-client deltas from the client table, and per-flow
+// deltas to attribute to API hosts the part of each client's traffic whose
+// flow's SNI is known; the rest goes to the client's entities alone. A flow
+// whose ClientHello is not parsed yet (younger than kHelloWaitNs) is held
+// back, together with the same amount of its client's delta, until it is.
+class HarvestStage {
+public:
+    void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
+    {
+        run(a, src.flows(), src.clients(), tracker, now_ms);
+    }
+
+    // The same from tables read by the caller (replay: a Datapath's).
+    void run(agg::Aggregator &a, const std::vector<FlowRow> &flow_rows,
+             const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms)
+    {
+        const uint64_t now_ns = now_ms * 1000000ull;
+        auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
+            auto *rec = tracker.lookup(k);
+            return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
+                                                                                   : nullptr;
+        };
+        // Ready: the tracker has decided about the flow's ClientHello (parsed
+        // or malformed), or it is too old to still expect one (no hello at
+        // all, or a QUIC flow before Initial decryption exists). The kernel's
+        // HELLO_DONE flag is not enough: the event may still be queued.
+        auto ready = [&](const FlowRow &r) {
+            auto *rec = tracker.lookup(r.key);
+            return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
+                   now_ns > r.flow.first_ns + kHelloWaitNs;
+        };
+        std::map<Addr16, Sums> attributed, pending;
+        struct Edge {
+            uint64_t ns;
+            bool close;
+            Addr16 client;
+            const std::string *sni;
+        };
+        std::vector<Edge> edges;
+        // Inputs in a fixed order (flows by first seen, then key; clients by
+        // address), not the tables' hash order: the aggregator's results
+        // that depend on order (top SNIs, ties) are then the same whatever
+        // the source (kernel maps, the userspace datapath).
+        auto deltas = flows_.harvest(flow_rows, ready, now_ns, kFlowIdleNs);
+        std::sort(deltas.begin(), deltas.end(), [](const FlowDelta &x, const FlowDelta &y) {
+            if (x.flow.first_ns != y.flow.first_ns)
+                return x.flow.first_ns < y.flow.first_ns;
+            return std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0;
+        });
+        for (auto &d : deltas) {
+            Addr16 client;
+            std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
+            if (d.pending) {
+                pending[client].add(d);
+                continue;
+            }
+            const std::string *sni = sni_of(d.key);
+            // Opens and closes are applied below in the order they happened.
+            if (d.opened)
+                edges.push_back({d.flow.first_ns, false, client, sni});
+            if (d.resumed)
+                edges.push_back({d.flow.last_ns, false, client, sni});
+            if (d.closed)
+                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni});
+            if (!sni)
+                continue;  // its traffic is counted for the client alone, below
+            if (!d.opened && !d.pkts_in && !d.pkts_out)
+                continue;  // an end only
+            a.add_traffic(now_ms, client, *sni,
+                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            attributed[client].add(d);
+        }
+        // Concurrency from the flows' own first and last packet times, so
+        // that flows opened and closed between two harvests still overlap
+        // (or not) as they did; a close before an open at the same time.
+        std::stable_sort(edges.begin(), edges.end(), [](const Edge &x, const Edge &y) {
+            return x.ns != y.ns ? x.ns < y.ns : x.close > y.close;
+        });
+        for (auto &e : edges) {
+            std::string_view sni = e.sni ? std::string_view(*e.sni) : std::string_view();
+            if (e.close)
+                a.flow_closed(now_ms, e.client, sni);
+            else
+                a.flow_opened(now_ms, e.client, sni);
+        }
+        std::map<Addr16, Sums> held_next;
+        auto client_deltas = clients_.harvest(client_rows);
+        std::sort(client_deltas.begin(), client_deltas.end(),
+                  [](const ClientDelta &x, const ClientDelta &y) { return x.client < y.client; });
+        for (auto &c : client_deltas) {
+            Sums in{c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in, c.delta.pkts_out,
+                    c.delta.tls_flows_opened};
+            if (auto h = held_.find(c.client); h != held_.end()) {
+                in.plus(h->second);
+                held_.erase(h);
+            }
+            Sums taken = attributed[c.client];
+            taken.plus(pending[c.client]);
+            agg::Traffic t{rest(in.bytes_in, taken.bytes_in), rest(in.bytes_out, taken.bytes_out),
+                           rest(in.pkts_in, taken.pkts_in), rest(in.pkts_out, taken.pkts_out),
+                           rest(in.flows, taken.flows)};
+            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
+                a.add_traffic(now_ms, c.client, "", t);
+            if (auto p = pending.find(c.client); p != pending.end())
+                held_next[c.client] = p->second;
+        }
+        // A client with flows still pending and no new traffic keeps its hold.
+        for (auto &[client, held] : held_)
+            if (pending.count(client) && !held_next.count(client))
+                held_next[client] = held;
+        held_ = std::move(held_next);
+        a.expire(now_ms);
+    }
+
+private:
+    struct Sums {
+        uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0, flows = 0;
+        void add(const FlowDelta &d)
+        {
+            bytes_in += d.bytes_in;
+            bytes_out += d.bytes_out;
+            pkts_in += d.pkts_in;
+            pkts_out += d.pkts_out;
+            flows += d.opened ? 1 : 0;
+        }
+        void plus(const Sums &o)
+        {
+            bytes_in += o.bytes_in;
+            bytes_out += o.bytes_out;
+            pkts_in += o.pkts_in;
+            pkts_out += o.pkts_out;
+            flows += o.flows;
+        }
+    };
+    static uint64_t rest(uint64_t total, uint64_t minus) { return total > minus ? total - minus : 0; }
+    static constexpr uint64_t kHelloWaitNs = 2'000'000'000ull;
+    // A flow without a packet for this long counts as closed for concurrency
+    // (peak concurrent flows) until it sends again; flows that leave the
+    // kernel's table without FIN or RST count as closed then.
+    static constexpr uint64_t kFlowIdleNs = 120'000'000'000ull;
+    Harvester clients_;
+    FlowHarvester flows_;
+    std::map<Addr16, Sums> held_;  // reported by the client table, not yet attributed
+};
+
+}  // namespace exf
