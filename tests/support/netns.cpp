@@ -616,11 +616,12 @@ void Lab::wait_listening(const std::string &ns, uint16_t port, int count,
     };
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
-        int n = in_netns(ns, count_listeners);
+        int n = ns.empty() ? count_listeners() : in_netns(ns, count_listeners);
         if (n >= count)
             return;
         if (std::chrono::steady_clock::now() > deadline)
-            throw Error("port " + std::to_string(port) + " in " + ns + ": " + std::to_string(n) +
+            throw Error("port " + std::to_string(port) + " in " + (ns.empty() ? "host" : ns) +
+                        ": " + std::to_string(n) +
                         " listeners after timeout, want " + std::to_string(count));
         std::this_thread::sleep_for(10ms);
     }

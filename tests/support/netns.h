@@ -216,7 +216,8 @@ public:
                           const std::string &name, const std::string &filter = "tcp",
                           int snaplen = 128);
 
-    // Waits until `count` TCP sockets listen on `port` in ns (/proc/net/tcp{,6}).
+    // Waits until `count` TCP sockets listen on `port` in ns (/proc/net/tcp{,6});
+    // empty ns: the test's own namespace.
     void wait_listening(const std::string &ns, uint16_t port, int count = 1,
                         std::chrono::milliseconds timeout = 10s);
 
