@@ -2,7 +2,8 @@
 // client pulling large responses over many parallel connections, and eight
 // addresses of one /24 each below the per-client threshold but together
 // above the subnet rule. exfilmon runs on the server side and sends its
-// alerts to a real rsyslog over TCP (and to a JSON file). rsyslog is stopped
+// alerts to a real rsyslog over TCP (RFC 5424) and TLS (CEF), and to a JSON
+// file. rsyslog is stopped
 // for 30 s in the middle: nothing may be lost or duplicated. The ground
 // truth is tcpdump's count of the same packets on the server's interface.
 // Finally `exfilmon replay` of that capture must raise the same alerts.
@@ -76,6 +77,24 @@ std::vector<Sent> parse_syslog(const std::vector<std::string> &lines)
     return out;
 }
 
+// externalId, act and cnt from each CEF message (sent over TLS).
+std::vector<Sent> parse_cef(const std::vector<std::string> &lines)
+{
+    static const std::regex id(R"( externalId=([0-9a-f]{16}))"), act(R"( act=(\w+))"),
+        cnt(R"( cnt=(\d+))");
+    std::vector<Sent> out;
+    for (auto &l : lines) {
+        if (l.find("CEF:0|exfilmon|") == std::string::npos)
+            continue;
+        std::smatch a, b, c;
+        REQUIRE(std::regex_search(l, a, id));
+        REQUIRE(std::regex_search(l, b, act));
+        REQUIRE(std::regex_search(l, c, cnt));
+        out.push_back({a[1], b[1], "", "", std::stoull(c[1]), 0});
+    }
+    return out;
+}
+
 }  // namespace
 
 TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rsyslog",
@@ -109,6 +128,7 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
     NginxServer nginx(lab, srv, no);
     RsyslogOptions ro;
     ro.ns = srv;
+    ro.tls = true;
     RsyslogServer rsyslog(lab, ro);
     rsyslog.start();
 
@@ -134,6 +154,10 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
                           "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:"
                        << rsyslog.port()
                        << "\"\nformat = \"rfc5424\"\n"
+                          "[[outputs]]\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:"
+                       << rsyslog.tls_port() << "\"\nformat = \"cef\"\nca_file = \""
+                       << rsyslog.ca_cert().string()
+                       << "\"\nserver_name = \"syslog.example.com\"\n"
                           "[[outputs]]\ntype = \"json\"\npath = \""
                        << alerts_json.string() << "\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
@@ -235,20 +259,25 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
     CHECK(double(max_bytes["subnet-bulk-pull 198.51.100.0/24"]) ==
           Approx(double(group_out)).epsilon(0.01));
 
-    // rsyslog got every record exactly once, through the 30 s outage.
-    auto received = parse_syslog(rsyslog.messages());
+    // rsyslog got every record exactly once through the 30 s outage: RFC
+    // 5424 over TCP and CEF over TLS (its certificate verified).
     auto want = sent;
     std::sort(want.begin(), want.end());
-    std::sort(received.begin(), received.end());
-    CHECK(received.size() == want.size());
-    CHECK(std::adjacent_find(received.begin(), received.end(), [](auto &a, auto &b) {
-              return !(a < b) && !(b < a);
-          }) == received.end());
-    std::vector<Sent> missing;
-    std::set_difference(want.begin(), want.end(), received.begin(), received.end(),
-                        std::back_inserter(missing));
-    for (auto &m : missing)
-        FAIL_CHECK("not delivered to rsyslog: " << m.id << " " << m.state << " " << m.count);
+    auto messages = rsyslog.messages();
+    for (auto [name, received] : {std::pair{"tcp rfc5424", parse_syslog(messages)},
+                                  std::pair{"tls cef", parse_cef(messages)}}) {
+        INFO(name);
+        std::sort(received.begin(), received.end());
+        CHECK(received.size() == want.size());
+        CHECK(std::adjacent_find(received.begin(), received.end(), [](auto &a, auto &b) {
+                  return !(a < b) && !(b < a);
+              }) == received.end());
+        std::vector<Sent> missing;
+        std::set_difference(want.begin(), want.end(), received.begin(), received.end(),
+                            std::back_inserter(missing));
+        for (auto &m : missing)
+            FAIL_CHECK("not delivered to rsyslog: " << m.id << " " << m.state << " " << m.count);
+    }
 
     // Replay of the same capture raises the same alerts, on packet time.
     auto replay_cfg = lab.dir() / "replay.toml";
