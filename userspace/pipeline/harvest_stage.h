@@ -32,7 +32,11 @@ class HarvestStage {
 public:
     void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
     {
-        run(a, src.flows(), src.clients(), tracker, now_ms);
+        // Flows first: the client table read after them holds at least
+        // their packets (anything else is carried over, see owed_).
+        auto flows = src.flows();
+        auto clients = src.clients();
+        run(a, flows, clients, tracker, now_ms);
     }
 
     // The same from tables read by the caller (replay: a Datapath's).
@@ -108,31 +112,40 @@ public:
             else
                 a.flow_opened(now_ms, e.client, sni);
         }
-        std::map<Addr16, Sums> held_next;
-        auto client_deltas = clients_.harvest(client_rows);
-        std::sort(client_deltas.begin(), client_deltas.end(),
-                  [](const ClientDelta &x, const ClientDelta &y) { return x.client < y.client; });
-        for (auto &c : client_deltas) {
-            Sums in{c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in, c.delta.pkts_out,
-                    c.delta.tls_flows_opened};
-            if (auto h = held_.find(c.client); h != held_.end()) {
+        // Per client: what its table delta (plus bytes held for flows that
+        // were pending) leaves after the attributed and pending flows, and
+        // after what earlier harvests attributed ahead of the client table
+        // (owed_: the two tables are read at different moments, so a flow's
+        // packets may show in its delta before they show in its client's).
+        std::map<Addr16, Sums> in_by_client;
+        for (auto &c : clients_.harvest(client_rows))
+            in_by_client[c.client] = {c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in,
+                                      c.delta.pkts_out, c.delta.tls_flows_opened};
+        for (auto *m : {&attributed, &pending, &held_, &owed_})
+            for (auto &[client, sums] : *m)
+                in_by_client.try_emplace(client);
+        std::map<Addr16, Sums> held_next, owed_next;
+        for (auto &[client, row] : in_by_client) {
+            Sums in = row, taken;
+            if (auto h = held_.find(client); h != held_.end())
                 in.plus(h->second);
-                held_.erase(h);
-            }
-            Sums taken = attributed[c.client];
-            taken.plus(pending[c.client]);
-            agg::Traffic t{rest(in.bytes_in, taken.bytes_in), rest(in.bytes_out, taken.bytes_out),
-                           rest(in.pkts_in, taken.pkts_in), rest(in.pkts_out, taken.pkts_out),
-                           rest(in.flows, taken.flows)};
+            for (auto *m : {&attributed, &pending, &owed_})
+                if (auto it = m->find(client); it != m->end())
+                    taken.plus(it->second);
+            Sums owed;
+            agg::Traffic t{split(in.bytes_in, taken.bytes_in, owed.bytes_in),
+                           split(in.bytes_out, taken.bytes_out, owed.bytes_out),
+                           split(in.pkts_in, taken.pkts_in, owed.pkts_in),
+                           split(in.pkts_out, taken.pkts_out, owed.pkts_out),
+                           split(in.flows, taken.flows, owed.flows)};
             if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
-                a.add_traffic(now_ms, c.client, "", t);
-            if (auto p = pending.find(c.client); p != pending.end())
-                held_next[c.client] = p->second;
+                a.add_traffic(now_ms, client, "", t);
+            if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
+                owed_next[client] = owed;
+            if (auto p = pending.find(client); p != pending.end())
+                held_next[client] = p->second;
         }
-        // A client with flows still pending and no new traffic keeps its hold.
-        for (auto &[client, held] : held_)
-            if (pending.count(client) && !held_next.count(client))
-                held_next[client] = held;
+        owed_ = std::move(owed_next);
         held_ = std::move(held_next);
         a.expire(now_ms);
     }
@@ -157,7 +170,14 @@ private:
             flows += o.flows;
         }
     };
-    static uint64_t rest(uint64_t total, uint64_t minus) { return total > minus ? total - minus : 0; }
+    // total - minus, or 0 with the shortfall added to *owed.
+    static uint64_t split(uint64_t total, uint64_t minus, uint64_t &owed)
+    {
+        if (total >= minus)
+            return total - minus;
+        owed += minus - total;
+        return 0;
+    }
     static constexpr uint64_t kHelloWaitNs = 2'000'000'000ull;
     // A flow without a packet for this long counts as closed for concurrency
     // (peak concurrent flows) until it sends again; flows that leave the
@@ -166,6 +186,7 @@ private:
     Harvester clients_;
     FlowHarvester flows_;
     std::map<Addr16, Sums> held_;  // reported by the client table, not yet attributed
+    std::map<Addr16, Sums> owed_;  // attributed before the client table showed it
 };
 
 }  // namespace exf
