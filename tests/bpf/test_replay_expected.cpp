@@ -3,12 +3,18 @@
 // with independently produced values (through --datapath user; the parity
 // test case below shows --datapath bpf byte-identical):
 //   * per client and per flow: truth_per_client.csv and truth_flows.csv;
-//   * SNI and JA4 of TCP flows: foxio-ja4/expected.csv (FoxIO's Rust tool),
-//     ndpi/expected.csv (rows whose SNI is tshark's and that have a
-//     ja4_reference), suricata-verify/expected.csv (tls checks: sni, ja4,
-//     tls_version, client ALPNs);
-//   * QUIC rows are skipped (SNI/JA4 from QUIC Initial decryption is a later
-//     issue), with their counts in the test output.
+//   * SNI and JA4 of TCP and QUIC flows: foxio-ja4/expected.csv (FoxIO's
+//     Rust tool; QUIC rows are its "udp" ones), ndpi/expected.csv (rows whose
+//     SNI is tshark's and that have a ja4_reference), suricata-verify/
+//     expected.csv (tls checks: sni, ja4, tls_version, client ALPNs; quic
+//     checks: sni, ja4, client ALPNs). QUIC flows get theirs from the client
+//     Initials (tls/quic_initial.h): v1, v2, drafts 23 to 34, mvfst and
+//     Google's T051 appear in the captures; every QUIC flow of the truth has
+//     a JA4;
+//   * the nDPI QUIC rows on ports that are not TLS ports by default (4443,
+//     and DNS over QUIC on 784) have no flow under the default counting
+//     rules; a test case below replays those captures with those ports
+//     configured and compares them too.
 // Then: the JSON output of --datapath bpf and --datapath user byte-identical
 // on every capture and on a capture built here; truncated and corrupt
 // captures (partial output, the error, exit 1); missing files and bad options
@@ -382,10 +388,10 @@ struct Tally {
 void check_flow(Checker &ck, const std::string &source, const std::string &file,
                 const std::string &client, uint16_t cport, const std::string &server,
                 uint16_t sport, size_t nth, const std::string &want_sni, const std::string &want_ja4,
-                const std::string &tunnel, Tally &t)
+                const std::string &tunnel, Tally &t, const std::string &transport = "tcp")
 {
     t.rows++;
-    const std::string tuple = tuple_key("tcp", client, cport, server, sport);
+    const std::string tuple = tuple_key(transport, client, cport, server, sport);
     const std::string where = source + " " + file + " " + tuple + (nth ? " #" + std::to_string(nth + 1) : "");
     auto fl = ck.flows(file, tuple);
     if (nth >= fl.size()) {
@@ -513,6 +519,7 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
     // and every TCP flow whose first payload is a ClientHello has its JA4.
     std::vector<std::string> flow_mm;
     size_t flows_compared = 0, hellos_expected = 0, hellos_found = 0, hello_exceptions = 0;
+    size_t quic_expected = 0, quic_found = 0;
     for (const auto &file : all.captures) {
         if (ck.excluded(file))
             continue;
@@ -545,6 +552,15 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
                 for (const char *fld : {"packets_in", "packets_out", "bytes_in", "bytes_out"})
                     if (of[fld].get<uint64_t>() != std::stoull(tr.at(fld)))
                         flow_mm.push_back(where + ": " + fld + " " + of[fld].dump() + ", truth " + tr.at(fld));
+                if (tr.at("transport") == "quic") {
+                    // Every QUIC flow of the shared captures has a
+                    // decryptable ClientHello in its first client datagrams.
+                    quic_expected++;
+                    if (of["ja4"].is_string() && of["tls_version"].is_string() && of["alpn"].is_array())
+                        quic_found++;
+                    else
+                        flow_mm.push_back(where + ": QUIC flow without a JA4 in the output");
+                }
                 if (tr.at("transport") == "tcp" && tr.at("first_payload_clienthello") == "1") {
                     hellos_expected++;
                     if (of["ja4"].is_string() && of["tls_version"].is_string() && of["alpn"].is_array()) {
@@ -569,59 +585,54 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
     CHECK(flow_mm.empty());
 
     // SNI and JA4: foxio-ja4/expected.csv (the Rust tool's snapshot).
-    Tally foxio;
-    size_t foxio_quic = 0;
+    Tally foxio, foxio_q;
     {
         std::map<std::string, size_t> seen;
         for (const auto &r : exf::test::read_csv(dir / "foxio-ja4/expected.csv")) {
-            if (r.at("transport") != "tcp") {
-                foxio_quic++;
-                continue;
-            }
+            const std::string transport = r.at("transport") == "udp" ? "quic" : "tcp";
             const std::string file = "foxio-ja4/" + r.at("file");
-            const std::string tuple = tuple_key("tcp", r.at("client_ip"), std::stoull(r.at("client_port")),
+            const std::string tuple = tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
                                                 r.at("server_ip"), std::stoull(r.at("server_port")));
             check_flow(ck, "foxio", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
                        r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
-                       seen[file + tuple]++, r.at("sni"), r.at("ja4"), "", foxio);
+                       seen[file + tuple]++, r.at("sni"), r.at("ja4"), "",
+                       transport == "quic" ? foxio_q : foxio, transport);
         }
     }
-    // ndpi/expected.csv: TCP rows whose SNI is tshark's and with a ja4_reference.
-    Tally ndpi;
-    size_t ndpi_quic = 0, ndpi_other = 0;
+    // ndpi/expected.csv: rows whose SNI is tshark's and with a ja4_reference
+    // (TCP, and UDP: QUIC).
+    Tally ndpi, ndpi_q;
+    size_t ndpi_other = 0, ndpi_quic_other = 0;
     {
         std::map<std::string, size_t> seen;
         for (const auto &r : exf::test::read_csv(dir / "ndpi/expected.csv")) {
-            if (r.at("transport") != "TCP") {
-                ndpi_quic++;
-                continue;
-            }
+            const bool quic = r.at("transport") != "TCP";
             if (r.at("sni_basis").rfind("tshark", 0) != 0 || r.at("ja4_reference").empty()) {
-                ndpi_other++;
+                (quic ? ndpi_quic_other : ndpi_other)++;
                 continue;
             }
+            const std::string transport = quic ? "quic" : "tcp";
             const std::string file = "ndpi/" + r.at("file");
-            const std::string tuple = tuple_key("tcp", r.at("client_ip"), std::stoull(r.at("client_port")),
+            const std::string tuple = tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
                                                 r.at("server_ip"), std::stoull(r.at("server_port")));
             check_flow(ck, "ndpi", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
                        r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
-                       seen[file + tuple]++, r.at("sni"), r.at("ja4_reference"), r.at("tunnel"), ndpi);
+                       seen[file + tuple]++, r.at("sni"), r.at("ja4_reference"), r.at("tunnel"),
+                       quic ? ndpi_q : ndpi, transport);
         }
     }
-    // suricata-verify/expected.csv: tls checks. A check counts matching
-    // events: with every asserted field evaluated here the number of matching
-    // flows must equal `count`; a check that also asserts fields exfilmon
-    // does not produce (ja3, community_id, server ALPNs) needs at least `count`.
+    // suricata-verify/expected.csv: tls and quic checks. A check counts
+    // matching events: with every asserted field evaluated here the number of
+    // matching flows must equal `count`; a check that also asserts fields
+    // exfilmon does not produce (ja3, community_id, server ALPNs, the QUIC
+    // extension list) needs at least `count`.
     std::vector<std::string> suri_mm;
     size_t suri_checks = 0, suri_fields = 0, suri_quic = 0;
     for (const auto &r : exf::test::read_csv(dir / "suricata-verify/expected.csv")) {
-        if (r.at("event_type") == "quic") {
-            suri_quic++;
+        if (r.at("event_type") != "tls" && r.at("event_type") != "quic")
             continue;
-        }
-        if (r.at("event_type") != "tls")
-            continue;
-        suri_checks++;
+        const std::string transport = r.at("event_type") == "quic" ? "quic" : "tcp";
+        (transport == "quic" ? suri_quic : suri_checks)++;
         const std::string file = "suricata-verify/" + r.at("test") + "/" + r.at("pcap");
         const Output *o = ck.output(file);
         if (!o) {
@@ -641,7 +652,7 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
         suri_fields += asserted.size();
         size_t matches = 0;
         for (const auto &f : o->flows) {
-            if (f["transport"] != "tcp")
+            if (f["transport"] != transport)
                 continue;
             if (has_sni && str_or_empty(f["sni"]) != r.at("sni"))
                 continue;
@@ -667,7 +678,7 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
             std::string fields;
             for (const auto &a : asserted)
                 fields += (fields.empty() ? "" : ",") + a;
-            suri_mm.push_back(file + " check " + r.at("check_index") + " (" + fields + "): " + std::to_string(matches) + " matching flows, expected " +
+            suri_mm.push_back(file + " " + r.at("event_type") + " check " + r.at("check_index") + " (" + fields + "): " + std::to_string(matches) + " matching flows, expected " +
                               (partial ? "at least " : "") + std::to_string(want) + "; flows:" + flows);
         }
     }
@@ -677,11 +688,18 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
                        << " JA4 match, " << foxio.not_tls << " not TLS flows, " << foxio.exceptions
                        << " known exceptions; " << foxio.mismatches.size() << " mismatches:\n"
                        << join(foxio.mismatches) << "notes:\n" << join(foxio.notes));
+    INFO("foxio-ja4: " << foxio_q.rows << " QUIC rows: " << foxio_q.sni << " SNI and " << foxio_q.ja4
+                       << " JA4 match; " << foxio_q.mismatches.size() << " mismatches:\n"
+                       << join(foxio_q.mismatches) << "notes:\n" << join(foxio_q.notes));
+    INFO("ndpi: " << ndpi_q.rows << " QUIC rows: " << ndpi_q.sni << " SNI and " << ndpi_q.ja4
+                  << " JA4 match, " << ndpi_q.not_tls << " not QUIC flows under the counting rules; "
+                  << ndpi_q.mismatches.size() << " mismatches:\n"
+                  << join(ndpi_q.mismatches) << "notes:\n" << join(ndpi_q.notes));
     INFO("ndpi: " << ndpi.rows << " TCP rows: " << ndpi.sni << " SNI and " << ndpi.ja4 << " JA4 match, "
                   << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions << " known exceptions; "
                   << ndpi.mismatches.size() << " mismatches:\n"
                   << join(ndpi.mismatches) << "notes:\n" << join(ndpi.notes));
-    INFO("suricata-verify: " << suri_checks << " tls checks (" << suri_fields << " asserted fields); "
+    INFO("suricata-verify: " << suri_checks << " tls and " << suri_quic << " quic checks (" << suri_fields << " asserted fields); "
                              << suri_mm.size() << " mismatches:\n"
                              << join(suri_mm));
     INFO(join(stale));
@@ -689,23 +707,36 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
          << all.captures.size() << " captures, " << all.seconds << " s with --datapath user): "
          << clients_compared << " clients and " << flows_compared << " flows vs truth; "
          << hellos_found << " of " << hellos_expected << " first-payload ClientHellos fingerprinted ("
-         << hello_exceptions << " known exceptions); foxio " << foxio.sni << " SNI + " << foxio.ja4
+         << hello_exceptions << " known exceptions); " << quic_found << " of " << quic_expected
+         << " QUIC flows fingerprinted; foxio " << foxio.sni << " SNI + " << foxio.ja4
          << " JA4 of " << foxio.rows << " TCP rows (" << foxio.not_tls << " not TLS flows, "
          << foxio.exceptions << " exceptions); ndpi " << ndpi.sni << " SNI + " << ndpi.ja4 << " JA4 of "
          << ndpi.rows << " TCP rows (" << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions
          << " exceptions; " << ndpi_other << " TCP rows without a tshark SNI or a JA4 reference not "
-         << "compared); suricata-verify " << suri_checks << " tls checks. SKIPPED QUIC rows (later "
-         << "issue: Initial decryption): foxio " << foxio_quic << ", ndpi " << ndpi_quic
-         << ", suricata-verify " << suri_quic);
+         << "compared); QUIC: foxio " << foxio_q.sni << " SNI + " << foxio_q.ja4 << " JA4 of "
+         << foxio_q.rows << " rows, ndpi " << ndpi_q.sni << " SNI + " << ndpi_q.ja4 << " JA4 of "
+         << ndpi_q.rows << " rows (" << ndpi_q.not_tls << " on ports that are not TLS ports by "
+         << "default, compared in their own test case; " << ndpi_quic_other
+         << " UDP rows without a tshark SNI or a JA4 reference not compared); suricata-verify "
+         << suri_checks << " tls and " << suri_quic << " quic checks");
     CHECK(foxio.rows == 151);
+    CHECK(foxio_q.rows == 51);
+    CHECK(ndpi_q.rows >= 130);
+    CHECK(ndpi_q.not_tls == 6);
+    CHECK(suri_quic >= 9);
+    CHECK(quic_expected == 198);  // truth_flows.csv's QUIC rows
+    CHECK(quic_found == quic_expected);
     CHECK(ndpi.rows >= 600);
     CHECK(suri_checks >= 10);
     CHECK(foxio.mismatches.empty());
+    CHECK(foxio_q.mismatches.empty());
     CHECK(ndpi.mismatches.empty());
+    CHECK(ndpi_q.mismatches.empty());
     CHECK(suri_mm.empty());
     CHECK(stale.empty());
     REQUIRE((run_problems.empty() && client_mm.empty() && flow_mm.empty() &&
-             foxio.mismatches.empty() && ndpi.mismatches.empty() && suri_mm.empty() && stale.empty()));
+             foxio.mismatches.empty() && foxio_q.mismatches.empty() && ndpi.mismatches.empty() &&
+             ndpi_q.mismatches.empty() && suri_mm.empty() && stale.empty()));
 }
 
 // The four shared ClientHellos whose inner lengths contradict the message
@@ -1129,4 +1160,62 @@ TEST_CASE("replay of a missing file or with bad options exits 2", "[replay]")
     auto help = exf::test::run_program({bin, "replay", "--help"});
     CHECK(help.status == 0);
     CHECK(help.out.find("--datapath") != std::string::npos);
+}
+
+// The nDPI QUIC rows on ports that are not TLS ports by default (4443, and
+// DNS over QUIC on 784; the main test case counts them as "not TLS flows
+// under the counting rules"): with those ports configured they are QUIC
+// flows, and their SNI and JA4 match. Among them quic-v2.pcapng (RFC 9369)
+// and quic_frags_ch_in_multiple_packets.pcapng (a ClientHello over several
+// Initial packets), drafts 33 and 34, draft 28 in quic_0RTT.pcap.
+TEST_CASE("replay: QUIC on configured ports matches nDPI's expected SNI and JA4",
+          "[pcap][replay][quic]")
+{
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    TempDir tmp;
+    const fs::path cfg = tmp.path / "ports.toml";
+    std::ofstream(cfg) << "[bpf]\ntls_ports = [443, 8443, 4443, 784]\n";
+    std::map<std::string, Output> outs;
+    std::map<std::string, Ours> ours;
+    std::vector<std::string> mm;
+    size_t rows = 0, matched = 0;
+    for (const auto &r : exf::test::read_csv(dir / "ndpi/expected.csv")) {
+        if (r.at("transport") != "UDP" || r.at("sni_basis").rfind("tshark", 0) != 0 ||
+            r.at("ja4_reference").empty())
+            continue;
+        const uint16_t sport = uint16_t(std::stoul(r.at("server_port")));
+        if (sport == 443 || sport == 8443)
+            continue;
+        rows++;
+        const std::string file = "ndpi/" + r.at("file");
+        if (!outs.count(file)) {
+            auto res = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay",
+                                               "--config", cfg.string(), "--format", "json", "--flows",
+                                               "--datapath", "user", (dir / file).string()});
+            CHECK(res.status == 0);
+            outs.emplace(file, parse_output(res.out));
+            ours.emplace(file, index_flows(outs.at(file)));
+            CHECK(outs.at(file).errors.empty());
+        }
+        const std::string tuple = tuple_key("quic", r.at("client_ip"), std::stoull(r.at("client_port")),
+                                            r.at("server_ip"), sport);
+        auto it = ours.at(file).by_tuple.find(tuple);
+        if (it == ours.at(file).by_tuple.end()) {
+            mm.push_back(file + " " + tuple + ": no such flow");
+            continue;
+        }
+        const json &f = *it->second.front();
+        if (str_or_empty(f["sni"]) == r.at("sni") && (!r.at("sni").empty() || f["sni"].is_null()) &&
+            str_or_empty(f["ja4"]) == r.at("ja4_reference"))
+            matched++;
+        else
+            mm.push_back(file + " " + tuple + ": sni " + shown(f["sni"]) + " (expected " +
+                         json(r.at("sni")).dump() + "), ja4 " + shown(f["ja4"]) + " (expected " +
+                         r.at("ja4_reference") + ")");
+    }
+    INFO(matched << " of " << rows << " rows match; mismatches:\n" << join(mm));
+    CHECK(rows == 6);
+    CHECK(matched == rows);
 }

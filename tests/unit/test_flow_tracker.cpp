@@ -464,6 +464,7 @@ TEST_CASE("flow tracker: QUIC flows are transport quic and the decoder seam fill
     SECTION("without a decoder: transport only")
     {
         FlowTracker t;
+        t.set_quic_decoder(nullptr);
         t.on_event(hello_event(k, 0, 0, initial));
         t.on_event(hello_event(k, 1, 0, initial));
         const FlowRecord *r = t.lookup(k);

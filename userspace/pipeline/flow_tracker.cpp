@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "tls/hello_reassembler.h"
+#include "tls/quic_initial.h"
 
 namespace exf {
 
@@ -34,7 +35,36 @@ int version_rank(uint16_t v)
     return 0;
 }
 
+// tls::QuicInitialDecoder behind the tracker's seam.
+class InitialDecoder final : public QuicHelloDecoder {
+public:
+    Status add(uint32_t datagram_index, std::span<const uint8_t> udp_payload) override
+    {
+        auto st = d_.add(udp_payload);
+        if (st == tls::QuicInitialDecoder::Status::need_more &&
+            datagram_index + 1 >= EXF_QUIC_MAX_DGRAMS)
+            st = d_.finish();  // the kernel hands over no more
+        switch (st) {
+        case tls::QuicInitialDecoder::Status::done: return Status::done;
+        case tls::QuicInitialDecoder::Status::failed: return Status::failed;
+        case tls::QuicInitialDecoder::Status::need_more: break;
+        }
+        return Status::need_more;
+    }
+    const tls::ClientHello &hello() const override { return d_.hello(); }
+    std::string_view failure() const override { return d_.failure(); }
+    std::vector<std::string_view> anomalies() const override { return d_.anomalies(); }
+
+private:
+    tls::QuicInitialDecoder d_;
+};
+
 }  // namespace
+
+std::unique_ptr<QuicHelloDecoder> make_quic_initial_decoder()
+{
+    return std::make_unique<InitialDecoder>();
+}
 
 std::string tls_version_name(uint16_t v)
 {
@@ -109,6 +139,8 @@ FlowTracker::FlowTracker(FlowTrackerOptions opts) : opts_(opts)
 {
     if (opts_.max_flows == 0)
         opts_.max_flows = 1;
+    if (opts_.quic_initial)
+        quic_factory_ = [](const FlowRecord &) { return make_quic_initial_decoder(); };
 }
 
 FlowTracker::~FlowTracker() = default;
@@ -266,11 +298,18 @@ void FlowTracker::on_hello(const exf_hello_event &e, std::span<const uint8_t> da
         r.hello = HelloState::pending;
         auto st = dec->add(e.seq, data);
         if (st == QuicHelloDecoder::Status::done) {
+            for (auto a : dec->anomalies())
+                flag(r, a);
             record_hello(r, dec->hello());
             quic_.erase(r.id);
         } else if (st == QuicHelloDecoder::Status::failed) {
             r.hello = HelloState::malformed;
-            flag(r, dec->failure().empty() ? std::string_view("quic_hello_failed") : dec->failure());
+            const std::string_view why =
+                dec->failure().empty() ? std::string_view("quic_hello_failed") : dec->failure();
+            for (auto a : dec->anomalies())
+                if (a != why)
+                    flag(r, a);
+            flag(r, why);
             quic_.erase(r.id);
         }
         return;
@@ -329,6 +368,8 @@ void FlowTracker::settle_pending(FlowRecord &r)
     }
     if (auto it = quic_.find(r.id); it != quic_.end()) {
         r.hello = HelloState::malformed;
+        for (auto a : it->second->anomalies())
+            flag(r, a);
         flag(r, "quic_hello_incomplete");
         quic_.erase(it);
     }

@@ -14,9 +14,15 @@
 //     overlapping chunks are fine) and, once complete, records SNI, ALPN, the
 //     offered TLS versions, JA4, the ECH flag and the hello's anomalies;
 //   * QUIC flows: records transport "quic". Their ClientHello sits in
-//     encrypted Initial packets; decrypting them is a later stage, plugged in
-//     through set_quic_decoder() (QuicHelloDecoder below). Without one, QUIC
-//     flows carry no TLS metadata;
+//     encrypted Initial packets: a QuicHelloDecoder per flow (below) decrypts
+//     the client's datagrams. By default (FlowTrackerOptions::quic_initial)
+//     it is make_quic_initial_decoder(): tls::QuicInitialDecoder (RFC 9001
+//     Initial decryption, CRYPTO reassembly, the TCP path's ClientHello
+//     parser; see tls/quic_initial.h). Once the kernel's last datagram
+//     (EXF_QUIC_MAX_DGRAMS) came without a complete hello, the flow's hello
+//     is malformed (quic_hello_beyond_capture, or why no Initial could be
+//     read). set_quic_decoder() replaces the stage; set_quic_decoder(nullptr)
+//     removes it (QUIC flows then carry no TLS metadata);
 //   * flow-end events: FIN/RST mark the record ended (the counters in the
 //     event are a snapshot at close; the kernel keeps the entry). REUSE (a new
 //     SYN on the 5-tuple) finalizes the record: its counters are final, it
@@ -43,8 +49,12 @@
 //                        without a REUSE event (the kernel's entry was
 //                        evicted and created again): the old record is
 //                        finalized without final counters
-//   quic_hello_incomplete / quic_hello_failed / <decoder's name>
-//                        QUIC, only with a QuicHelloDecoder plugged in
+//   quic_hello_incomplete a QUIC hello still pending at the flow's end or finish()
+//   quic_hello_failed    a decoder failed without naming why
+//   quic_*, <HelloAnomaly name>
+//                        the decoder's (tls/quic_initial.h lists the default
+//                        decoder's: quic_decrypt_failed, quic_unknown_version,
+//                        quic_unknown_frame, quic_hello_beyond_capture, ...)
 //
 // Single-threaded: call everything from the thread that reads the events.
 #include <cstddef>
@@ -128,12 +138,22 @@ public:
     virtual const tls::ClientHello &hello() const = 0;
     // failed: why, as an anomaly name.
     virtual std::string_view failure() const = 0;
+    // Problems seen on the way (also when done), as anomaly names; the
+    // tracker flags them on the record when the decoder finishes.
+    virtual std::vector<std::string_view> anomalies() const { return {}; }
 };
+
+// The default decoder: tls::QuicInitialDecoder, failed once the datagram
+// with index EXF_QUIC_MAX_DGRAMS - 1 (the kernel's last) leaves it pending.
+std::unique_ptr<QuicHelloDecoder> make_quic_initial_decoder();
 
 struct FlowTrackerOptions {
     size_t max_flows = 65536;  // active plus finalized records kept
     // FoxIO's tools' ALPN characters, which the shared captures' expected JA4s use.
     tls::Ja4AlpnRule alpn_rule = tls::Ja4AlpnRule::foxio_tool;
+    // Decrypt QUIC Initials with make_quic_initial_decoder() unless
+    // set_quic_decoder() says otherwise.
+    bool quic_initial = true;
 };
 
 struct FlowTrackerStats {
@@ -179,7 +199,8 @@ public:
     void set_on_flow_end(RecordFn fn) { on_end_ = std::move(fn); }
     // Called just before a record is evicted.
     void set_on_evict(RecordFn fn) { on_evict_ = std::move(fn); }
-    // The QUIC Initial decryption stage (later); none by default.
+    // The QUIC Initial decryption stage (default: make_quic_initial_decoder
+    // when options().quic_initial); nullptr: none.
     void set_quic_decoder(QuicDecoderFactory f) { quic_factory_ = std::move(f); }
 
     // The key's current record (not finalized), or nullptr.

@@ -27,8 +27,12 @@
 //    per TLS/QUIC flow: the flow table's plus those ended by a 5-tuple reuse
 //    (their final counters from the REUSE event), sorted by client address,
 //    then first seen. sni, alpn, tls_version and ja4 are null while no
-//    ClientHello is known (QUIC flows for now); sni is also null for a hello
-//    without server_name, alpn [] for a hello without ALPN. Addresses as
+//    ClientHello is known (a TCP flow whose first payload is not a complete
+//    ClientHello; a QUIC flow whose client Initials could not be decrypted
+//    or did not hold the whole ClientHello: the FlowTracker's default QUIC
+//    decoder, tls/quic_initial.h, fills them in for QUIC as for TCP, with
+//    JA4's 'q' prefix); sni is also null for a hello without server_name,
+//    alpn [] for a hello without ALPN. Addresses as
 //    exf::format_addr gives them (dotted quad, RFC 5952).
 //    SNI and ALPN are attacker-controlled bytes: they are emitted as JSON
 //    strings with every invalid UTF-8 sequence replaced by U+FFFD (nlohmann's
