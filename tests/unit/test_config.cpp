@@ -58,6 +58,11 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
     CHECK(r.config.bpf.pin == d.bpf.pin);
     CHECK(r.config.bpf.pin_path == d.bpf.pin_path);
     CHECK(r.config.log_level == d.log_level);
+    CHECK(r.config.control_socket == d.control_socket);
+    CHECK(r.config.control_group == d.control_group);
+    CHECK(r.config.metrics_enabled == d.metrics_enabled);
+    CHECK(r.config.metrics_host == d.metrics_host);
+    CHECK(r.config.metrics_port == d.metrics_port);
     CHECK(r.config.aggregate.windows_ms == d.aggregate.windows_ms);
     CHECK(r.config.aggregate.client_prefix_v4 == d.aggregate.client_prefix_v4);
     CHECK(r.config.aggregate.client_prefix_v6 == d.aggregate.client_prefix_v6);
@@ -311,4 +316,46 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
           "t.toml:3:10: format: only for syslog outputs");
     CHECK(only_issue("[detect]\ninterval = \"5ms\"\n") ==
           "t.toml:2:12: interval: must be between 100ms and 1m");
+}
+
+TEST_CASE("Control socket and metrics settings and their errors", "[config]")
+{
+    Config d;
+    CHECK(d.control_socket == "/run/exfilmon/control.sock");
+    CHECK(d.control_group.empty());
+    CHECK(d.metrics_enabled);
+    CHECK(d.metrics_host == "127.0.0.1");
+    CHECK(d.metrics_port == 9464);
+
+    auto r = parse_config("[control]\nsocket = \"/tmp/x/c.sock\"\ngroup = \"exfilmon\"\n"
+                          "[metrics]\nlisten = \"[::1]:9100\"\n",
+                          "t.toml");
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    CHECK(r.config.control_socket == "/tmp/x/c.sock");
+    CHECK(r.config.control_group == "exfilmon");
+    CHECK(r.config.metrics_host == "::1");
+    CHECK(r.config.metrics_port == 9100);
+    auto off = parse_config("[metrics]\nenabled = false\nlisten = \"0.0.0.0:1\"\n", "t.toml");
+    REQUIRE(off.ok());
+    CHECK_FALSE(off.config.metrics_enabled);
+    CHECK(off.config.metrics_host == "0.0.0.0");
+    CHECK(off.config.metrics_port == 1);
+
+    CHECK(only_issue("[control]\nsocket = \"run/c.sock\"\n") ==
+          "t.toml:2:10: socket: expected an absolute path of at most 107 bytes");
+    CHECK(only_issue("[control]\nsocket = \"/" + std::string(107, 'a') + "\"\n") ==
+          "t.toml:2:10: socket: expected an absolute path of at most 107 bytes");
+    CHECK(only_issue("[control]\nsocket = 5\n") == "t.toml:2:10: socket: expected a string");
+    CHECK(only_issue("[control]\ngroup = \"a b\"\n") ==
+          "t.toml:2:9: group: expected a group name (\"\": root only)");
+    CHECK(only_issue("[control]\nmode = \"0666\"\n") ==
+          "t.toml:2:8: unknown key 'mode' in [control]");
+    CHECK(only_issue("[metrics]\nenabled = \"no\"\n") ==
+          "t.toml:2:11: enabled: expected true or false");
+    for (auto bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+                     "::1:9464", "[127.0.0.1]:80", "127.0.0.1:http"})
+        CHECK(only_issue(std::string("[metrics]\nlisten = \"") + bad + "\"\n") ==
+              "t.toml:2:10: listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
+    CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
 }

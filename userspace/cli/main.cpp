@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/units.h"
+#include "control/client.h"
 #include "pipeline/daemon.h"
 #include "pipeline/replay.h"
 
@@ -50,6 +52,41 @@ int main(int argc, char **argv)
         ->check(CLI::IsMember({"auto", "bpf", "user"}))
         ->capture_default_str();
 
+    // status and top: clients of the running daemon's control socket.
+    exf::control::StatusOptions status_opts;
+    std::string status_format = "table";
+    auto *status = app.add_subcommand(
+        "status", "ask the running daemon: interfaces, map occupancy, drops, anomalies, open "
+                  "alerts, outputs (exit 1 when it cannot be reached)");
+    status->add_option("--socket", status_opts.socket, "control socket of the daemon ([control] socket)")
+        ->capture_default_str();
+    status->add_option("--format", status_format, "table (for people) or json (one object)")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+
+    exf::control::TopOptions top_opts;
+    std::string top_format = "table", top_interval = "2s";
+    auto *top = app.add_subcommand(
+        "top", "live view of the heaviest clients, subnets or API hosts over a window, open "
+               "alerts marked; q or Ctrl-C quits");
+    top->add_option("--socket", top_opts.socket, "control socket of the daemon ([control] socket)")
+        ->capture_default_str();
+    top->add_option("--kind", top_opts.kind, "what to rank")
+        ->check(CLI::IsMember({"client", "subnet", "sni", "client_sni", "cohort", "host"}))
+        ->capture_default_str();
+    top->add_option("--window", top_opts.window, "one of the daemon's [aggregate] windows")
+        ->capture_default_str();
+    top->add_option("--sort", top_opts.sort, "ranking")
+        ->check(CLI::IsMember({"bytes_out", "bytes_in", "tls_flows", "concurrent", "distinct_clients"}))
+        ->capture_default_str();
+    top->add_option("-n", top_opts.n, "rows")->check(CLI::Range(1, 1000))->capture_default_str();
+    top->add_option("--interval", top_interval, "refresh interval (at least 100ms)")
+        ->capture_default_str();
+    top->add_flag("--once", top_opts.once, "print one snapshot and exit");
+    top->add_option("--format", top_format, "table, or json (with --once: one object for scripts)")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -68,6 +105,24 @@ int main(int argc, char **argv)
                                : replay_datapath == "user" ? exf::DatapathChoice::user
                                                            : exf::DatapathChoice::automatic;
         return exf::run_replay(replay_opts, std::cout, std::cerr);
+    }
+    if (status->parsed()) {
+        status_opts.json = status_format == "json";
+        return exf::control::run_status(status_opts, std::cout, std::cerr);
+    }
+    if (top->parsed()) {
+        auto ms = exf::parse_duration_ms(top_interval);
+        if (!ms || *ms < 100) {
+            std::cerr << "top: --interval: expected a duration of at least 100ms, like 2s\n";
+            return 2;
+        }
+        if (top_format == "json" && !top_opts.once) {
+            std::cerr << "top: --format json needs --once (one snapshot for scripts)\n";
+            return 2;
+        }
+        top_opts.interval_ms = *ms;
+        top_opts.json = top_format == "json";
+        return exf::control::run_top(top_opts, std::cout, std::cerr);
     }
     if (check->parsed()) {
         auto res = exf::load_config(check_path);

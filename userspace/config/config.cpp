@@ -11,6 +11,7 @@
 
 #include "aggregate/cohorts.h"
 #include "capture/shared_layout.h"
+#include "common/addr.h"
 #include "config/units.h"
 
 namespace exf {
@@ -148,7 +149,7 @@ private:
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
     r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules",
-                                  "allow", "sni_overrides", "outputs"});
+                                  "allow", "sni_overrides", "outputs", "control", "metrics"});
 
     if (auto *t = r.table(root, "capture")) {
         r.only(*t, "[capture]", {"interfaces", "backend"});
@@ -329,6 +330,62 @@ void read_root(const toml::table &root, Reader &r, Config &c)
                 r.error(n, "level: expected one of trace, debug, info, warn, error");
             else
                 c.log_level = *s;
+        });
+    }
+    if (auto *t = r.table(root, "control")) {
+        r.only(*t, "[control]", {"socket", "group"});
+        r.with(*t, "socket", [&](const toml::node &n) {
+            std::string s;
+            if (!r.string(n, "socket", s))
+                return;
+            // sun_path holds 107 bytes and the terminating NUL.
+            if (s.empty() || s[0] != '/' || s.size() > 107 || s.back() == '/')
+                r.error(n, "socket: expected an absolute path of at most 107 bytes");
+            else
+                c.control_socket = s;
+        });
+        r.with(*t, "group", [&](const toml::node &n) {
+            std::string s;
+            if (!r.string(n, "group", s))
+                return;
+            if (s.size() > 32 || s.find_first_of(" :/\n") != std::string::npos)
+                r.error(n, "group: expected a group name (\"\": root only)");
+            else
+                c.control_group = s;
+        });
+    }
+    if (auto *t = r.table(root, "metrics")) {
+        r.only(*t, "[metrics]", {"enabled", "listen"});
+        r.with(*t, "enabled", [&](const toml::node &n) {
+            if (!n.is_boolean())
+                r.error(n, "enabled: expected true or false");
+            else
+                c.metrics_enabled = *n.value<bool>();
+        });
+        r.with(*t, "listen", [&](const toml::node &n) {
+            std::string s;
+            if (!r.string(n, "listen", s))
+                return;
+            // "127.0.0.1:9464", "[::1]:9464": an address literal and a port.
+            auto colon = s.rfind(':');
+            std::string host = colon == std::string::npos ? "" : s.substr(0, colon);
+            std::string port = colon == std::string::npos ? "" : s.substr(colon + 1);
+            bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+            if (v6)
+                host = host.substr(1, host.size() - 2);
+            auto addr = parse_addr(host);
+            bool host_ok = addr && (v6 ? host.find(':') != std::string::npos
+                                       : host.find(':') == std::string::npos);
+            unsigned long p = 0;
+            bool port_ok = !port.empty() && port.size() <= 5 &&
+                           port.find_first_not_of("0123456789") == std::string::npos &&
+                           (p = std::stoul(port)) >= 1 && p <= 65535;
+            if (!host_ok || !port_ok) {
+                r.error(n, "listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
+                return;
+            }
+            c.metrics_host = host;
+            c.metrics_port = uint16_t(p);
         });
     }
 }

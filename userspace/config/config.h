@@ -30,6 +30,16 @@ struct Config {
     uint32_t event_queue_size = 4096;  // ring buffer -> aggregator queue, events
     // [log]
     std::string log_level = "info";
+    // [control]: the local socket of `exfilmon status` and `top`
+    // (control/control_server.h). Mode 0600 (root only), or 0660 with
+    // control_group as its group when set.
+    std::string control_socket = "/run/exfilmon/control.sock";
+    std::string control_group;
+    // [metrics]: the Prometheus endpoint (control/metrics.h); listen =
+    // "HOST:PORT" ("[v6]:PORT"), HOST an address literal.
+    bool metrics_enabled = true;
+    std::string metrics_host = "127.0.0.1";
+    uint16_t metrics_port = 9464;
     // [detect], [[rules]], [[allow]], [sni_overrides."name"]. Every rule's
     // window is added to aggregate.windows_ms when not already there.
     detect::DetectConfig detect;

@@ -622,6 +622,23 @@ std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t n
 
 const DetectStats &Detector::stats() const { return impl_->stats; }
 
+std::vector<OpenAlert> Detector::open_alerts() const
+{
+    std::vector<OpenAlert> out;
+    for (auto &rs : impl_->rules) {
+        size_t first = out.size();
+        for (auto &[k, t] : rs.tracks)
+            if (t.open)
+                out.push_back({t.id, rs.rule.name, rs.rule.severity, rs.rule.shadow, t.muted,
+                               rs.rule.entity, t.key, rs.rule.metric, t.value, t.threshold,
+                               t.opened_wall});
+        std::stable_sort(out.begin() + ptrdiff_t(first), out.end(), [](auto &a, auto &b) {
+            return a.opened_wall_ms != b.opened_wall_ms ? a.opened_wall_ms < b.opened_wall_ms : a.id < b.id;
+        });
+    }
+    return out;
+}
+
 size_t Detector::memory_bytes() const
 {
     size_t n = impl_->ja4.memory_bytes();

@@ -60,6 +60,20 @@ struct DetectStats {
     uint64_t last_eval_us = 0;  // duration of the last evaluation
 };
 
+// An alert open now, for the live view (`exfilmon status`, `top`).
+struct OpenAlert {
+    std::string id;
+    std::string rule;
+    Severity severity = Severity::warning;
+    bool shadow = false;  // a shadow rule's: logged, never sent
+    bool muted = false;   // left out of a storm (counted in its summary)
+    agg::EntityKind kind = agg::EntityKind::client;  // the rule's entity
+    agg::EntityKey key;
+    Metric metric = Metric::bytes_out;
+    double value = 0, threshold = 0;  // at the last evaluation it held
+    uint64_t opened_wall_ms = 0;      // Unix epoch ms it opened
+};
+
 class Detector {
 public:
     // Throws exf::Error when validate(cfg) finds problems.
@@ -86,6 +100,9 @@ public:
 
     const DetectStats &stats() const;
     size_t memory_bytes() const;
+    // Every alert open now (muted and shadow ones included), by rule in
+    // configuration order, oldest first within a rule. Read-only; O(tracked).
+    std::vector<OpenAlert> open_alerts() const;
 
 private:
     struct Impl;

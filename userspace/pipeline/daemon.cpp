@@ -1,5 +1,6 @@
 #include "pipeline/daemon.h"
 
+#include <net/if.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -21,6 +22,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "control/control_server.h"
+#include "control/metrics_server.h"
+#include "control/snapshot.h"
 #include "aggregate/aggregator.h"
 #include "aggregate/entity_key.h"
 #include "detect/detector.h"
@@ -179,6 +183,26 @@ void dispatch(const std::vector<detect::AlertRecord> &records,
     }
 }
 
+// The output's type for metrics labels: syslog_unix, syslog_udp, syslog_tcp,
+// syslog_tls or json.
+std::vector<std::string> output_types(const std::vector<output::OutputConfig> &cfgs)
+{
+    std::vector<std::string> types;
+    for (auto &c : cfgs) {
+        if (c.type == output::OutputType::json) {
+            types.push_back("json");
+            continue;
+        }
+        switch (c.transport) {
+        case output::Transport::unix_socket: types.push_back("syslog_unix"); break;
+        case output::Transport::udp: types.push_back("syslog_udp"); break;
+        case output::Transport::tcp: types.push_back("syslog_tcp"); break;
+        case output::Transport::tls: types.push_back("syslog_tls"); break;
+        }
+    }
+    return types;
+}
+
 bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 {
     return a.flow_table_size == b.flow_table_size && a.client_table_size == b.client_table_size &&
@@ -218,6 +242,16 @@ bool reload(const std::string &path, Config &cfg)
         spdlog::warn("SIGHUP: [capture] interfaces changed: restart to attach to the new list");
         next.interfaces = cfg.interfaces;
     }
+    if (next.control_socket != cfg.control_socket || next.control_group != cfg.control_group ||
+        next.metrics_enabled != cfg.metrics_enabled || next.metrics_host != cfg.metrics_host ||
+        next.metrics_port != cfg.metrics_port) {
+        spdlog::warn("SIGHUP: [control] or [metrics] changed: restart to apply");
+        next.control_socket = cfg.control_socket;
+        next.control_group = cfg.control_group;
+        next.metrics_enabled = cfg.metrics_enabled;
+        next.metrics_host = cfg.metrics_host;
+        next.metrics_port = cfg.metrics_port;
+    }
     if (next.log_level != cfg.log_level)
         spdlog::set_level(spdlog::level::from_str(next.log_level));
     cfg = next;
@@ -229,6 +263,8 @@ bool reload(const std::string &path, Config &cfg)
 
 int run_daemon(const DaemonOptions &opts)
 {
+    control::SensorState state;
+    state.start_wall_ms = wall_ms();
     Config cfg;
     if (!opts.config_path.empty()) {
         auto res = load_config(opts.config_path);
@@ -260,11 +296,18 @@ int run_daemon(const DaemonOptions &opts)
     try {
         auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
                                             : make_ebpf_source(cfg, interfaces);
+        state.backend = cfg.backend;
+        state.config_path = opts.config_path;
+        for (auto &ifname : interfaces)
+            state.interfaces.push_back({ifname, if_nametoindex(ifname.c_str()), wall_ms()});
+        state.flow_capacity = cfg.bpf.flow_table_size;
+        state.client_capacity = cfg.bpf.client_table_size;
         HarvestStage harvest;
         agg::Aggregator aggregator(cfg.aggregate);
         detect::Detector detector(cfg.detect);
         auto out_cfgs = output_configs(cfg);
         auto outputs = start_outputs(out_cfgs);
+        state.output_types = output_types(out_cfgs);
         FlowTracker tracker;
         tracker.set_on_tls_meta([&](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
@@ -277,17 +320,79 @@ int run_daemon(const DaemonOptions &opts)
         });
         auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
         uint64_t events = 0;
+
+        // The live view and the metrics read the single-threaded state from
+        // this thread only: the control socket is served here, and the
+        // metrics thread gets copies (publish()).
+        auto view = [&]() -> control::DaemonView {
+            state.events_received = source->events_received();
+            state.events_dropped = source->events_dropped();
+            return {state, aggregator, detector, tracker, outputs, monotonic_ms(), wall_ms()};
+        };
+        std::unique_ptr<control::ControlServer> ctl;
+        try {
+            ctl = std::make_unique<control::ControlServer>(cfg.control_socket, cfg.control_group);
+            spdlog::info("control socket {} ({})", cfg.control_socket,
+                         cfg.control_group.empty() ? "root only" : "root and group " + cfg.control_group);
+        } catch (const Error &e) {
+            spdlog::error("{}; `exfilmon status` and `top` are unavailable", e.what());
+        }
+        std::unique_ptr<control::MetricsServer> metrics;
+        if (cfg.metrics_enabled) {
+            try {
+                metrics = std::make_unique<control::MetricsServer>(cfg.metrics_host, cfg.metrics_port);
+                spdlog::info("metrics on http://{}:{}/metrics",
+                             cfg.metrics_host.find(':') != std::string::npos
+                                 ? "[" + cfg.metrics_host + "]"
+                                 : cfg.metrics_host,
+                             cfg.metrics_port);
+            } catch (const Error &e) {
+                spdlog::error("{}", e.what());
+            }
+        }
+        auto publish = [&] {
+            if (metrics)
+                metrics->publish(control::metrics_snapshot(view()));
+        };
+        auto harvest_now = [&] {
+            auto t0 = std::chrono::steady_clock::now();
+            auto flow_rows = source->flows();
+            auto client_rows = source->clients();
+            state.health = source->health();
+            state.flow_entries = flow_rows.size();
+            state.client_entries = client_rows.size();
+            harvest.run(aggregator, flow_rows, client_rows, tracker, monotonic_ms());
+            state.harvests++;
+            state.last_harvest_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            publish();
+        };
+        auto evaluate_now = [&] {
+            auto records = detector.evaluate(aggregator, monotonic_ms(), wall_ms());
+            for (auto &r : records)
+                state.alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
+            dispatch(records, outputs);
+            publish();
+        };
+        auto on_request = [&](std::string_view line) { return control::handle_request(line, view()); };
+
         using clock = std::chrono::steady_clock;
         auto next_harvest = clock::now();
         auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
         while (!g_stop) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (ctl)
+                ctl->serve(std::chrono::milliseconds(50), on_request);
+            else
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (g_reload.exchange(false)) {
                 // Windows, prefixes, cohorts and limits change in place,
                 // keeping the counters that can be kept.
                 std::string why;
-                if (reload(opts.config_path, cfg)) {
+                bool reloaded = reload(opts.config_path, cfg);
+                if (!opts.config_path.empty())
+                    (reloaded ? state.reloads_ok : state.reloads_error)++;
+                if (reloaded) {
                     if (!aggregator.reconfigure(cfg.aggregate, &why))
                         spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
                     if (!detector.reconfigure(cfg.detect, &why))
@@ -303,6 +408,7 @@ int run_daemon(const DaemonOptions &opts)
                         try {
                             outputs = start_outputs(next_outs);
                             out_cfgs = next_outs;
+                            state.output_types = output_types(out_cfgs);
                         } catch (const Error &e) {
                             spdlog::error("SIGHUP: outputs not changed: {}", e.what());
                             outputs = start_outputs(out_cfgs);
@@ -320,12 +426,12 @@ int run_daemon(const DaemonOptions &opts)
             events += source->pop_events(on_event);
             auto now = clock::now();
             if (now >= next_harvest) {
-                harvest.run(aggregator, *source, tracker, monotonic_ms());
+                harvest_now();
                 next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
             }
             // Right after a harvest when both are due: the freshest figures.
             if (now >= next_eval) {
-                dispatch(detector.evaluate(aggregator, monotonic_ms(), wall_ms()), outputs);
+                evaluate_now();
                 next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
             }
             if (now >= next_report) {
@@ -336,8 +442,8 @@ int run_daemon(const DaemonOptions &opts)
             }
         }
         events += source->pop_events(on_event);
-        harvest.run(aggregator, *source, tracker, monotonic_ms());
-        dispatch(detector.evaluate(aggregator, monotonic_ms(), wall_ms()), outputs);
+        harvest_now();
+        evaluate_now();
         print_clients(source->clients(), source->health(), events, source->events_dropped(),
                       tracker.stats());
         print_api_hosts(aggregator, monotonic_ms());

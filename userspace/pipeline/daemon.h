@@ -1,6 +1,10 @@
 #pragma once
 // `exfilmon run`: load, attach, run the live pipeline until SIGINT/SIGTERM,
-// reload the configuration on SIGHUP, detach cleanly.
+// reload the configuration on SIGHUP, detach cleanly. The main loop also
+// serves the control socket of `exfilmon status` / `top` and publishes the
+// figures the metrics endpoint serves (userspace/control/); when either
+// cannot start (socket served by another daemon, port in use) that is
+// logged as an error and the sensor runs on without it.
 #include <string>
 #include <vector>
 

@@ -1,0 +1,474 @@
+#include "control/snapshot.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+
+#include "aggregate/windows.h"
+#include "config/units.h"
+#include "pipeline/flow_tracker.h"
+
+namespace exf::control {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr agg::EntityKind kKinds[] = {agg::EntityKind::client,   agg::EntityKind::subnet,
+                                      agg::EntityKind::api_host, agg::EntityKind::client_api_host,
+                                      agg::EntityKind::cohort,   agg::EntityKind::host};
+
+// Aggregator time (monotonic ms) to Unix epoch ms.
+uint64_t to_wall(const DaemonView &v, uint64_t t_ms)
+{
+    return t_ms <= v.now_ms ? v.wall_ms - (v.now_ms - t_ms) : v.wall_ms;
+}
+
+size_t entity_limit(const agg::AggConfig &c, agg::EntityKind k)
+{
+    switch (k) {
+    case agg::EntityKind::client: return c.max_clients;
+    case agg::EntityKind::subnet: return c.max_subnets;
+    case agg::EntityKind::api_host: return c.max_api_hosts;
+    case agg::EntityKind::client_api_host: return c.max_client_api_hosts;
+    case agg::EntityKind::cohort: return c.max_cohorts;
+    case agg::EntityKind::host: return 1;
+    }
+    return 0;
+}
+
+std::string key_id(agg::EntityKind k, const agg::EntityKey &key)
+{
+    std::string s(1, char(k));
+    s.append(reinterpret_cast<const char *>(key.addr.data()), key.addr.size());
+    s += char(key.prefix);
+    s += key.name;
+    return s;
+}
+
+bool is_group(agg::EntityKind k)
+{
+    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
+           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
+}
+
+json error_response(const std::string &msg) { return {{"ok", false}, {"error", msg}}; }
+
+}  // namespace
+
+std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::optional<agg::EntityKind> parse_top_kind(std::string_view s)
+{
+    if (auto k = detect::parse_rule_entity(s))
+        return k;
+    return agg::parse_kind(s);
+}
+
+std::optional<agg::SortBy> parse_sort(std::string_view s)
+{
+    for (auto b : {agg::SortBy::bytes_out, agg::SortBy::bytes_in, agg::SortBy::tls_flows,
+                   agg::SortBy::concurrent, agg::SortBy::distinct_clients})
+        if (s == sort_name(b))
+            return b;
+    return std::nullopt;
+}
+
+const char *sort_name(agg::SortBy s)
+{
+    switch (s) {
+    case agg::SortBy::bytes_out: return "bytes_out";
+    case agg::SortBy::bytes_in: return "bytes_in";
+    case agg::SortBy::tls_flows: return "tls_flows";
+    case agg::SortBy::concurrent: return "concurrent";
+    case agg::SortBy::distinct_clients: return "distinct_clients";
+    }
+    return "?";
+}
+
+json status_json(const DaemonView &v)
+{
+    const auto &s = v.sensor;
+    json j = {{"ok", true},
+              {"version", EXFILMON_VERSION},
+              {"pid", ::getpid()},
+              {"backend", s.backend},
+              {"config", s.config_path.empty() ? json() : json(s.config_path)},
+              {"started_ms", s.start_wall_ms},
+              {"uptime_s", (v.wall_ms - std::min(v.wall_ms, s.start_wall_ms)) / 1000}};
+    json ifs = json::array();
+    for (auto &i : s.interfaces)
+        ifs.push_back({{"name", i.name}, {"ifindex", i.ifindex}, {"since_ms", i.since_ms}});
+    j["interfaces"] = std::move(ifs);
+    j["maps"] = {{"flows", {{"entries", s.flow_entries}, {"capacity", s.flow_capacity}}},
+                 {"clients", {{"entries", s.client_entries}, {"capacity", s.client_capacity}}}};
+    json health = json::object();
+    for (unsigned i = 0; i < EXF_C__MAX; i++)
+        health[std::string(counter_name(i))] = s.health[i];
+    j["health"] = std::move(health);
+    j["events"] = {{"received", s.events_received},
+                   {"queue_dropped", s.events_dropped},
+                   {"ringbuf_full", s.health[EXF_C_RB_FULL]}};
+    json anomalies = json::object();
+    for (auto &[name, n] : v.tracker.anomalies())
+        anomalies[name] = n;
+    j["anomalies"] = std::move(anomalies);
+
+    const auto &a = v.aggregator;
+    json windows = json::array(), kinds = json::object();
+    for (size_t w = 0; w < a.windows(); w++)
+        windows.push_back(agg::window_name(a.window_ms(w)));
+    for (auto k : kKinds)
+        kinds[agg::kind_name(k)] = {{"entities", a.size(k)},
+                                    {"limit", entity_limit(a.config(), k)},
+                                    {"evictions", a.evictions(k)},
+                                    {"expirations", a.expirations(k)}};
+    j["aggregate"] = {{"windows", windows},
+                      {"memory_bytes", a.memory_bytes()},
+                      {"updates", a.updates()},
+                      {"kinds", kinds}};
+
+    const auto &d = v.detector.stats();
+    j["detect"] = {{"rules", v.detector.config().rules.size()},
+                   {"evaluations", d.evaluations},
+                   {"opened", d.opened},
+                   {"updated", d.updated},
+                   {"resolved", d.resolved},
+                   {"summaries", d.summaries},
+                   {"muted", d.muted},
+                   {"suppressed", d.suppressed},
+                   {"allowed", d.allowed},
+                   {"open_now", d.open_now},
+                   {"last_eval_us", d.last_eval_us},
+                   {"memory_bytes", v.detector.memory_bytes()}};
+    json alerts = json::array();
+    for (auto &o : v.detector.open_alerts())
+        alerts.push_back({{"id", o.id},
+                          {"rule", o.rule},
+                          {"severity", detect::severity_name(o.severity)},
+                          {"shadow", o.shadow},
+                          {"muted", o.muted},
+                          {"entity_kind", detect::rule_entity_name(o.kind)},
+                          {"entity", agg::format_key(o.kind, o.key)},
+                          {"metric", detect::metric_name(o.metric)},
+                          {"value", o.value},
+                          {"threshold", o.threshold},
+                          {"since_ms", o.opened_wall_ms}});
+    j["alerts"] = std::move(alerts);
+
+    json outs = json::array();
+    for (size_t i = 0; i < v.outputs.size(); i++) {
+        auto st = v.outputs[i]->stats();
+        outs.push_back({{"index", i},
+                        {"type", i < s.output_types.size() ? s.output_types[i] : ""},
+                        {"describe", v.outputs[i]->describe()},
+                        {"queued", st.queued},
+                        {"sent", st.sent},
+                        {"dropped", st.dropped},
+                        {"reconnects", st.reconnects},
+                        {"spooled", st.spooled_now},
+                        {"connect_failures", st.connect_failures},
+                        {"write_errors", st.write_errors},
+                        {"connected", st.connected},
+                        {"last_error", st.last_error}});
+    }
+    j["outputs"] = std::move(outs);
+    j["harvest"] = {{"count", s.harvests}, {"last_duration_s", s.last_harvest_s}};
+    j["reloads"] = {{"ok", s.reloads_ok}, {"error", s.reloads_error}};
+    return j;
+}
+
+json top_json(const DaemonView &v, const TopRequest &req)
+{
+    const auto &a = v.aggregator;
+    size_t w = SIZE_MAX;
+    if (req.window.empty()) {
+        for (size_t i = 0; i < a.windows() && w == SIZE_MAX; i++)
+            if (a.window_ms(i) == 600'000)
+                w = i;
+        if (w == SIZE_MAX && a.windows())
+            w = 0;
+    } else if (auto ms = parse_duration_ms(req.window)) {
+        for (size_t i = 0; i < a.windows() && w == SIZE_MAX; i++)
+            if (a.window_ms(i) == *ms)
+                w = i;
+    }
+    if (w == SIZE_MAX) {
+        std::string have;
+        for (size_t i = 0; i < a.windows(); i++)
+            have += (i ? ", " : "") + agg::window_name(a.window_ms(i));
+        throw std::invalid_argument("window '" + req.window +
+                                    "' is not an aggregation window (configured: " + have + ")");
+    }
+    // Open alerts by entity (the rule's entity kind is the aggregator's).
+    std::map<std::string, std::vector<const detect::OpenAlert *>> open;
+    auto alerts = v.detector.open_alerts();
+    for (auto &o : alerts)
+        if (o.kind == req.kind)
+            open[key_id(o.kind, o.key)].push_back(&o);
+
+    json rows = json::array();
+    for (auto &r : a.top(req.kind, w, req.sort, req.n, v.now_ms)) {
+        // As the detector reads them: an entity first seen less than a
+        // window ago has all its traffic inside it, and the two buckets'
+        // sum is exact (the sliding estimate would scale part of it down).
+        if (r.first_seen_ms + a.window_ms(w) > std::max(v.now_ms, a.clock_ms()))
+            if (auto ref = a.find(req.kind, r.key))
+                r.value = ref->value(w, v.now_ms, agg::Estimate::upper);
+        json row = {{"entity", agg::format_key(req.kind, r.key)},
+                    {"bytes_out", r.value.bytes_out},
+                    {"bytes_in", r.value.bytes_in},
+                    {"tls_flows", r.value.tls_flows},
+                    {"peak_concurrent", r.value.peak_concurrent},
+                    {"concurrent", r.concurrent},
+                    {"first_seen_ms", to_wall(v, r.first_seen_ms)},
+                    {"last_seen_ms", to_wall(v, r.last_seen_ms)}};
+        if (is_group(req.kind))
+            row["distinct_clients"] = r.value.distinct_clients;
+        json snis = json::array();
+        for (auto &sh : a.top_snis(req.kind, r.key))
+            snis.push_back({{"sni", sh.sni}, {"bytes_out", sh.bytes_out}});
+        row["top_snis"] = std::move(snis);
+        json al = json::array();
+        if (auto it = open.find(key_id(req.kind, r.key)); it != open.end())
+            for (auto *o : it->second)
+                al.push_back({{"rule", o->rule},
+                              {"severity", detect::severity_name(o->severity)},
+                              {"shadow", o->shadow},
+                              {"since_ms", o->opened_wall_ms}});
+        row["alert"] = !al.empty();
+        row["alerts"] = std::move(al);
+        rows.push_back(std::move(row));
+    }
+    return {{"ok", true},
+            {"kind", detect::rule_entity_name(req.kind)},
+            {"window", agg::window_name(a.window_ms(w))},
+            {"window_ms", a.window_ms(w)},
+            {"sort", sort_name(req.sort)},
+            {"now_ms", v.wall_ms},
+            {"rows", std::move(rows)}};
+}
+
+std::string handle_request(std::string_view line, const DaemonView &v)
+{
+    json resp;
+    try {
+        json req = json::parse(line, nullptr, false);
+        if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
+            resp = error_response("expected one JSON object with \"cmd\": \"status\" or \"top\"");
+        } else if (req["cmd"] == "status") {
+            resp = status_json(v);
+        } else if (req["cmd"] == "top") {
+            TopRequest t;
+            std::string bad;
+            if (auto it = req.find("kind"); it != req.end()) {
+                auto k = it->is_string() ? parse_top_kind(it->get<std::string>()) : std::nullopt;
+                if (k)
+                    t.kind = *k;
+                else
+                    bad = "kind: expected client, subnet, sni, client_sni, cohort or host";
+            }
+            if (auto it = req.find("window"); it != req.end()) {
+                if (it->is_string())
+                    t.window = it->get<std::string>();
+                else
+                    bad = "window: expected a duration like \"10m\"";
+            }
+            if (auto it = req.find("sort"); it != req.end()) {
+                auto s = it->is_string() ? parse_sort(it->get<std::string>()) : std::nullopt;
+                if (s)
+                    t.sort = *s;
+                else
+                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent or distinct_clients";
+            }
+            if (auto it = req.find("n"); it != req.end()) {
+                if (it->is_number_integer() && it->get<int64_t>() >= 1 && it->get<int64_t>() <= 1000)
+                    t.n = size_t(it->get<int64_t>());
+                else
+                    bad = "n: expected an integer from 1 to 1000";
+            }
+            resp = bad.empty() ? top_json(v, t) : error_response(bad);
+        } else {
+            resp = error_response("unknown cmd (expected \"status\" or \"top\")");
+        }
+    } catch (const std::exception &e) {
+        resp = error_response(e.what());
+    }
+    return dump(resp) + "\n";
+}
+
+// ---- metrics ----------------------------------------------------------------
+
+MetricsSnapshot metrics_snapshot(const DaemonView &v)
+{
+    const auto &s = v.sensor;
+    MetricsSnapshot m;
+    m.version = EXFILMON_VERSION;
+    m.start_wall_ms = s.start_wall_ms;
+    m.health = s.health;
+    for (auto &[name, n] : v.tracker.anomalies())
+        m.anomalies[name] = n;
+    m.events_received = s.events_received;
+    m.queue_drops = s.events_dropped;
+    m.flow_entries = s.flow_entries;
+    m.flow_capacity = s.flow_capacity;
+    m.client_entries = s.client_entries;
+    m.client_capacity = s.client_capacity;
+    const auto &a = v.aggregator;
+    for (auto k : kKinds)
+        m.kinds.push_back({agg::kind_name(k), a.size(k), entity_limit(a.config(), k),
+                           a.evictions(k), a.expirations(k)});
+    m.aggregate_memory_bytes = a.memory_bytes();
+    m.harvests = s.harvests;
+    m.last_harvest_s = s.last_harvest_s;
+    const auto &d = v.detector.stats();
+    m.evaluations = d.evaluations;
+    m.last_eval_s = double(d.last_eval_us) / 1e6;
+    m.alerts = s.alerts;
+    m.alerts_open = d.open_now;
+    for (size_t i = 0; i < v.outputs.size(); i++) {
+        auto st = v.outputs[i]->stats();
+        m.outputs.push_back({i < s.output_types.size() ? s.output_types[i] : "", st.spooled_now,
+                             st.sent, st.dropped, st.reconnects, st.connect_failures,
+                             st.write_errors, st.connected});
+    }
+    m.reloads_ok = s.reloads_ok;
+    m.reloads_error = s.reloads_error;
+    return m;
+}
+
+namespace {
+
+// Label values: backslash, double quote and newline escaped.
+std::string label(std::string_view v)
+{
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"')
+            out += '\\', out += c;
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
+    }
+    return out;
+}
+
+class Writer {
+public:
+    // # HELP and # TYPE once per family, then its samples.
+    void family(const char *name, const char *type, const char *help)
+    {
+        name_ = std::string("exfilmon_") + name;
+        out_ += "# HELP " + name_ + " " + help + "\n# TYPE " + name_ + " " + type + "\n";
+    }
+    void sample(double v, const std::string &labels = "")
+    {
+        char buf[64];
+        if (v == double(uint64_t(v)) && v < 1.8e19)
+            std::snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+        else
+            std::snprintf(buf, sizeof(buf), "%.9g", v);
+        out_ += name_ + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
+    }
+    void sample(uint64_t v, const std::string &labels = "")
+    {
+        out_ += name_ + (labels.empty() ? "" : "{" + labels + "}") + " " + std::to_string(v) + "\n";
+    }
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string name_, out_;
+};
+
+std::string l(const char *k, std::string_view v) { return std::string(k) + "=\"" + label(v) + "\""; }
+
+}  // namespace
+
+std::string render_metrics(const MetricsSnapshot &m)
+{
+    Writer w;
+    w.family("build_info", "gauge", "exfilmon version (always 1).");
+    w.sample(uint64_t(1), l("version", m.version));
+    w.family("start_time_seconds", "gauge", "Unix time the daemon started.");
+    w.sample(double(m.start_wall_ms / 1000));
+    w.family("packets_total", "counter", "Packets the datapath saw (wire segments).");
+    w.sample(m.health[EXF_C_PACKETS]);
+    w.family("bytes_total", "counter", "IP-level bytes of the packets the datapath parsed.");
+    w.sample(m.health[EXF_C_BYTES]);
+    w.family("datapath_events_total", "counter",
+             "Kernel health counters: parse failures by reason, flows, events, failures.");
+    for (unsigned i = 0; i < EXF_C__MAX; i++)
+        if (i != EXF_C_PACKETS && i != EXF_C_BYTES)
+            w.sample(m.health[i], l("counter", counter_name(i)));
+    w.family("parse_anomalies_total", "counter", "ClientHello and event anomalies, by reason.");
+    for (auto &[name, n] : m.anomalies)
+        w.sample(n, l("reason", name));
+    w.family("events_total", "counter", "Ring buffer events received.");
+    w.sample(m.events_received);
+    w.family("ringbuf_drops_total", "counter", "Events lost: ring buffer full in the kernel.");
+    w.sample(m.health[EXF_C_RB_FULL]);
+    w.family("event_queue_drops_total", "counter", "Events lost: userspace event queue full.");
+    w.sample(m.queue_drops);
+    w.family("map_entries", "gauge", "Entries in the datapath's tables at the last harvest.");
+    w.sample(m.flow_entries, l("map", "flows"));
+    w.sample(m.client_entries, l("map", "clients"));
+    w.family("map_capacity", "gauge", "Size of the datapath's tables.");
+    w.sample(m.flow_capacity, l("map", "flows"));
+    w.sample(m.client_capacity, l("map", "clients"));
+    w.family("aggregate_entities", "gauge", "Entities aggregated, by kind.");
+    for (auto &k : m.kinds)
+        w.sample(k.entities, l("kind", k.name));
+    w.family("aggregate_entity_limit", "gauge", "Entity limit by kind (eviction past it).");
+    for (auto &k : m.kinds)
+        w.sample(k.limit, l("kind", k.name));
+    w.family("aggregate_evictions_total", "counter", "Entities evicted at the limit, by kind.");
+    for (auto &k : m.kinds)
+        w.sample(k.evictions, l("kind", k.name));
+    w.family("aggregate_expirations_total", "counter", "Idle entities expired, by kind.");
+    for (auto &k : m.kinds)
+        w.sample(k.expirations, l("kind", k.name));
+    w.family("aggregate_memory_bytes", "gauge", "Memory the aggregator allocated.");
+    w.sample(m.aggregate_memory_bytes);
+    w.family("harvests_total", "counter", "Harvests of the datapath's tables.");
+    w.sample(m.harvests);
+    w.family("harvest_duration_seconds", "gauge", "Duration of the last harvest.");
+    w.sample(m.last_harvest_s);
+    w.family("detect_evaluations_total", "counter", "Rule evaluations.");
+    w.sample(m.evaluations);
+    w.family("detect_evaluation_duration_seconds", "gauge", "Duration of the last evaluation.");
+    w.sample(m.last_eval_s);
+    w.family("alerts_total", "counter", "Alert records, by rule, severity and state.");
+    for (auto &[k, n] : m.alerts)
+        w.sample(n, l("rule", k[0]) + "," + l("severity", k[1]) + "," + l("state", k[2]));
+    w.family("alerts_open", "gauge", "Alerts open at the last evaluation.");
+    w.sample(m.alerts_open);
+    auto per_output = [&](const char *name, const char *type, const char *help, auto get) {
+        w.family(name, type, help);
+        for (size_t i = 0; i < m.outputs.size(); i++)
+            w.sample(uint64_t(get(m.outputs[i])),
+                     l("output", std::to_string(i)) + "," + l("type", m.outputs[i].type));
+    };
+    using O = MetricsSnapshot::Out;
+    per_output("output_spool_depth", "gauge", "Alerts waiting in the output's spool.",
+               [](const O &o) { return o.spooled; });
+    per_output("output_sent_total", "counter", "Alerts delivered.", [](const O &o) { return o.sent; });
+    per_output("output_dropped_total", "counter", "Alerts lost (spool full).",
+               [](const O &o) { return o.dropped; });
+    per_output("output_reconnects_total", "counter", "Reconnections to the collector.",
+               [](const O &o) { return o.reconnects; });
+    per_output("output_connect_failures_total", "counter", "Failed connection attempts.",
+               [](const O &o) { return o.connect_failures; });
+    per_output("output_write_errors_total", "counter", "Failed writes (the alert stays spooled).",
+               [](const O &o) { return o.write_errors; });
+    per_output("output_connected", "gauge", "1 when the output is connected.",
+               [](const O &o) { return o.connected ? 1 : 0; });
+    w.family("config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
+    w.sample(m.reloads_ok, l("result", "ok"));
+    w.sample(m.reloads_error, l("result", "error"));
+    return w.take();
+}
+
+}  // namespace exf::control

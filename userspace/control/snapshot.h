@@ -1,0 +1,175 @@
+#pragma once
+// What `exfilmon status`, `exfilmon top` and the metrics endpoint report,
+// built from the daemon's state on the daemon's main loop (the aggregator,
+// detector, flow tracker and outputs are single-threaded: nothing here
+// locks, and nothing here may run on another thread).
+//
+// Control protocol (control_server.h carries it): one JSON request line,
+// one JSON response line, then the daemon closes the connection.
+//   {"cmd":"status"}
+//   {"cmd":"top","kind":"client","window":"10m","sort":"bytes_out","n":20}
+//     kind    client | subnet | sni | client_sni | cohort | host (the rule
+//             vocabulary; api_host and client_api_host are accepted too)
+//     window  one of the aggregation windows ([aggregate] windows); default
+//             10m when configured, else the first
+//     sort    bytes_out | bytes_in | tls_flows | concurrent | distinct_clients
+//     n       1..1000 rows, default 20
+// Responses carry "ok": true, or "ok": false and "error": "<sentence>".
+// Times are Unix epoch milliseconds (*_ms). Strings from the wire (SNI) are
+// JSON-escaped as they are; bytes that are not UTF-8 become U+FFFD.
+//
+// status: version, pid, backend, config, started_ms, uptime_s, interfaces
+// [{name, ifindex, since_ms}], maps {flows|clients: {entries, capacity}} (at
+// the last harvest), health {<kernel counter>: n} (capture/maps.h
+// counter_name), events {received, queue_dropped, ringbuf_full}, anomalies
+// {<name>: n} (FlowTracker), aggregate {windows, memory_bytes, updates,
+// kinds {<kind>: {entities, limit, evictions, expirations}}}, detect {rules,
+// evaluations, opened, updated, resolved, summaries, muted, suppressed,
+// allowed, open_now, last_eval_us, memory_bytes}, alerts [{id, rule,
+// severity, shadow, muted, entity_kind, entity, metric, value, threshold,
+// since_ms}], outputs [{index, type, describe, queued, sent, dropped,
+// reconnects, spooled, connect_failures, write_errors, connected,
+// last_error}], harvest {count, last_duration_s}, reloads {ok, error}.
+//
+// top: kind, window, window_ms, sort, now_ms and rows [{entity, bytes_out,
+// bytes_in, tls_flows, peak_concurrent, concurrent, distinct_clients (groups
+// only), first_seen_ms, last_seen_ms, top_snis [{sni, bytes_out}], alert
+// (bool), alerts [{rule, severity, since_ms}]}], heaviest first (ranked by
+// the window's sliding estimate; an entity first seen less than a window ago
+// shows its exact figures, as the detector reads them).
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregate/aggregator.h"
+#include "capture/maps.h"
+#include "detect/detector.h"
+#include "output/output.h"
+
+namespace exf {
+class FlowTracker;
+}
+
+namespace exf::control {
+
+struct InterfaceInfo {
+    std::string name;
+    unsigned ifindex = 0;
+    uint64_t since_ms = 0;  // Unix epoch ms it was attached
+};
+
+// The daemon's own figures, kept by its main loop.
+struct SensorState {
+    std::string backend;      // ebpf | pcap
+    std::string config_path;  // "" : built-in defaults
+    std::vector<InterfaceInfo> interfaces;
+    uint64_t start_wall_ms = 0;
+    // At the last harvest.
+    uint64_t flow_entries = 0, flow_capacity = 0;
+    uint64_t client_entries = 0, client_capacity = 0;
+    HealthCounters health{};
+    uint64_t events_received = 0, events_dropped = 0;  // event queue
+    uint64_t harvests = 0;
+    double last_harvest_s = 0;
+    uint64_t reloads_ok = 0, reloads_error = 0;
+    // Alert records dispatched, by rule, severity and state (shadow included).
+    std::map<std::array<std::string, 3>, uint64_t> alerts;
+    // One per output, in order: "syslog_unix", "syslog_tcp", ..., "json".
+    std::vector<std::string> output_types;
+};
+
+// Everything the snapshots read. References: valid for one call.
+struct DaemonView {
+    const SensorState &sensor;
+    const agg::Aggregator &aggregator;
+    const detect::Detector &detector;
+    const FlowTracker &tracker;
+    const std::vector<std::unique_ptr<output::Output>> &outputs;
+    uint64_t now_ms;   // the aggregator's clock (monotonic)
+    uint64_t wall_ms;  // Unix epoch ms now
+};
+
+nlohmann::json status_json(const DaemonView &v);
+
+struct TopRequest {
+    agg::EntityKind kind = agg::EntityKind::client;
+    std::string window;  // "" : the default (10m when configured, else the first)
+    agg::SortBy sort = agg::SortBy::bytes_out;
+    size_t n = 20;
+};
+// Throws std::invalid_argument with a sentence for an unknown window.
+nlohmann::json top_json(const DaemonView &v, const TopRequest &req);
+
+// One request line in, one response line out (with its '\n'). Never throws.
+std::string handle_request(std::string_view line, const DaemonView &v);
+
+// JSON text, UTF-8 safe (invalid bytes from the wire become U+FFFD).
+std::string dump(const nlohmann::json &j);
+
+// "client" | "subnet" | "sni" | "client_sni" | "cohort" | "host" (and the
+// aggregator's names); nullopt otherwise.
+std::optional<agg::EntityKind> parse_top_kind(std::string_view s);
+std::optional<agg::SortBy> parse_sort(std::string_view s);
+const char *sort_name(agg::SortBy s);
+
+// ---- metrics ----------------------------------------------------------------
+
+// Numbers only: what the metrics thread may read (under its mutex).
+struct MetricsSnapshot {
+    std::string version;
+    uint64_t start_wall_ms = 0;
+    HealthCounters health{};
+    std::map<std::string, uint64_t> anomalies;
+    uint64_t events_received = 0, queue_drops = 0;
+    uint64_t flow_entries = 0, flow_capacity = 0, client_entries = 0, client_capacity = 0;
+    struct Kind {
+        std::string name;
+        uint64_t entities = 0, limit = 0, evictions = 0, expirations = 0;
+    };
+    std::vector<Kind> kinds;
+    uint64_t aggregate_memory_bytes = 0;
+    uint64_t harvests = 0;
+    double last_harvest_s = 0;
+    uint64_t evaluations = 0;
+    double last_eval_s = 0;
+    std::map<std::array<std::string, 3>, uint64_t> alerts;  // rule, severity, state
+    uint64_t alerts_open = 0;
+    struct Out {
+        std::string type;
+        uint64_t spooled = 0, sent = 0, dropped = 0, reconnects = 0, connect_failures = 0,
+                 write_errors = 0;
+        bool connected = false;
+    };
+    std::vector<Out> outputs;
+    uint64_t reloads_ok = 0, reloads_error = 0;
+};
+
+MetricsSnapshot metrics_snapshot(const DaemonView &v);
+// Prometheus text exposition format 0.0.4. Names (all prefixed exfilmon_):
+//   build_info{version} 1, start_time_seconds,
+//   packets_total, bytes_total (IP bytes the datapath parsed),
+//   datapath_events_total{counter} (every other kernel health counter:
+//     parse failures by reason, flows, events, failures),
+//   parse_anomalies_total{reason} (ClientHello and event anomalies),
+//   events_total, ringbuf_drops_total, event_queue_drops_total,
+//   map_entries{map}, map_capacity{map} (flows, clients),
+//   aggregate_entities{kind}, aggregate_entity_limit{kind},
+//   aggregate_evictions_total{kind}, aggregate_expirations_total{kind},
+//   aggregate_memory_bytes,
+//   harvests_total, harvest_duration_seconds (the last),
+//   detect_evaluations_total, detect_evaluation_duration_seconds (the last),
+//   alerts_total{rule,severity,state}, alerts_open,
+//   output_spool_depth{output,type}, output_sent_total, output_dropped_total,
+//   output_reconnects_total, output_connect_failures_total,
+//   output_write_errors_total, output_connected,
+//   config_reloads_total{result="ok|error"}.
+std::string render_metrics(const MetricsSnapshot &m);
+
+}  // namespace exf::control
