@@ -2,6 +2,11 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -30,6 +35,12 @@ int main(int argc, char **argv)
 
     auto *version = app.add_subcommand("version", "print the version");
 
+    std::string demo_script;
+    auto *demo = app.add_subcommand(
+        "demo", "a throwaway lab in network namespaces: a TLS API server, normal clients and one "
+                "exfiltrating client; shows the alert as it fires, then cleans up (root)");
+    demo->add_option("--script", demo_script, "the demo script (default: the installed demo.sh)");
+
     std::string check_path;
     auto *check = app.add_subcommand(
         "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message");
@@ -41,7 +52,8 @@ int main(int argc, char **argv)
         "replay", "run a capture file through the datapath; report per client (and per flow)");
     replay->add_option("file", replay_opts.capture, "capture file (pcap or pcapng)")->required();
     replay->add_option("-c,--config", replay_opts.config_path,
-                       "configuration file (TOML): its [bpf] TLS ports and table sizes");
+                       "configuration file (TOML): [bpf] TLS ports and table sizes, "
+                       "aggregation and [[rules]] (default: the built-in ones)");
     replay->add_option("--format", replay_format, "table (for people) or json (one object a line)")
         ->check(CLI::IsMember({"table", "json"}))
         ->capture_default_str();
@@ -96,6 +108,36 @@ int main(int argc, char **argv)
     if (version->parsed()) {
         std::cout << "exfilmon " << EXFILMON_VERSION << "\n";
         return 0;
+    }
+    if (demo->parsed()) {
+        // The demo is a script (scripts/demo.sh, installed as
+        // share/exfilmon/demo.sh); it gets this binary as EXFILMON.
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        fs::path self = fs::read_symlink("/proc/self/exe", ec);
+        std::vector<fs::path> candidates;
+        if (!demo_script.empty())
+            candidates.push_back(demo_script);
+        else {
+            if (const char *env = std::getenv("EXFILMON_DEMO_SCRIPT"))
+                candidates.push_back(env);
+            candidates.push_back(self.parent_path().parent_path() / "share/exfilmon/demo.sh");
+            candidates.push_back(fs::path(EXFILMON_SOURCE_DIR) / "scripts/demo.sh");
+        }
+        for (auto &c : candidates) {
+            if (!fs::is_regular_file(c, ec))
+                continue;
+            setenv("EXFILMON", self.c_str(), 1);
+            std::string script = c.string();
+            execl("/bin/bash", "bash", script.c_str(), static_cast<char *>(nullptr));
+            std::cerr << "exfilmon demo: cannot run /bin/bash " << script << ": "
+                      << std::strerror(errno) << "\n";
+            return 1;
+        }
+        std::cerr << "exfilmon demo: demo.sh not found (looked for "
+                  << (candidates.empty() ? std::string() : candidates.front().string())
+                  << " and the installed share/exfilmon/demo.sh); pass --script PATH\n";
+        return 2;
     }
     if (run->parsed())
         return exf::run_daemon({config_path, interfaces, verbose});
