@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "config/config.h"
 #include "config/units.h"
@@ -358,4 +359,36 @@ TEST_CASE("Control socket and metrics settings and their errors", "[config]")
         CHECK(only_issue(std::string("[metrics]\nlisten = \"") + bad + "\"\n") ==
               "t.toml:2:10: listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
     CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
+}
+
+TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
+{
+    // The document's tables: "## [section]" headings, then rows "| `key` | ...".
+    std::ifstream in(exf::test::source_dir() / "docs" / "configuration.md");
+    REQUIRE(in);
+    std::set<std::string> documented;
+    std::string line, section;
+    while (std::getline(in, line)) {
+        if (line.rfind("## ", 0) == 0) {
+            auto b = line.find('['), e = line.rfind(']');
+            section = b == std::string::npos ? "" : line.substr(b, e - b + 1);
+            continue;
+        }
+        if (section.empty() || line.rfind("| `", 0) != 0)
+            continue;
+        auto e = line.find('`', 3);
+        documented.insert(section + " " + line.substr(3, e - 3));
+    }
+    auto accepted = config_keys();
+    std::set<std::string> keys(accepted.begin(), accepted.end());
+    REQUIRE(keys.size() > 50);
+    for (auto &k : keys)
+        CHECK_FALSE(documented.count(k) == 0);
+    for (auto &k : documented)
+        CHECK_FALSE(keys.count(k) == 0);
+    std::string all;
+    for (auto &k : keys)
+        all += k + "\n";
+    INFO(all);
+    CHECK(documented == keys);
 }

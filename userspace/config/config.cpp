@@ -37,6 +37,11 @@ public:
     void only(const toml::table &t, std::string_view where,
               std::initializer_list<std::string_view> allowed)
     {
+        if (keys_ && where != "the top level")
+            for (auto a : allowed)
+                keys_->insert(where == "baseline"          ? "[[rules]] baseline." + std::string(a)
+                              : where == "[sni_overrides]" ? "[sni_overrides.\"NAME\"] " + std::string(a)
+                                                           : std::string(where) + " " + std::string(a));
         for (auto &&[k, v] : t) {
             bool ok = false;
             for (auto a : allowed)
@@ -140,10 +145,13 @@ public:
     }
 
     size_t count() const { return issues_.size(); }
+    // Records every key only() allows (config_keys()).
+    void record_keys(std::set<std::string> *keys) { keys_ = keys; }
 
 private:
     std::string file_;
     std::vector<ConfigIssue> &issues_;
+    std::set<std::string> *keys_ = nullptr;
 };
 
 void read_root(const toml::table &root, Reader &r, Config &c)
@@ -821,6 +829,35 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
                               std::string(e.description())});
     }
     return res;
+}
+
+std::vector<std::string> config_keys()
+{
+    // Every table once: each reader names the keys it allows.
+    static const char *const kSkeleton = R"([capture]
+[bpf]
+[aggregate]
+[daemon]
+[log]
+[control]
+[metrics]
+[detect]
+[[rules]]
+metric = "bytes_out"
+baseline = {}
+[[allow]]
+[sni_overrides."x"]
+[[outputs]]
+)";
+    std::set<std::string> keys;
+    std::vector<ConfigIssue> issues;
+    Reader r("skeleton", issues);
+    r.record_keys(&keys);
+    Config c;
+    toml::table root = toml::parse(std::string_view(kSkeleton), std::string_view("skeleton"));
+    read_root(root, r, c);
+    read_detection(root, r, c, "skeleton");
+    return {keys.begin(), keys.end()};
 }
 
 ConfigResult load_config(const std::string &path)

@@ -65,4 +65,9 @@ struct ConfigResult {
 ConfigResult parse_config(std::string_view text, const std::string &source_name);
 ConfigResult load_config(const std::string &path);
 
+// Every key the parser accepts, as "[table] key" ("[[rules]] name",
+// "[[rules]] baseline.factor", "[sni_overrides.\"NAME\"] scale"), sorted:
+// docs/configuration.md documents exactly these (tested).
+std::vector<std::string> config_keys();
+
 }  // namespace exf
