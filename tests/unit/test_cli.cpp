@@ -2,6 +2,9 @@
 // 2 usage or configuration error) and messages.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 
 #include "support/proc.h"
@@ -51,4 +54,28 @@ TEST_CASE("exfilmon run with a bad configuration exits 2", "[cli]")
     std::filesystem::remove(path);
     CHECK(r.status == 2);
     CHECK(r.err.find(":2:11: backend: expected \"ebpf\" or \"pcap\"") != std::string::npos);
+}
+
+TEST_CASE("exfilmon run without the capabilities says which ones and how to grant them", "[cli]")
+{
+    if (!require_root())
+        return;
+    // An unprivileged user (setpriv drops every capability with the uid).
+    auto dir = std::filesystem::temp_directory_path() /
+               ("exf-cli-caps-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::all);
+    auto cfg = dir / "x.toml";
+    std::ofstream(cfg) << "[bpf]\npin = false\n[control]\nsocket = \"" << (dir / "c.sock").string()
+                       << "\"\n[metrics]\nenabled = false\n";
+    auto r = run_program({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          "--inh-caps=-all", exfilmon_binary().string(), "run", "--config",
+                          cfg.string(), "--interface", "lo"});
+    std::filesystem::remove_all(dir);
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    auto text = r.out + r.err;
+    for (auto *needle : {"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "AmbientCapabilities",
+                         "backend = \"pcap\""})
+        CHECK(text.find(needle) != std::string::npos);
 }

@@ -143,7 +143,11 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         skel_ = nullptr;
         if (err == -EPERM || err == -EACCES)
             throw Error("load BPF programs: " + std::string(strerror(-err)) +
-                            " (needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, or root)",
+                            ": exfilmon needs CAP_BPF (programs and maps), CAP_PERFMON (the "
+                            "verifier's full checks) and CAP_NET_ADMIN (tc attach). Run it as "
+                            "root, or grant them: the unit configs/exfilmon.service does with "
+                            "AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN. Without "
+                            "eBPF, set [capture] backend = \"pcap\" (needs CAP_NET_RAW)",
                         -err);
         throw_errno("load BPF programs", err);
     }
