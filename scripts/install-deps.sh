@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_PKGS=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libpcap-dev
             libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev)
-TEST_PKGS=(iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls)
+TEST_PKGS=(iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")

@@ -15,9 +15,13 @@ uint16_t be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
 }  // namespace
 
 // Per-flow, per-direction packets and IP-level bytes (IPv4 total length,
-// IPv6 payload length + 40) of TCP packets from or to one of `clients`.
-PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr16> &clients)
+// IPv6 payload length + 40) of TCP (or, with ip_proto 17, UDP) packets from
+// or to one of `clients`.
+PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr16> &clients,
+                    uint8_t ip_proto)
 {
+    REQUIRE((ip_proto == 6 || ip_proto == 17));
+    const uint32_t l4_min = ip_proto == 6 ? 14 : 8;  // through TCP flags / the UDP header
     char err[PCAP_ERRBUF_SIZE] = {};
     pcap_t *p = pcap_open_offline(file.c_str(), err);
     INFO("pcap " << file.string() << ": " << err);
@@ -56,14 +60,14 @@ PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr1
             std::memcpy(src.data(), ip + 8, 16);
             std::memcpy(dst.data(), ip + 24, 16);
         }
-        if (proto != 6 || cap < l4 + 14) {
+        if (proto != ip_proto || cap < l4 + l4_min) {
             t.other_frames++;
             continue;
         }
-        t.tcp_frames++;
+        (ip_proto == 6 ? t.tcp_frames : t.udp_frames)++;
         const uint8_t *th = d + l4;
         uint16_t sp = be16(th), dp = be16(th + 2);
-        uint8_t flags = th[13];
+        uint8_t flags = ip_proto == 6 ? th[13] : 0;
         bool in = clients.count(src) > 0;
         if (!in && !clients.count(dst))
             continue;

@@ -1,7 +1,7 @@
 #pragma once
-// An independent count of TCP traffic from a tcpdump capture: per flow and
-// direction, packets and IP-level bytes (IPv4 total length, IPv6 payload
-// length + 40), for flows of the given client addresses.
+// An independent count of TCP (or UDP) traffic from a tcpdump capture: per
+// flow and direction, packets and IP-level bytes (IPv4 total length, IPv6
+// payload length + 40), for flows of the given client addresses.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -32,9 +32,12 @@ struct FlowTruth {
 struct PcapTruth {
     std::map<Tuple, FlowTruth> flows;
     uint64_t tcp_frames = 0;
-    uint64_t other_frames = 0;
+    uint64_t udp_frames = 0;    // with ip_proto 17
+    uint64_t other_frames = 0;  // neither ip_proto nor parseable
 };
 
-PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr16> &clients);
+// ip_proto: 6 counts TCP flows, 17 UDP flows (client_syn stays false).
+PcapTruth read_pcap(const std::filesystem::path &file, const std::set<exf::Addr16> &clients,
+                    uint8_t ip_proto = 6);
 
 }  // namespace exf::test
