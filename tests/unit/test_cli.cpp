@@ -64,7 +64,9 @@ TEST_CASE("exfilmon run without the capabilities says which ones and how to gran
     auto dir = std::filesystem::temp_directory_path() /
                ("exf-cli-caps-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
-    std::filesystem::permissions(dir, std::filesystem::perms::all);
+    using std::filesystem::perms;
+    std::filesystem::permissions(dir, perms::owner_all | perms::group_read | perms::group_exec |
+                                          perms::others_read | perms::others_exec);
     auto cfg = dir / "x.toml";
     std::ofstream(cfg) << "[bpf]\npin = false\n[control]\nsocket = \"" << (dir / "c.sock").string()
                        << "\"\n[metrics]\nenabled = false\n";

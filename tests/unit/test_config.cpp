@@ -2,6 +2,8 @@
 // FILE:LINE:COLUMN.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -391,4 +393,27 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
         all += k + "\n";
     INFO(all);
     CHECK(documented == keys);
+}
+
+TEST_CASE("A configuration file writable by others is refused", "[config]")
+{
+    auto dir = std::filesystem::temp_directory_path() / ("exf-cfg-perm-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+    auto f = dir / "x.toml";
+    std::ofstream(f) << "[log]\nlevel = \"info\"\n";
+    std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    CHECK(load_config(f.string()).ok());
+    std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+    auto r = load_config(f.string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == f.string() + ":0:0: the file is writable by others (mode 0602): "
+                                               "refusing it; remove that permission (chmod o-w)");
+    // A world-writable directory without the sticky bit is refused too.
+    std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    std::filesystem::permissions(dir, std::filesystem::perms::all);
+    r = load_config(f.string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].message.find("its directory") == 0);
+    std::filesystem::remove_all(dir);
 }

@@ -1,6 +1,10 @@
 #include "config/config.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -867,6 +871,23 @@ ConfigResult load_config(const std::string &path)
         ConfigResult res;
         res.issues.push_back({path, 0, 0, "cannot open the configuration file"});
         return res;
+    }
+    // Anyone who can write the file could disable detection or redirect
+    // alerts: a file (or its directory) writable by others is refused.
+    struct stat st{};
+    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
+        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
+            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
+            ConfigResult res;
+            char mode[8];
+            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+            res.issues.push_back(
+                {path, 0, 0,
+                 (p == std::filesystem::path(path) ? std::string("the file") : "its directory " + p.string()) +
+                     " is writable by others (mode " + mode +
+                     "): refusing it; remove that permission (chmod o-w)"});
+            return res;
+        }
     }
     std::ostringstream ss;
     ss << in.rdbuf();
