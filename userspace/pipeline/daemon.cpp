@@ -378,6 +378,7 @@ int run_daemon(const DaemonOptions &opts)
 
         using clock = std::chrono::steady_clock;
         auto next_harvest = clock::now();
+        auto next_maintain = clock::now() + std::chrono::seconds(1);
         auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
         while (!g_stop) {
@@ -428,6 +429,16 @@ int run_daemon(const DaemonOptions &opts)
             if (now >= next_harvest) {
                 harvest_now();
                 next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
+            }
+            // Interfaces that went away or came back (once a second).
+            if (now >= next_maintain) {
+                if (source->maintain())
+                    for (auto &i : state.interfaces)
+                        if (unsigned idx = if_nametoindex(i.name.c_str()); idx != i.ifindex) {
+                            i.ifindex = idx;
+                            i.since_ms = wall_ms();
+                        }
+                next_maintain = now + std::chrono::seconds(1);
             }
             // Right after a harvest when both are due: the freshest figures.
             if (now >= next_eval) {

@@ -25,6 +25,10 @@ public:
     virtual size_t pop_events(const EventFn &fn) = 0;
     virtual uint64_t events_received() const = 0;
     virtual uint64_t events_dropped() const = 0;
+    // Called about once a second: an attached interface that disappeared is
+    // logged (counting goes on on the others) and a configured interface
+    // that (re)appears is attached again. True when an attachment changed.
+    virtual bool maintain() { return false; }
 };
 
 // Throws exf::Error with context on failure.

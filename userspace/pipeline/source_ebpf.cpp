@@ -1,4 +1,7 @@
+#include <net/if.h>
+
 #include "capture/bpf_sensor.h"
+#include "common/log.h"
 #include "capture/tc_attach.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
@@ -12,8 +15,10 @@ public:
     EbpfSource(const Config &cfg, const std::vector<std::string> &interfaces)
         : sensor_(cfg.bpf), queue_(cfg.event_queue_size)
     {
-        for (auto &ifname : interfaces)
+        for (auto &ifname : interfaces) {
+            names_.push_back(ifname);
             attached_.push_back(std::make_unique<TcAttachment>(sensor_, ifname));
+        }
         consumer_ = std::make_unique<EventConsumer>(sensor_.events_fd(), queue_);
     }
     ~EbpfSource() override
@@ -28,7 +33,36 @@ public:
     uint64_t events_received() const override { return queue_.received(); }
     uint64_t events_dropped() const override { return queue_.dropped(); }
 
+    bool maintain() override
+    {
+        bool changed = false;
+        for (size_t i = 0; i < names_.size(); i++) {
+            const auto &name = names_[i];
+            int now = int(if_nametoindex(name.c_str()));
+            auto &att = attached_[i];
+            if (att && now != att->ifindex()) {
+                spdlog::warn("interface {} (ifindex {}) {}: counting goes on on the others; it "
+                             "is attached again when it returns",
+                             name, att->ifindex(), now ? "was replaced" : "disappeared");
+                att.reset();  // its filters went with it; nothing else to undo
+                changed = true;
+            }
+            if (!att && now) {
+                try {
+                    att = std::make_unique<TcAttachment>(sensor_, name);
+                    spdlog::info("interface {} is back (ifindex {}): attached again", name,
+                                 att->ifindex());
+                    changed = true;
+                } catch (const std::exception &e) {
+                    spdlog::error("interface {} is back but cannot be attached: {}", name, e.what());
+                }
+            }
+        }
+        return changed;
+    }
+
 private:
+    std::vector<std::string> names_;
     BpfSensor sensor_;
     EventQueue queue_;
     std::vector<std::unique_ptr<TcAttachment>> attached_;
