@@ -1,10 +1,12 @@
 // An interface that disappears while attached, and comes back: the daemon
 // logs it, keeps counting on the other interface, and attaches again when the
-// configured interface returns (same name, new ifindex).
+// configured interface returns (same name, new ifindex). All of it after the
+// daemon dropped every capability but CAP_BPF and CAP_NET_ADMIN.
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -18,7 +20,7 @@ using namespace exf::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST_CASE("An interface that disappears and returns is attached again", "[e2e][daemon][interfaces]")
+TEST_CASE("An interface that disappears and returns is attached again with least privilege", "[e2e][daemon][interfaces]")
 {
     if (!require_root())
         return;
@@ -60,6 +62,24 @@ TEST_CASE("An interface that disappears and returns is attached again", "[e2e][d
                                    "--interface", v1.a, "--interface", v2.a},
                              {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + v2.a, 20s));
+    // Least privilege: once attached only CAP_BPF and CAP_NET_ADMIN remain
+    // (effective, permitted, bounding set); re-attaching and counting below
+    // run on just those.
+    REQUIRE(wait_for(out, "capabilities dropped", 10s));
+    {
+        std::ifstream st("/proc/" + std::to_string(daemon.pid()) + "/status");
+        std::string line;
+        std::map<std::string, std::string> caps;
+        while (std::getline(st, line))
+            if (line.rfind("Cap", 0) == 0)
+                caps[line.substr(0, line.find(':'))] = line.substr(line.find_last_of(" \t") + 1);
+        const std::string want = "0000008000001000";  // bits 39 (CAP_BPF) and 12 (CAP_NET_ADMIN)
+        CHECK(caps["CapEff"] == want);
+        CHECK(caps["CapPrm"] == want);
+        CHECK(caps["CapBnd"] == want);
+        CHECK(caps["CapInh"] == "0000000000000000");
+        CHECK(caps["CapAmb"] == "0000000000000000");
+    }
 
     auto fetch = [&](const std::string &from, const std::string &to) {
         lab.run_ok(cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null", "--interface", from,

@@ -1,6 +1,7 @@
 #include "pipeline/daemon.h"
 
 #include <net/if.h>
+#include <linux/capability.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "capture/netdev.h"
 #include "capture/tc_attach.h"
 #include "common/addr.h"
+#include "common/privileges.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -350,6 +352,13 @@ int run_daemon(const DaemonOptions &opts)
                 spdlog::error("{}", e.what());
             }
         }
+        // Attached, pinned, sockets open: from here on only CAP_BPF (the
+        // bpf() calls on the maps) and CAP_NET_ADMIN (attaching a returning
+        // interface, detaching at exit) are needed; the rest is dropped.
+        if (cfg.backend == "ebpf")
+            spdlog::info("{}", keep_only_capabilities({CAP_BPF, CAP_NET_ADMIN}));
+        else
+            spdlog::info("{}", keep_only_capabilities({}));
         auto publish = [&] {
             if (metrics)
                 metrics->publish(control::metrics_snapshot(view()));
