@@ -293,6 +293,11 @@ TEST_CASE("ja4: ALPN characters", "[tls][ja4]") {
         REQUIRE(ja4_alpn_chars("\xc3\xa9", tool) == "90");   // a single character
         REQUIRE(ja4_alpn_chars("\xc3", tool) == "90");       // truncated sequence: one U+FFFD
         REQUIRE(ja4_alpn_chars("\xe2\x82", tool) == "90");   // maximal subpart: one U+FFFD
+        // Control characters, space and DEL never reach the fingerprint (fuzz_client_hello).
+        REQUIRE(ja4_alpn_chars("\x1b[", tool) == "9[");
+        REQUIRE(ja4_alpn_chars("a\n", tool) == "a9");
+        REQUIRE(ja4_alpn_chars(" \x7f", tool) == "99");
+        REQUIRE(ja4_alpn_chars(std::string_view("\0", 1), tool) == "90");
         REQUIRE(ja4_alpn_chars("\xf0\x9f\x98\x80!", tool) == "9!");
         REQUIRE(ja4_alpn_chars("h/", tool) == "h/");
         REQUIRE(ja4_alpn_chars("", tool) == "00");

@@ -2,6 +2,7 @@
 // and hostile wire strings (SNI) through every format.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -426,4 +427,17 @@ TEST_CASE("Output hostile SNIs in every format", "[output]")
         for (const auto &m : {s5424, cef, s3164, js, s5424j})
             CHECK_FALSE(has_raw_control(m));
     }
+}
+
+TEST_CASE("Output numbers of any size keep their digits", "[output]")
+{
+    // fuzz_alert_format: 1e70 came out as "1" (a 64-byte buffer cut it, then
+    // its trailing zeros went as if decimals).
+    auto a = fixed_alert();
+    a.metric = "tls_flows";
+    a.value = 1e70;
+    auto s = format_rfc5424(a, 16, "exfilmon", 4242);
+    char want[400];
+    std::snprintf(want, sizeof want, "value=\"%.0f\"", 1e70);
+    CHECK(s.find(want) != std::string::npos);
 }

@@ -142,6 +142,18 @@ public:
 
     void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs) override
     {
+        // The shared C code reads the IP, TCP and UDP headers through struct
+        // pointers, as BPF may in the kernel. In C those must be aligned
+        // (UBSan: misaligned member access), so the frame is placed as the
+        // kernel places packets (NET_IP_ALIGN): the Ethernet header at 2 mod 4,
+        // which puts every IP/L4 header (VLAN tags, IPv4 options and IPv6
+        // extension headers are 4-byte multiples) on a 4-byte boundary.
+        if ((reinterpret_cast<uintptr_t>(frame.data()) & 3) != 2) {
+            aligned_.resize(frame.size() + 2);  // operator new: 16-byte aligned
+            if (!frame.empty())
+                std::memcpy(aligned_.data() + 2, frame.data(), frame.size());
+            frame = std::span<const uint8_t>(aligned_.data() + 2, frame.size());
+        }
         exf_uskb skb{};
         skb.len = uint32_t(frame.size());
         skb.gso_segs = gso_segs;
@@ -191,6 +203,7 @@ public:
     HealthCounters health_{};
     EventQueue events_;
     exf_uinstance inst_;
+    std::vector<uint8_t> aligned_;  // frames copied to the kernel's alignment
 };
 
 class BpfTestRunDatapath final : public Datapath {

@@ -180,7 +180,9 @@ std::string number(double v)
 {
     if (!std::isfinite(v))
         return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-    char buf[64];
+    // Room for any finite double in %.3f (DBL_MAX has 309 integer digits): a
+    // cut-off result would then lose its trailing zeros as if decimals.
+    char buf[400];
     if (v == std::floor(v) && std::fabs(v) < 1e15) {
         std::snprintf(buf, sizeof buf, "%.0f", v);
         return buf;
@@ -217,7 +219,7 @@ std::string bytes(double v)
         v /= 1024;
         u++;
     }
-    char buf[64];
+    char buf[400];  // any finite double in %.1f
     std::snprintf(buf, sizeof buf, u == 0 ? "%.0f" : "%.1f", v);
     std::string s = buf;
     if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0)

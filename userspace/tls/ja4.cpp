@@ -110,7 +110,10 @@ std::string ja4_alpn_chars(std::string_view first_alpn, Ja4AlpnRule rule) {
     if (first_alpn.empty()) return "00";
     if (rule == Ja4AlpnRule::foxio_tool) {
         const auto chars = utf8_chars(first_alpn);
-        auto shown = [](unsigned char c) { return c ? static_cast<char>(c) : '9'; };
+        // Non-ASCII shows as '9'; so do ASCII control characters, space and
+        // DEL, which would otherwise put raw wire bytes (newlines, terminal
+        // escapes) into a fingerprint that logs, alerts and the live view print.
+        auto shown = [](unsigned char c) { return c > 0x20 && c < 0x7f ? static_cast<char>(c) : '9'; };
         std::string out;
         out.push_back(shown(chars.front()));
         out.push_back(chars.size() >= 2 ? shown(chars.back()) : '0');

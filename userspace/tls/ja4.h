@@ -35,7 +35,9 @@ enum class Ja4AlpnRule : uint8_t {
     // What FoxIO's Rust and Python tools print (they read tshark's UTF-8 text):
     // first and last character of the value decoded as UTF-8 (invalid bytes
     // become U+FFFD), each non-ASCII character printed as '9', a missing last
-    // character as '0' (0xBA 0xAD -> "99", "x" -> "x0").
+    // character as '0' (0xBA 0xAD -> "99", "x" -> "x0"). ASCII control
+    // characters, space and DEL are printed as '9' too, so that a JA4 is
+    // always printable ASCII without spaces (tshark's text would escape them).
     foxio_tool,
 };
 
