@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Run as root.
 set -euo pipefail
 
-BUILD_PKGS=(build-essential cmake pkg-config clang llvm libbpf-dev bpftool libpcap-dev
+BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev bpftool libpcap-dev
             libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev)
 TEST_PKGS=(iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz, clang with ASan + UBSan) in
+# build-fuzz and runs each for SECONDS (default 60) from a copy of its seed
+# corpus (tests/fuzz/corpus/<target>). Fails if any target finds a crash, a
+# leak, undefined behaviour or a broken invariant; the input that did it is
+# left in build-fuzz/fuzz-run/<target>/ (crash-*, leak-*, timeout-*, oom-*).
+#   scripts/fuzz.sh [SECONDS] [TARGET...]    e.g. scripts/fuzz.sh 600 config
+#   BUILD_DIR     build directory (default build-fuzz)
+#   FUZZ_ARGS     extra libFuzzer flags (e.g. "-runs=10000000 -max_total_time=0")
+# docs/reliability.md has the long run and what each target covers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-60}
+shift || true
+BUILD_DIR=${BUILD_DIR:-build-fuzz}
+ALL=(client_hello datapath flow_tracker config pcap_reader alert_format)
+TARGETS=("$@")
+((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
+
+scripts/install-deps.sh --build-only
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DEXFILMON_FUZZ=ON -DEXFILMON_TESTS=OFF -DEXFILMON_BENCH=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${TARGETS[@]/#/fuzz_}" | grep -Ev "^\[ *[0-9]+%\] Built target" || true
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp}
+failed=()
+printf '%-14s %12s %10s %8s %s\n' target executions exec/s cov result
+for t in "${TARGETS[@]}"; do
+    run="$BUILD_DIR/fuzz-run/$t"
+    rm -rf "$run"
+    mkdir -p "$run/corpus"
+    cp -r "tests/fuzz/corpus/$t/." "$run/corpus/"
+    rc=0
+    # shellcheck disable=SC2086
+    "$BUILD_DIR/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="$run/" ${FUZZ_ARGS:-} "$run/corpus" \
+        >"$run/log" 2>&1 || rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/log" | tail -1 || true)
+    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$run/log" | tail -1 || true)
+    cov=$(grep -o 'cov: [0-9]*' "$run/log" | tail -1 | cut -d" " -f2 || true)
+    if ((rc)); then
+        failed+=("$t")
+        printf '%-14s %12s %10s %8s FAILED (exit %d): see %s\n' "$t" "${execs:-?}" "${speed:-?}" \
+            "${cov:-?}" "$rc" "$run/log"
+        grep -E 'ERROR|invariant failed|runtime error|SUMMARY|Test unit written' "$run/log" | head -20 >&2 || true
+    else
+        printf '%-14s %12s %10s %8s ok\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}"
+    fi
+done
+if ((${#failed[@]})); then
+    echo "fuzz: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz: all ${#TARGETS[@]} targets ran ${SECS}s each without a finding"
