@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
 BUILD_DIR=${BUILD_DIR:-build-fuzz}
-ALL=(client_hello datapath flow_tracker config pcap_reader alert_format)
+ALL=(client_hello datapath flow_tracker config pcap_reader alert_format quic_initial)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 
