@@ -441,3 +441,15 @@ TEST_CASE("Output numbers of any size keep their digits", "[output]")
     std::snprintf(want, sizeof want, "value=\"%.0f\"", 1e70);
     CHECK(s.find(want) != std::string::npos);
 }
+
+TEST_CASE("Output a client address with a NUL inside is not passed as src or source.ip", "[output]")
+{
+    auto a = fixed_alert();
+    a.client = std::string("203.0.113.7\0\r\nx=1", 17);
+    auto cef = format_cef(a, 16, "exfilmon", 4242);
+    CHECK(cef.find('\0') == std::string::npos);
+    CHECK(cef.find('\n') == std::string::npos);
+    CHECK(cef.find(" src=") == std::string::npos);
+    auto j = nlohmann::json::parse(format_json(a));
+    CHECK_FALSE(j.contains("source"));
+}

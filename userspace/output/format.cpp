@@ -236,6 +236,9 @@ std::string metric_value(const std::string &metric, double v)
 
 bool full_address(const std::string &s)
 {
+    // inet_pton reads a C string: "192.0.2.7\0anything" would pass.
+    if (s.find('\0') != std::string::npos)
+        return false;
     unsigned char buf[16];
     return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
