@@ -1,5 +1,7 @@
 #include "control/client.h"
 
+#include "common/text.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -128,20 +130,7 @@ private:
 
 }  // namespace
 
-std::string sanitize(std::string_view s)
-{
-    std::string out;
-    for (unsigned char c : s) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += char(c);
-        } else {
-            char buf[5];
-            std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-            out += buf;
-        }
-    }
-    return out;
-}
+std::string sanitize(std::string_view s) { return ascii_escape(s); }
 
 std::optional<json> request(const std::string &socket, const json &req, std::string *error,
                             int *exit_code, std::chrono::milliseconds timeout)

@@ -11,6 +11,8 @@
 
 #include "output/output.h"
 
+#include "common/text.h"
+
 namespace exf::output {
 
 using detect::AlertRecord;
@@ -73,24 +75,6 @@ std::string clean_utf8(std::string_view in, size_t cap, Ctl ctl = Ctl::replace)
             break;
         out += piece;
         i += ok ? len : 1;
-    }
-    return out;
-}
-
-// Printable ASCII out of any bytes: a byte outside 0x20..0x7e, and the
-// backslash itself, becomes "\xNN". At most `cap` input bytes.
-std::string ascii_escape(std::string_view in, size_t cap)
-{
-    std::string out;
-    for (size_t i = 0; i < in.size() && i < cap; i++) {
-        auto c = static_cast<unsigned char>(in[i]);
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
     }
     return out;
 }

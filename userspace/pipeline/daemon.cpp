@@ -21,6 +21,7 @@
 #include "capture/tc_attach.h"
 #include "common/addr.h"
 #include "common/privileges.h"
+#include "common/text.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -71,21 +72,8 @@ void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_
     std::fflush(stdout);
 }
 
-// Bytes from the wire, printable: anything outside printable ASCII as \xNN.
-std::string sanitize_for_log(const std::string &s)
-{
-    std::string out;
-    for (unsigned char c : s.substr(0, 255)) {
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += char(c);
-        } else {
-            char buf[5];
-            std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-            out += buf;
-        }
-    }
-    return out;
-}
+// Bytes from the wire, for the log: printable ASCII, the rest as \xNN.
+std::string sanitize_for_log(const std::string &s) { return ascii_escape(s, 255); }
 
 uint64_t monotonic_ms()
 {

@@ -20,6 +20,7 @@
 #include "capture/pcap_reader.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "detect/detector.h"
 #include "output/output.h"
@@ -155,24 +156,7 @@ void print_columns(std::ostream &out, const std::vector<std::string> &head,
 
 }  // namespace
 
-std::string printable(std::string_view raw)
-{
-    static const char *hex = "0123456789abcdef";
-    std::string s;
-    s.reserve(raw.size());
-    for (unsigned char c : raw) {
-        if (c == '\\') {
-            s += "\\\\";
-        } else if (c >= 0x20 && c < 0x7f) {
-            s += char(c);
-        } else {
-            s += "\\x";
-            s += hex[c >> 4];
-            s += hex[c & 15];
-        }
-    }
-    return s;
-}
+std::string printable(std::string_view raw) { return ascii_escape(raw); }
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
                           const std::vector<FlowRecord> &reused)

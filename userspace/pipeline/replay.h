@@ -42,7 +42,7 @@
 //    aligned columns, the first 3 SNIs of each client then "(+N)"; with
 //    --flows a second table of flows, also by bytes_out, with each flow's
 //    anomalies. Non-printable or non-ASCII bytes in SNI/ALPN print as \xNN
-//    (a backslash as \\), so a name cannot move the terminal's cursor.
+//    (a backslash as \x5c), so a name cannot move the terminal's cursor.
 // stderr: which datapath runs, then a one-line summary (packets, events,
 // anomalies by name), and errors.
 //
@@ -140,7 +140,8 @@ void write_table(const ReplayReport &r, bool flows, std::ostream &out);
 std::string client_json(const ClientReport &c);
 std::string flow_json(const FlowReport &f);
 std::string alert_json(const Alert &a);
-// Bytes for a terminal: printable ASCII as is, '\\' as "\\\\", the rest as \xNN.
+// Bytes for a terminal: common/text.h ascii_escape (printable ASCII as is,
+// the rest and '\\' as \xNN).
 std::string printable(std::string_view raw);
 
 // Runs `exfilmon replay`; returns the exit status. Report on out, messages on err.
