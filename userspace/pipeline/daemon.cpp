@@ -353,8 +353,9 @@ int run_daemon(const DaemonOptions &opts)
         };
         auto harvest_now = [&] {
             auto t0 = std::chrono::steady_clock::now();
-            auto flow_rows = source->flows();
+            // Clients before flows: see HarvestStage::run (owed_).
             auto client_rows = source->clients();
+            auto flow_rows = source->flows();
             state.health = source->health();
             state.flow_entries = flow_rows.size();
             state.client_entries = client_rows.size();

@@ -32,10 +32,14 @@ class HarvestStage {
 public:
     void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
     {
-        // Flows first: the client table read after them holds at least
-        // their packets (anything else is carried over, see owed_).
-        auto flows = src.flows();
+        // Clients first: the datapath adds each packet to its flow before
+        // its client, so the flow table read after the client table holds
+        // every packet the client table does, and perhaps a few more. Those
+        // are attributed now and owed by the client (owed_) until its table
+        // shows them at a later harvest. (Read the other way round, a packet
+        // could be counted as client-only first and attributed later: twice.)
         auto clients = src.clients();
+        auto flows = src.flows();
         run(a, flows, clients, tracker, now_ms);
     }
 
