@@ -63,6 +63,25 @@ std::string endpoint(const HostPort &hp)
                                                   : hp.host + ":" + hp.port;
 }
 
+// The addresses of hp for one socket type, or nullptr with *why set.
+std::unique_ptr<addrinfo, void (*)(addrinfo *)> resolve(const HostPort &hp, int socktype,
+                                                         std::string &why)
+{
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = socktype;
+    addrinfo *res = nullptr;
+    int rc = ::getaddrinfo(hp.host.c_str(), hp.port.c_str(), &hints, &res);
+    if (rc != 0) {
+        why = "resolve " + hp.host + ": " + gai_strerror(rc);
+        res = nullptr;
+    }
+    return {res, [](addrinfo *a) {
+                if (a)
+                    ::freeaddrinfo(a);
+            }};
+}
+
 // Writes all of `data` to a non-blocking socket or file. Nothing written
 // within kNoProgressWait: again; a part written and then stuck until the
 // deadline, or an error: broken.
@@ -242,17 +261,11 @@ public:
 private:
     bool connect_tcp(Clock::time_point deadline, std::string &why)
     {
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo *res = nullptr;
-        int rc = ::getaddrinfo(hp_.host.c_str(), hp_.port.c_str(), &hints, &res);
-        if (rc != 0) {
-            why = "resolve " + hp_.host + ": " + gai_strerror(rc);
+        auto res = resolve(hp_, SOCK_STREAM, why);
+        if (!res)
             return false;
-        }
         why = "connect " + endpoint(hp_) + ": no address";
-        for (addrinfo *ai = res; ai && fd_ < 0; ai = ai->ai_next) {
+        for (addrinfo *ai = res.get(); ai && fd_ < 0; ai = ai->ai_next) {
             int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0) {
                 why = "socket: " + errstr(errno);
@@ -285,7 +298,6 @@ private:
             ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
             fd_ = fd;
         }
-        ::freeaddrinfo(res);
         written_ = 0;
         return fd_ >= 0;
     }
@@ -348,16 +360,10 @@ public:
     bool open(Clock::time_point, std::string &why) override
     {
         close();
-        addrinfo hints{};
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_DGRAM;
-        addrinfo *res = nullptr;
-        int rc = ::getaddrinfo(hp_.host.c_str(), hp_.port.c_str(), &hints, &res);
-        if (rc != 0) {
-            why = "resolve " + hp_.host + ": " + gai_strerror(rc);
+        auto res = resolve(hp_, SOCK_DGRAM, why);
+        if (!res)
             return false;
-        }
-        for (addrinfo *ai = res; ai && fd_ < 0; ai = ai->ai_next) {
+        for (addrinfo *ai = res.get(); ai && fd_ < 0; ai = ai->ai_next) {
             int fd = ::socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
                 fd_ = fd;
@@ -367,7 +373,6 @@ public:
             if (fd >= 0)
                 ::close(fd);
         }
-        ::freeaddrinfo(res);
         return fd_ >= 0;
     }
     void close() override
