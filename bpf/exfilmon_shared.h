@@ -22,6 +22,9 @@
 #define EXF_CHUNK_SMALL 512       /* payload capacity of a small hello event */
 #define EXF_CHUNK_MAX 2048        /* payload capacity of a large hello event */
 #define EXF_NON_HELLO_PEEK 16     /* bytes sent when the first payload is not a ClientHello */
+#define EXF_FC_SLOTS 1024         /* per-CPU flow cache slots (a power of two) */
+#define EXF_FC_SHIFT 54           /* 64 - log2(EXF_FC_SLOTS): index from a 64-bit hash */
+#define EXF_TICK_SHIFT 22         /* packet-time ticks (replay): 2^22 ns, about 4.2 ms */
 
 /* Canonical direction of a flow: the (addr, port) endpoint that compares
  * lower is "lo". Counters in struct exf_flow are indexed by this. */
@@ -102,8 +105,37 @@ struct exf_client_stats {
 	__u64 bytes_in;
 	__u64 bytes_out;
 	__u64 last_ns;
-	__u64 reserved;
+	__u64 first_ns;   /* when the entry was created: set on the creating CPU
+			   * only (the others hold 0), so readers take the max.
+			   * A new value means a new entry (evicted, then seen again). */
 }; /* 64 bytes, one per CPU */
+
+/*
+ * The per-CPU flow cache (map exf_fcache, a PERCPU_ARRAY of EXF_FC_SLOTS).
+ * A steady flow (TLS/QUIC with its hello done, or decided not TLS; not
+ * closed) is installed in its slot by the slow path; the flow's next
+ * packets on that CPU within the same tick, without SYN/FIN/RST or TCP flag
+ * bits new to the flow, are only added to the slot's pending counters: no
+ * hash-table lookup, no clock read. The first packet of each new tick, or a
+ * packet needing the flow (SYN, FIN, RST, ...), takes the slow path, which
+ * first moves the slot's pending counts into exf_flows and exf_clients.
+ * A flow that goes quiet keeps its last pending counts in the slot until
+ * the slot is needed again: readers add every used slot's pending counts to
+ * the flow (if still in the table) and, for TLS/QUIC, to its client.
+ */
+struct exf_fc_slot {
+	struct exf_flow_key key;
+	__u64 pkts[2];    /* pending, indexed by enum exf_cdir */
+	__u64 bytes[2];
+	__u64 last_ns;    /* packet time of the last packet counted here (replay),
+			   * or the install time (live: the fast path reads no clock) */
+	__u64 tick;       /* the tick the slot is valid for */
+	__u32 tcp_seen;   /* the flow's tcp_seen when installed */
+	__u8 client;      /* enum exf_client_side */
+	__u8 kind;        /* enum exf_flow_kind */
+	__u8 used;        /* key holds a flow; pending counts are that flow's */
+	__u8 pad;
+}; /* 96 bytes */
 
 enum exf_event_type {
 	EXF_EV_HELLO = 1,    /* client payload chunk (ClientHello or QUIC Initial) */

@@ -82,26 +82,135 @@ static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_p
 	return 1;
 }
 
-static __always_inline struct exf_client_stats *
-exf_client_get(const struct exf_pkt *p, __u8 client)
+/* The client's entry, created (with first_ns = now) when missing. */
+static __always_inline struct exf_client_stats *exf_client_get(const __u8 *addr, __u64 now)
 {
 	struct exf_client_key ck;
 	struct exf_client_stats *s;
 
-	__builtin_memcpy(ck.addr, client == EXF_CLIENT_LO ? p->key.lo_addr : p->key.hi_addr, 16);
+	__builtin_memcpy(ck.addr, addr, 16);
 	s = exf_map_lookup(&exf_clients, &ck);
 	if (s)
 		return s;
 	struct exf_client_stats zero = {};
-	if (exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST) &&
-	    !(s = exf_map_lookup(&exf_clients, &ck))) {
-		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);
-		return NULL;
-	}
+	zero.first_ns = now;
+	/* Another CPU may create it first (EEXIST): then take that one. */
+	exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST);
 	s = exf_map_lookup(&exf_clients, &ck);
 	if (!s)
 		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);
 	return s;
+}
+
+static __always_inline const __u8 *exf_client_addr(const struct exf_flow_key *k, __u8 client)
+{
+	return client == EXF_CLIENT_LO ? k->lo_addr : k->hi_addr;
+}
+
+/* ---- The per-CPU flow cache (struct exf_fc_slot in exfilmon_shared.h) ---- */
+
+/* Flow keys as five 64-bit words. Keys live at offset 0 of 8-byte aligned
+ * structs (struct exf_pkt on the stack, struct exf_fc_slot in the map), so
+ * these are plain 8-byte loads (a memcpy of the 2-byte aligned struct
+ * would be 20 half-word loads in BPF). */
+typedef __u64 __attribute__((may_alias)) exf_u64_alias;
+
+static __always_inline __u32 exf_fc_index(const struct exf_flow_key *k)
+{
+	const exf_u64_alias *w = (const exf_u64_alias *)k;
+	__u64 x = (w[0] ^ w[1]) * 0x9E3779B97F4A7C15ull;
+	x = (x ^ w[2] ^ w[3]) * 0x9E3779B97F4A7C15ull;
+	x = (x ^ w[4]) * 0x9E3779B97F4A7C15ull;
+	return (__u32)(x >> EXF_FC_SHIFT);
+}
+
+static __always_inline int exf_key_eq(const struct exf_flow_key *a, const struct exf_flow_key *b)
+{
+	const exf_u64_alias *x = (const exf_u64_alias *)a, *y = (const exf_u64_alias *)b;
+	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]));
+}
+
+/* The cache's tick: packet time in replay, jiffies live. Never 0. */
+static __always_inline __u64 exf_tick(EXF_SKB *skb)
+{
+	if (exf_use_pkt_time)
+		return (skb->tstamp >> EXF_TICK_SHIFT) + 1;
+	return exf_ticks();
+}
+
+/* Move a slot's pending counts into the flow and client tables and free the
+ * slot. The slot is marked free and zeroed before the tables are updated, so
+ * a concurrent reader may miss these counts for a moment but never sees
+ * them twice. */
+static __always_inline void exf_fc_flush(struct exf_fc_slot *c, __u64 now)
+{
+	__u64 pk0 = c->pkts[0], pk1 = c->pkts[1], by0 = c->bytes[0], by1 = c->bytes[1];
+	__u64 last = c->last_ns;
+
+	c->used = 0;
+	if (!(pk0 | pk1))
+		return;
+	c->pkts[0] = 0;
+	c->pkts[1] = 0;
+	c->bytes[0] = 0;
+	c->bytes[1] = 0;
+	struct exf_flow *f = exf_map_lookup(&exf_flows, &c->key);
+	if (f) {
+		__sync_fetch_and_add(&f->pkts[0], pk0);
+		__sync_fetch_and_add(&f->pkts[1], pk1);
+		__sync_fetch_and_add(&f->bytes[0], by0);
+		__sync_fetch_and_add(&f->bytes[1], by1);
+		if (last > f->last_ns)
+			f->last_ns = last;
+	}
+	if (c->kind != EXF_KIND_TLS && c->kind != EXF_KIND_QUIC)
+		return;
+	/* Counted for the client even when the flow left the table. */
+	struct exf_client_stats *s = exf_client_get(exf_client_addr(&c->key, c->client), now);
+	if (!s)
+		return;
+	if (c->client == EXF_CLIENT_LO) {
+		s->pkts_in += pk0;
+		s->bytes_in += by0;
+		s->pkts_out += pk1;
+		s->bytes_out += by1;
+	} else {
+		s->pkts_in += pk1;
+		s->bytes_in += by1;
+		s->pkts_out += pk0;
+		s->bytes_out += by0;
+	}
+	if (last > s->last_ns)
+		s->last_ns = last;
+}
+
+/* After the slow path: cache the flow if nothing but counting is left to do
+ * for its packets. A slot another flow used in this tick is left to it. */
+static __always_inline void exf_fc_install(struct exf_fc_slot *c, const struct exf_pkt *p,
+					   const struct exf_flow *f, __u64 tick, __u64 now)
+{
+	if (f->flags & EXF_FF_CLOSED)
+		return;
+	if (p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_RST))
+		return;
+	if (f->kind == EXF_KIND_TLS || f->kind == EXF_KIND_QUIC) {
+		if (!(f->flags & EXF_FF_HELLO_DONE))
+			return;
+	} else if (f->kind != EXF_KIND_OTHER) {
+		return;
+	}
+	if (c->used) {
+		if (c->tick == tick)
+			return;
+		exf_fc_flush(c, now);
+	}
+	c->key = p->key;
+	c->last_ns = now;
+	c->tick = tick;
+	c->tcp_seen = f->tcp_seen;
+	c->client = f->client;
+	c->kind = f->kind;
+	c->used = 1;
 }
 
 /* Waking the reader costs an inter-processor interrupt per event (about 6 us
@@ -274,10 +383,137 @@ static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p
 		f->flags |= EXF_FF_HELLO_DONE;
 }
 
+/* Everything but the cached fast path: flow lookup or creation, 5-tuple
+ * reuse, classification, client totals, hello and flow-end events. Returns
+ * the flow, or NULL when it is not tracked. */
+static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u64 now)
+{
+	struct exf_flow nf;
+	__u8 src = exf_src_side(p);
+	__u8 newly = 0;
+	struct exf_flow *f = exf_map_lookup(&exf_flows, &p->key);
+
+	if (!f) {
+		if (!exf_flow_init(&nf, p, now))
+			return NULL;
+		if (exf_map_update(&exf_flows, &p->key, &nf, BPF_NOEXIST) == 0) {
+			exf_count(EXF_C_FLOW_NEW, 1);
+			newly = nf.kind == EXF_KIND_TLS;
+		}
+		f = exf_map_lookup(&exf_flows, &p->key);
+		if (!f) {
+			exf_count(EXF_C_FLOW_UPDATE_FAIL, 1);
+			return NULL;
+		}
+	} else if ((p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
+		   ((f->flags & EXF_FF_CLOSED) ||
+		    ((f->flags & EXF_FF_ISN_EXACT) && p->seq + 1 != f->client_isn))) {
+		/* A new connection on the same 5-tuple: end the old flow. */
+		if (f->kind == EXF_KIND_TLS) {
+			exf_emit_end(p, f, EXF_END_REUSE, !!(f->flags & EXF_FF_CLOSED), now);
+			if (!(f->flags & EXF_FF_CLOSED)) {
+				struct exf_client_stats *s =
+					exf_client_get(exf_client_addr(&p->key, f->client), now);
+				if (s)
+					s->tls_flows_closed++;
+			}
+		}
+		exf_count(EXF_C_FLOW_REUSE, 1);
+		exf_flow_init(&nf, p, now);
+		*f = nf;
+		newly = nf.kind == EXF_KIND_TLS;
+	}
+
+	__u32 d = p->dir & 1;
+	__sync_fetch_and_add(&f->pkts[d], p->segs);
+	__sync_fetch_and_add(&f->bytes[d], p->wire_bytes);
+	f->last_ns = now;
+	if (p->tcp_flags) {
+		__u32 bits = (__u32)p->tcp_flags << (d * 8);
+		if ((f->tcp_seen & bits) != bits)
+			__sync_fetch_and_or(&f->tcp_seen, bits);
+	}
+
+	__u8 from_client = f->client == src;
+	__u8 head[9];
+	if (f->kind == EXF_KIND_PENDING) {
+		if (p->proto == EXF_IPPROTO_TCP) {
+			if (p->payload_len > 0 && (from_client || f->client == EXF_CLIENT_UNKNOWN)) {
+				if (exf_load_head(skb, p, head, sizeof(head)) == 0 &&
+				    exf_is_client_hello(head)) {
+					f->client = src;
+					f->kind = EXF_KIND_TLS;
+					from_client = 1;
+					newly = 1;
+				} else {
+					f->kind = EXF_KIND_OTHER;
+				}
+			}
+		} else if (from_client) {
+			/* QUIC long header: first bit set and a non-zero version. */
+			if (exf_load_head(skb, p, head, 5) == 0 && (head[0] & 0x80) &&
+			    (head[1] | head[2] | head[3] | head[4])) {
+				f->kind = EXF_KIND_QUIC;
+				newly = 1;
+			} else {
+				f->kind = EXF_KIND_OTHER;
+			}
+		}
+	}
+	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
+		return f;
+
+	struct exf_client_stats *s = exf_client_get(exf_client_addr(&p->key, f->client), now);
+	if (s) {
+		if (newly) {
+			__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
+			s->tls_flows_opened++;
+			s->pkts_in += f->pkts[in];
+			s->bytes_in += f->bytes[in];
+			s->pkts_out += f->pkts[in ^ 1];
+			s->bytes_out += f->bytes[in ^ 1];
+		} else if (from_client) {
+			s->pkts_in += p->segs;
+			s->bytes_in += p->wire_bytes;
+		} else {
+			s->pkts_out += p->segs;
+			s->bytes_out += p->wire_bytes;
+		}
+		s->last_ns = now;
+	}
+	if (newly)
+		exf_count(f->kind == EXF_KIND_TLS ? EXF_C_TLS_FLOWS : EXF_C_QUIC_FLOWS, 1);
+
+	if (p->proto == EXF_IPPROTO_TCP) {
+		if (from_client && p->payload_len > 0 && !(f->flags & EXF_FF_HELLO_DONE))
+			exf_tcp_hello(skb, p, f, now);
+		if ((p->tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) && !(f->flags & EXF_FF_CLOSED)) {
+			__u32 seen = f->tcp_seen;
+			__u8 reason = 0;
+			if (p->tcp_flags & EXF_TCP_RST)
+				reason = EXF_END_RST;
+			else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
+				reason = EXF_END_FIN;
+			if (reason &&
+			    !(__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) &
+			      EXF_TCP_CLOSE_COUNTED)) {
+				f->flags |= EXF_FF_CLOSED;
+				if (s)
+					s->tls_flows_closed++;
+				exf_emit_end(p, f, reason, 0, now);
+			}
+		}
+	} else if (from_client && !(f->flags & EXF_FF_HELLO_DONE)) {
+		if (!newly && exf_load_head(skb, p, head, 1))
+			return f;
+		exf_quic_hello(skb, p, f, head[0], now);
+	}
+	return f;
+}
+
 static __always_inline void exf_handle(EXF_SKB *skb)
 {
 	struct exf_pkt p;
-	struct exf_flow nf;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 len = skb->len;
@@ -303,126 +539,35 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 	}
 	exf_count(EXF_C_PACKETS, p.segs);
 	exf_count(EXF_C_BYTES, p.wire_bytes);
-
-	__u64 now = exf_use_pkt_time ? skb->tstamp : exf_now_ns();
-	__u8 src = exf_src_side(&p);
-	__u8 newly = 0;
-	struct exf_flow *f = exf_map_lookup(&exf_flows, &p.key);
-
-	if (!f) {
-		if (!exf_flow_init(&nf, &p, now))
-			return;
-		if (exf_map_update(&exf_flows, &p.key, &nf, BPF_NOEXIST) == 0) {
-			exf_count(EXF_C_FLOW_NEW, 1);
-			newly = nf.kind == EXF_KIND_TLS;
-		}
-		f = exf_map_lookup(&exf_flows, &p.key);
-		if (!f) {
-			exf_count(EXF_C_FLOW_UPDATE_FAIL, 1);
-			return;
-		}
-	} else if ((p.tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
-		   ((f->flags & EXF_FF_CLOSED) ||
-		    ((f->flags & EXF_FF_ISN_EXACT) && p.seq + 1 != f->client_isn))) {
-		/* A new connection on the same 5-tuple: end the old flow. */
-		if (f->kind == EXF_KIND_TLS) {
-			exf_emit_end(&p, f, EXF_END_REUSE, !!(f->flags & EXF_FF_CLOSED), now);
-			if (!(f->flags & EXF_FF_CLOSED)) {
-				struct exf_client_stats *s = exf_client_get(&p, f->client);
-				if (s)
-					s->tls_flows_closed++;
-			}
-		}
-		exf_count(EXF_C_FLOW_REUSE, 1);
-		exf_flow_init(&nf, &p, now);
-		*f = nf;
-		newly = nf.kind == EXF_KIND_TLS;
-	}
-
-	__u32 d = p.dir & 1;
-	__sync_fetch_and_add(&f->pkts[d], p.segs);
-	__sync_fetch_and_add(&f->bytes[d], p.wire_bytes);
-	f->last_ns = now;
-	if (p.tcp_flags) {
-		__u32 bits = (__u32)p.tcp_flags << (d * 8);
-		if ((f->tcp_seen & bits) != bits)
-			__sync_fetch_and_or(&f->tcp_seen, bits);
-	}
-
-	__u8 from_client = f->client == src;
-	__u8 head[9];
-	if (f->kind == EXF_KIND_PENDING) {
-		if (p.proto == EXF_IPPROTO_TCP) {
-			if (p.payload_len > 0 && (from_client || f->client == EXF_CLIENT_UNKNOWN)) {
-				if (exf_load_head(skb, &p, head, sizeof(head)) == 0 &&
-				    exf_is_client_hello(head)) {
-					f->client = src;
-					f->kind = EXF_KIND_TLS;
-					from_client = 1;
-					newly = 1;
-				} else {
-					f->kind = EXF_KIND_OTHER;
-				}
-			}
-		} else if (from_client) {
-			/* QUIC long header: first bit set and a non-zero version. */
-			if (exf_load_head(skb, &p, head, 5) == 0 && (head[0] & 0x80) &&
-			    (head[1] | head[2] | head[3] | head[4])) {
-				f->kind = EXF_KIND_QUIC;
-				newly = 1;
-			} else {
-				f->kind = EXF_KIND_OTHER;
-			}
-		}
-	}
-	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
+	/* UDP off the TLS ports is never tracked (exf_flow_init): no lookups. */
+	if (p.proto == EXF_IPPROTO_UDP && !exf_is_tls_port(p.sport) && !exf_is_tls_port(p.dport))
 		return;
 
-	struct exf_client_stats *s = exf_client_get(&p, f->client);
-	if (s) {
-		if (newly) {
-			__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
-			s->tls_flows_opened++;
-			s->pkts_in += f->pkts[in];
-			s->bytes_in += f->bytes[in];
-			s->pkts_out += f->pkts[in ^ 1];
-			s->bytes_out += f->bytes[in ^ 1];
-		} else if (from_client) {
-			s->pkts_in += p.segs;
-			s->bytes_in += p.wire_bytes;
-		} else {
-			s->pkts_out += p.segs;
-			s->bytes_out += p.wire_bytes;
-		}
-		s->last_ns = now;
-	}
-	if (newly)
-		exf_count(f->kind == EXF_KIND_TLS ? EXF_C_TLS_FLOWS : EXF_C_QUIC_FLOWS, 1);
-
-	if (p.proto == EXF_IPPROTO_TCP) {
-		if (from_client && p.payload_len > 0 && !(f->flags & EXF_FF_HELLO_DONE))
-			exf_tcp_hello(skb, &p, f, now);
-		if ((p.tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) && !(f->flags & EXF_FF_CLOSED)) {
-			__u32 seen = f->tcp_seen;
-			__u8 reason = 0;
-			if (p.tcp_flags & EXF_TCP_RST)
-				reason = EXF_END_RST;
-			else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
-				reason = EXF_END_FIN;
-			if (reason &&
-			    !(__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) &
-			      EXF_TCP_CLOSE_COUNTED)) {
-				f->flags |= EXF_FF_CLOSED;
-				if (s)
-					s->tls_flows_closed++;
-				exf_emit_end(&p, f, reason, 0, now);
-			}
-		}
-	} else if (from_client && !(f->flags & EXF_FF_HELLO_DONE)) {
-		if (!newly && exf_load_head(skb, &p, head, 1))
+	/* Fast path: a steady flow already cached on this CPU for this tick. */
+	__u32 d = p.dir & 1;
+	__u64 tick = exf_tick(skb);
+	__u32 idx = exf_fc_index(&p.key);
+	struct exf_fc_slot *c = exf_map_lookup(&exf_fcache, &idx);
+	int mine = c && c->used && exf_key_eq(&c->key, &p.key);
+	if (mine && c->tick == tick && !(p.tcp_flags & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_RST))) {
+		__u32 bits = (__u32)p.tcp_flags << (d * 8);
+		if ((c->tcp_seen & bits) == bits) {
+			c->pkts[d] += p.segs;
+			c->bytes[d] += p.wire_bytes;
+			if (exf_use_pkt_time)
+				c->last_ns = skb->tstamp;
 			return;
-		exf_quic_hello(skb, &p, f, head[0], now);
+		}
 	}
+
+	__u64 now = exf_use_pkt_time ? skb->tstamp : exf_now_ns();
+	/* The flow's cached counts go to the tables before anything else
+	 * (its end event, a reuse) reads them. */
+	if (mine)
+		exf_fc_flush(c, now);
+	struct exf_flow *f = exf_slow(skb, &p, now);
+	if (f && c)
+		exf_fc_install(c, &p, f, tick, now);
 }
 
 #endif /* EXF_LIB_DATAPATH_H */

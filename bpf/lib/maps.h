@@ -20,6 +20,14 @@ struct {
 	__type(value, struct exf_client_stats);
 } exf_clients SEC(".maps");
 
+/* The per-CPU flow cache (see struct exf_fc_slot). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EXF_FC_SLOTS);
+	__type(key, __u32);
+	__type(value, struct exf_fc_slot);
+} exf_fcache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, EXF_C__MAX);

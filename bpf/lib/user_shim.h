@@ -29,11 +29,11 @@ struct exf_umap {
 	int kind; /* enum exf_umap_kind */
 };
 
-enum exf_umap_kind { EXF_UMAP_FLOWS, EXF_UMAP_CLIENTS, EXF_UMAP_HEALTH, EXF_UMAP_EVENTS };
+enum exf_umap_kind { EXF_UMAP_FLOWS, EXF_UMAP_CLIENTS, EXF_UMAP_HEALTH, EXF_UMAP_EVENTS, EXF_UMAP_FCACHE };
 
 /* The instance the current thread runs (its maps and settings). */
 struct exf_uinstance {
-	struct exf_umap flows, clients, health, events;
+	struct exf_umap flows, clients, health, events, fcache;
 	__u16 tls_ports[EXF_MAX_TLS_PORTS];
 	__u32 n_tls_ports;
 	__u8 use_pkt_time;

@@ -50,7 +50,7 @@ public:
 
     std::optional<exf_flow> flow_of(const FrameSpec &s)
     {
-        for (auto &r : read_flows(sensor_.flows_fd())) {
+        for (auto &r : sensor_.tables().flows) {
             bool a = format_addr(r.key.lo_addr) == s.src && r.key.lo_port == s.sport &&
                      format_addr(r.key.hi_addr) == s.dst && r.key.hi_port == s.dport;
             bool b = format_addr(r.key.hi_addr) == s.src && r.key.hi_port == s.sport &&
@@ -60,16 +60,21 @@ public:
         }
         return std::nullopt;
     }
-    size_t flow_count() { return read_flows(sensor_.flows_fd()).size(); }
+    size_t flow_count() { return sensor_.tables().flows.size(); }
     std::optional<exf_client_stats> client(const std::string &addr)
     {
-        for (auto &r : read_clients(sensor_.clients_fd()))
+        for (auto &r : sensor_.tables().clients)
             if (format_addr(r.key.addr) == addr)
                 return r.stats;
         return std::nullopt;
     }
-    size_t client_count() { return read_clients(sensor_.clients_fd()).size(); }
+    size_t client_count() { return sensor_.tables().clients.size(); }
     HealthCounters health() { return read_health(sensor_.health_fd()); }
+    // The raw flow table and flow cache (without folding).
+    std::vector<FlowRow> raw_flows() { return read_flows(sensor_.flows_fd()); }
+    std::vector<exf_fc_slot> cache() { return read_fcache(sensor_.fcache_fd()); }
+    // Moves packet time on (the flow cache's tick is 2^22 ns of it).
+    void advance_ns(uint64_t ns) { clock_ += ns / 1000; }
     std::vector<Event> &events() { return events_; }
     std::vector<Event> events_of(uint16_t type)
     {
@@ -104,6 +109,7 @@ private:
         }
         events_.push_back(std::move(e));
     }
+    CpuPin pin_;  // one CPU: its flow cache sees every packet of the test
     BpfSensor sensor_;
     EventReader reader_;
     std::vector<Event> events_;
@@ -236,6 +242,202 @@ TEST_CASE("IPv4 TLS session on 443 fills flow and client maps and sends events",
     CHECK(hc[EXF_C_HELLO_EVENTS] == 1);
     CHECK(hc[EXF_C_END_EVENTS] == 1);
     CHECK(hc[EXF_C_RB_FULL] == 0);
+}
+
+namespace {
+
+// The program's flow cache slot index (datapath.h exf_fc_index), computed
+// here independently to build colliding flows.
+uint32_t fc_index(const exf_flow_key &k)
+{
+    uint64_t w[5];
+    std::memcpy(w, &k, sizeof(w));
+    uint64_t x = (w[0] ^ w[1]) * 0x9E3779B97F4A7C15ull;
+    x = (x ^ w[2] ^ w[3]) * 0x9E3779B97F4A7C15ull;
+    x = (x ^ w[4]) * 0x9E3779B97F4A7C15ull;
+    return uint32_t(x >> EXF_FC_SHIFT);
+}
+
+exf_flow_key key_of(const FrameSpec &s)
+{
+    exf_flow_key k{};
+    auto a = *parse_addr(s.src), b = *parse_addr(s.dst);
+    // The program's order: the address as two native 64-bit words, then the port.
+    uint64_t wa[2], wb[2];
+    std::memcpy(wa, a.data(), 16);
+    std::memcpy(wb, b.data(), 16);
+    bool a_lo = wa[0] != wb[0] ? wa[0] < wb[0] : wa[1] != wb[1] ? wa[1] < wb[1] : s.sport < s.dport;
+    std::memcpy(k.lo_addr, a_lo ? a.data() : b.data(), 16);
+    std::memcpy(k.hi_addr, a_lo ? b.data() : a.data(), 16);
+    k.lo_port = a_lo ? s.sport : s.dport;
+    k.hi_port = a_lo ? s.dport : s.sport;
+    k.proto = s.proto;
+    return k;
+}
+
+// SYN, SYN-ACK, ACK and a ClientHello: the flow is steady (hello done).
+Exchange open_tls(Harness &h, FrameSpec c)
+{
+    Exchange x;
+    FrameSpec s = reverse(c);
+    auto fr = [&](FrameSpec f, bool in) {
+        auto b = build_frame(f);
+        REQUIRE(h.send(b) == kPass);
+        (in ? x.pkts_in : x.pkts_out)++;
+        (in ? x.bytes_in : x.bytes_out) += ip_bytes(b);
+    };
+    c.tcp_flags = SYN;
+    c.seq = 1000;
+    fr(c, true);
+    s.tcp_flags = SYN | ACK;
+    s.seq = 5000;
+    s.ack = 1001;
+    fr(s, false);
+    c.tcp_flags = ACK;
+    c.seq = 1001;
+    fr(c, true);
+    c.tcp_flags = PSH | ACK;
+    c.payload = client_hello(517);
+    fr(c, true);
+    return x;
+}
+
+// n server-to-client data segments of len bytes; returns their IP bytes.
+uint64_t send_data(Harness &h, const FrameSpec &c, int n, size_t len = 1000)
+{
+    FrameSpec s = reverse(c);
+    s.tcp_flags = ACK;
+    s.payload.assign(len, 0x17);
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        s.seq = uint32_t(5001 + i * len);
+        auto b = build_frame(s);
+        REQUIRE(h.send(b) == kPass);
+        bytes += ip_bytes(b);
+    }
+    return bytes;
+}
+
+uint64_t raw_bytes_out(Harness &h, const exf_flow_key &k)
+{
+    for (auto &r : h.raw_flows())
+        if (std::memcmp(&r.key, &k, sizeof(k)) == 0)
+            return r.flow.bytes[flow_in_dir(r.flow) ^ 1];
+    return 0;
+}
+
+}  // namespace
+
+TEST_CASE("Steady flows are counted in the per-CPU flow cache and readers and flushes add it exactly", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.src = "192.0.2.20";
+    c.dst = "198.51.100.1";
+    c.sport = 41000;
+    auto key = key_of(c);
+    auto x = open_tls(h, c);
+    // The hello made the flow steady: it is installed in its slot.
+    auto slots = h.cache();
+    REQUIRE(slots.size() == 1);
+    CHECK(std::memcmp(&slots[0].key, &key, sizeof(key)) == 0);
+    CHECK(slots[0].kind == EXF_KIND_TLS);
+    CHECK((slots[0].pkts[0] | slots[0].pkts[1]) == 0);
+    uint64_t before = raw_bytes_out(h, key);
+
+    // Within the tick: counted in the slot only, not in the table...
+    uint64_t out1 = send_data(h, c, 10);
+    slots = h.cache();
+    REQUIRE(slots.size() == 1);
+    unsigned out_dir = slots[0].client == EXF_CLIENT_LO ? EXF_CDIR_HI_TO_LO : EXF_CDIR_LO_TO_HI;
+    CHECK(slots[0].pkts[out_dir] == 10);
+    CHECK(slots[0].bytes[out_dir] == out1);
+    CHECK(raw_bytes_out(h, key) == before);
+    // ... and readers see it exactly.
+    auto cs = h.client(c.src);
+    REQUIRE(cs);
+    CHECK(cs->pkts_out == x.pkts_out + 10);
+    CHECK(cs->bytes_out == x.bytes_out + out1);
+    CHECK(cs->pkts_in == x.pkts_in);
+    CHECK(cs->first_ns > 0);
+    auto f = h.flow_of(c);
+    REQUIRE(f);
+    CHECK(f->bytes[out_dir] == x.bytes_out + out1);
+
+    // The first packet of a later tick moves the pending counts to the tables.
+    h.advance_ns(5'000'000);
+    uint64_t out2 = send_data(h, c, 1);
+    CHECK(raw_bytes_out(h, key) == x.bytes_out + out1 + out2);
+    slots = h.cache();
+    REQUIRE(slots.size() == 1);
+    CHECK((slots[0].pkts[0] | slots[0].pkts[1]) == 0);  // installed again, empty
+    uint64_t out3 = send_data(h, c, 3);
+    cs = h.client(c.src);
+    REQUIRE(cs);
+    CHECK(cs->bytes_out == x.bytes_out + out1 + out2 + out3);
+
+    // A FIN takes the slow path: the end event holds every packet before it.
+    FrameSpec s = reverse(c);
+    s.tcp_flags = FIN | ACK;
+    s.seq = 9000;
+    auto fin_s = build_frame(s);
+    REQUIRE(h.send(fin_s) == kPass);
+    FrameSpec cf = c;
+    cf.tcp_flags = FIN | ACK;
+    cf.seq = 1518;
+    auto fin_c = build_frame(cf);
+    REQUIRE(h.send(fin_c) == kPass);
+    auto ends = h.events_of(EXF_EV_FLOW_END);
+    REQUIRE(ends.size() == 1);
+    CHECK(ends[0].flow.bytes[out_dir] == x.bytes_out + out1 + out2 + out3 + ip_bytes(fin_s));
+    CHECK(ends[0].flow.bytes[out_dir ^ 1] == x.bytes_in + ip_bytes(fin_c));
+    CHECK(h.cache().empty());  // a closed flow is not cached
+    cs = h.client(c.src);
+    REQUIRE(cs);
+    CHECK(cs->tls_flows_closed == 1);
+    CHECK(cs->bytes_out == x.bytes_out + out1 + out2 + out3 + ip_bytes(fin_s));
+}
+
+TEST_CASE("Two flows sharing a flow cache slot are both counted exactly", "[bpf]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec a;
+    a.src = "192.0.2.21";
+    a.dst = "198.51.100.1";
+    a.sport = 42000;
+    FrameSpec b = a;
+    b.src = "192.0.2.22";
+    for (b.sport = 42000; fc_index(key_of(b)) != fc_index(key_of(a)); b.sport++)
+        REQUIRE(b.sport < 65000);
+    auto ka = key_of(a), kb = key_of(b);
+    auto xa = open_tls(h, a);
+    auto xb = open_tls(h, b);  // same tick: the slot stays a's
+    uint64_t oa = send_data(h, a, 5), ob = send_data(h, b, 7);
+    auto slots = h.cache();
+    REQUIRE(slots.size() == 1);
+    CHECK(std::memcmp(&slots[0].key, &ka, sizeof(ka)) == 0);
+    CHECK(raw_bytes_out(h, kb) == xb.bytes_out + ob);  // b went the slow path
+    // Next tick: b's first packet flushes a's stale slot and takes it.
+    h.advance_ns(5'000'000);
+    ob += send_data(h, b, 2);
+    slots = h.cache();
+    REQUIRE(slots.size() == 1);
+    CHECK(std::memcmp(&slots[0].key, &kb, sizeof(kb)) == 0);
+    CHECK(raw_bytes_out(h, ka) == xa.bytes_out + oa);
+    ob += send_data(h, b, 4);
+    oa += send_data(h, a, 3);  // a now goes the slow path
+    auto ca = h.client(a.src), cb = h.client(b.src);
+    REQUIRE(ca);
+    REQUIRE(cb);
+    CHECK(ca->bytes_out == xa.bytes_out + oa);
+    CHECK(cb->bytes_out == xb.bytes_out + ob);
+    CHECK(ca->pkts_out == xa.pkts_out + 8);
+    CHECK(cb->pkts_out == xb.pkts_out + 13);
+    CHECK(h.health()[EXF_C_PACKETS] == xa.pkts_in + xa.pkts_out + xb.pkts_in + xb.pkts_out + 21);
 }
 
 TEST_CASE("RST closes a TLS flow and a new SYN on the 5-tuple starts a new one", "[bpf]")

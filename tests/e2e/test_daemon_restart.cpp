@@ -135,8 +135,15 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
 
     int fd = bpf_obj_get((pin_dir / "exf_clients").c_str());
     REQUIRE(fd >= 0);
-    auto rows = read_clients(fd);
+    int flows_fd = bpf_obj_get((pin_dir / "exf_flows").c_str());
+    REQUIRE(flows_fd >= 0);
+    int fcache_fd = bpf_obj_get((pin_dir / "exf_fcache").c_str());
+    REQUIRE(fcache_fd >= 0);
+    // What the daemon reads: the tables with the flow cache's pending counts.
+    auto rows = read_tables(flows_fd, fd, fcache_fd).clients;
     close(fd);
+    close(flows_fd);
+    close(fcache_fd);
     REQUIRE(rows.size() == 1);
     auto &c = rows[0].stats;
     CHECK(format_addr(rows[0].key.addr) == "192.0.2.60");

@@ -410,7 +410,7 @@ void run_scenario(bool offloads)
 
     // Wait until every flow's FIN/RST has passed the sensor.
     auto settled = [&] {
-        auto rows = exf::read_clients(sensor.clients_fd());
+        auto rows = sensor.tables().clients;
         size_t ok = 0;
         for (auto &r : rows) {
             Addr16 a;
@@ -429,7 +429,7 @@ void run_scenario(bool offloads)
     // retransmitted FIN).
     auto tcp_total = [&] {
         uint64_t n = 0;
-        for (auto &fr : exf::read_flows(sensor.flows_fd()))
+        for (auto &fr : sensor.tables().flows)
             if (fr.key.proto == IPPROTO_TCP)
                 n += fr.flow.pkts[0] + fr.flow.pkts[1];
         return n;
@@ -455,8 +455,9 @@ void run_scenario(bool offloads)
     // No TCP packet passed the sensor while the captures stopped.
     REQUIRE(tcp_total() == quiet_total);
 
-    auto clients = exf::read_clients(sensor.clients_fd());
-    auto flows = exf::read_flows(sensor.flows_fd());
+    auto tables = sensor.tables();
+    auto &clients = tables.clients;
+    auto &flows = tables.flows;
     auto health = exf::read_health(sensor.health_fd());
     std::ostringstream drops;
     drops << "drops on the path (rx/tx):";

@@ -121,8 +121,10 @@ void ReplaySession::clear_maps()
     for (const auto &row : read_clients(sensor_.clients_fd()))
         if (bpf_map_delete_elem(sensor_.clients_fd(), &row.key) && errno != ENOENT)
             throw_errno("clear client table", errno);
-    if (!read_flows(sensor_.flows_fd()).empty() || !read_clients(sensor_.clients_fd()).empty())
-        throw Error("replay: flow or client table not empty after clearing");
+    clear_fcache(sensor_.fcache_fd());
+    if (!read_flows(sensor_.flows_fd()).empty() || !read_clients(sensor_.clients_fd()).empty() ||
+        !read_fcache(sensor_.fcache_fd()).empty())
+        throw Error("replay: flow or client table or flow cache not empty after clearing");
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0)
         throw_errno("count possible CPUs", ncpu);
@@ -138,6 +140,7 @@ ReplayResult ReplaySession::replay(const fs::path &capture)
 {
     ReplayResult res;
     PcapReader reader(capture.string());
+    CpuPin pin;  // one CPU's flow cache for the whole replay
     clear_maps();
     events_->res = &res;
 
@@ -169,12 +172,13 @@ ReplayResult ReplaySession::replay(const fs::path &capture)
     events_->res = nullptr;
     res.read_error = reader.error();
 
-    for (const auto &row : read_flows(sensor_.flows_fd())) {
+    auto tables = sensor_.tables();
+    for (const auto &row : tables.flows) {
         FlowCount fc;
         if (to_flow_count(row.key, row.flow, fc))
             res.flows.push_back(std::move(fc));
     }
-    for (const auto &row : read_clients(sensor_.clients_fd())) {
+    for (const auto &row : tables.clients) {
         ClientCount c;
         c.client = format_addr(row.key.addr);
         c.tls_flows = row.stats.tls_flows_opened;

@@ -43,7 +43,8 @@ std::string validate(const SensorOptions &o)
 
 namespace {
 
-constexpr const char *kPinnedMaps[] = {"exf_flows", "exf_clients", "exf_health", "exf_events"};
+constexpr const char *kPinnedMaps[] = {"exf_flows", "exf_clients", "exf_fcache", "exf_health",
+                                       "exf_events"};
 
 // Mounts bpffs on /sys/fs/bpf if the pin path lies there and it is not mounted.
 void ensure_bpffs(const std::string &pin_path)
@@ -165,6 +166,8 @@ int BpfSensor::flows_fd() const { return bpf_map__fd(skel_->maps.exf_flows); }
 int BpfSensor::clients_fd() const { return bpf_map__fd(skel_->maps.exf_clients); }
 int BpfSensor::health_fd() const { return bpf_map__fd(skel_->maps.exf_health); }
 int BpfSensor::events_fd() const { return bpf_map__fd(skel_->maps.exf_events); }
+int BpfSensor::fcache_fd() const { return bpf_map__fd(skel_->maps.exf_fcache); }
+Tables BpfSensor::tables() const { return read_tables(flows_fd(), clients_fd(), fcache_fd()); }
 
 EmptyProgram::EmptyProgram()
 {

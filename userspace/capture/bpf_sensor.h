@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "capture/maps.h"
+
 struct exfilmon;
 struct exf_empty;
 
@@ -37,6 +39,9 @@ public:
     int clients_fd() const;
     int health_fd() const;
     int events_fd() const;
+    int fcache_fd() const;
+    // The flow and client tables with the flow cache folded in (maps.h).
+    Tables tables() const;
     const SensorOptions &options() const { return opts_; }
     // True when the maps were taken over from an earlier run's pins.
     bool reused_pins() const { return reused_pins_; }

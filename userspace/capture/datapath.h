@@ -22,8 +22,10 @@ public:
     virtual void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs = 0) = 0;
     // Hands over the events produced since the last call, in order.
     virtual void drain_events(const EventFn &fn) = 0;
-    virtual std::vector<FlowRow> flows() const = 0;
-    virtual std::vector<ClientRow> clients() const = 0;
+    // The flow and client tables, the flow cache folded in (maps.h).
+    virtual Tables tables() const = 0;
+    std::vector<FlowRow> flows() const { return tables().flows; }
+    std::vector<ClientRow> clients() const { return tables().clients; }
     virtual HealthCounters health() const = 0;
     virtual const char *name() const = 0;
 };

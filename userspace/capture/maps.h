@@ -2,6 +2,7 @@
 // Reading the sensor's maps from userspace.
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -11,7 +12,7 @@ namespace exf {
 
 struct ClientRow {
     exf_client_key key;
-    exf_client_stats stats;  // summed over CPUs; last_ns is the max
+    exf_client_stats stats;  // summed over CPUs; last_ns and first_ns are the max
 };
 
 struct FlowRow {
@@ -21,10 +22,36 @@ struct FlowRow {
 
 using HealthCounters = std::array<uint64_t, EXF_C__MAX>;
 
-// Whole per-client table, per-CPU values summed. Uses bpf_map_lookup_batch,
-// falling back to key iteration where batching is unsupported.
+// The sensor's counts: the flow and client tables with the flow cache's
+// pending counts added (see struct exf_fc_slot). This, not the raw tables,
+// is what every reader uses.
+struct Tables {
+    std::vector<FlowRow> flows;
+    std::vector<ClientRow> clients;
+};
+
+// Reads the client table, then the flow table, then the flow cache (twice:
+// before and after the tables; a slot is added only when both reads agree
+// on its flow and tick, so a slot being rewritten is never half-read). A
+// flush by the kernel between the reads can hide a slot's pending counts
+// from one read (they show at the next), never count them twice. The
+// client table is read first: a flow then holds at least what its client
+// shows (see pipeline/harvest_stage.h).
+Tables read_tables(int flows_fd, int clients_fd, int fcache_fd);
+
+// The raw tables. Whole per-client table, per-CPU values summed. Uses
+// bpf_map_lookup_batch, falling back to key iteration where batching is
+// unsupported.
 std::vector<ClientRow> read_clients(int map_fd);
 std::vector<FlowRow> read_flows(int map_fd);
+// Every CPU's used flow-cache slots.
+std::vector<exf_fc_slot> read_fcache(int map_fd);
+// Adds used slots' pending counts (and last times) to their flows, when
+// present, and, for TLS/QUIC flows, to their clients (creating rows for
+// clients missing from the table), as the kernel does when it flushes.
+void fold_fcache(Tables &t, std::span<const exf_fc_slot> slots);
+// Zeroes every slot of every CPU (test and replay resets).
+void clear_fcache(int map_fd);
 HealthCounters read_health(int map_fd);
 std::string_view counter_name(unsigned idx);
 

@@ -3,7 +3,10 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
+#include <sched.h>
+
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace exf {
@@ -30,6 +33,26 @@ TestRunResult run_tc_program(int prog_fd, std::span<const uint8_t> frame,
     r.retval = opts.retval;
     r.duration_ns = opts.duration;
     return r;
+}
+
+static_assert(sizeof(cpu_set_t) <= 128);
+
+CpuPin::CpuPin()
+{
+    auto *old = reinterpret_cast<cpu_set_t *>(old_);
+    int cpu = sched_getcpu();
+    if (cpu < 0 || sched_getaffinity(0, sizeof(cpu_set_t), old) != 0)
+        return;  // best effort: counts stay exact per client either way
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
+CpuPin::~CpuPin()
+{
+    if (pinned_)
+        sched_setaffinity(0, sizeof(cpu_set_t), reinterpret_cast<cpu_set_t *>(old_));
 }
 
 }  // namespace exf

@@ -26,4 +26,21 @@ constexpr size_t kMaxTestRunFrame = 3500;
 TestRunResult run_tc_program(int prog_fd, std::span<const uint8_t> frame,
                              const TestRunOptions &opts = {});
 
+// Keeps the calling thread on the CPU it runs on, for as long as it lives
+// (then the previous affinity is restored). A test run executes on the
+// caller's CPU, and the program's flow cache is per CPU: a replay that
+// migrated between CPUs would leave a flow's pending counts in another
+// CPU's slot when its 5-tuple is reused (the reuse event would miss them).
+class CpuPin {
+public:
+    CpuPin();
+    ~CpuPin();
+    CpuPin(const CpuPin &) = delete;
+    CpuPin &operator=(const CpuPin &) = delete;
+
+private:
+    bool pinned_ = false;
+    alignas(8) unsigned char old_[128];  // cpu_set_t
+};
+
 }  // namespace exf

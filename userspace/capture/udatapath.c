@@ -10,11 +10,14 @@ static __thread struct exf_uinstance *exf_ucur;
 #define exf_clients (exf_ucur->clients)
 #define exf_health (exf_ucur->health)
 #define exf_events (exf_ucur->events)
+#define exf_fcache (exf_ucur->fcache)
 #define exf_tls_ports (exf_ucur->tls_ports)
 #define exf_n_tls_ports (exf_ucur->n_tls_ports)
 #define exf_use_pkt_time (exf_ucur->use_pkt_time)
 #define exf_rb_wake_bytes 0
 #define exf_now_ns() (exf_ucur->now_ns)
+/* The live tick of the flow cache: the clock in 2^22 ns steps. */
+#define exf_ticks() ((exf_ucur->now_ns >> EXF_TICK_SHIFT) + 1)
 
 #include "lib/datapath.h"
 

@@ -134,6 +134,7 @@ public:
         inst_.clients = {&clients_, EXF_UMAP_CLIENTS};
         inst_.health = {&health_, EXF_UMAP_HEALTH};
         inst_.events = {&events_, EXF_UMAP_EVENTS};
+        inst_.fcache = {&fcache_, EXF_UMAP_FCACHE};
         for (size_t i = 0; i < o.tls_ports.size(); i++)
             inst_.tls_ports[i] = o.tls_ports[i];
         inst_.n_tls_ports = uint32_t(o.tls_ports.size());
@@ -173,27 +174,27 @@ public:
         }
     }
 
-    std::vector<FlowRow> flows() const override
+    Tables tables() const override
     {
-        std::vector<FlowRow> out;
-        flows_.for_each([&](const uint8_t *k, const exf_flow &v) {
-            FlowRow r;
-            std::memcpy(&r.key, k, sizeof(r.key));
-            r.flow = v;
-            out.push_back(r);
-        });
-        return out;
-    }
-    std::vector<ClientRow> clients() const override
-    {
-        std::vector<ClientRow> out;
+        Tables t;
         clients_.for_each([&](const uint8_t *k, const exf_client_stats &v) {
             ClientRow r;
             std::memcpy(&r.key, k, sizeof(r.key));
             r.stats = v;
-            out.push_back(r);
+            t.clients.push_back(r);
         });
-        return out;
+        flows_.for_each([&](const uint8_t *k, const exf_flow &v) {
+            FlowRow r;
+            std::memcpy(&r.key, k, sizeof(r.key));
+            r.flow = v;
+            t.flows.push_back(r);
+        });
+        std::vector<exf_fc_slot> used;
+        for (const auto &c : fcache_)
+            if (c.used)
+                used.push_back(c);
+        fold_fcache(t, used);
+        return t;
     }
     HealthCounters health() const override { return health_; }
     const char *name() const override { return "userspace"; }
@@ -201,6 +202,7 @@ public:
     LruMap<sizeof(exf_flow_key), exf_flow> flows_;
     LruMap<sizeof(exf_client_key), exf_client_stats> clients_;
     HealthCounters health_{};
+    std::array<exf_fc_slot, EXF_FC_SLOTS> fcache_{};  // one CPU's flow cache
     EventQueue events_;
     exf_uinstance inst_;
     std::vector<uint8_t> aligned_;  // frames copied to the kernel's alignment
@@ -248,8 +250,7 @@ public:
         reader_.drain();
         sink_ = nullptr;
     }
-    std::vector<FlowRow> flows() const override { return read_flows(sensor_.flows_fd()); }
-    std::vector<ClientRow> clients() const override { return read_clients(sensor_.clients_fd()); }
+    Tables tables() const override { return sensor_.tables(); }
     HealthCounters health() const override
     {
         auto h = read_health(sensor_.health_fd());
@@ -261,6 +262,7 @@ public:
 
 private:
     HealthCounters extra_{};
+    CpuPin pin_;  // one CPU's flow cache for the whole replay
     BpfSensor sensor_;
     EventReader reader_;
     const EventFn *sink_ = nullptr;
@@ -299,6 +301,12 @@ void *exf_u_map_lookup(struct exf_umap *m, const void *key)
         std::memcpy(&idx, key, sizeof(idx));
         auto *h = static_cast<HealthCounters *>(m->impl);
         return idx < h->size() ? &(*h)[idx] : nullptr;
+    }
+    case EXF_UMAP_FCACHE: {
+        uint32_t idx;
+        std::memcpy(&idx, key, sizeof(idx));
+        auto *c = static_cast<std::array<exf_fc_slot, EXF_FC_SLOTS> *>(m->impl);
+        return idx < c->size() ? &(*c)[idx] : nullptr;
     }
     default:
         return nullptr;

@@ -354,8 +354,9 @@ int run_daemon(const DaemonOptions &opts)
         auto harvest_now = [&] {
             auto t0 = std::chrono::steady_clock::now();
             // Clients before flows: see HarvestStage::run (owed_).
-            auto client_rows = source->clients();
-            auto flow_rows = source->flows();
+            auto tables = source->tables();
+            const auto &client_rows = tables.clients;
+            const auto &flow_rows = tables.flows;
             state.health = source->health();
             state.flow_entries = flow_rows.size();
             state.client_entries = client_rows.size();

@@ -38,9 +38,8 @@ public:
         // are attributed now and owed by the client (owed_) until its table
         // shows them at a later harvest. (Read the other way round, a packet
         // could be counted as client-only first and attributed later: twice.)
-        auto clients = src.clients();
-        auto flows = src.flows();
-        run(a, flows, clients, tracker, now_ms);
+        auto t = src.tables();
+        run(a, t.flows, t.clients, tracker, now_ms);
     }
 
     // The same from tables read by the caller (replay: a Datapath's).

@@ -1,5 +1,6 @@
 #include "pipeline/live.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "capture/events.h"
@@ -75,25 +76,32 @@ std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
         exf_client_stats prev{};
         if (auto it = last_.find(a); it != last_.end())
             prev = it->second;
-        // An entry evicted and created again starts from zero: counters below
-        // the previous reading mean a new entry, whose whole value is new.
-        bool reset = cur.tls_flows_opened < prev.tls_flows_opened || cur.bytes_out < prev.bytes_out ||
-                     cur.bytes_in < prev.bytes_in || cur.pkts_in < prev.pkts_in ||
-                     cur.pkts_out < prev.pkts_out || cur.tls_flows_closed < prev.tls_flows_closed;
-        if (reset)
+        // An entry evicted and created again has a new creation time: its
+        // whole value is new. Otherwise a counter below the previous reading
+        // is a reading that missed counts on their way from the flow cache
+        // to the tables (maps.h read_tables): they show later, so the
+        // previous reading stands until the counter passes it.
+        if (prev.first_ns && cur.first_ns && prev.first_ns != cur.first_ns)
             prev = exf_client_stats{};
+        auto grow = [](__u64 c, __u64 &p) -> __u64 {
+            uint64_t d = c > p ? c - p : 0;
+            p = std::max(c, p);
+            return d;
+        };
         ClientDelta d{a, {}, cur};
-        d.delta.tls_flows_opened = cur.tls_flows_opened - prev.tls_flows_opened;
-        d.delta.tls_flows_closed = cur.tls_flows_closed - prev.tls_flows_closed;
-        d.delta.pkts_in = cur.pkts_in - prev.pkts_in;
-        d.delta.pkts_out = cur.pkts_out - prev.pkts_out;
-        d.delta.bytes_in = cur.bytes_in - prev.bytes_in;
-        d.delta.bytes_out = cur.bytes_out - prev.bytes_out;
+        d.delta.tls_flows_opened = grow(cur.tls_flows_opened, prev.tls_flows_opened);
+        d.delta.tls_flows_closed = grow(cur.tls_flows_closed, prev.tls_flows_closed);
+        d.delta.pkts_in = grow(cur.pkts_in, prev.pkts_in);
+        d.delta.pkts_out = grow(cur.pkts_out, prev.pkts_out);
+        d.delta.bytes_in = grow(cur.bytes_in, prev.bytes_in);
+        d.delta.bytes_out = grow(cur.bytes_out, prev.bytes_out);
         d.delta.last_ns = cur.last_ns;
+        prev.last_ns = std::max(prev.last_ns, cur.last_ns);
+        prev.first_ns = cur.first_ns ? cur.first_ns : prev.first_ns;
         if (d.delta.tls_flows_opened || d.delta.tls_flows_closed || d.delta.pkts_in ||
             d.delta.pkts_out)
             out.push_back(d);
-        next.emplace(a, cur);
+        next.emplace(a, prev);
     }
     last_ = std::move(next);
     return out;
@@ -136,10 +144,18 @@ std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
         FlowDelta d{r.key, f};
         d.pending = !ready(r);
         d.opened = !known;
-        d.pkts_in = f.pkts[in] - prev.flow.pkts[in];
-        d.pkts_out = f.pkts[in ^ 1] - prev.flow.pkts[in ^ 1];
-        d.bytes_in = f.bytes[in] - prev.flow.bytes[in];
-        d.bytes_out = f.bytes[in ^ 1] - prev.flow.bytes[in ^ 1];
+        // Counters as accounted: never below an earlier reading (a reading
+        // can miss counts on their way from the flow cache to the table;
+        // they show later; see Harvester::harvest).
+        exf_flow acc = f;
+        for (int k = 0; k < 2; k++) {
+            acc.pkts[k] = std::max(f.pkts[k], prev.flow.pkts[k]);
+            acc.bytes[k] = std::max(f.bytes[k], prev.flow.bytes[k]);
+        }
+        d.pkts_in = acc.pkts[in] - prev.flow.pkts[in];
+        d.pkts_out = acc.pkts[in ^ 1] - prev.flow.pkts[in ^ 1];
+        d.bytes_in = acc.bytes[in] - prev.flow.bytes[in];
+        d.bytes_out = acc.bytes[in ^ 1] - prev.flow.bytes[in ^ 1];
         bool grew = d.pkts_in || d.pkts_out;
         d.resumed = known && prev.idle && grew;
         bool was_closed = known && prev.closed && !d.resumed;
@@ -151,7 +167,7 @@ std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
                 next.emplace(r.key, prev);
             continue;
         }
-        next.emplace(r.key, Seen{f, fin || idle || was_closed, idle || (was_closed && prev.idle)});
+        next.emplace(r.key, Seen{acc, fin || idle || was_closed, idle || (was_closed && prev.idle)});
     }
     // Flows that left the table (or whose 5-tuple now holds a new flow)
     // without a reported end: they end now, at their last packet.

@@ -342,7 +342,8 @@ public:
             next_eval_ = now + eval_ms_;
         }
         if (now >= next_harvest_) {
-            harvest_.run(agg_, dp.flows(), dp.clients(), t, now);
+            auto tb = dp.tables();
+            harvest_.run(agg_, tb.flows, tb.clients, t, now);
             next_harvest_ = now + harvest_ms_;
         }
         if (now >= next_eval_) {
@@ -353,7 +354,8 @@ public:
     void on_end(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
         uint64_t now = std::max<uint64_t>(ts_ns / 1000000, agg_.clock_ms());
-        harvest_.run(agg_, dp.flows(), dp.clients(), t, now);
+        auto tb = dp.tables();
+        harvest_.run(agg_, tb.flows, tb.clients, t, now);
         collect(det_.evaluate(agg_, now, now));
     }
     void take_alerts(std::vector<Alert> &out) override

@@ -18,8 +18,9 @@ class LiveSource {
 public:
     using EventFn = std::function<void(std::span<const uint8_t>)>;
     virtual ~LiveSource() = default;
-    virtual std::vector<ClientRow> clients() = 0;
-    virtual std::vector<FlowRow> flows() = 0;
+    // The flow and client tables (flow cache folded in), read together.
+    virtual Tables tables() = 0;
+    std::vector<ClientRow> clients() { return tables().clients; }
     virtual HealthCounters health() = 0;
     // Events queued since the last call (consumer thread only).
     virtual size_t pop_events(const EventFn &fn) = 0;

@@ -26,8 +26,7 @@ public:
         consumer_.reset();  // stop reading before detaching
         attached_.clear();
     }
-    std::vector<ClientRow> clients() override { return read_clients(sensor_.clients_fd()); }
-    std::vector<FlowRow> flows() override { return read_flows(sensor_.flows_fd()); }
+    Tables tables() override { return sensor_.tables(); }
     HealthCounters health() override { return read_health(sensor_.health_fd()); }
     size_t pop_events(const EventFn &fn) override { return queue_.pop_all(fn); }
     uint64_t events_received() const override { return queue_.received(); }

@@ -61,15 +61,10 @@ public:
         }
     }
 
-    std::vector<ClientRow> clients() override
+    Tables tables() override
     {
         std::lock_guard lock(mu_);
-        return dp_->clients();
-    }
-    std::vector<FlowRow> flows() override
-    {
-        std::lock_guard lock(mu_);
-        return dp_->flows();
+        return dp_->tables();
     }
     HealthCounters health() override
     {
