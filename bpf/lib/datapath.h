@@ -518,7 +518,7 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	__u32 len = skb->len;
 	__u32 want = len < EXF_PULL_LEN ? len : EXF_PULL_LEN;
-	int rc = exf_parse(data, data_end, len, skb->gso_segs, &p);
+	int rc = exf_parse_inl(data, data_end, len, skb->gso_segs, &p);
 
 	if ((rc == EXF_C_TRUNC_L2 || rc == EXF_C_TRUNC_L3 || rc == EXF_C_TRUNC_L4) &&
 	    data + want > data_end) {

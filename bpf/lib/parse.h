@@ -88,8 +88,10 @@ static __always_inline int exf_endpoint_lt(const __u8 *a, __u16 pa,
  * filled; otherwise the health counter to bump (the packet passes untouched).
  * data/data_end and skb_len describe the frame; gso_segs is skb's.
  */
-/* Not inlined: the datapath calls it again after a pull, rarely. */
-static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len,
+/* Inlined for the first parse of every packet (a BPF-to-BPF call costs
+ * about 6 ns here); exf_parse below, a subprogram verified once, for the
+ * rare parse again after a pull. */
+static __always_inline int exf_parse_inl(void *data, void *data_end, __u32 skb_len,
 				     __u32 gso_segs, struct exf_pkt *p)
 {
 	struct exf_ethhdr *eth = data;
@@ -250,6 +252,12 @@ static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len,
 		p->dir = EXF_CDIR_HI_TO_LO;
 	}
 	return 0;
+}
+
+static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len,
+				     __u32 gso_segs, struct exf_pkt *p)
+{
+	return exf_parse_inl(data, data_end, skb_len, gso_segs, p);
 }
 
 #endif /* EXF_LIB_PARSE_H */
