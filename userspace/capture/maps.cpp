@@ -8,6 +8,7 @@
 #include <iterator>
 #include <unordered_map>
 
+#include "common/dense_map.h"
 #include "common/error.h"
 
 namespace exf {
@@ -148,39 +149,6 @@ void clear_fcache(int fd)
 
 namespace {
 
-struct FlowKeyHash {
-    size_t operator()(const exf_flow_key &k) const noexcept
-    {
-        uint64_t w[5];
-        std::memcpy(w, &k, sizeof(w));
-        uint64_t h = 0;
-        for (auto x : w)
-            h = (h ^ x) * 0x9E3779B97F4A7C15ull;
-        return size_t(h ^ (h >> 29));
-    }
-};
-struct FlowKeyEq {
-    bool operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept
-    {
-        return std::memcmp(&a, &b, sizeof(a)) == 0;
-    }
-};
-struct AddrHash {
-    size_t operator()(const exf_client_key &k) const noexcept
-    {
-        uint64_t x, y;
-        std::memcpy(&x, k.addr, 8);
-        std::memcpy(&y, k.addr + 8, 8);
-        return size_t((x * 0x9E3779B97F4A7C15ull) ^ y);
-    }
-};
-struct AddrEq {
-    bool operator()(const exf_client_key &a, const exf_client_key &b) const noexcept
-    {
-        return std::memcmp(a.addr, b.addr, 16) == 0;
-    }
-};
-
 bool same_slot(const exf_fc_slot &a, const exf_fc_slot &b)
 {
     return a.tick == b.tick && a.client == b.client && a.kind == b.kind &&
@@ -191,41 +159,87 @@ bool same_slot(const exf_fc_slot &a, const exf_fc_slot &b)
 
 void fold_fcache(Tables &t, std::span<const exf_fc_slot> slots)
 {
-    if (slots.empty())
-        return;
-    std::unordered_map<exf_flow_key, size_t, FlowKeyHash, FlowKeyEq> flow_at;
-    std::unordered_map<exf_client_key, size_t, AddrHash, AddrEq> client_at;
-    flow_at.reserve(t.flows.size());
-    for (size_t i = 0; i < t.flows.size(); i++)
-        flow_at.emplace(t.flows[i].key, i);
-    client_at.reserve(t.clients.size());
-    for (size_t i = 0; i < t.clients.size(); i++)
-        client_at.emplace(t.clients[i].key, i);
-    for (const auto &c : slots) {
+    // Indexes over the (at most EXF_FC_SLOTS per CPU) slots, not over the
+    // tables: each table row is then one lookup in a small index, and no
+    // index of the whole tables is built per read.
+    DenseMap<exf_flow_key, uint32_t> flow_slots;  // key -> first slot + 1 (chained by next)
+    std::vector<uint32_t> next(slots.size(), 0);
+    struct ClientSums {
+        exf_client_stats add{};
+        uint32_t order = 0;  // first slot naming the client
+        bool in_table = false;
+    };
+    DenseMap<exf_client_key, ClientSums> client_sums;
+    std::vector<exf_client_key> client_order;
+    for (uint32_t i = 0; i < slots.size(); i++) {
+        const auto &c = slots[i];
         if (!c.used || !(c.pkts[0] | c.pkts[1]))
             continue;
-        if (auto it = flow_at.find(c.key); it != flow_at.end()) {
-            exf_flow &f = t.flows[it->second].flow;
+        auto [head, added] = flow_slots.try_emplace(c.key);
+        if (added) {
+            *head = i + 1;
+        } else {
+            // Append to the key's chain (order does not change the sums).
+            uint32_t j = *head - 1;
+            while (next[j])
+                j = next[j] - 1;
+            next[j] = i + 1;
+        }
+        if (c.kind != EXF_KIND_TLS && c.kind != EXF_KIND_QUIC)
+            continue;
+        exf_client_key ck;
+        std::memcpy(ck.addr, c.client == EXF_CLIENT_LO ? c.key.lo_addr : c.key.hi_addr, 16);
+        auto [cs, cadded] = client_sums.try_emplace(ck);
+        if (cadded) {
+            cs->order = uint32_t(client_order.size());
+            client_order.push_back(ck);
+        }
+        unsigned in = c.client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
+        exf_client_stats &s = cs->add;
+        s.pkts_in += c.pkts[in];
+        s.bytes_in += c.bytes[in];
+        s.pkts_out += c.pkts[in ^ 1];
+        s.bytes_out += c.bytes[in ^ 1];
+        s.last_ns = std::max(s.last_ns, c.last_ns);
+    }
+    if (flow_slots.empty())
+        return;
+    for (auto &row : t.flows) {
+        const uint32_t *head = flow_slots.find(row.key);
+        if (!head)
+            continue;
+        exf_flow &f = row.flow;
+        for (uint32_t j = *head; j; j = next[j - 1]) {
+            const auto &c = slots[j - 1];
             for (int d = 0; d < 2; d++) {
                 f.pkts[d] += c.pkts[d];
                 f.bytes[d] += c.bytes[d];
             }
             f.last_ns = std::max(f.last_ns, c.last_ns);
         }
-        if (c.kind != EXF_KIND_TLS && c.kind != EXF_KIND_QUIC)
+    }
+    if (client_sums.empty())
+        return;
+    auto add = [](exf_client_stats &s, const exf_client_stats &a) {
+        s.pkts_in += a.pkts_in;
+        s.bytes_in += a.bytes_in;
+        s.pkts_out += a.pkts_out;
+        s.bytes_out += a.bytes_out;
+        s.last_ns = std::max(s.last_ns, a.last_ns);
+    };
+    for (auto &row : t.clients)
+        if (ClientSums *cs = client_sums.find(row.key); cs && !cs->in_table) {
+            add(row.stats, cs->add);
+            cs->in_table = true;
+        }
+    // Clients missing from the table get rows, in the order their slots come.
+    for (const auto &ck : client_order) {
+        ClientSums *cs = client_sums.find(ck);
+        if (cs->in_table)
             continue;
-        exf_client_key ck;
-        std::memcpy(ck.addr, c.client == EXF_CLIENT_LO ? c.key.lo_addr : c.key.hi_addr, 16);
-        auto [it, added] = client_at.try_emplace(ck, t.clients.size());
-        if (added)
-            t.clients.push_back(ClientRow{ck, {}});
-        exf_client_stats &s = t.clients[it->second].stats;
-        unsigned in = c.client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
-        s.pkts_in += c.pkts[in];
-        s.bytes_in += c.bytes[in];
-        s.pkts_out += c.pkts[in ^ 1];
-        s.bytes_out += c.bytes[in ^ 1];
-        s.last_ns = std::max(s.last_ns, c.last_ns);
+        ClientRow r{ck, {}};
+        add(r.stats, cs->add);
+        t.clients.push_back(r);
     }
 }
 

@@ -6,12 +6,11 @@
 #include <array>
 #include <cstring>
 #include <deque>
-#include <list>
-#include <unordered_map>
 
 #include "capture/datapath.h"
 #include "capture/events.h"
 #include "capture/test_run.h"
+#include "common/dense_map.h"
 #include "common/error.h"
 
 extern "C" {
@@ -25,27 +24,13 @@ namespace {
 template <size_t N>
 struct KeyBytes {
     std::array<uint8_t, N> b;
-    bool operator==(const KeyBytes &o) const { return b == o.b; }
-};
-
-template <size_t N>
-struct KeyHash {
-    size_t operator()(const KeyBytes<N> &k) const noexcept
-    {
-        // FNV-1a over 8-byte words.
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (size_t i = 0; i < N; i += 8) {
-            uint64_t w = 0;
-            std::memcpy(&w, k.b.data() + i, std::min<size_t>(8, N - i));
-            h = (h ^ w) * 0x100000001b3ull;
-            h ^= h >> 29;
-        }
-        return size_t(h);
-    }
 };
 
 // A bounded hash map evicting the least recently used entry when full, as
-// BPF LRU maps do. Values keep their address while present.
+// BPF LRU maps do (exactly: lookups and updates make an entry the most
+// recent). Values keep their address while present. The entries live in a
+// DenseMap (open addressing, items that never move) and form a doubly
+// linked list in recency order.
 template <size_t KN, typename V>
 class LruMap {
 public:
@@ -54,57 +39,78 @@ public:
     {
         KeyBytes<KN> k;
         std::memcpy(k.b.data(), key, KN);
-        auto it = map_.find(k);
-        if (it == map_.end())
+        Node *n = map_.find(k);
+        if (!n)
             return nullptr;
-        order_.splice(order_.begin(), order_, it->second.pos);
-        return &it->second.value;
+        to_front(n);
+        return &n->value;
     }
     long update(const void *key, const void *val, uint64_t flags)
     {
         KeyBytes<KN> k;
         std::memcpy(k.b.data(), key, KN);
-        auto it = map_.find(k);
-        if (it != map_.end()) {
+        if (Node *n = map_.find(k)) {
             if (flags == BPF_NOEXIST)
                 return -EEXIST;
-            std::memcpy(&it->second.value, val, sizeof(V));
-            order_.splice(order_.begin(), order_, it->second.pos);
+            std::memcpy(&n->value, val, sizeof(V));
+            to_front(n);
             return 0;
         }
         if (flags == BPF_EXIST)
             return -ENOENT;
-        if (map_.size() >= capacity_) {
-            map_.erase(order_.back());
-            order_.pop_back();
+        if (map_.size() >= capacity_ && tail_) {
+            Node *old = tail_;
+            unlink(old);
+            KeyBytes<KN> gone = old->key;
+            map_.erase(gone);
         }
-        order_.push_front(k);
-        Node n;
-        std::memcpy(&n.value, val, sizeof(V));
-        n.pos = order_.begin();
-        map_.emplace(k, n);
+        Node *n = map_.try_emplace(k).first;
+        n->key = k;
+        std::memcpy(&n->value, val, sizeof(V));
+        push_front(n);
         return 0;
     }
     template <typename F>
     void for_each(F &&f) const
     {
-        for (auto &[k, n] : map_)
-            f(k.b.data(), n.value);
+        map_.for_each([&](const KeyBytes<KN> &k, const Node &n) { f(k.b.data(), n.value); });
     }
+    size_t size() const { return map_.size(); }
     void clear()
     {
         map_.clear();
-        order_.clear();
+        head_ = tail_ = nullptr;
     }
 
 private:
     struct Node {
         V value;
-        typename std::list<KeyBytes<KN>>::iterator pos;
+        Node *prev = nullptr, *next = nullptr;  // toward the most / least recent
+        KeyBytes<KN> key;
     };
+    void unlink(Node *n)
+    {
+        (n->prev ? n->prev->next : head_) = n->next;
+        (n->next ? n->next->prev : tail_) = n->prev;
+        n->prev = n->next = nullptr;
+    }
+    void push_front(Node *n)
+    {
+        n->prev = nullptr;
+        n->next = head_;
+        (head_ ? head_->prev : tail_) = n;
+        head_ = n;
+    }
+    void to_front(Node *n)
+    {
+        if (head_ == n)
+            return;
+        unlink(n);
+        push_front(n);
+    }
     size_t capacity_;
-    std::unordered_map<KeyBytes<KN>, Node, KeyHash<KN>> map_;
-    std::list<KeyBytes<KN>> order_;
+    DenseMap<KeyBytes<KN>, Node> map_;
+    Node *head_ = nullptr, *tail_ = nullptr;
 };
 
 struct EventQueue {
@@ -177,6 +183,8 @@ public:
     Tables tables() const override
     {
         Tables t;
+        t.clients.reserve(clients_.size());
+        t.flows.reserve(flows_.size());
         clients_.for_each([&](const uint8_t *k, const exf_client_stats &v) {
             ClientRow r;
             std::memcpy(&r.key, k, sizeof(r.key));

@@ -24,6 +24,14 @@ std::string key_bytes(const agg::EntityKey &k)
     return s;
 }
 
+// The same into s (its capacity reused).
+void key_bytes_into(const agg::EntityKey &k, std::string &s)
+{
+    s.assign(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
+    s += char(k.prefix);
+    s += k.name;
+}
+
 double metric_value(Metric m, const agg::WindowValue &v)
 {
     switch (m) {
@@ -97,7 +105,14 @@ public:
 
     void add(agg::EntityKind kind, const agg::EntityKey &key, std::string_view ja4)
     {
-        std::string k = char(kind) + key_bytes(key);
+        // char(kind) + key_bytes(key), built in a reused buffer: no
+        // allocation unless the entity is new.
+        std::string &k = scratch_;
+        k.clear();
+        k += char(kind);
+        k.append(reinterpret_cast<const char *>(key.addr.data()), key.addr.size());
+        k += char(key.prefix);
+        k += key.name;
         auto it = cur_.find(k);
         if (it == cur_.end()) {
             if (cur_.size() >= kGeneration) {
@@ -107,7 +122,7 @@ public:
             Top t;
             if (auto p = prev_.find(k); p != prev_.end())
                 t = p->second;
-            it = cur_.emplace(std::move(k), std::move(t)).first;
+            it = cur_.emplace(k, std::move(t)).first;
         }
         auto &top = it->second;
         for (auto &e : top)
@@ -148,6 +163,7 @@ public:
 private:
     using Top = std::vector<NamedCount>;
     std::unordered_map<std::string, Top> cur_, prev_;
+    std::string scratch_;  // add()'s key
 };
 
 }  // namespace
@@ -429,6 +445,7 @@ struct Detector::Impl {
         if (w == SIZE_MAX)
             return;  // the configuration adds every rule window to the aggregator
         std::vector<Candidate> fresh;
+        std::string kbuf;  // the entity's key_bytes, reused from entity to entity
         a.for_each(rule.entity, [&](const agg::EntityRef &ref) {
             agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
             double x = metric_value(rule.metric, v);
@@ -436,12 +453,13 @@ struct Detector::Impl {
                 x = 0;
             agg::EntityKey key = ref.key();
             double scale = sni_scale(rule.entity, key);
-            std::string k;
+            std::string &k = kbuf;
+            k.clear();
             Track *t = nullptr;
             bool base_fire = false;
             std::optional<double> base;
             if (rule.baseline) {
-                k = key_bytes(key);
+                key_bytes_into(key, k);
                 auto it = rs.tracks.find(k);
                 t = it == rs.tracks.end() ? nullptr : &it->second;
                 base = baseline_for(rs, k, x, now_ms, t && t->open, base_fire, scale);
@@ -456,7 +474,7 @@ struct Detector::Impl {
             double thr = thr_fire ? *rule.threshold * scale
                                   : std::max(rule.baseline->floor * scale, rule.baseline->factor * *base);
             if (k.empty()) {
-                k = key_bytes(key);
+                key_bytes_into(key, k);
                 auto it = rs.tracks.find(k);
                 t = it == rs.tracks.end() ? nullptr : &it->second;
             }

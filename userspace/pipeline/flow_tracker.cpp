@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/dense_map.h"
 #include "tls/hello_reassembler.h"
 #include "tls/quic_initial.h"
 
@@ -122,12 +123,7 @@ bool FlowRecord::has_anomaly(std::string_view name) const
 
 size_t FlowKeyHash::operator()(const exf_flow_key &k) const noexcept
 {
-    unsigned char b[sizeof(exf_flow_key)];
-    std::memcpy(b, &k, sizeof(b));
-    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
-    for (unsigned char c : b)
-        h = (h ^ c) * 0x100000001b3ull;
-    return size_t(h ^ (h >> 32));
+    return size_t(hash_bytes(&k, sizeof(k)));  // 8 bytes at a time (was FNV-1a bytewise)
 }
 
 bool FlowKeyEq::operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept
@@ -170,8 +166,8 @@ uint64_t FlowTracker::anomaly_count(std::string_view name) const
 
 const FlowRecord *FlowTracker::lookup(const exf_flow_key &key) const
 {
-    auto it = by_key_.find(key);
-    return it == by_key_.end() ? nullptr : &*it->second;
+    const List::iterator *it = by_key_.find(key);
+    return it ? &**it : nullptr;
 }
 
 void FlowTracker::evict_if_full()
@@ -181,9 +177,9 @@ void FlowTracker::evict_if_full()
         if (on_evict_)
             on_evict_(*it);
         if (!it->finalized) {
-            auto k = by_key_.find(it->key);
-            if (k != by_key_.end() && k->second == it)
-                by_key_.erase(k);
+            const List::iterator *k = by_key_.find(it->key);
+            if (k && *k == it)
+                by_key_.erase(it->key);
         }
         tcp_.erase(it->id);
         quic_.erase(it->id);
@@ -194,8 +190,8 @@ void FlowTracker::evict_if_full()
 
 FlowRecord &FlowTracker::record_for(const exf_event_hdr &h)
 {
-    if (auto it = by_key_.find(h.key); it != by_key_.end()) {
-        FlowRecord &r = *it->second;
+    if (List::iterator *it = by_key_.find(h.key)) {
+        FlowRecord &r = **it;
         r.last_event_ns = std::max(r.last_event_ns, uint64_t(h.ts_ns));
         return r;
     }
@@ -208,7 +204,8 @@ FlowRecord &FlowTracker::record_for(const exf_event_hdr &h)
     r.first_event_ns = r.last_event_ns = h.ts_ns;
     records_.push_back(std::move(r));
     auto it = std::prev(records_.end());
-    by_key_.emplace(h.key, it);
+    if (auto [slot, added] = by_key_.try_emplace(h.key); added)
+        *slot = it;
     stats_.records++;
     return *it;
 }
@@ -218,9 +215,9 @@ void FlowTracker::finalize(List::iterator it)
     if (it->finalized)
         return;
     it->finalized = true;
-    auto k = by_key_.find(it->key);
-    if (k != by_key_.end() && k->second == it)
-        by_key_.erase(k);
+    const List::iterator *k = by_key_.find(it->key);
+    if (k && *k == it)
+        by_key_.erase(it->key);
 }
 
 void FlowTracker::on_event(std::span<const uint8_t> ev)
@@ -270,13 +267,14 @@ void FlowTracker::on_hello(const exf_hello_event &e, std::span<const uint8_t> da
     if (h.key.proto == kTcp) {
         // The kernel's client ISN for this entry: constant over its events.
         const uint32_t isn = e.seq - e.offset;
-        if (auto it = by_key_.find(h.key); it != by_key_.end()) {
-            FlowRecord &old = *it->second;
+        if (List::iterator *it = by_key_.find(h.key)) {
+            const List::iterator rec = *it;
+            FlowRecord &old = *rec;
             if (old.isn_known && old.isn != isn) {
                 // A new kernel entry without a REUSE event: a different flow.
                 flag(old, "flow_restarted");
                 settle_pending(old);
-                finalize(it->second);
+                finalize(rec);
                 if (on_end_)
                     on_end_(old);
             }
@@ -414,9 +412,8 @@ void FlowTracker::on_end(const exf_flow_end_event &e)
     // The client's bytes are over (FIN both ways, RST, a new connection).
     settle_pending(r);
     if (e.hdr.reason == EXF_END_REUSE) {
-        auto it = by_key_.find(e.hdr.key);
-        if (it != by_key_.end())
-            finalize(it->second);
+        if (const List::iterator *it = by_key_.find(e.hdr.key))
+            finalize(*it);
     }
     if (on_end_)
         on_end_(r);

@@ -71,6 +71,7 @@
 #include <vector>
 
 #include "capture/shared_layout.h"
+#include "common/dense_map.h"
 #include "tls/client_hello.h"
 #include "tls/ja4.h"
 
@@ -233,7 +234,7 @@ private:
 
     FlowTrackerOptions opts_;
     List records_;
-    std::unordered_map<exf_flow_key, List::iterator, FlowKeyHash, FlowKeyEq> by_key_;
+    DenseMap<exf_flow_key, List::iterator> by_key_;  // open addressing (common/dense_map.h)
     // Reassembly state of records still reassembling, by record id.
     std::unordered_map<uint64_t, std::unique_ptr<tls::HelloReassembler>> tcp_;
     std::unordered_map<uint64_t, std::unique_ptr<QuicHelloDecoder>> quic_;

@@ -55,27 +55,19 @@ EventConsumer::~EventConsumer()
         thread_.join();
 }
 
-size_t Harvester::Hash::operator()(const Addr16 &a) const noexcept
-{
-    uint64_t x, y;
-    std::memcpy(&x, a.data(), 8);
-    std::memcpy(&y, a.data() + 8, 8);
-    uint64_t h = (x * 0x9e3779b97f4a7c15ull) ^ (y + 0x7f4a7c159e3779b9ull + (x << 6));
-    return size_t(h ^ (h >> 31));
-}
-
 std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
 {
     std::vector<ClientDelta> out;
-    decltype(last_) next;
-    next.reserve(rows.size());
+    const uint64_t stamp = ++stamp_;
+    last_.reserve(rows.size());
+    size_t seen = 0;
     for (auto &r : rows) {
         Addr16 a;
         std::memcpy(a.data(), r.key.addr, 16);
         const exf_client_stats &cur = r.stats;
-        exf_client_stats prev{};
-        if (auto it = last_.find(a); it != last_.end())
-            prev = it->second;
+        auto [last, added] = last_.try_emplace(a);
+        seen += last->stamp != stamp;
+        exf_client_stats prev = added ? exf_client_stats{} : last->stats;
         // An entry evicted and created again has a new creation time: its
         // whole value is new. Otherwise a counter below the previous reading
         // is a reading that missed counts on their way from the flow cache
@@ -101,48 +93,56 @@ std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
         if (d.delta.tls_flows_opened || d.delta.tls_flows_closed || d.delta.pkts_in ||
             d.delta.pkts_out)
             out.push_back(d);
-        next.emplace(a, prev);
+        *last = Last{prev, stamp};
     }
-    last_ = std::move(next);
+    // Clients no longer in the table are forgotten.
+    if (seen != last_.size())
+        last_.erase_if([stamp](const Addr16 &, const Last &l) { return l.stamp != stamp; });
     return out;
-}
-
-size_t FlowHarvester::KeyHash::operator()(const exf_flow_key &k) const noexcept
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    const auto *b = reinterpret_cast<const uint8_t *>(&k);
-    for (size_t i = 0; i < sizeof(k); i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return size_t(h);
-}
-
-bool FlowHarvester::KeyEq::operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept
-{
-    return std::memcmp(&a, &b, sizeof(a)) == 0;
 }
 
 std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
                                               const std::function<bool(const FlowRow &)> &ready,
                                               uint64_t now_ns, uint64_t idle_ns)
 {
-    std::vector<FlowDelta> out;
-    decltype(last_) next;
-    next.reserve(rows.size());
-    for (auto &r : rows) {
+    std::vector<FlowDelta> out, left;
+    const uint64_t stamp = ++stamp_;
+    size_t kept = 0;  // entries stamped by this harvest
+    auto keep = [&](Seen &s) {
+        kept += s.stamp != stamp;
+        s.stamp = stamp;
+    };
+    auto end_of = [](const exf_flow_key &key, const Seen &seen) {
+        FlowDelta d{key, seen.flow};
+        d.closed = true;
+        return d;
+    };
+    for (size_t ri = 0; ri < rows.size(); ri++) {
+        // Most rows are looked up and left alone: fetch ahead what the
+        // lookups a few rows on will touch.
+        if (ri + 8 < rows.size())
+            last_.prefetch_slot(rows[ri + 8].key);
+        if (ri + 4 < rows.size())
+            last_.prefetch_item(rows[ri + 4].key);
+        const FlowRow &r = rows[ri];
         const exf_flow &f = r.flow;
         if (f.kind != EXF_KIND_TLS && f.kind != EXF_KIND_QUIC)
             continue;
+        Seen *cur = last_.find(r.key);
         Seen prev{};
         bool known = false;
-        if (auto it = last_.find(r.key); it != last_.end() && it->second.flow.first_ns == f.first_ns) {
-            prev = it->second;
+        if (cur && cur->flow.first_ns == f.first_ns) {
+            prev = *cur;
             known = true;
+        } else if (cur && !cur->closed) {
+            // The 5-tuple holds a new flow: the one accounted ends now, at its
+            // last packet.
+            left.push_back(end_of(r.key, *cur));
         }
         bool fin = f.flags & EXF_FF_CLOSED;
         bool idle = !fin && idle_ns && now_ns > f.last_ns + idle_ns;
         unsigned in = flow_in_dir(f);
         FlowDelta d{r.key, f};
-        d.pending = !ready(r);
         d.opened = !known;
         // Counters as accounted: never below an earlier reading (a reading
         // can miss counts on their way from the flow cache to the table;
@@ -160,28 +160,41 @@ std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
         d.resumed = known && prev.idle && grew;
         bool was_closed = known && prev.closed && !d.resumed;
         d.closed = (fin || idle) && !was_closed;
-        if (d.opened || d.closed || d.resumed || grew)
+        const bool report = d.opened || d.closed || d.resumed || grew;
+        const Seen next{acc, fin || idle || was_closed, idle || (was_closed && prev.idle), stamp};
+        if (!report && next.closed == prev.closed && next.idle == prev.idle &&
+            std::memcmp(&next.flow, &prev.flow, sizeof(exf_flow)) == 0) {
+            // Nothing new and nothing to remember, ready or not: the flow's
+            // readiness (a tracker lookup) is not needed.
+            keep(*cur);
+            continue;
+        }
+        d.pending = !ready(r);
+        if (report)
             out.push_back(d);
         if (d.pending) {
             if (known)
-                next.emplace(r.key, prev);
+                keep(*cur);  // accounted as before; reported again next time
+            else if (cur)
+                last_.erase(r.key);  // the old flow of this 5-tuple ended above
             continue;
         }
-        next.emplace(r.key, Seen{acc, fin || idle || was_closed, idle || (was_closed && prev.idle)});
+        if (!cur)
+            cur = last_.try_emplace(r.key).first;
+        keep(*cur);
+        *cur = next;
     }
-    // Flows that left the table (or whose 5-tuple now holds a new flow)
-    // without a reported end: they end now, at their last packet.
-    for (auto &[key, seen] : last_) {
-        if (seen.closed)
-            continue;
-        auto it = next.find(key);
-        if (it != next.end() && it->second.flow.first_ns == seen.flow.first_ns)
-            continue;
-        FlowDelta d{key, seen.flow};
-        d.closed = true;
-        out.push_back(d);
-    }
-    last_ = std::move(next);
+    // Flows that left the table without a reported end: they end now, at
+    // their last packet.
+    if (kept != last_.size())
+        last_.erase_if([&](const exf_flow_key &key, const Seen &seen) {
+            if (seen.stamp == stamp)
+                return false;
+            if (!seen.closed)
+                left.push_back(end_of(key, seen));
+            return true;
+        });
+    out.insert(out.end(), left.begin(), left.end());
     return out;
 }
 

@@ -20,6 +20,7 @@
 
 #include "capture/maps.h"
 #include "common/addr.h"
+#include "common/dense_map.h"
 
 namespace exf {
 
@@ -89,10 +90,14 @@ public:
     size_t tracked() const { return last_.size(); }
 
 private:
-    struct Hash {
-        size_t operator()(const Addr16 &a) const noexcept;
+    struct Last {
+        exf_client_stats stats;  // as last accounted
+        uint64_t stamp;          // the harvest that last saw the client
     };
-    std::unordered_map<Addr16, exf_client_stats, Hash> last_;
+    // Updated in place (no table rebuilt per harvest); clients missing from
+    // a harvest's rows are dropped at its end.
+    DenseMap<Addr16, Last> last_;
+    uint64_t stamp_ = 0;
 };
 
 // Per-flow deltas of TLS/QUIC flows from the flow table, for attributing
@@ -127,14 +132,12 @@ private:
         exf_flow flow;       // as last accounted
         bool closed;         // its end was reported
         bool idle;           // ... as an idle close
+        uint64_t stamp;      // the harvest that last saw the flow in the table
     };
-    struct KeyHash {
-        size_t operator()(const exf_flow_key &k) const noexcept;
-    };
-    struct KeyEq {
-        bool operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept;
-    };
-    std::unordered_map<exf_flow_key, Seen, KeyHash, KeyEq> last_;
+    // Updated in place; flows missing from a harvest's rows (or whose
+    // 5-tuple holds a new flow) are ended and dropped during that harvest.
+    DenseMap<exf_flow_key, Seen> last_;
+    uint64_t stamp_ = 0;
 };
 
 }  // namespace exf

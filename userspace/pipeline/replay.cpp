@@ -159,18 +159,35 @@ void print_columns(std::ostream &out, const std::vector<std::string> &head,
 std::string printable(std::string_view raw) { return ascii_escape(raw); }
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
-                          const std::vector<FlowRecord> &reused)
+                          const std::vector<FlowRecord> &reused, bool with_flows)
 {
     ReplayReport rep;
-    for (const auto &row : dp.flows()) {
-        if (row.flow.kind != EXF_KIND_TLS && row.flow.kind != EXF_KIND_QUIC)
+    const Tables tables = dp.tables();
+    std::map<Addr16, std::set<std::string>> snis;
+    if (!with_flows) {
+        // Only the clients' SNIs: what the flows below would give, without
+        // formatting and sorting every flow.
+        auto add = [&](const exf_flow_key &k, const exf_flow &f, const FlowRecord *rec) {
+            rep.flow_count++;
+            if (rec && rec->tls.known && rec->tls.sni)
+                snis[to_addr(flow_client_addr(k, f))].insert(*rec->tls.sni);
+        };
+        for (const auto &row : tables.flows)
+            if (row.flow.kind == EXF_KIND_TLS || row.flow.kind == EXF_KIND_QUIC)
+                add(row.key, row.flow, tracker.lookup(row.key));
+        for (const auto &rec : reused)
+            if (rec.has_counters)
+                add(rec.key, rec.counters, &rec);
+    }
+    for (const auto &row : tables.flows) {
+        if (!with_flows || (row.flow.kind != EXF_KIND_TLS && row.flow.kind != EXF_KIND_QUIC))
             continue;
         FlowReport f = flow_report(row.key, row.flow);
         attach_meta(f, tracker.lookup(row.key));
         rep.flows.push_back(std::move(f));
     }
     for (const auto &rec : reused) {
-        if (!rec.has_counters)
+        if (!rec.has_counters || !with_flows)
             continue;
         FlowReport f = flow_report(rec.key, rec.counters);
         f.reused = true;
@@ -184,11 +201,12 @@ ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
                   return a.reused && !b.reused;  // the ended flow first
               });
 
-    std::map<Addr16, std::set<std::string>> snis;
+    if (with_flows)
+        rep.flow_count = rep.flows.size();
     for (const auto &f : rep.flows)
         if (f.tls && f.tls->sni)
             snis[f.client_addr].insert(*f.tls->sni);
-    for (const auto &row : dp.clients()) {
+    for (const auto &row : tables.clients) {
         ClientReport c;
         c.addr = to_addr(row.key.addr);
         c.client = format_addr(c.addr);
@@ -503,7 +521,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         }
     };
 
-    Packet pkt;
+    PacketRef pkt;  // the frame in the reader's buffer, aligned as the kernel aligns packets
     uint64_t packets = 0, last_ts = 0;
     std::string failure;
     static const uint8_t kNoBytes[1] = {0};
@@ -516,7 +534,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         while (reader->next(pkt)) {
             packets++;
             last_ts = pkt.ts_ns;
-            std::span<const uint8_t> frame(pkt.frame.data(), pkt.frame.size());
+            std::span<const uint8_t> frame = pkt.frame;
             if (frame.empty())
                 frame = std::span<const uint8_t>(kNoBytes, 0);
             dp->process(frame, pkt.ts_ns);
@@ -543,7 +561,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         for (auto *s : stages)
             s->on_end(last_ts, *dp, tracker);
         flush_alerts();
-        rep = build_report(*dp, tracker, reused);
+        rep = build_report(*dp, tracker, reused, opts.flows);
     } catch (const std::exception &e) {
         // The tables could not be read: nothing trustworthy to print.
         err << prog << "error: " << opts.capture << ": " << e.what() << "\n";
@@ -565,7 +583,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
 
     const auto &st = tracker.stats();
     err << prog << opts.capture << ": " << packets << " packets, " << rep.clients.size()
-        << " clients, " << rep.flows.size() << " TLS/QUIC flows; events " << st.events << " ("
+        << " clients, " << rep.flow_count << " TLS/QUIC flows; events " << st.events << " ("
         << st.hello_events << " hello, " << st.end_events << " flow end, " << st.bad_events
         << " invalid); " << st.hellos_done << " ClientHellos parsed";
     if (!tracker.anomalies().empty()) {

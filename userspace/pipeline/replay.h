@@ -126,12 +126,14 @@ struct FlowReport {
 struct ReplayReport {
     std::vector<ClientReport> clients;  // by address
     std::vector<FlowReport> flows;      // by client address, then first seen
+    size_t flow_count = 0;              // TLS/QUIC flows, also when flows was not filled in
 };
 
 // The report from a datapath's tables, the tracker's records, and the records
 // finalized by REUSE events (FlowTracker on_flow_end with finalized set).
+// with_flows false: flows stays empty (the clients' SNIs are the same).
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
-                          const std::vector<FlowRecord> &reused);
+                          const std::vector<FlowRecord> &reused, bool with_flows = true);
 
 // One JSON line per client, then (flows) per flow; each line ends with '\n'.
 void write_json(const ReplayReport &r, bool flows, std::ostream &out);

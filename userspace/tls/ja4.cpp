@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 namespace exf::tls {
@@ -132,11 +133,39 @@ std::string ja4_alpn_chars(std::string_view first_alpn, Ja4AlpnRule rule) {
     return out;
 }
 
+namespace {
+
+// SHA-256 fetched once and a context per thread: EVP_Digest(..., EVP_sha256())
+// fetched the algorithm from the provider on every call (OpenSSL 3), which
+// cost more than the hashing of these short strings.
+const EVP_MD *sha256_md()
+{
+    static EVP_MD *md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return md;
+}
+
+struct MdCtxFree {
+    void operator()(EVP_MD_CTX *c) const { EVP_MD_CTX_free(c); }
+};
+
+bool sha256(std::string_view s, unsigned char *md, unsigned int &md_len)
+{
+    thread_local std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+    const EVP_MD *type = sha256_md();
+    if (!ctx || !type)
+        return EVP_Digest(s.data(), s.size(), md, &md_len, EVP_sha256(), nullptr) == 1;
+    return EVP_DigestInit_ex2(ctx.get(), type, nullptr) == 1 &&
+           EVP_DigestUpdate(ctx.get(), s.data(), s.size()) == 1 &&
+           EVP_DigestFinal_ex(ctx.get(), md, &md_len) == 1;
+}
+
+}  // namespace
+
 std::string ja4_hash12(std::string_view s) {
     if (s.empty()) return "000000000000";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    if (EVP_Digest(s.data(), s.size(), md, &md_len, EVP_sha256(), nullptr) != 1 || md_len < 6)
+    if (!sha256(s, md, md_len) || md_len < 6)
         return "000000000000";
     std::string out;
     out.reserve(12);
@@ -147,7 +176,15 @@ std::string ja4_hash12(std::string_view s) {
     return out;
 }
 
-Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
+namespace {
+
+// The parts of the fingerprints: a, then b and c sorted and (original) in
+// wire order.
+struct Ja4Parts {
+    std::string a, b_sorted, c_sorted, b_orig, c_orig;
+};
+
+Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool original) {
     const Ja4Transport transport =
         opts.transport.value_or(hello.is_quic ? Ja4Transport::quic : Ja4Transport::tcp);
 
@@ -155,8 +192,9 @@ Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
     const std::vector<uint16_t> exts = without_grease(hello.extensions);
     const std::vector<uint16_t> sigs = without_grease(hello.signature_algorithms);
 
+    Ja4Parts p;
     // Part a.
-    std::string a;
+    std::string &a = p.a;
     a.reserve(10);
     a.push_back(transport == Ja4Transport::quic ? 'q' : transport == Ja4Transport::dtls ? 'd' : 't');
     a.append(ja4_version_code(ja4_version_value(hello)));
@@ -180,21 +218,37 @@ Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
     std::sort(sorted_exts.begin(), sorted_exts.end());
 
     const std::string sig_part = sigs.empty() ? std::string{} : "_" + join_hex(sigs);
-    const std::string b_sorted = join_hex(sorted_ciphers);
-    const std::string c_sorted = join_hex(sorted_exts) + sig_part;
-    const std::string b_orig = join_hex(ciphers);
-    const std::string c_orig = join_hex(exts) + sig_part;
+    p.b_sorted = join_hex(sorted_ciphers);
+    p.c_sorted = join_hex(sorted_exts) + sig_part;
+    if (original) {
+        p.b_orig = join_hex(ciphers);
+        p.c_orig = join_hex(exts) + sig_part;
+    }
+    return p;
+}
 
+}  // namespace
+
+Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
+    const Ja4Parts p = ja4_parts(hello, opts, true);
     Ja4Fingerprints fp;
-    fp.ja4 = a + "_" + ja4_hash12(b_sorted) + "_" + ja4_hash12(c_sorted);
-    fp.ja4_r = a + "_" + b_sorted + "_" + c_sorted;
-    fp.ja4_o = a + "_" + ja4_hash12(b_orig) + "_" + ja4_hash12(c_orig);
-    fp.ja4_ro = a + "_" + b_orig + "_" + c_orig;
+    fp.ja4 = p.a + "_" + ja4_hash12(p.b_sorted) + "_" + ja4_hash12(p.c_sorted);
+    fp.ja4_r = p.a + "_" + p.b_sorted + "_" + p.c_sorted;
+    fp.ja4_o = p.a + "_" + ja4_hash12(p.b_orig) + "_" + ja4_hash12(p.c_orig);
+    fp.ja4_ro = p.a + "_" + p.b_orig + "_" + p.c_orig;
     return fp;
 }
 
 std::string ja4(const ClientHello &hello, const Ja4Options &opts) {
-    return compute_ja4(hello, opts).ja4;
+    // Only what the sorted, hashed JA4 needs (two digests, not four).
+    const Ja4Parts p = ja4_parts(hello, opts, false);
+    std::string out = p.a;
+    out.reserve(p.a.size() + 26);
+    out += '_';
+    out += ja4_hash12(p.b_sorted);
+    out += '_';
+    out += ja4_hash12(p.c_sorted);
+    return out;
 }
 
 }  // namespace exf::tls

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "tls/hello_reassembler.h"
@@ -65,9 +66,82 @@ EVP_KDF *hkdf()
     return kdf;
 }
 
+// HMAC-SHA-256 with a context per thread whose digest is set once: HKDF
+// through EVP_KDF (below) fetched SHA-256 from the provider on every run,
+// which cost more than the key derivation.
+struct MacCtxFree {
+    void operator()(EVP_MAC_CTX *c) const { EVP_MAC_CTX_free(c); }
+};
+
+EVP_MAC_CTX *hmac_sha256_ctx()
+{
+    thread_local std::unique_ptr<EVP_MAC_CTX, MacCtxFree> ctx([] {
+        static EVP_MAC *mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+        EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : nullptr;
+        char digest[] = "SHA256";
+        OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                          OSSL_PARAM_construct_end()};
+        if (c && EVP_MAC_CTX_set_params(c, p) != 1) {
+            EVP_MAC_CTX_free(c);
+            c = nullptr;
+        }
+        return c;
+    }());
+    return ctx.get();
+}
+
+// HMAC-SHA-256(key, a || b || d) into out (32 bytes).
+bool hmac_sha256(EVP_MAC_CTX *c, std::span<const uint8_t> key, std::span<const uint8_t> a,
+                 std::span<const uint8_t> b, std::span<const uint8_t> d, uint8_t out[32])
+{
+    size_t n = 0;
+    return EVP_MAC_init(c, key.data(), key.size(), nullptr) == 1 &&
+           (a.empty() || EVP_MAC_update(c, a.data(), a.size()) == 1) &&
+           (b.empty() || EVP_MAC_update(c, b.data(), b.size()) == 1) &&
+           (d.empty() || EVP_MAC_update(c, d.data(), d.size()) == 1) &&
+           EVP_MAC_final(c, out, &n, 32) == 1 && n == 32;
+}
+
+// RFC 5869 HKDF-Extract / HKDF-Expand with SHA-256, as EVP_KDF's HKDF
+// computes them. Returns false to leave it to EVP_KDF (no HMAC context, an
+// empty salt or key, an output length not covered here); else ok is the result.
+bool hkdf_hmac(int mode, std::span<const uint8_t> key, std::span<const uint8_t> salt,
+               std::span<const uint8_t> info, uint8_t *out, size_t out_len, bool &ok)
+{
+    EVP_MAC_CTX *c = hmac_sha256_ctx();
+    if (!c || key.empty())
+        return false;
+    if (mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY) {
+        if (salt.empty() || out_len != 32)
+            return false;
+        ok = hmac_sha256(c, salt, key, {}, {}, out);
+        return true;
+    }
+    if (mode != EVP_KDF_HKDF_MODE_EXPAND_ONLY || out_len == 0 || out_len > 255 * 32)
+        return false;
+    // T(i) = HMAC(PRK, T(i-1) || info || i)
+    uint8_t t[32];
+    size_t done = 0, prev = 0;
+    for (unsigned i = 1; done < out_len; i++) {
+        const uint8_t ctr[1] = {uint8_t(i)};
+        if (!hmac_sha256(c, key, std::span<const uint8_t>(t, prev), info, ctr, t)) {
+            ok = false;
+            return true;
+        }
+        prev = 32;
+        size_t take = std::min<size_t>(32, out_len - done);
+        std::memcpy(out + done, t, take);
+        done += take;
+    }
+    ok = true;
+    return true;
+}
+
 bool hkdf_run(int mode, std::span<const uint8_t> key, std::span<const uint8_t> salt,
               std::span<const uint8_t> info, uint8_t *out, size_t out_len)
 {
+    if (bool ok = false; hkdf_hmac(mode, key, salt, info, out, out_len, ok))
+        return ok;
     EVP_KDF *kdf = hkdf();
     if (!kdf)
         return false;
@@ -107,6 +181,18 @@ bool expand_label(std::span<const uint8_t> secret, std::string_view label, uint8
     return hkdf_run(EVP_KDF_HKDF_MODE_EXPAND_ONLY, secret, {}, info, out, len);
 }
 
+// The ciphers, fetched once (EVP_aes_128_*() fetch them on every init).
+const EVP_CIPHER *aes_128_ecb()
+{
+    static EVP_CIPHER *c = EVP_CIPHER_fetch(nullptr, "AES-128-ECB", nullptr);
+    return c ? c : EVP_aes_128_ecb();
+}
+const EVP_CIPHER *aes_128_gcm()
+{
+    static EVP_CIPHER *c = EVP_CIPHER_fetch(nullptr, "AES-128-GCM", nullptr);
+    return c ? c : EVP_aes_128_gcm();
+}
+
 // Header protection mask: AES-128-ECB of the sample.
 bool hp_mask(const std::array<uint8_t, 16> &hp, const uint8_t *sample, uint8_t mask[16])
 {
@@ -114,7 +200,7 @@ bool hp_mask(const std::array<uint8_t, 16> &hp, const uint8_t *sample, uint8_t m
     if (!ctx)
         return false;
     int len = 0;
-    bool ok = EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), nullptr, hp.data(), nullptr) == 1 &&
+    bool ok = EVP_EncryptInit_ex(ctx, aes_128_ecb(), nullptr, hp.data(), nullptr) == 1 &&
               EVP_CIPHER_CTX_set_padding(ctx, 0) == 1 &&
               EVP_EncryptUpdate(ctx, mask, &len, sample, int(kSampleLen)) == 1 && len == 16;
     EVP_CIPHER_CTX_free(ctx);
@@ -130,7 +216,7 @@ bool gcm_open(const QuicInitialKeys &k, const uint8_t nonce[12], std::span<const
         return false;
     out.resize(ct.size() + 16);
     int len = 0, fin = 0;
-    bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, nullptr, nullptr) == 1 &&
+    bool ok = EVP_DecryptInit_ex(ctx, aes_128_gcm(), nullptr, nullptr, nullptr) == 1 &&
               EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) == 1 &&
               EVP_DecryptInit_ex(ctx, nullptr, nullptr, k.key.data(), nonce) == 1 &&
               EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), int(aad.size())) == 1 &&
