@@ -23,6 +23,7 @@
 
 #include "capture/tc_attach.h"
 #include "common/error.h"
+#include "support/mounts.h"
 
 namespace exf::test {
 
@@ -327,6 +328,8 @@ void clean_stale_labs() noexcept
         delete_netns(ns);
     for (auto &dir : stale_entries("/tmp")) {
         std::error_code ec;
+        // A TmpfsMount its test process did not live to unmount.
+        detach_mounts_under(std::filesystem::path("/tmp") / dir);
         std::filesystem::remove_all(std::filesystem::path("/tmp") / dir, ec);
     }
 }
@@ -398,6 +401,7 @@ Lab::~Lab()
         return;
     }
     std::error_code ec;
+    detach_mounts_under(dir_);  // a TmpfsMount that outlived its Lab
     std::filesystem::remove_all(dir_, ec);
 }
 

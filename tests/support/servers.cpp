@@ -670,6 +670,9 @@ RsyslogServer::RsyslogServer(Lab &lab, RsyslogOptions opts)
           << "\n       defaultNetstreamDriverCertFile=" << q(opts_.pki->cert)
           << "\n       defaultNetstreamDriverKeyFile=" << q(opts_.pki->key);
     c << ")\n"
+      // One worker: messages are written in the order they arrived (per
+      // connection), so tests can check delivery order.
+      << "main_queue(queue.workerThreads=\"1\")\n"
       << "module(load=\"imtcp\" maxSessions=\"1000\")\n"
       << "template(name=\"exf_raw\" type=\"string\" string=\"%rawmsg%\\n\")\n"
       << "ruleset(name=\"exf_in\") {\n"

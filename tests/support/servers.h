@@ -261,7 +261,8 @@ struct RsyslogOptions {
 // rsyslogd -n -f <conf> -i <pidfile>, with no imuxsock and no imklog (it
 // touches neither /dev/log nor system files); each message received on the
 // listeners is appended, raw (%rawmsg%, framing removed), as one line to
-// messages_path(). rsyslogd's own messages go to internal_log_path().
+// messages_path(), in the order each connection delivered them (one queue
+// worker). rsyslogd's own messages go to internal_log_path().
 class RsyslogServer {
 public:
     // Picks ports and writes the config (validated with rsyslogd -N1);

@@ -75,6 +75,7 @@ struct Fixture {
         state.start_wall_ms = kWall;
         state.flow_entries = 3;
         state.flow_capacity = 4096;
+        state.flow_evictions = 11;
         state.client_entries = 2;
         state.client_capacity = 1024;
         state.health[EXF_C_PACKETS] = 1234;
@@ -140,7 +141,7 @@ TEST_CASE("status reports the sensor aggregator detector and open alerts", "[con
     CHECK(s["uptime_s"] == 300);
     REQUIRE(s["interfaces"].size() == 1);
     CHECK(s["interfaces"][0] == json({{"name", "eth0"}, {"ifindex", 2}, {"since_ms", kWall}}));
-    CHECK(s["maps"]["flows"] == json({{"entries", 3}, {"capacity", 4096}}));
+    CHECK(s["maps"]["flows"] == json({{"entries", 3}, {"capacity", 4096}, {"evictions", 11}}));
     CHECK(s["maps"]["clients"] == json({{"entries", 2}, {"capacity", 1024}}));
     CHECK(s["health"]["packets"] == 1234);
     CHECK(s["health"].size() == EXF_C__MAX);
@@ -236,6 +237,16 @@ TEST_CASE("table views sanitize wire strings", "[control]")
     auto status = render_status(ask(f, R"({"cmd":"status"})"));
     CHECK(status.find("attached:    eth0 (ifindex 2)") != std::string::npos);
     CHECK(status.find("ring buffer full 7") != std::string::npos);
+    CHECK(status.find("maps:        flows 3/4096 (0.1%) 11 evicted, clients 2/1024") !=
+          std::string::npos);
+    // An output whose spool file is failing says so.
+    auto st = ask(f, R"({"cmd":"status"})");
+    st["outputs"] = json::array({{{"index", 0u}, {"describe", "syslog tcp 192.0.2.1:514 rfc5424"},
+                                  {"sent", 3u}, {"spool_file", "/var/lib/exfilmon/spool"},
+                                  {"spool_file_ok", false}, {"spool_write_errors", 4u}}});
+    auto failing = render_status(st);
+    CHECK(failing.find("output 0:    syslog tcp 192.0.2.1:514 rfc5424: sent 3, dropped 0, spooled 0, "
+                       "reconnects 0, spool file FAILING (4 write errors)\n") != std::string::npos);
     for (auto *t : {&table, &sni_table, &status})
         for (unsigned char c : *t)
             CHECK((c == '\n' || (c >= 0x20 && c < 0x7f)));
@@ -252,6 +263,7 @@ TEST_CASE("Prometheus text rendering", "[control]")
     f.state.output_types = {"syslog_tcp"};
     auto m = metrics_snapshot(f.view());
     m.outputs.push_back({"syslog_tcp", 4, 10, 1, 2, 3, 0, true});
+    m.outputs.push_back({"json", 0, 5, 0, 0, 0, 0, true, 6, false});  // its spool file failing
     auto text = render_metrics(m);
     INFO(text);
     for (auto *line : {"exfilmon_build_info{version=\"" EXFILMON_VERSION "\"} 1\n",
@@ -259,6 +271,7 @@ TEST_CASE("Prometheus text rendering", "[control]")
                        "exfilmon_datapath_events_total{counter=\"ringbuf_full\"} 7\n",
                        "exfilmon_ringbuf_drops_total 7\n", "exfilmon_event_queue_drops_total 5\n",
                        "exfilmon_map_entries{map=\"flows\"} 3\n",
+                       "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
                        "exfilmon_map_capacity{map=\"clients\"} 1024\n",
                        "exfilmon_aggregate_entities{kind=\"client\"} 2\n",
                        "exfilmon_aggregate_evictions_total{kind=\"subnet\"} 0\n",
@@ -270,6 +283,10 @@ TEST_CASE("Prometheus text rendering", "[control]")
                        "exfilmon_output_spool_depth{output=\"0\",type=\"syslog_tcp\"} 4\n",
                        "exfilmon_output_sent_total{output=\"0\",type=\"syslog_tcp\"} 10\n",
                        "exfilmon_output_connected{output=\"0\",type=\"syslog_tcp\"} 1\n",
+                       "exfilmon_output_spool_write_errors_total{output=\"0\",type=\"syslog_tcp\"} 0\n",
+                       "exfilmon_output_spool_file_ok{output=\"0\",type=\"syslog_tcp\"} 1\n",
+                       "exfilmon_output_spool_write_errors_total{output=\"1\",type=\"json\"} 6\n",
+                       "exfilmon_output_spool_file_ok{output=\"1\",type=\"json\"} 0\n",
                        "exfilmon_config_reloads_total{result=\"ok\"} 3\n",
                        "exfilmon_config_reloads_total{result=\"error\"} 0\n"})
         CHECK(text.find(line) != std::string::npos);
@@ -375,6 +392,41 @@ TEST_CASE("a silent client does not hold the control socket", "[control]")
     CHECK(std::chrono::steady_clock::now() - t0 >= ControlServer::kConnectionTimeout);
     char c;
     CHECK(recv(fd, &c, 1, 0) == 0);  // closed by the server
+    close(fd);
+}
+
+TEST_CASE("a request sent in time is answered after a daemon stall longer than the timeout",
+          "[control]")
+{
+    // The daemon's loop calls serve() between harvests; a harvest of a full
+    // flow table can take longer than the per-connection timeout. A client
+    // that asked in time must get its answer, not a reset.
+    Fixture f;
+    auto path = (std::filesystem::temp_directory_path() /
+                 ("exf-control-stall-" + std::to_string(getpid()) + ".sock"))
+                    .string();
+    ControlServer srv(path, "");
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, path.c_str());
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0);
+    auto handler = [&](std::string_view line) { return handle_request(line, f.view()); };
+    srv.serve(std::chrono::milliseconds(10), handler);  // accepted
+    REQUIRE(srv.connections() == 1);
+    std::string req = "{\"cmd\":\"status\"}\n";
+    REQUIRE(send(fd, req.data(), req.size(), MSG_NOSIGNAL) == ssize_t(req.size()));
+    std::this_thread::sleep_for(ControlServer::kConnectionTimeout + std::chrono::milliseconds(500));
+    srv.serve(std::chrono::milliseconds(10), handler);  // after the "stall"
+    std::string out;
+    char buf[65536];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        out.append(buf, size_t(n));
+    CHECK(n == 0);  // answered, then closed: not reset
+    REQUIRE_FALSE(out.empty());
+    CHECK(json::parse(out)["ok"] == true);
+    CHECK(srv.connections() == 0);
     close(fd);
 }
 

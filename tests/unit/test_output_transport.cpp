@@ -624,6 +624,60 @@ TEST_CASE("Output spool file records and a torn tail", "[output]")
     CHECK(text == "M3\nghi\nM2\njk\n");  // rewritten at open
 }
 
+TEST_CASE("Output spool file removed behind its back is rewritten whole", "[output]")
+{
+    TempDir dir;
+    auto spool = dir.path / "spool";
+    Collector c;  // down
+    auto cfg = syslog_config(Transport::tcp, c.address());
+    cfg.spool_file = spool.string();
+    auto out = make_output(cfg);
+    for (int i = 0; i < 3; i++)
+        out->send(alert(i));
+    REQUIRE(eventually([&] { return fs::exists(spool) && fs::file_size(spool) > 0; }));
+    // Continuing the file without its first records would mislead the next
+    // start: the next append fails (ENOENT), counted; the alerts stay in
+    // memory; the whole spool is written again a second later.
+    fs::remove(spool);
+    for (int i = 3; i < 5; i++)
+        out->send(alert(i));
+    REQUIRE(eventually([&] { return out->stats().spool_write_errors >= 1; }));
+    CHECK(out->stats().spooled_now == 5);
+    REQUIRE(eventually([&] { return out->stats().spool_file_ok; }));
+    {
+        fs::copy_file(spool, dir.path / "check");
+        detail::SpoolFile check((dir.path / "check").string());
+        std::vector<std::string> held;
+        for (auto &m : check.take_loaded())
+            held.push_back(id_of(m));
+        CHECK(held == ids(0, 5));
+    }
+    c.start();
+    REQUIRE(eventually([&] { return c.count() >= 5; }));
+    CHECK(out->flush(20000));
+    CHECK(ids_of(c.messages()) == ids(0, 5));
+    CHECK(out->stats().dropped == 0);
+    CHECK(eventually([&] { return fs::file_size(spool) == 0; }));
+}
+
+TEST_CASE("Output spool file in a missing directory is a configuration error", "[output]")
+{
+    TempDir dir;
+    auto cfg = syslog_config(Transport::tcp, "127.0.0.1:9");
+    cfg.spool_file = (dir.path / "no" / "such" / "spool").string();
+    try {
+        make_output(cfg);
+        FAIL("make_output accepted a spool file in a missing directory");
+    } catch (const Error &e) {
+        CHECK(std::string(e.what()).find("No such file or directory") != std::string::npos);
+        CHECK(std::string(e.what()).find(cfg.spool_file) != std::string::npos);
+    }
+    CHECK(detail::transient_io_error(ENOSPC));
+    CHECK(detail::transient_io_error(EROFS));
+    CHECK_FALSE(detail::transient_io_error(ENOENT));
+    CHECK_FALSE(detail::transient_io_error(EACCES));
+}
+
 TEST_CASE("Output TLS verifies the collector", "[output]")
 {
     TestPki pki;

@@ -206,7 +206,10 @@ std::string render_status(const json &s)
         char buf[96];
         std::snprintf(buf, sizeof(buf), "%s %llu/%llu (%.1f%%)", name, (unsigned long long)e,
                       (unsigned long long)c, c ? 100.0 * double(e) / double(c) : 0.0);
-        return std::string(buf);
+        std::string r = buf;
+        if (m.contains("evictions"))
+            r += " " + std::to_string(u64(m, "evictions")) + " evicted";
+        return r;
     };
     o += "maps:        " + occ("flows") + ", " + occ("clients") + "\n";
     auto ev = s.value("events", json::object());
@@ -254,6 +257,11 @@ std::string render_status(const json &s)
              std::to_string(u64(out, "sent")) + ", dropped " + std::to_string(u64(out, "dropped")) +
              ", spooled " + std::to_string(u64(out, "spooled")) + ", reconnects " +
              std::to_string(u64(out, "reconnects"));
+        if (!str(out, "spool_file").empty()) {
+            o += ", spool file " + std::string(out.value("spool_file_ok", true) ? "ok" : "FAILING");
+            if (uint64_t n = u64(out, "spool_write_errors"))
+                o += " (" + std::to_string(n) + " write errors)";
+        }
         if (!str(out, "last_error").empty())
             o += ", last error: " + str(out, "last_error");
         o += "\n";

@@ -193,7 +193,11 @@ void ControlServer::serve(std::chrono::milliseconds timeout, const Handler &hand
     for (size_t i = 0; i < conns_.size();) {
         auto &c = conns_[i];
         bool ready = i + 1 < fds.size() && fds[i + 1].revents;
-        bool keep = now < c.deadline && (!ready || progress(c, handler));
+        // What a peer sent is served even past its deadline: the time may
+        // have gone by in the daemon (a long harvest between two calls),
+        // not in the peer. Only a peer that is still silent, or not
+        // reading its answer, at its deadline is dropped.
+        bool keep = (!ready || progress(c, handler)) && now < c.deadline;
         if (keep) {
             i++;
             continue;

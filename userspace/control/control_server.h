@@ -34,7 +34,10 @@ public:
 
     // Waits up to `timeout` for a connection or data, then accepts, reads,
     // answers complete requests through handler (on this thread) and writes
-    // what the peers take without blocking.
+    // what the peers take without blocking. A connection still without a
+    // complete request (or not reading its answer) kConnectionTimeout after
+    // it was accepted is closed; a request that arrived in time is answered
+    // however long the caller took to call serve() again.
     void serve(std::chrono::milliseconds timeout, const Handler &handler);
 
     const std::string &path() const { return path_; }

@@ -102,7 +102,10 @@ json status_json(const DaemonView &v)
     for (auto &i : s.interfaces)
         ifs.push_back({{"name", i.name}, {"ifindex", i.ifindex}, {"since_ms", i.since_ms}});
     j["interfaces"] = std::move(ifs);
-    j["maps"] = {{"flows", {{"entries", s.flow_entries}, {"capacity", s.flow_capacity}}},
+    j["maps"] = {{"flows",
+                  {{"entries", s.flow_entries},
+                   {"capacity", s.flow_capacity},
+                   {"evictions", s.flow_evictions}}},
                  {"clients", {{"entries", s.client_entries}, {"capacity", s.client_capacity}}}};
     json health = json::object();
     for (unsigned i = 0; i < EXF_C__MAX; i++)
@@ -172,7 +175,10 @@ json status_json(const DaemonView &v)
                         {"connect_failures", st.connect_failures},
                         {"write_errors", st.write_errors},
                         {"connected", st.connected},
-                        {"last_error", st.last_error}});
+                        {"last_error", st.last_error},
+                        {"spool_file", st.spool_file.empty() ? json() : json(st.spool_file)},
+                        {"spool_file_ok", st.spool_file_ok},
+                        {"spool_write_errors", st.spool_write_errors}});
     }
     j["outputs"] = std::move(outs);
     j["harvest"] = {{"count", s.harvests}, {"last_duration_s", s.last_harvest_s}};
@@ -313,6 +319,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
     m.events_received = s.events_received;
     m.queue_drops = s.events_dropped;
     m.flow_entries = s.flow_entries;
+    m.flow_evictions = s.flow_evictions;
     m.flow_capacity = s.flow_capacity;
     m.client_entries = s.client_entries;
     m.client_capacity = s.client_capacity;
@@ -332,7 +339,8 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
         auto st = v.outputs[i]->stats();
         m.outputs.push_back({i < s.output_types.size() ? s.output_types[i] : "", st.spooled_now,
                              st.sent, st.dropped, st.reconnects, st.connect_failures,
-                             st.write_errors, st.connected});
+                             st.write_errors, st.connected, st.spool_write_errors,
+                             st.spool_file_ok});
     }
     m.reloads_ok = s.reloads_ok;
     m.reloads_error = s.reloads_error;
@@ -415,6 +423,9 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.family("map_entries", "gauge", "Entries in the datapath's tables at the last harvest.");
     w.sample(m.flow_entries, l("map", "flows"));
     w.sample(m.client_entries, l("map", "clients"));
+    w.family("map_evictions_total", "counter",
+             "Entries that left the flow table (LRU evictions): flows created minus entries.");
+    w.sample(m.flow_evictions, l("map", "flows"));
     w.family("map_capacity", "gauge", "Size of the datapath's tables.");
     w.sample(m.flow_capacity, l("map", "flows"));
     w.sample(m.client_capacity, l("map", "clients"));
@@ -465,6 +476,13 @@ std::string render_metrics(const MetricsSnapshot &m)
                [](const O &o) { return o.write_errors; });
     per_output("output_connected", "gauge", "1 when the output is connected.",
                [](const O &o) { return o.connected ? 1 : 0; });
+    per_output("output_spool_write_errors_total", "counter",
+               "Spool file writes that failed (disk full, read-only, I/O error); the alerts "
+               "stay in memory.",
+               [](const O &o) { return o.spool_write_errors; });
+    per_output("output_spool_file_ok", "gauge",
+               "0 while the spool file cannot be written (alerts in memory only), else 1.",
+               [](const O &o) { return o.spool_file_ok ? 1 : 0; });
     w.family("config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
     w.sample(m.reloads_ok, l("result", "ok"));
     w.sample(m.reloads_error, l("result", "error"));

@@ -20,7 +20,7 @@
 //
 // status: version, pid, backend, config, started_ms, uptime_s, interfaces
 // [{name, ifindex, since_ms}], maps {flows|clients: {entries, capacity}} (at
-// the last harvest), health {<kernel counter>: n} (capture/maps.h
+// the last harvest; flows also evictions, see SensorState::flow_evictions), health {<kernel counter>: n} (capture/maps.h
 // counter_name), events {received, queue_dropped, ringbuf_full}, anomalies
 // {<name>: n} (FlowTracker), aggregate {windows, memory_bytes, updates,
 // kinds {<kind>: {entities, limit, evictions, expirations}}}, detect {rules,
@@ -29,7 +29,7 @@
 // severity, shadow, muted, entity_kind, entity, metric, value, threshold,
 // since_ms}], outputs [{index, type, describe, queued, sent, dropped,
 // reconnects, spooled, connect_failures, write_errors, connected,
-// last_error}], harvest {count, last_duration_s}, reloads {ok, error}.
+// last_error, spool_file, spool_file_ok, spool_write_errors}], harvest {count, last_duration_s}, reloads {ok, error}.
 //
 // top: kind, window, window_ms, sort, now_ms and rows [{entity, bytes_out,
 // bytes_in, tls_flows, peak_concurrent, concurrent, distinct_clients (groups
@@ -74,6 +74,12 @@ struct SensorState {
     // At the last harvest.
     uint64_t flow_entries = 0, flow_capacity = 0;
     uint64_t client_entries = 0, client_capacity = 0;
+    // Flow entries that left the flow table: LRU evictions (the datapath
+    // never deletes a flow), derived as flows created (health flow_new,
+    // read just before the table) minus the entries in the table, never
+    // decreasing. It may lag by the flows created during one harvest's
+    // read, never count more than were evicted.
+    uint64_t flow_evictions = 0;
     HealthCounters health{};
     uint64_t events_received = 0, events_dropped = 0;  // event queue
     uint64_t harvests = 0;
@@ -129,6 +135,7 @@ struct MetricsSnapshot {
     std::map<std::string, uint64_t> anomalies;
     uint64_t events_received = 0, queue_drops = 0;
     uint64_t flow_entries = 0, flow_capacity = 0, client_entries = 0, client_capacity = 0;
+    uint64_t flow_evictions = 0;
     struct Kind {
         std::string name;
         uint64_t entities = 0, limit = 0, evictions = 0, expirations = 0;
@@ -146,6 +153,8 @@ struct MetricsSnapshot {
         uint64_t spooled = 0, sent = 0, dropped = 0, reconnects = 0, connect_failures = 0,
                  write_errors = 0;
         bool connected = false;
+        uint64_t spool_write_errors = 0;
+        bool spool_file_ok = true;
     };
     std::vector<Out> outputs;
     uint64_t reloads_ok = 0, reloads_error = 0;
@@ -160,6 +169,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //   parse_anomalies_total{reason} (ClientHello and event anomalies),
 //   events_total, ringbuf_drops_total, event_queue_drops_total,
 //   map_entries{map}, map_capacity{map} (flows, clients),
+//   map_evictions_total{map="flows"} (SensorState::flow_evictions),
 //   aggregate_entities{kind}, aggregate_entity_limit{kind},
 //   aggregate_evictions_total{kind}, aggregate_expirations_total{kind},
 //   aggregate_memory_bytes,
@@ -169,6 +179,9 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //   output_spool_depth{output,type}, output_sent_total, output_dropped_total,
 //   output_reconnects_total, output_connect_failures_total,
 //   output_write_errors_total, output_connected,
+//   output_spool_write_errors_total (spool file writes that failed: disk
+//   full, read-only, I/O error), output_spool_file_ok (0 while the spool
+//   file cannot be written; 1 when it can or there is none),
 //   config_reloads_total{result="ok|error"}.
 std::string render_metrics(const MetricsSnapshot &m);
 

@@ -12,6 +12,7 @@
 
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -46,6 +47,8 @@ constexpr auto kStopGrace = 2s;     // the destructor delivers for this long
 constexpr auto kLogEvery = 60s;     // the same problem is logged at most this often
 constexpr size_t kWriteBatch = 256;
 constexpr size_t kCompactAfter = 4096;  // spool file: rewritten after this many delivered
+constexpr auto kSpoolRetryMin = 1s;  // a spool file that cannot be written: tried again after
+constexpr auto kSpoolRetryMax = 10s; // this, doubling to this
 
 using Render = std::function<std::string(const detect::AlertRecord &)>;
 
@@ -57,6 +60,7 @@ public:
           cap_(spool_size ? spool_size : 1), spool_(std::move(spool))
     {
         if (spool_) {
+            stats_.spool_file = spool_->path();
             q_ = spool_->take_loaded();
             while (q_.size() > cap_) {
                 q_.pop_back();
@@ -67,8 +71,10 @@ public:
                 spdlog::info("output {}: {} alerts from {} to deliver", desc_, q_.size(),
                              spool_->path());
             std::string why;
-            if (stats_.dropped && !spool_->rewrite(q_, why))
-                spdlog::warn("output {}: {}", desc_, why);
+            if (!spool_->open_error().empty())
+                spool_failed(spool_->open_error());
+            else if (stats_.dropped && !spool_->rewrite(q_, why))
+                spool_failed(why);
         }
         if (sink_->is_open()) {  // files open at once
             stats_.connected = true;
@@ -130,6 +136,9 @@ private:
     void check_acks();
     void pop_delivered(size_t n);
     void persist_new();
+    void spool_failed(const std::string &why);
+    void spool_written();
+    void retry_spool();
     void problem(const std::string &why);
     void note_drops();
     Clock::time_point op_deadline(Clock::duration d);
@@ -157,6 +166,11 @@ private:
     std::deque<uint64_t> ends_;    // their end offsets in the stream
     size_t persisted_ = 0;         // q_'s first messages in the spool file
     size_t file_acked_ = 0;        // delivered messages still in the spool file
+    bool spool_ok_ = true;         // false: the file is not written, memory only
+    bool spool_failing_ = false;   // a failure was logged, no data written since
+    int spool_errno_ = 0;          // the cause last logged
+    Clock::time_point spool_retry_at_{};
+    Clock::duration spool_backoff_ = kSpoolRetryMin;
     Clock::duration ack_poll_ = kAckPoll;
     Clock::duration backoff_ = kBackoffMin;
     Clock::time_point next_attempt_{}, connected_at_{};
@@ -287,9 +301,11 @@ void QueuedOutput::pop_delivered(size_t n)
         file_acked_ = 0;
     } else {
         ok = spool_->acked(from_file, why);
+        if (ok)
+            spool_written();
     }
     if (!ok)
-        problem(why);
+        spool_failed(why);
 }
 
 void QueuedOutput::check_acks()
@@ -307,10 +323,81 @@ void QueuedOutput::check_acks()
     pop_delivered(n);
 }
 
+// The spool file cannot be written: memory only from now on (persisted_ 0:
+// nothing more is appended or acknowledged in the file) until retry_spool()
+// rewrites it whole. Logged when it starts and when its cause changes, not
+// per alert: a rewrite of an empty spool succeeds on a full disk too, so the
+// condition counts as over only once data was written again (spool_written).
+void QueuedOutput::spool_failed(const std::string &why)
+{
+    int err = spool_->last_errno();
+    {
+        std::lock_guard lk(mu_);
+        stats_.spool_write_errors++;
+        stats_.spool_file_ok = false;
+        stats_.last_error = why;
+    }
+    if (!spool_failing_ || err != spool_errno_)
+        spdlog::warn("output {}: spool file {} cannot be written ({}): alerts are kept in memory "
+                     "only until it can",
+                     desc_, spool_->path(), err ? std::strerror(err) : why.c_str());
+    spool_failing_ = true;
+    spool_errno_ = err;
+    if (spool_ok_)
+        spool_backoff_ = kSpoolRetryMin;
+    spool_ok_ = false;
+    persisted_ = 0;
+    file_acked_ = 0;
+    spool_retry_at_ = Clock::now() + spool_backoff_;
+    spool_backoff_ = std::min<Clock::duration>(spool_backoff_ * 2, kSpoolRetryMax);
+}
+
+// Data reached the spool file: a failure logged before is over.
+void QueuedOutput::spool_written()
+{
+    if (!spool_failing_)
+        return;
+    spool_failing_ = false;
+    size_t held;
+    {
+        std::lock_guard lk(mu_);
+        stats_.spool_file_ok = true;
+        held = q_.size();
+    }
+    spdlog::info("output {}: spool file {} can be written again ({} alerts held)", desc_,
+                 spool_->path(), held);
+}
+
+void QueuedOutput::retry_spool()
+{
+    if (Clock::now() < spool_retry_at_)
+        return;
+    std::deque<std::string> held;
+    {
+        std::lock_guard lk(mu_);
+        held = q_;  // only this thread pops: these stay q_'s first messages
+    }
+    std::string why;
+    if (!spool_->rewrite(held, why)) {
+        spool_failed(why);
+        return;
+    }
+    persisted_ = held.size();
+    file_acked_ = 0;
+    spool_ok_ = true;
+    if (!held.empty())
+        spool_written();
+}
+
 void QueuedOutput::persist_new()
 {
     if (!spool_)
         return;
+    if (!spool_ok_) {
+        retry_spool();
+        if (!spool_ok_)
+            return;
+    }
     for (;;) {
         const std::string *m;
         {
@@ -321,9 +408,10 @@ void QueuedOutput::persist_new()
         }
         std::string why;
         if (!spool_->append(*m, why)) {
-            problem(why);
+            spool_failed(why);
             return;
         }
+        spool_written();
         persisted_++;
     }
 }
@@ -354,6 +442,8 @@ void QueuedOutput::run()
                 wake = busy_until_;
             else
                 wake = now + kIdlePoll;
+            if (spool_ && !spool_ok_)
+                wake = std::min(wake, spool_retry_at_);
             if (stop_)
                 wake = std::min(wake, stop_at_);
             bool was_stopping = stop_;
@@ -418,9 +508,13 @@ void QueuedOutput::run()
     std::lock_guard lk(mu_);
     if (spool_) {
         std::string why;
-        if (!spool_->rewrite(q_, why))
-            spdlog::warn("output {}: {}", desc_, why);
-        else if (!q_.empty())
+        if (!spool_->rewrite(q_, why)) {
+            stats_.spool_write_errors++;
+            stats_.spool_file_ok = false;
+            spdlog::warn("output {}: {}: {} alerts undelivered, the file is as it was when "
+                         "writing it stopped",
+                         desc_, why, q_.size());
+        } else if (!q_.empty())
             spdlog::info("output {}: {} alerts left in {}", desc_, q_.size(), spool_->path());
     } else if (!q_.empty()) {
         spdlog::warn("output {}: stopping with {} alerts undelivered", desc_, q_.size());

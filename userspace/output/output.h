@@ -35,6 +35,13 @@
 // application-level acknowledgement). Connection attempts back off from
 // 100 ms doubling to 10 s. With spool_file the spool is also kept on disk
 // (spool.h) and read back, in order, by the next output using that file.
+// A spool file that cannot be written (disk full, read-only file system, I/O
+// error) changes nothing for delivery: alerts are kept and sent from memory
+// as without a file; the condition is logged when it starts, when its cause
+// changes and when it ends, each failed write counted (spool_write_errors),
+// and the whole spool rewritten to the file once it can be (tried after 1 s,
+// doubling to 10 s). Meanwhile a restart would find the file as it was when
+// writing stopped.
 // Each problem is logged when it changes and at most once a minute.
 //
 // Formats. Common to all: timestamps in UTC; syslog severity critical 2,
@@ -147,6 +154,12 @@ struct OutputStats {
     uint64_t write_errors = 0;      // writes that failed (the message stays spooled)
     std::string last_error;         // the latest failure, "" when none yet
     bool connected = false;
+    // The spool file (spool_file), "" when none. While it cannot be written
+    // (disk full, read-only, I/O error) alerts are kept and delivered from
+    // memory: spool_file_ok is false and every failed attempt is counted.
+    std::string spool_file;
+    bool spool_file_ok = true;
+    uint64_t spool_write_errors = 0;
 };
 
 class Output {

@@ -47,53 +47,69 @@ std::deque<std::string> parse(const std::string &s)
 
 }  // namespace
 
+bool transient_io_error(int err)
+{
+    return err == ENOSPC || err == EDQUOT || err == EROFS || err == EIO;
+}
+
 SpoolFile::SpoolFile(std::string path) : path_(std::move(path))
 {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd_ < 0)
-        throw_errno("spool_file " + path_, errno);
     std::string data;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::pread(fd_, buf, sizeof buf, static_cast<off_t>(data.size()));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd_);
-            throw_errno("spool_file " + path_, err);
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        throw_errno("spool_file " + path_, errno);
+    if (fd >= 0) {
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                int err = errno;
+                ::close(fd);
+                throw_errno("spool_file " + path_, err);
+            }
+            if (n == 0)
+                break;
+            data.append(buf, static_cast<size_t>(n));
         }
-        if (n == 0)
-            break;
-        data.append(buf, static_cast<size_t>(n));
+        ::close(fd);
     }
     loaded_ = parse(data);
     std::string why;
     if (!rewrite(loaded_, why)) {
-        ::close(fd_);
-        throw Error("spool_file " + why);
+        if (!transient_io_error(last_errno_))
+            throw Error("spool_file " + why, last_errno_);
+        open_error_ = why;
     }
-}
-
-SpoolFile::~SpoolFile()
-{
-    if (fd_ >= 0)
-        ::close(fd_);
 }
 
 bool SpoolFile::write(const std::string &rec, std::string &why)
 {
+    auto fail = [&](int err) {
+        last_errno_ = err;
+        why = "spool_file " + path_ + ": " + std::strerror(err);
+        return false;
+    };
+    // No O_CREAT: a file removed behind our back must not be continued
+    // without its earlier records (the caller rewrites it whole).
+    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return fail(errno);
     size_t off = 0;
     while (off < rec.size()) {
-        ssize_t n = ::write(fd_, rec.data() + off, rec.size() - off);
+        ssize_t n = ::write(fd, rec.data() + off, rec.size() - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            why = "spool_file " + path_ + ": " + std::strerror(n < 0 ? errno : EIO);
-            return false;
+            int err = n < 0 ? errno : EIO;
+            ::close(fd);
+            return fail(err);
         }
         off += static_cast<size_t>(n);
     }
+    if (::close(fd) != 0 && errno != EINTR)
+        return fail(errno);
     return true;
 }
 
@@ -112,7 +128,8 @@ bool SpoolFile::acked(size_t n, std::string &why)
 
 bool SpoolFile::clear(std::string &why)
 {
-    if (::ftruncate(fd_, 0) != 0) {
+    if (::truncate(path_.c_str(), 0) != 0) {
+        last_errno_ = errno;
         why = "spool_file " + path_ + ": " + std::strerror(errno);
         return false;
     }
@@ -122,8 +139,17 @@ bool SpoolFile::clear(std::string &why)
 bool SpoolFile::rewrite(const std::deque<std::string> &msgs, std::string &why)
 {
     std::string tmp = path_ + ".tmp";
+    auto fail = [&](const std::string &what, int err, int fd) {
+        last_errno_ = err;
+        why = what + ": " + std::strerror(err);
+        if (fd >= 0)
+            ::close(fd);
+        ::unlink(tmp.c_str());
+        return false;
+    };
     int fd = ::open(tmp.c_str(), O_WRONLY | O_TRUNC | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
+        last_errno_ = errno;
         why = tmp + ": " + std::strerror(errno);
         return false;
     }
@@ -135,29 +161,16 @@ bool SpoolFile::rewrite(const std::deque<std::string> &msgs, std::string &why)
         ssize_t n = ::write(fd, data.data() + off, data.size() - off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            why = tmp + ": " + std::strerror(n < 0 ? errno : EIO);
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            return false;
-        }
+        if (n <= 0)
+            return fail(tmp, n < 0 ? errno : EIO, fd);
         off += static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0 || ::rename(tmp.c_str(), path_.c_str()) != 0) {
-        why = path_ + ": " + std::strerror(errno);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return false;
-    }
-    ::close(fd);
-    // Continue appending to the new file.
-    int nfd = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
-    if (nfd < 0) {
-        why = path_ + ": " + std::strerror(errno);
-        return false;
-    }
-    ::close(fd_);
-    fd_ = nfd;
+    if (::fsync(fd) != 0)
+        return fail(tmp, errno, fd);
+    if (::close(fd) != 0 && errno != EINTR)
+        return fail(tmp, errno, -1);
+    if (::rename(tmp.c_str(), path_.c_str()) != 0)
+        return fail(path_, errno, -1);
     return true;
 }
 

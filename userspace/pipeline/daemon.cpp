@@ -353,6 +353,10 @@ int run_daemon(const DaemonOptions &opts)
         };
         auto harvest_now = [&] {
             auto t0 = std::chrono::steady_clock::now();
+            // Flows created so far, read before the tables: created minus
+            // the entries then read never exceeds the evictions (flows
+            // created in between are in the table, not in this count).
+            uint64_t created = source->health()[EXF_C_FLOW_NEW];
             // Clients before flows: see HarvestStage::run (owed_).
             auto tables = source->tables();
             const auto &client_rows = tables.clients;
@@ -360,6 +364,11 @@ int run_daemon(const DaemonOptions &opts)
             state.health = source->health();
             state.flow_entries = flow_rows.size();
             state.client_entries = client_rows.size();
+            // The datapath never deletes a flow entry: those created and no
+            // longer in the table were evicted (LRU). Read a moment apart,
+            // the figure may lag (never lead): it never goes back.
+            if (created > state.flow_entries)
+                state.flow_evictions = std::max(state.flow_evictions, created - state.flow_entries);
             harvest.run(aggregator, flow_rows, client_rows, tracker, monotonic_ms());
             state.harvests++;
             state.last_harvest_s =
