@@ -81,6 +81,7 @@ struct Fixture {
         state.health[EXF_C_PACKETS] = 1234;
         state.health[EXF_C_RB_FULL] = 7;
         state.events_dropped = 5;
+        state.events_waited = 9;
         agg.add_traffic(kMin, *parse_addr("192.0.2.10"), "api.example.com", {500, 50000, 10, 40, 2});
         agg.add_traffic(2 * kMin, *parse_addr("192.0.2.11"), "evil\x1b[2J\xff.example.com",
                         {300, 2000, 5, 6, 1});
@@ -147,6 +148,7 @@ TEST_CASE("status reports the sensor aggregator detector and open alerts", "[con
     CHECK(s["health"].size() == EXF_C__MAX);
     CHECK(s["events"]["ringbuf_full"] == 7);
     CHECK(s["events"]["queue_dropped"] == 5);
+    CHECK(s["events"]["queue_waited"] == 9);
     CHECK(s["aggregate"]["windows"] == json({"1m", "10m"}));
     CHECK(s["aggregate"]["kinds"]["client"]["entities"] == 2);
     CHECK(s["aggregate"]["kinds"]["api_host"]["entities"] == 2);
@@ -270,6 +272,7 @@ TEST_CASE("Prometheus text rendering", "[control]")
                        "exfilmon_start_time_seconds 1800000000\n", "exfilmon_packets_total 1234\n",
                        "exfilmon_datapath_events_total{counter=\"ringbuf_full\"} 7\n",
                        "exfilmon_ringbuf_drops_total 7\n", "exfilmon_event_queue_drops_total 5\n",
+                       "exfilmon_event_queue_waits_total 9\n",
                        "exfilmon_map_entries{map=\"flows\"} 3\n",
                        "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
                        "exfilmon_map_capacity{map=\"clients\"} 1024\n",

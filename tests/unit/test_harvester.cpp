@@ -1,7 +1,11 @@
 // The harvester turns cumulative per-client counters into deltas.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "common/addr.h"
 #include "pipeline/live.h"
@@ -171,4 +175,54 @@ TEST_CASE("Flow harvester: a flow reading below its previous reading reports not
     REQUIRE(d.size() == 1);
     CHECK_FALSE(d[0].opened);
     CHECK(d[0].bytes_out == 3000);
+}
+
+// The ring buffer reader's queue: with a stop flag the producer waits for
+// the consumer instead of dropping (the ring buffer holds what arrives
+// meanwhile); without one, or once stop is set, a full queue drops and counts.
+TEST_CASE("EventQueue waits for the consumer while the queue is full", "[pipeline]")
+{
+    EventQueue q(4);
+    std::atomic<bool> stop{false};
+    constexpr int kEvents = 200;
+    std::thread producer([&] {
+        for (int i = 0; i < kEvents; i++) {
+            uint8_t e[3] = {uint8_t(i), uint8_t(i >> 8), 0xab};
+            q.push(e, &stop);
+        }
+    });
+    std::vector<int> got;
+    while (got.size() < size_t(kEvents)) {
+        // A slow consumer: the queue is full most of the time.
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        q.pop_all([&](std::span<const uint8_t> e) {
+            REQUIRE(e.size() == 3);
+            CHECK(e[2] == 0xab);
+            got.push_back(e[0] | e[1] << 8);
+        });
+    }
+    producer.join();
+    CHECK(q.received() == kEvents);
+    CHECK(q.dropped() == 0);
+    CHECK(q.waited() > 0);
+    for (int i = 0; i < kEvents; i++)
+        REQUIRE(got[size_t(i)] == i);  // all of them, in order
+
+    // Full, no stop flag: dropped at once and counted.
+    uint8_t e[1] = {1};
+    for (int i = 0; i < 4; i++)
+        CHECK(q.push(e));
+    CHECK_FALSE(q.push(e));
+    CHECK(q.dropped() == 1);
+    // Full, stop set while waiting: the wait ends, the event is dropped.
+    std::thread late([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        stop = true;
+    });
+    CHECK_FALSE(q.push(e, &stop));
+    late.join();
+    CHECK(q.dropped() == 2);
+    CHECK(q.waited() > 1);
+    size_t n = q.pop_all([](std::span<const uint8_t>) {});
+    CHECK(n == 4);
 }

@@ -214,7 +214,8 @@ std::string render_status(const json &s)
     o += "maps:        " + occ("flows") + ", " + occ("clients") + "\n";
     auto ev = s.value("events", json::object());
     o += "events:      received " + std::to_string(u64(ev, "received")) + ", queue drops " +
-         std::to_string(u64(ev, "queue_dropped")) + ", ring buffer full " +
+         std::to_string(u64(ev, "queue_dropped")) + ", queue waits " +
+         std::to_string(u64(ev, "queue_waited")) + ", ring buffer full " +
          std::to_string(u64(ev, "ringbuf_full")) + "\n";
     auto h = s.value("health", json::object());
     o += "traffic:     packets " + std::to_string(u64(h, "packets")) + ", bytes " +

@@ -113,6 +113,7 @@ json status_json(const DaemonView &v)
     j["health"] = std::move(health);
     j["events"] = {{"received", s.events_received},
                    {"queue_dropped", s.events_dropped},
+                   {"queue_waited", s.events_waited},
                    {"ringbuf_full", s.health[EXF_C_RB_FULL]}};
     json anomalies = json::object();
     for (auto &[name, n] : v.tracker.anomalies())
@@ -318,6 +319,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
         m.anomalies[name] = n;
     m.events_received = s.events_received;
     m.queue_drops = s.events_dropped;
+    m.queue_waits = s.events_waited;
     m.flow_entries = s.flow_entries;
     m.flow_evictions = s.flow_evictions;
     m.flow_capacity = s.flow_capacity;
@@ -420,6 +422,10 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.sample(m.health[EXF_C_RB_FULL]);
     w.family("event_queue_drops_total", "counter", "Events lost: userspace event queue full.");
     w.sample(m.queue_drops);
+    w.family("event_queue_waits_total", "counter",
+             "Events the ring buffer reader held back in the ring buffer while the event queue "
+             "was full (not lost).");
+    w.sample(m.queue_waits);
     w.family("map_entries", "gauge", "Entries in the datapath's tables at the last harvest.");
     w.sample(m.flow_entries, l("map", "flows"));
     w.sample(m.client_entries, l("map", "clients"));

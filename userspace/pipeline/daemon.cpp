@@ -317,6 +317,7 @@ int run_daemon(const DaemonOptions &opts)
         auto view = [&]() -> control::DaemonView {
             state.events_received = source->events_received();
             state.events_dropped = source->events_dropped();
+            state.events_waited = source->events_waited();
             return {state, aggregator, detector, tracker, outputs, monotonic_ms(), wall_ms()};
         };
         std::unique_ptr<control::ControlServer> ctl;

@@ -1,8 +1,10 @@
 #pragma once
 // Live pipeline stages:
-//   EventConsumer: a thread reading the BPF ring buffer that never blocks:
-//     each event is copied into a lock-free single-producer queue; when the
-//     queue is full the event is dropped and counted.
+//   EventConsumer: a thread reading the BPF ring buffer into a lock-free
+//     single-producer queue. When the queue is full (the main loop is busy,
+//     e.g. harvesting a large table) it stops reading and waits, so that the
+//     ring buffer holds what arrives meanwhile: an event is lost only when
+//     the ring buffer is full too, and the kernel counts it (EXF_C_RB_FULL).
 //   Harvester: reads the per-client table in batches and turns the kernel's
 //     cumulative counters into per-client deltas (read and diff: nothing is
 //     lost between read and reset because nothing is reset).
@@ -30,15 +32,18 @@ struct EventSlot {
 };
 
 // Fixed slots handed between one producer and one consumer thread without
-// locks or allocation; when no slot is free the event is dropped and counted.
+// locks or allocation.
 class EventQueue {
 public:
     explicit EventQueue(size_t size);
     EventQueue(const EventQueue &) = delete;
     EventQueue &operator=(const EventQueue &) = delete;
 
-    // Producer side: never blocks.
-    void push(std::span<const uint8_t> e);
+    // Producer side. When no slot is free it waits for the consumer (sleeping
+    // 100 us at a time) until one is, or until *stop is set: then (or with
+    // stop == nullptr, never waiting) the event is dropped and counted.
+    // Returns whether the event was queued.
+    bool push(std::span<const uint8_t> e, const std::atomic<bool> *stop = nullptr);
     // Consumer side: hands each queued event to fn.
     template <typename F>
     size_t pop_all(F &&fn)
@@ -54,12 +59,14 @@ public:
     }
     uint64_t received() const { return received_.load(std::memory_order_relaxed); }
     uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+    // Events that had to wait for a free slot (the queue was full).
+    uint64_t waited() const { return waited_.load(std::memory_order_relaxed); }
 
 private:
     std::vector<EventSlot> slots_;
     boost::lockfree::spsc_queue<EventSlot *> queue_;  // producer -> consumer
     boost::lockfree::spsc_queue<EventSlot *> free_;   // consumer -> producer
-    std::atomic<uint64_t> received_{0}, dropped_{0};
+    std::atomic<uint64_t> received_{0}, dropped_{0}, waited_{0};
 };
 
 // The ring buffer reader thread, feeding an EventQueue.

@@ -26,6 +26,8 @@ public:
     virtual size_t pop_events(const EventFn &fn) = 0;
     virtual uint64_t events_received() const = 0;
     virtual uint64_t events_dropped() const = 0;
+    // Events the ring buffer reader held back while the queue was full.
+    virtual uint64_t events_waited() const { return 0; }
     // Called about once a second: an attached interface that disappeared is
     // logged (counting goes on on the others) and a configured interface
     // that (re)appears is attached again. True when an attachment changed.

@@ -31,6 +31,7 @@ public:
     size_t pop_events(const EventFn &fn) override { return queue_.pop_all(fn); }
     uint64_t events_received() const override { return queue_.received(); }
     uint64_t events_dropped() const override { return queue_.dropped(); }
+    uint64_t events_waited() const override { return queue_.waited(); }
 
     bool maintain() override
     {
