@@ -360,6 +360,36 @@ TEST_CASE("Top JA4 fingerprints and SNIs in a client's alert", "[detect]")
     CHECK(r[0].top_snis[0].name == "files.example.com");
 }
 
+TEST_CASE("Top JA4: at most 4 per entity, a new one replaces the least frequent", "[detect]")
+{
+    agg::Aggregator a(windows());
+    Detector d(one_rule(make_rule("bulk", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000)));
+    uint64_t t = 1'200'000;
+    auto ja4 = [](int i) { return "t13d1516h2_8daaf6152771_00000000000" + std::to_string(i); };
+    // Counts 5, 4, 3, 2 for fingerprints 0..3, from two clients; another
+    // API host's fingerprints do not mix in.
+    for (int i = 0; i < 4; i++)
+        for (int n = 0; n < 5 - i; n++)
+            d.on_tls(a, t, A(n % 2 ? "192.0.2.5" : "198.51.100.7"), "api.example.com", ja4(i));
+    for (int n = 0; n < 9; n++)
+        d.on_tls(a, t, A("192.0.2.5"), "other.example.com", ja4(7));
+    // A fifth replaces the least frequent (3: count 2) and inherits its count.
+    d.on_tls(a, t, A("192.0.2.9"), "api.example.com", ja4(4));
+    pull(a, t, "192.0.2.5", 4000, 10, "api.example.com");
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].entity == "api.example.com");
+    REQUIRE(r[0].top_ja4.size() == 4);
+    CHECK(r[0].top_ja4[0].name == ja4(0));
+    CHECK(r[0].top_ja4[0].value == 5);
+    CHECK(r[0].top_ja4[1].name == ja4(1));
+    CHECK(r[0].top_ja4[1].value == 4);
+    CHECK(r[0].top_ja4[2].name == ja4(2));
+    CHECK(r[0].top_ja4[2].value == 3);
+    CHECK(r[0].top_ja4[3].name == ja4(4));
+    CHECK(r[0].top_ja4[3].value == 3);
+}
+
 TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones", "[detect]")
 {
     agg::Aggregator a(windows());

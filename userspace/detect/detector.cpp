@@ -9,6 +9,7 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "common/dense_map.h"
 #include "common/error.h"
 
 namespace exf::detect {
@@ -98,72 +99,104 @@ bool cidr_contains(const agg::CohortRule &net, const Addr16 &addr, uint8_t prefi
 // The top JA4 fingerprints per entity: at most 4 per entity (space saving:
 // a new one replaces the least frequent, inheriting its count), two
 // generations of at most kGeneration entities each, so memory stays bounded.
+// It runs for every ClientHello, 4-6 entities each: a fixed-size key (the
+// entity's name as a 64-bit hash) and fixed-size entries in an
+// open-addressing table, so a hello costs no allocation and no string hash.
 class Ja4Tally {
 public:
     static constexpr size_t kGeneration = 1u << 17;
     static constexpr size_t kPerEntity = 4;
+    static constexpr size_t kMaxJa4 = 40;  // a JA4 has 36 characters
 
     void add(agg::EntityKind kind, const agg::EntityKey &key, std::string_view ja4)
     {
-        // char(kind) + key_bytes(key), built in a reused buffer: no
-        // allocation unless the entity is new.
-        std::string &k = scratch_;
-        k.clear();
-        k += char(kind);
-        k.append(reinterpret_cast<const char *>(key.addr.data()), key.addr.size());
-        k += char(key.prefix);
-        k += key.name;
-        auto it = cur_.find(k);
-        if (it == cur_.end()) {
+        ja4 = ja4.substr(0, kMaxJa4);
+        const Key k = make_key(kind, key);
+        Top *top = cur_.find(k);
+        if (!top) {
             if (cur_.size() >= kGeneration) {
                 prev_ = std::move(cur_);
                 cur_.clear();
             }
-            Top t;
-            if (auto p = prev_.find(k); p != prev_.end())
-                t = p->second;
-            it = cur_.emplace(k, std::move(t)).first;
+            const Top *old = prev_.find(k);
+            top = cur_.try_emplace(k).first;
+            if (old)
+                *top = *old;
         }
-        auto &top = it->second;
-        for (auto &e : top)
-            if (e.name == ja4) {
-                e.value++;
+        for (uint8_t i = 0; i < top->n; i++)
+            if (top->e[i].name() == ja4) {
+                top->e[i].count++;
                 return;
             }
-        if (top.size() < kPerEntity) {
-            top.push_back({std::string(ja4), 1});
+        if (top->n < kPerEntity) {
+            top->e[top->n++].set(ja4, 1);
             return;
         }
-        auto least = std::min_element(top.begin(), top.end(), [](auto &a, auto &b) {
-            return a.value < b.value;
-        });
-        least->name = std::string(ja4);
-        least->value++;
+        Entry *least = &top->e[0];
+        for (auto &e : top->e)
+            if (e.count < least->count)
+                least = &e;
+        least->set(ja4, least->count + 1);
     }
 
     std::vector<NamedCount> top(agg::EntityKind kind, const agg::EntityKey &key) const
     {
-        std::string k = char(kind) + key_bytes(key);
-        const Top *t = nullptr;
-        if (auto it = cur_.find(k); it != cur_.end())
-            t = &it->second;
-        else if (auto p = prev_.find(k); p != prev_.end())
-            t = &p->second;
+        const Key k = make_key(kind, key);
+        const Top *t = cur_.find(k);
+        if (!t)
+            t = prev_.find(k);
         if (!t)
             return {};
-        std::vector<NamedCount> out(t->begin(), t->end());
+        std::vector<NamedCount> out;
+        for (uint8_t i = 0; i < t->n; i++)
+            out.push_back({std::string(t->e[i].name()), t->e[i].count});
         std::stable_sort(out.begin(), out.end(), [](auto &a, auto &b) {
             return a.value != b.value ? a.value > b.value : a.name < b.name;
         });
         return out;
     }
 
-    size_t memory_bytes() const { return (cur_.size() + prev_.size()) * (64 + kPerEntity * 48); }
+    size_t memory_bytes() const
+    {
+        // Items plus about two 8-byte slots each (the table stays at most half full).
+        return (cur_.size() + prev_.size()) * (sizeof(Key) + sizeof(Top) + 16);
+    }
 
 private:
-    using Top = std::vector<NamedCount>;
-    std::unordered_map<std::string, Top> cur_, prev_;
-    std::string scratch_;  // add()'s key
+    struct Key {
+        uint64_t name_hash;  // 0 for no name
+        uint8_t addr[16];
+        uint8_t kind;
+        uint8_t prefix;
+        uint8_t pad[6];
+    };
+    static_assert(sizeof(Key) == 32);
+    struct Entry {
+        uint64_t count;
+        uint8_t len;
+        char text[kMaxJa4];
+        std::string_view name() const { return {text, len}; }
+        void set(std::string_view s, uint64_t c)
+        {
+            len = uint8_t(s.size());
+            std::memcpy(text, s.data(), s.size());
+            count = c;
+        }
+    };
+    struct Top {
+        Entry e[kPerEntity];
+        uint8_t n = 0;
+    };
+    static Key make_key(agg::EntityKind kind, const agg::EntityKey &key)
+    {
+        Key k{};
+        k.name_hash = key.name.empty() ? 0 : hash_bytes(key.name.data(), key.name.size()) | 1;
+        std::memcpy(k.addr, key.addr.data(), 16);
+        k.kind = uint8_t(kind);
+        k.prefix = key.prefix;
+        return k;
+    }
+    DenseMap<Key, Top> cur_, prev_;
 };
 
 }  // namespace
