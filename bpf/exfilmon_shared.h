@@ -199,6 +199,7 @@ enum exf_counter {
 	EXF_C_RB_FULL,           /* ring buffer reservation failed */
 	EXF_C_LOAD_FAIL,         /* bpf_skb_load_bytes failed */
 	EXF_C_PULL_FAIL,         /* bpf_skb_pull_data failed */
+	EXF_C_CLIENT_NEW,        /* client entries created (minus entries: LRU evictions) */
 	EXF_C__MAX,
 };
 

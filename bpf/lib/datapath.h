@@ -95,7 +95,8 @@ static __always_inline struct exf_client_stats *exf_client_get(const __u8 *addr,
 	struct exf_client_stats zero = {};
 	zero.first_ns = now;
 	/* Another CPU may create it first (EEXIST): then take that one. */
-	exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST);
+	if (exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST) == 0)
+		exf_count(EXF_C_CLIENT_NEW, 1);
 	s = exf_map_lookup(&exf_clients, &ck);
 	if (!s)
 		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);

@@ -776,6 +776,57 @@ TEST_CASE("Flows first seen mid-stream take the side off the TLS port as client"
     CHECK(st2->pkts_in == 1);
 }
 
+TEST_CASE("Clients beyond the client table are evicted and the creations counted", "[bpf]")
+{
+    if (!require_root())
+        return;
+    SensorOptions o;
+    o.client_table_size = 256;  // the smallest allowed
+    Harness h(o);
+    constexpr int kClients = 800;
+    auto addr = [](int i) {
+        return (i < 250 ? "203.0.113." : i < 500 ? "192.0.2." : "198.51.100.") +
+               std::to_string(i % 250 + 1);
+    };
+    // Twice round 800 clients, a SYN on 443 each (a TLS flow per SYN).
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < kClients; i++) {
+            FrameSpec syn;
+            syn.src = addr(i);
+            syn.dst = "198.51.100.254";
+            syn.sport = uint16_t(20000 + i + round * 1000);
+            syn.tcp_flags = SYN;
+            h.send(syn);
+        }
+    auto hc = h.health();
+    uint64_t entries = h.client_count();
+    CHECK(hc[EXF_C_TLS_FLOWS] == 2 * kClients);
+    CHECK(hc[EXF_C_CLIENT_UPDATE_FAIL] == 0);
+    CHECK(entries > 0);
+    CHECK(entries <= 256);
+    // Every client is created in the first round; in the second at most
+    // the 256 the table can hold are still there: the others are created
+    // again. Creations minus entries are the evictions.
+    CHECK(hc[EXF_C_CLIENT_NEW] >= uint64_t(2 * kClients - 256));
+    CHECK(hc[EXF_C_CLIENT_NEW] <= uint64_t(2 * kClients));
+    CHECK(hc[EXF_C_CLIENT_NEW] - entries >= uint64_t(2 * kClients - 512));
+    // The server side is never a client; a client that is kept counts once.
+    CHECK_FALSE(h.client("198.51.100.254"));
+
+    // A small set of clients that fits: each created exactly once.
+    Harness few;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 10; i++) {
+            FrameSpec syn;
+            syn.src = "198.51.100." + std::to_string(100 + i);
+            syn.sport = uint16_t(30000 + i + round * 100);
+            syn.tcp_flags = SYN;
+            few.send(syn);
+        }
+    CHECK(few.health()[EXF_C_CLIENT_NEW] == 10);
+    CHECK(few.client_count() == 10);
+}
+
 TEST_CASE("Fragments and non-TCP/UDP pass untouched and are counted", "[bpf]")
 {
     if (!require_root())

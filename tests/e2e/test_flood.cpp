@@ -252,6 +252,8 @@ TEST_CASE("Flood: new flows beyond the flow table and hellos beyond the ring buf
     CHECK(st["maps"]["flows"]["capacity"] == 1024);
     CHECK(st["maps"]["flows"]["evictions"] == flood.flows - entries);
     CHECK(st["maps"]["clients"]["entries"] == flood.truth.size());
+    CHECK(health["client_new"] == flood.truth.size());
+    CHECK(st["maps"]["clients"]["evictions"] == 0);
     // Each hello event was either handed to the daemon or counted lost.
     uint64_t hello_events = health["hello_events"], rb_full = health["ringbuf_full"];
     CHECK(flood.hellos == 6000);
@@ -270,6 +272,7 @@ TEST_CASE("Flood: new flows beyond the flow table and hellos beyond the ring buf
     CHECK(metric_value(metrics, "exfilmon_event_queue_drops_total") == 0);
     CHECK(metric_value(metrics, "exfilmon_map_evictions_total{map=\"flows\"}") ==
           double(flood.flows - entries));
+    CHECK(metric_value(metrics, "exfilmon_map_evictions_total{map=\"clients\"}") == 0);
     CHECK(metric_value(metrics, "exfilmon_packets_total") == double(flood.frames));
 
     // Up, and no bigger after the last 50,000 flows than before them.

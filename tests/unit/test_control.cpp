@@ -76,6 +76,7 @@ struct Fixture {
         state.flow_entries = 3;
         state.flow_capacity = 4096;
         state.flow_evictions = 11;
+        state.client_evictions = 6;
         state.client_entries = 2;
         state.client_capacity = 1024;
         state.health[EXF_C_PACKETS] = 1234;
@@ -143,7 +144,7 @@ TEST_CASE("status reports the sensor aggregator detector and open alerts", "[con
     REQUIRE(s["interfaces"].size() == 1);
     CHECK(s["interfaces"][0] == json({{"name", "eth0"}, {"ifindex", 2}, {"since_ms", kWall}}));
     CHECK(s["maps"]["flows"] == json({{"entries", 3}, {"capacity", 4096}, {"evictions", 11}}));
-    CHECK(s["maps"]["clients"] == json({{"entries", 2}, {"capacity", 1024}}));
+    CHECK(s["maps"]["clients"] == json({{"entries", 2}, {"capacity", 1024}, {"evictions", 6}}));
     CHECK(s["health"]["packets"] == 1234);
     CHECK(s["health"].size() == EXF_C__MAX);
     CHECK(s["events"]["ringbuf_full"] == 7);
@@ -275,6 +276,7 @@ TEST_CASE("Prometheus text rendering", "[control]")
                        "exfilmon_event_queue_waits_total 9\n",
                        "exfilmon_map_entries{map=\"flows\"} 3\n",
                        "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
+                       "exfilmon_map_evictions_total{map=\"clients\"} 6\n",
                        "exfilmon_map_capacity{map=\"clients\"} 1024\n",
                        "exfilmon_aggregate_entities{kind=\"client\"} 2\n",
                        "exfilmon_aggregate_evictions_total{kind=\"subnet\"} 0\n",

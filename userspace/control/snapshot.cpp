@@ -106,7 +106,10 @@ json status_json(const DaemonView &v)
                   {{"entries", s.flow_entries},
                    {"capacity", s.flow_capacity},
                    {"evictions", s.flow_evictions}}},
-                 {"clients", {{"entries", s.client_entries}, {"capacity", s.client_capacity}}}};
+                 {"clients",
+                  {{"entries", s.client_entries},
+                   {"capacity", s.client_capacity},
+                   {"evictions", s.client_evictions}}}};
     json health = json::object();
     for (unsigned i = 0; i < EXF_C__MAX; i++)
         health[std::string(counter_name(i))] = s.health[i];
@@ -322,6 +325,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
     m.queue_waits = s.events_waited;
     m.flow_entries = s.flow_entries;
     m.flow_evictions = s.flow_evictions;
+    m.client_evictions = s.client_evictions;
     m.flow_capacity = s.flow_capacity;
     m.client_entries = s.client_entries;
     m.client_capacity = s.client_capacity;
@@ -430,8 +434,10 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.sample(m.flow_entries, l("map", "flows"));
     w.sample(m.client_entries, l("map", "clients"));
     w.family("map_evictions_total", "counter",
-             "Entries that left the flow table (LRU evictions): flows created minus entries.");
+             "Entries that left the datapath's tables (LRU evictions): entries created minus "
+             "entries.");
     w.sample(m.flow_evictions, l("map", "flows"));
+    w.sample(m.client_evictions, l("map", "clients"));
     w.family("map_capacity", "gauge", "Size of the datapath's tables.");
     w.sample(m.flow_capacity, l("map", "flows"));
     w.sample(m.client_capacity, l("map", "clients"));

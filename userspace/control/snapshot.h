@@ -20,7 +20,7 @@
 //
 // status: version, pid, backend, config, started_ms, uptime_s, interfaces
 // [{name, ifindex, since_ms}], maps {flows|clients: {entries, capacity}} (at
-// the last harvest; flows also evictions, see SensorState::flow_evictions), health {<kernel counter>: n} (capture/maps.h
+// the last harvest; also evictions, see SensorState::flow_evictions), health {<kernel counter>: n} (capture/maps.h
 // counter_name), events {received, queue_dropped, queue_waited, ringbuf_full}, anomalies
 // {<name>: n} (FlowTracker), aggregate {windows, memory_bytes, updates,
 // kinds {<kind>: {entities, limit, evictions, expirations}}}, detect {rules,
@@ -80,6 +80,8 @@ struct SensorState {
     // decreasing. It may lag by the flows created during one harvest's
     // read, never count more than were evicted.
     uint64_t flow_evictions = 0;
+    // The same for the client table (health client_new minus entries).
+    uint64_t client_evictions = 0;
     HealthCounters health{};
     uint64_t events_received = 0, events_dropped = 0;  // event queue
     uint64_t events_waited = 0;  // the ring buffer reader waited for a free slot
@@ -136,7 +138,7 @@ struct MetricsSnapshot {
     std::map<std::string, uint64_t> anomalies;
     uint64_t events_received = 0, queue_drops = 0, queue_waits = 0;
     uint64_t flow_entries = 0, flow_capacity = 0, client_entries = 0, client_capacity = 0;
-    uint64_t flow_evictions = 0;
+    uint64_t flow_evictions = 0, client_evictions = 0;
     struct Kind {
         std::string name;
         uint64_t entities = 0, limit = 0, evictions = 0, expirations = 0;
@@ -170,7 +172,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //   parse_anomalies_total{reason} (ClientHello and event anomalies),
 //   events_total, ringbuf_drops_total, event_queue_drops_total, event_queue_waits_total,
 //   map_entries{map}, map_capacity{map} (flows, clients),
-//   map_evictions_total{map="flows"} (SensorState::flow_evictions),
+//   map_evictions_total{map="flows"|"clients"} (SensorState::flow_evictions, client_evictions),
 //   aggregate_entities{kind}, aggregate_entity_limit{kind},
 //   aggregate_evictions_total{kind}, aggregate_expirations_total{kind},
 //   aggregate_memory_bytes,

@@ -357,7 +357,9 @@ int run_daemon(const DaemonOptions &opts)
             // Flows created so far, read before the tables: created minus
             // the entries then read never exceeds the evictions (flows
             // created in between are in the table, not in this count).
-            uint64_t created = source->health()[EXF_C_FLOW_NEW];
+            auto before = source->health();
+            uint64_t created = before[EXF_C_FLOW_NEW];
+            uint64_t clients_created = before[EXF_C_CLIENT_NEW];
             // Clients before flows: see HarvestStage::run (owed_).
             auto tables = source->tables();
             const auto &client_rows = tables.clients;
@@ -370,6 +372,10 @@ int run_daemon(const DaemonOptions &opts)
             // the figure may lag (never lead): it never goes back.
             if (created > state.flow_entries)
                 state.flow_evictions = std::max(state.flow_evictions, created - state.flow_entries);
+            // Clients too (the datapath never deletes one either).
+            if (clients_created > state.client_entries)
+                state.client_evictions =
+                    std::max(state.client_evictions, clients_created - state.client_entries);
             harvest.run(aggregator, flow_rows, client_rows, tracker, monotonic_ms());
             state.harvests++;
             state.last_harvest_s =

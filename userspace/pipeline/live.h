@@ -44,13 +44,15 @@ public:
     // stop == nullptr, never waiting) the event is dropped and counted.
     // Returns whether the event was queued.
     bool push(std::span<const uint8_t> e, const std::atomic<bool> *stop = nullptr);
-    // Consumer side: hands each queued event to fn.
+    // Consumer side: hands each queued event to fn, at most one queue's
+    // worth per call, so that a producer refilling as fast as slots free up
+    // (a backlog in the ring buffer) cannot hold the caller's loop.
     template <typename F>
     size_t pop_all(F &&fn)
     {
         size_t n = 0;
         EventSlot *slot;
-        while (queue_.pop(slot)) {
+        while (n < slots_.size() && queue_.pop(slot)) {
             fn(std::span<const uint8_t>(slot->bytes.data(), slot->size));
             free_.push(slot);
             n++;
