@@ -61,7 +61,7 @@ public:
             return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
                    now_ns > r.flow.first_ns + kHelloWaitNs;
         };
-        std::map<Addr16, Sums> attributed, pending;
+        DenseMap<Addr16, Sums> attributed, pending;
         struct Edge {
             uint64_t ns;
             bool close;
@@ -83,7 +83,7 @@ public:
             Addr16 client;
             std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
             if (d.pending) {
-                pending[client].add(d);
+                pending.try_emplace(client).first->add(d);
                 continue;
             }
             const std::string *sni = sni_of(d.key);
@@ -100,7 +100,7 @@ public:
                 continue;  // an end only
             a.add_traffic(now_ms, client, *sni,
                           {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
-            attributed[client].add(d);
+            attributed.try_emplace(client).first->add(d);
         }
         // Concurrency from the flows' own first and last packet times, so
         // that flows opened and closed between two harvests still overlap
@@ -120,21 +120,33 @@ public:
         // after what earlier harvests attributed ahead of the client table
         // (owed_: the two tables are read at different moments, so a flow's
         // packets may show in its delta before they show in its client's).
-        std::map<Addr16, Sums> in_by_client;
-        for (auto &c : clients_.harvest(client_rows))
-            in_by_client[c.client] = {c.delta.bytes_in, c.delta.bytes_out, c.delta.pkts_in,
-                                      c.delta.pkts_out, c.delta.tls_flows_opened};
+        // Hash tables for the lookups; the clients are then taken in address
+        // order (a sorted vector: at a million clients a std::map's tree was
+        // most of the harvest's userspace time).
+        DenseMap<Addr16, Sums> in_by_client;
+        auto changed = clients_.harvest(client_rows);
+        in_by_client.reserve(changed.size() + attributed.size() + pending.size() + held_.size() +
+                             owed_.size());
+        for (auto &c : changed)
+            *in_by_client.try_emplace(c.client).first = {c.delta.bytes_in, c.delta.bytes_out,
+                                                         c.delta.pkts_in, c.delta.pkts_out,
+                                                         c.delta.tls_flows_opened};
         for (auto *m : {&attributed, &pending, &held_, &owed_})
-            for (auto &[client, sums] : *m)
-                in_by_client.try_emplace(client);
-        std::map<Addr16, Sums> held_next, owed_next;
-        for (auto &[client, row] : in_by_client) {
+            m->for_each([&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
+        std::vector<std::pair<Addr16, Sums>> order;
+        order.reserve(in_by_client.size());
+        in_by_client.for_each([&](const Addr16 &client, const Sums &row) { order.emplace_back(client, row); });
+        std::sort(order.begin(), order.end(), [](const auto &x, const auto &y) {
+            return std::memcmp(x.first.data(), y.first.data(), 16) < 0;
+        });
+        DenseMap<Addr16, Sums> held_next, owed_next;
+        for (auto &[client, row] : order) {
             Sums in = row, taken;
-            if (auto h = held_.find(client); h != held_.end())
-                in.plus(h->second);
+            if (auto *h = held_.find(client))
+                in.plus(*h);
             for (auto *m : {&attributed, &pending, &owed_})
-                if (auto it = m->find(client); it != m->end())
-                    taken.plus(it->second);
+                if (auto *it = m->find(client))
+                    taken.plus(*it);
             Sums owed;
             agg::Traffic t{split(in.bytes_in, taken.bytes_in, owed.bytes_in),
                            split(in.bytes_out, taken.bytes_out, owed.bytes_out),
@@ -144,9 +156,9 @@ public:
             if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
                 a.add_traffic(now_ms, client, "", t);
             if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
-                owed_next[client] = owed;
-            if (auto p = pending.find(client); p != pending.end())
-                held_next[client] = p->second;
+                *owed_next.try_emplace(client).first = owed;
+            if (auto *p = pending.find(client))
+                *held_next.try_emplace(client).first = *p;
         }
         owed_ = std::move(owed_next);
         held_ = std::move(held_next);
@@ -188,8 +200,8 @@ private:
     static constexpr uint64_t kFlowIdleNs = 120'000'000'000ull;
     Harvester clients_;
     FlowHarvester flows_;
-    std::map<Addr16, Sums> held_;  // reported by the client table, not yet attributed
-    std::map<Addr16, Sums> owed_;  // attributed before the client table showed it
+    DenseMap<Addr16, Sums> held_;  // reported by the client table, not yet attributed
+    DenseMap<Addr16, Sums> owed_;  // attributed before the client table showed it
 };
 
 }  // namespace exf
