@@ -7,6 +7,10 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    e.g. scripts/fuzz.sh 600 config
 #   BUILD_DIR     build directory (default build-fuzz)
 #   FUZZ_ARGS     extra libFuzzer flags (e.g. "-runs=10000000 -max_total_time=0")
+#   FUZZ_WORKERS  processes per target (default 1), sharing its corpus, each
+#                 with its own random seed and log (log.N); -runs in FUZZ_ARGS
+#                 counts per process (no -seed then), the table shows their
+#                 sums and the highest coverage
 # docs/reliability.md has the long run and what each target covers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,28 +30,61 @@ cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${TARGETS[@]/#/fuzz_}" | grep 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp}
+WORKERS=${FUZZ_WORKERS:-1}
 failed=()
-printf '%-14s %12s %10s %8s %s\n' target executions exec/s cov result
+printf '%-14s %12s %10s %8s %7s %s\n' target executions exec/s cov wall-s result
 for t in "${TARGETS[@]}"; do
     run="$BUILD_DIR/fuzz-run/$t"
     rm -rf "$run"
     mkdir -p "$run/corpus"
     cp -r "tests/fuzz/corpus/$t/." "$run/corpus/"
+    logs=()
+    pids=()
+    start=$SECONDS
+    for ((w = 0; w < WORKERS; w++)); do
+        log="$run/log"
+        ((WORKERS == 1)) || log="$run/log.$w"
+        logs+=("$log")
+        # shellcheck disable=SC2086
+        "$BUILD_DIR/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+            -print_final_stats=1 -artifact_prefix="$run/" ${FUZZ_ARGS:-} "$run/corpus" \
+            >"$log" 2>&1 &
+        pids+=($!)
+    done
+    # The first worker to fail stops the others.
     rc=0
-    # shellcheck disable=SC2086
-    "$BUILD_DIR/tests/fuzz/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$run/" ${FUZZ_ARGS:-} "$run/corpus" \
-        >"$run/log" 2>&1 || rc=$?
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/log" | tail -1 || true)
-    speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$run/log" | tail -1 || true)
-    cov=$(grep -o 'cov: [0-9]*' "$run/log" | tail -1 | cut -d" " -f2 || true)
+    while ((${#pids[@]})); do
+        r=0
+        done_pid=
+        wait -n -p done_pid "${pids[@]}" || r=$?
+        left=()
+        for p in "${pids[@]}"; do
+            [[ $p == "$done_pid" ]] || left+=("$p")
+        done
+        pids=("${left[@]}")
+        if ((r && !rc)); then
+            rc=$r
+            ((${#pids[@]} == 0)) || kill "${pids[@]}" 2>/dev/null || true
+        fi
+    done
+    wall=$((SECONDS - start))
+    execs=0 speed=0 cov=0
+    for log in "${logs[@]}"; do
+        e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
+        v=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
+        c=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d" " -f2 || true)
+        execs=$((execs + ${e:-0}))
+        speed=$((speed + ${v:-0}))
+        if ((${c:-0} > cov)); then cov=$c; fi
+    done
     if ((rc)); then
         failed+=("$t")
-        printf '%-14s %12s %10s %8s FAILED (exit %d): see %s\n' "$t" "${execs:-?}" "${speed:-?}" \
-            "${cov:-?}" "$rc" "$run/log"
-        grep -E 'ERROR|invariant failed|runtime error|SUMMARY|Test unit written' "$run/log" | head -20 >&2 || true
+        printf '%-14s %12s %10s %8s %7s FAILED (exit %d): see %s\n' "$t" "$execs" "$speed" \
+            "$cov" "$wall" "$rc" "${logs[*]}"
+        grep -hE 'ERROR|invariant failed|runtime error|SUMMARY|Test unit written' "${logs[@]}" \
+            | head -20 >&2 || true
     else
-        printf '%-14s %12s %10s %8s ok\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}"
+        printf '%-14s %12s %10s %8s %7s ok\n' "$t" "$execs" "$speed" "$cov" "$wall"
     fi
 done
 if ((${#failed[@]})); then

@@ -258,11 +258,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_rfc5424(output::format_rfc5424(a, facility, app, procid), a);
 
+    std::string json = output::format_json(a);
+    check_json(json, a);
+
     std::string rj = output::format_rfc5424_json(a, facility, app, procid);
     check_syslog_line(rj);
     size_t at = skip_fields(rj, 6);
     FUZZ_CHECK(rj.compare(at, 2, "- ") == 0);
-    check_json(rj.substr(at + 2), a);
+    // The MSG is normally format_json()'s document, already checked: the same
+    // bytes parse the same, so only a different one is parsed again.
+    if (rj.compare(at + 2, std::string::npos, json) != 0)
+        check_json(rj.substr(at + 2), a);
 
     check_cef(output::format_cef(a, facility, app, procid));
 
@@ -270,7 +276,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_syslog_line(bsd);
     FUZZ_CHECK(bsd.size() <= 1024);
     FUZZ_CHECK(printable_ascii(bsd));
-
-    check_json(output::format_json(a), a);
     return 0;
 }
