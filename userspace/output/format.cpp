@@ -1,6 +1,7 @@
 // Rendering of AlertRecords; output.h documents each format.
 #include <arpa/inet.h>
 
+#include <charconv>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -159,20 +160,27 @@ std::string bsd_time(uint64_t ms)
     return buf;
 }
 
+// A finite double as printf's "%.Nf" prints it, through std::to_chars
+// (the same digits, exactly rounded): glibc's printf takes a bignum path for
+// large values, up to 309 integer digits (DBL_MAX), which made printing
+// absurd values most of an alert's formatting cost.
+std::string fixed(double v, int decimals)
+{
+    char buf[400];  // room for any finite double with 3 decimals
+    auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+    if (r.ec != std::errc())  // cannot happen with this room; never a cut-off number
+        return std::isnan(v) ? "nan" : "inf";
+    return std::string(buf, r.ptr);
+}
+
 // Integers without decimals, other values with up to 3 decimals.
 std::string number(double v)
 {
     if (!std::isfinite(v))
         return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-    // Room for any finite double in %.3f (DBL_MAX has 309 integer digits): a
-    // cut-off result would then lose its trailing zeros as if decimals.
-    char buf[400];
-    if (v == std::floor(v) && std::fabs(v) < 1e15) {
-        std::snprintf(buf, sizeof buf, "%.0f", v);
-        return buf;
-    }
-    std::snprintf(buf, sizeof buf, "%.3f", v);
-    std::string s = buf;
+    if (v == std::floor(v) && std::fabs(v) < 1e15)
+        return fixed(v, 0);
+    std::string s = fixed(v, 3);
     while (s.back() == '0')
         s.pop_back();
     if (s.back() == '.')
@@ -203,9 +211,7 @@ std::string bytes(double v)
         v /= 1024;
         u++;
     }
-    char buf[400];  // any finite double in %.1f
-    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f" : "%.1f", v);
-    std::string s = buf;
+    std::string s = fixed(v, u == 0 ? 0 : 1);
     if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0)
         s.resize(s.size() - 2);
     return s + units[u];
