@@ -374,6 +374,8 @@ TEST_CASE("soak", "[soak]")
         << "| flow table at the end | " << samples.back().flow_entries << " entries, "
         << st["maps"]["flows"]["evictions"].get<uint64_t>() << " evicted |\n"
         << "| events received | " << st["events"]["received"].get<uint64_t>() << " |\n"
+        << "| events held in the ring buffer while the queue was full (not lost) | "
+        << st["events"].value("queue_waited", uint64_t(0)) << " |\n"
         << "| ring buffer full / queue drops / insert failures | "
         << health["ringbuf_full"].get<uint64_t>() << " / "
         << st["events"]["queue_dropped"].get<uint64_t>() << " / "
