@@ -170,6 +170,13 @@ const FlowRecord *FlowTracker::lookup(const exf_flow_key &key) const
     return it ? &**it : nullptr;
 }
 
+void FlowTracker::touch(const exf_flow_key &key) const
+{
+    // splice() keeps every iterator valid, by_key_'s included.
+    if (const List::iterator *it = by_key_.find(key))
+        records_.splice(records_.end(), records_, *it);
+}
+
 void FlowTracker::evict_if_full()
 {
     while (records_.size() >= opts_.max_flows) {

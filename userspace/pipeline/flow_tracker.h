@@ -8,7 +8,10 @@
 //     anomaly name and otherwise ignored (never a crash, never a throw);
 //   * keeps one record per flow, keyed by the canonical flow key
 //     (exf_flow_key), bounded by FlowTrackerOptions::max_flows: when full the
-//     record created first is evicted (counted in stats().evicted);
+//     record least recently active is evicted (counted in stats().evicted).
+//     Active: created, or touch()ed by the harvest for traffic in the
+//     flow's table entry; a long-lived busy flow keeps its record (and its
+//     SNI attribution) however many short flows come and go beside it;
 //   * reassembles a TCP flow's ClientHello from its hello chunks by stream
 //     offset (tls::HelloReassembler: out of order, retransmitted and
 //     overlapping chunks are fine) and, once complete, records SNI, ALPN, the
@@ -206,7 +209,11 @@ public:
 
     // The key's current record (not finalized), or nullptr.
     const FlowRecord *lookup(const exf_flow_key &key) const;
-    // Every record kept, active and finalized, oldest first.
+    // The flow had traffic: its current record (if any) becomes the most
+    // recently active, the last to be evicted. Changes only the eviction
+    // order (hence const: HarvestStage calls it on the tracker it reads).
+    void touch(const exf_flow_key &key) const;
+    // Every record kept, active and finalized, least recently active first.
     const_iterator begin() const { return records_.begin(); }
     const_iterator end() const { return records_.end(); }
     size_t size() const { return records_.size(); }
@@ -233,7 +240,7 @@ private:
     void evict_if_full();
 
     FlowTrackerOptions opts_;
-    List records_;
+    mutable List records_;  // eviction order: touch() moves a record to the back
     DenseMap<exf_flow_key, List::iterator> by_key_;  // open addressing (common/dense_map.h)
     // Reassembly state of records still reassembling, by record id.
     std::unordered_map<uint64_t, std::unique_ptr<tls::HelloReassembler>> tcp_;

@@ -80,6 +80,10 @@ public:
             return std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0;
         });
         for (auto &d : deltas) {
+            // A flow with traffic keeps its tracker record (its SNI) ahead
+            // of idle ones when the tracker is full.
+            if (d.pkts_in || d.pkts_out)
+                tracker.touch(d.key);
             Addr16 client;
             std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
             if (d.pending) {
