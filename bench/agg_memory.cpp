@@ -25,21 +25,16 @@
 using namespace exf;
 using namespace exf::agg;
 
+#include "bench_util.h"
+
 namespace {
+
+using exf::bench::median;
+using exf::bench::rss_bytes;
 
 using Clock = std::chrono::steady_clock;
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-size_t rss_bytes()
-{
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0)
-            return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
-    return 0;
-}
 
 Addr16 client_addr(uint32_t i, bool v6)
 {

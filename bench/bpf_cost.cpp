@@ -49,7 +49,12 @@
 #include "common/error.h"
 #include "support/packet_builder.h"
 
+#include "bench_util.h"
+
 namespace {
+
+using exf::bench::median;
+using exf::bench::rss_bytes;
 
 using exf::test::Bytes;
 using exf::test::FrameSpec;
@@ -173,15 +178,6 @@ double run(int fd, const Bytes &frame, uint32_t repeat)
         throw exf::Error("program returned " + std::to_string(int32_t(r.retval)) +
                          ", not TC_ACT_OK or TC_ACT_UNSPEC");
     return double(r.duration_ns);
-}
-
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return NAN;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double mean(const std::vector<double> &v)

@@ -85,7 +85,12 @@
 #include "pipeline/live.h"
 #include "support/packet_builder.h"
 
+#include "bench_util.h"
+
 namespace {
+
+using exf::bench::median;
+using exf::bench::rss_bytes;
 
 using Clock = std::chrono::steady_clock;
 using exf::Addr16;
@@ -95,28 +100,9 @@ using exf::test::TcpFlag;
 
 // ---- utilities ---------------------------------------------------------------
 
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return NAN;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 double vmax(const std::vector<double> &v)
 {
     return v.empty() ? NAN : *std::max_element(v.begin(), v.end());
-}
-
-uint64_t rss_bytes()
-{
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0)
-            return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
-    return 0;
 }
 
 double clock_s(clockid_t id)
