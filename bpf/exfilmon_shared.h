@@ -19,7 +19,8 @@
 #define EXF_HELLO_MAX 16384       /* client payload bytes captured per TCP flow */
 #define EXF_HELLO_MAX_SEGS 16     /* client segments emitted per TCP flow */
 #define EXF_QUIC_MAX_DGRAMS 4     /* client long-header datagrams per QUIC flow */
-#define EXF_CHUNK_SMALL 512       /* payload capacity of a small hello event */
+#define EXF_CHUNK_SMALL 640       /* payload capacity of a small hello event (the
+                                   * common 517 B padded ClientHello fits) */
 #define EXF_CHUNK_MAX 2048        /* payload capacity of a large hello event */
 #define EXF_NON_HELLO_PEEK 16     /* bytes sent when the first payload is not a ClientHello */
 #define EXF_FC_SLOTS 1024         /* per-CPU flow cache slots (a power of two) */

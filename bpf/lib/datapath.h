@@ -260,9 +260,11 @@ static __always_inline void exf_emit_hello(EXF_SKB *skb, const struct exf_pkt *p
 			exf_count(EXF_C_RB_FULL, 1);
 			return;
 		}
+		/* Not a power of two, so the bound is a compare, kept by exf_opaque. */
+		exf_opaque(n);
 		if (n > EXF_CHUNK_SMALL)
 			n = EXF_CHUNK_SMALL;
-		if (exf_load_bytes(skb, start, e->data, n & (2 * EXF_CHUNK_SMALL - 1)))
+		if (exf_load_bytes(skb, start, e->data, n))
 			goto fail;
 	} else {
 		e = exf_rb_reserve(&exf_events, sizeof(*e), 0);

@@ -39,6 +39,10 @@
 #define exf_htonl(x) htonl(x)
 #endif
 
+/* Makes the compiler forget what it knows about var, so that a bounds check
+ * right after it stays in the program for the verifier to see. */
+#define exf_opaque(var) asm volatile("" : "+r"(var))
+
 #include "../exfilmon_shared.h"
 
 #if !defined(__bpf__)

@@ -29,6 +29,7 @@ struct Event {
     uint32_t seq = 0, offset = 0;
     Bytes data;
     exf_flow flow{};
+    size_t record_size = 0;  // the ring buffer record's size
 };
 
 class Harness {
@@ -95,6 +96,7 @@ private:
     void on_event(std::span<const uint8_t> b)
     {
         Event e{};
+        e.record_size = b.size();
         REQUIRE(b.size() >= sizeof(exf_event_hdr));
         std::memcpy(&e.hdr, b.data(), sizeof(e.hdr));
         if (e.hdr.type == EXF_EV_HELLO) {
@@ -228,6 +230,8 @@ TEST_CASE("IPv4 TLS session on 443 fills flow and client maps and sends events",
     CHECK(hellos[0].offset == 0);
     CHECK(hellos[0].seq == 1001);
     CHECK(hellos[0].data == hello);
+    // The common padded 517 B hello takes a small event, not a 2 KiB one.
+    CHECK(hellos[0].record_size == EXF_HELLO_EVENT_HDR_SIZE + EXF_CHUNK_SMALL);
     CHECK(hellos[0].hdr.client == f->client);
     auto ends = h.events_of(EXF_EV_FLOW_END);
     REQUIRE(ends.size() == 1);
@@ -327,6 +331,32 @@ uint64_t raw_bytes_out(Harness &h, const exf_flow_key &k)
 }
 
 }  // namespace
+
+TEST_CASE("A hello event is small up to EXF_CHUNK_SMALL bytes and large above", "[bpf]")
+{
+    // Ring buffer space per flow: a small event holds the common hellos
+    // (517 B padded, most below 640 B); a larger first segment takes the
+    // 2 KiB event. Both carry the bytes exactly.
+    if (!require_root())
+        return;
+    for (size_t len : {size_t(250), size_t(517), size_t(EXF_CHUNK_SMALL), size_t(EXF_CHUNK_SMALL + 1), size_t(1400)}) {
+        DYNAMIC_SECTION("hello of " << len << " bytes")
+        {
+            Harness h;
+            FrameSpec c;
+            c.src = "192.0.2.10";
+            c.dst = "198.51.100.1";
+            auto hello = client_hello(len);
+            REQUIRE(hello.size() == len);
+            run_tcp_session(h, c, hello, 100);
+            auto hellos = h.events_of(EXF_EV_HELLO);
+            REQUIRE(hellos.size() == 1);
+            CHECK(hellos[0].data == hello);
+            size_t cap = len <= EXF_CHUNK_SMALL ? EXF_CHUNK_SMALL : EXF_CHUNK_MAX;
+            CHECK(hellos[0].record_size == EXF_HELLO_EVENT_HDR_SIZE + cap);
+        }
+    }
+}
 
 TEST_CASE("Steady flows are counted in the per-CPU flow cache and readers and flushes add it exactly", "[bpf]")
 {
