@@ -7,6 +7,7 @@
 //   scale events  [--seconds S] [--rate FLOWS/S] [--loop daemon|tight]
 //                 [--drain FLOWS] [--clients C] [--prefill-clients N]
 //                 [--prefill-flows M] [--queue Q] [--ring BYTES] [--hello BYTES]
+//                 [--harvest-drain on|off]
 //       Events through ring buffer -> EventConsumer thread -> EventQueue ->
 //       main thread -> FlowTracker::on_event (-> Detector::on_tls, as the
 //       daemon wires it). One producer thread, pinned to CPU 0, runs
@@ -16,7 +17,8 @@
 //       together for S seconds, the producer as fast as it can (--rate 0)
 //       or paced; the consumer is the daemon's main loop (--loop daemon:
 //       wait 50 ms as ControlServer::serve does, pop the queue, harvest
-//       and evaluate once a second) or a tight loop (pop as soon as there
+//       and evaluate once a second; the harvest drains the queue
+//       meanwhile unless --harvest-drain off) or a tight loop (pop as soon as there
 //       is anything; no harvest). --drain F: the producer first fills the
 //       ring buffer (sized for it) with F flows, no consumer running; then
 //       the consumer starts and the time to process them is the consumer
@@ -81,6 +83,7 @@
 #include "config/config.h"
 #include "detect/detector.h"
 #include "pipeline/flow_tracker.h"
+#include "pipeline/harvest_drain.h"
 #include "pipeline/harvest_stage.h"
 #include "pipeline/live.h"
 #include "support/packet_builder.h"
@@ -715,6 +718,7 @@ struct Options {
     uint32_t queue = 4096;
     uint32_t ring = 4u << 20;
     size_t hello = 517;
+    bool harvest_drain = true;  // --harvest-drain on|off (the daemon: on)
     // table
     uint64_t n_clients = 1000, n_flows = 10000;
     unsigned runs = 5;
@@ -732,6 +736,7 @@ struct Options {
                  "[--drain FLOWS]\n"
                  "                    [--clients C] [--prefill-clients N] [--prefill-flows M]\n"
                  "                    [--queue Q] [--ring BYTES] [--hello BYTES] [--tag T]\n"
+                 "                    [--harvest-drain on|off]\n"
                  "       scale table --clients N --flows M [--runs R] [--change PCT] "
                  "[--samples S]\n"
                  "                    [--rounds R2] [--no-sni] [--tag T]\n");
@@ -755,7 +760,12 @@ Options parse(int argc, char **argv)
         };
         if (a == "--seconds")
             o.seconds = std::stod(next());
-        else if (a == "--rate")
+        else if (a == "--harvest-drain") {
+            auto v = next();
+            if (v != "on" && v != "off")
+                usage();
+            o.harvest_drain = v == "on";
+        } else if (a == "--rate")
             o.rate = std::stod(next());
         else if (a == "--loop")
             o.loop = next();
@@ -1105,6 +1115,7 @@ int events_main(const Options &o)
     auto on_event = [&d](std::span<const uint8_t> e) { d.tracker.on_event(e); };
     std::vector<double> harvest_ms, harvest_cpu_ms, eval_ms;
     double main_busy = 0;  // main thread CPU in pop + harvest + evaluate
+    uint64_t harvest_drained = 0, harvest_drain_full = 0;
     double pop_cpu = 0;
 
     // The daemon's main loop (pipeline/daemon.cpp), without the control
@@ -1122,12 +1133,27 @@ int events_main(const Options &o)
         if (daemon_loop) {
             auto now = Clock::now();
             if (now >= next_harvest) {
-                double w = now_s(), c = thread_cpu_s();
-                (void)exf::read_health(sensor.health_fd());
-                auto tables = sensor.tables();
-                d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker, mono_ms());
+                double w = now_s(), cpu = 0;
+                auto work = [&] {
+                    double c = thread_cpu_s();
+                    (void)exf::read_health(sensor.health_fd());
+                    auto tables = sensor.tables();
+                    d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker, mono_ms());
+                    cpu = thread_cpu_s() - c;
+                };
+                if (o.harvest_drain) {
+                    // As the daemon's harvest_now(): the queue is drained meanwhile.
+                    auto r = exf::run_draining(
+                        work, [&](const exf::EventFn &fn) { return queue.pop_all(fn); }, on_event,
+                        exf::kHarvestDrainBytes);
+                    events_popped += r.staged;
+                    harvest_drained += r.staged;
+                    harvest_drain_full += r.limit_reached;
+                } else {
+                    work();
+                }
                 harvest_ms.push_back((now_s() - w) * 1e3);
-                harvest_cpu_ms.push_back((thread_cpu_s() - c) * 1e3);
+                harvest_cpu_ms.push_back(cpu * 1e3);
                 next_harvest = now + std::chrono::milliseconds(d.cfg.harvest_interval_ms);
             }
             if (now >= next_eval) {
@@ -1240,7 +1266,7 @@ int events_main(const Options &o)
         "hellos_done=%llu bad_events=%llu events_s=%.0f hellos_s=%.0f main_cpu_s=%.2f "
         "process_cpu_s=%.2f main_us_per_event=%.2f pop_us_per_event=%.2f harvests=%zu "
         "harvest_ms_median=%s harvest_ms_max=%s harvest_cpu_ms_median=%s eval_ms_median=%s "
-        "loss_pct=%.2f rss_mib=%.1f\n",
+        "harvest_drain=%d harvest_drained=%llu harvest_drain_full=%llu loss_pct=%.2f rss_mib=%.1f\n",
         o.tag.c_str(), kind.c_str(), o.loop.c_str(), rate, o.queue, so.ringbuf_bytes, o.hello,
         (unsigned long long)o.prefill_clients, (unsigned long long)o.prefill_flows,
         (unsigned long long)flows, prod_s, consume_s,
@@ -1253,7 +1279,8 @@ int events_main(const Options &o)
         main_cpu, proc_cpu, ts.events ? main_cpu * 1e6 / double(ts.events) : NAN,
         ts.events ? pop_cpu * 1e6 / double(ts.events) : NAN, harvest_ms.size(),
         fmt(median(harvest_ms)).c_str(), fmt(vmax(harvest_ms)).c_str(),
-        fmt(median(harvest_cpu_ms)).c_str(), fmt(median(eval_ms)).c_str(),
+        fmt(median(harvest_cpu_ms)).c_str(), fmt(median(eval_ms)).c_str(), int(o.harvest_drain),
+        (unsigned long long)harvest_drained, (unsigned long long)harvest_drain_full,
         100.0 * double(rb_full + queue.dropped()) / double(std::max<uint64_t>(1, hello_ev + end_ev + rb_full)),
         double(rss_bytes()) / 1048576);
     std::fflush(stdout);

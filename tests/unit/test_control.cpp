@@ -83,6 +83,8 @@ struct Fixture {
         state.health[EXF_C_RB_FULL] = 7;
         state.events_dropped = 5;
         state.events_waited = 9;
+        state.events_harvest_drained = 13;
+        state.harvest_drain_full = 1;
         agg.add_traffic(kMin, *parse_addr("192.0.2.10"), "api.example.com", {500, 50000, 10, 40, 2});
         agg.add_traffic(2 * kMin, *parse_addr("192.0.2.11"), "evil\x1b[2J\xff.example.com",
                         {300, 2000, 5, 6, 1});
@@ -150,6 +152,8 @@ TEST_CASE("status reports the sensor aggregator detector and open alerts", "[con
     CHECK(s["events"]["ringbuf_full"] == 7);
     CHECK(s["events"]["queue_dropped"] == 5);
     CHECK(s["events"]["queue_waited"] == 9);
+    CHECK(s["events"]["harvest_drained"] == 13);
+    CHECK(s["events"]["harvest_drain_full"] == 1);
     CHECK(s["aggregate"]["windows"] == json({"1m", "10m"}));
     CHECK(s["aggregate"]["kinds"]["client"]["entities"] == 2);
     CHECK(s["aggregate"]["kinds"]["api_host"]["entities"] == 2);
@@ -274,6 +278,8 @@ TEST_CASE("Prometheus text rendering", "[control]")
                        "exfilmon_datapath_events_total{counter=\"ringbuf_full\"} 7\n",
                        "exfilmon_ringbuf_drops_total 7\n", "exfilmon_event_queue_drops_total 5\n",
                        "exfilmon_event_queue_waits_total 9\n",
+                       "exfilmon_event_queue_harvest_drained_total 13\n",
+                       "exfilmon_event_queue_harvest_drain_full_total 1\n",
                        "exfilmon_map_entries{map=\"flows\"} 3\n",
                        "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
                        "exfilmon_map_evictions_total{map=\"clients\"} 6\n",

@@ -117,6 +117,8 @@ json status_json(const DaemonView &v)
     j["events"] = {{"received", s.events_received},
                    {"queue_dropped", s.events_dropped},
                    {"queue_waited", s.events_waited},
+                   {"harvest_drained", s.events_harvest_drained},
+                   {"harvest_drain_full", s.harvest_drain_full},
                    {"ringbuf_full", s.health[EXF_C_RB_FULL]}};
     json anomalies = json::object();
     for (auto &[name, n] : v.tracker.anomalies())
@@ -323,6 +325,8 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
     m.events_received = s.events_received;
     m.queue_drops = s.events_dropped;
     m.queue_waits = s.events_waited;
+    m.harvest_drained = s.events_harvest_drained;
+    m.harvest_drain_full = s.harvest_drain_full;
     m.flow_entries = s.flow_entries;
     m.flow_evictions = s.flow_evictions;
     m.client_evictions = s.client_evictions;
@@ -430,6 +434,13 @@ std::string render_metrics(const MetricsSnapshot &m)
              "Events the ring buffer reader held back in the ring buffer while the event queue "
              "was full (not lost).");
     w.sample(m.queue_waits);
+    w.family("event_queue_harvest_drained_total", "counter",
+             "Events taken off the event queue while a harvest ran (handed on after it).");
+    w.sample(m.harvest_drained);
+    w.family("event_queue_harvest_drain_full_total", "counter",
+             "Harvests during which the staging buffer for those events reached its limit "
+             "(64 MiB) and the ring buffer reader waited.");
+    w.sample(m.harvest_drain_full);
     w.family("map_entries", "gauge", "Entries in the datapath's tables at the last harvest.");
     w.sample(m.flow_entries, l("map", "flows"));
     w.sample(m.client_entries, l("map", "clients"));

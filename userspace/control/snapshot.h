@@ -21,7 +21,7 @@
 // status: version, pid, backend, config, started_ms, uptime_s, interfaces
 // [{name, ifindex, since_ms}], maps {flows|clients: {entries, capacity}} (at
 // the last harvest; also evictions, see SensorState::flow_evictions), health {<kernel counter>: n} (capture/maps.h
-// counter_name), events {received, queue_dropped, queue_waited, ringbuf_full}, anomalies
+// counter_name), events {received, queue_dropped, queue_waited, harvest_drained, harvest_drain_full, ringbuf_full}, anomalies
 // {<name>: n} (FlowTracker), aggregate {windows, memory_bytes, updates,
 // kinds {<kind>: {entities, limit, evictions, expirations}}}, detect {rules,
 // evaluations, opened, updated, resolved, summaries, muted, suppressed,
@@ -85,6 +85,9 @@ struct SensorState {
     HealthCounters health{};
     uint64_t events_received = 0, events_dropped = 0;  // event queue
     uint64_t events_waited = 0;  // the ring buffer reader waited for a free slot
+    // Events taken off the queue while a harvest ran (run_draining), and
+    // harvests during which the staging limit was reached.
+    uint64_t events_harvest_drained = 0, harvest_drain_full = 0;
     uint64_t harvests = 0;
     double last_harvest_s = 0;
     uint64_t reloads_ok = 0, reloads_error = 0;
@@ -137,6 +140,7 @@ struct MetricsSnapshot {
     HealthCounters health{};
     std::map<std::string, uint64_t> anomalies;
     uint64_t events_received = 0, queue_drops = 0, queue_waits = 0;
+    uint64_t harvest_drained = 0, harvest_drain_full = 0;
     uint64_t flow_entries = 0, flow_capacity = 0, client_entries = 0, client_capacity = 0;
     uint64_t flow_evictions = 0, client_evictions = 0;
     struct Kind {
@@ -171,6 +175,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //     parse failures by reason, flows, events, failures),
 //   parse_anomalies_total{reason} (ClientHello and event anomalies),
 //   events_total, ringbuf_drops_total, event_queue_drops_total, event_queue_waits_total,
+//   event_queue_harvest_drained_total, event_queue_harvest_drain_full_total,
 //   map_entries{map}, map_capacity{map} (flows, clients),
 //   map_evictions_total{map="flows"|"clients"} (SensorState::flow_evictions, client_evictions),
 //   aggregate_entities{kind}, aggregate_entity_limit{kind},

@@ -33,6 +33,7 @@
 #include "detect/detector.h"
 #include "output/output.h"
 #include "pipeline/flow_tracker.h"
+#include "pipeline/harvest_drain.h"
 #include "pipeline/harvest_stage.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
@@ -352,7 +353,7 @@ int run_daemon(const DaemonOptions &opts)
             if (metrics)
                 metrics->publish(control::metrics_snapshot(view()));
         };
-        auto harvest_now = [&] {
+        auto harvest_tables = [&] {
             auto t0 = std::chrono::steady_clock::now();
             // Flows created so far, read before the tables: created minus
             // the entries then read never exceeds the evictions (flows
@@ -381,6 +382,24 @@ int run_daemon(const DaemonOptions &opts)
             state.last_harvest_s =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             publish();
+        };
+        // While the harvest runs, a helper thread keeps taking events off
+        // the queue (the ring buffer reader need not wait); they reach the
+        // tracker after it, as if they had waited in the queue.
+        auto harvest_now = [&] {
+            auto d = run_draining(
+                harvest_tables,
+                [&](const EventFn &fn) { return source->pop_events(fn); }, on_event,
+                kHarvestDrainBytes);
+            events += d.staged;
+            state.events_harvest_drained += d.staged;
+            if (d.limit_reached) {
+                state.harvest_drain_full++;
+                spdlog::warn("harvest took {:.2f} s: {} events ({} MiB) taken off the queue "
+                             "meanwhile, then the staging limit was reached and the ring buffer "
+                             "reader waited",
+                             state.last_harvest_s, d.staged, d.staged_bytes >> 20);
+            }
         };
         auto evaluate_now = [&] {
             auto records = detector.evaluate(aggregator, monotonic_ms(), wall_ms());
