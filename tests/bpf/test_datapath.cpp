@@ -133,14 +133,45 @@ struct Exchange {
     uint64_t pkts_in = 0, pkts_out = 0, bytes_in = 0, bytes_out = 0;
 };
 
-Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t response_len,
-                         bool close_with_rst = false)
+// SYN, SYN-ACK, ACK and a ClientHello: the flow is steady (hello done).
+// Returns the IP bytes sent each way.
+Exchange open_tls(Harness &h, FrameSpec c, const Bytes &hello = client_hello(517))
 {
     Exchange x;
     FrameSpec s = reverse(c);
+    auto fr = [&](FrameSpec f, bool in) {
+        auto b = build_frame(f);
+        REQUIRE(h.send(b) == kPass);  // a sensor never drops nor decides
+        (in ? x.pkts_in : x.pkts_out)++;
+        (in ? x.bytes_in : x.bytes_out) += ip_bytes(b, 14 + 4 * f.vlans.size());
+    };
+    c.tcp_flags = SYN;
+    c.seq = 1000;
+    fr(c, true);
+    s.tcp_flags = SYN | ACK;
+    s.seq = 5000;
+    s.ack = 1001;
+    fr(s, false);
+    c.tcp_flags = ACK;
+    c.seq = 1001;
+    fr(c, true);
+    c.tcp_flags = PSH | ACK;
+    c.payload = hello;
+    fr(c, true);
+    return x;
+}
+
+// open_tls(), a response of response_len bytes, then FIN both ways (or a
+// client RST).
+Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t response_len,
+                         bool close_with_rst = false)
+{
+    Exchange x = open_tls(h, c, hello);
+    FrameSpec s = reverse(c);
+    s.ack = 1001;  // as in the SYN-ACK
     auto send_c = [&](FrameSpec f) {
         auto fr = build_frame(f);
-        REQUIRE(h.send(fr) == kPass);  // a sensor never drops nor decides
+        REQUIRE(h.send(fr) == kPass);
         x.pkts_in++;
         x.bytes_in += ip_bytes(fr, 14 + 4 * f.vlans.size());
     };
@@ -150,19 +181,6 @@ Exchange run_tcp_session(Harness &h, FrameSpec c, const Bytes &hello, size_t res
         x.pkts_out++;
         x.bytes_out += ip_bytes(fr, 14 + 4 * f.vlans.size());
     };
-    c.tcp_flags = SYN;
-    c.seq = 1000;
-    send_c(c);
-    s.tcp_flags = SYN | ACK;
-    s.seq = 5000;
-    s.ack = 1001;
-    send_s(s);
-    c.tcp_flags = ACK;
-    c.seq = 1001;
-    send_c(c);
-    c.tcp_flags = PSH | ACK;
-    c.payload = hello;
-    send_c(c);
     c.payload.clear();
     s.tcp_flags = ACK;
     s.seq = 5001;
@@ -277,33 +295,6 @@ exf_flow_key key_of(const FrameSpec &s)
     k.hi_port = a_lo ? s.dport : s.sport;
     k.proto = s.proto;
     return k;
-}
-
-// SYN, SYN-ACK, ACK and a ClientHello: the flow is steady (hello done).
-Exchange open_tls(Harness &h, FrameSpec c)
-{
-    Exchange x;
-    FrameSpec s = reverse(c);
-    auto fr = [&](FrameSpec f, bool in) {
-        auto b = build_frame(f);
-        REQUIRE(h.send(b) == kPass);
-        (in ? x.pkts_in : x.pkts_out)++;
-        (in ? x.bytes_in : x.bytes_out) += ip_bytes(b);
-    };
-    c.tcp_flags = SYN;
-    c.seq = 1000;
-    fr(c, true);
-    s.tcp_flags = SYN | ACK;
-    s.seq = 5000;
-    s.ack = 1001;
-    fr(s, false);
-    c.tcp_flags = ACK;
-    c.seq = 1001;
-    fr(c, true);
-    c.tcp_flags = PSH | ACK;
-    c.payload = client_hello(517);
-    fr(c, true);
-    return x;
 }
 
 // n server-to-client data segments of len bytes; returns their IP bytes.
