@@ -10,6 +10,9 @@
 #     offloads (TSO/GSO/GRO) on, then off. Workloads: "bulk" (curl downloading
 #     a 64 MiB file from openssl s_server -WWW, in a loop) and "conn" (openssl
 #     s_time: new TLS connections fetching 1 KiB, the hello/flow-end path).
+#  The test-run part also runs the hello cases beside bpf/hello_floor.bpf.c:
+#  only the reserve, the copy of the hello into its event and the submit,
+#  the floor under any program that hands the hello to userspace.
 #
 # Usage: bench/bpf_cost.sh [--duration S] [--workloads "bulk conn"]
 #                          [--offloads "on off"] [--skip-test-run] [--skip-in-situ]
@@ -53,7 +56,7 @@ done
 
 echo "## Build"
 BUILD_LOG=$(mktemp /tmp/exf-bpfcost-build.XXXXXX)
-if ! { cmake -S "$ROOT" -B "$BUILD" && cmake --build "$BUILD" -j2 --target bpf_cost attach_sensor; } \
+if ! { cmake -S "$ROOT" -B "$BUILD" && cmake --build "$BUILD" -j2 --target bpf_cost attach_sensor hello_floor_obj; } \
     >"$BUILD_LOG" 2>&1; then
     cat "$BUILD_LOG" >&2
     rm -f "$BUILD_LOG"
@@ -80,6 +83,9 @@ if ((TEST_RUN)); then
     echo
     echo "## BPF_PROG_TEST_RUN: $BUILD/bench/bpf_cost ${COST_ARGS[*]}"
     "$BUILD/bench/bpf_cost" "${COST_ARGS[@]}"
+    echo
+    echo "## ClientHello floor: $BUILD/bench/bpf_cost ${PRE[*]} --only hello --compare $BUILD/bpf/hello_floor.bpf.o"
+    "$BUILD/bench/bpf_cost" "${PRE[@]}" --only hello --compare "$BUILD/bpf/hello_floor.bpf.o"
 fi
 ((IN_SITU)) || exit 0
 

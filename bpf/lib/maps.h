@@ -5,6 +5,7 @@
 #define EXF_LIB_MAPS_H
 
 #include "exf_common.h"
+#include "event_maps.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -28,16 +29,5 @@ struct {
 	__type(value, struct exf_fc_slot);
 } exf_fcache SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EXF_C__MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} exf_health SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} exf_events SEC(".maps");
 
 #endif /* EXF_LIB_MAPS_H */
