@@ -27,6 +27,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lab.sh
+. "$ROOT/bench/lab.sh"
 BUILD=${BUILD_DIR:-$ROOT/build-bench}
 DURATION=10
 WORKLOADS="bulk conn"
@@ -65,10 +67,7 @@ if ! { cmake -S "$ROOT" -B "$BUILD" && cmake --build "$BUILD" -j2 --target bpf_c
 fi
 rm -f "$BUILD_LOG"
 
-echo "## Machine"
-echo "date: $(date)"
-echo "nproc: $(nproc); kernel: $(uname -r); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+lab_machine
 echo "spec_rstack_overflow: $(cat /sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow 2>/dev/null || echo n/a)"
 echo "spectre_v2: $(cat /sys/devices/system/cpu/vulnerabilities/spectre_v2 2>/dev/null || echo n/a)"
 
@@ -97,7 +96,7 @@ done
 TAG=exfb$$
 NS_C=${TAG}c NS_S=${TAG}s
 IF_C=${TAG}c IF_S=${TAG}s
-CLI_ADDR=192.0.2.1 SRV_ADDR=198.51.100.1
+CLI_ADDR=$LAB_CLI_ADDR SRV_ADDR=$LAB_SRV_ADDR
 WORK=$(mktemp -d /tmp/exf-bpfcost.XXXXXX)
 STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled)
 SERVER_PID="" ATTACH_PID=""
@@ -107,9 +106,7 @@ cleanup() {
     sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE"
     [[ -n $ATTACH_PID ]] && kill -TERM "$ATTACH_PID" 2>/dev/null && wait "$ATTACH_PID" 2>/dev/null
     [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    ip netns pids "$NS_C" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
-    ip netns del "$NS_C" 2>/dev/null
-    ip netns del "$NS_S" 2>/dev/null
+    lab_teardown "$NS_C" "$NS_S"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -118,17 +115,7 @@ trap 'exit 130' INT TERM
 in_c() { ip netns exec "$NS_C" "$@"; }
 in_s() { ip netns exec "$NS_S" "$@"; }
 
-ip netns add "$NS_C"
-ip netns add "$NS_S"
-ip link add "$IF_C" netns "$NS_C" type veth peer name "$IF_S" netns "$NS_S"
-in_c ip link set lo up
-in_s ip link set lo up
-in_c ip addr add $CLI_ADDR/24 dev "$IF_C"
-in_s ip addr add $SRV_ADDR/24 dev "$IF_S"
-in_c ip link set "$IF_C" up
-in_s ip link set "$IF_S" up
-in_c ip route add 198.51.100.0/24 dev "$IF_C"
-in_s ip route add 192.0.2.0/24 dev "$IF_S"
+lab_routed "$NS_C" "$NS_S" "$IF_C" "$IF_S"
 
 mkdir -p "$WORK/www"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench -days 1 \
@@ -145,17 +132,8 @@ done
 in_c curl -k -s -o /dev/null --max-time 2 "https://$SRV_ADDR/small.bin" ||
     { echo "bpf_cost.sh: TLS server not reachable" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
-# Offloads off: no TSO/GSO/GRO on either end, and gso_max_segs 1 so that the
-# server's TCP hands one-segment skbs to tc egress (TCP always builds GSO
-# skbs; with GSO off they are only split after the tc egress hook).
-set_offloads() {
-    local v=$1 segs=65535
-    [[ $v == off ]] && segs=1
-    in_c ethtool -K "$IF_C" tso "$v" gso "$v" gro "$v" >/dev/null
-    in_s ethtool -K "$IF_S" tso "$v" gso "$v" gro "$v" >/dev/null
-    in_c ip link set dev "$IF_C" gso_max_segs $segs
-    in_s ip link set dev "$IF_S" gso_max_segs $segs
-}
+# Offloads on or off on both ends (lab.sh: off is one-segment skbs at tc egress).
+set_offloads() { lab_offloads "$1" "$NS_C" "$IF_C" "$NS_S" "$IF_S"; }
 
 workload() {
     local end=$((SECONDS + DURATION))

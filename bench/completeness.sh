@@ -62,6 +62,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lab.sh
+. "$ROOT/bench/lab.sh"
 BUILD=${BUILD_DIR:-$ROOT/build-tput}
 PACKETS=1000000
 ROUNDS=3
@@ -121,10 +123,7 @@ GEN_CAPTURE=${GEN_CAPTURE:-$BUILD/bench/gen_capture}
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 HZ=$(getconf CLK_TCK)
 
-echo "## Machine"
-echo "date: $(date -u)"
-echo "nproc: $(nproc); kernel: $(uname -r); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+lab_machine
 echo "exfilmon: $EXFILMON ($("$EXFILMON" version 2>/dev/null | head -1)); tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$ROOT" status --porcelain bpf userspace 2>/dev/null | grep -q . && echo ' + uncommitted changes in bpf/ or userspace/')"
 echo "tcpreplay: $(tcpreplay --version 2>&1 | head -1); softflowd: $(softflowd -h 2>&1 | sed -n 's/.*softflowd version \([^ .]*\.[^ ]*\).*/\1/p' | head -1); pmacctd: $(pmacctd -V 2>&1 | head -1)"
 echo "rounds: $ROUNDS, senders: $SENDERS, tools: $TOOLS"
@@ -140,14 +139,7 @@ cleanup() {
     set +e
     sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE"
     [[ -n $TOOL_PID ]] && kill -TERM "$TOOL_PID" 2>/dev/null && wait "$TOOL_PID" 2>/dev/null
-    for ns in "$NS_G" "$NS_M"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
-    done
-    sleep 0.3
-    for ns in "$NS_G" "$NS_M"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null
-        ip netns del "$ns" 2>/dev/null
-    done
+    lab_teardown "$NS_G" "$NS_M"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -205,17 +197,13 @@ EXPECT_CLIENTS=$(jq -s '[.[] | select(.type == "client")] | length' "$WORK/repla
 echo "TLS packets in the per-client table: $EXPECT_TLS ($EXPECT_CLIENTS clients)"
 
 # ---- the lab ---------------------------------------------------------------------
-ip netns add "$NS_G"
-ip netns add "$NS_M"
-ip link add "$IF_G" netns "$NS_G" type veth peer name "$IF_M" netns "$NS_M"
+lab_pair "$NS_G" "$NS_M" "$IF_G" "$IF_M"
 for ns in "$NS_G" "$NS_M"; do
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set lo up
 done
 in_g sysctl -qw net.ipv6.conf."$IF_G".disable_ipv6=1
 in_m sysctl -qw net.ipv6.conf."$IF_M".disable_ipv6=1
-in_g ethtool -K "$IF_G" tso off gso off gro off >/dev/null
-in_m ethtool -K "$IF_M" tso off gso off gro off >/dev/null
+lab_offloads off "$NS_G" "$IF_G" "$NS_M" "$IF_M"
 in_g ip link set "$IF_G" up
 in_m ip link set "$IF_M" up
 

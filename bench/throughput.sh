@@ -52,6 +52,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lab.sh
+. "$ROOT/bench/lab.sh"
 BUILD=${BUILD_DIR:-$ROOT/build-tput}
 PAIRS=9
 DURATION=5
@@ -108,10 +110,7 @@ ATTACH_SENSOR=${ATTACH_SENSOR:-$BUILD/bench/attach_sensor}
 [[ -x $EXFILMON ]] || { echo "throughput.sh: $EXFILMON not executable" >&2; exit 2; }
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
-echo "## Machine"
-echo "date: $(date -u)"
-echo "nproc: $(nproc); kernel: $(uname -r); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+lab_machine
 echo "exfilmon: $EXFILMON ($("$EXFILMON" version 2>/dev/null | head -1)); tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)$(git -C "$ROOT" status --porcelain bpf userspace 2>/dev/null | grep -q . && echo ' + uncommitted changes in bpf/ or userspace/')"
 echo "iperf3: $(iperf3 --version | head -1)"
 echo "pairs: $PAIRS, duration: ${DURATION}s (+1 s omitted), tests: $TESTS, offloads: $OFFLOADS, port: $PORT, sensor: $SENSOR_KIND"
@@ -119,7 +118,7 @@ echo "pairs: $PAIRS, duration: ${DURATION}s (+1 s omitted), tests: $TESTS, offlo
 TAG=exftp$$
 NS_C=${TAG}c NS_S=${TAG}s
 IF_C=${TAG}c IF_S=${TAG}s IF_IDLE=${TAG}d
-CLI_ADDR=192.0.2.1 SRV_ADDR=198.51.100.1
+SRV_ADDR=$LAB_SRV_ADDR
 WORK=$(mktemp -d /tmp/exf-tput.XXXXXX)
 SERVER_PID="" SENSOR_PID=""
 
@@ -127,12 +126,7 @@ cleanup() {
     set +e
     [[ -n $SENSOR_PID ]] && kill -TERM "$SENSOR_PID" 2>/dev/null && wait "$SENSOR_PID" 2>/dev/null
     [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    for ns in "$NS_C" "$NS_S"; do
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null
-    done
-    sleep 0.2
-    ip netns del "$NS_C" 2>/dev/null
-    ip netns del "$NS_S" 2>/dev/null
+    lab_teardown "$NS_C" "$NS_S"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -141,17 +135,7 @@ trap 'exit 130' INT TERM
 in_c() { ip netns exec "$NS_C" "$@"; }
 in_s() { ip netns exec "$NS_S" "$@"; }
 
-ip netns add "$NS_C"
-ip netns add "$NS_S"
-ip link add "$IF_C" netns "$NS_C" type veth peer name "$IF_S" netns "$NS_S"
-in_c ip link set lo up
-in_s ip link set lo up
-in_c ip addr add $CLI_ADDR/24 dev "$IF_C"
-in_s ip addr add $SRV_ADDR/24 dev "$IF_S"
-in_c ip link set "$IF_C" up
-in_s ip link set "$IF_S" up
-in_c ip route add 198.51.100.0/24 dev "$IF_C"
-in_s ip route add 192.0.2.0/24 dev "$IF_S"
+lab_routed "$NS_C" "$NS_S" "$IF_C" "$IF_S"
 # --sensor idle: a veth pair inside the server namespace, without traffic
 # (no dummy driver on every kernel).
 in_s ip link add "$IF_IDLE" type veth peer name "${IF_IDLE}p"
@@ -183,17 +167,8 @@ path = "$WORK/alerts.json"
 TOML
 "$EXFILMON" check-config "$WORK/exfilmon.toml" >/dev/null
 
-# Offloads off: no TSO/GSO/GRO on either end, and gso_max_segs 1 so that the
-# sending TCP builds one-segment skbs (with GSO off it still hands 64 KB GSO
-# skbs to the stack, segmented only after the tc egress hook).
-set_offloads() {
-    local v=$1 segs=65535
-    [[ $v == off ]] && segs=1
-    in_c ethtool -K "$IF_C" tso "$v" gso "$v" gro "$v" >/dev/null
-    in_s ethtool -K "$IF_S" tso "$v" gso "$v" gro "$v" >/dev/null
-    in_c ip link set dev "$IF_C" gso_max_segs $segs
-    in_s ip link set dev "$IF_S" gso_max_segs $segs
-}
+# Offloads on or off on both ends (lab.sh: off is one-segment skbs).
+set_offloads() { lab_offloads "$1" "$NS_C" "$IF_C" "$NS_S" "$IF_S"; }
 
 sensor_start() {
     if [[ $SENSOR_KIND == empty ]]; then
