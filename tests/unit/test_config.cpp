@@ -163,6 +163,12 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
           "t.toml:2:19: unknown key 'flow_tabel_size' in [bpf]");
     CHECK(only_issue("[bpf]\nflow_table_size = \"big\"\n") ==
           "t.toml:2:19: flow_table_size: expected an integer");
+    // A float where an integer belongs, also one no integer type holds
+    // (found by fuzz_config: it was converted, undefined behaviour).
+    CHECK(only_issue("[bpf]\nflow_table_size = 4096.0\n") ==
+          "t.toml:2:19: flow_table_size: expected an integer");
+    CHECK(only_issue("[bpf]\ntls_ports = [443, 1e43]\n") ==
+          "t.toml:2:19: tls_ports: expected an integer");
     CHECK(only_issue("[bpf]\nflow_table_size = 10\n") ==
           "t.toml:2:19: flow_table_size: 10 is out of range [1024, 67108864]");
     CHECK(only_issue("[bpf]\nringbuf_size = \"3MiB\"\n") ==

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -64,8 +65,12 @@ public:
 
     bool uint_in(const toml::node &n, std::string_view key, uint64_t lo, uint64_t hi, uint64_t &out)
     {
-        auto v = n.value<int64_t>();
-        if (!n.is_integer() || !v) {
+        // Type first: toml++ converts a float node to an integer in
+        // value<int64_t>(), undefined behaviour when it is out of range (1e43).
+        std::optional<int64_t> v;
+        if (n.is_integer())
+            v = n.value<int64_t>();
+        if (!v) {
             error(n, std::string(key) + ": expected an integer");
             return false;
         }
