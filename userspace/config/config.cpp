@@ -297,6 +297,12 @@ void read_root(const toml::table &root, Reader &r, Config &c)
             c.cohorts_file = *path;
             if (path->empty())
                 return;
+            // A cohort label can exempt clients: the same trust as the
+            // configuration file itself.
+            if (auto why = writable_by_others(*path); !why.empty()) {
+                r.error(n, "cohorts_file " + *path + ": " + why);
+                return;
+            }
             auto parsed = agg::load_cohorts(*path);
             for (auto &e : parsed.errors)
                 r.error(n, "cohorts_file: " + e);
@@ -869,6 +875,24 @@ baseline = {}
     return {keys.begin(), keys.end()};
 }
 
+std::string writable_by_others(const std::string &path)
+{
+    struct stat st{};
+    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
+        // A sticky directory (/tmp) lets others add files, not replace ours.
+        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
+            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
+            char mode[8];
+            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+            return (p == std::filesystem::path(path) ? std::string("the file")
+                                                     : "its directory " + p.string()) +
+                   " is writable by others (mode " + mode +
+                   "): refusing it; remove that permission (chmod o-w)";
+        }
+    }
+    return "";
+}
+
 ConfigResult load_config(const std::string &path)
 {
     std::ifstream in(path, std::ios::binary);
@@ -878,21 +902,11 @@ ConfigResult load_config(const std::string &path)
         return res;
     }
     // Anyone who can write the file could disable detection or redirect
-    // alerts: a file (or its directory) writable by others is refused.
-    struct stat st{};
-    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
-        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
-            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
-            ConfigResult res;
-            char mode[8];
-            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
-            res.issues.push_back(
-                {path, 0, 0,
-                 (p == std::filesystem::path(path) ? std::string("the file") : "its directory " + p.string()) +
-                     " is writable by others (mode " + mode +
-                     "): refusing it; remove that permission (chmod o-w)"});
-            return res;
-        }
+    // alerts.
+    if (auto why = writable_by_others(path); !why.empty()) {
+        ConfigResult res;
+        res.issues.push_back({path, 0, 0, why});
+        return res;
     }
     std::ostringstream ss;
     ss << in.rdbuf();
