@@ -33,9 +33,11 @@
 #include "output/output.h"
 #include "output/spool.h"
 #include "output/transport.h"
+#include "support/test_env.h"
 
 using namespace exf;
 using namespace exf::output;
+using exf::test::require;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -402,8 +404,8 @@ TEST_CASE("Output UDP over IPv6 with RFC 3164", "[output]")
     sockaddr_in6 sa{};
     sa.sin6_family = AF_INET6;
     sa.sin6_addr = in6addr_loopback;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
-        WARN("no IPv6 loopback here");
+    if (!require(fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0,
+                 "no IPv6 loopback here")) {
         if (fd >= 0)
             ::close(fd);
         return;
