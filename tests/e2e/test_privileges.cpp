@@ -8,13 +8,13 @@
 
 #include <chrono>
 #include <fstream>
-#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "support/netns.h"
 #include "support/proc.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 
 using namespace exf::test;
@@ -43,21 +43,9 @@ TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daem
     auto veth = lab.add_veth(srv, cli);
     lab.add_addr(srv, veth.a, "192.0.2.1/24");
     lab.add_addr(cli, veth.b, "192.0.2.10/24");
-    auto www = lab.dir() / "www";
-    std::filesystem::create_directories(www);
-    {
-        std::ofstream f(www / "data.bin", std::ios::binary);
-        std::mt19937_64 rng(3);
-        for (int i = 0; i < 50000; i++)
-            f.put(char(rng()));
-    }
-    auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
-    lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
-    lab.spawn(srv, {"openssl", "s_server", "-accept", "443", "-cert", cert, "-key", key, "-WWW"},
-              {www, lab.dir() / "s_server.log"});
-    lab.wait_listening(srv, 443);
+    NginxOptions web;
+    web.downloads = {{"50k", 50000}};
+    NginxServer nginx(lab, srv, web);
 
     // The service user's own directory (what StateDirectory= and
     // RuntimeDirectory= give it): socket, alerts and its configuration.
@@ -93,7 +81,12 @@ TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daem
                 CHECK(line == "Uid:\t65534\t65534\t65534\t65534");
     }
 
-    lab.run_ok(cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null", "https://192.0.2.1/data.bin"});
+    CurlJob job;
+    job.ns = cli;
+    job.server = "192.0.2.1";
+    job.ca_cert = nginx.ca_cert();
+    job.urls = {NginxServer::url("api.example.com", "/download/50k")};
+    REQUIRE(run_curl(lab, job).ok());
     uint64_t flows = 0, bytes_out = 0;
     std::string last_top;
     for (auto until = std::chrono::steady_clock::now() + 15s;
