@@ -134,11 +134,12 @@ IF_G=${TAG}g IF_M=${TAG}m
 WORK=$(mktemp -d /tmp/exf-compl.XXXXXX)
 STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled)
 TOOL_PID=""
+TOOL_WAIT_PID="" # the process to wait for when it is not TOOL_PID (exfilmon under script)
 
 cleanup() {
     set +e
     sysctl -qw kernel.bpf_stats_enabled="$STATS_BEFORE"
-    [[ -n $TOOL_PID ]] && kill -TERM "$TOOL_PID" 2>/dev/null && wait "$TOOL_PID" 2>/dev/null
+    [[ -n $TOOL_PID ]] && kill -TERM "$TOOL_PID" 2>/dev/null && wait "${TOOL_WAIT_PID:-$TOOL_PID}" 2>/dev/null
     lab_teardown "$NS_G" "$NS_M"
     rm -rf "$WORK"
 }
@@ -240,9 +241,10 @@ tool_start() { # tool
     case $tool in
     none) TOOL_PID=""; return ;;
     ebpf | pcap)
-        ip netns exec "$NS_M" "$EXFILMON" run -c "$WORK/$tool.toml" --interface "$IF_M" \
-            >"$out" 2>"$err" &
-        TOOL_PID=$!
+        # On a terminal: its final client table is what tool_stop reads.
+        lab_on_terminal "$out" "$err" ip netns exec "$NS_M" "$EXFILMON" run -c "$WORK/$tool.toml" \
+            --interface "$IF_M"
+        TOOL_PID=$LAB_CMD_PID TOOL_WAIT_PID=$LAB_TERM_PID
         local ready='attached to'
         [[ $tool == pcap ]] && ready='libpcap backend capturing'
         for _ in $(seq 600); do
@@ -298,7 +300,7 @@ tool_stop() { # tool
     none) return ;;
     ebpf | pcap)
         kill -TERM "$TOOL_PID"
-        wait "$TOOL_PID" || true
+        wait "$TOOL_WAIT_PID" || true
         COUNTS=$(awk '/^client +tls_flows/ { rows = 0; sum = 0; table = 1; next }
             table && /^-- / { match($0, /packets [0-9]+/); pk = substr($0, RSTART + 8, RLENGTH - 8);
                               fr = rows; fs = sum; fp = pk; table = 0; next }
@@ -332,7 +334,7 @@ tool_stop() { # tool
         COUNTS+=" pipe_warnings=$(cat "$out" "$err" | grep -c -i 'buffer\|lost\|full' || true)"
         ;;
     esac
-    TOOL_PID=""
+    TOOL_PID="" TOOL_WAIT_PID=""
 }
 
 # Waits until the tool's CPU time has not grown for 1 s (it has drained what

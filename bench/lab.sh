@@ -52,6 +52,27 @@ lab_offloads() {
     done
 }
 
+# lab_on_terminal OUT ERR CMD...: starts CMD in the background with its stdout
+# on a pseudo-terminal (script(1)), copied into OUT without \r, and its stderr
+# into ERR: `exfilmon run` prints its client tables only to a terminal. Sets
+# LAB_TERM_PID (script: wait for it, it ends when CMD ends) and LAB_CMD_PID
+# (CMD itself, to signal and to measure; CMD may exec, as ip netns exec does).
+lab_on_terminal() {
+    local out=$1 err=$2 cmd
+    shift 2
+    printf -v cmd '%q ' "$@"
+    script -qefc "stty -opost; exec $cmd 2>$(printf '%q' "$err")" /dev/null </dev/null >"$out" &
+    LAB_TERM_PID=$!
+    LAB_CMD_PID=""
+    local _
+    for _ in $(seq 100); do
+        LAB_CMD_PID=$(pgrep -P "$LAB_TERM_PID" | head -1) && [[ -n $LAB_CMD_PID ]] && return 0
+        sleep 0.05
+    done
+    echo "lab_on_terminal: $1 did not start" >&2
+    return 1
+}
+
 # lab_teardown NS...: stops what still runs in the namespaces (TERM, then
 # KILL) and deletes them. Never fails, for EXIT traps.
 lab_teardown() {

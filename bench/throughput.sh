@@ -121,10 +121,11 @@ IF_C=${TAG}c IF_S=${TAG}s IF_IDLE=${TAG}d
 SRV_ADDR=$LAB_SRV_ADDR
 WORK=$(mktemp -d /tmp/exf-tput.XXXXXX)
 SERVER_PID="" SENSOR_PID=""
+SENSOR_WAIT_PID="" # script(1), which runs the sensor on a terminal
 
 cleanup() {
     set +e
-    [[ -n $SENSOR_PID ]] && kill -TERM "$SENSOR_PID" 2>/dev/null && wait "$SENSOR_PID" 2>/dev/null
+    [[ -n $SENSOR_PID ]] && kill -TERM "$SENSOR_PID" 2>/dev/null && wait "${SENSOR_WAIT_PID:-$SENSOR_PID}" 2>/dev/null
     [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
     lab_teardown "$NS_C" "$NS_S"
     rm -rf "$WORK"
@@ -186,10 +187,11 @@ sensor_start() {
         # child, possibly after the first grep has read the previous run's log.
         : >"$WORK/sensor.out"
         : >"$WORK/sensor.err"
-        # Not through in_s: $! must be the daemon itself (ip netns exec execs it).
-        ip netns exec "$NS_S" "$EXFILMON" run -c "$WORK/exfilmon.toml" --interface "$ifname" \
-            >"$WORK/sensor.out" 2>"$WORK/sensor.err" &
-        SENSOR_PID=$!
+        # On a terminal: its final client table is what sensor_stop reads.
+        # Not through in_s: the pid must be the daemon itself (ip netns exec execs it).
+        lab_on_terminal "$WORK/sensor.out" "$WORK/sensor.err" \
+            ip netns exec "$NS_S" "$EXFILMON" run -c "$WORK/exfilmon.toml" --interface "$ifname"
+        SENSOR_PID=$LAB_CMD_PID SENSOR_WAIT_PID=$LAB_TERM_PID
         # Loading verifies the programs: seconds on a busy machine.
         for _ in $(seq 600); do
             grep -qs 'attached to' "$WORK/sensor.err" && break
@@ -199,8 +201,8 @@ sensor_start() {
         grep -qs 'attached to' "$WORK/sensor.err" && break
         rc=0
         kill -TERM "$SENSOR_PID" 2>/dev/null
-        wait "$SENSOR_PID" || rc=$?
-        SENSOR_PID=""
+        wait "${SENSOR_WAIT_PID:-$SENSOR_PID}" || rc=$?
+        SENSOR_PID="" SENSOR_WAIT_PID=""
         echo "throughput.sh: exfilmon did not attach (try $try, exit status $rc):" >&2
         cat "$WORK/sensor.err" "$WORK/sensor.out" >&2
         ((try < 3)) || exit 1
@@ -221,8 +223,8 @@ sensor_start() {
 # (Not called in a subshell: it waits for the daemon, its child.)
 sensor_stop() {
     kill -TERM "$SENSOR_PID"
-    wait "$SENSOR_PID" || true
-    SENSOR_PID=""
+    wait "${SENSOR_WAIT_PID:-$SENSOR_PID}" || true
+    SENSOR_PID="" SENSOR_WAIT_PID=""
     local f
     f=$(in_s tc filter show dev "$IF_S" ingress)
     grep -q bpf <<<"$f" && { echo "sensor still attached" >&2; exit 1; }

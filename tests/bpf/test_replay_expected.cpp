@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -118,8 +119,9 @@ struct Output {
     std::vector<std::string> errors;
 };
 
-const char *const kClientFields[] = {"type",       "client",      "tls_flows", "bytes_in",
-                                     "bytes_out",  "packets_in",  "packets_out", "sni"};
+const char *const kClientFields[] = {"type",       "client",      "tls_flows",   "bytes_in",
+                                     "bytes_out",  "packets_in",  "packets_out", "sni",
+                                     "entity"};
 const char *const kFlowFields[] = {"type",        "client",    "client_port", "server",
                                    "server_port", "transport", "sni",         "alpn",
                                    "tls_version", "ja4",       "bytes_in",    "bytes_out",
@@ -1103,7 +1105,8 @@ TEST_CASE("replay of a truncated or corrupt capture prints what was read then th
                   std::string::npos);
             auto t = replay(f, dp, "table");
             CHECK(t.status == 1);
-            CHECK(t.out.find("CLIENTS (") == 0);
+            CHECK(t.out.find("ALERTS (") == 0);
+            CHECK(t.out.find("\nCLIENTS (") != std::string::npos);
         }
     }
 
@@ -1115,12 +1118,219 @@ TEST_CASE("replay of a truncated or corrupt capture prints what was read then th
     CHECK(nc.out.empty());
 }
 
-TEST_CASE("replay of a missing file or with bad options exits 2", "[replay]")
+namespace {
+
+// A shell command line (for redirections and pipes), run to its end.
+ProcResult shell(const std::string &command)
+{
+    return exf::test::run_program({"/bin/sh", "-c", command});
+}
+
+// Two IPv6 addresses of one /64 (the default client entity) pull 30000 bytes
+// each, an IPv4 client 2000: only the /64's sum reaches the rule's 50KiB.
+std::vector<TimedFrame> entity_capture()
+{
+    using namespace exf::test;
+    Builder b;
+    b.tcp("2001:db8:5::20", 41000, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0}, {0}, 30000, FIN);
+    b.tcp("2001:db8:5::21", 41001, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0}, {0}, 30000, FIN);
+    b.tcp("192.0.2.30", 41002, "198.51.100.1", 443, 1, client_hello(300, "api.example"), {0}, {0}, 2000, FIN);
+    return b.frames;
+}
+
+const char *const kPer64Rule = "[[rules]]\nname = \"per-64\"\nentity = \"client\"\n"
+                               "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"50KiB\"\n"
+                               "severity = \"critical\"\n";
+
+// The numbers of a table row whose cells include `cell`: all of its numeric cells.
+std::vector<uint64_t> row_numbers(const std::string &table, const std::string &first,
+                                  const std::string &second)
+{
+    std::istringstream lines(table);
+    std::string line;
+    while (std::getline(lines, line)) {
+        std::istringstream cells(line);
+        std::string a, b, cell;
+        if (!(cells >> a >> b) || a != first)
+            continue;
+        if (b == "(2") {  // "(2 addresses)"
+            cells >> cell;
+            b += " " + cell;
+        }
+        if (b != second)
+            continue;
+        std::vector<uint64_t> v;
+        while (cells >> cell && !cell.empty() && std::isdigit(static_cast<unsigned char>(cell[0])))
+            v.push_back(std::stoull(cell));
+        return v;
+    }
+    return {};
+}
+
+}  // namespace
+
+TEST_CASE("replay table: alerts first as a table, clients under the entity the rules measure",
+          "[replay]")
+{
+    TempDir tmp;
+    const fs::path cap = tmp.path / "entity.pcap", cfg = tmp.path / "rules.toml";
+    exf::test::write_pcap(cap, entity_capture());
+    std::ofstream(cfg) << kPer64Rule;
+    const std::string bin = exf::test::exfilmon_binary().string();
+    auto t = exf::test::run_program({bin, "replay", "--datapath", "user", "--config", cfg.string(),
+                                     cap.string()});
+    INFO(t.out << t.err);
+    REQUIRE(t.status == 0);
+    // The alerts come first, as rows of a table, not as JSON.
+    CHECK(t.out.find("ALERTS (1") == 0);
+    CHECK(t.out.find('{') == std::string::npos);
+    const auto alert_at = t.out.find("client 2001:db8:5::/64 bytes_out ");
+    const auto clients_at = t.out.find("\nCLIENTS (");
+    CHECK(alert_at != std::string::npos);
+    CHECK(alert_at < clients_at);
+    CHECK(t.out.find("critical") < clients_at);
+    CHECK(t.out.find("(rule per-64)") < clients_at);
+    // Each address under the entity the alert names, with the entity's total.
+    auto a = row_numbers(t.out, "2001:db8:5::/64", "2001:db8:5::20");
+    auto b = row_numbers(t.out, "2001:db8:5::/64", "2001:db8:5::21");
+    auto sum = row_numbers(t.out, "2001:db8:5::/64", "(2 addresses)");
+    auto v4 = row_numbers(t.out, "192.0.2.30", "192.0.2.30");
+    REQUIRE(a.size() == 5);  // tls_flows bytes_out bytes_in pkts_out pkts_in
+    REQUIRE(b.size() == 5);
+    REQUIRE(sum.size() == 5);
+    REQUIRE(v4.size() == 5);
+    for (size_t i = 0; i < 5; i++)
+        CHECK(sum[i] == a[i] + b[i]);
+    CHECK(sum[1] >= 50 * 1024);  // the entity reached the threshold
+    CHECK(a[1] < 50 * 1024);     // no address alone did
+    CHECK(t.out.find("2001:db8:5::/64") < t.out.find("192.0.2.30 "));  // by bytes out
+}
+
+TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchanged", "[replay]")
+{
+    TempDir tmp;
+    const fs::path cap = tmp.path / "entity.pcap", cfg = tmp.path / "rules.toml";
+    exf::test::write_pcap(cap, entity_capture());
+    std::ofstream(cfg) << kPer64Rule;
+    auto r = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
+                                     "json", "--datapath", "user", "--config", cfg.string(),
+                                     cap.string()});
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    std::vector<nlohmann::ordered_json> alerts, clients;  // ordered: the fields as printed
+    std::istringstream lines(r.out);
+    std::string line;
+    while (std::getline(lines, line)) {
+        auto j = nlohmann::ordered_json::parse(line);
+        (j["type"] == "alert" ? alerts : clients).push_back(j);
+    }
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0]["exfilmon"]["entity"] == "2001:db8:5::/64");
+    REQUIRE(clients.size() == 3);
+    std::map<std::string, std::string> entity;
+    for (const auto &c : clients) {
+        // The contract's fields, in their order, then the new one.
+        std::vector<std::string> keys;
+        for (const auto &[k, v] : c.items())
+            keys.push_back(k);
+        CHECK(keys == std::vector<std::string>{"type", "client", "tls_flows", "bytes_in", "bytes_out",
+                                               "packets_in", "packets_out", "sni", "entity"});
+        entity[c["client"].get<std::string>()] = c.value("entity", "");
+    }
+    CHECK(entity["2001:db8:5::20"] == "2001:db8:5::/64");
+    CHECK(entity["2001:db8:5::21"] == "2001:db8:5::/64");
+    CHECK(entity["192.0.2.30"] == "192.0.2.30");
+    // A client prefix of /128 makes each address its own entity.
+    std::ofstream(cfg, std::ios::app) << "[aggregate]\nclient_prefix_v6 = 128\n";
+    auto p128 = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
+                                        "json", "--datapath", "user", "--config", cfg.string(),
+                                        cap.string()});
+    CHECK(p128.status == 0);
+    CHECK(p128.out.find("\"entity\":\"2001:db8:5::20\"") != std::string::npos);
+    CHECK(p128.out.find("\"type\":\"alert\"") == std::string::npos);
+}
+
+TEST_CASE("replay - reads standard input (pcap and pcapng, redirected or piped)", "[replay]")
+{
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap";
+    exf::test::write_pcap(built, built_capture());
+    const std::string bin = exf::test::exfilmon_binary().string();
+    const std::string args = " replay --format json --flows --datapath user ";
+    auto file = replay(built, "user");
+    REQUIRE(file.status == 0);
+    REQUIRE(!file.out.empty());
+    auto redirected = shell("exec '" + bin + "'" + args + "- < '" + built.string() + "'");
+    INFO(redirected.err);
+    CHECK(redirected.status == 0);
+    CHECK(redirected.out == file.out);
+    CHECK(redirected.err.find("standard input: ") != std::string::npos);
+    auto piped = shell("cat '" + built.string() + "' | '" + bin + "'" + args + "-");
+    CHECK(piped.status == 0);
+    CHECK(piped.out == file.out);
+    // A pipe that breaks off mid-record: the packets before, then exit 1.
+    auto cut = shell("head -c " + std::to_string(fs::file_size(built) - 10) + " '" + built.string() +
+                     "' | '" + bin + "'" + args + "-");
+    CHECK(cut.status == 1);
+    CHECK(cut.err.find("error: standard input: packet ") != std::string::npos);
+    // An empty pipe is no capture.
+    auto empty = shell("'" + bin + "'" + args + "- < /dev/null");
+    CHECK(empty.status == 1);
+    CHECK(empty.err.find("standard input: cannot read capture") != std::string::npos);
+    // Standard input on a terminal: a usage error, not a wait for ever.
+    auto tty = exf::test::run_program({"/usr/bin/script", "-qec", "'" + bin + "' replay -", "/dev/null"});
+    CHECK(tty.status == 2);
+    CHECK(tty.out.find("standard input is a terminal") != std::string::npos);
+
+    // pcapng through a pipe (the shared captures have some).
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    std::string ng;
+    for (const auto &c : exf::test::find_captures(dir))
+        if (c.size() > 7 && c.compare(c.size() - 7, 7, ".pcapng") == 0 && fs::file_size(dir / c) > 10000) {
+            ng = c;
+            break;
+        }
+    REQUIRE(!ng.empty());
+    INFO(ng);
+    auto ng_file = replay(dir / ng, "user");
+    auto ng_pipe = shell("cat '" + (dir / ng).string() + "' | '" + bin + "'" + args + "-");
+    CHECK(ng_pipe.status == ng_file.status);
+    CHECK(ng_pipe.out == ng_file.out);
+    CHECK(!ng_pipe.out.empty());
+}
+
+TEST_CASE("replay refuses a gzip-compressed capture and says how to decompress it", "[replay]")
+{
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap", gz = tmp.path / "built.pcap.gz";
+    exf::test::write_pcap(built, built_capture());
+    REQUIRE(shell("gzip -c '" + built.string() + "' > '" + gz.string() + "'").status == 0);
+    const std::string bin = exf::test::exfilmon_binary().string();
+    auto r = replay(gz, "user");
+    CHECK(r.status == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err == "exfilmon replay: " + gz.string() + ": gzip-compressed capture; decompress it "
+                   "first (zcat " + gz.string() + " | exfilmon replay -)\n");
+    auto piped = shell("cat '" + gz.string() + "' | '" + bin + "' replay -");
+    CHECK(piped.status == 1);
+    CHECK(piped.err.find("standard input: gzip-compressed capture; decompress it first") !=
+          std::string::npos);
+    // The advice works.
+    auto advice = shell("zcat '" + gz.string() + "' | '" + bin +
+                        "' replay --format json --flows --datapath user -");
+    CHECK(advice.status == 0);
+    CHECK(advice.out == replay(built, "user").out);
+}
+
+TEST_CASE("replay exits 1 for input it cannot use and 2 for usage errors", "[replay]")
 {
     const std::string bin = exf::test::exfilmon_binary().string();
     auto missing = exf::test::run_program({bin, "replay", "/nonexistent/capture.pcap"});
-    CHECK(missing.status == 2);
-    CHECK(missing.err.find("/nonexistent/capture.pcap: no such file") != std::string::npos);
+    CHECK(missing.status == 1);
+    CHECK(missing.err.find("/nonexistent/capture.pcap: cannot read capture: No such file or directory") !=
+          std::string::npos);
     CHECK(missing.out.empty());
 
     TempDir tmp;
@@ -1131,7 +1341,23 @@ TEST_CASE("replay of a missing file or with bad options exits 2", "[replay]")
     CHECK(exf::test::run_program({bin, "replay", "--format", "xml", cap.string()}).status == 2);
     CHECK(exf::test::run_program({bin, "replay", "--datapath", "gpu", cap.string()}).status == 2);
     CHECK(exf::test::run_program({bin, "replay", "--bogus", cap.string()}).status == 2);
-    CHECK(exf::test::run_program({bin, "replay", tmp.path.string()}).status == 2);  // a directory
+    auto dir = exf::test::run_program({bin, "replay", tmp.path.string()});
+    CHECK(dir.status == 1);
+    CHECK(dir.err.find(tmp.path.string() + ": is a directory") != std::string::npos);
+    // A file the user may not read (root reads anything: run as nobody then).
+    const fs::path secret = tmp.path / "secret.pcap";
+    fs::copy_file(cap, secret);
+    fs::permissions(secret, fs::perms::owner_write);
+    fs::permissions(tmp.path, fs::perms::owner_all | fs::perms::others_exec);
+    std::vector<std::string> as_user;
+    if (geteuid() == 0)
+        as_user = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+    as_user.insert(as_user.end(), {bin, "replay", "--datapath", "user", secret.string()});
+    auto unreadable = exf::test::run_program(as_user);
+    CHECK(unreadable.status == 1);
+    CHECK(unreadable.err.find(secret.string() + ": cannot read capture: Permission denied") !=
+          std::string::npos);
+    fs::permissions(tmp.path, fs::perms::owner_all);
     auto nocfg = exf::test::run_program({bin, "replay", "--config", "/nonexistent.toml", cap.string()});
     CHECK(nocfg.status == 2);
     CHECK(nocfg.err.find("/nonexistent.toml") != std::string::npos);

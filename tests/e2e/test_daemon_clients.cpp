@@ -70,9 +70,10 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
                           "report_interval = \"200ms\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
     auto out = lab.dir() / "daemon.out";
+    // On a terminal: its periodic tables are what this test reads.
     auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
                                    "--interface", veth.a},
-                             {lab.dir(), out});
+                             {lab.dir(), out, true});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
 
     // Each client: a few small API calls on api.example.test and some large

@@ -84,9 +84,10 @@ Server make_lab(Lab &lab, const std::filesystem::path &www, size_t file_size)
 Process &start_daemon(Lab &lab, const Server &s, const std::filesystem::path &cfg,
                       const std::filesystem::path &out)
 {
+    // On a terminal: the tests read the daemon's periodic client table.
     return lab.spawn(s.srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
                              "--interface", s.ifname},
-                     {lab.dir(), out});
+                     {lab.dir(), out, true});
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -44,9 +45,10 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
     std::ofstream(cfg) << "[daemon]\nreport_interval = \"200ms\"\n[bpf]\nflow_table_size = 4096\n"
                        << "pin = false\n";
     auto out = lab.dir() / "exfilmon.out";
+    // On a terminal: its periodic tables are what this test reads.
     auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
                                    "--interface", veth.a},
-                             {lab.dir(), out});
+                             {lab.dir(), out, true});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
     // A host name, so that curl sends it as SNI.
     for (int i = 0; i < 3; i++)
@@ -133,4 +135,72 @@ TEST_CASE("exfilmon run keeps a clsact qdisc and filters it did not create", "[e
     if (!require_root())
         return;
     run_daemon_scenario(true, SIGINT);
+}
+
+// The periodic client and API host tables are for a person at a terminal: a
+// pipe (or file) and systemd's journal never get them, "0s" turns them off,
+// and each one starts with the time it was taken.
+TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamped", "[e2e][daemon]")
+{
+    if (!require_root())
+        return;
+    Lab lab;
+    auto srv = lab.add_netns("srv"), cli = lab.add_netns("cli");
+    auto veth = lab.add_veth(srv, cli);
+    auto config = [&](const std::string &interval) {
+        auto cfg = lab.dir() / ("report-" + interval + ".toml");
+        std::ofstream(cfg) << "[daemon]\nreport_interval = \"" << interval
+                           << "\"\n[bpf]\nflow_table_size = 4096\npin = false\n";
+        return cfg.string();
+    };
+    const std::vector<std::string> run = {exfilmon_binary().string(), "run", "--interface", veth.a,
+                                          "--config"};
+    auto with = [](std::vector<std::string> a, const std::vector<std::string> &b) {
+        a.insert(a.end(), b.begin(), b.end());
+        return a;
+    };
+    // About a second of a daemon on a terminal (SpawnOptions::terminal).
+    int runs = 0;
+    auto on_terminal = [&](const std::vector<std::string> &argv) {
+        auto out = lab.dir() / ("terminal-" + std::to_string(++runs) + ".out");
+        auto &d = lab.spawn(srv, argv, {lab.dir(), out, true});
+        REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
+        std::this_thread::sleep_for(1s);
+        CHECK(d.stop(SIGTERM, 10s) == 0);
+        return slurp(out);
+    };
+    const std::string report = "clients; packets ";  // each report's summary line
+    auto count = [](const std::string &text, const std::string &needle) {
+        size_t n = 0;
+        for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+            n++;
+        return n;
+    };
+
+    // Stdout a pipe: no report.
+    auto piped = lab.run(srv, with({"timeout", "-s", "TERM", "4"}, with(run, {config("200ms")})), 30s);
+    INFO("pipe: " << piped.output);
+    CHECK(piped.output.find("attached to " + veth.a) != std::string::npos);
+    CHECK(piped.output.find("detached from " + veth.a) != std::string::npos);
+    CHECK(count(piped.output, report) == 0);
+
+    // A terminal: reports, each under a "== TIME ==" line.
+    auto tty = on_terminal(with(run, {config("200ms")}));
+    INFO("terminal: " << tty);
+    CHECK(count(tty, report) >= 3);
+    std::regex stamp(R"(== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ==)");
+    auto stamps = std::distance(std::sregex_iterator(tty.begin(), tty.end(), stamp),
+                                std::sregex_iterator());
+    CHECK(size_t(stamps) == count(tty, report));
+    CHECK(tty.find("== ") < tty.find(report));
+
+    // A terminal under systemd (either variable), and "0s": no report.
+    for (auto *var : {"INVOCATION_ID=5b4c1d0e2f3a4b5c6d7e8f9a0b1c2d3e", "JOURNAL_STREAM=8:12345"}) {
+        auto systemd = on_terminal(with({"/usr/bin/env", var}, with(run, {config("200ms")})));
+        INFO(var << ": " << systemd);
+        CHECK(count(systemd, report) == 0);
+    }
+    auto off = on_terminal(with(run, {config("0s")}));
+    INFO("0s: " << off);
+    CHECK(count(off, report) == 0);
 }

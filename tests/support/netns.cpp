@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -176,7 +178,49 @@ bool Process::reap(bool block)
     } else if (r < 0) {  // ECHILD: not ours any more
         reaped_ = true;
     }
+    if (reaped_)
+        finish_copy();
     return reaped_;
+}
+
+void Process::copy_terminal(int master, int out)
+{
+    copier_ = std::thread([this, master, out] {
+        char buf[4096];
+        for (;;) {
+            pollfd pfd{master, POLLIN, 0};
+            int r = poll(&pfd, 1, 100);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0) {
+                if (exited_)
+                    break;  // drained
+                continue;
+            }
+            ssize_t n = read(master, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;  // EIO: every writer closed the terminal
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(out, buf + off, size_t(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    break;
+                off += w;
+            }
+        }
+        close(master);
+        close(out);
+    });
+}
+
+void Process::finish_copy()
+{
+    exited_ = true;
+    if (copier_.joinable())
+        copier_.join();
 }
 
 bool Process::running() { return !reap(false); }
@@ -540,6 +584,8 @@ std::string Lab::run_ok(const std::string &ns, const std::vector<std::string> &a
 Process &Lab::spawn(const std::string &ns, const std::vector<std::string> &argv,
                     const SpawnOptions &opts)
 {
+    if (opts.terminal)
+        return spawn_on_terminal(ns, argv, opts);
     int out = -1;
     if (!opts.out_file.empty()) {
         out = open(opts.out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -558,6 +604,44 @@ Process &Lab::spawn(const std::string &ns, const std::vector<std::string> &argv,
     if (out >= 0)
         close(out);
     return procs_.emplace_back(pid, join(argv));
+}
+
+Process &Lab::spawn_on_terminal(const std::string &ns, const std::vector<std::string> &argv,
+                                const SpawnOptions &opts)
+{
+    const std::string out_path = opts.out_file.empty() ? "/dev/null" : opts.out_file.string();
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0)
+        throw_errno("open " + out_path, errno);
+    int master = -1, slave = -1;
+    if (openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) {
+        int e = errno;
+        close(out);
+        throw_errno("openpty", e);
+    }
+    fcntl(master, F_SETFD, FD_CLOEXEC);
+    fcntl(slave, F_SETFD, FD_CLOEXEC);
+    termios t{};
+    if (tcgetattr(slave, &t) == 0) {
+        t.c_oflag &= ~tcflag_t(OPOST);  // the file gets the program's bytes, no \r\n
+        tcsetattr(slave, TCSANOW, &t);
+    }
+    std::vector<std::string> args = {"/usr/bin/env", "-u", "INVOCATION_ID", "-u", "JOURNAL_STREAM"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    std::vector<char *> store;
+    pid_t pid;
+    try {
+        pid = fork_child(ns, slave, opts.cwd, execer(args, store));
+    } catch (...) {
+        close(slave);
+        close(master);
+        close(out);
+        throw;
+    }
+    close(slave);  // the child's copies are the terminal's only writers
+    Process &p = procs_.emplace_back(pid, join(argv));
+    p.copy_terminal(master, out);
+    return p;
 }
 
 Process &Lab::spawn_fn(const std::string &ns, const std::string &name, std::function<int()> fn)

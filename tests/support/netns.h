@@ -36,6 +36,7 @@
 //   auto st = cap.stop();                                // st.complete(): nothing lost
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -45,6 +46,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace exf {
@@ -124,18 +126,29 @@ public:
     int stop(int sig = SIGTERM, std::chrono::milliseconds grace = 3s);
     // Exit status once reaped (else -1).
     int status() const { return status_; }
+    // Copies the output of the process's pseudo-terminal (master) into out
+    // until it exited and the terminal is drained; owns both descriptors.
+    void copy_terminal(int master, int out);
 
 private:
     bool reap(bool block);
+    void finish_copy();
     pid_t pid_;
     std::string name_;
     bool reaped_ = false;
     int status_ = -1;
+    std::thread copier_;
+    std::atomic<bool> exited_{false};
 };
 
 struct SpawnOptions {
     std::filesystem::path cwd;        // empty: unchanged
     std::filesystem::path out_file;   // stdout+stderr go here; empty: /dev/null
+    // stdout and stderr on a pseudo-terminal (isatty() is true, no \r added),
+    // copied into out_file, as when a person starts the program in a shell:
+    // INVOCATION_ID and JOURNAL_STREAM (systemd's) are removed too. A
+    // process's output has reached out_file once it was stopped or waited for.
+    bool terminal = false;
 };
 
 // tcpdump's own summary when it stops.
@@ -225,6 +238,8 @@ public:
     void stop_all() noexcept;
 
 private:
+    Process &spawn_on_terminal(const std::string &ns, const std::vector<std::string> &argv,
+                               const SpawnOptions &opts);
     pid_t fork_child(const std::string &ns, int out_fd, const std::filesystem::path &cwd,
                      const std::function<void()> &exec_fn);
     std::string prefix_;

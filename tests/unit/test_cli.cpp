@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "support/proc.h"
 #include "support/test_env.h"
@@ -80,4 +82,28 @@ TEST_CASE("exfilmon run without the capabilities says which ones and how to gran
     for (auto *needle : {"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "AmbientCapabilities",
                          "backend = \"pcap\""})
         CHECK(text.find(needle) != std::string::npos);
+}
+
+TEST_CASE("README's command table lists every subcommand and the quick start runs the demo", "[cli]")
+{
+    auto help = run_program({exfilmon_binary().string(), "--help"});
+    REQUIRE(help.status == 0);
+    std::vector<std::string> subcommands;
+    {
+        std::istringstream lines(help.out.substr(help.out.find("Subcommands:")));
+        std::string line, name;
+        std::getline(lines, line);
+        while (std::getline(lines, line) && std::istringstream(line) >> name)
+            subcommands.push_back(name);
+    }
+    REQUIRE(subcommands.size() >= 7);
+    std::ifstream in(source_dir() / "README.md");
+    std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto &s : subcommands) {
+        INFO(s);
+        CHECK(readme.find("| `exfilmon " + s) != std::string::npos);
+    }
+    // The quick start: after `run`, the demo, as a command to type.
+    auto quick = readme.substr(0, readme.find("## Commands"));
+    CHECK(quick.find("exfilmon demo\n```") != std::string::npos);
 }

@@ -191,6 +191,16 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml:0:0: cannot open the configuration file");
 }
 
+TEST_CASE("report_interval is 0s (no report) or at least 100ms", "[config]")
+{
+    auto off = parse_config("[daemon]\nreport_interval = \"0s\"\n", "t.toml");
+    CHECK(off.ok());
+    CHECK(off.config.report_interval_ms == 0);
+    CHECK(parse_config("[daemon]\nreport_interval = \"100ms\"\n", "t.toml").config.report_interval_ms == 100);
+    CHECK(only_issue("[daemon]\nreport_interval = \"50ms\"\n") ==
+          "t.toml:2:19: report_interval: must be 0s (off) or at least 100ms");
+}
+
 TEST_CASE("Rules allow lists SNI overrides and outputs are read", "[config]")
 {
     auto r = parse_config(R"(

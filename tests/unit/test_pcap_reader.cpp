@@ -518,6 +518,14 @@ TEST_CASE("pcap reader refuses files it cannot read with the file named", "[unit
         CHECK(open_error(path) == path + ": cannot read capture: unknown file format "
                                          "(first bytes 12 34 56 78; expected pcap or pcapng)");
     }
+    SECTION("gzip-compressed: recognised by its magic, with the way to decompress it")
+    {
+        // A gzip member header (RFC 1952: 1f 8b, deflate, no flags) and some body.
+        auto path = dir.write("capture.pcap.gz", Bytes{0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3, 1, 2, 3,
+                                                       4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16});
+        CHECK(open_error(path) == path + ": gzip-compressed capture; decompress it first (zcat " +
+                                      path + " | exfilmon replay -)");
+    }
     SECTION("empty file and truncated file header")
     {
         auto empty = dir.write("empty.pcap", {});

@@ -268,7 +268,7 @@ struct AggImpl {
         return rng_;
     }
 
-    uint8_t client_prefix(const Addr16 &a) const { return is_v4(a) ? cfg_.client_prefix_v4 : cfg_.client_prefix_v6; }
+    uint8_t client_prefix(const Addr16 &a) const { return cfg_.client_prefix(a); }
     uint8_t subnet_prefix(const Addr16 &a) const { return is_v4(a) ? cfg_.subnet_prefix_v4 : cfg_.subnet_prefix_v6; }
 
     size_t limit(EntityKind k) const

@@ -84,6 +84,11 @@ struct AggConfig {
 
     // Problems, one sentence each; empty when valid.
     std::vector<std::string> validate() const;
+
+    // The client entity an address counts for (its family's client prefix):
+    // what client rules measure and alerts name.
+    uint8_t client_prefix(const Addr16 &a) const { return is_v4(a) ? client_prefix_v4 : client_prefix_v6; }
+    EntityKey client_key(const Addr16 &a) const { return prefix_key(a, client_prefix(a)); }
 };
 
 struct SniShare {

@@ -204,22 +204,87 @@ std::string linktype_text(int dlt)
     return s;
 }
 
-// The first four bytes of a file, in hex, for an "unknown format" error.
-std::string magic_text(const std::string &path)
+// The first bytes of a capture, for an "unknown format" error.
+std::vector<uint8_t> first_bytes(const std::string &path)
 {
+    std::vector<uint8_t> b(4);
     std::FILE *f = std::fopen(path.c_str(), "rb");
-    if (!f)
-        return "unreadable";
-    uint8_t b[4];
-    size_t n = std::fread(b, 1, sizeof(b), f);
-    std::fclose(f);
+    b.resize(f ? std::fread(b.data(), 1, b.size(), f) : 0);
+    if (f)
+        std::fclose(f);
+    return b;
+}
+
+std::string magic_text(const std::vector<uint8_t> &b)
+{
     std::string s = "first bytes";
     char hex[4];
-    for (size_t i = 0; i < n; i++) {
-        std::snprintf(hex, sizeof(hex), " %02x", b[i]);
+    for (uint8_t c : b) {
+        std::snprintf(hex, sizeof(hex), " %02x", c);
         s += hex;
     }
-    return n ? s : "empty file";
+    return b.empty() ? "empty file" : s;
+}
+
+bool is_gzip(const std::vector<uint8_t> &b) { return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b; }
+
+// Standard input for libpcap, its first bytes read here first: libpcap
+// consumes them, and they are what explains an unknown format. A stdio
+// stream that hands out those bytes, then reads fd 0 (a pipe cannot be
+// rewound).
+struct StdinStream {
+    std::vector<uint8_t> head;
+    size_t pos = 0;
+};
+
+ssize_t stdin_stream_read(void *cookie, char *buf, size_t size)
+{
+    auto *s = static_cast<StdinStream *>(cookie);
+    if (s->pos < s->head.size()) {
+        size_t n = std::min(size, s->head.size() - s->pos);
+        std::memcpy(buf, s->head.data() + s->pos, n);
+        s->pos += n;
+        return ssize_t(n);
+    }
+    ssize_t n;
+    do
+        n = ::read(STDIN_FILENO, buf, size);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+int stdin_stream_close(void *cookie)
+{
+    delete static_cast<StdinStream *>(cookie);  // fd 0 stays open
+    return 0;
+}
+
+std::FILE *open_stdin(std::vector<uint8_t> &head)
+{
+    auto *s = new StdinStream;
+    s->head.resize(4);
+    size_t got = 0;
+    while (got < s->head.size()) {
+        ssize_t n = ::read(STDIN_FILENO, s->head.data() + got, s->head.size() - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            delete s;
+            throw Error(capture_name(kStdinCapture) + ": cannot read: " + std::strerror(e), e);
+        }
+        if (n == 0)
+            break;
+        got += size_t(n);
+    }
+    s->head.resize(got);
+    head = s->head;
+    std::FILE *f = fopencookie(s, "rb", {stdin_stream_read, nullptr, nullptr, stdin_stream_close});
+    if (!f) {
+        delete s;
+        throw Error(capture_name(kStdinCapture) + ": cannot read: " + std::strerror(errno));
+    }
+    return f;
 }
 
 }  // namespace
@@ -237,23 +302,45 @@ bool pcap_linktype_supported(int dlt)
     }
 }
 
+std::string capture_name(const std::string &path)
+{
+    return path == kStdinCapture ? "standard input" : path;
+}
+
 PcapReader::PcapReader(const std::string &path) : path_(path)
 {
+    const std::string name = capture_name(path);
     char errbuf[PCAP_ERRBUF_SIZE] = {};
-    pcap_ = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO,
-                                                    errbuf);
+    std::vector<uint8_t> head;
+    if (path == kStdinCapture) {
+        std::FILE *in = open_stdin(head);
+        pcap_ = pcap_fopen_offline_with_tstamp_precision(in, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+        if (!pcap_)
+            std::fclose(in);
+    } else {
+        pcap_ = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO,
+                                                        errbuf);
+    }
     if (!pcap_) {
         std::string why = errbuf;
         // libpcap names the file itself when fopen fails: say it once.
         if (why.rfind(path + ": ", 0) == 0)
             why.erase(0, path.size() + 2);
-        if (why.find("unknown file format") != std::string::npos)
-            why += " (" + magic_text(path) + "; expected pcap or pcapng)";
-        throw Error(path + ": cannot read capture: " + why);
+        if (why.find("unknown file format") != std::string::npos) {
+            if (head.empty())
+                head = first_bytes(path);
+            // zlib is not a dependency: say how to decompress instead.
+            if (is_gzip(head))
+                throw Error(name + ": gzip-compressed capture; decompress it first (zcat " +
+                            (path == kStdinCapture ? std::string("FILE") : path) +
+                            " | exfilmon replay -)");
+            why += " (" + magic_text(head) + "; expected pcap or pcapng)";
+        }
+        throw Error(name + ": cannot read capture: " + why);
     }
     linktype_ = pcap_datalink(pcap_);
     if (!pcap_linktype_supported(linktype_)) {
-        std::string what = path + ": unsupported " + linktype_text(linktype_) +
+        std::string what = name + ": unsupported " + linktype_text(linktype_) +
                            "; supported: Ethernet, Linux cooked (SLL, SLL2), raw IP, "
                            "BSD loopback (NULL, LOOP), PPP, Cisco HDLC";
         pcap_close(pcap_);
@@ -377,7 +464,7 @@ bool PcapReader::read_record(Record &r)
         fast_stop();
         if (std::fseek(pcap_file(pcap_), long(at), SEEK_SET) != 0) {
             done_ = true;
-            error_ = path_ + ": packet " + std::to_string(packets_ + 1) + ": cannot seek: " +
+            error_ = capture_name(path_) + ": packet " + std::to_string(packets_ + 1) + ": cannot seek: " +
                      std::strerror(errno);
             return false;
         }
@@ -391,7 +478,7 @@ bool PcapReader::read_record(Record &r)
     }
     if (rc != 1) {
         done_ = true;
-        error_ = path_ + ": packet " + std::to_string(packets_ + 1) + ": " +
+        error_ = capture_name(path_) + ": packet " + std::to_string(packets_ + 1) + ": " +
                  (rc == PCAP_ERROR ? std::string(pcap_geterr(pcap_))
                                    : "libpcap error " + std::to_string(rc));
         return false;

@@ -10,8 +10,13 @@
 // kernel counts as not IP. A packet whose captured bytes are shorter than its
 // (non-Ethernet) link header yields an empty frame: there is nothing to replay.
 //
+// The path "-" is standard input (a pipe too: read as it comes, never
+// rewound); messages call it "standard input".
+//
 // Errors: opening a missing, unreadable or unrecognised file, or a link type
-// not listed in pcap_reader.cpp, throws exf::Error naming the file. Damage
+// not listed in pcap_reader.cpp, throws exf::Error naming the file; a
+// gzip-compressed file (magic 1f 8b) is recognised as such, and the error
+// says how to decompress it (zlib is not a dependency). Damage
 // found while reading (a truncated or corrupt record) ends the packets: next()
 // returns false and error() says "<file>: packet <N>: <what>", N being the
 // 1-based number of the packet that could not be read. The packets before it
@@ -34,6 +39,10 @@
 typedef struct pcap pcap_t;
 
 namespace exf {
+
+// The capture path that means standard input, and a path as messages name it.
+inline const std::string kStdinCapture = "-";
+std::string capture_name(const std::string &path);
 
 struct Packet {
     uint64_t ts_ns = 0;     // capture time, nanoseconds since the epoch

@@ -50,7 +50,9 @@ int main(int argc, char **argv)
     std::string replay_format = "table", replay_datapath = "auto";
     auto *replay = app.add_subcommand(
         "replay", "run a capture file through the datapath; report per client (and per flow)");
-    replay->add_option("file", replay_opts.capture, "capture file (pcap or pcapng)")->required();
+    replay->add_option("file", replay_opts.capture,
+                       "capture file (pcap or pcapng; - reads standard input; not compressed)")
+        ->required();
     replay->add_option("-c,--config", replay_opts.config_path,
                        "configuration file (TOML): [bpf] TLS ports and table sizes, "
                        "aggregation and [[rules]] (default: the built-in ones)");

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 namespace exf {
 
@@ -22,6 +23,10 @@ int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
     std::string msg(buf, n > 0 ? std::min<size_t>(size_t(n), sizeof(buf) - 1) : 0);
     while (!msg.empty() && msg.back() == '\n')
         msg.pop_back();
+    // Most of libbpf's messages carry this prefix already; say it once.
+    static constexpr std::string_view kPrefix = "libbpf: ";
+    if (std::string_view(msg).substr(0, kPrefix.size()) == kPrefix)
+        msg.erase(0, kPrefix.size());
     switch (level) {
     case LIBBPF_WARN: spdlog::warn("libbpf: {}", msg); break;
     case LIBBPF_INFO: spdlog::info("libbpf: {}", msg); break;

@@ -334,8 +334,8 @@ void read_root(const toml::table &root, Reader &r, Config &c)
         r.with(*t, "report_interval", [&](const toml::node &n) {
             uint64_t ms;
             if (r.duration(n, "report_interval", ms)) {
-                if (ms < 100)
-                    r.error(n, "report_interval: must be at least 100ms");
+                if (ms != 0 && ms < 100)
+                    r.error(n, "report_interval: must be 0s (off) or at least 100ms");
                 else
                     c.report_interval_ms = ms;
             }

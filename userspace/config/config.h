@@ -25,7 +25,7 @@ struct Config {
     agg::AggConfig aggregate;
     std::string cohorts_file;  // "" : no cohorts
     // [daemon]
-    uint64_t report_interval_ms = 5000;
+    uint64_t report_interval_ms = 5000;  // 0: no report (only in a terminal anyway)
     uint64_t harvest_interval_ms = 1000;
     uint32_t event_queue_size = 4096;  // ring buffer -> aggregator queue, events
     // [log]

@@ -3,6 +3,7 @@
 #include <net/if.h>
 #include <linux/capability.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +12,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -99,6 +102,29 @@ void print_api_hosts(const agg::Aggregator &a, uint64_t now_ms)
                     (unsigned long long)r.value.tls_flows, r.value.distinct_clients);
     std::printf("\n");
     std::fflush(stdout);
+}
+
+// The periodic tables are for a person watching `exfilmon run` in a terminal:
+// not for a pipe, a file or the journal (systemd sets INVOCATION_ID, and
+// JOURNAL_STREAM when stdout is the journal), where they would bury the log.
+bool report_to_terminal()
+{
+    return isatty(STDOUT_FILENO) && !std::getenv("INVOCATION_ID") && !std::getenv("JOURNAL_STREAM");
+}
+
+// One report: a local-time header, then the client and API host tables.
+void print_report(LiveSource &source, uint64_t events, const FlowTracker &tracker,
+                  const agg::Aggregator &aggregator)
+{
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char when[40];
+    std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
+    std::printf("== %s ==\n", when);
+    print_clients(source.clients(), source.health(), events, source.events_dropped(),
+                  tracker.stats());
+    print_api_hosts(aggregator, monotonic_ms());
 }
 
 uint64_t wall_ms()
@@ -429,6 +455,9 @@ int run_daemon(const DaemonOptions &opts)
         auto next_maintain = clock::now() + std::chrono::seconds(1);
         auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
+        // report_interval = "0s" turns the report off (also by a reload).
+        const bool to_terminal = report_to_terminal();
+        auto report_on = [&] { return to_terminal && cfg.report_interval_ms > 0; };
         while (!g_stop) {
             if (ctl)
                 ctl->serve(std::chrono::milliseconds(50), on_request);
@@ -493,19 +522,16 @@ int run_daemon(const DaemonOptions &opts)
                 evaluate_now();
                 next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
             }
-            if (now >= next_report) {
-                print_clients(source->clients(), source->health(), events,
-                              source->events_dropped(), tracker.stats());
-                print_api_hosts(aggregator, monotonic_ms());
+            if (now >= next_report && report_on()) {
+                print_report(*source, events, tracker, aggregator);
                 next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
             }
         }
         events += source->pop_events(on_event);
         harvest_now();
         evaluate_now();
-        print_clients(source->clients(), source->health(), events, source->events_dropped(),
-                      tracker.stats());
-        print_api_hosts(aggregator, monotonic_ms());
+        if (report_on())
+            print_report(*source, events, tracker, aggregator);
         for (auto &o : outputs)
             if (!o->flush(2000))
                 spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,

@@ -154,12 +154,108 @@ void print_columns(std::ostream &out, const std::vector<std::string> &head,
         line(r);
 }
 
+// The alerts, first: what a reader looks for.
+void write_alerts_table(const std::vector<Alert> &alerts, std::ostream &out)
+{
+    // Any stage's alert: a field it lacks prints as "-".
+    auto text = [](const nlohmann::ordered_json &j, const char *obj, const char *key) {
+        const auto *v = &j;
+        if (obj) {
+            auto it = j.find(obj);
+            if (it == j.end() || !it->is_object())
+                return std::string("-");
+            v = &*it;
+        }
+        auto it = v->find(key);
+        return it != v->end() && it->is_string() ? printable(it->get<std::string>())
+                                                 : std::string("-");
+    };
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &a : alerts)
+        rows.push_back({text(a.fields, nullptr, "@timestamp"), text(a.fields, "exfilmon", "state"),
+                        text(a.fields, "exfilmon", "severity"), text(a.fields, nullptr, "message")});
+    out << "ALERTS (" << alerts.size() << (alerts.empty() ? ": no rule fired" : ", as raised")
+        << ")\n";
+    if (!rows.empty())
+        print_columns(out, {"TIME", "STATE", "SEVERITY", "ALERT"}, rows,
+                      {false, false, false, false});
+}
+
+// The client addresses that count for one entity of the rules, and their sums.
+struct EntityGroup {
+    std::string entity;
+    std::vector<const ClientReport *> members;  // by bytes out
+    ClientReport total;                         // sni: the members' SNIs, distinct
+};
+
+bool more_bytes_out(const ClientReport *a, const ClientReport *b) { return a->bytes_out > b->bytes_out; }
+
+// The clients by entity, the heaviest entity (bytes out) first.
+std::vector<EntityGroup> group_by_entity(const std::vector<ClientReport> &clients)
+{
+    std::map<std::string, EntityGroup> by_entity;
+    for (const auto &c : clients) {
+        EntityGroup &g = by_entity[c.entity];
+        g.entity = c.entity;
+        g.members.push_back(&c);
+        g.total.tls_flows += c.tls_flows;
+        g.total.bytes_out += c.bytes_out;
+        g.total.bytes_in += c.bytes_in;
+        g.total.packets_out += c.packets_out;
+        g.total.packets_in += c.packets_in;
+    }
+    std::vector<EntityGroup> groups;
+    for (auto &[entity, g] : by_entity) {
+        std::set<std::string> sni;
+        for (const auto *c : g.members)
+            sni.insert(c->sni.begin(), c->sni.end());
+        g.total.sni.assign(sni.begin(), sni.end());
+        std::stable_sort(g.members.begin(), g.members.end(), more_bytes_out);
+        groups.push_back(std::move(g));
+    }
+    std::stable_sort(groups.begin(), groups.end(), [](const EntityGroup &a, const EntityGroup &b) {
+        return more_bytes_out(&a.total, &b.total);
+    });
+    return groups;
+}
+
+// Client addresses under the entity the rules measure (an IPv6 client is its
+// /64 by default): the rows that add up to an alert's value sit together,
+// under a total row when there are several.
+void write_clients_table(const ReplayReport &r, std::ostream &out)
+{
+    const auto groups = group_by_entity(r.clients);
+    std::vector<std::vector<std::string>> rows;
+    auto row = [&rows](const std::string &entity, const std::string &address,
+                       const ClientReport &c) {
+        rows.push_back({entity, address, std::to_string(c.tls_flows), std::to_string(c.bytes_out),
+                        std::to_string(c.bytes_in), std::to_string(c.packets_out),
+                        std::to_string(c.packets_in), table_cell_list(c.sni, 3)});
+    };
+    for (const auto &g : groups) {
+        if (g.members.size() > 1)
+            row(g.entity, "(" + std::to_string(g.members.size()) + " addresses)", g.total);
+        for (const auto *c : g.members)
+            row(g.entity, c->client, *c);
+    }
+    auto count = [](size_t n, const char *one, const char *many) {
+        return std::to_string(n) + " " + (n == 1 ? one : many);
+    };
+    out << "CLIENTS (" << count(r.clients.size(), "address", "addresses") << " in "
+        << count(groups.size(), "client entity", "client entities") << " of the rules, by bytes out)\n";
+    print_columns(out,
+                  {"CLIENT", "ADDRESS", "TLS_FLOWS", "BYTES_OUT", "BYTES_IN", "PKTS_OUT", "PKTS_IN",
+                   "SNI"},
+                  rows, {false, false, true, true, true, true, true, false});
+}
+
 }  // namespace
 
 std::string printable(std::string_view raw) { return ascii_escape(raw); }
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
-                          const std::vector<FlowRecord> &reused, bool with_flows)
+                          const std::vector<FlowRecord> &reused, bool with_flows,
+                          const agg::AggConfig &agg)
 {
     ReplayReport rep;
     const Tables tables = dp.tables();
@@ -210,6 +306,7 @@ ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
         ClientReport c;
         c.addr = to_addr(row.key.addr);
         c.client = format_addr(c.addr);
+        c.entity = agg::format_key(agg::EntityKind::client, agg.client_key(c.addr));
         c.tls_flows = row.stats.tls_flows_opened;
         c.bytes_in = row.stats.bytes_in;
         c.bytes_out = row.stats.bytes_out;
@@ -235,6 +332,7 @@ std::string client_json(const ClientReport &c)
     j["packets_in"] = c.packets_in;
     j["packets_out"] = c.packets_out;
     j["sni"] = c.sni;
+    j["entity"] = c.entity;
     return dump(j);
 }
 
@@ -285,22 +383,12 @@ void write_json(const ReplayReport &r, bool flows, std::ostream &out)
             out << flow_json(f) << "\n";
 }
 
-void write_table(const ReplayReport &r, bool flows, std::ostream &out)
+void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool flows,
+                 std::ostream &out)
 {
-    std::vector<const ClientReport *> cs;
-    for (const auto &c : r.clients)
-        cs.push_back(&c);
-    std::stable_sort(cs.begin(), cs.end(), [](const ClientReport *a, const ClientReport *b) {
-        return a->bytes_out > b->bytes_out;
-    });
-    std::vector<std::vector<std::string>> rows;
-    for (const auto *c : cs)
-        rows.push_back({c->client, std::to_string(c->tls_flows), std::to_string(c->bytes_out),
-                        std::to_string(c->bytes_in), std::to_string(c->packets_out),
-                        std::to_string(c->packets_in), table_cell_list(c->sni, 3)});
-    out << "CLIENTS (" << r.clients.size() << ", by bytes out)\n";
-    print_columns(out, {"CLIENT", "TLS_FLOWS", "BYTES_OUT", "BYTES_IN", "PKTS_OUT", "PKTS_IN", "SNI"},
-                  rows, {false, true, true, true, true, true, false});
+    write_alerts_table(alerts, out);
+    out << "\n";
+    write_clients_table(r, out);
     if (!flows)
         return;
     std::vector<const FlowReport *> fs;
@@ -309,7 +397,7 @@ void write_table(const ReplayReport &r, bool flows, std::ostream &out)
     std::stable_sort(fs.begin(), fs.end(), [](const FlowReport *a, const FlowReport *b) {
         return a->bytes_out > b->bytes_out;
     });
-    rows.clear();
+    std::vector<std::vector<std::string>> rows;
     auto ep = [](const std::string &a, uint16_t p) {
         return (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(p);
     };
@@ -432,22 +520,17 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
     sensor.pin = false;         // never touch a running daemon's pinned maps
     sensor.packet_time = true;  // the capture's clock
 
-    // A missing or unreadable file is a usage error; one libpcap cannot read is damage.
-    {
-        std::error_code ec;
-        if (!std::filesystem::exists(opts.capture, ec)) {
-            err << prog << opts.capture << ": no such file\n";
-            return 2;
-        }
-        if (std::filesystem::is_directory(opts.capture, ec)) {
-            err << prog << opts.capture << ": is a directory\n";
-            return 2;
-        }
-        std::ifstream probe(opts.capture, std::ios::binary);
-        if (!probe) {
-            err << prog << opts.capture << ": cannot open: " << std::strerror(errno) << "\n";
-            return 2;
-        }
+    // Input that cannot be used exits 1, as a capture that turns out damaged;
+    // usage errors (options, configuration) exit 2.
+    const std::string name = capture_name(opts.capture);
+    if (opts.capture == kStdinCapture && isatty(STDIN_FILENO)) {
+        err << prog << "-: standard input is a terminal; pipe a capture into it "
+                       "(tcpdump -w - ... | exfilmon replay -)\n";
+        return 2;
+    }
+    if (std::error_code ec; std::filesystem::is_directory(opts.capture, ec)) {
+        err << prog << opts.capture << ": is a directory, not a capture file\n";
+        return 1;
     }
     std::unique_ptr<PcapReader> reader;
     try {
@@ -544,7 +627,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
             flush_alerts();
         }
     } catch (const std::exception &e) {
-        failure = opts.capture + ": packet " + std::to_string(reader->packets_read()) + ": " +
+        failure = name + ": packet " + std::to_string(reader->packets_read()) + ": " +
                   e.what();
     }
     if (failure.empty())
@@ -553,7 +636,7 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         dp->drain_events(on_event);
     } catch (const std::exception &e) {
         if (failure.empty())
-            failure = opts.capture + ": reading events: " + e.what();
+            failure = name + ": reading events: " + e.what();
     }
     tracker.finish();
     ReplayReport rep;
@@ -561,35 +644,29 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         for (auto *s : stages)
             s->on_end(last_ts, *dp, tracker);
         flush_alerts();
-        rep = build_report(*dp, tracker, reused, opts.flows);
+        rep = build_report(*dp, tracker, reused, opts.flows, cfg.aggregate);
     } catch (const std::exception &e) {
         // The tables could not be read: nothing trustworthy to print.
-        err << prog << "error: " << opts.capture << ": " << e.what() << "\n";
+        err << prog << "error: " << name << ": " << e.what() << "\n";
         if (!failure.empty())
             err << prog << "error: " << failure << "\n";
         return 1;
     }
-    if (opts.format == ReplayFormat::json) {
+    if (opts.format == ReplayFormat::json)
         write_json(rep, opts.flows, out);
-    } else {
-        write_table(rep, opts.flows, out);
-        if (!table_alerts.empty()) {
-            out << "\nALERTS (" << table_alerts.size() << ")\n";
-            for (const auto &a : table_alerts)
-                out << alert_json(a) << "\n";
-        }
-    }
+    else
+        write_table(rep, table_alerts, opts.flows, out);
     out.flush();
 
     const auto &st = tracker.stats();
-    err << prog << opts.capture << ": " << packets << " packets, " << rep.clients.size()
+    err << prog << name << ": " << packets << " packets, " << rep.clients.size()
         << " clients, " << rep.flow_count << " TLS/QUIC flows; events " << st.events << " ("
         << st.hello_events << " hello, " << st.end_events << " flow end, " << st.bad_events
         << " invalid); " << st.hellos_done << " ClientHellos parsed";
     if (!tracker.anomalies().empty()) {
         err << "; anomalies:";
-        for (const auto &[name, n] : tracker.anomalies())
-            err << " " << name << "=" << n;
+        for (const auto &[anomaly, n] : tracker.anomalies())
+            err << " " << anomaly << "=" << n;
     }
     err << "\n";
     if (!failure.empty()) {

@@ -17,10 +17,14 @@
 //    json output format (output/output.h format_json: ECS names; shadow
 //    rules' alerts included, marked "shadow":true under "exfilmon"), then
 //      {"type":"client","client":"203.0.113.7","tls_flows":N,"bytes_in":N,
-//       "bytes_out":N,"packets_in":N,"packets_out":N,"sni":["a.example",...]}
-//    per client, sorted by address (the 16-byte form: IPv4 first), with
-//    tls_flows = the client table's tls_flows_opened and sni the distinct
-//    SNIs of that client's flows, sorted; then, with --flows,
+//       "bytes_out":N,"packets_in":N,"packets_out":N,"sni":["a.example",...],
+//       "entity":"203.0.113.7"}
+//    per client address, sorted by address (the 16-byte form: IPv4 first),
+//    with tls_flows = the client table's tls_flows_opened, sni the distinct
+//    SNIs of that client's flows, sorted, and entity the client entity the
+//    address counts for in the rules and alerts (its [aggregate] client
+//    prefix: "2001:db8:1:2::/64" for 2001:db8:1:2::7 by default); then,
+//    with --flows,
 //      {"type":"flow","client":..,"client_port":N,"server":..,"server_port":N,
 //       "transport":"tcp"|"quic","sni":..,"alpn":[..],"tls_version":..,
 //       "ja4":..,"bytes_in":N,"bytes_out":N,"packets_in":N,"packets_out":N}
@@ -38,18 +42,27 @@
 //    strings with every invalid UTF-8 sequence replaced by U+FFFD (nlohmann's
 //    error_handler_t::replace, each maximal invalid subpart -> one U+FFFD) and
 //    control characters escaped (\u00XX), so every line is valid JSON.
-//  * table (default): for people. Clients sorted by bytes_out (descending),
-//    aligned columns, the first 3 SNIs of each client then "(+N)"; with
-//    --flows a second table of flows, also by bytes_out, with each flow's
-//    anomalies. Non-printable or non-ASCII bytes in SNI/ALPN print as \xNN
-//    (a backslash as \x5c), so a name cannot move the terminal's cursor.
+//  * table (default): for people, aligned columns. First the alerts (time,
+//    state, severity, the alert's sentence); then the clients grouped by the
+//    client entity the rules measure (ENTITY; several addresses of one IPv6
+//    /64 under one entity, with a total row "(N addresses)"), entities by
+//    bytes_out (descending), addresses by bytes_out within their entity, the
+//    first 3 SNIs of each then "(+N)"; with --flows a table of flows, also by
+//    bytes_out, with each flow's anomalies. Non-printable or non-ASCII bytes
+//    in SNI/ALPN and alert sentences print as \xNN (a backslash as \x5c), so
+//    a name cannot move the terminal's cursor.
 // stderr: which datapath runs, then a one-line summary (packets, events,
 // anomalies by name), and errors.
 //
-// Exit status: 0 ok; 1 the capture is corrupt or truncated (the report of the
-// packets before the damage is printed, then "FILE: packet N: what" on
-// stderr), is not a readable capture format, or the datapath failed; 2 a
-// missing or unreadable file, a bad configuration or a bad option.
+// Input: FILE, or "-" for standard input (pcap or pcapng, also through a
+// pipe). A gzip-compressed capture is recognised by its magic and refused
+// with the way to decompress it (zlib is not a dependency).
+//
+// Exit status: 0 ok; 1 the input cannot be used: missing, unreadable, a
+// directory, gzip-compressed, not a capture format, corrupt or truncated (the
+// report of the packets before the damage is printed, then "FILE: packet N:
+// what" on stderr), or the datapath failed; 2 a usage error: a bad option,
+// a bad configuration, "-" with standard input a terminal.
 //
 // Seams for later stages: ReplayStage (an aggregator, a detector) sees every
 // event, every flow whose TLS metadata becomes known, the datapath after each
@@ -64,6 +77,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aggregate/aggregator.h"
 #include "capture/datapath.h"
 #include "common/addr.h"
 #include "pipeline/flow_tracker.h"
@@ -107,6 +121,7 @@ public:
 struct ClientReport {
     Addr16 addr{};
     std::string client;
+    std::string entity;  // the client entity of the rules: "2001:db8::/64"
     uint64_t tls_flows = 0, bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
     std::vector<std::string> sni;  // distinct, sorted (raw bytes)
 };
@@ -132,12 +147,16 @@ struct ReplayReport {
 // The report from a datapath's tables, the tracker's records, and the records
 // finalized by REUSE events (FlowTracker on_flow_end with finalized set).
 // with_flows false: flows stays empty (the clients' SNIs are the same).
+// agg: the client prefixes that name each client's entity.
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
-                          const std::vector<FlowRecord> &reused, bool with_flows = true);
+                          const std::vector<FlowRecord> &reused, bool with_flows = true,
+                          const agg::AggConfig &agg = {});
 
 // One JSON line per client, then (flows) per flow; each line ends with '\n'.
 void write_json(const ReplayReport &r, bool flows, std::ostream &out);
-void write_table(const ReplayReport &r, bool flows, std::ostream &out);
+// The ALERTS table, then the clients (and flows) tables.
+void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool flows,
+                 std::ostream &out);
 // The JSON text of one line (no newline), invalid UTF-8 replaced.
 std::string client_json(const ClientReport &c);
 std::string flow_json(const FlowReport &f);
