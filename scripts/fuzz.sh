@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    e.g. scripts/fuzz.sh 600 config
 #   BUILD_DIR     build directory (default build-fuzz)
 #   FUZZ_ARGS     extra libFuzzer flags (e.g. "-runs=10000000 -max_total_time=0")
+#   FUZZ_JOBS     targets run at once (default: CPUs / FUZZ_WORKERS)
 #   FUZZ_WORKERS  processes per target (default 1), sharing its corpus, each
 #                 with its own random seed and log (log.N); -runs in FUZZ_ARGS
 #                 counts per process (no -seed then), the table shows their
@@ -31,16 +32,18 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp}
 WORKERS=${FUZZ_WORKERS:-1}
-failed=()
-printf '%-14s %12s %10s %8s %7s %s\n' target executions exec/s cov wall-s result
-for t in "${TARGETS[@]}"; do
-    run="$BUILD_DIR/fuzz-run/$t"
+# Targets run side by side, JOBS at a time (default: one per CPU, each
+# target being one single-threaded process per worker).
+JOBS=${FUZZ_JOBS:-$(( $(nproc) / WORKERS > 0 ? $(nproc) / WORKERS : 1 ))}
+
+# Runs one target's workers; writes its table line to $run/result and
+# returns non-zero on a finding.
+fuzz_target() {
+    local t=$1 run="$BUILD_DIR/fuzz-run/$1"
     rm -rf "$run"
     mkdir -p "$run/corpus"
     cp -r "tests/fuzz/corpus/$t/." "$run/corpus/"
-    logs=()
-    pids=()
-    start=$SECONDS
+    local logs=() pids=() start=$SECONDS w log
     for ((w = 0; w < WORKERS; w++)); do
         log="$run/log"
         ((WORKERS == 1)) || log="$run/log.$w"
@@ -52,7 +55,7 @@ for t in "${TARGETS[@]}"; do
         pids+=($!)
     done
     # The first worker to fail stops the others.
-    rc=0
+    local rc=0 r done_pid p left
     while ((${#pids[@]})); do
         r=0
         done_pid=
@@ -67,8 +70,7 @@ for t in "${TARGETS[@]}"; do
             ((${#pids[@]} == 0)) || kill "${pids[@]}" 2>/dev/null || true
         fi
     done
-    wall=$((SECONDS - start))
-    execs=0 speed=0 cov=0
+    local wall=$((SECONDS - start)) execs=0 speed=0 cov=0 e v c
     for log in "${logs[@]}"; do
         e=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
         v=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1 || true)
@@ -78,14 +80,39 @@ for t in "${TARGETS[@]}"; do
         if ((${c:-0} > cov)); then cov=$c; fi
     done
     if ((rc)); then
-        failed+=("$t")
         printf '%-14s %12s %10s %8s %7s FAILED (exit %d): see %s\n' "$t" "$execs" "$speed" \
-            "$cov" "$wall" "$rc" "${logs[*]}"
+            "$cov" "$wall" "$rc" "${logs[*]}" >"$run.result"
         grep -hE 'ERROR|invariant failed|runtime error|SUMMARY|Test unit written' "${logs[@]}" \
-            | head -20 >&2 || true
+            | head -20 >>"$run.result" || true
     else
-        printf '%-14s %12s %10s %8s %7s ok\n' "$t" "$execs" "$speed" "$cov" "$wall"
+        printf '%-14s %12s %10s %8s %7s ok\n' "$t" "$execs" "$speed" "$cov" "$wall" >"$run.result"
     fi
+    return "$rc"
+}
+
+failed=()
+printf '%-14s %12s %10s %8s %7s %s\n' target executions exec/s cov wall-s result
+declare -A target_of=()
+running=()
+reap_one() {
+    local done_pid= r=0 p left=()
+    wait -n -p done_pid "${running[@]}" || r=$?
+    for p in "${running[@]}"; do
+        [[ $p == "$done_pid" ]] || left+=("$p")
+    done
+    running=("${left[@]}")
+    cat "$BUILD_DIR/fuzz-run/${target_of[$done_pid]}.result" 2>/dev/null ||
+        echo "${target_of[$done_pid]}: no result (the run itself failed, exit $r)"
+    ((r == 0)) || failed+=("${target_of[$done_pid]}")
+}
+for t in "${TARGETS[@]}"; do
+    ((${#running[@]} < JOBS)) || reap_one
+    fuzz_target "$t" &
+    target_of[$!]=$t
+    running+=($!)
+done
+while ((${#running[@]})); do
+    reap_one
 done
 if ((${#failed[@]})); then
     echo "fuzz: FAILED: ${failed[*]}" >&2
