@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -37,6 +38,7 @@
 #include "pipeline/harvest_stage.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
+#include "pipeline/state_file.h"
 
 namespace exf {
 
@@ -243,6 +245,10 @@ bool reload(const std::string &path, Config &cfg)
         next.metrics_host = cfg.metrics_host;
         next.metrics_port = cfg.metrics_port;
     }
+    if (next.state_dir != cfg.state_dir) {
+        spdlog::warn("SIGHUP: [daemon] state_dir changed: restart to apply");
+        next.state_dir = cfg.state_dir;
+    }
     if (next.log_level != cfg.log_level)
         spdlog::set_level(spdlog::level::from_str(next.log_level));
     cfg = next;
@@ -309,6 +315,20 @@ int run_daemon(const DaemonOptions &opts)
             detector.on_tls(aggregator, aggregator.clock_ms(), client,
                             r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
         });
+        // Counts, windows and alerts from before a restart (never the
+        // lifetime totals of taken-over maps as new traffic).
+        StateFile saved_state(cfg.state_dir);
+        const StateContext state_ctx{
+            opts.config_path.empty() ? std::string()
+                                     : std::filesystem::absolute(opts.config_path).string(),
+            source->tables_identity(), source->tables_carried_over(), cfg.aggregate, cfg.detect};
+        saved_state.start_from_state(state_ctx, *source, aggregator, detector, harvest, monotonic_ms());
+        auto save_state = [&](bool wait) {
+            if (wait)
+                saved_state.save_and_wait(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
+            else
+                saved_state.save(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
+        };
         auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
         uint64_t events = 0;
 
@@ -415,6 +435,7 @@ int run_daemon(const DaemonOptions &opts)
         auto next_maintain = clock::now() + std::chrono::seconds(1);
         auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
         auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
+        auto next_save = clock::now() + std::chrono::milliseconds(cfg.state_interval_ms);
         while (!g_stop) {
             if (ctl)
                 ctl->serve(std::chrono::milliseconds(50), on_request);
@@ -457,6 +478,8 @@ int run_daemon(const DaemonOptions &opts)
                                                                          cfg.harvest_interval_ms));
                 next_eval = std::min(next_eval, clock::now() + std::chrono::milliseconds(
                                                                    cfg.detect.interval_ms));
+                next_save = std::min(next_save, clock::now() + std::chrono::milliseconds(
+                                                                   cfg.state_interval_ms));
             }
             events += source->pop_events(on_event);
             auto now = clock::now();
@@ -479,6 +502,12 @@ int run_daemon(const DaemonOptions &opts)
                 evaluate_now();
                 next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
             }
+            // The aggregator changes only in harvests: any moment between
+            // two is a consistent state.
+            if (now >= next_save) {
+                save_state(false);
+                next_save = now + std::chrono::milliseconds(cfg.state_interval_ms);
+            }
             if (now >= next_report) {
                 print_clients(source->clients(), source->health(), events,
                               source->events_dropped(), tracker.stats());
@@ -489,6 +518,7 @@ int run_daemon(const DaemonOptions &opts)
         events += source->pop_events(on_event);
         harvest_now();
         evaluate_now();
+        save_state(true);
         print_clients(source->clients(), source->health(), events, source->events_dropped(),
                       tracker.stats());
         print_api_hosts(aggregator, monotonic_ms());
