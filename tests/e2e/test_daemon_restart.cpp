@@ -108,7 +108,8 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
     auto pin_dir = bpffs.dir / "exfilmon";
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = true\npin_path = \"" << pin_dir.string()
-                       << "\"\nflow_table_size = 4096\n[daemon]\nreport_interval = \"200ms\"\n";
+                       << "\"\nflow_table_size = 4096\n[daemon]\nreport_interval = \"200ms\"\n"
+                       << "state_dir = \"" << (lab.dir() / "state").string() << "\"\n";
     auto cap = lab.start_capture(s.srv, s.ifname, "srv", "tcp", 128);
 
     auto out1 = lab.dir() / "daemon1.out", out2 = lab.dir() / "daemon2.out";
@@ -199,7 +200,8 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][r
     auto s = make_lab(lab, lab.dir() / "www", 1u << 20);
     auto cfg = lab.dir() / "exfilmon.toml";
     const std::string good = "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
-                             "report_interval = \"200ms\"\n";
+                             "report_interval = \"200ms\"\nstate_dir = \"" +
+                             (lab.dir() / "state").string() + "\"\n";
     std::ofstream(cfg) << good;
     auto out = lab.dir() / "daemon.out";
     auto &d = start_daemon(lab, s, cfg, out);

@@ -202,7 +202,6 @@ void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::
     bool harvest_restored = false;
     std::string problem;
     if (!enabled()) {
-        problem = "no state directory configured";
     } else if (std::ifstream f{path_, std::ios::binary}; !f) {
         problem = path_ + ": " + strerror(errno);
     } else {
@@ -226,7 +225,9 @@ void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::
             problem = path_ + ": " + e.what();
         }
     }
-    if (!problem.empty())
+    if (!enabled())
+        spdlog::info("no state directory configured: windows, baselines and alerts start empty");
+    else if (!problem.empty())
         spdlog::warn("state not restored ({}): windows, baselines and alerts start empty", problem);
     if (!harvest_restored && ctx.tables_carried_over) {
         // Lifetime totals of maps taken over are not new traffic.
