@@ -322,7 +322,8 @@ int run_daemon(const DaemonOptions &opts)
             opts.config_path.empty() ? std::string()
                                      : std::filesystem::absolute(opts.config_path).string(),
             source->tables_identity(), source->tables_carried_over(), cfg.aggregate, cfg.detect};
-        saved_state.start_from_state(state_ctx, *source, aggregator, detector, harvest, monotonic_ms());
+        saved_state.start_from_state(state_ctx, *source, aggregator, detector, harvest, tracker,
+                                     monotonic_ms());
         auto save_state = [&](bool wait) {
             if (wait)
                 saved_state.save_and_wait(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());

@@ -43,8 +43,12 @@ public:
     }
 
     // The same from tables read by the caller (replay: a Datapath's).
+    // wait_for_hellos false: no flow is held back for its ClientHello (the
+    // traffic counted while no daemon ran: its hellos are not expected
+    // before it is put into the windows, at its own time).
     void run(agg::Aggregator &a, const std::vector<FlowRow> &flow_rows,
-             const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms)
+             const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms,
+             bool wait_for_hellos = true)
     {
         const uint64_t now_ns = now_ms * 1000000ull;
         auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
@@ -58,7 +62,8 @@ public:
         // HELLO_DONE flag is not enough: the event may still be queued.
         auto ready = [&](const FlowRow &r) {
             auto *rec = tracker.lookup(r.key);
-            return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
+            return !wait_for_hellos ||
+                   (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
                    now_ns > r.flow.first_ns + kHelloWaitNs;
         };
         DenseMap<Addr16, Sums> attributed, pending;

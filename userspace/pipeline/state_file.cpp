@@ -196,8 +196,33 @@ StateFile::StateFile(std::string dir)
 
 StateFile::~StateFile() { collect(true); }
 
+namespace {
+
+// What the kernel counted while no daemon ran, into the windows at the time
+// of the last packet counted then (the kernel's last-seen times are on the
+// aggregator's clock): traffic that ended long before the restart is not
+// put into the windows of the restart. Per client the time within the gap
+// is not known, so the latest of them stands for all. Its flows' ClientHellos
+// may still be in the ring buffer: their bytes count for the client's
+// entities, and for the API host only when the hello was already parsed.
+void harvest_gap(LiveSource &src, agg::Aggregator &a, HarvestStage &h, const FlowTracker &tracker,
+                 uint64_t now_mono_ms)
+{
+    auto t = src.tables();
+    uint64_t at = a.clock_ms();
+    for (auto &c : t.clients)
+        at = std::max<uint64_t>(at, c.stats.last_ns / 1000000);
+    at = std::min(at, now_mono_ms);
+    h.run(a, t.flows, t.clients, tracker, at, false);
+    spdlog::info("traffic counted while no daemon ran: added as of {:.1f} s before this start",
+                 double(now_mono_ms - at) / 1000.0);
+}
+
+}  // namespace
+
 void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::Aggregator &a,
-                                 detect::Detector &d, HarvestStage &h, uint64_t now_mono_ms)
+                                 detect::Detector &d, HarvestStage &h, const FlowTracker &tracker,
+                                 uint64_t now_mono_ms)
 {
     bool harvest_restored = false;
     std::string problem;
@@ -211,15 +236,17 @@ void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::
             auto s = state_file::decode(bytes.str(), ctx, now_mono_ms);
             a = std::move(s.aggregator);
             d = std::move(s.detector);
-            if (s.harvest_valid)
+            if (s.harvest_valid) {
                 h = std::move(s.harvest);
+                harvest_gap(src, a, h, tracker, now_mono_ms);
+            }
             harvest_restored = s.harvest_valid;
             spdlog::info("state restored from {} (saved {:.1f} s ago): windows, baselines and {} "
                          "open alert(s) carry on; {}",
                          path_, double(now_mono_ms - s.saved_mono_ms) / 1000.0,
                          d.open_alerts().size(),
                          harvest_restored
-                             ? "what the kernel counted since is added now"
+                             ? "what the kernel counted since was added"
                              : "the kernel's tables are not the ones it was read from");
         } catch (const std::exception &e) {
             problem = path_ + ": " + e.what();

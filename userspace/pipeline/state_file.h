@@ -13,8 +13,8 @@
 //  - otherwise the windows, baselines and alerts (with their IDs) carry on;
 //    and when the kernel's tables are the ones the state was read from (the
 //    same pinned maps, by map id), the harvest goes on from the counters it
-//    had accounted: the first harvest adds what the kernel counted while no
-//    daemon ran, at the restart.
+//    had accounted: a first harvest adds what the kernel counted while no
+//    daemon ran, at the time of the last packet counted then.
 //  - Maps taken over from an earlier run whose accounted counters are not
 //    known (no usable state): their lifetime totals are taken as already
 //    counted (prime), never as new traffic. What they counted while no
@@ -30,6 +30,7 @@
 
 #include "aggregate/aggregator.h"
 #include "detect/detector.h"
+#include "pipeline/flow_tracker.h"
 #include "pipeline/harvest_stage.h"
 #include "pipeline/source.h"
 
@@ -90,7 +91,8 @@ public:
     // the harvest when the tables were carried over without a usable state.
     // Never throws for the file's sake: every problem is a logged warning.
     void start_from_state(const StateContext &ctx, LiveSource &src, agg::Aggregator &a,
-                          detect::Detector &d, HarvestStage &h, uint64_t now_mono_ms);
+                          detect::Detector &d, HarvestStage &h, const FlowTracker &tracker,
+                          uint64_t now_mono_ms);
 
     // Encodes the state now and writes it from a background thread (a save
     // while the previous one is still being written is skipped).
