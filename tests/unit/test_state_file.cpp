@@ -210,8 +210,8 @@ TEST_CASE("State file written atomically: no temp file left, 0600", "[state]")
     auto dir = std::filesystem::temp_directory_path() / ("exf-state-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     auto path = (dir / "state.bin").string();
-    state_file::write_atomically(path, "first");
-    state_file::write_atomically(path, "second");
+    state_file::write_atomically(path, {"first"});
+    state_file::write_atomically(path, {"sec", "ond"});
     std::ifstream f(path);
     std::string text((std::istreambuf_iterator<char>(f)), {});
     CHECK(text == "second");
@@ -219,6 +219,6 @@ TEST_CASE("State file written atomically: no temp file left, 0600", "[state]")
     auto perms = std::filesystem::status(path).permissions();
     CHECK((perms & std::filesystem::perms::group_all) == std::filesystem::perms::none);
     CHECK((perms & std::filesystem::perms::others_all) == std::filesystem::perms::none);
-    CHECK_THROWS_AS(state_file::write_atomically((dir / "missing" / "state.bin").string(), "x"), Error);
+    CHECK_THROWS_AS(state_file::write_atomically((dir / "missing" / "state.bin").string(), {"x"}), Error);
     std::filesystem::remove_all(dir);
 }

@@ -37,6 +37,7 @@ public:
         raw(&v, sizeof(T));
     }
     void raw(const void *p, size_t n) { buf_.append(static_cast<const char *>(p), n); }
+    void reserve(size_t n) { buf_.reserve(n); }
     const std::string &bytes() const { return buf_; }
     std::string take() { return std::move(buf_); }
 

@@ -70,10 +70,12 @@ std::string boot_id()
     return id;
 }
 
-std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
-                   const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms, const std::string &boot)
+std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
+                           const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
+                           uint64_t wall_ms, const std::string &boot, size_t size_hint)
 {
     StateWriter w;
+    w.reserve(size_hint);
     w.str(boot);
     w.str(ctx.owner);
     w.str(ctx.tables);
@@ -83,15 +85,25 @@ std::string encode(const StateContext &ctx, const agg::Aggregator &a, const dete
     a.save_state(w);
     d.save_state(w);
     h.save(w);
-    const std::string &payload = w.bytes();
-    StateWriter file;
-    file.raw(kMagic, sizeof(kMagic));
-    file.u32(kVersion);
-    file.u32(0);
-    file.u64(payload.size());
-    file.u64(hash_bytes(payload.data(), payload.size()));
-    file.raw(payload.data(), payload.size());
-    return file.take();
+    return w.take();
+}
+
+std::string header_for(std::string_view payload)
+{
+    StateWriter head;
+    head.raw(kMagic, sizeof(kMagic));
+    head.u32(kVersion);
+    head.u32(0);
+    head.u64(payload.size());
+    head.u64(hash_bytes(payload.data(), payload.size()));
+    return head.take();
+}
+
+std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
+                   const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms, const std::string &boot)
+{
+    std::string payload = encode_payload(ctx, a, d, h, mono_ms, wall_ms, boot);
+    return header_for(payload) + payload;
 }
 
 Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mono_ms,
@@ -140,25 +152,25 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
     return out;
 }
 
-void write_atomically(const std::string &path, std::string_view bytes)
+void write_atomically(const std::string &path, std::initializer_list<std::string_view> parts)
 {
     std::string tmp = path + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         throw_errno("state file: create " + tmp, errno);
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int e = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw_errno("state file: write " + tmp, e);
+    for (std::string_view bytes : parts)
+        for (size_t done = 0; done < bytes.size();) {
+            ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                int e = errno;
+                ::close(fd);
+                ::unlink(tmp.c_str());
+                throw_errno("state file: write " + tmp, e);
+            }
+            done += size_t(n);
         }
-        done += size_t(n);
-    }
     if (::fsync(fd) != 0) {
         int e = errno;
         ::close(fd);
@@ -292,15 +304,19 @@ void StateFile::save(const StateContext &ctx, const agg::Aggregator &a, const de
         spdlog::debug("state file: the previous write is still under way; this save is skipped");
         return;
     }
-    pending_ = std::async(std::launch::async,
-                          [path = path_, bytes = state_file::encode(ctx, a, d, h, mono_ms, wall_ms)] {
-                              try {
-                                  state_file::write_atomically(path, bytes);
-                                  return std::string();
-                              } catch (const Error &e) {
-                                  return std::string(e.what());
-                              }
-                          });
+    // The copy is taken here (the stages change at the next harvest); the
+    // checksum and the disk are the writer thread's.
+    std::string payload = state_file::encode_payload(ctx, a, d, h, mono_ms, wall_ms,
+                                                     state_file::boot_id(), last_size_ + last_size_ / 8);
+    last_size_ = payload.size();
+    pending_ = std::async(std::launch::async, [path = path_, payload = std::move(payload)] {
+        try {
+            state_file::write_atomically(path, {state_file::header_for(payload), payload});
+            return std::string();
+        } catch (const Error &e) {
+            return std::string(e.what());
+        }
+    });
 }
 
 void StateFile::save_and_wait(const StateContext &ctx, const agg::Aggregator &a,

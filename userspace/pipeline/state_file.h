@@ -26,7 +26,9 @@
 // up to millions), copied as they are in memory.
 #include <cstdint>
 #include <future>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "aggregate/aggregator.h"
 #include "detect/detector.h"
@@ -53,7 +55,15 @@ inline constexpr uint32_t kVersion = 1;
 // This boot's id ("" when unreadable: then no state is ever restored).
 std::string boot_id();
 
-// The state of the stages now, as the file's bytes.
+// The state of the stages now: the payload (taken on the daemon's thread,
+// a copy of its tables), then the header that goes before it (magic,
+// version, length, checksum: computed by the writer thread). encode() is
+// both together, the file's bytes.
+std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
+                           const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
+                           uint64_t wall_ms, const std::string &boot = boot_id(),
+                           size_t size_hint = 0);
+std::string header_for(std::string_view payload);
 std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
                    const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
                    const std::string &boot = boot_id());
@@ -72,7 +82,7 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
 
 // Writes bytes to path through path.tmp, fsync and rename (and fsyncs the
 // directory); throws exf::Error.
-void write_atomically(const std::string &path, std::string_view bytes);
+void write_atomically(const std::string &path, std::initializer_list<std::string_view> parts);
 
 }  // namespace state_file
 
@@ -108,6 +118,7 @@ private:
     std::string path_;
     std::future<std::string> pending_;  // the write's error, "" when written
     std::string last_error_;
+    size_t last_size_ = 0;  // of the last payload: the next one's reservation
 };
 
 }  // namespace exf
