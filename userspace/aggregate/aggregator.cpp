@@ -5,9 +5,11 @@
 #include <cstring>
 #include <random>
 #include <type_traits>
+#include <unordered_map>
 
 #include "aggregate/entity_table.h"
 #include "common/error.h"
+#include "common/state_codec.h"
 
 namespace exf::agg {
 
@@ -650,6 +652,173 @@ struct AggImpl {
         return n;
     }
 
+    // --- state file -------------------------------------------------------------
+    // Every live entity with its cells, groups before their members (a
+    // member evicted while reading, past a lower limit, leaves its groups).
+    // Client, subnet, client x API host and host headers are plain bytes;
+    // API host ids (slot and generation) are re-mapped when read, since the
+    // slots differ.
+    template <class E, class C> void save_table(StateWriter &w, const EntityTable<E, C> &t) const
+    {
+        w.u64(t.size());
+        t.for_each_live([&](uint32_t i) {
+            const E &e = t.entry(i);
+            if constexpr (std::is_same_v<E, ApiE>) {
+                w.u32(sni_id(i));
+                w.str(e.name);
+                w.u64(e.first);
+                w.u64(e.last);
+                w.u32(e.conc);
+            } else if constexpr (std::is_same_v<E, CohortE>) {
+                w.str(e.label);
+                w.pod(e.top);
+                w.u64(e.first);
+                w.u64(e.last);
+                w.u32(e.conc);
+            } else {
+                w.pod(e);
+            }
+            w.raw(t.cells(i), nwin() * sizeof(C));
+        });
+    }
+
+    void save(StateWriter &w) const
+    {
+        w.u64(nwin());
+        for (uint64_t len : wins())
+            w.u64(len);
+        w.u64(clock_);
+        save_table(w, apis_);
+        save_table(w, cohort_tbl_);
+        save_table(w, subnets_);
+        save_table(w, host_);
+        save_table(w, clients_);
+        save_table(w, pairs_);
+    }
+
+    // Reads one table written by save_table: read_header(StateReader &)
+    // returns the header, or nullopt to leave the entity out (its API host
+    // is gone); after(slot) sees where it went.
+    template <class E, class C, class Read, class After>
+    void restore_table(StateReader &r, EntityTable<E, C> &t, EntityKind k, size_t min_header, Read &&read_header,
+                       After &&after)
+    {
+        uint64_t n = r.count(min_header + nwin() * sizeof(C));
+        for (uint64_t j = 0; j < n; j++) {
+            std::optional<E> e = read_header(r);
+            std::vector<C> cells(nwin());
+            for (auto &c : cells)
+                c = r.pod<C>();
+            if (!e)
+                continue;
+            if (!e->live || e->first > e->last || e->last > clock_)
+                throw Error("state: an entity's times are inconsistent");
+            uint64_t h = state_key_hash(*e);
+            if (t.find(h, [&](const E &x) { return same_key(x, *e); }) != kNoSlot)
+                throw Error("state: an entity is listed twice");
+            while (t.size() >= limit(k) && t.size() > 0)
+                evict_one(t, k);
+            uint32_t i = t.insert(h);
+            if constexpr (std::is_same_v<E, ApiE>) {
+                if (sni_gen_.size() <= i)
+                    sni_gen_.resize(i + 1, 1);
+                apis_.add_extra_bytes(heap_bytes(e->name));
+            }
+            if constexpr (std::is_same_v<E, CohortE>)
+                cohort_tbl_.add_extra_bytes(heap_bytes(e->label));
+            t.entry(i) = std::move(*e);
+            std::copy(cells.begin(), cells.end(), t.cells(i));
+            after(i);
+        }
+    }
+    uint64_t state_key_hash(const HostE &) const { return 0; }
+    template <class E> uint64_t state_key_hash(const E &e) const { return key_hash(seed_, e); }
+    static bool same_key(const ClientE &a, const ClientE &b) { return a.prefix == b.prefix && a.addr == b.addr; }
+    static bool same_key(const SubnetE &a, const SubnetE &b) { return a.prefix == b.prefix && a.addr == b.addr; }
+    static bool same_key(const PairE &a, const PairE &b)
+    {
+        return a.sni == b.sni && a.prefix == b.prefix && a.addr == b.addr;
+    }
+    static bool same_key(const ApiE &a, const ApiE &b) { return a.name == b.name; }
+    static bool same_key(const CohortE &a, const CohortE &b) { return a.label == b.label; }
+    static bool same_key(const HostE &, const HostE &) { return true; }
+
+    // Into a fresh aggregator configured with the windows the state was
+    // saved with; throws exf::Error on anything inconsistent.
+    void restore(StateReader &r)
+    {
+        if (r.count(8) != nwin())
+            throw Error("state: the aggregator's windows differ");
+        for (uint64_t len : wins())
+            if (r.u64() != len)
+                throw Error("state: the aggregator's windows differ");
+        clock_ = r.u64();
+        std::unordered_map<uint32_t, uint32_t> sni_ids;  // saved id -> id now
+        auto remap = [&](uint32_t id) -> uint32_t {
+            auto it = sni_ids.find(id);
+            return it == sni_ids.end() ? 0 : it->second;
+        };
+        auto remap_top = [&](auto &top) {
+            for (int k = 0; k < kTopK; k++)
+                if ((top.id[k] = remap(top.id[k])) == 0)
+                    top.w[k] = 0;
+        };
+        auto name = [](StateReader &rd) {
+            std::string n = rd.str();
+            if (n.empty() || n.size() > kMaxSniBytes)
+                throw Error("state: an API host or cohort name is empty or too long");
+            return n;
+        };
+        auto none = [](uint32_t) {};
+        uint32_t saved_id = 0;
+        restore_table(
+            r, apis_, EntityKind::api_host, 32,
+            [&](StateReader &rd) -> std::optional<ApiE> {
+                ApiE e;
+                saved_id = rd.u32();
+                e.name = name(rd);
+                e.first = rd.u64();
+                e.last = rd.u64();
+                e.conc = rd.u32();
+                e.live = true;
+                return e;
+            },
+            [&](uint32_t i) { sni_ids[saved_id] = sni_id(i); });
+        restore_table(
+            r, cohort_tbl_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
+            [&](StateReader &rd) -> std::optional<CohortE> {
+                CohortE e;
+                e.label = name(rd);
+                e.top = rd.pod<TopSnis<uint64_t>>();
+                e.first = rd.u64();
+                e.last = rd.u64();
+                e.conc = rd.u32();
+                e.live = true;
+                remap_top(e.top);
+                return e;
+            },
+            none);
+        auto plain = [&](auto tag) {
+            using E = decltype(tag);
+            return [&](StateReader &rd) -> std::optional<E> {
+                E e = rd.pod<E>();
+                if constexpr (requires { e.prefix; })
+                    if (e.prefix > 128)
+                        throw Error("state: an entity's prefix is out of range");
+                if constexpr (requires { e.top; })
+                    remap_top(e.top);
+                if constexpr (requires { e.sni; })
+                    if ((e.sni = remap(e.sni)) == 0)
+                        return std::nullopt;  // its API host was evicted above
+                return e;
+            };
+        };
+        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetE), plain(SubnetE{}), none);
+        restore_table(r, host_, EntityKind::host, sizeof(HostE), plain(HostE{}), none);
+        restore_table(r, clients_, EntityKind::client, sizeof(ClientE), plain(ClientE{}), none);
+        restore_table(r, pairs_, EntityKind::client_api_host, sizeof(PairE), plain(PairE{}), none);
+    }
+
     // --- reconfiguration ------------------------------------------------------
     template <class E, class C> void merge(EntityTable<E, C> &t, uint32_t dst_i, uint32_t src_i)
     {
@@ -992,6 +1161,15 @@ void Aggregator::flow_closed(uint64_t now_ms, const Addr16 &client, std::string_
 size_t Aggregator::expire(uint64_t now_ms) { return impl_->expire(now_ms); }
 
 const AggConfig &Aggregator::config() const { return impl_->cfg_; }
+
+void Aggregator::save_state(StateWriter &w) const { impl_->save(w); }
+
+void Aggregator::restore_state(StateReader &r)
+{
+    auto fresh = std::make_unique<AggImpl>(impl_->cfg_);
+    fresh->restore(r);
+    impl_ = std::move(fresh);
+}
 
 bool Aggregator::reconfigure(const AggConfig &cfg, std::string *error)
 {

@@ -46,6 +46,11 @@
 #include "aggregate/windows.h"
 #include "common/addr.h"
 
+namespace exf {
+class StateReader;
+class StateWriter;
+}  // namespace exf
+
 namespace exf::agg {
 
 // Deltas since the previous report for one client and API host.
@@ -169,6 +174,14 @@ public:
     // Distinct-client counts are then recounted. On an invalid configuration
     // nothing changes, false is returned and *error (if given) says why.
     bool reconfigure(const AggConfig &cfg, std::string *error = nullptr);
+
+    // --- state file (pipeline/state_file.h) ---------------------------------
+    // Every entity with its windows and the clock. restore_state() replaces
+    // this aggregator's entities with the saved ones; the windows must be
+    // the ones saved (construct with them, then reconfigure()); limits apply
+    // as configured now. Throws exf::Error on bad input, changing nothing.
+    void save_state(StateWriter &w) const;
+    void restore_state(StateReader &r);
 
     // --- keys under the current configuration -----------------------------
     EntityKey client_key(const Addr16 &addr) const;

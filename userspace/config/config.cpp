@@ -316,7 +316,24 @@ void read_root(const toml::table &root, Reader &r, Config &c)
                 r.error(*t, "[aggregate]: " + problem);
     }
     if (auto *t = r.table(root, "daemon")) {
-        r.only(*t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size"});
+        r.only(*t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size",
+                                "state_dir", "state_interval"});
+        r.with(*t, "state_dir", [&](const toml::node &n) {
+            auto s = n.value<std::string>();
+            if (!n.is_string() || (!s->empty() && (*s)[0] != '/'))
+                r.error(n, "state_dir: expected an absolute directory path, or \"\" to keep no state");
+            else
+                c.state_dir = *s;
+        });
+        r.with(*t, "state_interval", [&](const toml::node &n) {
+            uint64_t ms;
+            if (r.duration(n, "state_interval", ms)) {
+                if (ms < 1000 || ms > 600000)
+                    r.error(n, "state_interval: must be between 1s and 10m");
+                else
+                    c.state_interval_ms = ms;
+            }
+        });
         r.with(*t, "harvest_interval", [&](const toml::node &n) {
             uint64_t ms;
             if (r.duration(n, "harvest_interval", ms)) {

@@ -11,6 +11,7 @@
 
 #include "common/dense_map.h"
 #include "common/error.h"
+#include "common/state_codec.h"
 
 namespace exf::detect {
 
@@ -601,6 +602,127 @@ struct Detector::Impl {
         }
         sweep_levels(rs, now_ms);
     }
+
+    // --- state file -----------------------------------------------------------
+    // Per rule: what identifies it (and what its records need once it is no
+    // longer configured), its tracks and its levels.
+    static void save_rule(StateWriter &w, const RuleState &rs)
+    {
+        w.str(rs.rule.name);
+        w.u8(uint8_t(rs.rule.entity));
+        w.u8(uint8_t(rs.rule.metric));
+        w.u64(rs.rule.window_ms);
+        w.u8(uint8_t(rs.rule.severity));
+        w.u8(rs.rule.shadow);
+        w.u64(rs.last_sweep_bucket);
+        w.u64(rs.tracks.size());
+        for (auto &[k, t] : rs.tracks) {
+            w.str(k);
+            w.pod(t.key.addr);
+            w.u8(t.key.prefix);
+            w.str(t.key.name);
+            w.str(t.id);
+            w.u32(t.streak);
+            w.u8(uint8_t(t.open) | uint8_t(t.muted) << 1 | uint8_t(t.baseline.has_value()) << 2);
+            w.u64(t.seen);
+            w.u64(t.opened_ms);
+            w.u64(t.opened_wall);
+            w.u64(t.last_sent_ms);
+            w.u64(t.last_true_ms);
+            w.u32(t.count);
+            w.f64(t.value);
+            w.f64(t.threshold);
+            w.f64(t.baseline.value_or(0));
+        }
+        w.u64(rs.levels.size());
+        for (auto &[k, l] : rs.levels) {
+            w.str(k);
+            w.pod(l);
+        }
+    }
+
+    static RuleState load_rule(StateReader &r)
+    {
+        RuleState rs;
+        rs.rule.name = r.str();
+        uint8_t entity = r.u8(), metric = r.u8();
+        if (entity >= agg::kEntityKinds || metric > uint8_t(Metric::out_in_ratio))
+            throw Error("state: a rule's entity or metric is out of range");
+        rs.rule.entity = agg::EntityKind(entity);
+        rs.rule.metric = Metric(metric);
+        rs.rule.window_ms = r.u64();
+        uint8_t severity = r.u8();
+        if (severity > uint8_t(Severity::critical))
+            throw Error("state: a rule's severity is out of range");
+        rs.rule.severity = Severity(severity);
+        rs.rule.shadow = r.u8() != 0;
+        rs.last_sweep_bucket = r.u64();
+        for (uint64_t n = r.count(90); n; n--) {
+            std::string k = r.str();
+            Track t;
+            t.key.addr = r.pod<Addr16>();
+            t.key.prefix = r.u8();
+            t.key.name = r.str();
+            t.id = r.str();
+            t.streak = r.u32();
+            uint8_t flags = r.u8();
+            t.open = flags & 1;
+            t.muted = flags & 2;
+            t.seen = r.u64();
+            t.opened_ms = r.u64();
+            t.opened_wall = r.u64();
+            t.last_sent_ms = r.u64();
+            t.last_true_ms = r.u64();
+            t.count = r.u32();
+            t.value = r.f64();
+            t.threshold = r.f64();
+            double base = r.f64();
+            if (flags & 4)
+                t.baseline = base;
+            if (k != key_bytes(t.key))
+                throw Error("state: an alert's key does not match its entity");
+            rs.tracks.emplace(std::move(k), std::move(t));
+        }
+        for (uint64_t n = r.count(8 + sizeof(Level)); n; n--) {
+            std::string k = r.str();
+            rs.levels.emplace(std::move(k), r.pod<Level>());
+        }
+        return rs;
+    }
+
+    void save(StateWriter &w) const
+    {
+        w.u64(epoch);
+        w.u64(rules.size() + retired.size());
+        for (auto *v : {&rules, &retired})
+            for (auto &rs : *v)
+                save_rule(w, rs);
+    }
+
+    void restore(StateReader &r)
+    {
+        uint64_t saved_epoch = r.u64();
+        std::vector<RuleState> saved;
+        for (uint64_t n = r.count(32); n; n--)
+            saved.push_back(load_rule(r));
+        // As apply(): the same rule carries on, with today's settings.
+        for (auto &rs : rules)
+            for (auto &old : saved)
+                if (old.rule.name == rs.rule.name && old.rule.entity == rs.rule.entity &&
+                    old.rule.metric == rs.rule.metric && old.rule.window_ms == rs.rule.window_ms) {
+                    rs.tracks = std::move(old.tracks);
+                    rs.levels = std::move(old.levels);
+                    rs.last_sweep_bucket = old.last_sweep_bucket;
+                    old.tracks.clear();
+                    break;
+                }
+        for (auto &old : saved) {
+            std::erase_if(old.tracks, [](const auto &kt) { return !kt.second.open; });
+            if (!old.tracks.empty())
+                retired.push_back(std::move(old));
+        }
+        epoch = saved_epoch;
+    }
 };
 
 Detector::Detector(DetectConfig cfg)
@@ -672,6 +794,15 @@ std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t n
 }
 
 const DetectStats &Detector::stats() const { return impl_->stats; }
+
+void Detector::save_state(StateWriter &w) const { impl_->save(w); }
+
+void Detector::restore_state(StateReader &r)
+{
+    auto fresh = std::make_unique<Impl>(impl_->cfg);
+    fresh->restore(r);
+    impl_ = std::move(fresh);
+}
 
 std::vector<OpenAlert> Detector::open_alerts() const
 {

@@ -47,6 +47,11 @@
 #include "detect/alert.h"
 #include "detect/rules.h"
 
+namespace exf {
+class StateReader;
+class StateWriter;
+}  // namespace exf
+
 namespace exf::detect {
 
 struct DetectStats {
@@ -97,6 +102,15 @@ public:
 
     // Evaluates every rule now; returns the records to emit, in order.
     std::vector<AlertRecord> evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms);
+
+    // --- state file (pipeline/state_file.h) ---------------------------------
+    // Alerts (open with their IDs, and pending ones), baselines. Restored,
+    // they carry on under the rules of the same name, entity, metric and
+    // window (as reconfigure() does); the open alerts of rules no longer
+    // configured resolve at the next evaluation. The JA4 tallies and the
+    // statistics start over. Throws exf::Error on bad input, changing nothing.
+    void save_state(StateWriter &w) const;
+    void restore_state(StateReader &r);
 
     const DetectStats &stats() const;
     size_t memory_bytes() const;

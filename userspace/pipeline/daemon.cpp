@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -40,6 +41,7 @@
 #include "pipeline/harvest_stage.h"
 #include "pipeline/live.h"
 #include "pipeline/source.h"
+#include "pipeline/state_file.h"
 
 namespace exf {
 
@@ -277,6 +279,10 @@ bool reload(const std::string &path, Config &cfg)
         next.metrics_host = cfg.metrics_host;
         next.metrics_port = cfg.metrics_port;
     }
+    if (next.state_dir != cfg.state_dir) {
+        spdlog::warn("SIGHUP: [daemon] state_dir changed: restart to apply");
+        next.state_dir = cfg.state_dir;
+    }
     if (next.log_level != cfg.log_level)
         spdlog::set_level(spdlog::level::from_str(next.log_level));
     cfg = next;
@@ -343,6 +349,21 @@ int run_daemon(const DaemonOptions &opts)
             detector.on_tls(aggregator, aggregator.clock_ms(), client,
                             r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
         });
+        // Counts, windows and alerts from before a restart (never the
+        // lifetime totals of taken-over maps as new traffic).
+        StateFile saved_state(cfg.state_dir);
+        const StateContext state_ctx{
+            opts.config_path.empty() ? std::string()
+                                     : std::filesystem::absolute(opts.config_path).string(),
+            source->tables_identity(), source->tables_carried_over(), cfg.aggregate, cfg.detect};
+        saved_state.start_from_state(state_ctx, *source, aggregator, detector, harvest, tracker,
+                                     monotonic_ms());
+        auto save_state = [&](bool wait) {
+            if (wait)
+                saved_state.save_and_wait(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
+            else
+                saved_state.save(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
+        };
         auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
         uint64_t events = 0;
 
@@ -458,6 +479,7 @@ int run_daemon(const DaemonOptions &opts)
         // report_interval = "0s" turns the report off (also by a reload).
         const bool to_terminal = report_to_terminal();
         auto report_on = [&] { return to_terminal && cfg.report_interval_ms > 0; };
+        auto next_save = clock::now() + std::chrono::milliseconds(cfg.state_interval_ms);
         while (!g_stop) {
             if (ctl)
                 ctl->serve(std::chrono::milliseconds(50), on_request);
@@ -500,6 +522,8 @@ int run_daemon(const DaemonOptions &opts)
                                                                          cfg.harvest_interval_ms));
                 next_eval = std::min(next_eval, clock::now() + std::chrono::milliseconds(
                                                                    cfg.detect.interval_ms));
+                next_save = std::min(next_save, clock::now() + std::chrono::milliseconds(
+                                                                   cfg.state_interval_ms));
             }
             events += source->pop_events(on_event);
             auto now = clock::now();
@@ -522,6 +546,12 @@ int run_daemon(const DaemonOptions &opts)
                 evaluate_now();
                 next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
             }
+            // The aggregator changes only in harvests: any moment between
+            // two is a consistent state.
+            if (now >= next_save) {
+                save_state(false);
+                next_save = now + std::chrono::milliseconds(cfg.state_interval_ms);
+            }
             if (now >= next_report && report_on()) {
                 print_report(*source, events, tracker, aggregator);
                 next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
@@ -530,6 +560,7 @@ int run_daemon(const DaemonOptions &opts)
         events += source->pop_events(on_event);
         harvest_now();
         evaluate_now();
+        save_state(true);
         if (report_on())
             print_report(*source, events, tracker, aggregator);
         for (auto &o : outputs)

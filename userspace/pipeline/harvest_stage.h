@@ -43,8 +43,12 @@ public:
     }
 
     // The same from tables read by the caller (replay: a Datapath's).
+    // wait_for_hellos false: no flow is held back for its ClientHello (the
+    // traffic counted while no daemon ran: its hellos are not expected
+    // before it is put into the windows, at its own time).
     void run(agg::Aggregator &a, const std::vector<FlowRow> &flow_rows,
-             const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms)
+             const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms,
+             bool wait_for_hellos = true)
     {
         const uint64_t now_ns = now_ms * 1000000ull;
         auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
@@ -58,7 +62,8 @@ public:
         // HELLO_DONE flag is not enough: the event may still be queued.
         auto ready = [&](const FlowRow &r) {
             auto *rec = tracker.lookup(r.key);
-            return (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
+            return !wait_for_hellos ||
+                   (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
                    now_ns > r.flow.first_ns + kHelloWaitNs;
         };
         DenseMap<Addr16, Sums> attributed, pending;
@@ -167,6 +172,54 @@ public:
         owed_ = std::move(owed_next);
         held_ = std::move(held_next);
         a.expire(now_ms);
+    }
+
+    // The tables as they are now become the accounted state, and nothing
+    // goes to the aggregator: for maps taken over from an earlier run whose
+    // state is unknown, whose lifetime totals are not new traffic.
+    void prime(const std::vector<FlowRow> &flow_rows, const std::vector<ClientRow> &client_rows,
+               uint64_t now_ms)
+    {
+        flows_.harvest(flow_rows, [](const FlowRow &) { return true; }, now_ms * 1000000ull,
+                       kFlowIdleNs);
+        clients_.harvest(client_rows);
+        held_ = {};
+        owed_ = {};
+    }
+
+    // What has been accounted (the tables' counters as last read, and the
+    // bytes held and owed between them), for the state file.
+    void save(StateWriter &w) const
+    {
+        clients_.save(w);
+        flows_.save(w);
+        for (auto *m : {&held_, &owed_}) {
+            w.u64(m->size());
+            m->for_each([&](const Addr16 &a, const Sums &s) {
+                w.pod(a);
+                w.pod(s);
+            });
+        }
+    }
+    // Throws exf::Error on bad input, leaving the stage as it was.
+    void restore(StateReader &r)
+    {
+        Harvester clients;
+        FlowHarvester flows;
+        clients.restore(r);
+        flows.restore(r);
+        DenseMap<Addr16, Sums> maps[2];
+        for (auto &m : maps) {
+            uint64_t n = r.count(sizeof(Addr16) + sizeof(Sums));
+            for (uint64_t i = 0; i < n; i++) {
+                auto a = r.pod<Addr16>();
+                *m.try_emplace(a).first = r.pod<Sums>();
+            }
+        }
+        clients_ = std::move(clients);
+        flows_ = std::move(flows);
+        held_ = std::move(maps[0]);
+        owed_ = std::move(maps[1]);
     }
 
 private:

@@ -112,6 +112,53 @@ std::vector<ClientDelta> Harvester::harvest(const std::vector<ClientRow> &rows)
     return out;
 }
 
+void Harvester::save(StateWriter &w) const
+{
+    w.u64(last_.size());
+    last_.for_each([&](const Addr16 &a, const Last &l) {
+        w.pod(a);
+        w.pod(l.stats);
+    });
+}
+
+void Harvester::restore(StateReader &r)
+{
+    DenseMap<Addr16, Last> next;
+    uint64_t n = r.count(sizeof(Addr16) + sizeof(exf_client_stats));
+    next.reserve(n);
+    for (uint64_t i = 0; i < n; i++) {
+        auto a = r.pod<Addr16>();
+        *next.try_emplace(a).first = Last{r.pod<exf_client_stats>(), 0};
+    }
+    last_ = std::move(next);
+    stamp_ = 0;
+}
+
+void FlowHarvester::save(StateWriter &w) const
+{
+    w.u64(last_.size());
+    last_.for_each([&](const exf_flow_key &k, const Seen &s) {
+        w.pod(k);
+        w.pod(s.flow);
+        w.u8(uint8_t(s.closed) | uint8_t(s.idle) << 1);
+    });
+}
+
+void FlowHarvester::restore(StateReader &r)
+{
+    DenseMap<exf_flow_key, Seen> next;
+    uint64_t n = r.count(sizeof(exf_flow_key) + sizeof(exf_flow) + 1);
+    next.reserve(n);
+    for (uint64_t i = 0; i < n; i++) {
+        auto k = r.pod<exf_flow_key>();
+        auto f = r.pod<exf_flow>();
+        uint8_t flags = r.u8();
+        *next.try_emplace(k).first = Seen{f, bool(flags & 1), bool(flags & 2), 0};
+    }
+    last_ = std::move(next);
+    stamp_ = 0;
+}
+
 std::vector<FlowDelta> FlowHarvester::harvest(const std::vector<FlowRow> &rows,
                                               const std::function<bool(const FlowRow &)> &ready,
                                               uint64_t now_ns, uint64_t idle_ns)

@@ -23,6 +23,7 @@
 #include "capture/maps.h"
 #include "common/addr.h"
 #include "common/dense_map.h"
+#include "common/state_codec.h"
 
 namespace exf {
 
@@ -93,10 +94,15 @@ struct ClientDelta {
 class Harvester {
 public:
     // Returns the clients whose counters moved since the previous call. The
-    // first call after a start reports the kernel totals as they are (with
-    // pinned maps: what was counted before, and while we were down).
+    // first call after a start reports the kernel totals as they are: with
+    // maps taken over from an earlier run, the caller restores (restore())
+    // or primes (HarvestStage::prime) first, so that they are not new.
     std::vector<ClientDelta> harvest(const std::vector<ClientRow> &rows);
     size_t tracked() const { return last_.size(); }
+    // The counters as accounted, for the state file: restored, the next
+    // harvest reports only what the kernel counted since they were saved.
+    void save(StateWriter &w) const;
+    void restore(StateReader &r);  // throws exf::Error; replaces what is tracked
 
 private:
     struct Last {
@@ -135,6 +141,9 @@ public:
                                    const std::function<bool(const FlowRow &)> &ready,
                                    uint64_t now_ns = 0, uint64_t idle_ns = 0);
     size_t tracked() const { return last_.size(); }
+    // As Harvester's: the flows as accounted.
+    void save(StateWriter &w) const;
+    void restore(StateReader &r);  // throws exf::Error; replaces what is tracked
 
 private:
     struct Seen {

@@ -36,6 +36,12 @@ public:
     // logged (counting goes on on the others) and a configured interface
     // that (re)appears is attached again. True when an attachment changed.
     virtual bool maintain() { return false; }
+    // Which kernel tables these are (the pinned maps' ids), for the state
+    // file (pipeline/state_file.h): "" when they are this run's own.
+    virtual std::string tables_identity() const { return {}; }
+    // The tables were taken over from an earlier run (reused pins): they
+    // hold counts from before this start.
+    virtual bool tables_carried_over() const { return false; }
 };
 
 // Throws exf::Error with context on failure.

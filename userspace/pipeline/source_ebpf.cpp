@@ -1,5 +1,7 @@
 #include <net/if.h>
 
+#include <bpf/bpf.h>
+
 #include "capture/bpf_sensor.h"
 #include "common/log.h"
 #include "capture/tc_attach.h"
@@ -36,6 +38,23 @@ public:
     uint64_t events_received() const override { return queue_.received(); }
     uint64_t events_dropped() const override { return queue_.dropped(); }
     uint64_t events_waited() const override { return queue_.waited(); }
+
+    // Map ids are unique within a boot: the same ids are the same maps.
+    std::string tables_identity() const override
+    {
+        if (!sensor_.options().pin)
+            return {};
+        std::string id = "bpf maps";
+        for (int fd : {sensor_.clients_fd(), sensor_.flows_fd(), sensor_.fcache_fd()}) {
+            bpf_map_info info{};
+            __u32 len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0)
+                return {};
+            id += " " + std::to_string(info.id);
+        }
+        return id;
+    }
+    bool tables_carried_over() const override { return sensor_.reused_pins(); }
 
     bool maintain() override
     {

@@ -1,0 +1,124 @@
+#pragma once
+// The daemon's state across a restart (docs/deploy.md, "Restarts and
+// upgrades"): what the harvest has accounted of the kernel's tables, the
+// aggregator's windows and the detector's alerts and baselines, in one file
+// under the state directory ([daemon] state_dir), written atomically (temp
+// file, fsync, rename) every state_interval and at a clean stop.
+//
+// At start, start_from_state() restores it, checked against this run:
+//  - written in another boot (/proc/sys/kernel/random/boot_id; the clocks
+//    start over), by another configuration file, in the future, older than
+//    the longest window, or unreadable (truncated, checksum, layout): a
+//    warning and a clean start;
+//  - otherwise the windows, baselines and alerts (with their IDs) carry on;
+//    and when the kernel's tables are the ones the state was read from (the
+//    same pinned maps, by map id), the harvest goes on from the counters it
+//    had accounted: a first harvest adds what the kernel counted while no
+//    daemon ran, at the time of the last packet counted then.
+//  - Maps taken over from an earlier run whose accounted counters are not
+//    known (no usable state): their lifetime totals are taken as already
+//    counted (prime), never as new traffic. What they counted while no
+//    daemon ran is then unknown and not counted.
+//
+// Format: a simple versioned binary layout with a checksum (state_file.cpp),
+// the parts written by each stage (common/state_codec.h). Not JSON: the state
+// is mostly fixed-size records (addresses and counters per client and flow,
+// up to millions), copied as they are in memory.
+#include <cstdint>
+#include <future>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "aggregate/aggregator.h"
+#include "detect/detector.h"
+#include "pipeline/flow_tracker.h"
+#include "pipeline/harvest_stage.h"
+#include "pipeline/source.h"
+
+namespace exf {
+
+// What the state is checked against.
+struct StateContext {
+    std::string owner;       // the configuration file (absolute; "" for the built-in defaults)
+    std::string tables;      // the kernel tables' identity (LiveSource::tables_identity())
+    bool tables_carried_over = false;  // maps taken over from an earlier run
+    agg::AggConfig aggregate;          // the configuration now
+    detect::DetectConfig detect;
+};
+
+// The state file's bytes and checks, without the daemon (unit-tested).
+namespace state_file {
+
+inline constexpr uint32_t kVersion = 1;
+
+// This boot's id ("" when unreadable: then no state is ever restored).
+std::string boot_id();
+
+// The state of the stages now: the payload (taken on the daemon's thread,
+// a copy of its tables), then the header that goes before it (magic,
+// version, length, checksum: computed by the writer thread). encode() is
+// both together, the file's bytes.
+std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
+                           const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
+                           uint64_t wall_ms, const std::string &boot = boot_id(),
+                           size_t size_hint = 0);
+std::string header_for(std::string_view payload);
+std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
+                   const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
+                   const std::string &boot = boot_id());
+
+struct Decoded {
+    Decoded(const agg::AggConfig &a, const detect::DetectConfig &d) : aggregator(a), detector(d) {}
+    agg::Aggregator aggregator;
+    detect::Detector detector;
+    HarvestStage harvest;
+    bool harvest_valid = false;  // the tables are the ones the state was read from
+    uint64_t saved_mono_ms = 0;
+};
+// Throws exf::Error saying why the bytes cannot be used (corrupt, stale).
+Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mono_ms,
+               const std::string &boot = boot_id());
+
+// Writes bytes to path through path.tmp, fsync and rename (and fsyncs the
+// directory); throws exf::Error.
+void write_atomically(const std::string &path, std::initializer_list<std::string_view> parts);
+
+}  // namespace state_file
+
+class StateFile {
+public:
+    // dir empty: no state is kept. The directory is created (0700) if missing.
+    explicit StateFile(std::string dir);
+    ~StateFile();  // waits for a write under way
+    StateFile(const StateFile &) = delete;
+    StateFile &operator=(const StateFile &) = delete;
+
+    bool enabled() const { return !path_.empty(); }
+    const std::string &path() const { return path_; }
+
+    // Restores the stages from the file (see the top of this file) and primes
+    // the harvest when the tables were carried over without a usable state.
+    // Never throws for the file's sake: every problem is a logged warning.
+    void start_from_state(const StateContext &ctx, LiveSource &src, agg::Aggregator &a,
+                          detect::Detector &d, HarvestStage &h, const FlowTracker &tracker,
+                          uint64_t now_mono_ms);
+
+    // Encodes the state now and writes it from a background thread (a save
+    // while the previous one is still being written is skipped).
+    void save(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
+              const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms);
+    // The same, waiting for the write (clean stop).
+    void save_and_wait(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
+                       const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms);
+
+private:
+    // Collects the write under way (if any), logging its failure once per cause.
+    void collect(bool wait);
+    std::string path_;
+    std::future<std::string> pending_;  // the write's error, "" when written
+    std::string last_error_;
+    size_t last_size_ = 0;  // of the last payload: the next one's reservation
+};
+
+}  // namespace exf
