@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "support/proc.h"
+#include "support/temp_dir.h"
 #include "support/test_env.h"
 
 using namespace exf::test;
@@ -80,4 +81,21 @@ TEST_CASE("exfilmon run without the capabilities says which ones and how to gran
     for (auto *needle : {"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "AmbientCapabilities",
                          "backend = \"pcap\""})
         CHECK(text.find(needle) != std::string::npos);
+}
+
+TEST_CASE("exfilmon top refuses a ranking its kind does not have with exit 2", "[cli]")
+{
+    TempDir d("exf-cli-top");
+    auto bin = exfilmon_binary().string();
+    // Refused before any daemon is asked: the socket need not exist.
+    auto socket = (d.path / "none.sock").string();
+    auto r = run_program({bin, "top", "--kind", "client", "--sort", "distinct_clients", "--once",
+                          "--socket", socket});
+    CHECK(r.status == 2);
+    CHECK(r.err == "exfilmon top: sort: distinct_clients applies to subnet, cohort, sni and host "
+                   "only, not client\n");
+    // A group kind is asked for (and the missing daemon is then exit 1).
+    auto group = run_program({bin, "top", "--kind", "subnet", "--sort", "distinct_clients", "--once",
+                              "--socket", socket});
+    CHECK(group.status == 1);
 }

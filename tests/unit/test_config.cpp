@@ -290,7 +290,7 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==
           "t.toml:5:13: threshold: tls_flows takes a count (an integer)");
     CHECK(only_issue(head + "metric = \"distinct_clients\"\nthreshold = 5\n") ==
-          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host rules");
+          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host only, not client");
     CHECK(only_issue(head + "metric = \"bytes_out\"\n") ==
           "t.toml:1:1: [[rules]]: 'r' needs a threshold, a baseline or both");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nthresold = 6\n") ==

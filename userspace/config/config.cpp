@@ -461,8 +461,8 @@ void read_rule(const toml::table &t, Reader &r, detect::Rule &rule, std::set<std
             if (auto m = detect::parse_metric(s)) {
                 rule.metric = *m;
                 metric_ok = true;
-                if (!detect::metric_applies(*m, rule.entity))
-                    r.error(*n, "metric: distinct_clients applies to subnet, cohort, sni and host rules");
+                if (auto why = detect::metric_applies_problem(*m, rule.entity); !why.empty())
+                    r.error(*n, "metric: " + why);
             } else {
                 r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
                             "distinct_clients or out_in_ratio");
