@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include "config/config.h"
@@ -369,12 +371,19 @@ TEST_CASE("Control socket and metrics settings and their errors", "[config]")
     CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
 }
 
-TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
+namespace {
+
+// One row of docs/configuration.md: "[section] key" and its type column.
+struct DocRow {
+    std::string key, type;
+};
+
+// The document's tables: "## [section]" headings, then rows "| `key` | type | ...".
+std::vector<DocRow> documented_rows()
 {
-    // The document's tables: "## [section]" headings, then rows "| `key` | ...".
     std::ifstream in(exf::test::source_dir() / "docs" / "configuration.md");
     REQUIRE(in);
-    std::set<std::string> documented;
+    std::vector<DocRow> rows;
     std::string line, section;
     while (std::getline(in, line)) {
         if (line.rfind("## ", 0) == 0) {
@@ -385,8 +394,198 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
         if (section.empty() || line.rfind("| `", 0) != 0)
             continue;
         auto e = line.find('`', 3);
-        documented.insert(section + " " + line.substr(3, e - 3));
+        // The type column: between the second and third unescaped '|'.
+        std::vector<size_t> bars;
+        for (size_t i = 0; i < line.size(); i++)
+            if (line[i] == '|' && (i == 0 || line[i - 1] != '\\'))
+                bars.push_back(i);
+        REQUIRE(bars.size() >= 3);
+        auto type = line.substr(bars[1] + 1, bars[2] - bars[1] - 1);
+        type = type.substr(type.find_first_not_of(' '));
+        type = type.substr(0, type.find_last_not_of(' ') + 1);
+        rows.push_back({section + " " + line.substr(3, e - 3), type});
     }
+    return rows;
+}
+
+// A document setting that key to `value` (TOML), as the last line, with what
+// else its table needs to be valid. Issues on that last line are about the
+// value; issues elsewhere (a udp output without address) are not.
+std::string document_with(const std::string &key, const std::string &value)
+{
+    auto sp = key.find(' ');
+    std::string section = key.substr(0, sp), name = key.substr(sp + 1);
+    auto rest = [&](std::vector<std::pair<std::string, std::string>> base) {
+        std::string s;
+        for (auto &[k, v] : base)
+            if (k != name)
+                s += k + " = " + v + "\n";
+        return s;
+    };
+    if (section == "[[rules]]") {
+        std::string base = "[[rules]]\n" + rest({{"name", "\"r\""},
+                                                 {"entity", "\"subnet\""},
+                                                 {"metric", "\"bytes_out\""},
+                                                 {"threshold", "1"}});
+        if (name.rfind("baseline.", 0) == 0)
+            return base + "baseline = { " + name.substr(9) + " = " + value + " }\n";
+        return base + name + " = " + value + "\n";
+    }
+    if (section == "[[allow]]") {
+        bool names_one = name == "cidr" || name == "sni" || name == "cohort";
+        return "[[allow]]\n" + std::string(names_one ? "" : "cidr = \"198.51.100.0/24\"\n") + name +
+               " = " + value + "\n";
+    }
+    if (section == "[sni_overrides.\"NAME\"]")
+        return "[sni_overrides.\"api.example.com\"]\n" + name + " = " + value + "\n";
+    if (section == "[[outputs]]") {
+        std::string base = name == "path" ? "type = \"json\"\n" : "";
+        if (name == "ca_file" || name == "server_name" || name == "cert_file" || name == "key_file")
+            base = "transport = \"tls\"\naddress = \"127.0.0.1:6514\"\n" +
+                   rest({{"ca_file", "\"/etc/ssl/certs/ca-certificates.crt\""}});
+        return "[[outputs]]\n" + base + name + " = " + value + "\n";
+    }
+    return section + "\n" + name + " = " + value + "\n";
+}
+
+// Whether the parser takes `value` for the key: no issue on its line.
+bool accepts(const std::string &key, const std::string &value)
+{
+    auto doc = document_with(key, value);
+    auto last_line = uint32_t(std::count(doc.begin(), doc.end(), '\n'));
+    auto r = parse_config(doc, "doc.toml");
+    for (auto &i : r.issues)
+        if (i.line == last_line) {
+            UNSCOPED_INFO(key << " = " << value << ": " << i.format());
+            return false;
+        }
+    UNSCOPED_INFO(key << " = " << value << ": accepted");
+    return true;
+}
+
+std::string quoted(const std::string &s) { return "\"" + s + "\""; }
+std::string ms(uint64_t v) { return quoted(std::to_string(v) + "ms"); }
+
+template <typename Fn> std::string array_of(uint64_t n, Fn element)
+{
+    std::string s = "[";
+    for (uint64_t i = 0; i < n; i++)
+        s += (i ? ", " : "") + element(i);
+    return s + "]";
+}
+
+// Checks the key against its documented type: the bounds are accepted, just
+// outside them is refused, and so is a value of another type. Types without
+// bounds (paths, names, CIDRs) get the wrong-type check only.
+void check_documented_type(const DocRow &row)
+{
+    INFO(row.key << " documented as: " << row.type);
+    const auto &key = row.key;
+    const auto &type = row.type;
+    std::smatch m;
+    auto re = [&](const char *pattern) { return std::regex_match(type, m, std::regex(pattern)); };
+    auto n = [&](int i) { return uint64_t(std::stoull(m[i].str())); };
+    auto size_of = [&](int i) {
+        auto v = parse_size(m[i].str());
+        REQUIRE(v);
+        return *v;
+    };
+    auto dur_of = [&](int i) {
+        auto v = parse_duration_ms(m[i].str());
+        REQUIRE(v);
+        return *v;
+    };
+    if (re("boolean")) {
+        CHECK(accepts(key, "true"));
+        CHECK(accepts(key, "false"));
+        CHECK_FALSE(accepts(key, "1"));
+        return;
+    }
+    // Every other type refuses a boolean.
+    CHECK_FALSE(accepts(key, "true"));
+    if (re("integer (\\d+)\\.\\.(\\d+)")) {
+        CHECK(accepts(key, std::to_string(n(1))));
+        CHECK(accepts(key, std::to_string(n(2))));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, std::to_string(n(1) - 1)));
+        CHECK_FALSE(accepts(key, std::to_string(n(2) + 1)));
+        CHECK_FALSE(accepts(key, quoted(std::to_string(n(1)))));
+    } else if (re("size, power of two, (\\S+)\\.\\.(\\S+)")) {
+        CHECK(accepts(key, quoted(m[1].str())));
+        CHECK(accepts(key, std::to_string(size_of(2))));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(1) / 2)));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(2) * 2)));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(1) + 1)));
+    } else if (re("duration (\\S+)\\.\\.(\\S+)")) {
+        CHECK(accepts(key, ms(dur_of(1))));
+        CHECK(accepts(key, quoted(m[2].str())));
+        if (dur_of(1) > 0)
+            CHECK_FALSE(accepts(key, ms(dur_of(1) - 1)));
+        CHECK_FALSE(accepts(key, ms(dur_of(2) + 1)));
+        CHECK_FALSE(accepts(key, std::to_string(dur_of(1))));
+    } else if (re("duration >= (\\S*\\d\\S*)")) {
+        CHECK(accepts(key, quoted(m[1].str())));
+        CHECK(accepts(key, quoted("30d")));
+        CHECK_FALSE(accepts(key, ms(dur_of(1) - 1)));
+    } else if (re("number > (\\S+)")) {
+        double lo = std::stod(m[1].str());
+        CHECK_FALSE(accepts(key, std::to_string(lo)));
+        CHECK(accepts(key, std::to_string(lo + 0.001)));
+        CHECK_FALSE(accepts(key, "\"2\""));
+    } else if (re("string, (\\d+)\\.\\.(\\d+) chars")) {
+        CHECK(accepts(key, quoted(std::string(n(1), 'a'))));
+        CHECK(accepts(key, quoted(std::string(n(2), 'a'))));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, quoted(std::string(n(1) - 1, 'a'))));
+        CHECK_FALSE(accepts(key, quoted(std::string(n(2) + 1, 'a'))));
+    } else if (re("array of (\\d+)\\.\\.(\\d+) ports")) {
+        auto port = [](uint64_t i) { return std::to_string(1000 + i); };
+        CHECK(accepts(key, array_of(n(1), port)));
+        CHECK(accepts(key, array_of(n(2), port)));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, array_of(n(1) - 1, port)));
+        CHECK_FALSE(accepts(key, array_of(n(2) + 1, port)));
+        CHECK(accepts(key, "[1, 65535]"));
+        CHECK_FALSE(accepts(key, "[0]"));
+        CHECK_FALSE(accepts(key, "[65536]"));
+        CHECK_FALSE(accepts(key, "[443, 443]"));
+    } else if (re("array of (\\d+)\\.\\.(\\d+) durations, (\\S+)\\.\\.(\\S+)")) {
+        auto window = [](uint64_t i) { return quoted(std::to_string(i + 1) + "m"); };
+        CHECK(accepts(key, array_of(n(1), window)));
+        CHECK(accepts(key, array_of(n(2), window)));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, array_of(n(1) - 1, window)));
+        CHECK_FALSE(accepts(key, array_of(n(2) + 1, window)));
+        CHECK(accepts(key, "[" + ms(dur_of(3)) + ", " + quoted(m[4].str()) + "]"));
+        CHECK_FALSE(accepts(key, "[" + ms(dur_of(3) - 1) + "]"));
+        CHECK_FALSE(accepts(key, "[" + ms(dur_of(4) + 1) + "]"));
+    } else if (type.find("\\|") != std::string::npos) {
+        // `a` \| `b` or `"a"` \| `"b"`: each is taken, another word is not.
+        std::regex item("`\"?([a-z0-9_-]+)\"?`");
+        size_t values = 0;
+        for (std::sregex_iterator it(type.begin(), type.end(), item), end; it != end; ++it, ++values)
+            CHECK(accepts(key, quoted((*it)[1].str())));
+        CHECK(values >= 2);
+        CHECK_FALSE(accepts(key, quoted("no-such-value")));
+    } else if (re("size")) {
+        CHECK(accepts(key, quoted("1MiB")));
+        CHECK(accepts(key, "0"));
+        CHECK_FALSE(accepts(key, "-1"));
+        CHECK_FALSE(accepts(key, quoted("4 parsecs")));
+    } else {
+        // Free-form (a path, a name, a CIDR, a threshold in the metric's
+        // unit). Every integer key has bounds: the document gives them.
+        CHECK(type.rfind("integer", 0) != 0);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
+{
+    std::set<std::string> documented;
+    for (auto &row : documented_rows())
+        documented.insert(row.key);
     auto accepted = config_keys();
     std::set<std::string> keys(accepted.begin(), accepted.end());
     REQUIRE(keys.size() > 50);
@@ -399,6 +598,14 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
         all += k + "\n";
     INFO(all);
     CHECK(documented == keys);
+}
+
+TEST_CASE("docs/configuration.md gives each key the type and range the parser takes", "[config]")
+{
+    auto rows = documented_rows();
+    REQUIRE(rows.size() > 50);
+    for (auto &row : rows)
+        check_documented_type(row);
 }
 
 TEST_CASE("A configuration file writable by others is refused", "[config]")
@@ -422,4 +629,9 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].message.find("its directory") == 0);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("A TLS port listed twice is an error", "[config]")
+{
+    CHECK(only_issue("[bpf]\ntls_ports = [443, 8443, 443]\n") == "t.toml:2:25: tls_ports: 443 is listed twice");
 }

@@ -234,9 +234,15 @@ void read_root(const toml::table &root, Reader &r, Config &c)
                 return;
             }
             c.bpf.tls_ports.clear();
-            for (auto &&e : *arr)
-                if (r.uint_in(e, "tls_ports", 1, 65535, v))
-                    c.bpf.tls_ports.push_back(uint16_t(v));
+            for (auto &&e : *arr) {
+                if (!r.uint_in(e, "tls_ports", 1, 65535, v))
+                    continue;
+                auto &ports = c.bpf.tls_ports;
+                if (std::find(ports.begin(), ports.end(), uint16_t(v)) != ports.end())
+                    r.error(e, "tls_ports: " + std::to_string(v) + " is listed twice");
+                else
+                    ports.push_back(uint16_t(v));
+            }
         });
     }
     if (auto *t = r.table(root, "aggregate")) {
