@@ -11,7 +11,9 @@
 #include <set>
 
 #include "config/config.h"
+#include "config/run_checks.h"
 #include "config/units.h"
+#include "support/temp_dir.h"
 #include "support/test_env.h"
 
 using namespace exf;
@@ -190,7 +192,7 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     CHECK(syntax.rfind("t.toml:1:", 0) == 0);
     auto r = load_config("/nonexistent/exfilmon.toml");
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml:0:0: cannot open the configuration file");
+    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml: cannot read the configuration file: No such file or directory");
 }
 
 TEST_CASE("Rules allow lists SNI overrides and outputs are read", "[config]")
@@ -620,7 +622,7 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
     std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
     auto r = load_config(f.string());
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == f.string() + ":0:0: the file is writable by others (mode 0602): "
+    CHECK(r.issues[0].format() == f.string() + ": writable by others (mode 0602): "
                                                "refusing it; remove that permission (chmod o-w)");
     // A world-writable directory without the sticky bit is refused too.
     std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
@@ -634,4 +636,57 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
 TEST_CASE("A TLS port listed twice is an error", "[config]")
 {
     CHECK(only_issue("[bpf]\ntls_ports = [443, 8443, 443]\n") == "t.toml:2:25: tls_ports: 443 is listed twice");
+}
+
+TEST_CASE("A file that cannot be the configuration says why, not FILE:0:0", "[config]")
+{
+    exf::test::TempDir d("exf-cfg-file");
+    auto r = load_config(d.path.string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == d.path.string() + ": cannot read the configuration file: Is a directory");
+    r = load_config((d.path / "none.toml").string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() ==
+          (d.path / "none.toml").string() + ": cannot read the configuration file: No such file or directory");
+}
+
+TEST_CASE("load_config_for_run makes run's checks and reports them at their keys", "[config]")
+{
+    exf::test::TempDir d("exf-cfg-run");
+    auto dir = d.path.string();
+    // Directories that exist: accepted, and checking creates nothing.
+    auto ok = d.write("ok.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + dir + "/alerts.json\"\n"
+                                 "spool_file = \"" + dir + "/spool\"\n");
+    auto r = load_config_for_run(ok);
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    CHECK(r.warnings.empty());
+    CHECK_FALSE(std::filesystem::exists(d.path / "alerts.json"));
+    CHECK_FALSE(std::filesystem::exists(d.path / "spool"));
+
+    // The second output's problems, at the second output's keys.
+    auto bad = d.write("bad.toml", "[[outputs]]\ntype = \"json\"\n\n[[outputs]]\ntype = \"json\"\n"
+                                   "path = \"" + dir + "\"\nspool_file = \"" + dir + "/no/spool\"\n"
+                                   "[control]\ngroup = \"exf-no-such-group\"\n");
+    r = load_config_for_run(bad);
+    REQUIRE(r.issues.size() == 3);
+    CHECK(r.issues[0].format() == bad + ":6:8: path " + dir + ": Is a directory");
+    CHECK(r.issues[1].format() == bad + ":7:14: spool_file " + dir + "/no/spool: its directory " + dir +
+                                      "/no: No such file or directory");
+    CHECK(r.issues[2].format() == bad + ":9:9: group 'exf-no-such-group' does not exist");
+    // load_config (replay, and the parse) does not look at the host.
+    CHECK(load_config(bad).ok());
+
+    // A name that does not resolve (.invalid never does): a warning.
+    auto dns = d.write("dns.toml", "[[outputs]]\ntransport = \"udp\"\naddress = \"collector.invalid:514\"\n");
+    r = load_config_for_run(dns);
+    CHECK(r.ok());
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].format().rfind(dns + ":3:11: warning: address collector.invalid:514: resolve collector.invalid: ", 0) == 0);
+
+    // Addresses are checked by the parser itself: SIGHUP and replay refuse them too.
+    CHECK(only_issue("[[outputs]]\ntransport = \"udp\"\naddress = \"127.0.0.1:99999\"\n") ==
+          "t.toml:3:11: address 127.0.0.1:99999: bad port '99999'");
+    CHECK(only_issue("[[outputs]]\ntransport = \"tcp\"\naddress = \"256.1.1.1:514\"\n") ==
+          "t.toml:3:11: address 256.1.1.1:514: 256.1.1.1 is not an IPv4 address");
 }

@@ -1,0 +1,26 @@
+#pragma once
+// Checks on the files a configuration names, each returning "" when the file
+// is fine, else why not ("Is a directory", "No such file or directory",
+// "its directory /var/lib/x: Permission denied"): the caller puts the key
+// and the path in front of it.
+#include <string>
+
+namespace exf {
+
+// A file we read settings from: readable, a regular file, and neither it
+// nor its directory (unless sticky) writable by others: whoever could write
+// it could turn detection off or redirect the alerts.
+std::string trusted_file_problem(const std::string &path);
+
+// A file we read: it can be opened for reading and is not a directory.
+std::string readable_file_problem(const std::string &path);
+
+// A file we create or append to: its directory exists and is writable, and
+// the file, when it exists, is not a directory and is writable.
+std::string writable_file_problem(const std::string &path);
+
+// The whole content of a file; throws exf::Error "PATH: strerror" (a
+// directory: "PATH: Is a directory").
+std::string read_whole_file(const std::string &path);
+
+}  // namespace exf
