@@ -4,8 +4,8 @@
 
 #include <unistd.h>
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "config/run_checks.h"
 #include "config/units.h"
+#include "support/mounts.h"
 #include "support/temp_dir.h"
 #include "support/test_env.h"
 
@@ -689,4 +690,29 @@ TEST_CASE("load_config_for_run makes run's checks and reports them at their keys
           "t.toml:3:11: address 127.0.0.1:99999: bad port '99999'");
     CHECK(only_issue("[[outputs]]\ntransport = \"tcp\"\naddress = \"256.1.1.1:514\"\n") ==
           "t.toml:3:11: address 256.1.1.1:514: 256.1.1.1 is not an IPv4 address");
+}
+
+TEST_CASE("A spool_file on a read-only file system is a warning, a json path there an error", "[config]")
+{
+    if (!exf::test::require_root())
+        return;
+    exf::test::TempDir d("exf-cfg-ro");
+    exf::test::TmpfsMount disk(d.path / "disk", 64 * 1024);
+    disk.set_read_only(true);
+    auto ro = disk.dir().string();
+    // The output runs with its spool in memory and retries (output/spool.h):
+    // said, not refused.
+    auto spool = d.write("spool.toml", "[[outputs]]\ntype = \"json\"\nspool_file = \"" + ro + "/spool\"\n");
+    auto r = load_config_for_run(spool);
+    CHECK(r.ok());
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].format() == spool + ":3:14: warning: spool_file " + ro + "/spool: its directory " + ro +
+                                        ": Read-only file system (alerts are kept in memory until it can "
+                                        "be written)");
+    // A json output cannot write its alerts at all.
+    auto json = d.write("json.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + ro + "/alerts.json\"\n");
+    r = load_config_for_run(json);
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == json + ":3:8: path " + ro + "/alerts.json: its directory " + ro +
+                                      ": Read-only file system");
 }

@@ -16,7 +16,6 @@ namespace exf {
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
-std::string errno_text(const std::string &path, int err) { return path + ": " + std::strerror(err); }
 
 std::string directory_of(const std::string &path)
 {
@@ -60,21 +59,26 @@ std::string trusted_file_problem(const std::string &path)
     return {};
 }
 
-std::string writable_file_problem(const std::string &path)
+std::string writable_file_problem(const std::string &path, int *err)
 {
+    auto fail = [&](int code, const std::string &what) {
+        if (err)
+            *err = code;
+        return what.empty() ? errno_text(code) : what + ": " + errno_text(code);
+    };
     std::string dir = directory_of(path);
     struct stat st{};
     if (::stat(dir.c_str(), &st) != 0)
-        return "its directory " + errno_text(dir, errno);
+        return fail(errno, "its directory " + dir);
     if (!S_ISDIR(st.st_mode))
-        return "its directory " + errno_text(dir, ENOTDIR);
+        return fail(ENOTDIR, "its directory " + dir);
     if (::access(dir.c_str(), W_OK | X_OK) != 0)
-        return "its directory " + errno_text(dir, errno);
+        return fail(errno, "its directory " + dir);
     if (::stat(path.c_str(), &st) == 0) {
         if (S_ISDIR(st.st_mode))
-            return errno_text(EISDIR);
+            return fail(EISDIR, "");
         if (::access(path.c_str(), W_OK) != 0)
-            return errno_text(errno);
+            return fail(errno, "");
     }
     return {};
 }

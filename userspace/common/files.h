@@ -16,8 +16,9 @@ std::string trusted_file_problem(const std::string &path);
 std::string readable_file_problem(const std::string &path);
 
 // A file we create or append to: its directory exists and is writable, and
-// the file, when it exists, is not a directory and is writable.
-std::string writable_file_problem(const std::string &path);
+// the file, when it exists, is not a directory and is writable. *err, when
+// given, gets the errno of the problem (EROFS: a read-only file system).
+std::string writable_file_problem(const std::string &path, int *err = nullptr);
 
 // The whole content of a file; throws exf::Error "PATH: strerror" (a
 // directory: "PATH: Is a directory").

@@ -592,18 +592,24 @@ void check_syslog_address(const OutputConfig &cfg, bool resolve, std::vector<Out
 std::vector<OutputProblem> check_output(const OutputConfig &cfg, bool resolve)
 {
     std::vector<OutputProblem> out;
-    auto file = [&](const char *key, const std::string &path) {
-        if (auto why = writable_file_problem(path); !why.empty())
-            out.push_back({key, std::string(key) + " " + path + ": " + why});
-    };
+    int err = 0;
     if (cfg.type == OutputType::json) {
         if (!cfg.path.empty() && cfg.path != "-")
-            file("path", cfg.path);
+            if (auto why = writable_file_problem(cfg.path); !why.empty())
+                out.push_back({"path", "path " + cfg.path + ": " + why});
     } else {
         check_syslog_address(cfg, resolve, out);
     }
     if (!cfg.spool_file.empty())
-        file("spool_file", cfg.spool_file);
+        if (auto why = writable_file_problem(cfg.spool_file, &err); !why.empty()) {
+            // A read-only file system is a fault of the moment: the output
+            // runs with the spool in memory and retries (spool.h).
+            bool transient = detail::transient_io_error(err);
+            out.push_back({"spool_file",
+                           "spool_file " + cfg.spool_file + ": " + why +
+                               (transient ? " (alerts are kept in memory until it can be written)" : ""),
+                           transient});
+        }
     return out;
 }
 

@@ -146,7 +146,9 @@ const char *default_port(Transport t);
 //             or spool_file whose directory is missing or not writable, or
 //             that is a directory; a TLS file that is unreadable or invalid
 //   warnings: a collector name that does not resolve now (the output
-//             spools and retries, so it may at run time); only with resolve
+//             spools and retries, so it may at run time; only with
+//             resolve); a spool_file on a read-only file system (kept in
+//             memory until it can be written)
 struct OutputProblem {
     std::string key;  // "address", "path", "spool_file", "ca_file", ...
     std::string message;
