@@ -6,7 +6,8 @@ set -euo pipefail
 BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbpf-dev bpftool libpcap-dev
             libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev)
-TEST_PKGS=(iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
+# file and dpkg-dev: CPack's .deb (dpkg-shlibdeps) in the package test.
+TEST_PKGS=(file dpkg-dev iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")

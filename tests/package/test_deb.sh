@@ -23,6 +23,7 @@ grep -q '^ Depends: .*libbpf1' <<<"$info" || fail "Depends lacks libbpf1: $(grep
 grep -q '^ Depends: .*libpcap0.8' <<<"$info" || fail "Depends lacks libpcap0.8"
 [[ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" == "/etc/exfilmon/exfilmon.toml" ]] ||
     fail "conffiles"
+grep -q '^ Depends: .*passwd' <<<"$info" || fail "Depends lacks passwd (useradd in postinst)"
 
 # A throwaway root with an empty dpkg database. Its libraries are the host's
 # (the binary runs from the root with the host's loader): dependencies are
@@ -30,8 +31,17 @@ grep -q '^ Depends: .*libpcap0.8' <<<"$info" || fail "Depends lacks libpcap0.8"
 root="$work/root"
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/var/lib/dpkg/triggers"
 touch "$root/var/lib/dpkg/status" "$root/var/lib/dpkg/available"
-dpkg --root="$root" --force-depends --force-not-root -i "$deb" >"$work/dpkg.log" 2>&1 ||
-    { cat "$work/dpkg.log"; fail "dpkg -i"; }
+# The user database the postinst adds the service user to. The root holds no
+# shell: maintainer scripts run from the host (chrootless) on DPKG_ROOT.
+mkdir -p "$root/etc"
+echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+echo 'root:x:0:' >"$root/etc/group"
+echo 'root:*:19000:0:99999:7:::' >"$root/etc/shadow"
+echo 'root:*::' >"$root/etc/gshadow"
+dpkg_root() { dpkg --root="$root" --force-depends --force-not-root --force-script-chrootless "$@"; }
+dpkg_root -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i"; }
+grep -q '^exfilmon:x:[0-9]*:[0-9]*:exfilmon sensor:/var/lib/exfilmon:/usr/sbin/nologin$' "$root/etc/passwd" ||
+    fail "postinst did not create the exfilmon system user: $(cat "$root/etc/passwd")"
 
 bin="$root/usr/sbin/exfilmon"
 [[ -x "$bin" ]] || fail "no $bin"
@@ -49,17 +59,19 @@ done
 grep -q '^ExecStart=/usr/sbin/exfilmon run --config /etc/exfilmon/exfilmon.toml$' "$unit" ||
     fail "ExecStart in $unit: $(grep ExecStart "$unit")"
 grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "$unit" || fail "ExecReload"
+grep -q '^User=exfilmon$' "$unit" || fail "the unit does not run as the exfilmon user"
+grep -q '^AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN' "$unit" || fail "AmbientCapabilities"
 [[ -f "$root/usr/share/doc/exfilmon/README.md" ]] || fail "README not installed"
 [[ -x "$root/usr/share/exfilmon/demo.sh" ]] || fail "demo script not installed"
 
 # An edited configuration survives a reinstall (dpkg conffile).
 echo '# edited by the admin' >>"$root/etc/exfilmon/exfilmon.toml"
-dpkg --root="$root" --force-depends --force-not-root --force-confold -i "$deb" >"$work/dpkg2.log" 2>&1 ||
+dpkg_root --force-confold -i "$deb" >"$work/dpkg2.log" 2>&1 ||
     { cat "$work/dpkg2.log"; fail "dpkg -i (again)"; }
 grep -q '^# edited by the admin$' "$root/etc/exfilmon/exfilmon.toml" || fail "conffile overwritten"
 dpkg --root="$root" -L exfilmon | grep -qx '/usr/sbin/exfilmon' || fail "dpkg -L"
 
-dpkg --root="$root" --force-depends --force-not-root --purge exfilmon >"$work/dpkg3.log" 2>&1 ||
+dpkg_root --purge exfilmon >"$work/dpkg3.log" 2>&1 ||
     { cat "$work/dpkg3.log"; fail "dpkg --purge"; }
 [[ ! -e "$bin" && ! -e "$root/etc/exfilmon/exfilmon.toml" ]] || fail "files left after purge"
 echo "ok"

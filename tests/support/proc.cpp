@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
+
+#include <catch2/catch.hpp>
 #include <stdexcept>
 #include <thread>
 
@@ -86,6 +89,47 @@ bool wait_for(const std::filesystem::path &p, const std::string &needle,
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return false;
+}
+
+namespace {
+
+std::map<std::string, std::string> status_fields(const std::filesystem::path &status)
+{
+    std::ifstream in(status);
+    std::map<std::string, std::string> fields;
+    std::string line;
+    while (std::getline(in, line))
+        if (auto colon = line.find(':'); colon != std::string::npos)
+            fields[line.substr(0, colon)] = line.substr(line.find_last_of(" \t") + 1);
+    return fields;
+}
+
+}  // namespace
+
+void check_least_privilege(pid_t pid, size_t min_threads, const std::string &keep,
+                           const std::string &bounding)
+{
+    // The daemon starts its threads just after it logs the drop.
+    auto tasks = std::filesystem::path("/proc") / std::to_string(pid) / "task";
+    auto count = [&] {
+        auto it = std::filesystem::directory_iterator(tasks);
+        return size_t(std::distance(begin(it), end(it)));
+    };
+    for (int i = 0; i < 100 && count() < min_threads; i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    size_t threads = 0;
+    for (auto &task : std::filesystem::directory_iterator(tasks)) {
+        auto f = status_fields(task.path() / "status");
+        INFO("thread " << task.path().filename().string() << " (" << f["Name"] << ")");
+        CHECK(f["CapEff"] == keep);
+        CHECK(f["CapPrm"] == keep);
+        CHECK(f["CapBnd"] == (bounding.empty() ? keep : bounding));
+        CHECK(f["CapInh"] == "0000000000000000");
+        CHECK(f["CapAmb"] == "0000000000000000");
+        CHECK(f["NoNewPrivs"] == "1");
+        threads++;
+    }
+    CHECK(threads >= min_threads);
 }
 
 }  // namespace exf::test

@@ -1,5 +1,7 @@
 #pragma once
 // Runs a program (no shell) and collects its exit status and output.
+#include <sys/types.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -21,5 +23,13 @@ std::string slurp(const std::filesystem::path &p);
 // count times; false when the timeout passes first.
 bool wait_for(const std::filesystem::path &p, const std::string &needle,
               std::chrono::milliseconds timeout, size_t count = 1);
+
+// Checks, with Catch2, every thread of process pid (/proc/PID/task/*/status):
+// effective and permitted capability sets equal `keep` (CapEff's hex form,
+// e.g. "0000008000001000"), the bounding set `bounding` ("" : keep),
+// inheritable and ambient sets empty, no_new_privs set. Requires at least
+// min_threads threads, so that threads other than the main one are looked at.
+void check_least_privilege(pid_t pid, size_t min_threads, const std::string &keep,
+                           const std::string &bounding = "");
 
 }  // namespace exf::test

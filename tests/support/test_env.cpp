@@ -15,14 +15,19 @@ bool in_ci()
     return ci && (std::strcmp(ci, "true") == 0 || std::strcmp(ci, "1") == 0);
 }
 
-bool require_root()
+bool require(bool met, const std::string &why)
 {
-    if (geteuid() == 0)
+    if (met)
         return true;
     if (in_ci())
-        FAIL("this test needs root (eBPF, network namespaces) and CI=true: a skip is a failure");
-    WARN("SKIPPED: this test needs root (eBPF, network namespaces)");
+        FAIL(why << " and CI=true: a skip is a failure");
+    WARN("SKIPPED: " << why);
     return false;
+}
+
+bool require_root()
+{
+    return require(geteuid() == 0, "this test needs root (eBPF, network namespaces)");
 }
 
 std::filesystem::path shared_pcaps()
@@ -32,11 +37,8 @@ std::filesystem::path shared_pcaps()
         dir = env;
     else
         dir = std::filesystem::path(EXF_SOURCE_DIR).parent_path() / "shared" / "pcaps";
-    if (std::filesystem::is_directory(dir))
+    if (require(std::filesystem::is_directory(dir), "shared captures folder " + dir.string() + " not found"))
         return dir;
-    if (in_ci())
-        FAIL("shared captures folder " << dir.string() << " is missing and CI=true");
-    WARN("SKIPPED: shared captures folder " << dir.string() << " not found");
     return {};
 }
 

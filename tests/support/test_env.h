@@ -8,6 +8,11 @@ namespace exf::test {
 
 bool in_ci();
 
+// The one rule for every gate: when `met` is false the test skips outside CI
+// (a WARN "SKIPPED: <why>", which ctest reports as skipped) and fails under
+// CI=true. Returns met.
+bool require(bool met, const std::string &why);
+
 // True when running as root; otherwise WARNs and returns false, or FAILs in CI.
 bool require_root();
 

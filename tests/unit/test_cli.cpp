@@ -182,7 +182,7 @@ TEST_CASE("check-config says why a file is refused and warns of a name that does
     std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
     auto shared = run_program({bin, "check-config", f});
     CHECK(shared.status == 2);
-    CHECK(shared.err == f + ": writable by others (mode 0646): refusing it; remove that permission (chmod o-w)\n");
+    CHECK(shared.err == f + ": the file is writable by others (mode 0646): refusing it; remove that permission (chmod o-w)\n");
     auto run = run_program({bin, "run", "--config", f, "--interface", "lo"});
     CHECK(run.status == 2);
     CHECK(run.err == shared.err);

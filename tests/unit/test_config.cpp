@@ -623,7 +623,7 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
     std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
     auto r = load_config(f.string());
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == f.string() + ": writable by others (mode 0602): "
+    CHECK(r.issues[0].format() == f.string() + ": the file is writable by others (mode 0602): "
                                                "refusing it; remove that permission (chmod o-w)");
     // A world-writable directory without the sticky bit is refused too.
     std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
@@ -715,4 +715,25 @@ TEST_CASE("A spool_file on a read-only file system is a warning, a json path the
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() == json + ":3:8: path " + ro + "/alerts.json: its directory " + ro +
                                       ": Read-only file system");
+}
+
+TEST_CASE("A cohorts file writable by others is refused like the configuration file", "[config]")
+{
+    // A cohort label can exempt clients from rules: whoever writes the file
+    // could exempt themselves.
+    auto dir = std::filesystem::temp_directory_path() / ("exf-cohort-perm-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+    auto cohorts = dir / "cohorts.txt";
+    std::ofstream(cohorts) << "198.51.100.0/24 partner\n";
+    std::filesystem::permissions(cohorts, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    const std::string text = "[aggregate]\ncohorts_file = \"" + cohorts.string() + "\"\n";
+    CHECK(parse_config(text, "x.toml").ok());
+    std::filesystem::permissions(cohorts, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+    auto r = parse_config(text, "x.toml");
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == "x.toml:2:16: cohorts_file " + cohorts.string() +
+                                      ": the file is writable by others (mode 0602): refusing it; "
+                                      "remove that permission (chmod o-w)");
+    std::filesystem::remove_all(dir);
 }

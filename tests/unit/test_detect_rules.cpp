@@ -280,6 +280,29 @@ TEST_CASE("Allow list: counted but never alerted", "[detect]")
     CHECK(a.value(agg::EntityKind::client, a.client_key(A("198.51.100.20")), 1, t).bytes_out == 50'000);
 }
 
+TEST_CASE("An SNI exemption never exempts the client: client and subnet rules still fire", "[detect]")
+{
+    // The SNI is the client's choice: a puller can name an exempt host and
+    // still be caught by the rules that measure the client itself.
+    agg::Aggregator a(windows());
+    DetectConfig c = one_rule(make_rule("client", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(make_rule("pair", agg::EntityKind::client_api_host, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(make_rule("host", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000));
+    AllowEntry e;
+    e.sni = "downloads.example.com";
+    c.allow.push_back(e);
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    pull(a, t, "203.0.113.20", 50'000, 100, "downloads.example.com");
+    auto r = eval(d, a, t);
+    std::set<std::string> fired;
+    for (auto &x : r)
+        fired.insert(x.rule + " " + x.entity);
+    CHECK(fired == std::set<std::string>{"client 203.0.113.20", "subnet 203.0.113.0/24"});
+    CHECK(d.stats().allowed == 2);  // the pair and the API host
+}
+
 TEST_CASE("Shadow rules and SNI overrides", "[detect]")
 {
     agg::Aggregator a(windows());

@@ -33,9 +33,11 @@
 #include "output/output.h"
 #include "output/spool.h"
 #include "output/transport.h"
+#include "support/test_env.h"
 
 using namespace exf;
 using namespace exf::output;
+using exf::test::require;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -411,8 +413,8 @@ TEST_CASE("Output UDP over IPv6 with RFC 3164", "[output]")
     sockaddr_in6 sa{};
     sa.sin6_family = AF_INET6;
     sa.sin6_addr = in6addr_loopback;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
-        WARN("no IPv6 loopback here");
+    if (!require(fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) == 0,
+                 "no IPv6 loopback here")) {
         if (fd >= 0)
             ::close(fd);
         return;
@@ -777,6 +779,29 @@ TEST_CASE("Output TLS refuses a wrong CA or name", "[output]")
         CHECK(c.count() == 0);
         CHECK(c.connections() == 0);
     }
+}
+
+TEST_CASE("Output TLS refuses to connect when OpenSSL refuses the expected name", "[output]")
+{
+    // A TOML string may hold "\u0000": OpenSSL refuses such a name, and
+    // handing it over as a C string would check only its first part.
+    TestPki pki;
+    REQUIRE(pki.ok);
+    auto server = pki.server_ctx();
+    Collector c(server.get());
+    c.start();
+    auto cfg = syslog_config(Transport::tls, c.address());
+    cfg.ca_file = pki.ca;
+    cfg.server_name = std::string("collector.test\0.example.org", 27);
+    auto out = make_output(cfg);
+    out->send(alert(1));
+    REQUIRE(eventually([&] { return out->stats().connect_failures >= 1; }));
+    auto s = out->stats();
+    INFO(s.last_error);
+    CHECK(s.last_error.find("OpenSSL refuses the certificate name \"collector.test\\x00.example.org\"") !=
+          std::string::npos);
+    CHECK(s.sent == 0);
+    CHECK(c.count() == 0);
 }
 
 TEST_CASE("Output JSON file lines and rotation", "[output]")

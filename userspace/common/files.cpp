@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -23,13 +22,6 @@ std::string directory_of(const std::string &path)
     return dir.empty() ? "." : dir.string();
 }
 
-std::string mode_text(mode_t m)
-{
-    char buf[8];
-    std::snprintf(buf, sizeof(buf), "%04o", unsigned(m & 07777));
-    return buf;
-}
-
 }  // namespace
 
 std::string readable_file_problem(const std::string &path)
@@ -41,21 +33,6 @@ std::string readable_file_problem(const std::string &path)
         return errno_text(EISDIR);
     if (::access(path.c_str(), R_OK) != 0)
         return errno_text(errno);
-    return {};
-}
-
-std::string trusted_file_problem(const std::string &path)
-{
-    if (auto why = readable_file_problem(path); !why.empty())
-        return why;
-    struct stat st{};
-    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & S_IWOTH))
-        return "writable by others (mode " + mode_text(st.st_mode) +
-               "): refusing it; remove that permission (chmod o-w)";
-    auto dir = std::filesystem::absolute(path).parent_path().string();
-    if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
-        return "its directory " + dir + " is writable by others (mode " +
-               mode_text(st.st_mode) + "): refusing it; remove that permission (chmod o-w)";
     return {};
 }
 

@@ -2,15 +2,11 @@
 // Checks on the files a configuration names, each returning "" when the file
 // is fine, else why not ("Is a directory", "No such file or directory",
 // "its directory /var/lib/x: Permission denied"): the caller puts the key
-// and the path in front of it.
+// and the path in front of it. Whether a file the daemon trusts is writable
+// by others: config/config.h writable_by_others.
 #include <string>
 
 namespace exf {
-
-// A file we read settings from: readable, a regular file, and neither it
-// nor its directory (unless sticky) writable by others: whoever could write
-// it could turn detection off or redirect the alerts.
-std::string trusted_file_problem(const std::string &path);
 
 // A file we read: it can be opened for reading and is not a directory.
 std::string readable_file_problem(const std::string &path);

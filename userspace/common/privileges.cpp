@@ -8,6 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <string>
+
+#include "common/error.h"
 
 namespace exf {
 
@@ -29,6 +32,21 @@ bool capget_all(__user_cap_data_struct (&data)[2])
 
 }  // namespace
 
+int thread_count()
+{
+    std::ifstream in("/proc/self/status");
+    std::string key;
+    while (in >> key) {
+        if (key == "Threads:") {
+            int n = 0;
+            in >> n;
+            return n;
+        }
+        in.ignore(4096, '\n');
+    }
+    return 0;
+}
+
 uint64_t effective_capabilities()
 {
     __user_cap_data_struct data[2]{};
@@ -39,6 +57,10 @@ uint64_t effective_capabilities()
 
 std::string keep_only_capabilities(std::initializer_list<int> keep)
 {
+    if (int threads = thread_count(); threads != 1)
+        throw Error("capabilities not dropped: " + std::to_string(threads) +
+                    " threads already run and would keep every capability (capset acts on "
+                    "the calling thread only): drop before starting threads");
     uint64_t want = 0;
     for (int c : keep)
         want |= uint64_t(1) << c;

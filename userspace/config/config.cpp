@@ -1,8 +1,12 @@
 #include "config/config.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
 
@@ -338,6 +342,12 @@ void read_root(const toml::table &root, Reader &r, Config &c)
             c.cohorts_file = *path;
             if (path->empty())
                 return;
+            // A cohort label can exempt clients: the same trust as the
+            // configuration file itself.
+            if (auto why = writable_by_others(*path); !why.empty()) {
+                r.error(n, "cohorts_file " + *path + ": " + why);
+                return;
+            }
             auto parsed = agg::load_cohorts(*path);
             for (auto &e : parsed.errors)
                 r.error(n, "cohorts_file: " + e);
@@ -917,6 +927,24 @@ baseline = {}
     return {keys.begin(), keys.end()};
 }
 
+std::string writable_by_others(const std::string &path)
+{
+    struct stat st{};
+    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
+        // A sticky directory (/tmp) lets others add files, not replace ours.
+        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
+            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
+            char mode[8];
+            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+            return (p == std::filesystem::path(path) ? std::string("the file")
+                                                     : "its directory " + p.string()) +
+                   " is writable by others (mode " + mode +
+                   "): refusing it; remove that permission (chmod o-w)";
+        }
+    }
+    return "";
+}
+
 ConfigResult load_config(const std::string &path)
 {
     // Anyone who can write the file could disable detection or redirect
@@ -929,7 +957,7 @@ ConfigResult load_config(const std::string &path)
     };
     if (auto why = readable_file_problem(path); !why.empty())
         return refuse("cannot read the configuration file: " + why);
-    if (auto why = trusted_file_problem(path); !why.empty())
+    if (auto why = writable_by_others(path); !why.empty())
         return refuse(why);
     try {
         return parse_config(read_whole_file(path), path);

@@ -82,6 +82,10 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
 // refusals are issues about the whole file (line 0) saying why.
 ConfigResult load_config(const std::string &path);
 
+// Why a file the daemon trusts (configuration, cohorts) must be refused: it,
+// or its directory unless sticky, is writable by others. "" when it is not.
+std::string writable_by_others(const std::string &path);
+
 // Every key the parser accepts, as "[table] key" ("[[rules]] name",
 // "[[rules]] baseline.factor", "[sni_overrides.\"NAME\"] scale"), sorted:
 // docs/configuration.md documents exactly these (tested).

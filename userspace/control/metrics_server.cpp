@@ -28,11 +28,17 @@ MetricsServer::MetricsServer(const std::string &host, uint16_t port)
                     std::to_string(port) +
                     " (address in use or not local? set [metrics] listen, or enabled = false)");
     port_ = port;
+}
+
+void MetricsServer::start()
+{
     thread_ = std::thread([this] { server_->listen_after_bind(); });
 }
 
 MetricsServer::~MetricsServer()
 {
+    if (!thread_.joinable())
+        return;
     // stop() only acts on a running server: give the thread its start.
     for (int i = 0; i < 1000 && !server_->is_running(); i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));

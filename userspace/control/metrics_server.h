@@ -20,10 +20,12 @@ namespace exf::control {
 
 class MetricsServer {
 public:
-    // Binds host:port (an address literal) and starts serving; throws
-    // exf::Error when it cannot bind (address in use, not local).
+    // Binds host:port (an address literal); throws exf::Error when it cannot
+    // bind (address in use, not local). Serves from start() on: binding may
+    // need privileges, the serving threads must not inherit them.
     MetricsServer(const std::string &host, uint16_t port);
     ~MetricsServer();  // stops the server and joins its thread
+    void start();
     MetricsServer(const MetricsServer &) = delete;
     MetricsServer &operator=(const MetricsServer &) = delete;
 

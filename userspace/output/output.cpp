@@ -83,11 +83,14 @@ public:
             ever_connected_ = true;
             connected_at_ = Clock::now();
         }
-        thread_ = std::thread([this] { run(); });
     }
+
+    void start() override { thread_ = std::thread([this] { run(); }); }
 
     ~QueuedOutput() override
     {
+        if (!thread_.joinable())
+            return;
         {
             std::unique_lock lk(mu_);
             stop_ = true;
@@ -614,6 +617,13 @@ std::vector<OutputProblem> check_output(const OutputConfig &cfg, bool resolve)
 }
 
 std::unique_ptr<Output> make_output(const OutputConfig &cfg)
+{
+    auto out = open_output(cfg);
+    out->start();
+    return out;
+}
+
+std::unique_ptr<Output> open_output(const OutputConfig &cfg)
 {
     std::string desc;
     Render render;

@@ -199,11 +199,18 @@ public:
     // Waits up to timeout_ms for the queue to drain; true when it did.
     virtual bool flush(uint64_t timeout_ms) = 0;
     virtual std::string describe() const = 0;  // "syslog tcp 127.0.0.1:6514 rfc5424"
+    // Starts the delivery thread; alerts sent before wait in the spool.
+    virtual void start() = 0;
 };
 
-// Starts the output's thread. Throws exf::Error when the configuration cannot
-// work at all (unreadable CA file, bad address); a collector that is down is
-// not an error (the output spools and retries).
+// Opens the output (files, spool file) without starting its thread: the
+// daemon opens with its privileges, drops them, then starts the threads.
+// Throws exf::Error when the configuration cannot work at all (unreadable CA
+// file, bad address); a collector that is down is not an error (the output
+// spools and retries).
+std::unique_ptr<Output> open_output(const OutputConfig &cfg);
+
+// open_output, then start.
 std::unique_ptr<Output> make_output(const OutputConfig &cfg);
 
 }  // namespace exf::output

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace exf::output::detail {
 
@@ -302,6 +303,23 @@ private:
         return fd_ >= 0;
     }
 
+    // The name (or address) the collector's certificate must carry. When
+    // OpenSSL refuses it (an embedded NUL, say) no connection is made:
+    // going on would skip the name check.
+    bool expect_peer_name(std::string &why)
+    {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl_);
+        bool ok = is_ip(verify_name_)
+                      ? X509_VERIFY_PARAM_set1_ip_asc(param, verify_name_.c_str()) == 1
+                      : X509_VERIFY_PARAM_set1_host(param, verify_name_.data(),
+                                                    verify_name_.size()) == 1 &&
+                            SSL_set_tlsext_host_name(ssl_, verify_name_.c_str()) == 1;
+        if (!ok)
+            why = "TLS with " + endpoint(hp_) + ": OpenSSL refuses the certificate name \"" +
+                  ascii_escape(verify_name_, 255) + "\" (server_name): not connecting";
+        return ok;
+    }
+
     bool handshake(Clock::time_point deadline, std::string &why)
     {
         ERR_clear_error();
@@ -310,12 +328,8 @@ private:
             why = "TLS setup: " + ssl_errors();
             return false;
         }
-        if (is_ip(verify_name_)) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), verify_name_.c_str());
-        } else {
-            SSL_set1_host(ssl_, verify_name_.c_str());
-            SSL_set_tlsext_host_name(ssl_, verify_name_.c_str());
-        }
+        if (!expect_peer_name(why))
+            return false;
         for (;;) {
             int r = SSL_connect(ssl_);
             if (r == 1) {

@@ -128,19 +128,27 @@ bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
            a.spool_file == b.spool_file && a.path == b.path;
 }
 
-// Starts the outputs; one that cannot work at all (unreadable CA file) is
-// an error naming its table.
-std::vector<std::unique_ptr<output::Output>> start_outputs(const std::vector<output::OutputConfig> &cfgs)
+// Opens the outputs without starting their threads; one that cannot work at
+// all (unreadable CA file) is an error naming its table.
+std::vector<std::unique_ptr<output::Output>> open_outputs(const std::vector<output::OutputConfig> &cfgs)
 {
     std::vector<std::unique_ptr<output::Output>> outs;
     for (auto &c : cfgs) {
         try {
-            outs.push_back(output::make_output(c));
+            outs.push_back(output::open_output(c));
         } catch (const Error &e) {
             throw Error("[[outputs]] at " + c.origin + ": " + e.what());
         }
         spdlog::info("alerts to {}", outs.back()->describe());
     }
+    return outs;
+}
+
+std::vector<std::unique_ptr<output::Output>> start_outputs(const std::vector<output::OutputConfig> &cfgs)
+{
+    auto outs = open_outputs(cfgs);
+    for (auto &o : outs)
+        o->start();
     return outs;
 }
 
@@ -299,7 +307,7 @@ int run_daemon(const DaemonOptions &opts)
         agg::Aggregator aggregator(cfg.aggregate);
         detect::Detector detector(cfg.detect);
         auto out_cfgs = output_configs(cfg);
-        auto outputs = start_outputs(out_cfgs);
+        auto outputs = open_outputs(out_cfgs);  // their threads start after the drop
         state.output_types = output_types(out_cfgs);
         FlowTracker tracker;
         tracker.set_on_tls_meta([&](const FlowRecord &r) {
@@ -347,10 +355,16 @@ int run_daemon(const DaemonOptions &opts)
         // Attached, pinned, sockets open: from here on only CAP_BPF (the
         // bpf() calls on the maps) and CAP_NET_ADMIN (attaching a returning
         // interface, detaching at exit) are needed; the rest is dropped.
+        // No thread runs yet: those started below inherit only what is kept.
         if (cfg.backend == "ebpf")
             spdlog::info("{}", keep_only_capabilities({CAP_BPF, CAP_NET_ADMIN}));
         else
             spdlog::info("{}", keep_only_capabilities({}));
+        for (auto &o : outputs)
+            o->start();
+        source->start();
+        if (metrics)
+            metrics->start();
         auto publish = [&] {
             if (metrics)
                 metrics->publish(control::metrics_snapshot(view()));

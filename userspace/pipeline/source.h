@@ -18,6 +18,10 @@ class LiveSource {
 public:
     using EventFn = std::function<void(std::span<const uint8_t>)>;
     virtual ~LiveSource() = default;
+    // Starts the thread that reads events or packets. Construction attaches
+    // and opens everything that needs privileges; start() comes after the
+    // capability drop, so that the thread inherits only what is kept.
+    virtual void start() = 0;
     // The flow and client tables (flow cache folded in), read together.
     virtual Tables tables() = 0;
     std::vector<ClientRow> clients() { return tables().clients; }

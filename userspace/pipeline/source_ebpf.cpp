@@ -19,6 +19,10 @@ public:
             names_.push_back(ifname);
             attached_.push_back(std::make_unique<TcAttachment>(sensor_, ifname));
         }
+    }
+    // Events that arrive before the reader starts wait in the ring buffer.
+    void start() override
+    {
         consumer_ = std::make_unique<EventConsumer>(sensor_.events_fd(), queue_);
     }
     ~EbpfSource() override

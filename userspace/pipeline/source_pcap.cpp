@@ -43,10 +43,11 @@ public:
         dp_ = make_user_datapath(o);
         for (auto &ifname : interfaces)
             open(ifname);
-        thread_ = std::thread([this] { loop(); });
         spdlog::info("libpcap backend capturing on {} interface{}", handles_.size(),
                      handles_.size() == 1 ? "" : "s");
     }
+    // Packets that arrive before the thread starts wait in the socket buffers.
+    void start() override { thread_ = std::thread([this] { loop(); }); }
     ~PcapSource() override
     {
         stop_ = true;
