@@ -4,12 +4,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include "config/config.h"
+#include "config/run_checks.h"
 #include "config/units.h"
+#include "support/mounts.h"
+#include "support/temp_dir.h"
 #include "support/test_env.h"
 
 using namespace exf;
@@ -188,7 +193,7 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     CHECK(syntax.rfind("t.toml:1:", 0) == 0);
     auto r = load_config("/nonexistent/exfilmon.toml");
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml:0:0: cannot open the configuration file");
+    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml: cannot read the configuration file: No such file or directory");
 }
 
 TEST_CASE("report_interval is 0s (no report) or at least 100ms", "[config]")
@@ -300,7 +305,7 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==
           "t.toml:5:13: threshold: tls_flows takes a count (an integer)");
     CHECK(only_issue(head + "metric = \"distinct_clients\"\nthreshold = 5\n") ==
-          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host rules");
+          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host only, not client");
     CHECK(only_issue(head + "metric = \"bytes_out\"\n") ==
           "t.toml:1:1: [[rules]]: 'r' needs a threshold, a baseline or both");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nthresold = 6\n") ==
@@ -379,12 +384,19 @@ TEST_CASE("Control socket and metrics settings and their errors", "[config]")
     CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
 }
 
-TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
+namespace {
+
+// One row of docs/configuration.md: "[section] key" and its type column.
+struct DocRow {
+    std::string key, type;
+};
+
+// The document's tables: "## [section]" headings, then rows "| `key` | type | ...".
+std::vector<DocRow> documented_rows()
 {
-    // The document's tables: "## [section]" headings, then rows "| `key` | ...".
     std::ifstream in(exf::test::source_dir() / "docs" / "configuration.md");
     REQUIRE(in);
-    std::set<std::string> documented;
+    std::vector<DocRow> rows;
     std::string line, section;
     while (std::getline(in, line)) {
         if (line.rfind("## ", 0) == 0) {
@@ -395,8 +407,198 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
         if (section.empty() || line.rfind("| `", 0) != 0)
             continue;
         auto e = line.find('`', 3);
-        documented.insert(section + " " + line.substr(3, e - 3));
+        // The type column: between the second and third unescaped '|'.
+        std::vector<size_t> bars;
+        for (size_t i = 0; i < line.size(); i++)
+            if (line[i] == '|' && (i == 0 || line[i - 1] != '\\'))
+                bars.push_back(i);
+        REQUIRE(bars.size() >= 3);
+        auto type = line.substr(bars[1] + 1, bars[2] - bars[1] - 1);
+        type = type.substr(type.find_first_not_of(' '));
+        type = type.substr(0, type.find_last_not_of(' ') + 1);
+        rows.push_back({section + " " + line.substr(3, e - 3), type});
     }
+    return rows;
+}
+
+// A document setting that key to `value` (TOML), as the last line, with what
+// else its table needs to be valid. Issues on that last line are about the
+// value; issues elsewhere (a udp output without address) are not.
+std::string document_with(const std::string &key, const std::string &value)
+{
+    auto sp = key.find(' ');
+    std::string section = key.substr(0, sp), name = key.substr(sp + 1);
+    auto rest = [&](std::vector<std::pair<std::string, std::string>> base) {
+        std::string s;
+        for (auto &[k, v] : base)
+            if (k != name)
+                s += k + " = " + v + "\n";
+        return s;
+    };
+    if (section == "[[rules]]") {
+        std::string base = "[[rules]]\n" + rest({{"name", "\"r\""},
+                                                 {"entity", "\"subnet\""},
+                                                 {"metric", "\"bytes_out\""},
+                                                 {"threshold", "1"}});
+        if (name.rfind("baseline.", 0) == 0)
+            return base + "baseline = { " + name.substr(9) + " = " + value + " }\n";
+        return base + name + " = " + value + "\n";
+    }
+    if (section == "[[allow]]") {
+        bool names_one = name == "cidr" || name == "sni" || name == "cohort";
+        return "[[allow]]\n" + std::string(names_one ? "" : "cidr = \"198.51.100.0/24\"\n") + name +
+               " = " + value + "\n";
+    }
+    if (section == "[sni_overrides.\"NAME\"]")
+        return "[sni_overrides.\"api.example.com\"]\n" + name + " = " + value + "\n";
+    if (section == "[[outputs]]") {
+        std::string base = name == "path" ? "type = \"json\"\n" : "";
+        if (name == "ca_file" || name == "server_name" || name == "cert_file" || name == "key_file")
+            base = "transport = \"tls\"\naddress = \"127.0.0.1:6514\"\n" +
+                   rest({{"ca_file", "\"/etc/ssl/certs/ca-certificates.crt\""}});
+        return "[[outputs]]\n" + base + name + " = " + value + "\n";
+    }
+    return section + "\n" + name + " = " + value + "\n";
+}
+
+// Whether the parser takes `value` for the key: no issue on its line.
+bool accepts(const std::string &key, const std::string &value)
+{
+    auto doc = document_with(key, value);
+    auto last_line = uint32_t(std::count(doc.begin(), doc.end(), '\n'));
+    auto r = parse_config(doc, "doc.toml");
+    for (auto &i : r.issues)
+        if (i.line == last_line) {
+            UNSCOPED_INFO(key << " = " << value << ": " << i.format());
+            return false;
+        }
+    UNSCOPED_INFO(key << " = " << value << ": accepted");
+    return true;
+}
+
+std::string quoted(const std::string &s) { return "\"" + s + "\""; }
+std::string ms(uint64_t v) { return quoted(std::to_string(v) + "ms"); }
+
+template <typename Fn> std::string array_of(uint64_t n, Fn element)
+{
+    std::string s = "[";
+    for (uint64_t i = 0; i < n; i++)
+        s += (i ? ", " : "") + element(i);
+    return s + "]";
+}
+
+// Checks the key against its documented type: the bounds are accepted, just
+// outside them is refused, and so is a value of another type. Types without
+// bounds (paths, names, CIDRs) get the wrong-type check only.
+void check_documented_type(const DocRow &row)
+{
+    INFO(row.key << " documented as: " << row.type);
+    const auto &key = row.key;
+    const auto &type = row.type;
+    std::smatch m;
+    auto re = [&](const char *pattern) { return std::regex_match(type, m, std::regex(pattern)); };
+    auto n = [&](int i) { return uint64_t(std::stoull(m[i].str())); };
+    auto size_of = [&](int i) {
+        auto v = parse_size(m[i].str());
+        REQUIRE(v);
+        return *v;
+    };
+    auto dur_of = [&](int i) {
+        auto v = parse_duration_ms(m[i].str());
+        REQUIRE(v);
+        return *v;
+    };
+    if (re("boolean")) {
+        CHECK(accepts(key, "true"));
+        CHECK(accepts(key, "false"));
+        CHECK_FALSE(accepts(key, "1"));
+        return;
+    }
+    // Every other type refuses a boolean.
+    CHECK_FALSE(accepts(key, "true"));
+    if (re("integer (\\d+)\\.\\.(\\d+)")) {
+        CHECK(accepts(key, std::to_string(n(1))));
+        CHECK(accepts(key, std::to_string(n(2))));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, std::to_string(n(1) - 1)));
+        CHECK_FALSE(accepts(key, std::to_string(n(2) + 1)));
+        CHECK_FALSE(accepts(key, quoted(std::to_string(n(1)))));
+    } else if (re("size, power of two, (\\S+)\\.\\.(\\S+)")) {
+        CHECK(accepts(key, quoted(m[1].str())));
+        CHECK(accepts(key, std::to_string(size_of(2))));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(1) / 2)));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(2) * 2)));
+        CHECK_FALSE(accepts(key, std::to_string(size_of(1) + 1)));
+    } else if (re("duration (\\S+)\\.\\.(\\S+)")) {
+        CHECK(accepts(key, ms(dur_of(1))));
+        CHECK(accepts(key, quoted(m[2].str())));
+        if (dur_of(1) > 0)
+            CHECK_FALSE(accepts(key, ms(dur_of(1) - 1)));
+        CHECK_FALSE(accepts(key, ms(dur_of(2) + 1)));
+        CHECK_FALSE(accepts(key, std::to_string(dur_of(1))));
+    } else if (re("duration >= (\\S*\\d\\S*)")) {
+        CHECK(accepts(key, quoted(m[1].str())));
+        CHECK(accepts(key, quoted("30d")));
+        CHECK_FALSE(accepts(key, ms(dur_of(1) - 1)));
+    } else if (re("number > (\\S+)")) {
+        double lo = std::stod(m[1].str());
+        CHECK_FALSE(accepts(key, std::to_string(lo)));
+        CHECK(accepts(key, std::to_string(lo + 0.001)));
+        CHECK_FALSE(accepts(key, "\"2\""));
+    } else if (re("string, (\\d+)\\.\\.(\\d+) chars")) {
+        CHECK(accepts(key, quoted(std::string(n(1), 'a'))));
+        CHECK(accepts(key, quoted(std::string(n(2), 'a'))));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, quoted(std::string(n(1) - 1, 'a'))));
+        CHECK_FALSE(accepts(key, quoted(std::string(n(2) + 1, 'a'))));
+    } else if (re("array of (\\d+)\\.\\.(\\d+) ports")) {
+        auto port = [](uint64_t i) { return std::to_string(1000 + i); };
+        CHECK(accepts(key, array_of(n(1), port)));
+        CHECK(accepts(key, array_of(n(2), port)));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, array_of(n(1) - 1, port)));
+        CHECK_FALSE(accepts(key, array_of(n(2) + 1, port)));
+        CHECK(accepts(key, "[1, 65535]"));
+        CHECK_FALSE(accepts(key, "[0]"));
+        CHECK_FALSE(accepts(key, "[65536]"));
+        CHECK_FALSE(accepts(key, "[443, 443]"));
+    } else if (re("array of (\\d+)\\.\\.(\\d+) durations, (\\S+)\\.\\.(\\S+)")) {
+        auto window = [](uint64_t i) { return quoted(std::to_string(i + 1) + "m"); };
+        CHECK(accepts(key, array_of(n(1), window)));
+        CHECK(accepts(key, array_of(n(2), window)));
+        if (n(1) > 0)
+            CHECK_FALSE(accepts(key, array_of(n(1) - 1, window)));
+        CHECK_FALSE(accepts(key, array_of(n(2) + 1, window)));
+        CHECK(accepts(key, "[" + ms(dur_of(3)) + ", " + quoted(m[4].str()) + "]"));
+        CHECK_FALSE(accepts(key, "[" + ms(dur_of(3) - 1) + "]"));
+        CHECK_FALSE(accepts(key, "[" + ms(dur_of(4) + 1) + "]"));
+    } else if (type.find("\\|") != std::string::npos) {
+        // `a` \| `b` or `"a"` \| `"b"`: each is taken, another word is not.
+        std::regex item("`\"?([a-z0-9_-]+)\"?`");
+        size_t values = 0;
+        for (std::sregex_iterator it(type.begin(), type.end(), item), end; it != end; ++it, ++values)
+            CHECK(accepts(key, quoted((*it)[1].str())));
+        CHECK(values >= 2);
+        CHECK_FALSE(accepts(key, quoted("no-such-value")));
+    } else if (re("size")) {
+        CHECK(accepts(key, quoted("1MiB")));
+        CHECK(accepts(key, "0"));
+        CHECK_FALSE(accepts(key, "-1"));
+        CHECK_FALSE(accepts(key, quoted("4 parsecs")));
+    } else {
+        // Free-form (a path, a name, a CIDR, a threshold in the metric's
+        // unit). Every integer key has bounds: the document gives them.
+        CHECK(type.rfind("integer", 0) != 0);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
+{
+    std::set<std::string> documented;
+    for (auto &row : documented_rows())
+        documented.insert(row.key);
     auto accepted = config_keys();
     std::set<std::string> keys(accepted.begin(), accepted.end());
     REQUIRE(keys.size() > 50);
@@ -411,6 +613,14 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
     CHECK(documented == keys);
 }
 
+TEST_CASE("docs/configuration.md gives each key the type and range the parser takes", "[config]")
+{
+    auto rows = documented_rows();
+    REQUIRE(rows.size() > 50);
+    for (auto &row : rows)
+        check_documented_type(row);
+}
+
 TEST_CASE("A configuration file writable by others is refused", "[config]")
 {
     auto dir = std::filesystem::temp_directory_path() / ("exf-cfg-perm-" + std::to_string(::getpid()));
@@ -423,7 +633,7 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
     std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
     auto r = load_config(f.string());
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == f.string() + ":0:0: the file is writable by others (mode 0602): "
+    CHECK(r.issues[0].format() == f.string() + ": the file is writable by others (mode 0602): "
                                                "refusing it; remove that permission (chmod o-w)");
     // A world-writable directory without the sticky bit is refused too.
     std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
@@ -432,6 +642,89 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].message.find("its directory") == 0);
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("A TLS port listed twice is an error", "[config]")
+{
+    CHECK(only_issue("[bpf]\ntls_ports = [443, 8443, 443]\n") == "t.toml:2:25: tls_ports: 443 is listed twice");
+}
+
+TEST_CASE("A file that cannot be the configuration says why, not FILE:0:0", "[config]")
+{
+    exf::test::TempDir d("exf-cfg-file");
+    auto r = load_config(d.path.string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == d.path.string() + ": cannot read the configuration file: Is a directory");
+    r = load_config((d.path / "none.toml").string());
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() ==
+          (d.path / "none.toml").string() + ": cannot read the configuration file: No such file or directory");
+}
+
+TEST_CASE("load_config_for_run makes run's checks and reports them at their keys", "[config]")
+{
+    exf::test::TempDir d("exf-cfg-run");
+    auto dir = d.path.string();
+    // Directories that exist: accepted, and checking creates nothing.
+    auto ok = d.write("ok.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + dir + "/alerts.json\"\n"
+                                 "spool_file = \"" + dir + "/spool\"\n");
+    auto r = load_config_for_run(ok);
+    for (auto &i : r.issues)
+        FAIL(i.format());
+    CHECK(r.warnings.empty());
+    CHECK_FALSE(std::filesystem::exists(d.path / "alerts.json"));
+    CHECK_FALSE(std::filesystem::exists(d.path / "spool"));
+
+    // The second output's problems, at the second output's keys.
+    auto bad = d.write("bad.toml", "[[outputs]]\ntype = \"json\"\n\n[[outputs]]\ntype = \"json\"\n"
+                                   "path = \"" + dir + "\"\nspool_file = \"" + dir + "/no/spool\"\n"
+                                   "[control]\ngroup = \"exf-no-such-group\"\n");
+    r = load_config_for_run(bad);
+    REQUIRE(r.issues.size() == 3);
+    CHECK(r.issues[0].format() == bad + ":6:8: path " + dir + ": Is a directory");
+    CHECK(r.issues[1].format() == bad + ":7:14: spool_file " + dir + "/no/spool: its directory " + dir +
+                                      "/no: No such file or directory");
+    CHECK(r.issues[2].format() == bad + ":9:9: group 'exf-no-such-group' does not exist");
+    // load_config (replay, and the parse) does not look at the host.
+    CHECK(load_config(bad).ok());
+
+    // A name that does not resolve (.invalid never does): a warning.
+    auto dns = d.write("dns.toml", "[[outputs]]\ntransport = \"udp\"\naddress = \"collector.invalid:514\"\n");
+    r = load_config_for_run(dns);
+    CHECK(r.ok());
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].format().rfind(dns + ":3:11: warning: address collector.invalid:514: resolve collector.invalid: ", 0) == 0);
+
+    // Addresses are checked by the parser itself: SIGHUP and replay refuse them too.
+    CHECK(only_issue("[[outputs]]\ntransport = \"udp\"\naddress = \"127.0.0.1:99999\"\n") ==
+          "t.toml:3:11: address 127.0.0.1:99999: bad port '99999'");
+    CHECK(only_issue("[[outputs]]\ntransport = \"tcp\"\naddress = \"256.1.1.1:514\"\n") ==
+          "t.toml:3:11: address 256.1.1.1:514: 256.1.1.1 is not an IPv4 address");
+}
+
+TEST_CASE("A spool_file on a read-only file system is a warning, a json path there an error", "[config]")
+{
+    if (!exf::test::require_root())
+        return;
+    exf::test::TempDir d("exf-cfg-ro");
+    exf::test::TmpfsMount disk(d.path / "disk", 64 * 1024);
+    disk.set_read_only(true);
+    auto ro = disk.dir().string();
+    // The output runs with its spool in memory and retries (output/spool.h):
+    // said, not refused.
+    auto spool = d.write("spool.toml", "[[outputs]]\ntype = \"json\"\nspool_file = \"" + ro + "/spool\"\n");
+    auto r = load_config_for_run(spool);
+    CHECK(r.ok());
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].format() == spool + ":3:14: warning: spool_file " + ro + "/spool: its directory " + ro +
+                                        ": Read-only file system (alerts are kept in memory until it can "
+                                        "be written)");
+    // A json output cannot write its alerts at all.
+    auto json = d.write("json.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + ro + "/alerts.json\"\n");
+    r = load_config_for_run(json);
+    REQUIRE(r.issues.size() == 1);
+    CHECK(r.issues[0].format() == json + ":3:8: path " + ro + "/alerts.json: its directory " + ro +
+                                      ": Read-only file system");
 }
 
 TEST_CASE("A cohorts file writable by others is refused like the configuration file", "[config]")

@@ -438,3 +438,59 @@ TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones
     CHECK(why.find("same name") != std::string::npos);
     CHECK(eval(d, a, t + 2000).empty());
 }
+
+TEST_CASE("Reconfigure: an open alert's live view and later records carry the new threshold", "[detect]")
+{
+    agg::Aggregator a(windows());
+    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    Detector d(c);
+    uint64_t t = 1'200'000;
+    pull(a, t, "192.0.2.5", 4000);
+    REQUIRE(eval(d, a, t).size() == 1);
+
+    // Lowered, the condition still holds: the live view says so at once,
+    // and so does the next update.
+    c.rules[0].threshold = 2000;
+    REQUIRE(d.reconfigure(c));
+    REQUIRE(d.open_alerts().size() == 1);
+    CHECK(d.open_alerts()[0].threshold == 2000);
+    auto r = eval(d, a, t + 5 * kMin);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::update);
+    CHECK(r[0].threshold == 2000);
+
+    // Raised above the value: the alert resolves, against the new threshold.
+    c.rules[0].threshold = 1'000'000;
+    REQUIRE(d.reconfigure(c));
+    REQUIRE(d.open_alerts().size() == 1);
+    CHECK(d.open_alerts()[0].threshold == 1'000'000);
+    CHECK(eval(d, a, t + 5 * kMin + 1000).empty());
+    r = eval(d, a, t + 7 * kMin + 2000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::resolved);
+    CHECK(r[0].threshold == 1'000'000);
+
+    // A baseline rule (learned as in the baseline test above): a new factor
+    // moves what its open alert is compared with.
+    agg::Aggregator ab(windows({kMin, 10 * kMin}));
+    auto rule = make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
+    rule.baseline = Baseline{5.0, 1000, 10 * kMin};
+    DetectConfig b = one_rule(rule);
+    Detector db(b);
+    uint64_t t0 = 6'000'000, now = t0;
+    for (; now <= t0 + 15 * kMin; now += 5000) {
+        if (now % kMin == 30'000)
+            pull(ab, now, "192.0.2.50", 10'000, 10);
+        eval(db, ab, now);
+    }
+    now = t0 + 15 * kMin + 30'000;
+    pull(ab, now, "192.0.2.50", 80'000, 10);
+    r = eval(db, ab, now + 5000);
+    REQUIRE(r.size() == 1);
+    REQUIRE(r[0].baseline);
+    CHECK(r[0].threshold == Approx(5 * *r[0].baseline));
+    b.rules[0].baseline->factor = 6.0;
+    REQUIRE(db.reconfigure(b));
+    REQUIRE(db.open_alerts().size() == 1);
+    CHECK(db.open_alerts()[0].threshold == Approx(6 * *r[0].baseline));
+}

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/run_checks.h"
 #include "config/units.h"
 #include "control/client.h"
 #include "pipeline/daemon.h"
@@ -28,7 +29,7 @@ int main(int argc, char **argv)
     std::vector<std::string> interfaces;
     bool verbose = false;
     auto *run = app.add_subcommand("run", "attach to interfaces and report per-client TLS traffic");
-    run->add_option("-c,--config", config_path, "configuration file (TOML)")->check(CLI::ExistingFile);
+    run->add_option("-c,--config", config_path, "configuration file (TOML)");
     run->add_option("-i,--interface", interfaces,
                     "interface to monitor (repeatable; default: the default route's)");
     run->add_flag("-v,--verbose", verbose, "debug logging, including libbpf's");
@@ -169,11 +170,14 @@ int main(int argc, char **argv)
         return exf::control::run_top(top_opts, std::cout, std::cerr);
     }
     if (check->parsed()) {
-        auto res = exf::load_config(check_path);
+        // The checks run makes before attaching (config/run_checks.h).
+        auto res = exf::load_config_for_run(check_path);
         for (auto &i : res.issues)
             std::cerr << i.format() << "\n";
+        for (auto &w : res.warnings)
+            std::cerr << w.format() << "\n";
         if (!res.ok())
-            return 2;
+            return exf::kConfigErrorExit;
         std::cout << check_path << ": OK\n";
         return 0;
     }

@@ -3,13 +3,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <filesystem>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <optional>
 #include <set>
-#include <sstream>
 
 #define TOML_EXCEPTIONS 1
 #include <toml++/toml.h>
@@ -17,13 +16,29 @@
 #include "aggregate/cohorts.h"
 #include "capture/shared_layout.h"
 #include "common/addr.h"
+#include "common/error.h"
+#include "common/files.h"
 #include "config/units.h"
 
 namespace exf {
 
 std::string ConfigIssue::format() const
 {
-    return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message;
+    std::string text = (warning ? "warning: " : "") + message;
+    // Line 0: about the whole file (missing, a directory, writable by others).
+    if (line == 0)
+        return file + ": " + text;
+    return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + text;
+}
+
+ConfigIssue ConfigResult::at(const std::string &key, std::string message) const
+{
+    auto it = positions.find(key);
+    if (it == positions.end())
+        it = positions.find(key.substr(0, key.find(' ')));
+    if (it == positions.end())
+        return {file, 0, 0, std::move(message)};
+    return {file, it->second.first, it->second.second, std::move(message)};
 }
 
 namespace {
@@ -31,6 +46,10 @@ namespace {
 class Reader {
 public:
     Reader(const std::string &file, std::vector<ConfigIssue> &issues) : file_(file), issues_(issues) {}
+    Reader(const std::string &file, ConfigResult &res)
+        : file_(file), issues_(res.issues), positions_(&res.positions)
+    {
+    }
 
     void error(const toml::node &n, const std::string &msg)
     {
@@ -47,6 +66,7 @@ public:
                 keys_->insert(where == "baseline"          ? "[[rules]] baseline." + std::string(a)
                               : where == "[sni_overrides]" ? "[sni_overrides.\"NAME\"] " + std::string(a)
                                                            : std::string(where) + " " + std::string(a));
+        note_positions(t, where);
         for (auto &&[k, v] : t) {
             bool ok = false;
             for (auto a : allowed)
@@ -158,9 +178,28 @@ public:
     void record_keys(std::set<std::string> *keys) { keys_ = keys; }
 
 private:
+    // ConfigResult::positions: "[control]", "[control] group", and for
+    // arrays of tables the index, "[[outputs]]#0", "[[outputs]]#0 address".
+    void note_positions(const toml::table &t, std::string_view where)
+    {
+        if (!positions_)
+            return;
+        std::string table(where);
+        if (where.substr(0, 2) == "[[")
+            table += "#" + std::to_string(tables_seen_[table]++);
+        auto put = [&](const std::string &key, const toml::node &n) {
+            (*positions_)[key] = {n.source().begin.line, n.source().begin.column};
+        };
+        put(table, t);
+        for (auto &&[k, v] : t)
+            put(table + " " + std::string(k.str()), v);
+    }
+
     std::string file_;
     std::vector<ConfigIssue> &issues_;
     std::set<std::string> *keys_ = nullptr;
+    std::map<std::string, std::pair<uint32_t, uint32_t>> *positions_ = nullptr;
+    std::map<std::string, size_t> tables_seen_;
 };
 
 void read_root(const toml::table &root, Reader &r, Config &c)
@@ -234,9 +273,15 @@ void read_root(const toml::table &root, Reader &r, Config &c)
                 return;
             }
             c.bpf.tls_ports.clear();
-            for (auto &&e : *arr)
-                if (r.uint_in(e, "tls_ports", 1, 65535, v))
-                    c.bpf.tls_ports.push_back(uint16_t(v));
+            for (auto &&e : *arr) {
+                if (!r.uint_in(e, "tls_ports", 1, 65535, v))
+                    continue;
+                auto &ports = c.bpf.tls_ports;
+                if (std::find(ports.begin(), ports.end(), uint16_t(v)) != ports.end())
+                    r.error(e, "tls_ports: " + std::to_string(v) + " is listed twice");
+                else
+                    ports.push_back(uint16_t(v));
+            }
         });
     }
     if (auto *t = r.table(root, "aggregate")) {
@@ -484,8 +529,8 @@ void read_rule(const toml::table &t, Reader &r, detect::Rule &rule, std::set<std
             if (auto m = detect::parse_metric(s)) {
                 rule.metric = *m;
                 metric_ok = true;
-                if (!detect::metric_applies(*m, rule.entity))
-                    r.error(*n, "metric: distinct_clients applies to subnet, cohort, sni and host rules");
+                if (auto why = detect::metric_applies_problem(*m, rule.entity); !why.empty())
+                    r.error(*n, "metric: " + why);
             } else {
                 r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
                             "distinct_clients or out_in_ratio");
@@ -678,6 +723,12 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
                 else if (o.transport != output::Transport::unix_socket &&
                          (is_path || o.address.rfind(':') == std::string::npos))
                     r.error(*n, "address: expected host:port (or [IPv6]:port)");
+                else if (o.transport != output::Transport::unix_socket)
+                    try {
+                        output::parse_host_port(o.address, output::default_port(o.transport));
+                    } catch (const Error &e) {
+                        r.error(*n, e.what());
+                    }
             }
         } else if (o.transport != output::Transport::unix_socket) {
             r.error(t, "[[outputs]]: a " + tr + " syslog output needs an address (host:port)");
@@ -846,9 +897,10 @@ void read_detection(const toml::table &root, Reader &r, Config &c, const std::st
 ConfigResult parse_config(std::string_view text, const std::string &source_name)
 {
     ConfigResult res;
+    res.file = source_name;
     try {
         toml::table root = toml::parse(text, source_name);
-        Reader r(source_name, res.issues);
+        Reader r(source_name, res);
         read_root(root, r, res.config);
         read_detection(root, r, res.config, source_name);
         std::stable_sort(res.issues.begin(), res.issues.end(),
@@ -912,22 +964,23 @@ std::string writable_by_others(const std::string &path)
 
 ConfigResult load_config(const std::string &path)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        ConfigResult res;
-        res.issues.push_back({path, 0, 0, "cannot open the configuration file"});
-        return res;
-    }
     // Anyone who can write the file could disable detection or redirect
-    // alerts.
-    if (auto why = writable_by_others(path); !why.empty()) {
+    // alerts: a file (or its directory) writable by others is refused.
+    auto refuse = [&](std::string why) {
         ConfigResult res;
-        res.issues.push_back({path, 0, 0, why});
+        res.file = path;
+        res.issues.push_back({path, 0, 0, std::move(why)});
         return res;
+    };
+    if (auto why = readable_file_problem(path); !why.empty())
+        return refuse("cannot read the configuration file: " + why);
+    if (auto why = writable_by_others(path); !why.empty())
+        return refuse(why);
+    try {
+        return parse_config(read_whole_file(path), path);
+    } catch (const Error &e) {
+        return refuse("cannot read the configuration file: " + std::string(std::strerror(e.err())));
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return parse_config(ss.str(), path);
 }
 
 }  // namespace exf

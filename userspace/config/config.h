@@ -3,6 +3,7 @@
 // optional, the same defaults built in. Problems are reported as
 // FILE:LINE:COLUMN: message.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,18 +55,34 @@ struct Config {
 
 struct ConfigIssue {
     std::string file;
-    uint32_t line = 0, column = 0;
+    uint32_t line = 0, column = 0;  // line 0: the whole file
     std::string message;
-    std::string format() const;  // FILE:LINE:COLUMN: message
+    bool warning = false;  // in ConfigResult::warnings
+    // FILE:LINE:COLUMN: message; about the whole file, FILE: message;
+    // "warning: " before the message of a warning.
+    std::string format() const;
 };
 
 struct ConfigResult {
     Config config;
-    std::vector<ConfigIssue> issues;
+    std::vector<ConfigIssue> issues;  // errors: the configuration is refused
+    // Said, not refused: a collector name that does not resolve now (it may
+    // at run time; the output keeps retrying).
+    std::vector<ConfigIssue> warnings;
+    std::string file;
+    // Where each table and key was read, for checks made after parsing
+    // (config/run_checks.h): "[control]", "[control] group", and with the
+    // index for arrays of tables, "[[outputs]]#0", "[[outputs]]#0 address".
+    std::map<std::string, std::pair<uint32_t, uint32_t>> positions;  // line, column
     bool ok() const { return issues.empty(); }
+    // An issue at that key, else at its table, else about the whole file.
+    ConfigIssue at(const std::string &key, std::string message) const;
 };
 
 ConfigResult parse_config(std::string_view text, const std::string &source_name);
+// The file must be readable, not a directory, and neither it nor its
+// directory writable by others (common/files.h); then parse_config. These
+// refusals are issues about the whole file (line 0) saying why.
 ConfigResult load_config(const std::string &path);
 
 // Why a file the daemon trusts (configuration, cohorts) must be refused: it,

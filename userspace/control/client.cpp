@@ -321,6 +321,14 @@ int run_status(const StatusOptions &o, std::ostream &out, std::ostream &err)
 
 int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
 {
+    // A request the daemon would refuse is a usage error, daemon or not.
+    auto kind = parse_top_kind(o.kind);
+    auto sort = parse_sort(o.sort);
+    if (kind && sort)
+        if (auto why = top_request_problem({*kind, o.window, *sort, o.n}); !why.empty()) {
+            err << "exfilmon top: " << why << "\n";
+            return 2;
+        }
     json req = {{"cmd", "top"}, {"kind", o.kind}, {"window", o.window}, {"sort", o.sort}, {"n", o.n}};
     std::string error;
     int code = 0;

@@ -41,16 +41,25 @@ bool answers(const sockaddr_un &a)
 
 }  // namespace
 
+gid_t group_id(const std::string &group)
+{
+    struct group g{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
+        throw Error("group '" + group + "' does not exist");
+    return g.gr_gid;
+}
+
 ControlServer::ControlServer(const std::string &path, const std::string &group) : path_(path)
 {
     auto addr = unix_addr(path);
     gid_t gid = 0;
     if (!group.empty()) {
-        struct group g{}, *res = nullptr;
-        std::vector<char> buf(16384);
-        if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
-            throw Error("control socket " + path + ": group '" + group + "' does not exist");
-        gid = g.gr_gid;
+        try {
+            gid = group_id(group);
+        } catch (const Error &e) {
+            throw Error("control socket " + path + ": " + e.what());
+        }
     }
     auto dir = std::filesystem::path(path).parent_path();
     std::error_code ec;

@@ -76,6 +76,17 @@ std::optional<agg::SortBy> parse_sort(std::string_view s)
     return std::nullopt;
 }
 
+std::string top_request_problem(const TopRequest &req)
+{
+    // Ranking by distinct clients is the distinct_clients metric: it exists
+    // where a rule may use it.
+    if (req.sort == agg::SortBy::distinct_clients)
+        if (auto why = detect::metric_applies_problem(detect::Metric::distinct_clients, req.kind);
+            !why.empty())
+            return "sort: " + why;
+    return {};
+}
+
 const char *sort_name(agg::SortBy s)
 {
     switch (s) {
@@ -301,6 +312,8 @@ std::string handle_request(std::string_view line, const DaemonView &v)
                 else
                     bad = "n: expected an integer from 1 to 1000";
             }
+            if (bad.empty())
+                bad = top_request_problem(t);
             resp = bad.empty() ? top_json(v, t) : error_response(bad);
         } else {
             resp = error_response("unknown cmd (expected \"status\" or \"top\")");

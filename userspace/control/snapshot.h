@@ -116,6 +116,11 @@ struct TopRequest {
     agg::SortBy sort = agg::SortBy::bytes_out;
     size_t n = 20;
 };
+// "" when the request can be answered, else why not: a ranking that does not
+// exist for the kind ("sort: distinct_clients applies to subnet, cohort, sni
+// and host only, not client", the rules' own rule). The window is checked
+// against the daemon's by top_json.
+std::string top_request_problem(const TopRequest &req);
 // Throws std::invalid_argument with a sentence for an unknown window.
 nlohmann::json top_json(const DaemonView &v, const TopRequest &req);
 

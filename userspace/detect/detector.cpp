@@ -264,6 +264,26 @@ struct Detector::Impl {
         rules = std::move(next);
         cfg = std::move(c);
         host = cfg.host_name.empty() ? default_host_name() : cfg.host_name;
+        // Open alerts of kept rules are compared with the new settings from
+        // now on: their live view, updates and resolution say so.
+        for (auto &rs : rules)
+            for (auto &[k, t] : rs.tracks) {
+                if (!rs.rule.baseline)
+                    t.baseline.reset();
+                if (rs.rule.threshold || t.baseline)
+                    t.threshold = compared_with(rs.rule, sni_scale(rs.rule.entity, t.key), t.value, t.baseline);
+            }
+    }
+
+    // What a value x is compared with: the threshold (scaled by the SNI
+    // override) when x reaches it or the rule has no learned level for the
+    // entity, else max(floor, factor x level).
+    static double compared_with(const Rule &rule, double scale, double x, std::optional<double> base)
+    {
+        bool reaches = rule.threshold && x > 0 && x >= *rule.threshold * scale;
+        if (rule.threshold && (reaches || !rule.baseline || !base))
+            return *rule.threshold * scale;
+        return std::max(rule.baseline->floor * scale, rule.baseline->factor * *base);
     }
 
     size_t tracked() const
@@ -505,8 +525,7 @@ struct Detector::Impl {
                 stats.allowed++;
                 return;
             }
-            double thr = thr_fire ? *rule.threshold * scale
-                                  : std::max(rule.baseline->floor * scale, rule.baseline->factor * *base);
+            double thr = compared_with(rule, scale, x, base);
             if (k.empty()) {
                 key_bytes_into(key, k);
                 auto it = rs.tracks.find(k);

@@ -56,6 +56,14 @@ bool metric_applies(Metric m, agg::EntityKind k)
            k == agg::EntityKind::api_host || k == agg::EntityKind::host;
 }
 
+std::string metric_applies_problem(Metric m, agg::EntityKind k)
+{
+    if (metric_applies(m, k))
+        return {};
+    return std::string(metric_name(m)) + " applies to subnet, cohort, sni and host only, not " +
+           rule_entity_name(k);
+}
+
 std::optional<Severity> parse_severity(std::string_view s)
 {
     for (auto v : {Severity::info, Severity::warning, Severity::critical})
@@ -123,8 +131,8 @@ std::vector<std::string> validate(const DetectConfig &c)
             out.push_back(who + ": another rule has the same name");
         if (!r.threshold && !r.baseline)
             out.push_back(who + ": needs a threshold, a baseline or both");
-        if (!metric_applies(r.metric, r.entity))
-            out.push_back(who + ": distinct_clients applies to subnet, cohort, sni and host only");
+        if (auto why = metric_applies_problem(r.metric, r.entity); !why.empty())
+            out.push_back(who + ": " + why);
         if (r.window_ms == 0)
             out.push_back(who + ": window must be positive");
         if (r.sustain == 0)

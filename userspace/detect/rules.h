@@ -57,6 +57,10 @@ const char *rule_entity_name(agg::EntityKind k);
 std::optional<agg::EntityKind> parse_rule_entity(std::string_view s);
 // distinct_clients only exists for groups: subnet, cohort, sni, host.
 bool metric_applies(Metric m, agg::EntityKind k);
+// "" when it applies, else the sentence saying where it does (rules, and
+// `exfilmon top --sort`): "distinct_clients applies to subnet, cohort, sni
+// and host only, not client".
+std::string metric_applies_problem(Metric m, agg::EntityKind k);
 
 std::optional<Severity> parse_severity(std::string_view s);
 

@@ -8,6 +8,7 @@
 // next connection. Connection attempts back off from 100 ms doubling to 10 s;
 // the backoff starts over after a connection that lasted a second or more.
 #include <pthread.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/files.h"
 #include "common/log.h"
 #include "output/output.h"
 #include "output/spool.h"
@@ -551,7 +553,68 @@ const char *format_name(Format f)
     return "?";
 }
 
+// The key a TLS file error is about: make_tls_context starts its
+// messages with it ("ca_file PATH: ...").
+std::string tls_key_of(const std::string &message)
+{
+    for (const char *key : {"ca_file", "cert_file", "key_file"})
+        if (message.rfind(key, 0) == 0)
+            return key;
+    return "ca_file";
+}
+
+void check_syslog_address(const OutputConfig &cfg, bool resolve, std::vector<OutputProblem> &out)
+{
+    if (cfg.transport == Transport::unix_socket) {
+        if (cfg.address.size() >= sizeof(sockaddr_un::sun_path))
+            out.push_back({"address", "unix socket path too long (at most " +
+                                          std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
+                                          " bytes): " + cfg.address});
+        return;
+    }
+    try {
+        auto hp = parse_host_port(cfg.address, default_port(cfg.transport));
+        if (auto why = resolve ? detail::resolve_problem(hp, cfg.transport) : ""; !why.empty())
+            out.push_back({"address", "address " + cfg.address + ": " + why +
+                                          " (now; alerts are spooled until it resolves)",
+                           true});
+    } catch (const Error &e) {
+        out.push_back({"address", e.what()});
+    }
+    if (cfg.transport == Transport::tls) {
+        try {
+            detail::make_tls_context(cfg);
+        } catch (const Error &e) {
+            out.push_back({tls_key_of(e.what()), e.what()});
+        }
+    }
+}
+
 }  // namespace
+
+std::vector<OutputProblem> check_output(const OutputConfig &cfg, bool resolve)
+{
+    std::vector<OutputProblem> out;
+    int err = 0;
+    if (cfg.type == OutputType::json) {
+        if (!cfg.path.empty() && cfg.path != "-")
+            if (auto why = writable_file_problem(cfg.path); !why.empty())
+                out.push_back({"path", "path " + cfg.path + ": " + why});
+    } else {
+        check_syslog_address(cfg, resolve, out);
+    }
+    if (!cfg.spool_file.empty())
+        if (auto why = writable_file_problem(cfg.spool_file, &err); !why.empty()) {
+            // A read-only file system is a fault of the moment: the output
+            // runs with the spool in memory and retries (spool.h).
+            bool transient = detail::transient_io_error(err);
+            out.push_back({"spool_file",
+                           "spool_file " + cfg.spool_file + ": " + why +
+                               (transient ? " (alerts are kept in memory until it can be written)" : ""),
+                           transient});
+        }
+    return out;
+}
 
 std::unique_ptr<Output> make_output(const OutputConfig &cfg)
 {
@@ -591,6 +654,11 @@ std::unique_ptr<Output> open_output(const OutputConfig &cfg)
         }
         render = [=](const detect::AlertRecord &a) { return fn(a, facility, app, pid); };
     }
+    // Names are resolved by the output's own thread, when it connects: the
+    // caller (the daemon's main loop, on reload) never waits for DNS.
+    for (auto &p : check_output(cfg, false))
+        if (!p.warning)
+            throw Error("output " + desc + ": " + p.message);
     try {
         auto sink = detail::make_sink(cfg);
         std::unique_ptr<SpoolFile> spool;

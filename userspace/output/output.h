@@ -128,6 +128,34 @@ struct OutputConfig {
     std::string origin;
 };
 
+// A collector's address: "host:port", "[v6]:port", "host" (the default
+// port). Throws exf::Error naming the address: no host, a port outside
+// 1..65535, a dotted quad that is no IPv4 address ("256.1.1.1").
+struct HostPort {
+    std::string host, port;
+};
+HostPort parse_host_port(const std::string &address, const char *default_port);
+// "514" (udp, tcp), "6514" (tls).
+const char *default_port(Transport t);
+
+// What would keep the output from working, found before it starts: the
+// checks `exfilmon run` and `check-config` make (config/run_checks.h), and
+// make_output refuses an output with an error among them. Each names the
+// key it is about.
+//   errors:   a malformed address, a unix socket path too long; a json path
+//             or spool_file whose directory is missing or not writable, or
+//             that is a directory; a TLS file that is unreadable or invalid
+//   warnings: a collector name that does not resolve now (the output
+//             spools and retries, so it may at run time; only with
+//             resolve); a spool_file on a read-only file system (kept in
+//             memory until it can be written)
+struct OutputProblem {
+    std::string key;  // "address", "path", "spool_file", "ca_file", ...
+    std::string message;
+    bool warning = false;
+};
+std::vector<OutputProblem> check_output(const OutputConfig &cfg, bool resolve = true);
+
 // Facility by name ("kern", "user", ..., "local7"); -1 when unknown.
 int facility_from_name(const std::string &name);
 

@@ -139,6 +139,8 @@ bool SpoolFile::clear(std::string &why)
 bool SpoolFile::rewrite(const std::deque<std::string> &msgs, std::string &why)
 {
     std::string tmp = path_ + ".tmp";
+    // Messages name the configured path first: the temporary file is ours.
+    const std::string via_tmp = path_ + " (writing " + tmp + ")";
     auto fail = [&](const std::string &what, int err, int fd) {
         last_errno_ = err;
         why = what + ": " + std::strerror(err);
@@ -150,7 +152,7 @@ bool SpoolFile::rewrite(const std::deque<std::string> &msgs, std::string &why)
     int fd = ::open(tmp.c_str(), O_WRONLY | O_TRUNC | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         last_errno_ = errno;
-        why = tmp + ": " + std::strerror(errno);
+        why = via_tmp + ": " + std::strerror(errno);
         return false;
     }
     std::string data;
@@ -162,13 +164,13 @@ bool SpoolFile::rewrite(const std::deque<std::string> &msgs, std::string &why)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return fail(tmp, n < 0 ? errno : EIO, fd);
+            return fail(via_tmp, n < 0 ? errno : EIO, fd);
         off += static_cast<size_t>(n);
     }
     if (::fsync(fd) != 0)
-        return fail(tmp, errno, fd);
+        return fail(via_tmp, errno, fd);
     if (::close(fd) != 0 && errno != EINTR)
-        return fail(tmp, errno, -1);
+        return fail(via_tmp, errno, -1);
     if (::rename(tmp.c_str(), path_.c_str()) != 0)
         return fail(path_, errno, -1);
     return true;

@@ -592,6 +592,16 @@ private:
     ino_t ino_ = 0;
 };
 
+bool valid_port(const std::string &p)
+{
+    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit))
+        return false;
+    int v = std::stoi(p);
+    return v >= 1 && v <= 65535;
+}
+
+}  // namespace
+
 std::shared_ptr<SSL_CTX> make_tls_context(const OutputConfig &cfg)
 {
     ERR_clear_error();
@@ -620,15 +630,18 @@ std::shared_ptr<SSL_CTX> make_tls_context(const OutputConfig &cfg)
     return ctx;
 }
 
-bool valid_port(const std::string &p)
+std::string resolve_problem(const HostPort &hp, Transport t)
 {
-    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit))
-        return false;
-    int v = std::stoi(p);
-    return v >= 1 && v <= 65535;
+    std::string why;
+    resolve(hp, t == Transport::udp ? SOCK_DGRAM : SOCK_STREAM, why);
+    return why;
 }
 
-}  // namespace
+}  // namespace exf::output::detail
+
+namespace exf::output {
+
+const char *default_port(Transport t) { return t == Transport::tls ? "6514" : "514"; }
 
 HostPort parse_host_port(const std::string &address, const char *default_port)
 {
@@ -655,10 +668,18 @@ HostPort parse_host_port(const std::string &address, const char *default_port)
     }
     if (hp.host.empty())
         throw Error("address '" + address + "': no host");
-    if (!valid_port(hp.port))
+    // All digits and dots is an IPv4 address or nothing: no host name
+    // ends in a numeric label, and a resolver would only fail at run time.
+    if (hp.host.find_first_not_of("0123456789.") == std::string::npos && !detail::is_ip(hp.host))
+        throw Error("address " + address + ": " + hp.host + " is not an IPv4 address");
+    if (!detail::valid_port(hp.port))
         throw Error("address " + address + ": bad port '" + hp.port + "'");
     return hp;
 }
+
+}  // namespace exf::output
+
+namespace exf::output::detail {
 
 std::unique_ptr<Sink> make_sink(const OutputConfig &cfg)
 {
@@ -672,17 +693,15 @@ std::unique_ptr<Sink> make_sink(const OutputConfig &cfg)
     }
     switch (cfg.transport) {
     case Transport::unix_socket: {
-        std::string path = cfg.address.empty() ? "/dev/log" : cfg.address;
-        if (path.size() >= sizeof(sockaddr_un::sun_path))
-            throw Error("unix socket path too long: " + path);
-        return std::make_unique<UnixSink>(path);
+        // make_output checked the path's length (check_output).
+        return std::make_unique<UnixSink>(cfg.address.empty() ? "/dev/log" : cfg.address);
     }
     case Transport::udp:
-        return std::make_unique<UdpSink>(parse_host_port(cfg.address, "514"));
+        return std::make_unique<UdpSink>(parse_host_port(cfg.address, default_port(cfg.transport)));
     case Transport::tcp:
-        return std::make_unique<StreamSink>(parse_host_port(cfg.address, "514"), nullptr, "");
+        return std::make_unique<StreamSink>(parse_host_port(cfg.address, default_port(cfg.transport)), nullptr, "");
     case Transport::tls: {
-        HostPort hp = parse_host_port(cfg.address, "6514");
+        HostPort hp = parse_host_port(cfg.address, default_port(cfg.transport));
         auto ctx = make_tls_context(cfg);
         std::string name = cfg.server_name.empty() ? hp.host : cfg.server_name;
         return std::make_unique<StreamSink>(std::move(hp), std::move(ctx), std::move(name));

@@ -31,6 +31,8 @@
 
 #include "output/output.h"
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace exf::output::detail {
 
 using Clock = std::chrono::steady_clock;
@@ -62,11 +64,12 @@ public:
     std::atomic<bool> abort{false};
 };
 
-struct HostPort {
-    std::string host, port;
-};
-// "host:port", "[v6]:port", "host" (default port); throws exf::Error.
-HostPort parse_host_port(const std::string &address, const char *default_port);
+// "" when hp resolves for the transport's socket type, else why not.
+std::string resolve_problem(const HostPort &hp, Transport t);
+
+// The TLS context of a tls output: its CA, certificate and key loaded.
+// Throws exf::Error naming the file ("ca_file PATH: ...").
+std::shared_ptr<SSL_CTX> make_tls_context(const OutputConfig &cfg);
 
 // Throws exf::Error when the configuration cannot work (bad address,
 // unreadable CA, certificate or key).

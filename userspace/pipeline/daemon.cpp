@@ -29,6 +29,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "config/run_checks.h"
 #include "control/control_server.h"
 #include "control/metrics_server.h"
 #include "control/snapshot.h"
@@ -246,7 +247,7 @@ bool reload(const std::string &path, Config &cfg)
         spdlog::info("SIGHUP: no configuration file to reload (running on built-in defaults)");
         return false;
     }
-    auto res = load_config(path);
+    auto res = load_config_for_run(path, NameLookup::skip);
     if (!res.ok()) {
         for (auto &i : res.issues)
             spdlog::error("{}", i.format());
@@ -296,15 +297,16 @@ int run_daemon(const DaemonOptions &opts)
 {
     control::SensorState state;
     state.start_wall_ms = wall_ms();
-    Config cfg;
-    if (!opts.config_path.empty()) {
-        auto res = load_config(opts.config_path);
-        for (auto &i : res.issues)
-            std::cerr << i.format() << "\n";
-        if (!res.ok())
-            return 2;
-        cfg = res.config;
-    }
+    // Everything run would refuse, before anything is attached (check-config
+    // runs the same checks).
+    auto loaded = load_config_for_run(opts.config_path);
+    for (auto &i : loaded.issues)
+        std::cerr << i.format() << "\n";
+    for (auto &w : loaded.warnings)
+        std::cerr << w.format() << "\n";
+    if (!loaded.ok())
+        return kConfigErrorExit;
+    Config cfg = loaded.config;
     init_logging(opts.verbose ? "debug" : cfg.log_level);
     route_libbpf_logs(opts.verbose);
     std::vector<std::string> interfaces = opts.interfaces.empty() ? cfg.interfaces : opts.interfaces;
