@@ -17,6 +17,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 shared=$(dirname "$src")/shared
 mirror=${MIRROR:-http://deb.debian.org/debian}
 root=$(mktemp -d /var/tmp/exf-fresh.XXXXXX)
+chmod 755 "$root"  # the root directory of a real system: tests run programs as nobody
 
 cleanup() {
     # Deepest mounts first; a lazy unmount never leaves a busy tree behind.
