@@ -67,6 +67,10 @@ enum exf_flow_kind {
 /* Bit 31 of tcp_seen: the flow's close was counted (set atomically, so that
  * a FIN seen on one CPU and a RST or FIN on another count one close). */
 #define EXF_TCP_CLOSE_COUNTED (1u << 31)
+/* Bit 30 of tcp_seen: a new connection reuses the 5-tuple and this flow was
+ * ended for it (set atomically: one end event however many CPUs see the SYN);
+ * its entry is being replaced. */
+#define EXF_TCP_REUSED (1u << 30)
 
 struct exf_flow_key {
 	__u8 lo_addr[16];
@@ -86,6 +90,8 @@ struct exf_flow {
 	__u32 client_isn; /* TCP sequence number of the client's first payload byte */
 	__u16 hello_target; /* client payload bytes wanted (0: unknown yet) */
 	__u16 hello_contig; /* bytes from offset 0 emitted without a gap */
+	/* flags..hello_segs: one aligned 32-bit word, updated atomically
+	 * (bpf/lib/datapath.h, "The flow's state word"). */
 	__u8 flags;       /* EXF_FF_* */
 	__u8 client;      /* enum exf_client_side */
 	__u8 kind;        /* enum exf_flow_kind */
