@@ -195,8 +195,10 @@ enum exf_counter {
 	EXF_C_BAD_UDP,           /* UDP length shorter than its header */
 	EXF_C_FRAGMENT,          /* non-first IP fragment: no ports, not attributed */
 	EXF_C_OTHER_L4,          /* neither TCP nor UDP */
-	EXF_C_FLOW_NEW,          /* flow entries created */
-	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN */
+	EXF_C_FLOW_NEW,          /* flow entries created (not those replacing an
+				  * entry at a reuse: flows only leave the table
+				  * by LRU eviction otherwise) */
+	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN: entry replaced */
 	EXF_C_FLOW_UPDATE_FAIL,  /* flow table insert failed */
 	EXF_C_CLIENT_UPDATE_FAIL,/* client table insert failed */
 	EXF_C_TLS_FLOWS,         /* flows classified TLS (TCP) */
