@@ -71,6 +71,12 @@ enum exf_flow_kind {
  * ended for it (set atomically: one end event however many CPUs see the SYN);
  * its entry is being replaced. */
 #define EXF_TCP_REUSED (1u << 30)
+/* Bits 16..29 of tcp_seen: the generation of the entry for its 5-tuple. The
+ * entry that replaces one ended by reuse carries the next generation, so a
+ * CPU still holding the old entry (whose memory the new one may reuse at
+ * once) cannot mistake the new connection for the old one. */
+#define EXF_TCP_GEN_ONE (1u << 16)
+#define EXF_TCP_GEN_MASK (0x3fffu << 16)
 
 struct exf_flow_key {
 	__u8 lo_addr[16];

@@ -439,12 +439,13 @@ static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p
  * then this one takes that entry. count_new: count it in EXF_C_FLOW_NEW
  * (not for a reused 5-tuple, whose entry replaces the one it ended). */
 static __always_inline struct exf_flow *exf_flow_create(const struct exf_pkt *p, __u64 now,
-							 int count_new, __u8 *created_tls)
+							 int count_new, __u32 gen, __u8 *created_tls)
 {
 	struct exf_flow nf;
 
 	if (!exf_flow_init(&nf, p, now))
 		return NULL;
+	nf.tcp_seen = gen;
 	if (exf_map_update(&exf_flows, &p->key, &nf, BPF_NOEXIST) == 0) {
 		if (count_new)
 			exf_count(EXF_C_FLOW_NEW, 1);
@@ -467,15 +468,29 @@ static __always_inline int exf_is_reuse(const struct exf_pkt *p, const struct ex
 
 /* Ends the flow whose 5-tuple a new connection reuses and removes its entry
  * (the new connection gets a fresh one: its entry is never rewritten in
- * place under other CPUs' atomic adds). The CPU that sets EXF_TCP_REUSED
- * does it, once; the close is counted unless a FIN/RST already was
- * (EXF_TCP_CLOSE_COUNTED, claimed in the same atomic OR). */
+ * place under other CPUs' atomic adds). seen: f->tcp_seen, read before the
+ * reuse was decided. The CPU whose compare-and-swap sets EXF_TCP_REUSED in
+ * that very value does it, once; it fails when another CPU claimed the
+ * flow, or when the entry is already the new connection's (the next
+ * generation). The close is counted unless a FIN/RST already was
+ * (EXF_TCP_CLOSE_COUNTED, claimed in the same swap). */
 static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct exf_flow *f,
-					       __u64 now)
+					       __u32 seen, __u64 now)
 {
-	__u32 prev = __sync_fetch_and_or(&f->tcp_seen, EXF_TCP_REUSED | EXF_TCP_CLOSE_COUNTED);
+	__u32 prev = seen;
 
-	if (prev & EXF_TCP_REUSED)
+	/* A second try when only a TCP flag bit arrived in between. */
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if ((prev & EXF_TCP_REUSED) || ((prev ^ seen) & EXF_TCP_GEN_MASK))
+			return;
+		seen = prev;
+		prev = __sync_val_compare_and_swap(&f->tcp_seen, seen,
+						   seen | EXF_TCP_REUSED | EXF_TCP_CLOSE_COUNTED);
+		if (prev == seen)
+			break;
+	}
+	if (prev != seen)
 		return;
 	if (f->kind == EXF_KIND_TLS) {
 		__u8 was_closed = !!(prev & EXF_TCP_CLOSE_COUNTED);
@@ -500,15 +515,23 @@ static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p
 {
 	__u8 src = exf_src_side(p);
 	__u8 newly = 0, reused = 0;
+	__u32 gen = 0;
 	struct exf_flow *f = exf_map_lookup(&exf_flows, &p->key);
 
-	if (f && exf_is_reuse(p, f)) {
-		exf_flow_end_reuse(p, f, now);
-		f = NULL;
-		reused = 1;
+	if (f && (p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN) {
+		/* tcp_seen first, by an atomic (fully ordered) read: the checks
+		 * then see this generation of the entry or a later one, which
+		 * the claim tells apart (exf_flow_end_reuse). */
+		__u32 seen = __sync_val_compare_and_swap(&f->tcp_seen, 0, 0);
+		if (exf_is_reuse(p, f)) {
+			exf_flow_end_reuse(p, f, seen, now);
+			f = NULL;
+			reused = 1;
+			gen = (seen + EXF_TCP_GEN_ONE) & EXF_TCP_GEN_MASK;
+		}
 	}
 	if (!f) {
-		f = exf_flow_create(p, now, !reused, &newly);
+		f = exf_flow_create(p, now, !reused, gen, &newly);
 		if (!f)
 			return NULL;
 	}
