@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <bpf/bpf.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -20,7 +21,6 @@
 
 #include "capture/maps.h"
 #include "common/addr.h"
-#include "support/mounts.h"
 #include "support/netns.h"
 #include "support/proc.h"
 #include "support/pcap_truth.h"
@@ -31,6 +31,17 @@ using namespace exf::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// A private bpffs instance for this test's pins, unmounted at the end.
+struct BpffsMount {
+    std::filesystem::path dir;
+    explicit BpffsMount(std::filesystem::path d) : dir(std::move(d))
+    {
+        std::filesystem::create_directories(dir);
+        REQUIRE(mount("bpf", dir.c_str(), "bpf", 0, nullptr) == 0);
+    }
+    ~BpffsMount() { umount2(dir.c_str(), MNT_DETACH); }
+};
 
 struct Server {
     std::string srv, cli, ifname;
@@ -87,7 +98,7 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
     Lab lab;
     auto s = make_lab(lab, lab.dir() / "www", 24u << 20);
     BpffsMount bpffs(lab.dir() / "bpffs");
-    auto pin_dir = bpffs.dir() / "exfilmon";
+    auto pin_dir = bpffs.dir / "exfilmon";
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = true\npin_path = \"" << pin_dir.string()
                        << "\"\nflow_table_size = 4096\n[daemon]\nreport_interval = \"200ms\"\n";
