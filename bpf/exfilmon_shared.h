@@ -67,6 +67,16 @@ enum exf_flow_kind {
 /* Bit 31 of tcp_seen: the flow's close was counted (set atomically, so that
  * a FIN seen on one CPU and a RST or FIN on another count one close). */
 #define EXF_TCP_CLOSE_COUNTED (1u << 31)
+/* Bit 30 of tcp_seen: a new connection reuses the 5-tuple and this flow was
+ * ended for it (set atomically: one end event however many CPUs see the SYN);
+ * its entry is being replaced. */
+#define EXF_TCP_REUSED (1u << 30)
+/* Bits 16..29 of tcp_seen: the generation of the entry for its 5-tuple. The
+ * entry that replaces one ended by reuse carries the next generation, so a
+ * CPU still holding the old entry (whose memory the new one may reuse at
+ * once) cannot mistake the new connection for the old one. */
+#define EXF_TCP_GEN_ONE (1u << 16)
+#define EXF_TCP_GEN_MASK (0x3fffu << 16)
 
 struct exf_flow_key {
 	__u8 lo_addr[16];
@@ -86,6 +96,8 @@ struct exf_flow {
 	__u32 client_isn; /* TCP sequence number of the client's first payload byte */
 	__u16 hello_target; /* client payload bytes wanted (0: unknown yet) */
 	__u16 hello_contig; /* bytes from offset 0 emitted without a gap */
+	/* flags..hello_segs: one aligned 32-bit word, updated atomically
+	 * (bpf/lib/datapath.h, "The flow's state word"). */
 	__u8 flags;       /* EXF_FF_* */
 	__u8 client;      /* enum exf_client_side */
 	__u8 kind;        /* enum exf_flow_kind */
@@ -189,8 +201,10 @@ enum exf_counter {
 	EXF_C_BAD_UDP,           /* UDP length shorter than its header */
 	EXF_C_FRAGMENT,          /* non-first IP fragment: no ports, not attributed */
 	EXF_C_OTHER_L4,          /* neither TCP nor UDP */
-	EXF_C_FLOW_NEW,          /* flow entries created */
-	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN */
+	EXF_C_FLOW_NEW,          /* flow entries created (not those replacing an
+				  * entry at a reuse: flows only leave the table
+				  * by LRU eviction otherwise) */
+	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN: entry replaced */
 	EXF_C_FLOW_UPDATE_FAIL,  /* flow table insert failed */
 	EXF_C_CLIENT_UPDATE_FAIL,/* client table insert failed */
 	EXF_C_TLS_FLOWS,         /* flows classified TLS (TCP) */

@@ -39,6 +39,46 @@ static __always_inline __u8 exf_src_side(const struct exf_pkt *p)
 	return p->dir == EXF_CDIR_LO_TO_HI ? EXF_CLIENT_LO : EXF_CLIENT_HI;
 }
 
+/* ---- The flow's state word ----
+ * flags, client, kind and hello_segs are one aligned 32-bit word of struct
+ * exf_flow (bytes 0..3 of it in that order, little endian). Two CPUs may
+ * handle one flow at once (ingress and egress, or two queues): flag bits are
+ * set with an atomic OR on the word, and a flow leaves PENDING with a
+ * compare-and-swap of it, so that neither loses the other's bits and only
+ * one of them classifies the flow (and counts it opened). */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the flow state word (struct exf_flow.flags..hello_segs) is laid out little endian"
+#endif
+#define EXF_FW_CLIENT_SHIFT 8
+#define EXF_FW_KIND_SHIFT 16
+
+typedef __u32 __attribute__((may_alias)) exf_u32_alias;
+
+static __always_inline exf_u32_alias *exf_flow_word(struct exf_flow *f)
+{
+	return (exf_u32_alias *)&f->flags;
+}
+
+static __always_inline void exf_flow_set_flags(struct exf_flow *f, __u8 bits)
+{
+	__sync_fetch_and_or(exf_flow_word(f), (__u32)bits);
+}
+
+/* Moves a PENDING flow to kind, with client as its client side. Returns 1
+ * on the CPU that did it, 0 when another CPU classified the flow first
+ * (then f holds that CPU's verdict). While a flow is PENDING nothing else
+ * writes its state word (hello and close handling start with TLS/QUIC),
+ * so a failed swap means exactly that. */
+static __always_inline int exf_flow_classify(struct exf_flow *f, __u8 kind, __u8 client)
+{
+	__u32 old = *exf_flow_word(f);
+	if (((old >> EXF_FW_KIND_SHIFT) & 0xff) != EXF_KIND_PENDING)
+		return 0;
+	__u32 want = (old & ~((0xffu << EXF_FW_KIND_SHIFT) | (0xffu << EXF_FW_CLIENT_SHIFT))) |
+		     ((__u32)kind << EXF_FW_KIND_SHIFT) | ((__u32)client << EXF_FW_CLIENT_SHIFT);
+	return __sync_val_compare_and_swap(exf_flow_word(f), old, want) == old;
+}
+
 /* Fill a new flow from its first packet (or a SYN reusing a 5-tuple).
  * Returns 0 if the flow is not tracked (UDP off the TLS ports). */
 static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_pkt *p,
@@ -331,15 +371,18 @@ static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
 					  struct exf_flow *f, __u64 now)
 {
 	__u8 h[9];
+	/* Flag bits this packet sets, with one atomic OR at the end (the
+	 * server's side may set EXF_FF_CLOSED at the same time). */
+	__u8 flags = f->flags, set = 0;
 
-	if (!(f->flags & EXF_FF_ISN_KNOWN)) {
+	if (!(flags & EXF_FF_ISN_KNOWN)) {
 		f->client_isn = p->seq;
-		f->flags |= EXF_FF_ISN_KNOWN;
+		set |= EXF_FF_ISN_KNOWN;
 	}
 	__u32 offset = p->seq - f->client_isn;
 	if (offset >= EXF_HELLO_MAX)
-		return;
-	if (offset == 0 && !(f->flags & EXF_FF_TARGET_SET)) {
+		goto out;
+	if (offset == 0 && !(flags & EXF_FF_TARGET_SET)) {
 		__u32 target = EXF_NON_HELLO_PEEK;
 		if (exf_load_head(skb, p, h, sizeof(h)) == 0 && exf_is_client_hello(h)) {
 			__u32 reclen = ((__u32)h[3] << 8) | h[4];
@@ -351,9 +394,10 @@ static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
 				target = EXF_HELLO_MAX;
 		}
 		f->hello_target = target;
-		f->flags |= EXF_FF_TARGET_SET;
+		set |= EXF_FF_TARGET_SET;
 	}
-	__u32 end = (f->flags & EXF_FF_TARGET_SET) ? f->hello_target : EXF_HELLO_MAX;
+	__u8 target_set = (flags | set) & EXF_FF_TARGET_SET;
+	__u32 end = target_set ? f->hello_target : EXF_HELLO_MAX;
 	__u32 n = 0;
 	if (offset < end) {
 		n = end - offset;
@@ -368,9 +412,12 @@ static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
 	if (offset <= f->hello_contig && offset + n > f->hello_contig)
 		f->hello_contig = offset + n;
 	f->hello_segs++;
-	if (((f->flags & EXF_FF_TARGET_SET) && f->hello_contig >= f->hello_target) ||
+	if ((target_set && f->hello_contig >= f->hello_target) ||
 	    f->hello_segs >= EXF_HELLO_MAX_SEGS)
-		f->flags |= EXF_FF_HELLO_DONE;
+		set |= EXF_FF_HELLO_DONE;
+out:
+	if (set)
+		exf_flow_set_flags(f, set);
 }
 
 /* QUIC: hand the client's first long-header datagrams to userspace. */
@@ -378,53 +425,115 @@ static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p
 					   struct exf_flow *f, __u8 first_byte, __u64 now)
 {
 	if (!(first_byte & 0x80)) { /* short header: the handshake is over */
-		f->flags |= EXF_FF_HELLO_DONE;
+		exf_flow_set_flags(f, EXF_FF_HELLO_DONE);
 		return;
 	}
 	exf_emit_hello(skb, p, f, 0, p->payload_len, f->hello_segs, 0, now);
 	if (++f->hello_segs >= EXF_QUIC_MAX_DGRAMS)
-		f->flags |= EXF_FF_HELLO_DONE;
+		exf_flow_set_flags(f, EXF_FF_HELLO_DONE);
+}
+
+/* A new flow's entry, inserted if missing. Returns the entry, or NULL when
+ * the flow is not tracked or the table refused it. *created is 1 on the CPU
+ * whose insert made the entry: another CPU may insert it first (EEXIST), and
+ * then this one takes that entry. count_new: count it in EXF_C_FLOW_NEW
+ * (not for a reused 5-tuple, whose entry replaces the one it ended). */
+static __always_inline struct exf_flow *exf_flow_create(const struct exf_pkt *p, __u64 now,
+							 int count_new, __u32 gen, __u8 *created_tls)
+{
+	struct exf_flow nf;
+
+	if (!exf_flow_init(&nf, p, now))
+		return NULL;
+	nf.tcp_seen = gen;
+	if (exf_map_update(&exf_flows, &p->key, &nf, BPF_NOEXIST) == 0) {
+		if (count_new)
+			exf_count(EXF_C_FLOW_NEW, 1);
+		*created_tls = nf.kind == EXF_KIND_TLS;
+	}
+	struct exf_flow *f = exf_map_lookup(&exf_flows, &p->key);
+	if (!f)
+		exf_count(EXF_C_FLOW_UPDATE_FAIL, 1);
+	return f;
+}
+
+/* A SYN opening a new connection on the 5-tuple of f: f closed, or f's
+ * client ISN known exactly and not this one. */
+static __always_inline int exf_is_reuse(const struct exf_pkt *p, const struct exf_flow *f)
+{
+	return (p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
+	       ((f->flags & EXF_FF_CLOSED) ||
+		((f->flags & EXF_FF_ISN_EXACT) && p->seq + 1 != f->client_isn));
+}
+
+/* Ends the flow whose 5-tuple a new connection reuses and removes its entry
+ * (the new connection gets a fresh one: its entry is never rewritten in
+ * place under other CPUs' atomic adds). seen: f->tcp_seen, read before the
+ * reuse was decided. The CPU whose compare-and-swap sets EXF_TCP_REUSED in
+ * that very value does it, once; it fails when another CPU claimed the
+ * flow, or when the entry is already the new connection's (the next
+ * generation). The close is counted unless a FIN/RST already was
+ * (EXF_TCP_CLOSE_COUNTED, claimed in the same swap). */
+static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct exf_flow *f,
+					       __u32 seen, __u64 now)
+{
+	__u32 prev = seen;
+
+	/* A second try when only a TCP flag bit arrived in between. */
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if ((prev & EXF_TCP_REUSED) || ((prev ^ seen) & EXF_TCP_GEN_MASK))
+			return;
+		seen = prev;
+		prev = __sync_val_compare_and_swap(&f->tcp_seen, seen,
+						   seen | EXF_TCP_REUSED | EXF_TCP_CLOSE_COUNTED);
+		if (prev == seen)
+			break;
+	}
+	if (prev != seen)
+		return;
+	if (f->kind == EXF_KIND_TLS) {
+		__u8 was_closed = !!(prev & EXF_TCP_CLOSE_COUNTED);
+		exf_emit_end(p, f, EXF_END_REUSE, was_closed, now);
+		if (!was_closed) {
+			struct exf_client_stats *s =
+				exf_client_get(exf_client_addr(&p->key, f->client), now);
+			if (s)
+				s->tls_flows_closed++;
+		}
+	}
+	exf_count(EXF_C_FLOW_REUSE, 1);
+	exf_map_delete(&exf_flows, &p->key);
 }
 
 /* Everything but the cached fast path: flow lookup or creation, 5-tuple
  * reuse, classification, client totals, hello and flow-end events. Returns
- * the flow, or NULL when it is not tracked. */
+ * the flow, or NULL when it is not tracked. Each one-time transition (flow
+ * created, classified, closed, ended by reuse) is claimed atomically, so
+ * that it happens once when two CPUs handle the flow at the same moment. */
 static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u64 now)
 {
-	struct exf_flow nf;
 	__u8 src = exf_src_side(p);
-	__u8 newly = 0;
+	__u8 newly = 0, reused = 0;
+	__u32 gen = 0;
 	struct exf_flow *f = exf_map_lookup(&exf_flows, &p->key);
 
+	if (f && (p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN) {
+		/* tcp_seen first, by an atomic (fully ordered) read: the checks
+		 * then see this generation of the entry or a later one, which
+		 * the claim tells apart (exf_flow_end_reuse). */
+		__u32 seen = __sync_val_compare_and_swap(&f->tcp_seen, 0, 0);
+		if (exf_is_reuse(p, f)) {
+			exf_flow_end_reuse(p, f, seen, now);
+			f = NULL;
+			reused = 1;
+			gen = (seen + EXF_TCP_GEN_ONE) & EXF_TCP_GEN_MASK;
+		}
+	}
 	if (!f) {
-		if (!exf_flow_init(&nf, p, now))
+		f = exf_flow_create(p, now, !reused, gen, &newly);
+		if (!f)
 			return NULL;
-		if (exf_map_update(&exf_flows, &p->key, &nf, BPF_NOEXIST) == 0) {
-			exf_count(EXF_C_FLOW_NEW, 1);
-			newly = nf.kind == EXF_KIND_TLS;
-		}
-		f = exf_map_lookup(&exf_flows, &p->key);
-		if (!f) {
-			exf_count(EXF_C_FLOW_UPDATE_FAIL, 1);
-			return NULL;
-		}
-	} else if ((p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
-		   ((f->flags & EXF_FF_CLOSED) ||
-		    ((f->flags & EXF_FF_ISN_EXACT) && p->seq + 1 != f->client_isn))) {
-		/* A new connection on the same 5-tuple: end the old flow. */
-		if (f->kind == EXF_KIND_TLS) {
-			exf_emit_end(p, f, EXF_END_REUSE, !!(f->flags & EXF_FF_CLOSED), now);
-			if (!(f->flags & EXF_FF_CLOSED)) {
-				struct exf_client_stats *s =
-					exf_client_get(exf_client_addr(&p->key, f->client), now);
-				if (s)
-					s->tls_flows_closed++;
-			}
-		}
-		exf_count(EXF_C_FLOW_REUSE, 1);
-		exf_flow_init(&nf, p, now);
-		*f = nf;
-		newly = nf.kind == EXF_KIND_TLS;
 	}
 
 	__u32 d = p->dir & 1;
@@ -440,27 +549,28 @@ static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p
 	__u8 from_client = f->client == src;
 	__u8 head[9];
 	if (f->kind == EXF_KIND_PENDING) {
+		/* What this packet decides (PENDING: nothing yet). */
+		__u8 kind = EXF_KIND_PENDING, client = f->client;
 		if (p->proto == EXF_IPPROTO_TCP) {
 			if (p->payload_len > 0 && (from_client || f->client == EXF_CLIENT_UNKNOWN)) {
+				kind = EXF_KIND_OTHER;
 				if (exf_load_head(skb, p, head, sizeof(head)) == 0 &&
 				    exf_is_client_hello(head)) {
-					f->client = src;
-					f->kind = EXF_KIND_TLS;
-					from_client = 1;
-					newly = 1;
-				} else {
-					f->kind = EXF_KIND_OTHER;
+					kind = EXF_KIND_TLS;
+					client = src;
 				}
 			}
 		} else if (from_client) {
 			/* QUIC long header: first bit set and a non-zero version. */
+			kind = EXF_KIND_OTHER;
 			if (exf_load_head(skb, p, head, 5) == 0 && (head[0] & 0x80) &&
-			    (head[1] | head[2] | head[3] | head[4])) {
-				f->kind = EXF_KIND_QUIC;
-				newly = 1;
-			} else {
-				f->kind = EXF_KIND_OTHER;
-			}
+			    (head[1] | head[2] | head[3] | head[4]))
+				kind = EXF_KIND_QUIC;
+		}
+		if (kind != EXF_KIND_PENDING) {
+			/* The loser of a race goes on with the winner's verdict. */
+			newly = exf_flow_classify(f, kind, client) && kind != EXF_KIND_OTHER;
+			from_client = f->client == src;
 		}
 	}
 	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
@@ -500,7 +610,7 @@ static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p
 			if (reason &&
 			    !(__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) &
 			      EXF_TCP_CLOSE_COUNTED)) {
-				f->flags |= EXF_FF_CLOSED;
+				exf_flow_set_flags(f, EXF_FF_CLOSED);
 				if (s)
 					s->tls_flows_closed++;
 				exf_emit_end(p, f, reason, 0, now);

@@ -15,6 +15,7 @@
 #define EXF_SKB struct __sk_buff
 #define exf_map_lookup(m, k) bpf_map_lookup_elem(m, k)
 #define exf_map_update(m, k, v, f) bpf_map_update_elem(m, k, v, f)
+#define exf_map_delete(m, k) bpf_map_delete_elem(m, k)
 #define exf_rb_reserve(m, sz, f) bpf_ringbuf_reserve(m, sz, f)
 #define exf_rb_submit(p, f) bpf_ringbuf_submit(p, f)
 #define exf_rb_discard(p, f) bpf_ringbuf_discard(p, f)

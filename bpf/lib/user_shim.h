@@ -42,6 +42,7 @@ struct exf_uinstance {
 
 void *exf_u_map_lookup(struct exf_umap *m, const void *key);
 long exf_u_map_update(struct exf_umap *m, const void *key, const void *val, __u64 flags);
+long exf_u_map_delete(struct exf_umap *m, const void *key);
 void *exf_u_rb_reserve(struct exf_umap *m, __u64 size);
 void exf_u_rb_submit(void *p);
 void exf_u_rb_discard(void *p);
@@ -59,6 +60,7 @@ void exf_u_handle(struct exf_uinstance *inst, struct exf_uskb *skb);
 #define EXF_SKB struct exf_uskb
 #define exf_map_lookup(m, k) exf_u_map_lookup(m, k)
 #define exf_map_update(m, k, v, f) exf_u_map_update(m, k, v, f)
+#define exf_map_delete(m, k) exf_u_map_delete(m, k)
 #define exf_rb_reserve(m, sz, f) exf_u_rb_reserve(m, sz)
 #define exf_rb_submit(p, f) exf_u_rb_submit(p)
 #define exf_rb_discard(p, f) exf_u_rb_discard(p)

@@ -52,6 +52,15 @@ std::vector<std::string> mount_points()
 
 }  // namespace
 
+BpffsMount::BpffsMount(std::filesystem::path dir) : dir_(std::move(dir))
+{
+    std::filesystem::create_directories(dir_);
+    if (::mount("bpf", dir_.c_str(), "bpf", 0, nullptr) != 0)
+        throw_errno("mount bpffs on " + dir_.string(), errno);
+}
+
+BpffsMount::~BpffsMount() { ::umount2(dir_.c_str(), MNT_DETACH); }
+
 TmpfsMount::TmpfsMount(std::filesystem::path dir, uint64_t bytes)
     : dir_(std::move(dir)), bytes_(bytes)
 {

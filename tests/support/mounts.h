@@ -1,5 +1,5 @@
 #pragma once
-// A small tmpfs for disk-fault tests (needs root): mounted on a directory of
+// Mounts of a test's own. A small tmpfs for disk-fault tests (needs root): mounted on a directory of
 // the test's own (a Lab directory), in the test process's mount namespace,
 // and unmounted by the destructor, also when the test fails. A test process
 // killed before that leaves the mount on its Lab directory: the next Lab
@@ -38,6 +38,21 @@ private:
     std::filesystem::path dir_;
     uint64_t bytes_;
     bool mounted_ = false;
+};
+
+// A private bpffs instance on a directory of the test's own (pins shared by
+// the daemons of one test, beside nobody else's), lazily unmounted by the
+// destructor. Throws exf::Error.
+class BpffsMount {
+public:
+    explicit BpffsMount(std::filesystem::path dir);
+    ~BpffsMount();
+    BpffsMount(const BpffsMount &) = delete;
+    BpffsMount &operator=(const BpffsMount &) = delete;
+    const std::filesystem::path &dir() const { return dir_; }
+
+private:
+    std::filesystem::path dir_;
 };
 
 // Detaches every mount at or below dir (deepest first); used for the

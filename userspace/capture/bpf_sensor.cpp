@@ -120,6 +120,9 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         ensure_bpffs(opts.pin_path);
         if (mkdir(opts.pin_path.c_str(), 0700) != 0 && errno != EEXIST)
             throw_errno("create pin directory " + opts.pin_path, errno);
+        // Before the pins are read or replaced: they may be a live daemon's.
+        pin_lock_.emplace(OwnerLock::directory(
+            opts.pin_path, "pin directory " + opts.pin_path + " (bpf.pin_path)"));
         reused_pins_ = pinned_exists(opts.pin_path + "/exf_clients");
     }
     open_and_configure();

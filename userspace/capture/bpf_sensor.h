@@ -4,10 +4,12 @@
 // job; reading maps is in capture/maps.h.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "capture/maps.h"
+#include "capture/owner_lock.h"
 
 struct exfilmon;
 struct exf_empty;
@@ -22,6 +24,7 @@ struct SensorOptions {
     bool packet_time = false;  // replay: timestamps from skb->tstamp
     // Pin the maps under pin_path (bpffs, mounted if needed) and reuse maps
     // pinned there by an earlier run, so counts survive a daemon restart.
+    // One live sensor per pin directory: a second one is refused (OwnerLock).
     bool pin = false;
     std::string pin_path = "/sys/fs/bpf/exfilmon";
 };
@@ -50,6 +53,7 @@ public:
 private:
     void open_and_configure();
     SensorOptions opts_;
+    std::optional<OwnerLock> pin_lock_;
     ::exfilmon *skel_ = nullptr;
     bool reused_pins_ = false;
 };

@@ -20,6 +20,9 @@ static_assert(offsetof(exf_flow, tcp_seen) == 48);
 static_assert(offsetof(exf_flow, client_isn) == 52);
 static_assert(offsetof(exf_flow, hello_target) == 56);
 static_assert(offsetof(exf_flow, flags) == 60);
+// flags, client, kind, hello_segs: the flow's state word (datapath.h), one
+// aligned 32-bit word in this byte order.
+static_assert(offsetof(exf_flow, client) == 61 && offsetof(exf_flow, kind) == 62);
 static_assert(offsetof(exf_flow, hello_segs) == 63);
 static_assert(sizeof(exf_client_key) == 16);
 static_assert(sizeof(exf_client_stats) == 64);

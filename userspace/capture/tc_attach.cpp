@@ -1,6 +1,11 @@
 #include "capture/tc_attach.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/netlink.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -8,6 +13,10 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <vector>
 
 #include "capture/bpf_sensor.h"
 #include "common/error.h"
@@ -16,8 +25,16 @@
 namespace exf {
 
 namespace {
+// Our slot on each hook. First in the chain (priority 1), so that other
+// filters cannot hide packets from us; our programs return TC_ACT_UNSPEC so
+// theirs still run. A fixed handle: a filter left by an exfilmon killed
+// earlier is found and replaced, never doubled.
 constexpr uint32_t kFilterHandle = 0xe8f1;
 constexpr uint32_t kFilterPriority = 1;
+// The names of our programs (bpf/exfilmon.bpf.c) as libbpf records them in
+// the filter (TCA_BPF_NAME "NAME:[ID]"): how a dead exfilmon's filter is told
+// from another tool's.
+constexpr const char *kOurPrograms[] = {"exf_tc_ingress:", "exf_tc_egress:"};
 
 // On a loopback device every packet passes egress and then ingress: attach
 // ingress only, or each packet would count twice.
@@ -41,6 +58,144 @@ bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point where)
     hook.attach_point = where;
     return hook;
 }
+
+bpf_tc_opts our_slot(int prog_fd = 0, uint32_t flags = 0)
+{
+    bpf_tc_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.prog_fd = prog_fd;
+    opts.handle = kFilterHandle;
+    opts.priority = kFilterPriority;
+    opts.flags = flags;
+    return opts;
+}
+
+std::string slot_text()
+{
+    char s[64];
+    std::snprintf(s, sizeof(s), "priority %u handle 0x%x", kFilterPriority, kFilterHandle);
+    return s;
+}
+
+const char *hook_name(bool ingress) { return ingress ? "ingress" : "egress"; }
+
+uint32_t prog_id_of(int prog_fd)
+{
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+        throw_errno("BPF program info", errno);
+    return info.id;
+}
+
+// One tc filter as the kernel lists it.
+struct TcFilter {
+    uint32_t prio = 0, handle = 0;
+    std::string kind;      // "bpf", "matchall", ...
+    std::string bpf_name;  // bpf: what the attacher named it ("NAME:[ID]", "file.o:[sec]")
+    uint32_t bpf_id = 0;   // bpf: the program's id
+
+    bool in_our_slot() const { return prio == kFilterPriority && handle == kFilterHandle; }
+    bool is_exfilmon() const
+    {
+        for (auto *p : kOurPrograms)
+            if (kind == "bpf" && bpf_name.rfind(p, 0) == 0)
+                return true;
+        return false;
+    }
+    std::string describe() const
+    {
+        std::string s = "a " + kind + " filter";
+        if (!bpf_name.empty())
+            s += " \"" + bpf_name + "\"";
+        if (bpf_id)
+            s += " (program id " + std::to_string(bpf_id) + ")";
+        return s;
+    }
+};
+
+void parse_filter_attrs(const rtattr *a, int len, TcFilter &f, bool options)
+{
+    for (; RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        const char *data = static_cast<const char *>(RTA_DATA(a));
+        size_t n = RTA_PAYLOAD(a);
+        if (!options && a->rta_type == TCA_KIND)
+            f.kind.assign(data, strnlen(data, n));
+        else if (!options && a->rta_type == TCA_OPTIONS)
+            parse_filter_attrs(static_cast<const rtattr *>(RTA_DATA(a)), int(n), f, true);
+        else if (options && a->rta_type == TCA_BPF_NAME)
+            f.bpf_name.assign(data, strnlen(data, n));
+        else if (options && a->rta_type == TCA_BPF_ID && n >= 4)
+            std::memcpy(&f.bpf_id, data, 4);
+    }
+}
+
+// Every filter on one clsact hook, from a netlink dump (RTM_GETTFILTER),
+// which lists each priority's chain head as well: empty means no filter.
+std::vector<TcFilter> list_filters(int ifindex, bool ingress)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        throw_errno("netlink socket", errno);
+    struct {
+        nlmsghdr nh;
+        tcmsg tc;
+    } req{};
+    req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg));
+    req.nh.nlmsg_type = RTM_GETTFILTER;
+    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.nh.nlmsg_seq = 1;
+    req.tc.tcm_family = AF_UNSPEC;
+    req.tc.tcm_ifindex = ifindex;
+    req.tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT, ingress ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+    if (send(fd, &req, req.nh.nlmsg_len, 0) < 0) {
+        int err = errno;
+        close(fd);
+        throw_errno("list tc filters", err);
+    }
+    std::vector<TcFilter> out;
+    alignas(nlmsghdr) char buf[32768];
+    for (;;) {
+        ssize_t got = recv(fd, buf, sizeof(buf), 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            int err = got < 0 ? errno : EPROTO;
+            close(fd);
+            throw_errno("list tc filters", err);
+        }
+        int len = int(got);
+        for (auto *nh = reinterpret_cast<nlmsghdr *>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+            if (nh->nlmsg_type == NLMSG_DONE) {
+                close(fd);
+                return out;
+            }
+            if (nh->nlmsg_type == NLMSG_ERROR) {
+                int err = -static_cast<nlmsgerr *>(NLMSG_DATA(nh))->error;
+                close(fd);
+                throw_errno("list tc filters", err);
+            }
+            if (nh->nlmsg_type != RTM_NEWTFILTER)
+                continue;
+            auto *t = static_cast<tcmsg *>(NLMSG_DATA(nh));
+            TcFilter f;
+            f.prio = TC_H_MAJ(t->tcm_info) >> 16;
+            f.handle = t->tcm_handle;
+            parse_filter_attrs(TCA_RTA(t), int(TCA_PAYLOAD(nh)), f, false);
+            out.push_back(std::move(f));
+        }
+    }
+}
+
+// What holds our slot on a hook, if anything.
+std::optional<TcFilter> in_our_slot(int ifindex, bool ingress)
+{
+    for (auto &f : list_filters(ifindex, ingress))
+        if (f.in_our_slot())
+            return f;
+    return std::nullopt;
+}
+
 }  // namespace
 
 TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) : ifname_(ifname)
@@ -48,6 +203,7 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
     ifindex_ = int(if_nametoindex(ifname.c_str()));
     if (ifindex_ == 0)
         throw_errno("attach to interface " + ifname, errno);
+    lock_.emplace(OwnerLock::interface(ifname));
 
     auto hook = make_hook(ifindex_, BPF_TC_INGRESS);
     int err = bpf_tc_hook_create(&hook);
@@ -55,40 +211,14 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
         throw_errno("create clsact qdisc on " + ifname, err);
     created_qdisc_ = err == 0;
 
-    struct {
-        bpf_tc_attach_point where;
-        int fd;
-        const char *name;
-        bool *done;
-        unsigned *handle, *prio;
-    } points[] = {
-        {BPF_TC_INGRESS, sensor.ingress_fd(), "ingress", &ingress_, &ingress_handle_, &ingress_prio_},
-        {BPF_TC_EGRESS, sensor.egress_fd(), "egress", &egress_, &egress_handle_, &egress_prio_},
-    };
     bool loopback = is_loopback(ifname);
-    for (auto &pt : points) {
-        if (loopback && pt.where == BPF_TC_EGRESS)
-            continue;
-        auto h = make_hook(ifindex_, pt.where);
-        bpf_tc_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.prog_fd = pt.fd;
-        // First in the chain (priority 1), so that other filters cannot hide
-        // packets from us; our programs return TC_ACT_UNSPEC so theirs still
-        // run. A fixed handle: a filter left by an exfilmon killed earlier is
-        // replaced, never doubled.
-        opts.handle = kFilterHandle;
-        opts.priority = kFilterPriority;
-        opts.flags = BPF_TC_F_REPLACE;
-        err = bpf_tc_attach(&h, &opts);
-        if (err) {
-            int saved = err;
-            detach();
-            throw_errno(std::string("attach tc ") + pt.name + " on " + ifname, saved);
-        }
-        *pt.done = true;
-        *pt.handle = opts.handle;
-        *pt.prio = opts.priority;
+    try {
+        attach(sensor.ingress_fd(), true);
+        if (!loopback)
+            attach(sensor.egress_fd(), false);
+    } catch (...) {
+        detach();
+        throw;
     }
     spdlog::info("attached to {} (ifindex {}) {}{}", ifname, ifindex_,
                  loopback ? "ingress only (loopback: egress would count each packet twice)"
@@ -96,29 +226,67 @@ TcAttachment::TcAttachment(const BpfSensor &sensor, const std::string &ifname) :
                  created_qdisc_ ? ", clsact qdisc created" : "");
 }
 
+void TcAttachment::attach(int prog_fd, bool ingress)
+{
+    std::string where = std::string("tc ") + hook_name(ingress) + " on " + ifname_;
+    auto held = in_our_slot(ifindex_, ingress);
+    if (held && !held->is_exfilmon())
+        throw Error(where + ": " + slot_text() + " holds " + held->describe() +
+                        ", not exfilmon's; exfilmon does not replace it (remove it, or move it "
+                        "to another priority)",
+                    EEXIST);
+    // Ours there: left by an exfilmon that died (a live one holds the
+    // interface's lock). Take it over in place, so that counting goes on.
+    auto opts = our_slot(prog_fd, held ? BPF_TC_F_REPLACE : 0);
+    auto h = make_hook(ifindex_, ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+    if (int err = bpf_tc_attach(&h, &opts))
+        throw_errno("attach " + where, err);
+    if (held)
+        spdlog::info("{}: took over {} left by an earlier exfilmon", where, held->describe());
+    (ingress ? ingress_ : egress_) = Hook{true, prog_id_of(prog_fd)};
+}
+
 void TcAttachment::detach() noexcept
 {
-    auto drop = [&](bpf_tc_attach_point where, bool &done, unsigned handle, unsigned prio,
-                    const char *name) {
-        if (!done)
-            return;
-        auto h = make_hook(ifindex_, where);
-        bpf_tc_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.handle = handle;
-        opts.priority = prio;
+    bool unknown = false;  // a listing failed: leave the qdisc
+    for (bool ingress : {true, false}) {
+        Hook &hk = ingress ? ingress_ : egress_;
+        if (!hk.attached)
+            continue;
+        hk.attached = false;
+        try {
+            auto held = in_our_slot(ifindex_, ingress);
+            if (!held || held->bpf_id != hk.prog_id) {
+                if (held)
+                    spdlog::warn("detach tc {} on {}: our slot now holds {}, left in place",
+                                 hook_name(ingress), ifname_, held->describe());
+                continue;
+            }
+        } catch (const Error &) {
+            // Gone with its interface, or netlink failed: detach blind.
+            unknown = true;
+        }
+        auto h = make_hook(ifindex_, ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+        auto opts = our_slot();
         int err = bpf_tc_detach(&h, &opts);
         if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
-            spdlog::warn("detach tc {} on {}: {}", name, ifname_, strerror(-err));
-        done = false;
-    };
-    drop(BPF_TC_INGRESS, ingress_, ingress_handle_, ingress_prio_, "ingress");
-    drop(BPF_TC_EGRESS, egress_, egress_handle_, egress_prio_, "egress");
-    if (created_qdisc_) {
-        auto h = make_hook(ifindex_, bpf_tc_attach_point(BPF_TC_INGRESS | BPF_TC_EGRESS));
-        bpf_tc_hook_destroy(&h);
-        created_qdisc_ = false;
+            spdlog::warn("detach tc {} on {}: {}", hook_name(ingress), ifname_, strerror(-err));
     }
+    if (!created_qdisc_ || unknown)
+        return;
+    created_qdisc_ = false;
+    // Removing the qdisc removes every filter on it: only when none is left
+    // (another tool may have added its own since we created it).
+    try {
+        if (!list_filters(ifindex_, true).empty() || !list_filters(ifindex_, false).empty()) {
+            spdlog::info("clsact qdisc on {} kept: other filters are on it", ifname_);
+            return;
+        }
+    } catch (const Error &) {
+        return;
+    }
+    auto h = make_hook(ifindex_, bpf_tc_attach_point(BPF_TC_INGRESS | BPF_TC_EGRESS));
+    bpf_tc_hook_destroy(&h);
 }
 
 TcAttachment::~TcAttachment()

@@ -1,8 +1,18 @@
 #pragma once
 // RAII attachment of the sensor's programs to an interface's clsact ingress
-// and egress. Tolerates an existing clsact qdisc; on destruction detaches
-// only our own filters, and removes the qdisc only if we created it.
+// and egress, beside whatever other tools attach there:
+//  - one live exfilmon per interface (OwnerLock): a second one is refused;
+//  - our slot (fixed handle and priority) is taken over only from an
+//    exfilmon that died (its program is ours by name); another program
+//    there is an error naming it, never replaced;
+//  - on destruction only our own filters are removed (checked by program
+//    id), and the clsact qdisc only if we created it and no filter is left
+//    on it.
+#include <cstdint>
+#include <optional>
 #include <string>
+
+#include "capture/owner_lock.h"
 
 namespace exf {
 
@@ -19,13 +29,17 @@ public:
     int ifindex() const { return ifindex_; }
 
 private:
+    struct Hook {
+        bool attached = false;
+        uint32_t prog_id = 0;  // our program, attached in our slot
+    };
+    void attach(int prog_fd, bool ingress);
     void detach() noexcept;
     std::string ifname_;
     int ifindex_ = 0;
+    std::optional<OwnerLock> lock_;
     bool created_qdisc_ = false;
-    bool ingress_ = false, egress_ = false;
-    unsigned ingress_handle_ = 0, ingress_prio_ = 0;
-    unsigned egress_handle_ = 0, egress_prio_ = 0;
+    Hook ingress_, egress_;
 };
 
 }  // namespace exf

@@ -70,6 +70,17 @@ public:
         push_front(n);
         return 0;
     }
+    long erase(const void *key)
+    {
+        KeyBytes<KN> k;
+        std::memcpy(k.b.data(), key, KN);
+        Node *n = map_.find(k);
+        if (!n)
+            return -ENOENT;
+        unlink(n);
+        map_.erase(k);
+        return 0;
+    }
     template <typename F>
     void for_each(F &&f) const
     {
@@ -329,6 +340,19 @@ long exf_u_map_update(struct exf_umap *m, const void *key, const void *val, __u6
     case EXF_UMAP_CLIENTS:
         return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
             ->update(key, val, flags);
+    default:
+        return -EINVAL;
+    }
+}
+
+long exf_u_map_delete(struct exf_umap *m, const void *key)
+{
+    switch (m->kind) {
+    case EXF_UMAP_FLOWS:
+        return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->erase(key);
+    case EXF_UMAP_CLIENTS:
+        return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
+            ->erase(key);
     default:
         return -EINVAL;
     }

@@ -75,10 +75,11 @@ struct SensorState {
     uint64_t flow_entries = 0, flow_capacity = 0;
     uint64_t client_entries = 0, client_capacity = 0;
     // Flow entries that left the flow table: LRU evictions (the datapath
-    // never deletes a flow), derived as flows created (health flow_new,
-    // read just before the table) minus the entries in the table, never
-    // decreasing. It may lag by the flows created during one harvest's
-    // read, never count more than were evicted.
+    // deletes a flow only to replace it when a new connection reuses its
+    // 5-tuple, and does not count the replacement in flow_new), derived as
+    // flows created (health flow_new, read just before the table) minus the
+    // entries in the table, never decreasing. It may lag by the flows
+    // created during one harvest's read, never count more than were evicted.
     uint64_t flow_evictions = 0;
     // The same for the client table (health client_new minus entries).
     uint64_t client_evictions = 0;
