@@ -27,6 +27,8 @@ constexpr uid_t kNobody = 65534;  // Debian's nobody / nogroup
 
 // What the unit grants (CapabilityBoundingSet= and AmbientCapabilities=
 // without CAP_NET_RAW, which only the libpcap backend needs).
+// RUNTIME_DIRECTORY: what systemd passes for RuntimeDirectory= (the user's
+// own; the attach locks go there).
 const std::vector<std::string> kAsServiceUser = {
     "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
     "--inh-caps=-all,+bpf,+perfmon,+net_admin", "--ambient-caps=-all,+bpf,+perfmon,+net_admin",
@@ -65,7 +67,7 @@ TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daem
                        << "\"\n";
     auto out = lab.dir() / "daemon.out";
     auto argv = kAsServiceUser;
-    argv.insert(argv.end(), {exfilmon_binary().string(), "run", "--config", cfg.string(),
+    argv.insert(argv.end(), {"env", "RUNTIME_DIRECTORY=" + home.string(), exfilmon_binary().string(), "run", "--config", cfg.string(),
                              "--interface", veth.a});
     auto &daemon = lab.spawn(srv, argv, {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -76,15 +77,27 @@ OwnerLock OwnerLock::directory(const std::string &dir, const std::string &what)
     return OwnerLock(fd, "");
 }
 
+// Where the attach locks live: the service's RuntimeDirectory= (systemd
+// passes it as $RUNTIME_DIRECTORY, owned by the service user), else kRunDir.
+static std::string lock_dir()
+{
+    const char *env = std::getenv("RUNTIME_DIRECTORY");
+    if (!env || !*env)
+        return OwnerLock::kRunDir;
+    std::string dirs = env;
+    return dirs.substr(0, dirs.find(':'));  // several RuntimeDirectory= entries
+}
+
 OwnerLock OwnerLock::interface(const std::string &ifname)
 {
     // The thread's namespace: a test attaches from a thread inside one.
     struct stat ns{};
     if (stat("/proc/thread-self/ns/net", &ns) != 0)
         throw_errno("network namespace of this thread", errno);
-    if (mkdir(kRunDir, 0755) != 0 && errno != EEXIST)
-        throw_errno(std::string("create ") + kRunDir + " (the attach locks)", errno);
-    std::string path = std::string(kRunDir) + "/tc-" + std::to_string(ns.st_ino) + "-" + ifname +
+    const std::string dir = lock_dir();
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        throw_errno("create " + dir + " (the attach locks)", errno);
+    std::string path = dir + "/tc-" + std::to_string(ns.st_ino) + "-" + ifname +
                        ".lock";
     // A released lock file is removed by its owner while locked, so a file
     // locked here may just have been removed: then lock the new one.

@@ -15,7 +15,8 @@ public:
     // is owned, for the error: "pin directory /sys/fs/bpf/exfilmon".
     static OwnerLock directory(const std::string &dir, const std::string &what);
     // Locks interface ifname of the calling thread's network namespace
-    // (names are per namespace), through a lock file under kRunDir, created
+    // (names are per namespace), through a lock file under $RUNTIME_DIRECTORY
+    // (systemd's RuntimeDirectory=) or else kRunDir, created
     // if missing and removed when released.
     static OwnerLock interface(const std::string &ifname);
 
