@@ -132,6 +132,15 @@ void parse_filter_attrs(const rtattr *a, int len, TcFilter &f, bool options)
 
 // Every filter on one clsact hook, from a netlink dump (RTM_GETTFILTER),
 // which lists each priority's chain head as well: empty means no filter.
+// NLMSG_OK with its signs spelled out: the macro compares the __u32 length
+// with an int, which clang's -Wsign-compare refuses. len stays signed so that
+// NLMSG_NEXT past the last message ends the walk instead of wrapping.
+bool nlmsg_fits(const nlmsghdr *nh, int len)
+{
+    return len >= int(sizeof(nlmsghdr)) && nh->nlmsg_len >= sizeof(nlmsghdr) &&
+           nh->nlmsg_len <= unsigned(len);
+}
+
 std::vector<TcFilter> list_filters(int ifindex, bool ingress)
 {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -165,7 +174,7 @@ std::vector<TcFilter> list_filters(int ifindex, bool ingress)
             throw_errno("list tc filters", err);
         }
         int len = int(got);
-        for (auto *nh = reinterpret_cast<nlmsghdr *>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+        for (auto *nh = reinterpret_cast<nlmsghdr *>(buf); nlmsg_fits(nh, len); nh = NLMSG_NEXT(nh, len)) {
             if (nh->nlmsg_type == NLMSG_DONE) {
                 close(fd);
                 return out;
