@@ -802,6 +802,14 @@ struct AggImpl {
             using E = decltype(tag);
             return [&](StateReader &rd) -> std::optional<E> {
                 E e = rd.pod<E>();
+                // A damaged flag byte must not be read as a bool (undefined
+                // behaviour): look at its byte first.
+                if constexpr (requires { e.live; }) {
+                    unsigned char flag;
+                    std::memcpy(&flag, &e.live, 1);
+                    if (flag > 1)
+                        throw Error("state: an entity's live flag is neither 0 nor 1");
+                }
                 if constexpr (requires { e.prefix; })
                     if (e.prefix > 128)
                         throw Error("state: an entity's prefix is out of range");
