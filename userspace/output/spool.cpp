@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/files.h"
 
 namespace exf::output::detail {
 
@@ -54,26 +55,12 @@ bool transient_io_error(int err)
 
 SpoolFile::SpoolFile(std::string path) : path_(std::move(path))
 {
-    std::string data;
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno != ENOENT)
-        throw_errno("spool_file " + path_, errno);
-    if (fd >= 0) {
-        char buf[65536];
-        for (;;) {
-            ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                int err = errno;
-                ::close(fd);
-                throw_errno("spool_file " + path_, err);
-            }
-            if (n == 0)
-                break;
-            data.append(buf, static_cast<size_t>(n));
-        }
-        ::close(fd);
+    std::string data;  // a spool file not yet written is empty
+    try {
+        data = read_whole_file(path_);
+    } catch (const Error &e) {
+        if (e.err() != ENOENT)
+            throw Error("spool_file " + std::string(e.what()), e.err());
     }
     loaded_ = parse(data);
     std::string why;
