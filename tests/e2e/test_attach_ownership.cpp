@@ -5,8 +5,11 @@
 //    owns exits 1 naming the first (PID), and the first goes on untouched;
 //  - another tool's program in exfilmon's slot (priority 1, handle 0xe8f1)
 //    is never replaced.
-// Taking over the filter of an exfilmon that was killed is in
-// test_daemon_restart.cpp.
+//  - with pins, a clean stop leaves exfilmon's filters attached (they count
+//    for the next start); `exfilmon detach` removes them, and only them,
+//    and refuses while a daemon runs there.
+// Taking over the filter of an exfilmon that was stopped or killed, with
+// the counts, is in test_daemon_restart.cpp.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -175,4 +178,62 @@ TEST_CASE("exfilmon never replaces another tool's program in its tc slot",
     CHECK(h.filters("ingress") == before);
     CHECK(h.filters("egress").empty());
     CHECK(contains(h.qdiscs(), "clsact"));
+}
+
+TEST_CASE("With pins a clean stop leaves the filters counting and exfilmon detach removes only them",
+          "[e2e][daemon][attach][pin]")
+{
+    if (!require_root())
+        return;
+    Host h;
+    BpffsMount bpffs(h.lab.dir() / "bpffs");
+    auto pins = "pin = true\npin_path = \"" + (bpffs.dir() / "exfilmon").string() + "\"\n";
+    auto detach = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {exfilmon_binary().string(), "detach"});
+        return h.lab.run(h.srv, args);
+    };
+    auto ours_on = [&](const std::string &hook) { return contains(h.filters(hook), "exf_tc_"); };
+    h.lab.run_ok(h.srv, {"tc", "qdisc", "add", "dev", h.veth.a, "clsact"});
+    h.add_foreign_filter("egress", "7");
+
+    auto out1 = h.lab.dir() / "d1.out";
+    auto &d1 = h.daemon(h.config("d1", pins), h.veth.a, out1);
+    REQUIRE(wait_for(out1, "attached to " + h.veth.a, 20s));
+    CHECK(d1.stop(SIGTERM, 10s) == 0);
+    INFO(slurp(out1));
+    CHECK(contains(slurp(out1), "left attached to " + h.veth.a));
+    CHECK(ours_on("ingress"));
+    CHECK(ours_on("egress"));
+
+    // The next daemon takes them over; detach leaves a running one alone.
+    auto out2 = h.lab.dir() / "d2.out";
+    auto &d2 = h.daemon(h.config("d2", pins), h.veth.a, out2);
+    REQUIRE(wait_for(out2, "attached to " + h.veth.a, 20s));
+    CHECK(contains(slurp(out2), "took over"));
+    auto refused = detach({"--interface", h.veth.a});
+    CHECK(refused.status == 1);
+    CHECK(contains(refused.output, "PID " + std::to_string(d2.pid())));
+    CHECK(ours_on("ingress"));
+    CHECK(d2.stop(SIGTERM, 10s) == 0);
+
+    auto done = detach({});  // every interface of the namespace
+    INFO(done.output);
+    CHECK(done.status == 0);
+    CHECK(contains(done.output, "detached from " + h.veth.a + " (2 filters)"));
+    CHECK_FALSE(ours_on("ingress"));
+    CHECK_FALSE(ours_on("egress"));
+    CHECK(contains(h.filters("egress"), "exf_empty.bpf.o"));
+    auto again = detach({"--interface", h.veth.a});
+    CHECK(again.status == 0);
+    CHECK(contains(again.output, "no exfilmon filter attached"));
+    CHECK(detach({"--interface", "exf-nosuchif"}).status == 1);
+
+    // keep_attached = false: a clean stop detaches, pins or not.
+    auto out3 = h.lab.dir() / "d3.out";
+    auto &d3 = h.daemon(h.config("d3", pins + "keep_attached = false\n"), h.veth.a, out3);
+    REQUIRE(wait_for(out3, "attached to " + h.veth.a, 20s));
+    CHECK(d3.stop(SIGTERM, 10s) == 0);
+    CHECK(contains(slurp(out3), "detached from " + h.veth.a));
+    CHECK_FALSE(ours_on("ingress"));
+    CHECK_FALSE(ours_on("egress"));
 }

@@ -24,6 +24,10 @@ grep -q '^ Depends: .*libpcap0.8' <<<"$info" || fail "Depends lacks libpcap0.8"
 [[ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" == "/etc/exfilmon/exfilmon.toml" ]] ||
     fail "conffiles"
 grep -q '^ Depends: .*passwd' <<<"$info" || fail "Depends lacks passwd (useradd in postinst)"
+# A stop leaves the filters counting (keep_attached): removal takes them out.
+prerm=$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./prerm) || fail "no prerm"
+grep -q '/usr/sbin/exfilmon detach' <<<"$prerm" || fail "prerm does not detach"
+sh -n <<<"$prerm" || fail "prerm: shell syntax"
 
 # A throwaway root with an empty dpkg database. Its libraries are the host's
 # (the binary runs from the root with the host's loader): dependencies are

@@ -27,6 +27,10 @@ struct SensorOptions {
     // One live sensor per pin directory: a second one is refused (OwnerLock).
     bool pin = false;
     std::string pin_path = "/sys/fs/bpf/exfilmon";
+    // With pin: a clean stop leaves the tc filters attached, counting into
+    // the pinned maps until the next start takes them over, so a restart
+    // loses nothing (`exfilmon detach` removes them).
+    bool keep_attached = true;
 };
 
 class BpfSensor {

@@ -300,8 +300,40 @@ void TcAttachment::detach() noexcept
 
 TcAttachment::~TcAttachment()
 {
+    if (leave_attached_) {
+        spdlog::info("left attached to {}: counting into the pinned maps goes on until the next "
+                     "start takes it over (`exfilmon detach` removes it)",
+                     ifname_);
+        return;
+    }
     detach();
     spdlog::info("detached from {}", ifname_);
+}
+
+int detach_left_filters(const std::string &ifname)
+{
+    int ifindex = int(if_nametoindex(ifname.c_str()));
+    if (ifindex == 0)
+        throw_errno("detach from interface " + ifname, errno);
+    auto left_there = [&](bool ingress) {
+        auto held = in_our_slot(ifindex, ingress);
+        return held && held->is_exfilmon() ? held : std::nullopt;
+    };
+    if (!left_there(true) && !left_there(false))
+        return 0;
+    OwnerLock lock = OwnerLock::interface(ifname);  // not while a daemon counts there
+    int removed = 0;
+    for (bool ingress : {true, false}) {
+        auto held = left_there(ingress);
+        if (!held)
+            continue;
+        auto h = make_hook(ifindex, ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS);
+        auto opts = our_slot();
+        if (int err = bpf_tc_detach(&h, &opts))
+            throw_errno(std::string("detach tc ") + hook_name(ingress) + " on " + ifname, err);
+        removed++;
+    }
+    return removed;
 }
 
 }  // namespace exf

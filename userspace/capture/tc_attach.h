@@ -7,7 +7,9 @@
 //    there is an error naming it, never replaced;
 //  - on destruction only our own filters are removed (checked by program
 //    id), and the clsact qdisc only if we created it and no filter is left
-//    on it.
+//    on it; after leave_attached() nothing is removed: the filters go on
+//    counting into pinned maps until the next daemon takes them over, or
+//    detach_left_filters() removes them.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,6 +29,8 @@ public:
 
     const std::string &ifname() const { return ifname_; }
     int ifindex() const { return ifindex_; }
+    // A clean stop with pinned maps: keep counting while no daemon runs.
+    void leave_attached() noexcept { leave_attached_ = true; }
 
 private:
     struct Hook {
@@ -39,7 +43,14 @@ private:
     int ifindex_ = 0;
     std::optional<OwnerLock> lock_;
     bool created_qdisc_ = false;
+    bool leave_attached_ = false;
     Hook ingress_, egress_;
 };
+
+// Removes the filters an exfilmon left attached to ifname (of the calling
+// thread's network namespace) and returns how many. Refuses, with an
+// exf::Error naming its PID, while a live daemon owns the interface; never
+// touches another tool's filter, nor the clsact qdisc.
+int detach_left_filters(const std::string &ifname);
 
 }  // namespace exf

@@ -36,6 +36,13 @@ int main(int argc, char **argv)
 
     auto *version = app.add_subcommand("version", "print the version");
 
+    std::vector<std::string> detach_interfaces;
+    auto *detach = app.add_subcommand(
+        "detach", "remove the tc filters a stopped daemon left attached ([bpf] keep_attached); "
+                  "refused on an interface a running daemon uses");
+    detach->add_option("-i,--interface", detach_interfaces,
+                       "interface (repeatable; default: every interface)");
+
     std::string demo_script;
     auto *demo = app.add_subcommand(
         "demo", "a throwaway lab in network namespaces: a TLS API server, normal clients and one "
@@ -144,6 +151,8 @@ int main(int argc, char **argv)
     }
     if (run->parsed())
         return exf::run_daemon({config_path, interfaces, verbose});
+    if (detach->parsed())
+        return exf::run_detach(detach_interfaces, std::cout, std::cerr);
     if (replay->parsed()) {
         replay_opts.format = replay_format == "json" ? exf::ReplayFormat::json : exf::ReplayFormat::table;
         replay_opts.datapath = replay_datapath == "bpf"    ? exf::DatapathChoice::bpf

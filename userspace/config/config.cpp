@@ -234,12 +234,18 @@ void read_root(const toml::table &root, Reader &r, Config &c)
     }
     if (auto *t = r.table(root, "bpf")) {
         r.only(*t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports",
-                             "pin", "pin_path"});
+                             "pin", "pin_path", "keep_attached"});
         r.with(*t, "pin", [&](const toml::node &n) {
             if (!n.is_boolean())
                 r.error(n, "pin: expected true or false");
             else
                 c.bpf.pin = *n.value<bool>();
+        });
+        r.with(*t, "keep_attached", [&](const toml::node &n) {
+            if (!n.is_boolean())
+                r.error(n, "keep_attached: expected true or false");
+            else
+                c.bpf.keep_attached = *n.value<bool>();
         });
         r.with(*t, "pin_path", [&](const toml::node &n) {
             auto s = n.value<std::string>();

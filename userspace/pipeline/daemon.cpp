@@ -261,6 +261,7 @@ bool reload(const std::string &path, Config &cfg)
         spdlog::warn("SIGHUP: [bpf] settings changed: they apply to the loaded programs and maps "
                      "and need a restart; keeping the running ones");
         next.bpf = cfg.bpf;
+        next.bpf.keep_attached = res.config.bpf.keep_attached;  // read at stop only
     }
     if (next.backend != cfg.backend) {
         spdlog::warn("SIGHUP: [capture] backend changed: restart to switch backends");
@@ -569,6 +570,8 @@ int run_daemon(const DaemonOptions &opts)
             if (!o->flush(2000))
                 spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,
                              o->describe());
+        if (cfg.bpf.pin && cfg.bpf.keep_attached)
+            source->leave_attached();
         spdlog::info("stopping");
     } catch (const Error &e) {
         spdlog::error("{}", e.what());

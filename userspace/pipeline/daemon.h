@@ -5,6 +5,7 @@
 // figures the metrics endpoint serves (userspace/control/); when either
 // cannot start (socket served by another daemon, port in use) that is
 // logged as an error and the sensor runs on without it.
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -18,5 +19,11 @@ struct DaemonOptions {
 
 // Returns the process exit status (0 ok, 1 runtime failure, 2 configuration).
 int run_daemon(const DaemonOptions &opts);
+
+// `exfilmon detach`: removes the tc filters a clean stop left attached
+// ([bpf] keep_attached) from the interfaces given, or from every interface
+// of the network namespace. 0 when done (also when none was attached), 1
+// when an interface is in use by a running daemon or cannot be detached.
+int run_detach(const std::vector<std::string> &interfaces, std::ostream &out, std::ostream &err);
 
 }  // namespace exf

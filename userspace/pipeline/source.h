@@ -36,6 +36,9 @@ public:
     // logged (counting goes on on the others) and a configured interface
     // that (re)appears is attached again. True when an attachment changed.
     virtual bool maintain() { return false; }
+    // A clean stop with pinned maps: the kernel goes on counting into them
+    // until the next start (eBPF backend only).
+    virtual void leave_attached() {}
     // Which kernel tables these are (the pinned maps' ids), for the state
     // file (pipeline/state_file.h): "" when they are this run's own.
     virtual std::string tables_identity() const { return {}; }

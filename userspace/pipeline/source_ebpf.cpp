@@ -32,6 +32,12 @@ public:
         consumer_.reset();  // stop reading before detaching
         attached_.clear();
     }
+    void leave_attached() override
+    {
+        for (auto &att : attached_)
+            if (att)
+                att->leave_attached();
+    }
     Tables tables() override { return sensor_.tables(); }
     HealthCounters health() override { return read_health(sensor_.health_fd()); }
     size_t pop_events(const EventFn &fn) override { return queue_.pop_all(fn); }
