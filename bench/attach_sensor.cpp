@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "baseline/empty_program.h"
 #include "capture/bpf_sensor.h"
 #include "capture/events.h"
 #include "capture/maps.h"
@@ -154,7 +155,7 @@ int attach_main(const std::string &ifname, bool empty, const std::string &object
     libbpf_set_print(nullptr);
 
     std::unique_ptr<exf::BpfSensor> sensor;
-    std::unique_ptr<exf::EmptyProgram> prog;
+    std::unique_ptr<exf::bench::EmptyProgram> prog;
     std::unique_ptr<ObjectFile> obj;
     std::unique_ptr<exf::TcAttachment> att;
     std::unique_ptr<FdAttachment> fdatt;
@@ -163,7 +164,7 @@ int attach_main(const std::string &ifname, bool empty, const std::string &object
     int in_fd, eg_fd, health_fd = -1;
     auto count = [&](std::span<const uint8_t>) { events++; };
     if (empty) {
-        prog = std::make_unique<exf::EmptyProgram>();
+        prog = std::make_unique<exf::bench::EmptyProgram>();
         fdatt = std::make_unique<FdAttachment>(prog->fd(), prog->fd(), ifname);
         in_fd = eg_fd = prog->fd();
     } else if (!object.empty()) {

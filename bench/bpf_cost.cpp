@@ -42,6 +42,8 @@
 #include <string>
 #include <vector>
 
+#include "baseline/empty_program.h"
+#include "baseline/older_build.h"
 #include "capture/bpf_sensor.h"
 #include "capture/events.h"
 #include "capture/maps.h"
@@ -426,7 +428,7 @@ void add_delta(exf::HealthCounters &acc, const exf::HealthCounters &a, const exf
 
 class Bench {
 public:
-    Bench(const Options &o, Target &t, exf::EmptyProgram &e)
+    Bench(const Options &o, Target &t, exf::bench::EmptyProgram &e)
         : o_(o), t_(t), empty_(e),
           reader_(t.events(), [this](std::span<const uint8_t>) { events_++; })
     {
@@ -445,7 +447,7 @@ public:
             return;
         }
         bool real_first = round % 2 == 0;
-        auto before = exf::read_health(t_.health());
+        auto before = exf::bench::read_health_any_build(t_.health());
         double a, b;
         if (real_first) {
             a = run(t_.ingress(), f.measured, o_.repeat);
@@ -454,7 +456,7 @@ public:
             b = run(empty_.fd(), f.measured, o_.repeat);
             a = run(t_.ingress(), f.measured, o_.repeat);
         }
-        add_delta(r.health, before, exf::read_health(t_.health()));
+        add_delta(r.health, before, exf::bench::read_health_any_build(t_.health()));
         r.runs += o_.repeat;
         r.real.push_back(a);
         r.empty.push_back(b);
@@ -471,7 +473,7 @@ public:
                 run(t_.ingress(), s, 1);
             if (c.drain == Drain::EachFlow)
                 reader_.drain();  // consumer caught up when the measured event comes
-            auto before = exf::read_health(t_.health());
+            auto before = exf::bench::read_health_any_build(t_.health());
             double a, b;
             if (i % 2 == 0) {
                 a = run(t_.ingress(), f.measured, 1);
@@ -481,7 +483,7 @@ public:
                 a = run(t_.ingress(), f.measured, 1);
             }
             if (round >= 0) {
-                add_delta(r.health, before, exf::read_health(t_.health()));
+                add_delta(r.health, before, exf::bench::read_health_any_build(t_.health()));
                 r.runs++;
                 rr.push_back(a);
                 ee.push_back(b);
@@ -504,7 +506,7 @@ public:
 private:
     const Options &o_;
     Target &t_;
-    exf::EmptyProgram &empty_;
+    exf::bench::EmptyProgram &empty_;
     exf::EventReader reader_;
     uint64_t events_ = 0;
 };
@@ -553,7 +555,7 @@ int bench_main(const Options &o)
     }
     libbpf_set_print(nullptr);
     pin(o.cpu);
-    exf::EmptyProgram empty;
+    exf::bench::EmptyProgram empty;
     std::vector<std::string> names{o.object.empty() ? "embedded" : o.object};
     for (auto &c : o.compare)
         names.push_back(c);

@@ -74,6 +74,7 @@
 #include <vector>
 
 #include "aggregate/aggregator.h"
+#include "baseline/empty_program.h"
 #include "capture/bpf_sensor.h"
 #include "capture/maps.h"
 #include "capture/test_run.h"
@@ -82,10 +83,11 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "detect/detector.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/harvest_drain.h"
-#include "pipeline/harvest_stage.h"
-#include "pipeline/live.h"
+#include "flows/flow_tracker.h"
+#include "harvest/drain.h"
+#include "harvest/harvest_stage.h"
+#include "harvest/deltas.h"
+#include "sources/event_queue.h"
 #include "support/packet_builder.h"
 
 #include "bench_util.h"
@@ -962,7 +964,7 @@ int table_main(const Options &o)
 
     // ---- established-packet cost with tables this size
     exf::CpuPin pin;
-    exf::EmptyProgram empty;
+    exf::bench::EmptyProgram empty;
     FrameKit kit(517);
     std::vector<size_t> open;
     for (size_t j = 0; j < filled.flows.size(); j++)
@@ -1118,7 +1120,7 @@ int events_main(const Options &o)
     uint64_t harvest_drained = 0, harvest_drain_full = 0;
     double pop_cpu = 0;
 
-    // The daemon's main loop (pipeline/daemon.cpp), without the control
+    // The daemon's main loop (apps/daemon.cpp), without the control
     // socket: ControlServer::serve(50 ms) without requests is a 50 ms wait.
     auto next_harvest = Clock::now() + std::chrono::seconds(1);
     auto next_eval = Clock::now() + std::chrono::milliseconds(d.cfg.detect.interval_ms);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "baseline/empty_program.h"
 #include "capture/bpf_sensor.h"
 #include "capture/pcap_reader.h"
 #include "capture/test_run.h"
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
             frames.push_back({p.frame, p.ts_ns});
         }
         exf::CpuPin pin;
-        exf::EmptyProgram empty;
+        exf::bench::EmptyProgram empty;
         exf::SensorOptions so;
         so.pin = false;
         so.packet_time = true;

@@ -29,7 +29,7 @@
 #include "control/snapshot.h"
 #include "detect/detector.h"
 #include "output/output.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 #include "support/daemon_probe.h"
 #include "support/log_capture.h"
 #include "support/mounts.h"

@@ -12,7 +12,7 @@
 #include "capture/datapath.h"
 #include "capture/maps.h"
 #include "fuzz_util.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 
 using namespace exf;
 

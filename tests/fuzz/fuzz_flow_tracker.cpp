@@ -7,7 +7,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 
 using namespace exf;
 

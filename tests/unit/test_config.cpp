@@ -12,7 +12,7 @@
 
 #include "config/config.h"
 #include "config/run_checks.h"
-#include "config/units.h"
+#include "common/units.h"
 #include "support/mounts.h"
 #include "support/temp_dir.h"
 #include "support/test_env.h"

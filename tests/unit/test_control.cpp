@@ -24,7 +24,7 @@
 #include "control/control_server.h"
 #include "control/snapshot.h"
 #include "detect/detector.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 #include "support/proc.h"
 #include "support/test_env.h"
 

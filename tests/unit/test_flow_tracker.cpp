@@ -8,7 +8,7 @@
 #include <random>
 
 #include "common/addr.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 #include "support/tls_builder.h"
 #include "tls/client_hello.h"
 #include "tls/ja4.h"

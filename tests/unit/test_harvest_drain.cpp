@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "pipeline/harvest_drain.h"
-#include "pipeline/live.h"
+#include "harvest/drain.h"
+#include "sources/event_queue.h"
 
 using namespace exf;
 using namespace std::chrono_literals;

@@ -8,8 +8,8 @@
 
 #include "aggregate/aggregator.h"
 #include "capture/datapath.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/harvest_stage.h"
+#include "flows/flow_tracker.h"
+#include "harvest/harvest_stage.h"
 #include "support/packet_builder.h"
 
 using namespace exf;

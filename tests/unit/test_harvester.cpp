@@ -8,7 +8,8 @@
 #include <vector>
 
 #include "common/addr.h"
-#include "pipeline/live.h"
+#include "harvest/deltas.h"
+#include "sources/event_queue.h"
 
 using namespace exf;
 

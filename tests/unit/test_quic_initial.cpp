@@ -15,7 +15,7 @@
 #include <set>
 #include <string>
 
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 #include "support/tls_builder.h"
 #include "tls/client_hello.h"
 #include "tls/ja4.h"

@@ -1,4 +1,4 @@
-// The daemon's state file (pipeline/state_file.h): the stages saved and
+// The daemon's state file (state/state_file.h): the stages saved and
 // read back carry on as if there had been no restart; every corrupt or
 // stale file is refused with a reason, never a crash.
 #include <catch2/catch.hpp>
@@ -14,9 +14,9 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "detect/detector.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/harvest_stage.h"
-#include "pipeline/state_file.h"
+#include "flows/flow_tracker.h"
+#include "harvest/harvest_stage.h"
+#include "state/state_file.h"
 
 using namespace exf;
 

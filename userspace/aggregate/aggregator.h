@@ -175,7 +175,7 @@ public:
     // nothing changes, false is returned and *error (if given) says why.
     bool reconfigure(const AggConfig &cfg, std::string *error = nullptr);
 
-    // --- state file (pipeline/state_file.h) ---------------------------------
+    // --- state file (state/state_file.h) ---------------------------------
     // Every entity with its windows and the clock. restore_state() replaces
     // this aggregator's entities with the saved ones; the windows must be
     // the ones saved (construct with them, then reconfigure()); limits apply

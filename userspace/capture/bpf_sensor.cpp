@@ -19,7 +19,6 @@
 #pragma GCC diagnostic ignored "-Wpedantic"
 #pragma GCC diagnostic ignored "-Wshadow"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#include "exf_empty.skel.h"
 #include "exfilmon.skel.h"
 #pragma GCC diagnostic pop
 
@@ -171,16 +170,5 @@ int BpfSensor::health_fd() const { return bpf_map__fd(skel_->maps.exf_health); }
 int BpfSensor::events_fd() const { return bpf_map__fd(skel_->maps.exf_events); }
 int BpfSensor::fcache_fd() const { return bpf_map__fd(skel_->maps.exf_fcache); }
 Tables BpfSensor::tables() const { return read_tables(flows_fd(), clients_fd(), fcache_fd()); }
-
-EmptyProgram::EmptyProgram()
-{
-    skel_ = exf_empty::open_and_load();
-    if (!skel_)
-        throw_errno("load empty BPF program", errno);
-}
-
-EmptyProgram::~EmptyProgram() { exf_empty::destroy(skel_); }
-
-int EmptyProgram::fd() const { return bpf_program__fd(skel_->progs.exf_empty); }
 
 }  // namespace exf

@@ -12,7 +12,6 @@
 #include "capture/owner_lock.h"
 
 struct exfilmon;
-struct exf_empty;
 
 namespace exf {
 
@@ -60,19 +59,6 @@ private:
     std::optional<OwnerLock> pin_lock_;
     ::exfilmon *skel_ = nullptr;
     bool reused_pins_ = false;
-};
-
-// The empty TC_ACT_OK program, loaded for benchmark baselines.
-class EmptyProgram {
-public:
-    EmptyProgram();
-    ~EmptyProgram();
-    EmptyProgram(const EmptyProgram &) = delete;
-    EmptyProgram &operator=(const EmptyProgram &) = delete;
-    int fd() const;
-
-private:
-    ::exf_empty *skel_ = nullptr;
 };
 
 // Checks options; returns an empty string when valid, else what is wrong.

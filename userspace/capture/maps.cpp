@@ -271,14 +271,8 @@ HealthCounters read_health(int fd)
         throw_errno("count possible CPUs", ncpu);
     std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
     for (uint32_t i = 0; i < EXF_C__MAX; i++) {
-        if (bpf_map_lookup_elem(fd, &i, vals.data())) {
-            // An array from a build with fewer counters (a program built
-            // before a counter was added, e.g. loaded by bench/bpf_cost
-            // --compare): the newer counters read 0.
-            if (errno == ENOENT && i > 0)
-                break;
+        if (bpf_map_lookup_elem(fd, &i, vals.data()))
             throw_errno("read health counters", errno);
-        }
         for (auto v : vals)
             out[i] += v;
     }

@@ -36,7 +36,7 @@ struct Tables {
 // flush by the kernel between the reads can hide a slot's pending counts
 // from one read (they show at the next), never count them twice. The
 // client table is read first: a flow then holds at least what its client
-// shows (see pipeline/harvest_stage.h).
+// shows (see harvest/harvest_stage.h).
 Tables read_tables(int flows_fd, int clients_fd, int fcache_fd);
 
 // The raw tables. Whole per-client table, per-CPU values summed. Uses

@@ -13,10 +13,10 @@
 
 #include "config/config.h"
 #include "config/run_checks.h"
-#include "config/units.h"
+#include "common/units.h"
 #include "control/client.h"
-#include "pipeline/daemon.h"
-#include "pipeline/replay.h"
+#include "apps/daemon.h"
+#include "apps/replay.h"
 
 
 int main(int argc, char **argv)

@@ -1,5 +1,6 @@
 #include "common/privileges.h"
 
+#include <grp.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -93,6 +95,15 @@ std::string keep_only_capabilities(std::initializer_list<int> keep)
                      (c == CAP_BPF ? "CAP_BPF" : c == CAP_NET_ADMIN ? "CAP_NET_ADMIN" : std::to_string(c));
     return "capabilities dropped; kept: " + (names.empty() ? std::string("none") : names) +
            (bounded ? "" : " (bounding set left to the service unit)");
+}
+
+gid_t group_id(const std::string &group)
+{
+    struct group g{}, *res = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
+        throw Error("group '" + group + "' does not exist");
+    return g.gr_gid;
 }
 
 }  // namespace exf

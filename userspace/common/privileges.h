@@ -5,6 +5,8 @@
 // capset() and these prctl()s act on the calling thread only: the drop must
 // happen while the process has one thread, so that every thread started
 // later inherits the reduced sets.
+#include <sys/types.h>
+
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -22,5 +24,8 @@ int thread_count();
 
 // The process's effective capabilities as a bit mask (bit n = CAP n).
 uint64_t effective_capabilities();
+
+// The id of a group by name; throws exf::Error "group 'NAME' does not exist".
+gid_t group_id(const std::string &group);
 
 }  // namespace exf

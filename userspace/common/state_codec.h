@@ -1,5 +1,5 @@
 #pragma once
-// The byte layer of the daemon's state file (pipeline/state_file.h): each
+// The byte layer of the daemon's state file (state/state_file.h): each
 // stage that keeps state across a restart (harvest, aggregator, detector)
 // writes its own part through a StateWriter and reads it back through a
 // StateReader. Host byte order: the file never leaves the host that wrote it

@@ -18,7 +18,7 @@
 #include "common/addr.h"
 #include "common/error.h"
 #include "common/files.h"
-#include "config/units.h"
+#include "common/units.h"
 
 namespace exf {
 

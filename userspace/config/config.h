@@ -29,7 +29,7 @@ struct Config {
     uint64_t report_interval_ms = 5000;  // 0: no report (only in a terminal anyway)
     uint64_t harvest_interval_ms = 1000;
     uint32_t event_queue_size = 4096;  // ring buffer -> aggregator queue, events
-    // The state kept across restarts (pipeline/state_file.h); "" keeps none.
+    // The state kept across restarts (state/state_file.h); "" keeps none.
     std::string state_dir = "/var/lib/exfilmon";
     uint64_t state_interval_ms = 15000;
     // [log]

@@ -1,7 +1,7 @@
 #include "config/run_checks.h"
 
 #include "common/error.h"
-#include "control/control_server.h"
+#include "common/privileges.h"
 #include "output/output.h"
 
 namespace exf {
@@ -25,7 +25,7 @@ void check_control(ConfigResult &res)
     if (c.control_group.empty())
         return;
     try {
-        control::group_id(c.control_group);
+        group_id(c.control_group);
     } catch (const Error &e) {
         res.issues.push_back(res.at("[control] group", e.what()));
     }

@@ -1,7 +1,6 @@
 #include "control/control_server.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,6 +12,7 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/privileges.h"
 
 namespace exf::control {
 
@@ -40,15 +40,6 @@ bool answers(const sockaddr_un &a)
 }
 
 }  // namespace
-
-gid_t group_id(const std::string &group)
-{
-    struct group g{}, *res = nullptr;
-    std::vector<char> buf(16384);
-    if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
-        throw Error("group '" + group + "' does not exist");
-    return g.gr_gid;
-}
 
 ControlServer::ControlServer(const std::string &path, const std::string &group) : path_(path)
 {

@@ -23,9 +23,6 @@
 
 namespace exf::control {
 
-// The id of a group by name; throws exf::Error "group 'NAME' does not exist".
-gid_t group_id(const std::string &group);
-
 class ControlServer {
 public:
     using Handler = std::function<std::string(std::string_view request)>;

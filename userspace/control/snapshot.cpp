@@ -7,8 +7,8 @@
 #include <stdexcept>
 
 #include "aggregate/windows.h"
-#include "config/units.h"
-#include "pipeline/flow_tracker.h"
+#include "common/units.h"
+#include "flows/flow_tracker.h"
 
 namespace exf::control {
 

@@ -103,7 +103,7 @@ public:
     // Evaluates every rule now; returns the records to emit, in order.
     std::vector<AlertRecord> evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms);
 
-    // --- state file (pipeline/state_file.h) ---------------------------------
+    // --- state file (state/state_file.h) ---------------------------------
     // Alerts (open with their IDs, and pending ones), baselines. Restored,
     // they carry on under the rules of the same name, entity, metric and
     // window (as reconfigure() does); the open alerts of rules no longer

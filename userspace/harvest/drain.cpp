@@ -1,4 +1,4 @@
-#include "pipeline/harvest_drain.h"
+#include "harvest/drain.h"
 
 #include <atomic>
 #include <chrono>

@@ -4,7 +4,7 @@
 
 #include "capture/tc_attach.h"
 #include "common/error.h"
-#include "pipeline/daemon.h"
+#include "apps/daemon.h"
 
 namespace exf {
 

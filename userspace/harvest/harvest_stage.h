@@ -17,9 +17,9 @@
 #include "aggregate/aggregator.h"
 #include "capture/maps.h"
 #include "common/addr.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/live.h"
-#include "pipeline/source.h"
+#include "flows/flow_tracker.h"
+#include "harvest/deltas.h"
+#include "sources/source.h"
 
 namespace exf {
 

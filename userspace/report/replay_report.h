@@ -1,15 +1,7 @@
 #pragma once
-// `exfilmon replay FILE`: a capture file run through a Datapath (the real BPF
-// program via BPF_PROG_TEST_RUN, or its userspace build), packet time as the
-// clock; after every packet the datapath's events go to a FlowTracker; at the
-// end one report per client and, with --flows, per flow.
-//
-// Detection runs as live: the datapath's tables are harvested into the
-// aggregator every [daemon] harvest_interval of packet time and the rules
-// ([[rules]] of --config, else the built-in ones) evaluated every [detect]
-// interval, with packet time as both the clock and the alerts' time; at the
-// end one last harvest and evaluation. Open alerts stay open at the end (the
-// capture's time stops; nothing resolves them).
+// The report of `exfilmon replay` (apps/replay.h): per client and per flow,
+// from a datapath's tables and the flow tracker's records, as JSON lines or
+// tables.
 //
 // Output (stdout):
 //  * json: one object per line (JSON Lines), in this order: alert lines as
@@ -51,28 +43,11 @@
 //    bytes_out, with each flow's anomalies. Non-printable or non-ASCII bytes
 //    in SNI/ALPN and alert sentences print as \xNN (a backslash as \x5c), so
 //    a name cannot move the terminal's cursor.
-// stderr: which datapath runs, then a one-line summary (packets, events,
-// anomalies by name), and errors.
-//
-// Input: FILE, or "-" for standard input (pcap or pcapng, also through a
-// pipe). A gzip-compressed capture is recognised by its magic and refused
-// with the way to decompress it (zlib is not a dependency).
-//
-// Exit status: 0 ok; 1 the input cannot be used: missing, unreadable, a
-// directory, gzip-compressed, not a capture format, corrupt or truncated (the
-// report of the packets before the damage is printed, then "FILE: packet N:
-// what" on stderr), or the datapath failed; 2 a usage error: a bad option,
-// a bad configuration, "-" with standard input a terminal.
-//
-// Seams for later stages: ReplayStage (an aggregator, a detector) sees every
-// event, every flow whose TLS metadata becomes known, the datapath after each
-// packet, the end; and may raise Alerts, printed as {"type":"alert",...}.
 #include <cstdint>
 #include <iosfwd>
-#include <map>
 #include <optional>
-#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -80,42 +55,14 @@
 #include "aggregate/aggregator.h"
 #include "capture/datapath.h"
 #include "common/addr.h"
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 
 namespace exf {
-
-enum class ReplayFormat : uint8_t { table, json };
-enum class DatapathChoice : uint8_t { automatic, bpf, user };
-
-struct ReplayOptions {
-    std::string capture;
-    std::string config_path;  // empty: built-in defaults ([bpf] tls_ports, table sizes)
-    ReplayFormat format = ReplayFormat::table;
-    bool flows = false;
-    DatapathChoice datapath = DatapathChoice::automatic;
-};
 
 // A detection's finding. Printed as one line {"type":"alert", <fields...>}
 // (json) or in an ALERTS section (table). "type" in fields is ignored.
 struct Alert {
     nlohmann::ordered_json fields = nlohmann::ordered_json::object();
-};
-
-// A later stage plugged into a replay (the aggregator, the detector). Every
-// hook is optional; all run on the replay's thread, in packet order.
-class ReplayStage {
-public:
-    virtual ~ReplayStage() = default;
-    // Each event, after the FlowTracker took it in.
-    virtual void on_event(std::span<const uint8_t> /*event*/, const FlowTracker & /*tracker*/) {}
-    // A flow's TLS metadata became known (attribute its traffic to the SNI).
-    virtual void on_tls_meta(const FlowRecord & /*record*/) {}
-    // After each packet and its events; ts_ns is the packet time (the clock).
-    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
-    // The capture ended (or broke off); ts_ns is the last packet's time.
-    virtual void on_end(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
-    // Alerts raised since the last call (called after every packet and at the end).
-    virtual void take_alerts(std::vector<Alert> & /*out*/) {}
 };
 
 struct ClientReport {
@@ -164,9 +111,5 @@ std::string alert_json(const Alert &a);
 // Bytes for a terminal: common/text.h ascii_escape (printable ASCII as is,
 // the rest and '\\' as \xNN).
 std::string printable(std::string_view raw);
-
-// Runs `exfilmon replay`; returns the exit status. Report on out, messages on err.
-int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
-               std::span<ReplayStage *const> stages = {});
 
 }  // namespace exf

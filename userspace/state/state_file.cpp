@@ -1,4 +1,4 @@
-#include "pipeline/state_file.h"
+#include "state/state_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

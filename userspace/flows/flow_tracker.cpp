@@ -1,4 +1,4 @@
-#include "pipeline/flow_tracker.h"
+#include "flows/flow_tracker.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -40,7 +40,7 @@ public:
     // until the next start (eBPF backend only).
     virtual void leave_attached() {}
     // Which kernel tables these are (the pinned maps' ids), for the state
-    // file (pipeline/state_file.h): "" when they are this run's own.
+    // file (state/state_file.h): "" when they are this run's own.
     virtual std::string tables_identity() const { return {}; }
     // The tables were taken over from an earlier run (reused pins): they
     // hold counts from before this start.

@@ -5,8 +5,8 @@
 #include "capture/bpf_sensor.h"
 #include "common/log.h"
 #include "capture/tc_attach.h"
-#include "pipeline/live.h"
-#include "pipeline/source.h"
+#include "sources/event_queue.h"
+#include "sources/source.h"
 
 namespace exf {
 

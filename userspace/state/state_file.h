@@ -32,9 +32,9 @@
 
 #include "aggregate/aggregator.h"
 #include "detect/detector.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/harvest_stage.h"
-#include "pipeline/source.h"
+#include "flows/flow_tracker.h"
+#include "harvest/harvest_stage.h"
+#include "sources/source.h"
 
 namespace exf {
 

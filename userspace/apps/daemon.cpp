@@ -1,4 +1,4 @@
-#include "pipeline/daemon.h"
+#include "apps/daemon.h"
 
 #include <net/if.h>
 #include <linux/capability.h>
@@ -37,12 +37,11 @@
 #include "aggregate/entity_key.h"
 #include "detect/detector.h"
 #include "output/output.h"
-#include "pipeline/flow_tracker.h"
-#include "pipeline/harvest_drain.h"
-#include "pipeline/harvest_stage.h"
-#include "pipeline/live.h"
-#include "pipeline/source.h"
-#include "pipeline/state_file.h"
+#include "flows/flow_tracker.h"
+#include "harvest/drain.h"
+#include "harvest/harvest_stage.h"
+#include "sources/source.h"
+#include "state/state_file.h"
 
 namespace exf {
 

@@ -17,8 +17,8 @@
 #include "capture/datapath.h"
 #include "common/error.h"
 #include "common/log.h"
-#include "pipeline/live.h"
-#include "pipeline/source.h"
+#include "sources/event_queue.h"
+#include "sources/source.h"
 
 namespace exf {
 
