@@ -36,31 +36,33 @@ TAG = "BENCH_RESULT "
 # The rows, in the table's order: metric id, what it measures, and the
 # method section of RESULTS.md that says how.
 ROWS = [
-    ("kernel.tls_est_v4_64", "Kernel cost, established TLS packet (v4, 64 B), ns over the empty program", "kernel-cost-per-packet"),
-    ("kernel.hello_517_v4", "Kernel cost, 517 B ClientHello with its event, ns over the empty program", "kernel-cost-per-packet"),
-    ("insitu.bulk_offloads_on", "In situ, bulk TLS download, offloads on, ns per wire packet", "kernel-cost-per-packet"),
-    ("insitu.bulk_offloads_off", "In situ, bulk TLS download, offloads off, ns per packet", "kernel-cost-per-packet"),
-    ("insitu.conn_offloads_on", "In situ, new TLS connections, offloads on, ns per packet", "kernel-cost-per-packet"),
-    ("insitu.conn_offloads_off", "In situ, new TLS connections, offloads off, ns per packet", "kernel-cost-per-packet"),
-    ("throughput.tcp1_offloads_on", "Throughput with/without sensor, 1 TCP stream, offloads on", "throughput-impact"),
-    ("throughput.tcp4_offloads_on", "Throughput with/without sensor, 4 TCP streams, offloads on", "throughput-impact"),
-    ("throughput.udp64_offloads_on", "Throughput with/without sensor, 64 B UDP datagrams sent, offloads on", "throughput-impact"),
-    ("throughput.tcp1_offloads_off", "Throughput with/without sensor, 1 TCP stream, offloads off", "throughput-impact"),
-    ("throughput.tcp4_offloads_off", "Throughput with/without sensor, 4 TCP streams, offloads off", "throughput-impact"),
-    ("throughput.udp64_offloads_off", "Throughput with/without sensor, 64 B UDP datagrams sent, offloads off", "throughput-impact"),
-    ("completeness.ebpf_pct_of_sent", "Live completeness, eBPF backend, % of packets sent accounted", "live-completeness"),
+    ("kernel.tls_est_v4_64", "Kernel, established TLS packet, IPv4 64 B, ns over the empty program", "kernel-cost-per-packet"),
+    ("kernel.tls_est_v6vlan_1518", "Kernel, established TLS packet, IPv6 + VLAN 1518 B, ns over the empty program", "kernel-cost-per-packet"),
+    ("kernel.hello_517_v4", "Kernel, 517 B ClientHello with its event, ns over the empty program", "kernel-cost-per-packet"),
+    ("insitu.bulk_offloads_on", "Kernel in situ, bulk TLS download, offloads on, ns per wire packet", "kernel-cost-per-packet"),
+    ("insitu.bulk_offloads_off", "Kernel in situ, bulk TLS download, offloads off, ns per packet", "kernel-cost-per-packet"),
+    ("insitu.conn_offloads_on", "Kernel in situ, new TLS connections, offloads on, ns per packet", "kernel-cost-per-packet"),
+    ("insitu.conn_offloads_off", "Kernel in situ, new TLS connections, offloads off, ns per packet", "kernel-cost-per-packet"),
+    ("throughput.tcp1_offloads_on", "Throughput with / without the sensor, 1 TCP stream, offloads on", "throughput-impact"),
+    ("throughput.tcp4_offloads_on", "Throughput with / without the sensor, 4 TCP streams, offloads on", "throughput-impact"),
+    ("throughput.udp64_offloads_on", "Throughput with / without the sensor, 64 B UDP sent, offloads on", "throughput-impact"),
+    ("throughput.tcp1_offloads_off", "Throughput with / without the sensor, 1 TCP stream, offloads off", "throughput-impact"),
+    ("throughput.tcp4_offloads_off", "Throughput with / without the sensor, 4 TCP streams, offloads off", "throughput-impact"),
+    ("throughput.udp64_offloads_off", "Throughput with / without the sensor, 64 B UDP sent, offloads off", "throughput-impact"),
+    ("completeness.ebpf_pct_of_sent", "Live completeness, eBPF backend, packets accounted, % of sent", "live-completeness"),
     ("completeness.ebpf_cpu_vs_cheapest_libpcap", "Live completeness, eBPF daemon CPU / cheapest libpcap peer's", "live-completeness"),
     ("completeness.ebpf_lifetime_cpu_vs_libpcap_backend", "Live completeness, eBPF daemon CPU over its whole life / libpcap backend's", "live-completeness"),
     ("offline.user_pps", "Offline replay, `--datapath user`, packets/s", "offline-replay"),
     ("offline.user_pps_vs_softflowd", "Offline replay, `--datapath user` packets/s / softflowd's", "offline-replay"),
     ("offline.user_rss_vs_ndpiReader", "Offline replay, `--datapath user` peak RSS / ndpiReader's", "offline-replay"),
     ("offline.bpf_pps", "Offline replay, `--datapath bpf`, packets/s", "offline-replay"),
-    ("scale.aggregator_bytes_per_client", "Memory per tracked client, aggregator, 1M clients / 1M flows", "userspace-scale"),
-    ("scale.steady_harvest_ms_1m_1m", "Harvest, 1M clients / 1M flows, 5 % changed, ms (interval 1 s)", "userspace-scale"),
+    ("offline.test_run_floor_pps_empty", "Offline replay floor: the empty program, one test run per packet, packets/s", "offline-replay"),
+    ("memory.aggregator_bytes_per_client", "Memory per tracked client (aggregator client table)", "userspace-scale"),
+    ("scale.steady_harvest_ms_1m_1m", "Harvest, 1M clients / 1M flows, 5 % changed (interval 1 s)", "userspace-scale"),
     ("scale.daemon_cpu_pct_1m_1m", "Daemon CPU at a 1 s harvest, 1M clients / 1M flows, 5 % changed, % of a core", "userspace-scale"),
-    ("scale.idle_harvest_ms_1m_1m", "Harvest, 1M clients / 1M flows, nothing changed, ms", "userspace-scale"),
-    ("scale.lossless_flows_per_s_1m", "Events, highest new TLS flows/s tried without loss, 100k clients / 1M flows", "userspace-scale"),
-    ("alert.latency_s", "Alert after the threshold crossing, s", "alert-latency"),
+    ("scale.idle_harvest_ms_1m_1m", "Harvest, 1M clients / 1M flows, nothing changed", "userspace-scale"),
+    ("scale.lossless_flows_per_s", "Events, highest new TLS flows/s tried without loss (tables: see the command)", "userspace-scale"),
+    ("alert.latency_s", "Alert after the threshold crossing", "alert-latency"),
 ]
 
 
@@ -126,13 +128,17 @@ def table(latest):
         if r is None:
             out.append(f"| {name} | | not measured | | | | |")
             continue
+        judged = verdict(r)  # first: it names the file of a malformed target
         unit = f" {r['unit']}" if r.get("unit") else ""
         value = number(r["value"]) + unit
         if r.get("min") is not None and r.get("max") is not None:
             value += f" ({number(r['min'])}–{number(r['max'])}, {r.get('runs', '?')} runs)"
-        target = "none" if r["target"] == "none" else r["target"] + unit
+        target = "none"
+        if r["target"] != "none":
+            op, _, bound = r["target"].partition(" ")
+            target = f"{op} {number(float(bound))}{unit}"
         out.append("| " + " | ".join([
-            name, cell(target), cell(value), verdict(r), cell(f"{r['date']}, {r['commit']}"),
+            name, cell(target), cell(value), judged, cell(f"{r['date']}, {r['commit']}"),
             cell(r["machine"]), cell(f"`{r['command']}`")]) + " |")
     return "\n".join(out) + "\n"
 
