@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark 4: offline analysis (see bench/RESULTS.md, "Offline analysis").
+# Benchmark 4: offline analysis (see bench/RESULTS.md, "Offline replay").
 #
 # One synthetic capture (bench/gen_capture: 1 M packets, 5000 clients, tens
 # of thousands of TLS flows with real ClientHellos, QUIC Initials, DNS, HTTP,

@@ -18,7 +18,7 @@
 #          much CPU the receiving process got
 # each with offloads on (veth defaults: TSO/GSO/GRO on) and off (ethtool -K
 # tso off gso off gro off and gso_max_segs 1 on both ends, so the sending TCP
-# hands MTU-size skbs to the stack; see bench/RESULTS.md, in situ).
+# hands MTU-size skbs to the stack; see lab_offloads in bench/lab.sh).
 #
 # The sensor is the real daemon, `exfilmon run --interface IF -c CFG`, started
 # inside the server namespace for each "with" run, with [bpf] tls_ports =
