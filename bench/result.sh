@@ -24,6 +24,11 @@ result_start() {
     root=$(cd "$(dirname "$1")/.." && pwd)
     RESULT_DATE=$(date -u +%Y-%m-%dT%H:%MZ)
     RESULT_COMMAND="bench/$(basename "$1")${2:+ }${*:2}"
+    # The environment the benchmarks read, as it would be typed before them.
+    local v
+    for v in GEN_CAPTURE EXFILMON BUILD_DIR; do
+        [[ -n ${!v:-} ]] && RESULT_COMMAND="$v=${!v} $RESULT_COMMAND"
+    done
     RESULT_COMMIT=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unrecorded)
     if git -C "$root" status --porcelain bpf userspace bench 2>/dev/null | grep -q .; then
         RESULT_COMMIT+=+uncommitted

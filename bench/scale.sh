@@ -15,6 +15,7 @@
 # then markdown tables of the medians.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR_SET=${BUILD_DIR:-}  # for the command line the results name
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-scale}
 QUICK=0
 PERF=1
@@ -60,7 +61,7 @@ run() {  # the command, its SCALE lines to OUT and stdout
     echo "# kernel $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + uncommitted changes')"
-    echo "# command bench/scale.sh${ARGS:+ }$ARGS"
+    echo "# command ${BUILD_DIR_SET:+BUILD_DIR=$BUILD_DIR }bench/scale.sh${ARGS:+ }$ARGS"
 } | tee -a "$OUT"
 T0=$(date +%s)
 
