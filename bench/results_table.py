@@ -76,7 +76,7 @@ def read_results(root):
             at = line.find(TAG + "{")
             if at < 0:
                 continue
-            where = f"{path.relative_to(BENCH)}:{lineno}"
+            where = f"{path.relative_to(BENCH.parent)}:{lineno}"
             try:
                 r = json.loads(line[at + len(TAG):])
             except json.JSONDecodeError as e:
