@@ -12,6 +12,9 @@
 #
 # Usage: bench/alert_latency.sh [RUNS] [RATE]      (root; EXFILMON=path/to/exfilmon)
 set -euo pipefail
+# shellcheck source=result.sh
+. "$(dirname "$0")/result.sh"
+result_start "$0" "$@"
 RUNS=${1:-5}
 RATE=${2:-20M}
 EXFILMON=${EXFILMON:-$(dirname "$0")/../build/userspace/exfilmon}
@@ -101,6 +104,9 @@ for i in $(seq 1 "$RUNS"); do
     echo "run $i: alert $r s after the crossing"
     results+=("$r")
 done
-printf '%s\n' "${results[@]}" | sort -n | awk '{ v[NR] = $1 } END {
+summary=$(printf '%s\n' "${results[@]}" | sort -n | awk '{ v[NR] = $1 } END {
     m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
-    printf "median %.3f s, min %.3f s, max %.3f s over %d runs (target <= 2 s)\n", m, v[1], v[NR], NR }'
+    printf "%.3f %.3f %.3f %d", m, v[1], v[NR], NR }')
+read -r median min max n <<<"$summary"
+echo "median $median s, min $min s, max $max s over $n runs (target <= 2 s)"
+result_line alert.latency_s "$median" "$min" "$max" "$n" s "<= 2"

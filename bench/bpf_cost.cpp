@@ -72,6 +72,8 @@ struct Options {
     std::string object;
     std::vector<std::string> compare;  // more objects, measured in the same rounds
     bool list = false;
+    std::string command;  // for the BENCH_RESULT lines
+    std::string started;
 };
 
 [[noreturn]] void usage(const char *argv0)
@@ -532,6 +534,25 @@ void pin(int cpu)
     std::printf("pinned to CPU %d\n", cpu);
 }
 
+// Program 1's figure for one case: the difference to the empty program, its
+// range over the rounds (paired within each round).
+exf::bench::BenchResult bench_result(const Result &r, double diff)
+{
+    bool rep = r.c->method == Method::Repeat;
+    const auto &real = rep ? r.real : r.round_real;
+    const auto &empty = rep ? r.empty : r.round_empty;
+    exf::bench::BenchResult b{"kernel." + r.c->name, diff, NAN, NAN, 0, "ns", "none"};
+    for (size_t i = 0; i < real.size() && i < empty.size(); i++) {
+        double d = real[i] - empty[i];
+        b.min = b.runs ? std::min(b.min, d) : d;
+        b.max = b.runs ? std::max(b.max, d) : d;
+        b.runs++;
+    }
+    if (r.c->target)
+        b.target = "<= " + fmt(r.c->target);
+    return b;
+}
+
 int bench_main(const Options &o)
 {
     auto all = make_cases();
@@ -605,6 +626,7 @@ int bench_main(const Options &o)
         return Summary{real, emp, real - emp};
     };
     std::vector<std::string> lines;
+    std::vector<exf::bench::BenchResult> results;  // program 1's
     for (size_t j = 0; j < nt; j++) {
         if (nt > 1)
             std::printf("\n### program %zu: %s\n", j + 1, names[j].c_str());
@@ -648,6 +670,8 @@ int bench_main(const Options &o)
                 fmt(double(r.health[EXF_C_END_EVENTS]) / runs, 3).c_str(),
                 (unsigned long long)r.health[EXF_C_RB_FULL]);
             lines.push_back(line);
+            if (j == 0)
+                results.push_back(bench_result(r, diff));
         }
     }
     if (nt > 1) {
@@ -677,6 +701,8 @@ int bench_main(const Options &o)
     std::printf("\n");
     for (auto &l : lines)
         std::printf("%s\n", l.c_str());
+    for (auto &r : results)
+        exf::bench::print_result(r, o.started, o.command);
     for (size_t j = 0; j < nt; j++)
         std::printf("program %zu: events read from the ring buffer: %llu\n", j + 1,
                     (unsigned long long)benches[j]->events());
@@ -688,6 +714,8 @@ int bench_main(const Options &o)
 int main(int argc, char **argv)
 {
     Options o = parse_args(argc, argv);
+    o.command = exf::bench::command_line(argc, argv);
+    o.started = exf::bench::utc_now();
     try {
         return bench_main(o);
     } catch (const std::exception &e) {

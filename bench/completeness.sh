@@ -64,6 +64,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lab.sh
 . "$ROOT/bench/lab.sh"
+# shellcheck source=result.sh
+. "$ROOT/bench/result.sh"
+result_start "$0" "$@"
 BUILD=${BUILD_DIR:-$ROOT/build-tput}
 PACKETS=1000000
 ROUNDS=3
@@ -444,6 +447,9 @@ echo
 if [[ " $TOOLS " == *" ebpf "* ]]; then
     all=$(printf '%s\n' ${ACC[ebpf]:-0} | awk '$1 < 100 { bad++ } END { print bad ? "MISSED" : "met" }')
     echo "VERDICT completeness: eBPF backend accounted for $(printf '%s\n' ${ACC[ebpf]:-0} | sort -g | head -1)–$(printf '%s\n' ${ACC[ebpf]:-0} | sort -g | tail -1) % of the packets sent at a median $(med "${OFFERED[ebpf]}") pps offered (target 100 % in every round): $all"
+    LINES+=("$(result_line completeness.ebpf_pct_of_sent "$(med "${ACC[ebpf]:-0}")" \
+        "$(printf '%s\n' ${ACC[ebpf]:-0} | sort -g | head -1)" "$(printf '%s\n' ${ACC[ebpf]:-0} | sort -g | tail -1)" \
+        "$ROUNDS" % ">= 100")")
     tlsok=$(printf '%s\n' ${TLS[ebpf]:-} | awk -v e="$EXPECT_TLS" '$1 != e { bad++ } END { print bad ? "differs" : "equal" }')
     echo "VERDICT tls_table: eBPF per-client TLS packets ${TLS[ebpf]:-}against $EXPECT_TLS offline: $tlsok"
     peers=()
@@ -458,6 +464,14 @@ if [[ " $TOOLS " == *" ebpf "* ]]; then
             "ratio $(awk -v a="$d" -v b="${cheapest#* }" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')" \
             "(target <= 0.2): $(awk -v a="$d" -v b="${cheapest#* }" 'BEGIN { print (a <= 0.2 * b) ? "met" : "MISSED" }');" \
             "with the tc programs' kernel time ($k s) added: ratio $(awk -v a="$d" -v k="$k" -v b="${cheapest#* }" 'BEGIN { printf "%.3f", (b > 0 ? (a + k) / b : 0) }')"
+        LINES+=("$(result_line completeness.ebpf_cpu_vs_cheapest_libpcap \
+            "$(awk -v a="$d" -v b="${cheapest#* }" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')" - - "$ROUNDS" "" "<= 0.2")")
+    fi
+    if [[ " $TOOLS " == *" pcap "* ]]; then
+        # Start-up, verification and idle harvests included: the whole life.
+        LINES+=("$(result_line completeness.ebpf_lifetime_cpu_vs_libpcap_backend \
+            "$(awk -v a="$(med "${CPUL[ebpf]}")" -v b="$(med "${CPUL[pcap]}")" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')" \
+            - - "$ROUNDS" "" "< 1")")
     fi
 fi
 echo

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark 4: offline analysis (see bench/RESULTS.md, "Offline analysis").
+# Benchmark 4: offline analysis (see bench/RESULTS.md, "Offline replay").
 #
 # One synthetic capture (bench/gen_capture: 1 M packets, 5000 clients, tens
 # of thousands of TLS flows with real ClientHellos, QUIC Initials, DNS, HTTP,
@@ -51,6 +51,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=result.sh
+. "$ROOT/bench/result.sh"
+result_start "$0" "$@"
 BUILD=${BUILD_DIR:-$ROOT/build-replay}
 ROUNDS=5
 PACKETS=1000000
@@ -229,6 +232,24 @@ if has_tool user; then
 fi
 has_tool bpf &&
     echo "OFFLINE_TARGET name=bpf_pps value=${MPPS[bpf]} target=500000 verdict=$(verdict "${MPPS[bpf]}" ">=" 500000)"
+
+# The same targets as BENCH_RESULT lines (bench/results_table.py), packets/s
+# with its range over the rounds.
+pps_sorted() { echo "${WALL[$1]}" | tr ' ' '\n' | grep . | awk -v p="$PACKETS" '$1 > 0 { print p / $1 }' | sort -g; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+for t in user bpf; do
+    has_tool $t || continue
+    target=">= 500000"
+    [[ $t == user ]] && target=">= 2000000"
+    result_line "offline.${t}_pps" "${MPPS[$t]}" "$(pps_sorted $t | head -1)" "$(pps_sorted $t | tail -1)" \
+        "$ROUNDS" packets/s "$target"
+done
+if has_tool user && has_tool softflowd; then
+    result_line offline.user_pps_vs_softflowd "$(ratio "${MPPS[user]}" "${MPPS[softflowd]}")" - - "$ROUNDS" "" ">= 1"
+fi
+if has_tool user && has_tool ndpiReader; then
+    result_line offline.user_rss_vs_ndpiReader "$(ratio "${MRSS[user]}" "${MRSS[ndpiReader]}")" - - "$ROUNDS" "" "<= 1"
+fi
 
 echo
 echo "| tool | packets/s (median) | wall s | CPU s (user+sys) | peak RSS MiB |"

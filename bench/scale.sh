@@ -15,11 +15,13 @@
 # then markdown tables of the medians.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR_SET=${BUILD_DIR:-}  # for the command line the results name
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-scale}
 QUICK=0
 PERF=1
 OUT=/tmp/exf-scale.$$.txt
 REPORT=
+ARGS="$*"
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) QUICK=1 ;;
@@ -59,6 +61,7 @@ run() {  # the command, its SCALE lines to OUT and stdout
     echo "# kernel $(uname -r), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' + uncommitted changes')"
+    echo "# command ${BUILD_DIR_SET:+BUILD_DIR=$BUILD_DIR }bench/scale.sh${ARGS:+ }$ARGS"
 } | tee -a "$OUT"
 T0=$(date +%s)
 
@@ -205,5 +208,48 @@ for key, rs in groups.items():
     print(f"| {key} | {len(rs)} | {'-' if drain else f(m('offered_flows_s'))} | {'-' if drain else f(m('kernel_events_s'))} "
           f"| {f(m('events_s'))} | {f(m('hellos_s'))} | {f(m('rb_full'))} | {f(m('queue_dropped'))} | {f(m('queue_waited'))} "
           f"| {f(m('loss_pct'), 2)} | {f(m('main_us_per_event'), 2)} | {f(m('harvest_ms_median'))} ({f(m('harvest_cpu_ms_median'))}) |")
+EOF
+
+# The judged figures as BENCH_RESULT lines (bench/results_table.py): the
+# 1M clients / 1M flows row and the paced event runs.
+python3 - "$OUT" <<'EOF'
+import json, re, sys, statistics
+rows, head = [], {}
+for line in open(sys.argv[1]):
+    if line.startswith("SCALE "):
+        rows.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
+    elif line.startswith("# ") and " " in line[2:]:
+        key, _, value = line[2:].strip().partition(" ")
+        head.setdefault(key, value)
+date = re.sub(r"^(\S+) (\d\d:\d\d):\d\d UTC$", r"\1T\2Z", head.get("date", "unrecorded"))
+kernel, _, rest = head.get("kernel", "?, ? CPUs, ?").partition(", ")
+ncpu, _, model = rest.partition(" CPUs, ")
+machine = f"{ncpu} CPU {model}, kernel {kernel}"
+commit = head.get("commit", "unrecorded").replace(" + uncommitted changes", "+uncommitted")
+
+def emit(metric, values, unit, target):
+    values = [float(v) for v in values if v not in ("-", "nan")]
+    if not values:
+        return
+    print("BENCH_RESULT " + json.dumps({
+        "metric": metric, "value": statistics.median(values), "min": min(values), "max": max(values),
+        "runs": len(values), "unit": unit, "target": target, "date": date, "commit": commit,
+        "machine": machine, "command": head.get("command", "bench/scale.sh")}, ensure_ascii=False))
+
+def sel(**kw):
+    return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+
+big = dict(tag="row", clients="1000000", flows="1000000")
+steady = [r for r in sel(test="harvest", **big) if r["phase"].startswith("steady") and r["phase"] != "steady0"]
+emit("memory.aggregator_bytes_per_client", [r["agg_client_table_b_per_client"] for r in sel(test="memory", **big)], "B", "<= 256")
+emit("scale.steady_harvest_ms_1m_1m", [r["harvest_ms"] for r in steady], "ms", "<= 1000")
+emit("scale.daemon_cpu_pct_1m_1m", [r["cpu_pct_at_1s"] for r in steady], "%", "<= 10")
+emit("scale.idle_harvest_ms_1m_1m", [r["harvest_ms"] for r in sel(test="harvest", phase="steady0", **big)], "ms", "< 5")
+paced = {}
+for r in sel(test="events", tag="rate"):
+    paced.setdefault(float(r["rate"]), []).append(float(r["loss_pct"]))
+lossless = [rate for rate, losses in paced.items() if max(losses) == 0]
+if lossless:
+    emit("scale.lossless_flows_per_s", [max(lossless)], "flows/s", ">= 50000")
 EOF
 echo "(SCALE lines in $OUT)"
