@@ -40,6 +40,16 @@ deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 LIST
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# What the installer writes and debootstrap does not: tests bind-mount a
+# namespace's own hosts file over it (ip netns exec, /etc/netns/NAME/hosts).
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+echo exf-fresh >"$root/etc/hostname"
+
+# The root a mount point of its own, as / is on an installed system: `ip netns
+# exec` makes / a slave mount and remounts /sys, which fails on a plain
+# directory.
+mount --bind "$root" "$root"
+mount --make-private "$root"
 
 # The committed project, as a clone would have it (no build, no untracked files).
 mkdir -p "$root/work"
