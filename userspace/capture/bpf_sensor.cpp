@@ -8,6 +8,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -24,20 +25,20 @@
 
 namespace exf {
 
-std::string validate(const SensorOptions &o)
+std::vector<std::string> validate(const SensorOptions &o)
 {
+    std::vector<std::string> problems;
     if (o.flow_table_size < 1024)
-        return "flow table size must be at least 1024";
+        problems.push_back("flow table size must be at least 1024");
     if (o.client_table_size < 256)
-        return "client table size must be at least 256";
+        problems.push_back("client table size must be at least 256");
     if (o.ringbuf_bytes < 65536 || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
-        return "ring buffer size must be a power of two of at least 64 KiB";
+        problems.push_back("ring buffer size must be a power of two of at least 64 KiB");
     if (o.tls_ports.empty() || o.tls_ports.size() > EXF_MAX_TLS_PORTS)
-        return "between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports";
-    for (auto p : o.tls_ports)
-        if (p == 0)
-            return "TLS port 0 is not valid";
-    return {};
+        problems.push_back("between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports");
+    if (std::find(o.tls_ports.begin(), o.tls_ports.end(), uint16_t(0)) != o.tls_ports.end())
+        problems.push_back("TLS port 0 is not valid");
+    return problems;
 }
 
 namespace {
@@ -113,8 +114,8 @@ void BpfSensor::open_and_configure()
 
 BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
 {
-    if (auto why = validate(opts); !why.empty())
-        throw Error("BPF options: " + why, EINVAL);
+    if (auto problems = validate(opts); !problems.empty())
+        throw Error("BPF options: " + problems.front(), EINVAL);
     if (opts.pin) {
         ensure_bpffs(opts.pin_path);
         if (mkdir(opts.pin_path.c_str(), 0700) != 0 && errno != EEXIST)

@@ -61,7 +61,7 @@ private:
     bool reused_pins_ = false;
 };
 
-// Checks options; returns an empty string when valid, else what is wrong.
-std::string validate(const SensorOptions &opts);
+// Checks options: every problem found, in a fixed order; empty when valid.
+std::vector<std::string> validate(const SensorOptions &opts);
 
 }  // namespace exf

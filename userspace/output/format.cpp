@@ -162,7 +162,7 @@ std::string bsd_time(uint64_t ms)
 
 // A finite double as printf's "%.Nf" prints it, through std::to_chars
 // (the same digits, exactly rounded): glibc's printf takes a bignum path for
-// large values, up to 309 integer digits (DBL_MAX), which made printing
+// large values, up to 309 integer digits (DBL_MAX), which would make printing
 // absurd values most of an alert's formatting cost.
 std::string fixed(double v, int decimals)
 {
