@@ -116,70 +116,63 @@ private:
     std::vector<Alert> alerts_;
 };
 
-int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
-               std::span<ReplayStage *const> stages)
+namespace {
+
+const std::string kProg = "exfilmon replay: ";
+
+// A replay that cannot start: the message for stderr and the exit status
+// (1 input it cannot use, 2 usage or configuration).
+struct Refused {
+    int status;
+    std::string message;
+};
+
+// The configuration: its [bpf] options (TLS ports, table sizes), the
+// aggregation and the rules; the built-in ones without --config.
+Config replay_config(const ReplayOptions &opts, std::ostream &err)
 {
-    const std::string prog = "exfilmon replay: ";
-    init_logging("warn");  // spdlog on stderr: stdout is the report
+    if (opts.config_path.empty())
+        return {};
+    auto res = load_config(opts.config_path);
+    for (const auto &i : res.issues)
+        err << i.format() << "\n";
+    if (!res.ok())
+        throw Refused{2, ""};
+    return res.config;
+}
 
-    // The configuration: its [bpf] options (TLS ports, table sizes), the
-    // aggregation and the rules.
-    Config cfg;
-    if (!opts.config_path.empty()) {
-        auto res = load_config(opts.config_path);
-        for (const auto &i : res.issues)
-            err << i.format() << "\n";
-        if (!res.ok())
-            return 2;
-        cfg = res.config;
-    }
-    SensorOptions sensor = cfg.bpf;
-    std::unique_ptr<DetectReplayStage> detection;
+// Input that cannot be used exits 1, as a capture that turns out damaged;
+// standard input on a terminal is a usage error.
+std::unique_ptr<PcapReader> open_capture(const std::string &capture)
+{
+    if (capture == kStdinCapture && isatty(STDIN_FILENO))
+        throw Refused{2, "-: standard input is a terminal; pipe a capture into it "
+                         "(tcpdump -w - ... | exfilmon replay -)"};
+    if (std::error_code ec; std::filesystem::is_directory(capture, ec))
+        throw Refused{1, capture + ": is a directory, not a capture file"};
     try {
-        detection = std::make_unique<DetectReplayStage>(cfg);
+        return std::make_unique<PcapReader>(capture);
     } catch (const std::exception &e) {
-        err << prog << e.what() << "\n";
-        return 2;
+        throw Refused{1, e.what()};
     }
-    std::vector<ReplayStage *> all_stages(stages.begin(), stages.end());
-    all_stages.push_back(detection.get());
-    stages = all_stages;
-    sensor.pin = false;         // never touch a running daemon's pinned maps
-    sensor.packet_time = true;  // the capture's clock
+}
 
-    // Input that cannot be used exits 1, as a capture that turns out damaged;
-    // usage errors (options, configuration) exit 2.
-    const std::string name = capture_name(opts.capture);
-    if (opts.capture == kStdinCapture && isatty(STDIN_FILENO)) {
-        err << prog << "-: standard input is a terminal; pipe a capture into it "
-                       "(tcpdump -w - ... | exfilmon replay -)\n";
-        return 2;
-    }
-    if (std::error_code ec; std::filesystem::is_directory(opts.capture, ec)) {
-        err << prog << opts.capture << ": is a directory, not a capture file\n";
-        return 1;
-    }
-    std::unique_ptr<PcapReader> reader;
-    try {
-        reader = std::make_unique<PcapReader>(opts.capture);
-    } catch (const std::exception &e) {
-        err << prog << e.what() << "\n";
-        return 1;
-    }
-
-    // The datapath.
+// --datapath bpf: the BPF program or an error; auto: the BPF program when it
+// loads, else its userspace build, saying why; user: the userspace build.
+std::unique_ptr<Datapath> choose_datapath(DatapathChoice choice, const SensorOptions &sensor,
+                                          std::ostream &err)
+{
     std::unique_ptr<Datapath> dp;
     std::string why_user;
-    if (opts.datapath == DatapathChoice::bpf) {
+    if (choice == DatapathChoice::bpf) {
         route_libbpf_logs(false);
         try {
             dp = make_bpf_test_run_datapath(sensor);
         } catch (const std::exception &e) {
-            err << prog << "cannot load the BPF program: " << e.what()
-                << "; --datapath user runs without them\n";
-            return 1;
+            throw Refused{1, std::string("cannot load the BPF program: ") + e.what() +
+                                 "; --datapath user runs without them"};
         }
-    } else if (opts.datapath == DatapathChoice::automatic) {
+    } else if (choice == DatapathChoice::automatic) {
         if (may_load_bpf()) {
             libbpf_set_print(quiet_libbpf);  // a failure is reported below, once
             try {
@@ -196,111 +189,180 @@ int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
         try {
             dp = make_user_datapath(sensor);
         } catch (const std::exception &e) {
-            err << prog << e.what() << "\n";
-            return 2;  // only options can make it fail
+            throw Refused{2, e.what()};  // only options can make it fail
         }
     }
-    err << prog << "datapath " << datapath_label(*dp)
+    err << kProg << "datapath " << datapath_label(*dp)
         << (std::string_view(dp->name()) == "bpf" ? " (the BPF program via BPF_PROG_TEST_RUN)"
                                                    : " (the datapath's userspace build)");
     if (!why_user.empty())
         err << ": " << why_user;
     err << "\n";
+    return dp;
+}
 
-    FlowTracker tracker;
-    std::vector<FlowRecord> reused;
-    tracker.set_on_flow_end([&reused](const FlowRecord &r) {
-        if (r.finalized && r.has_counters && r.end_reason == EXF_END_REUSE)
-            reused.push_back(r);
-    });
-    tracker.set_on_tls_meta([&stages](const FlowRecord &r) {
-        for (auto *s : stages)
-            s->on_tls_meta(r);
-    });
+// One replay: every packet through the datapath, its events to the flow
+// tracker and the stages, alerts as they come; then the report.
+class Replay {
+public:
+    Replay(const ReplayOptions &opts, std::vector<ReplayStage *> stages, PcapReader &reader,
+           Datapath &dp, std::ostream &out)
+        : opts_(opts), stages_(std::move(stages)), reader_(reader), dp_(dp), out_(out),
+          name_(capture_name(opts.capture))
+    {
+        tracker_.set_on_flow_end([this](const FlowRecord &r) {
+            if (r.finalized && r.has_counters && r.end_reason == EXF_END_REUSE)
+                reused_.push_back(r);
+        });
+        tracker_.set_on_tls_meta([this](const FlowRecord &r) {
+            for (auto *s : stages_)
+                s->on_tls_meta(r);
+        });
+    }
 
-    std::vector<Alert> table_alerts;
-    auto flush_alerts = [&] {
+    // Every packet, then the events left; failure_ says where reading stopped.
+    void run_packets()
+    {
+        PacketRef pkt;  // the frame in the reader's buffer, aligned as the kernel aligns packets
+        static const uint8_t kNoBytes[1] = {0};
+        try {
+            while (reader_.next(pkt)) {
+                packets_++;
+                last_ts_ = pkt.ts_ns;
+                std::span<const uint8_t> frame = pkt.frame;
+                if (frame.empty())
+                    frame = std::span<const uint8_t>(kNoBytes, 0);
+                dp_.process(frame, pkt.ts_ns);
+                dp_.drain_events([this](std::span<const uint8_t> ev) { on_event(ev); });
+                for (auto *s : stages_)
+                    s->on_packet(pkt.ts_ns, dp_, tracker_);
+                flush_alerts();
+            }
+        } catch (const std::exception &e) {
+            failure_ = name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
+        }
+        if (failure_.empty())
+            failure_ = reader_.error();
+        try {
+            dp_.drain_events([this](std::span<const uint8_t> ev) { on_event(ev); });
+        } catch (const std::exception &e) {
+            if (failure_.empty())
+                failure_ = name_ + ": reading events: " + e.what();
+        }
+        tracker_.finish();
+    }
+
+    // The stages' last step and the report; throws when the tables cannot
+    // be read (nothing trustworthy to print).
+    void report(const agg::AggConfig &agg)
+    {
+        for (auto *s : stages_)
+            s->on_end(last_ts_, dp_, tracker_);
+        flush_alerts();
+        report_ = build_report(dp_, tracker_, reused_, opts_.flows, agg);
+        if (opts_.format == ReplayFormat::json)
+            write_json(report_, opts_.flows, out_);
+        else
+            write_table(report_, table_alerts_, opts_.flows, out_);
+        out_.flush();
+    }
+
+    void print_summary(std::ostream &err) const
+    {
+        const auto &st = tracker_.stats();
+        err << kProg << name_ << ": " << packets_ << " packets, " << report_.clients.size()
+            << " clients, " << report_.flow_count << " TLS/QUIC flows; events " << st.events
+            << " (" << st.hello_events << " hello, " << st.end_events << " flow end, "
+            << st.bad_events << " invalid); " << st.hellos_done << " ClientHellos parsed";
+        if (!tracker_.anomalies().empty()) {
+            err << "; anomalies:";
+            for (const auto &[anomaly, n] : tracker_.anomalies())
+                err << " " << anomaly << "=" << n;
+        }
+        err << "\n";
+    }
+
+    const std::string &failure() const { return failure_; }
+    const std::string &name() const { return name_; }
+
+private:
+    void on_event(std::span<const uint8_t> ev)
+    {
+        tracker_.on_event(ev);
+        for (auto *s : stages_)
+            s->on_event(ev, tracker_);
+    }
+    // JSON alerts print as they come; the table prints them first, at the end.
+    void flush_alerts()
+    {
         std::vector<Alert> alerts;
-        for (auto *s : stages)
+        for (auto *s : stages_)
             s->take_alerts(alerts);
         for (auto &a : alerts) {
-            if (opts.format == ReplayFormat::json)
-                out << alert_json(a) << "\n";
+            if (opts_.format == ReplayFormat::json)
+                out_ << alert_json(a) << "\n";
             else
-                table_alerts.push_back(std::move(a));
+                table_alerts_.push_back(std::move(a));
         }
-    };
+    }
 
-    PacketRef pkt;  // the frame in the reader's buffer, aligned as the kernel aligns packets
-    uint64_t packets = 0, last_ts = 0;
-    std::string failure;
-    static const uint8_t kNoBytes[1] = {0};
-    auto on_event = [&](std::span<const uint8_t> ev) {
-        tracker.on_event(ev);
-        for (auto *s : stages)
-            s->on_event(ev, tracker);
-    };
+    const ReplayOptions &opts_;
+    std::vector<ReplayStage *> stages_;
+    PcapReader &reader_;
+    Datapath &dp_;
+    std::ostream &out_;
+    const std::string name_;
+    FlowTracker tracker_;
+    std::vector<FlowRecord> reused_;
+    std::vector<Alert> table_alerts_;
+    ReplayReport report_;
+    uint64_t packets_ = 0, last_ts_ = 0;
+    std::string failure_;
+};
+
+}  // namespace
+
+int run_replay(const ReplayOptions &opts, std::ostream &out, std::ostream &err,
+               std::span<ReplayStage *const> stages)
+{
+    init_logging("warn");  // spdlog on stderr: stdout is the report
     try {
-        while (reader->next(pkt)) {
-            packets++;
-            last_ts = pkt.ts_ns;
-            std::span<const uint8_t> frame = pkt.frame;
-            if (frame.empty())
-                frame = std::span<const uint8_t>(kNoBytes, 0);
-            dp->process(frame, pkt.ts_ns);
-            dp->drain_events(on_event);
-            for (auto *s : stages)
-                s->on_packet(pkt.ts_ns, *dp, tracker);
-            flush_alerts();
+        Config cfg = replay_config(opts, err);
+        std::unique_ptr<DetectReplayStage> detection;
+        try {
+            detection = std::make_unique<DetectReplayStage>(cfg);
+        } catch (const std::exception &e) {
+            throw Refused{2, e.what()};
         }
-    } catch (const std::exception &e) {
-        failure = name + ": packet " + std::to_string(reader->packets_read()) + ": " +
-                  e.what();
-    }
-    if (failure.empty())
-        failure = reader->error();
-    try {
-        dp->drain_events(on_event);
-    } catch (const std::exception &e) {
-        if (failure.empty())
-            failure = name + ": reading events: " + e.what();
-    }
-    tracker.finish();
-    ReplayReport rep;
-    try {
-        for (auto *s : stages)
-            s->on_end(last_ts, *dp, tracker);
-        flush_alerts();
-        rep = build_report(*dp, tracker, reused, opts.flows, cfg.aggregate);
-    } catch (const std::exception &e) {
-        // The tables could not be read: nothing trustworthy to print.
-        err << prog << "error: " << name << ": " << e.what() << "\n";
-        if (!failure.empty())
-            err << prog << "error: " << failure << "\n";
-        return 1;
-    }
-    if (opts.format == ReplayFormat::json)
-        write_json(rep, opts.flows, out);
-    else
-        write_table(rep, table_alerts, opts.flows, out);
-    out.flush();
+        std::vector<ReplayStage *> all_stages(stages.begin(), stages.end());
+        all_stages.push_back(detection.get());
+        SensorOptions sensor = cfg.bpf;
+        sensor.pin = false;         // never touch a running daemon's pinned maps
+        sensor.packet_time = true;  // the capture's clock
+        auto reader = open_capture(opts.capture);
+        auto dp = choose_datapath(opts.datapath, sensor, err);
 
-    const auto &st = tracker.stats();
-    err << prog << name << ": " << packets << " packets, " << rep.clients.size()
-        << " clients, " << rep.flow_count << " TLS/QUIC flows; events " << st.events << " ("
-        << st.hello_events << " hello, " << st.end_events << " flow end, " << st.bad_events
-        << " invalid); " << st.hellos_done << " ClientHellos parsed";
-    if (!tracker.anomalies().empty()) {
-        err << "; anomalies:";
-        for (const auto &[anomaly, n] : tracker.anomalies())
-            err << " " << anomaly << "=" << n;
+        Replay replay(opts, std::move(all_stages), *reader, *dp, out);
+        replay.run_packets();
+        try {
+            replay.report(cfg.aggregate);
+        } catch (const std::exception &e) {
+            err << kProg << "error: " << replay.name() << ": " << e.what() << "\n";
+            if (!replay.failure().empty())
+                err << kProg << "error: " << replay.failure() << "\n";
+            return 1;
+        }
+        replay.print_summary(err);
+        if (!replay.failure().empty()) {
+            err << kProg << "error: " << replay.failure() << "\n";
+            return 1;
+        }
+        return 0;
+    } catch (const Refused &r) {
+        if (!r.message.empty())
+            err << kProg << r.message << "\n";
+        return r.status;
     }
-    err << "\n";
-    if (!failure.empty()) {
-        err << prog << "error: " << failure << "\n";
-        return 1;
-    }
-    return 0;
 }
 
 }  // namespace exf
