@@ -7,7 +7,8 @@ BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbp
             libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev)
 # file and dpkg-dev: CPack's .deb (dpkg-shlibdeps) in the package test.
-TEST_PKGS=(file dpkg-dev iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
+# clang-tidy: scripts/tidy.sh, run by .ci/run.
+TEST_PKGS=(clang-tidy file dpkg-dev iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")
