@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz, clang with ASan + UBSan) in
-# build-fuzz and runs each for SECONDS (default 60) from a copy of its seed
-# corpus (tests/fuzz/corpus/<target>). Fails if any target finds a crash, a
-# leak, undefined behaviour or a broken invariant; the input that did it is
-# left in build-fuzz/fuzz-run/<target>/ (crash-*, leak-*, timeout-*, oom-*).
+# Builds the libFuzzer targets (tests/fuzz, clang with ASan + UBSan:
+# scripts/sanitized-build.sh) in build-fuzz and runs each for SECONDS
+# (default 60) from a copy of its seed corpus (tests/fuzz/corpus/<target>).
+# Fails if any target finds a crash, a leak, undefined behaviour or a broken
+# invariant; the input that did it is left in build-fuzz/fuzz-run/<target>/
+# (crash-*, leak-*, timeout-*, oom-*).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    e.g. scripts/fuzz.sh 600 config
 #   BUILD_DIR     build directory (default build-fuzz)
 #   FUZZ_ARGS     extra libFuzzer flags (e.g. "-runs=10000000 -max_total_time=0")
@@ -23,10 +24,9 @@ TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 
 scripts/install-deps.sh --build-only
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-      -DEXFILMON_FUZZ=ON -DEXFILMON_TESTS=OFF -DEXFILMON_BENCH=OFF >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${TARGETS[@]/#/fuzz_}" | grep -Ev "^\[ *[0-9]+%\] Built target" || true
+# The build scripts/sanitize.sh also uses: with the same BUILD_DIR, CI
+# compiles the instrumented tree once for both.
+scripts/sanitized-build.sh "$BUILD_DIR" "${TARGETS[@]/#/fuzz_}"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

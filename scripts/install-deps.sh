@@ -8,7 +8,8 @@ BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbp
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev)
 # file and dpkg-dev: CPack's .deb (dpkg-shlibdeps) in the package test.
 # python3: bench/results_table.py --check, the unit test of the results table.
-TEST_PKGS=(file dpkg-dev python3 iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
+# clang-tidy: scripts/tidy.sh, run by .ci/run.
+TEST_PKGS=(clang-tidy file dpkg-dev python3 iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")

@@ -102,7 +102,7 @@ TEST_CASE("A tc filter added after exfilmon attached survives its exit, with the
 }
 
 TEST_CASE("A second exfilmon on the same interface exits 1 naming the first",
-          "[e2e][daemon][attach]")
+          "[e2e][sanitize][daemon][attach]")
 {
     if (!require_root())
         return;
@@ -158,7 +158,7 @@ TEST_CASE("A second exfilmon on the same pin directory exits 1 naming the first"
 }
 
 TEST_CASE("exfilmon never replaces another tool's program in its tc slot",
-          "[e2e][daemon][attach]")
+          "[e2e][sanitize][daemon][attach]")
 {
     if (!require_root())
         return;
@@ -181,7 +181,7 @@ TEST_CASE("exfilmon never replaces another tool's program in its tc slot",
 }
 
 TEST_CASE("With pins a clean stop leaves the filters counting and exfilmon detach removes only them",
-          "[e2e][daemon][attach][pin]")
+          "[e2e][sanitize][daemon][attach][pin]")
 {
     if (!require_root())
         return;

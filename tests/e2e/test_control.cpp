@@ -44,7 +44,7 @@ double metric(const std::string &text, const std::string &series)
 }  // namespace
 
 TEST_CASE("exfilmon status and top report the interface the client bytes and the metrics",
-          "[e2e][control]")
+          "[e2e][sanitize][control]")
 {
     if (!require_root())
         return;

@@ -99,7 +99,7 @@ Process &start_daemon(Lab &lab, const Server &s, const std::filesystem::path &cf
 
 }  // namespace
 
-TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e2e][daemon][pin]")
+TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e2e][sanitize][daemon][pin]")
 {
     if (!require_root())
         return;
@@ -193,7 +193,7 @@ std::optional<TableRow> last_row(const std::filesystem::path &out, const std::st
 
 }  // namespace
 
-TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][reload]")
+TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize][daemon][reload]")
 {
     if (!require_root())
         return;
@@ -280,7 +280,7 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][daemon][r
 }
 
 
-TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][daemon][pcap]")
+TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][sanitize][daemon][pcap]")
 {
     if (!require_root())
         return;
@@ -556,7 +556,7 @@ TEST_CASE("A corrupt state file: a warning, a clean start, no alert from the map
 }
 
 TEST_CASE("Traffic counted while no daemon ran goes into the windows at its time",
-          "[e2e][daemon][pin][state]")
+          "[e2e][sanitize][daemon][pin][state]")
 {
     if (!require_root())
         return;

@@ -123,7 +123,7 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
 
 }  // namespace
 
-TEST_CASE("exfilmon run reports clients and detaches cleanly on SIGTERM", "[e2e][daemon]")
+TEST_CASE("exfilmon run reports clients and detaches cleanly on SIGTERM", "[e2e][sanitize][daemon]")
 {
     if (!require_root())
         return;
@@ -140,7 +140,7 @@ TEST_CASE("exfilmon run keeps a clsact qdisc and filters it did not create", "[e
 // The periodic client and API host tables are for a person at a terminal: a
 // pipe (or file) and systemd's journal never get them, "0s" turns them off,
 // and each one starts with the time it was taken.
-TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamped", "[e2e][daemon]")
+TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamped", "[e2e][sanitize][daemon]")
 {
     if (!require_root())
         return;

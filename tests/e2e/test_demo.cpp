@@ -12,7 +12,7 @@
 
 using namespace exf::test;
 
-TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up", "[e2e][demo]")
+TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up", "[e2e][sanitize][demo]")
 {
     if (!require_root())
         return;

@@ -20,7 +20,7 @@ using namespace exf::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST_CASE("An interface that disappears and returns is attached again with least privilege", "[e2e][daemon][interfaces]")
+TEST_CASE("An interface that disappears and returns is attached again with least privilege", "[e2e][sanitize][daemon][interfaces]")
 {
     if (!require_root())
         return;

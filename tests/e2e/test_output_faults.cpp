@@ -198,7 +198,7 @@ struct Exported {
 
 TEST_CASE("A full then read-only spool disk: alerts go out from memory in order once, logged once "
           "per change, counted, and the file is exact again once writable",
-          "[e2e][output][spool]")
+          "[e2e][sanitize][output][spool]")
 {
     if (!require_root())
         return;

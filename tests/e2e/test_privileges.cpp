@@ -36,7 +36,7 @@ const std::vector<std::string> kAsServiceUser = {
 
 }  // namespace
 
-TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daemon attaches and counts", "[e2e][daemon][privileges]")
+TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daemon attaches and counts", "[e2e][sanitize][daemon][privileges]")
 {
     if (!require_root())
         return;

@@ -243,7 +243,6 @@ private:
     pid_t fork_child(const std::string &ns, int out_fd, const std::filesystem::path &cwd,
                      const std::function<void()> &exec_fn);
     std::string prefix_;
-    unsigned counter_ = 0;
     std::filesystem::path dir_;
     std::vector<std::string> namespaces_;
     std::list<Process> procs_;

@@ -20,6 +20,20 @@ bool require_root();
 // when missing: WARNs naming the folder, or FAILs in CI.
 std::filesystem::path shared_pcaps();
 
+// True in a build with AddressSanitizer: gcc defines __SANITIZE_ADDRESS__,
+// clang 14 only answers __has_feature(address_sanitizer).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool built_with_asan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool built_with_asan = true;
+#else
+inline constexpr bool built_with_asan = false;
+#endif
+#else
+inline constexpr bool built_with_asan = false;
+#endif
+
 // Path of a built exfilmon binary and of the source tree.
 std::filesystem::path exfilmon_binary();
 std::filesystem::path source_dir();

@@ -95,7 +95,7 @@ std::string str(const json &j, const char *key)
     return it != j.end() && it->is_string() ? sanitize(it->get<std::string>()) : std::string();
 }
 
-std::string pad(std::string s, size_t w, bool right = false)
+std::string pad(const std::string &s, size_t w, bool right = false)
 {
     if (s.size() > w)
         return w > 1 ? s.substr(0, w - 1) + "~" : s.substr(0, w);

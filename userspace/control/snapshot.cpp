@@ -424,7 +424,7 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.family("build_info", "gauge", "exfilmon version (always 1).");
     w.sample(uint64_t(1), l("version", m.version));
     w.family("start_time_seconds", "gauge", "Unix time the daemon started.");
-    w.sample(double(m.start_wall_ms / 1000));
+    w.sample(uint64_t(m.start_wall_ms / 1000));  // whole seconds
     w.family("packets_total", "counter", "Packets the datapath saw (wire segments).");
     w.sample(m.health[EXF_C_PACKETS]);
     w.family("bytes_total", "counter", "IP-level bytes of the packets the datapath parsed.");

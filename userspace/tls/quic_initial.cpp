@@ -117,7 +117,7 @@ bool hkdf_hmac(int mode, std::span<const uint8_t> key, std::span<const uint8_t> 
         ok = hmac_sha256(c, salt, key, {}, {}, out);
         return true;
     }
-    if (mode != EVP_KDF_HKDF_MODE_EXPAND_ONLY || out_len == 0 || out_len > 255 * 32)
+    if (mode != EVP_KDF_HKDF_MODE_EXPAND_ONLY || out_len == 0 || out_len > size_t{255} * 32)
         return false;
     // T(i) = HMAC(PRK, T(i-1) || info || i)
     uint8_t t[32];
