@@ -1,139 +1,99 @@
 // exfilmon: eBPF sensor for data exfiltration through TLS APIs.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+// Each subcommand is a Command: its options, and what it runs.
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "config/config.h"
-#include "config/run_checks.h"
-#include "common/units.h"
-#include "control/client.h"
 #include "apps/daemon.h"
 #include "apps/replay.h"
+#include "common/units.h"
+#include "config/config.h"
+#include "config/run_checks.h"
+#include "control/client.h"
 
+namespace {
 
-int main(int argc, char **argv)
-{
-    CLI::App app{"exfilmon: eBPF sensor for data exfiltration through TLS APIs"};
-    app.require_subcommand(1);
-    app.set_version_flag("--version", std::string("exfilmon ") + EXFILMON_VERSION);
+namespace fs = std::filesystem;
 
-    std::string config_path;
-    std::vector<std::string> interfaces;
-    bool verbose = false;
-    auto *run = app.add_subcommand("run", "attach to interfaces and report per-client TLS traffic");
-    run->add_option("-c,--config", config_path, "configuration file (TOML)");
-    run->add_option("-i,--interface", interfaces,
-                    "interface to monitor (repeatable; default: the default route's)");
-    run->add_flag("-v,--verbose", verbose, "debug logging, including libbpf's");
+class Command {
+public:
+    explicit Command(CLI::App *cmd) : cmd_(cmd) {}
+    virtual ~Command() = default;
+    bool parsed() const { return cmd_->parsed(); }
+    virtual int run() = 0;
 
-    auto *version = app.add_subcommand("version", "print the version");
+protected:
+    CLI::App *cmd_;
+};
 
-    std::vector<std::string> detach_interfaces;
-    auto *detach = app.add_subcommand(
-        "detach", "remove the tc filters a stopped daemon left attached ([bpf] keep_attached); "
-                  "refused on an interface a running daemon uses");
-    detach->add_option("-i,--interface", detach_interfaces,
-                       "interface (repeatable; default: every interface)");
-
-    std::string demo_script;
-    auto *demo = app.add_subcommand(
-        "demo", "a throwaway lab in network namespaces: a TLS API server, normal clients and one "
-                "exfiltrating client; shows the alert as it fires, then cleans up (root)");
-    demo->add_option("--script", demo_script, "the demo script (default: the installed demo.sh)");
-
-    std::string check_path;
-    auto *check = app.add_subcommand(
-        "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message");
-    check->add_option("file", check_path, "configuration file (TOML)")->required();
-
-    exf::ReplayOptions replay_opts;
-    std::string replay_format = "table", replay_datapath = "auto";
-    auto *replay = app.add_subcommand(
-        "replay", "run a capture file through the datapath; report per client (and per flow)");
-    replay->add_option("file", replay_opts.capture,
-                       "capture file (pcap or pcapng; - reads standard input; not compressed)")
-        ->required();
-    replay->add_option("-c,--config", replay_opts.config_path,
-                       "configuration file (TOML): [bpf] TLS ports and table sizes, "
-                       "aggregation and [[rules]] (default: the built-in ones)");
-    replay->add_option("--format", replay_format, "table (for people) or json (one object a line)")
-        ->check(CLI::IsMember({"table", "json"}))
-        ->capture_default_str();
-    replay->add_flag("--flows", replay_opts.flows, "also report every TLS/QUIC flow");
-    replay->add_option("--datapath", replay_datapath,
-                       "bpf (the BPF program via BPF_PROG_TEST_RUN: root or CAP_BPF), "
-                       "user (its userspace build), auto (bpf when it can be loaded)")
-        ->check(CLI::IsMember({"auto", "bpf", "user"}))
-        ->capture_default_str();
-
-    // status and top: clients of the running daemon's control socket.
-    exf::control::StatusOptions status_opts;
-    std::string status_format = "table";
-    auto *status = app.add_subcommand(
-        "status", "ask the running daemon: interfaces, map occupancy, drops, anomalies, open "
-                  "alerts, outputs (exit 1 when it cannot be reached)");
-    status->add_option("--socket", status_opts.socket, "control socket of the daemon ([control] socket)")
-        ->capture_default_str();
-    status->add_option("--format", status_format, "table (for people) or json (one object)")
-        ->check(CLI::IsMember({"table", "json"}))
-        ->capture_default_str();
-
-    exf::control::TopOptions top_opts;
-    std::string top_format = "table", top_interval = "2s";
-    auto *top = app.add_subcommand(
-        "top", "live view of the heaviest clients, subnets or API hosts over a window, open "
-               "alerts marked; q or Ctrl-C quits");
-    top->add_option("--socket", top_opts.socket, "control socket of the daemon ([control] socket)")
-        ->capture_default_str();
-    top->add_option("--kind", top_opts.kind, "what to rank")
-        ->check(CLI::IsMember({"client", "subnet", "sni", "client_sni", "cohort", "host"}))
-        ->capture_default_str();
-    top->add_option("--window", top_opts.window, "one of the daemon's [aggregate] windows")
-        ->capture_default_str();
-    top->add_option("--sort", top_opts.sort, "ranking")
-        ->check(CLI::IsMember({"bytes_out", "bytes_in", "tls_flows", "concurrent", "distinct_clients"}))
-        ->capture_default_str();
-    top->add_option("-n", top_opts.n, "rows")->check(CLI::Range(1, 1000))->capture_default_str();
-    top->add_option("--interval", top_interval, "refresh interval (at least 100ms)")
-        ->capture_default_str();
-    top->add_flag("--once", top_opts.once, "print one snapshot and exit");
-    top->add_option("--format", top_format, "table, or json (with --once: one object for scripts)")
-        ->check(CLI::IsMember({"table", "json"}))
-        ->capture_default_str();
-
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError &e) {
-        int rc = app.exit(e);
-        return rc == 0 ? 0 : 2;
+class RunCommand : public Command {
+public:
+    explicit RunCommand(CLI::App &app)
+        : Command(app.add_subcommand("run", "attach to interfaces and report per-client TLS traffic"))
+    {
+        cmd_->add_option("-c,--config", opts_.config_path, "configuration file (TOML)");
+        cmd_->add_option("-i,--interface", opts_.interfaces,
+                         "interface to monitor (repeatable; default: the default route's)");
+        cmd_->add_flag("-v,--verbose", opts_.verbose, "debug logging, including libbpf's");
     }
-    if (version->parsed()) {
+    int run() override { return exf::run_daemon(opts_); }
+
+private:
+    exf::DaemonOptions opts_;
+};
+
+class DetachCommand : public Command {
+public:
+    explicit DetachCommand(CLI::App &app)
+        : Command(app.add_subcommand(
+              "detach", "remove the tc filters a stopped daemon left attached ([bpf] "
+                        "keep_attached); refused on an interface a running daemon uses"))
+    {
+        cmd_->add_option("-i,--interface", interfaces_,
+                         "interface (repeatable; default: every interface)");
+    }
+    int run() override { return exf::run_detach(interfaces_, std::cout, std::cerr); }
+
+private:
+    std::vector<std::string> interfaces_;
+};
+
+class VersionCommand : public Command {
+public:
+    explicit VersionCommand(CLI::App &app) : Command(app.add_subcommand("version", "print the version")) {}
+    int run() override
+    {
         std::cout << "exfilmon " << EXFILMON_VERSION << "\n";
         return 0;
     }
-    if (demo->parsed()) {
-        // The demo is a script (scripts/demo.sh, installed as
-        // share/exfilmon/demo.sh); it gets this binary as EXFILMON.
-        namespace fs = std::filesystem;
+};
+
+// The demo is a script (scripts/demo.sh, installed as share/exfilmon/demo.sh);
+// it gets this binary as EXFILMON.
+class DemoCommand : public Command {
+public:
+    explicit DemoCommand(CLI::App &app)
+        : Command(app.add_subcommand(
+              "demo", "a throwaway lab in network namespaces: a TLS API server, normal clients and "
+                      "one exfiltrating client; shows the alert as it fires, then cleans up (root)"))
+    {
+        cmd_->add_option("--script", script_, "the demo script (default: the installed demo.sh)");
+    }
+    int run() override
+    {
         std::error_code ec;
         fs::path self = fs::read_symlink("/proc/self/exe", ec);
-        std::vector<fs::path> candidates;
-        if (!demo_script.empty())
-            candidates.push_back(demo_script);
-        else {
-            if (const char *env = std::getenv("EXFILMON_DEMO_SCRIPT"))
-                candidates.push_back(env);
-            candidates.push_back(self.parent_path().parent_path() / "share/exfilmon/demo.sh");
-            candidates.push_back(fs::path(EXFILMON_SOURCE_DIR) / "scripts/demo.sh");
-        }
+        auto candidates = script_candidates(self);
         for (auto &c : candidates) {
             if (!fs::is_regular_file(c, ec))
                 continue;
@@ -149,46 +109,191 @@ int main(int argc, char **argv)
                   << " and the installed share/exfilmon/demo.sh); pass --script PATH\n";
         return 2;
     }
-    if (run->parsed())
-        return exf::run_daemon({config_path, interfaces, verbose});
-    if (detach->parsed())
-        return exf::run_detach(detach_interfaces, std::cout, std::cerr);
-    if (replay->parsed()) {
-        replay_opts.format = replay_format == "json" ? exf::ReplayFormat::json : exf::ReplayFormat::table;
-        replay_opts.datapath = replay_datapath == "bpf"    ? exf::DatapathChoice::bpf
-                               : replay_datapath == "user" ? exf::DatapathChoice::user
-                                                           : exf::DatapathChoice::automatic;
-        return exf::run_replay(replay_opts, std::cout, std::cerr);
+
+private:
+    std::vector<fs::path> script_candidates(const fs::path &self) const
+    {
+        if (!script_.empty())
+            return {script_};
+        std::vector<fs::path> candidates;
+        if (const char *env = std::getenv("EXFILMON_DEMO_SCRIPT"))
+            candidates.push_back(env);
+        candidates.push_back(self.parent_path().parent_path() / "share/exfilmon/demo.sh");
+        candidates.push_back(fs::path(EXFILMON_SOURCE_DIR) / "scripts/demo.sh");
+        return candidates;
     }
-    if (status->parsed()) {
-        status_opts.json = status_format == "json";
-        return exf::control::run_status(status_opts, std::cout, std::cerr);
+    std::string script_;
+};
+
+// The checks run makes before attaching (config/run_checks.h).
+class CheckConfigCommand : public Command {
+public:
+    explicit CheckConfigCommand(CLI::App &app)
+        : Command(app.add_subcommand(
+              "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message"))
+    {
+        cmd_->add_option("file", path_, "configuration file (TOML)")->required();
     }
-    if (top->parsed()) {
-        auto ms = exf::parse_duration_ms(top_interval);
-        if (!ms || *ms < 100) {
-            std::cerr << "top: --interval: expected a duration of at least 100ms, like 2s\n";
-            return 2;
-        }
-        if (top_format == "json" && !top_opts.once) {
-            std::cerr << "top: --format json needs --once (one snapshot for scripts)\n";
-            return 2;
-        }
-        top_opts.interval_ms = *ms;
-        top_opts.json = top_format == "json";
-        return exf::control::run_top(top_opts, std::cout, std::cerr);
-    }
-    if (check->parsed()) {
-        // The checks run makes before attaching (config/run_checks.h).
-        auto res = exf::load_config_for_run(check_path);
+    int run() override
+    {
+        auto res = exf::load_config_for_run(path_);
         for (auto &i : res.issues)
             std::cerr << i.format() << "\n";
         for (auto &w : res.warnings)
             std::cerr << w.format() << "\n";
         if (!res.ok())
             return exf::kConfigErrorExit;
-        std::cout << check_path << ": OK\n";
+        std::cout << path_ << ": OK\n";
         return 0;
     }
+
+private:
+    std::string path_;
+};
+
+class ReplayCommand : public Command {
+public:
+    explicit ReplayCommand(CLI::App &app)
+        : Command(app.add_subcommand(
+              "replay", "run a capture file through the datapath; report per client (and per flow)"))
+    {
+        cmd_->add_option("file", opts_.capture,
+                         "capture file (pcap or pcapng; - reads standard input; not compressed)")
+            ->required();
+        cmd_->add_option("-c,--config", opts_.config_path,
+                         "configuration file (TOML): [bpf] TLS ports and table sizes, "
+                         "aggregation and [[rules]] (default: the built-in ones)");
+        cmd_->add_option("--format", format_, "table (for people) or json (one object a line)")
+            ->check(CLI::IsMember({"table", "json"}))
+            ->capture_default_str();
+        cmd_->add_flag("--flows", opts_.flows, "also report every TLS/QUIC flow");
+        cmd_->add_option("--datapath", datapath_,
+                         "bpf (the BPF program via BPF_PROG_TEST_RUN: root or CAP_BPF), "
+                         "user (its userspace build), auto (bpf when it can be loaded)")
+            ->check(CLI::IsMember({"auto", "bpf", "user"}))
+            ->capture_default_str();
+    }
+    int run() override
+    {
+        opts_.format = format_ == "json" ? exf::ReplayFormat::json : exf::ReplayFormat::table;
+        opts_.datapath = datapath_ == "bpf"    ? exf::DatapathChoice::bpf
+                         : datapath_ == "user" ? exf::DatapathChoice::user
+                                               : exf::DatapathChoice::automatic;
+        return exf::run_replay(opts_, std::cout, std::cerr);
+    }
+
+private:
+    exf::ReplayOptions opts_;
+    std::string format_ = "table", datapath_ = "auto";
+};
+
+// status and top: clients of the running daemon's control socket.
+class StatusCommand : public Command {
+public:
+    explicit StatusCommand(CLI::App &app)
+        : Command(app.add_subcommand(
+              "status", "ask the running daemon: interfaces, map occupancy, drops, anomalies, "
+                        "open alerts, outputs (exit 1 when it cannot be reached)"))
+    {
+        cmd_->add_option("--socket", opts_.socket, "control socket of the daemon ([control] socket)")
+            ->capture_default_str();
+        cmd_->add_option("--format", format_, "table (for people) or json (one object)")
+            ->check(CLI::IsMember({"table", "json"}))
+            ->capture_default_str();
+    }
+    int run() override
+    {
+        opts_.json = format_ == "json";
+        return exf::control::run_status(opts_, std::cout, std::cerr);
+    }
+
+private:
+    exf::control::StatusOptions opts_;
+    std::string format_ = "table";
+};
+
+class TopCommand : public Command {
+public:
+    explicit TopCommand(CLI::App &app)
+        : Command(app.add_subcommand("top", "live view of the heaviest clients, subnets or API "
+                                            "hosts over a window, open alerts marked; q or Ctrl-C "
+                                            "quits"))
+    {
+        cmd_->add_option("--socket", opts_.socket, "control socket of the daemon ([control] socket)")
+            ->capture_default_str();
+        cmd_->add_option("--kind", opts_.kind, "what to rank")
+            ->check(CLI::IsMember({"client", "subnet", "sni", "client_sni", "cohort", "host"}))
+            ->capture_default_str();
+        cmd_->add_option("--window", opts_.window, "one of the daemon's [aggregate] windows")
+            ->capture_default_str();
+        cmd_->add_option("--sort", opts_.sort, "ranking")
+            ->check(CLI::IsMember(
+                {"bytes_out", "bytes_in", "tls_flows", "concurrent", "distinct_clients"}))
+            ->capture_default_str();
+        cmd_->add_option("-n", opts_.n, "rows")->check(CLI::Range(1, 1000))->capture_default_str();
+        cmd_->add_option("--interval", interval_, "refresh interval (at least 100ms)")
+            ->capture_default_str();
+        cmd_->add_flag("--once", opts_.once, "print one snapshot and exit");
+        cmd_->add_option("--format", format_, "table, or json (with --once: one object for scripts)")
+            ->check(CLI::IsMember({"table", "json"}))
+            ->capture_default_str();
+    }
+    int run() override
+    {
+        auto ms = exf::parse_duration_ms(interval_);
+        if (!ms || *ms < 100) {
+            std::cerr << "top: --interval: expected a duration of at least 100ms, like 2s\n";
+            return 2;
+        }
+        if (format_ == "json" && !opts_.once) {
+            std::cerr << "top: --format json needs --once (one snapshot for scripts)\n";
+            return 2;
+        }
+        opts_.interval_ms = *ms;
+        opts_.json = format_ == "json";
+        return exf::control::run_top(opts_, std::cout, std::cerr);
+    }
+
+private:
+    exf::control::TopOptions opts_;
+    std::string format_ = "table", interval_ = "2s";
+};
+
+int run_cli(int argc, char **argv)
+{
+    CLI::App app{"exfilmon: eBPF sensor for data exfiltration through TLS APIs"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", std::string("exfilmon ") + EXFILMON_VERSION);
+    std::vector<std::unique_ptr<Command>> commands;
+    commands.push_back(std::make_unique<RunCommand>(app));
+    commands.push_back(std::make_unique<DetachCommand>(app));
+    commands.push_back(std::make_unique<VersionCommand>(app));
+    commands.push_back(std::make_unique<DemoCommand>(app));
+    commands.push_back(std::make_unique<CheckConfigCommand>(app));
+    commands.push_back(std::make_unique<ReplayCommand>(app));
+    commands.push_back(std::make_unique<StatusCommand>(app));
+    commands.push_back(std::make_unique<TopCommand>(app));
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    for (auto &c : commands)
+        if (c->parsed())
+            return c->run();
     return 2;
+}
+
+}  // namespace
+
+int main(int argc, char **argv)
+{
+    // What no subcommand caught is a bug; still a message, never an abort.
+    try {
+        return run_cli(argc, argv);
+    } catch (const std::exception &e) {
+        std::cerr << "exfilmon: " << e.what() << "\n";
+        return 1;
+    }
 }
