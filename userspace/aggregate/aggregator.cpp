@@ -508,117 +508,157 @@ struct AggImpl {
     }
 
     // --- the update -----------------------------------------------------------
+    // One update's inputs and what its steps learn along the way.
+    struct Update {
+        uint64_t now;
+        const Traffic *d;
+        int conc;     // +1 flow opened, -1 flow closed, 0 traffic only
+        bool create;  // a flow's close creates nothing
+        Addr16 client_addr;
+        uint8_t client_prefix;
+        uint32_t api = kNoSlot, sni_id = 0;  // the API host's slot and id
+        bool api_fresh = false;
+        uint32_t client = kNoSlot;
+        bool client_had = false;  // the client existed before, last active at client_old
+        uint64_t client_old = 0;
+    };
+
+    // Lower-case ASCII, cut at kMaxSniBytes, into buf.
+    static std::string_view fold_sni(std::string_view raw, char (&buf)[kMaxSniBytes])
+    {
+        size_t n = std::min(raw.size(), kMaxSniBytes);
+        for (size_t i = 0; i < n; i++) {
+            char c = raw[i];
+            buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        }
+        return {buf, n};
+    }
+
     // conc: +1 flow opened, -1 flow closed (nothing created), 0 traffic only.
     void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d, int conc)
     {
-        uint64_t now = tick(now_in);
         updates_++;
-        bool create = conc >= 0;
-        bool fresh;
-
-        char buf[kMaxSniBytes];
-        size_t n = std::min(sni_raw.size(), kMaxSniBytes);
-        for (size_t i = 0; i < n; i++) {
-            char c = sni_raw[i];
-            buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-        }
-        std::string_view sni(buf, n);
-
-        // The API host first: its id is part of the client x API host key.
-        uint32_t ai = kNoSlot, sid = 0;
-        bool a_fresh = false;
-        if (!sni.empty()) {
-            ai = obtain(apis_, EntityKind::api_host, hash_str(seed_, sni), [&](const ApiE &e) { return e.name == sni; },
-                        create, a_fresh, now);
-            if (ai != kNoSlot) {
-                if (a_fresh) {
-                    apis_.entry(ai).name.assign(sni);
-                    apis_.add_extra_bytes(heap_bytes(apis_.entry(ai).name));
-                }
-                sid = sni_id(ai);
-            }
-        }
-
-        // The client.
         uint8_t cp = client_prefix(addr);
-        Addr16 ca = mask_addr(addr, cp);
-        uint32_t ci = obtain(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
-                             [&](const ClientE &e) { return e.prefix == cp && e.addr == ca; }, create, fresh, now);
-        bool c_had = false;
-        uint64_t c_old = 0;
-        if (ci != kNoSlot) {
-            ClientE &c = clients_.entry(ci);
-            if (fresh) {
-                c.addr = ca;
-                c.prefix = cp;
-            } else {
-                c_had = true;
-                c_old = c.last;
-            }
-            advance(c, clients_.cells(ci), now);
-            apply(c, clients_.cells(ci), d, conc);
-            if (sid && d)
-                c.top.add(sid, kib_up(d->bytes_out));
-        }
+        Update u{tick(now_in), d, conc, conc >= 0, mask_addr(addr, cp), cp};
+        char buf[kMaxSniBytes];
+        std::string_view sni = fold_sni(sni_raw, buf);
+        // The API host first: its id is part of the client x API host key.
+        if (!sni.empty())
+            touch_api_host_entry(u, sni);
+        touch_client(u);
+        touch_groups(u, addr);
+        if (u.api != kNoSlot)
+            touch_api_host(u);
+    }
 
-        // Its groups: subnet, cohort, host.
-        auto group = [&](auto &tbl, EntityKind k, uint64_t h, auto &&eq, auto &&init) {
-            bool g_fresh;
-            uint32_t gi = obtain(tbl, k, h, eq, create, g_fresh, now);
-            if (gi == kNoSlot)
-                return;
-            auto &g = tbl.entry(gi);
-            if (g_fresh)
-                init(g);
-            advance(g, tbl.cells(gi), now);
-            apply(g, tbl.cells(gi), d, conc);
-            if (sid && d)
-                g.top.add(sid, d->bytes_out);
-            if (ci != kNoSlot)
-                member_seen(g, tbl.cells(gi), g_fresh, c_had, c_old, now);
-        };
+    // Finds or adds the API host (its counters are updated in touch_api_host).
+    void touch_api_host_entry(Update &u, std::string_view sni)
+    {
+        u.api = obtain(apis_, EntityKind::api_host, hash_str(seed_, sni),
+                       [&](const ApiE &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
+        if (u.api == kNoSlot)
+            return;
+        if (u.api_fresh) {
+            apis_.entry(u.api).name.assign(sni);
+            apis_.add_extra_bytes(heap_bytes(apis_.entry(u.api).name));
+        }
+        u.sni_id = sni_id(u.api);
+    }
+
+    void touch_client(Update &u)
+    {
+        bool fresh;
+        const Addr16 &ca = u.client_addr;
+        uint8_t cp = u.client_prefix;
+        u.client = obtain(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+                          [&](const ClientE &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
+                          u.now);
+        if (u.client == kNoSlot)
+            return;
+        ClientE &c = clients_.entry(u.client);
+        if (fresh) {
+            c.addr = ca;
+            c.prefix = cp;
+        } else {
+            u.client_had = true;
+            u.client_old = c.last;
+        }
+        advance(c, clients_.cells(u.client), u.now);
+        apply(c, clients_.cells(u.client), u.d, u.conc);
+        if (u.sni_id && u.d)
+            c.top.add(u.sni_id, kib_up(u.d->bytes_out));
+    }
+
+    // One group of the client (subnet, cohort, host): init fills a new one's key.
+    template <class E, class Eq, class Init>
+    void touch_group(const Update &u, EntityTable<E, WideCell> &tbl, EntityKind k, uint64_t h, Eq &&eq,
+                     Init &&init)
+    {
+        bool g_fresh;
+        uint32_t gi = obtain(tbl, k, h, eq, u.create, g_fresh, u.now);
+        if (gi == kNoSlot)
+            return;
+        E &g = tbl.entry(gi);
+        if (g_fresh)
+            init(g);
+        advance(g, tbl.cells(gi), u.now);
+        apply(g, tbl.cells(gi), u.d, u.conc);
+        if (u.sni_id && u.d)
+            g.top.add(u.sni_id, u.d->bytes_out);
+        if (u.client != kNoSlot)
+            member_seen(g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
+    }
+
+    void touch_groups(const Update &u, const Addr16 &addr)
+    {
         uint8_t sp = subnet_prefix(addr);
-        Addr16 sa = mask_addr(ca, sp);
-        group(subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
-              [&](const SubnetE &e) { return e.prefix == sp && e.addr == sa; },
-              [&](SubnetE &e) {
-                  e.addr = sa;
-                  e.prefix = sp;
-              });
-        if (auto l = cohorts_.match(ca)) {
+        Addr16 sa = mask_addr(u.client_addr, sp);
+        touch_group(u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+                    [&](const SubnetE &e) { return e.prefix == sp && e.addr == sa; },
+                    [&](SubnetE &e) {
+                        e.addr = sa;
+                        e.prefix = sp;
+                    });
+        if (auto l = cohorts_.match(u.client_addr)) {
             const std::string &label = cohorts_.label(*l);
-            group(cohort_tbl_, EntityKind::cohort, cohort_hash_[*l], [&](const CohortE &e) { return e.label == label; },
-                  [&](CohortE &e) {
-                      e.label = label;
-                      cohort_tbl_.add_extra_bytes(heap_bytes(e.label));
-                  });
+            touch_group(u, cohort_tbl_, EntityKind::cohort, cohort_hash_[*l],
+                        [&](const CohortE &e) { return e.label == label; },
+                        [&](CohortE &e) {
+                            e.label = label;
+                            cohort_tbl_.add_extra_bytes(heap_bytes(e.label));
+                        });
         }
-        group(host_, EntityKind::host, 0, [](const HostE &) { return true; }, [](HostE &) {});
+        touch_group(u, host_, EntityKind::host, 0, [](const HostE &) { return true; }, [](HostE &) {});
+    }
 
-        // The API host and client x API host.
-        if (ai != kNoSlot) {
-            ApiE &a = apis_.entry(ai);
-            advance(a, apis_.cells(ai), now);
-            apply(a, apis_.cells(ai), d, conc);
-            uint32_t pi = obtain(pairs_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
-                                 [&](const PairE &e) { return e.sni == sid && e.prefix == cp && e.addr == ca; },
-                                 create, fresh, now);
-            if (pi != kNoSlot) {
-                PairE &p = pairs_.entry(pi);
-                bool p_had = !fresh;
-                uint64_t p_old = p.last;
-                if (fresh) {
-                    p.addr = ca;
-                    p.prefix = cp;
-                    p.sni = sid;
-                }
-                advance(p, pairs_.cells(pi), now);
-                apply(p, pairs_.cells(pi), d, conc);
-                // obtain() may have evicted another pair of this API host:
-                // its counters are already settled against a.last == now.
-                member_seen(apis_.entry(ai), apis_.cells(ai), a_fresh, p_had, p_old, now);
-            }
+    // The API host's counters and its client x API host.
+    void touch_api_host(const Update &u)
+    {
+        ApiE &a = apis_.entry(u.api);
+        advance(a, apis_.cells(u.api), u.now);
+        apply(a, apis_.cells(u.api), u.d, u.conc);
+        bool fresh;
+        const Addr16 &ca = u.client_addr;
+        uint8_t cp = u.client_prefix;
+        uint32_t sid = u.sni_id;
+        uint32_t pi = obtain(pairs_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+                             [&](const PairE &e) { return e.sni == sid && e.prefix == cp && e.addr == ca; },
+                             u.create, fresh, u.now);
+        if (pi == kNoSlot)
+            return;
+        PairE &p = pairs_.entry(pi);
+        bool p_had = !fresh;
+        uint64_t p_old = p.last;
+        if (fresh) {
+            p.addr = ca;
+            p.prefix = cp;
+            p.sni = sid;
         }
+        advance(p, pairs_.cells(pi), u.now);
+        apply(p, pairs_.cells(pi), u.d, u.conc);
+        // obtain() may have evicted another pair of this API host:
+        // its counters are already settled against a.last == now.
+        member_seen(apis_.entry(u.api), apis_.cells(u.api), u.api_fresh, p_had, p_old, u.now);
     }
 
     size_t expire(uint64_t now_in)
