@@ -35,6 +35,7 @@ namespace {
 constexpr uint32_t kSniSlotBits = 20;
 constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
 constexpr uint32_t kMaxGen = 4095;
+static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
 constexpr int kEvictSample = 8;
 
 
@@ -94,35 +95,40 @@ std::vector<std::string> AggConfig::validate() const
     std::vector<std::string> p;
     if (windows_ms.empty())
         p.push_back("at least one window is needed");
-    if (windows_ms.size() > 16)
-        p.push_back("at most 16 windows");
+    if (windows_ms.size() > kMaxWindows)
+        p.push_back("at most " + std::to_string(kMaxWindows) + " windows");
     for (size_t i = 0; i < windows_ms.size(); i++) {
         uint64_t w = windows_ms[i];
-        if (w == 0 || w > kMaxWindowMs)
-            p.push_back("window " + std::to_string(w) + " ms is outside 1 ms..30 days");
+        if (!kWindowMs.contains(w))
+            p.push_back("window " + std::to_string(w) + " ms is outside " + window_name(kWindowMs.lo) + ".." +
+                        window_name(kWindowMs.hi));
         for (size_t j = 0; j < i; j++)
             if (windows_ms[j] == w)
                 p.push_back("window " + window_name(w) + " is listed twice");
     }
-    if (client_prefix_v4 > 32)
-        p.push_back("IPv4 client prefix must be 0..32");
-    if (client_prefix_v6 > 128)
-        p.push_back("IPv6 client prefix must be 0..128");
+    auto prefix = [&](uint8_t v, const char *what, const Range &r) {
+        if (!r.contains(v))
+            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
+    };
+    prefix(client_prefix_v4, "IPv4 client prefix", kPrefixV4);
+    prefix(client_prefix_v6, "IPv6 client prefix", kPrefixV6);
+    prefix(subnet_prefix_v4, "IPv4 subnet prefix", kPrefixV4);
+    prefix(subnet_prefix_v6, "IPv6 subnet prefix", kPrefixV6);
     if (subnet_prefix_v4 > client_prefix_v4)
         p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v4));
     if (subnet_prefix_v6 > client_prefix_v6)
         p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v6));
-    auto limit = [&](size_t v, const char *what, size_t max) {
-        if (v < 1 || v > max)
-            p.push_back(std::string(what) + " must be 1.." + std::to_string(max));
+    auto limit = [&](size_t v, const char *what, const Range &r) {
+        if (!r.contains(v))
+            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
     };
-    limit(max_clients, "max_clients", size_t(1) << 31);
-    limit(max_subnets, "max_subnets", size_t(1) << 31);
-    limit(max_api_hosts, "max_api_hosts", size_t(1) << kSniSlotBits);
-    limit(max_client_api_hosts, "max_client_api_hosts", size_t(1) << 31);
-    limit(max_cohorts, "max_cohorts", size_t(1) << 20);
+    limit(max_clients, "max_clients", kMaxClients);
+    limit(max_subnets, "max_subnets", kMaxSubnets);
+    limit(max_api_hosts, "max_api_hosts", kMaxApiHosts);
+    limit(max_client_api_hosts, "max_client_api_hosts", kMaxClientApiHosts);
+    limit(max_cohorts, "max_cohorts", kMaxCohorts);
     for (auto &r : cohorts) {
         if (r.prefix > family_bits(r.addr))
             p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": prefix too long");

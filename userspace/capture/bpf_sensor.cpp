@@ -26,12 +26,13 @@ namespace exf {
 
 std::string validate(const SensorOptions &o)
 {
-    if (o.flow_table_size < 1024)
-        return "flow table size must be at least 1024";
-    if (o.client_table_size < 256)
-        return "client table size must be at least 256";
-    if (o.ringbuf_bytes < 65536 || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
-        return "ring buffer size must be a power of two of at least 64 KiB";
+    auto range = [](const Range &r) { return std::to_string(r.lo) + ".." + std::to_string(r.hi); };
+    if (!kFlowTableSize.contains(o.flow_table_size))
+        return "flow table size must be " + range(kFlowTableSize);
+    if (!kClientTableSize.contains(o.client_table_size))
+        return "client table size must be " + range(kClientTableSize);
+    if (!kRingbufBytes.contains(o.ringbuf_bytes) || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
+        return "ring buffer size must be a power of two in " + range(kRingbufBytes) + " bytes";
     if (o.tls_ports.empty() || o.tls_ports.size() > EXF_MAX_TLS_PORTS)
         return "between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports";
     for (auto p : o.tls_ports)

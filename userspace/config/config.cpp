@@ -103,6 +103,11 @@ public:
         return true;
     }
 
+    bool uint_in(const toml::node &n, std::string_view key, const Range &range, uint64_t &out)
+    {
+        return uint_in(n, key, range.lo, range.hi, out);
+    }
+
     bool size(const toml::node &n, std::string_view key, uint64_t &out)
     {
         if (n.is_integer() && n.value<int64_t>().value_or(-1) >= 0) {
@@ -274,17 +279,19 @@ void read_bpf(const toml::table &t, Reader &r, Config &c)
     });
     uint64_t v;
     r.with(t, "flow_table_size", [&](const toml::node &n) {
-        if (r.uint_in(n, "flow_table_size", 1024, 1u << 26, v))
+        if (r.uint_in(n, "flow_table_size", kFlowTableSize, v))
             c.bpf.flow_table_size = uint32_t(v);
     });
     r.with(t, "client_table_size", [&](const toml::node &n) {
-        if (r.uint_in(n, "client_table_size", 256, 1u << 26, v))
+        if (r.uint_in(n, "client_table_size", kClientTableSize, v))
             c.bpf.client_table_size = uint32_t(v);
     });
     r.with(t, "ringbuf_size", [&](const toml::node &n) {
         if (!r.size(n, "ringbuf_size", v))
             return;
-        if (v < 65536 || v > (1ull << 30) || (v & (v - 1)))
+        static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30,
+                      "the message names the bounds");
+        if (!kRingbufBytes.contains(v) || (v & (v - 1)))
             r.error(n, "ringbuf_size: must be a power of two between 64KiB and 1GiB");
         else
             c.bpf.ringbuf_bytes = uint32_t(v);
@@ -292,11 +299,18 @@ void read_bpf(const toml::table &t, Reader &r, Config &c)
     r.with(t, "tls_ports", [&](const toml::node &n) { read_tls_ports(n, r, c.bpf.tls_ports); });
 }
 
+// "between 1s and 30d": the bounds of one aggregation window.
+std::string window_bounds()
+{
+    return "between " + agg::window_name(agg::kWindowMs.lo) + " and " + agg::window_name(agg::kWindowMs.hi);
+}
+
 void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows_ms)
 {
     auto *arr = n.as_array();
-    if (!arr || arr->empty() || arr->size() > 16) {
-        r.error(n, "windows: expected an array of 1 to 16 durations like \"10m\"");
+    if (!arr || arr->empty() || arr->size() > agg::kMaxWindows) {
+        r.error(n, "windows: expected an array of 1 to " + std::to_string(agg::kMaxWindows) +
+                       " durations like \"10m\"");
         return;
     }
     windows_ms.clear();
@@ -304,8 +318,8 @@ void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows
         uint64_t ms;
         if (!r.duration(e, "windows", ms))
             continue;
-        if (ms < 1000 || ms > 30ull * 86400000)
-            r.error(e, "windows: each window must be between 1s and 30d");
+        if (!agg::kWindowMs.contains(ms))
+            r.error(e, "windows: each window must be " + window_bounds());
         else if (std::find(windows_ms.begin(), windows_ms.end(), ms) != windows_ms.end())
             r.error(e, "windows: duplicate window");
         else
@@ -316,27 +330,27 @@ void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows
 void read_aggregate_bounds(const toml::table &t, Reader &r, agg::AggConfig &a)
 {
     uint64_t v;
-    auto prefix = [&](const char *key, uint64_t lo, uint64_t hi, uint8_t &out) {
+    auto prefix = [&](const char *key, const Range &range, uint8_t &out) {
         r.with(t, key, [&](const toml::node &n) {
-            if (r.uint_in(n, key, lo, hi, v))
+            if (r.uint_in(n, key, range, v))
                 out = uint8_t(v);
         });
     };
-    prefix("client_prefix_v4", 8, 32, a.client_prefix_v4);
-    prefix("client_prefix_v6", 16, 128, a.client_prefix_v6);
-    prefix("subnet_prefix_v4", 8, 32, a.subnet_prefix_v4);
-    prefix("subnet_prefix_v6", 16, 128, a.subnet_prefix_v6);
-    auto limit = [&](const char *key, uint64_t hi, size_t &out) {
+    prefix("client_prefix_v4", agg::kPrefixV4, a.client_prefix_v4);
+    prefix("client_prefix_v6", agg::kPrefixV6, a.client_prefix_v6);
+    prefix("subnet_prefix_v4", agg::kPrefixV4, a.subnet_prefix_v4);
+    prefix("subnet_prefix_v6", agg::kPrefixV6, a.subnet_prefix_v6);
+    auto limit = [&](const char *key, const Range &range, size_t &out) {
         r.with(t, key, [&](const toml::node &n) {
-            if (r.uint_in(n, key, 1, hi, v))
+            if (r.uint_in(n, key, range, v))
                 out = size_t(v);
         });
     };
-    limit("max_clients", 1ull << 26, a.max_clients);
-    limit("max_subnets", 1ull << 24, a.max_subnets);
-    limit("max_api_hosts", 1ull << 20, a.max_api_hosts);
-    limit("max_client_api_hosts", 1ull << 26, a.max_client_api_hosts);
-    limit("max_cohorts", 1ull << 20, a.max_cohorts);
+    limit("max_clients", agg::kMaxClients, a.max_clients);
+    limit("max_subnets", agg::kMaxSubnets, a.max_subnets);
+    limit("max_api_hosts", agg::kMaxApiHosts, a.max_api_hosts);
+    limit("max_client_api_hosts", agg::kMaxClientApiHosts, a.max_client_api_hosts);
+    limit("max_cohorts", agg::kMaxCohorts, a.max_cohorts);
 }
 
 void read_cohorts_file(const toml::node &n, Reader &r, Config &c)
@@ -598,8 +612,8 @@ void read_rule_window(const toml::table &t, Reader &r, detect::Rule &rule)
     uint64_t ms;
     if (!n || !r.duration(*n, "window", ms))
         return;
-    if (ms < 1000 || ms > 30ull * 86400000)
-        r.error(*n, "window: must be between 1s and 30d");
+    if (!agg::kWindowMs.contains(ms))
+        r.error(*n, "window: must be " + window_bounds());
     else
         rule.window_ms = ms;
 }
@@ -890,11 +904,12 @@ void add_rule_windows(const toml::array &arr, Reader &r, const std::vector<detec
     for (size_t i = 0; i < rules.size(); i++) {
         if (std::find(windows_ms.begin(), windows_ms.end(), rules[i].window_ms) != windows_ms.end())
             continue;
-        if (windows_ms.size() >= 16)
+        if (windows_ms.size() >= agg::kMaxWindows)
             r.error(*arr.get(i)->as_table(),
                     "[[rules]]: '" + rules[i].name + "': window " +
-                        agg::window_name(rules[i].window_ms) +
-                        " would be a 17th aggregation window (at most 16)");
+                        agg::window_name(rules[i].window_ms) + " would be a " +
+                        std::to_string(agg::kMaxWindows + 1) + "th aggregation window (at most " +
+                        std::to_string(agg::kMaxWindows) + ")");
         else
             windows_ms.push_back(rules[i].window_ms);
     }
