@@ -106,29 +106,25 @@ std::vector<std::string> AggConfig::validate() const
             if (windows_ms[j] == w)
                 p.push_back("window " + window_name(w) + " is listed twice");
     }
-    auto prefix = [&](uint8_t v, const char *what, const Range &r) {
+    auto within = [&](uint64_t v, const char *what, const Range &r) {
         if (!r.contains(v))
             p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
     };
-    prefix(client_prefix_v4, "IPv4 client prefix", kPrefixV4);
-    prefix(client_prefix_v6, "IPv6 client prefix", kPrefixV6);
-    prefix(subnet_prefix_v4, "IPv4 subnet prefix", kPrefixV4);
-    prefix(subnet_prefix_v6, "IPv6 subnet prefix", kPrefixV6);
+    within(client_prefix_v4, "IPv4 client prefix", kPrefixV4);
+    within(client_prefix_v6, "IPv6 client prefix", kPrefixV6);
+    within(subnet_prefix_v4, "IPv4 subnet prefix", kPrefixV4);
+    within(subnet_prefix_v6, "IPv6 subnet prefix", kPrefixV6);
     if (subnet_prefix_v4 > client_prefix_v4)
         p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v4));
     if (subnet_prefix_v6 > client_prefix_v6)
         p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v6));
-    auto limit = [&](size_t v, const char *what, const Range &r) {
-        if (!r.contains(v))
-            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
-    };
-    limit(max_clients, "max_clients", kMaxClients);
-    limit(max_subnets, "max_subnets", kMaxSubnets);
-    limit(max_api_hosts, "max_api_hosts", kMaxApiHosts);
-    limit(max_client_api_hosts, "max_client_api_hosts", kMaxClientApiHosts);
-    limit(max_cohorts, "max_cohorts", kMaxCohorts);
+    within(max_clients, "max_clients", kMaxClients);
+    within(max_subnets, "max_subnets", kMaxSubnets);
+    within(max_api_hosts, "max_api_hosts", kMaxApiHosts);
+    within(max_client_api_hosts, "max_client_api_hosts", kMaxClientApiHosts);
+    within(max_cohorts, "max_cohorts", kMaxCohorts);
     for (auto &r : cohorts) {
         if (r.prefix > family_bits(r.addr))
             p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": prefix too long");

@@ -329,28 +329,23 @@ void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows
 
 void read_aggregate_bounds(const toml::table &t, Reader &r, agg::AggConfig &a)
 {
-    uint64_t v;
-    auto prefix = [&](const char *key, const Range &range, uint8_t &out) {
+    // An integer key within range, into a prefix (uint8_t) or a limit (size_t).
+    auto bounded = [&](const char *key, const Range &range, auto &out) {
         r.with(t, key, [&](const toml::node &n) {
+            uint64_t v;
             if (r.uint_in(n, key, range, v))
-                out = uint8_t(v);
+                out = std::remove_reference_t<decltype(out)>(v);
         });
     };
-    prefix("client_prefix_v4", agg::kPrefixV4, a.client_prefix_v4);
-    prefix("client_prefix_v6", agg::kPrefixV6, a.client_prefix_v6);
-    prefix("subnet_prefix_v4", agg::kPrefixV4, a.subnet_prefix_v4);
-    prefix("subnet_prefix_v6", agg::kPrefixV6, a.subnet_prefix_v6);
-    auto limit = [&](const char *key, const Range &range, size_t &out) {
-        r.with(t, key, [&](const toml::node &n) {
-            if (r.uint_in(n, key, range, v))
-                out = size_t(v);
-        });
-    };
-    limit("max_clients", agg::kMaxClients, a.max_clients);
-    limit("max_subnets", agg::kMaxSubnets, a.max_subnets);
-    limit("max_api_hosts", agg::kMaxApiHosts, a.max_api_hosts);
-    limit("max_client_api_hosts", agg::kMaxClientApiHosts, a.max_client_api_hosts);
-    limit("max_cohorts", agg::kMaxCohorts, a.max_cohorts);
+    bounded("client_prefix_v4", agg::kPrefixV4, a.client_prefix_v4);
+    bounded("client_prefix_v6", agg::kPrefixV6, a.client_prefix_v6);
+    bounded("subnet_prefix_v4", agg::kPrefixV4, a.subnet_prefix_v4);
+    bounded("subnet_prefix_v6", agg::kPrefixV6, a.subnet_prefix_v6);
+    bounded("max_clients", agg::kMaxClients, a.max_clients);
+    bounded("max_subnets", agg::kMaxSubnets, a.max_subnets);
+    bounded("max_api_hosts", agg::kMaxApiHosts, a.max_api_hosts);
+    bounded("max_client_api_hosts", agg::kMaxClientApiHosts, a.max_client_api_hosts);
+    bounded("max_cohorts", agg::kMaxCohorts, a.max_cohorts);
 }
 
 void read_cohorts_file(const toml::node &n, Reader &r, Config &c)
