@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* The floor of a ClientHello packet's cost (bench/bpf_cost.sh, RESULTS.md):
- * only what issue 2 asks of that packet and no program can skip, handing its
- * payload to userspace in a ring buffer event. No parsing beyond the
+ * only what the sensor must do with that packet and no program can skip,
+ * handing its payload to userspace in a ring buffer event. No parsing beyond the
  * benchmark's fixed Ethernet + IPv4 or IPv6 + TCP frames without options, no
  * flow or client table, no clock, no event header but type and length:
  * reserve a hello event of the sensor's two sizes in a ring of the sensor's

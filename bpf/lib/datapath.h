@@ -506,15 +506,14 @@ static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct e
 	exf_map_delete(&exf_flows, &p->key);
 }
 
-/* Everything but the cached fast path: flow lookup or creation, 5-tuple
- * reuse, classification, client totals, hello and flow-end events. Returns
- * the flow, or NULL when it is not tracked. Each one-time transition (flow
- * created, classified, closed, ended by reuse) is claimed atomically, so
- * that it happens once when two CPUs handle the flow at the same moment. */
-static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u64 now)
+/* The packet's flow entry: the one in the table, or a fresh one when there
+ * is none or this SYN reuses the 5-tuple of an earlier connection. NULL when
+ * the flow is not tracked or the table refused it. *created_tls: this CPU
+ * inserted the entry as a TLS flow (exf_flow_create). */
+static __always_inline struct exf_flow *exf_flow_get(const struct exf_pkt *p, __u64 now,
+						      __u8 *created_tls)
 {
-	__u8 src = exf_src_side(p);
-	__u8 newly = 0, reused = 0;
+	__u8 reused = 0;
 	__u32 gen = 0;
 	struct exf_flow *f = exf_map_lookup(&exf_flows, &p->key);
 
@@ -530,93 +529,152 @@ static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p
 			gen = (seen + EXF_TCP_GEN_ONE) & EXF_TCP_GEN_MASK;
 		}
 	}
-	if (!f) {
-		f = exf_flow_create(p, now, !reused, gen, &newly);
-		if (!f)
-			return NULL;
-	}
+	if (!f)
+		f = exf_flow_create(p, now, !reused, gen, created_tls);
+	return f;
+}
 
+/* Counts the packet in its flow's direction and notes its TCP flags. */
+static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct exf_pkt *p,
+					     __u64 now)
+{
 	__u32 d = p->dir & 1;
+
 	__sync_fetch_and_add(&f->pkts[d], p->segs);
 	__sync_fetch_and_add(&f->bytes[d], p->wire_bytes);
 	f->last_ns = now;
 	if (p->tcp_flags) {
 		__u32 bits = (__u32)p->tcp_flags << (d * 8);
+		/* Read first: most packets add no new flag, and a read costs less than an atomic. */
 		if ((f->tcp_seen & bits) != bits)
 			__sync_fetch_and_or(&f->tcp_seen, bits);
 	}
+}
 
-	__u8 from_client = f->client == src;
-	__u8 head[9];
-	if (f->kind == EXF_KIND_PENDING) {
-		/* What this packet decides (PENDING: nothing yet). */
-		__u8 kind = EXF_KIND_PENDING, client = f->client;
-		if (p->proto == EXF_IPPROTO_TCP) {
-			if (p->payload_len > 0 && (from_client || f->client == EXF_CLIENT_UNKNOWN)) {
-				kind = EXF_KIND_OTHER;
-				if (exf_load_head(skb, p, head, sizeof(head)) == 0 &&
-				    exf_is_client_hello(head)) {
-					kind = EXF_KIND_TLS;
-					client = src;
-				}
-			}
-		} else if (from_client) {
-			/* QUIC long header: first bit set and a non-zero version. */
-			kind = EXF_KIND_OTHER;
-			if (exf_load_head(skb, p, head, 5) == 0 && (head[0] & 0x80) &&
-			    (head[1] | head[2] | head[3] | head[4]))
-				kind = EXF_KIND_QUIC;
+/* What a packet of a PENDING flow decides: TCP by the first payload (a
+ * ClientHello makes the flow TLS, its sender the client), UDP by the client's
+ * first datagram (a QUIC long header). Returns the kind, EXF_KIND_PENDING
+ * while nothing is decided; *client gets the client side; head receives the
+ * first payload bytes read (up to 9). */
+static __always_inline __u8 exf_pending_verdict(EXF_SKB *skb, const struct exf_pkt *p,
+						const struct exf_flow *f, __u8 src,
+						__u8 from_client, __u8 *client, __u8 *head)
+{
+	if (p->proto == EXF_IPPROTO_TCP) {
+		if (p->payload_len == 0 || (!from_client && f->client != EXF_CLIENT_UNKNOWN))
+			return EXF_KIND_PENDING;
+		if (exf_load_head(skb, p, head, 9) == 0 && exf_is_client_hello(head)) {
+			*client = src;
+			return EXF_KIND_TLS;
 		}
-		if (kind != EXF_KIND_PENDING) {
-			/* The loser of a race goes on with the winner's verdict. */
-			newly = exf_flow_classify(f, kind, client) && kind != EXF_KIND_OTHER;
-			from_client = f->client == src;
-		}
+		return EXF_KIND_OTHER;
 	}
+	if (!from_client)
+		return EXF_KIND_PENDING;
+	/* QUIC long header: first bit set and a non-zero version. */
+	if (exf_load_head(skb, p, head, 5) == 0 && (head[0] & 0x80) &&
+	    (head[1] | head[2] | head[3] | head[4]))
+		return EXF_KIND_QUIC;
+	return EXF_KIND_OTHER;
+}
+
+/* Classifies a PENDING flow when this packet decides its kind. *newly: this
+ * CPU classified it TLS or QUIC (and counts it opened); *from_client follows
+ * the classification's client side. */
+static __always_inline void exf_flow_settle(EXF_SKB *skb, const struct exf_pkt *p,
+					    struct exf_flow *f, __u8 src, __u8 *head,
+					    __u8 *newly, __u8 *from_client)
+{
+	__u8 client = f->client;
+	__u8 kind = exf_pending_verdict(skb, p, f, src, *from_client, &client, head);
+
+	if (kind == EXF_KIND_PENDING)
+		return;
+	/* The loser of a race goes on with the winner's verdict. */
+	*newly = exf_flow_classify(f, kind, client) && kind != EXF_KIND_OTHER;
+	*from_client = f->client == src;
+}
+
+/* Adds the packet to its client's totals. A flow just counted opened brings
+ * every packet it had so far: they were counted in the flow alone while it
+ * was PENDING. */
+static __always_inline void exf_client_add_pkt(struct exf_client_stats *s,
+					       const struct exf_flow *f, const struct exf_pkt *p,
+					       __u8 newly, __u8 from_client, __u64 now)
+{
+	if (newly) {
+		__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
+		s->tls_flows_opened++;
+		s->pkts_in += f->pkts[in];
+		s->bytes_in += f->bytes[in];
+		s->pkts_out += f->pkts[in ^ 1];
+		s->bytes_out += f->bytes[in ^ 1];
+	} else if (from_client) {
+		s->pkts_in += p->segs;
+		s->bytes_in += p->wire_bytes;
+	} else {
+		s->pkts_out += p->segs;
+		s->bytes_out += p->wire_bytes;
+	}
+	s->last_ns = now;
+}
+
+/* A TLS flow ends at an RST, or at the FIN that completes both sides' FINs.
+ * The CPU whose atomic OR sets EXF_TCP_CLOSE_COUNTED closes it: counts it
+ * in the client's totals (s, when there is one) and sends its end event. */
+static __always_inline void exf_tcp_close(const struct exf_pkt *p, struct exf_flow *f,
+					  struct exf_client_stats *s, __u64 now)
+{
+	if (!(p->tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) || (f->flags & EXF_FF_CLOSED))
+		return;
+	__u32 seen = f->tcp_seen;
+	__u8 reason = 0;
+	if (p->tcp_flags & EXF_TCP_RST)
+		reason = EXF_END_RST;
+	else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
+		reason = EXF_END_FIN;
+	if (!reason ||
+	    (__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) & EXF_TCP_CLOSE_COUNTED))
+		return;
+	exf_flow_set_flags(f, EXF_FF_CLOSED);
+	if (s)
+		s->tls_flows_closed++;
+	exf_emit_end(p, f, reason, 0, now);
+}
+
+/* Everything but the cached fast path: flow lookup or creation, 5-tuple
+ * reuse, classification, client totals, hello and flow-end events. Returns
+ * the flow, or NULL when it is not tracked. Each one-time transition (flow
+ * created, classified, closed, ended by reuse) is claimed atomically, so
+ * that it happens once when two CPUs handle the flow at the same moment. */
+static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u64 now)
+{
+	__u8 src = exf_src_side(p);
+	__u8 newly = 0;
+	__u8 head[9];
+	struct exf_flow *f = exf_flow_get(p, now, &newly);
+
+	if (!f)
+		return NULL;
+	exf_flow_add_pkt(f, p, now);
+	__u8 from_client = f->client == src;
+	if (f->kind == EXF_KIND_PENDING)
+		exf_flow_settle(skb, p, f, src, head, &newly, &from_client);
 	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
 		return f;
 
 	struct exf_client_stats *s = exf_client_get(exf_client_addr(&p->key, f->client), now);
-	if (s) {
-		if (newly) {
-			__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
-			s->tls_flows_opened++;
-			s->pkts_in += f->pkts[in];
-			s->bytes_in += f->bytes[in];
-			s->pkts_out += f->pkts[in ^ 1];
-			s->bytes_out += f->bytes[in ^ 1];
-		} else if (from_client) {
-			s->pkts_in += p->segs;
-			s->bytes_in += p->wire_bytes;
-		} else {
-			s->pkts_out += p->segs;
-			s->bytes_out += p->wire_bytes;
-		}
-		s->last_ns = now;
-	}
+	if (s)
+		exf_client_add_pkt(s, f, p, newly, from_client, now);
 	if (newly)
 		exf_count(f->kind == EXF_KIND_TLS ? EXF_C_TLS_FLOWS : EXF_C_QUIC_FLOWS, 1);
 
 	if (p->proto == EXF_IPPROTO_TCP) {
 		if (from_client && p->payload_len > 0 && !(f->flags & EXF_FF_HELLO_DONE))
 			exf_tcp_hello(skb, p, f, now);
-		if ((p->tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) && !(f->flags & EXF_FF_CLOSED)) {
-			__u32 seen = f->tcp_seen;
-			__u8 reason = 0;
-			if (p->tcp_flags & EXF_TCP_RST)
-				reason = EXF_END_RST;
-			else if ((seen & EXF_TCP_FIN) && (seen & (EXF_TCP_FIN << 8)))
-				reason = EXF_END_FIN;
-			if (reason &&
-			    !(__sync_fetch_and_or(&f->tcp_seen, EXF_TCP_CLOSE_COUNTED) &
-			      EXF_TCP_CLOSE_COUNTED)) {
-				exf_flow_set_flags(f, EXF_FF_CLOSED);
-				if (s)
-					s->tls_flows_closed++;
-				exf_emit_end(p, f, reason, 0, now);
-			}
-		}
+		exf_tcp_close(p, f, s, now);
 	} else if (from_client && !(f->flags & EXF_FF_HELLO_DONE)) {
+		/* The datagram that made the flow QUIC has its first byte in head. */
 		if (!newly && exf_load_head(skb, p, head, 1))
 			return f;
 		exf_quic_hello(skb, p, f, head[0], now);

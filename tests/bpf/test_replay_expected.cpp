@@ -34,10 +34,10 @@
 //     kernel hands to userspace by design (shown by its own length fields).
 // The four fuzzed ClientHellos whose inner lengths contradict the message
 // (ndpi/tls_cipher_lens.pcap ports 51589-51591, ndpi/tls_invalid_reads.pcap
-// port 3967) used to be malformed exceptions here. The parser now applies the
-// tolerance rule in tls/client_hello.h (Wireshark's, which the reference
-// JA4s come from): they match the references, and each still carries its
-// length anomaly (checked in its own test case below).
+// port 3967) are not exceptions: the parser applies the tolerance rule in
+// tls/client_hello.h (Wireshark's, which the reference JA4s come from), so
+// they match the references, and each still carries its length anomaly
+// (checked in its own test case below).
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>

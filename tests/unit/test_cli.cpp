@@ -138,9 +138,9 @@ struct BadConfig {
 
 }  // namespace
 
-// Each of these used to pass check-config and then fail or degrade under run
-// (exit 1, or a daemon without its socket or with an output that can never
-// deliver); replay read a directory as an empty file.
+// Each of these would otherwise pass check-config and then fail or degrade
+// under run (exit 1, or a daemon without its socket or with an output that
+// can never deliver), or have replay read a directory as an empty file.
 TEST_CASE("check-config and run and replay refuse the same configurations with exit 2", "[cli]")
 {
     TempDir d("exf-cli-config");

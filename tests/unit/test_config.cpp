@@ -169,7 +169,7 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue("[bpf]\nflow_table_size = \"big\"\n") ==
           "t.toml:2:19: flow_table_size: expected an integer");
     // A float where an integer belongs, also one no integer type holds
-    // (found by fuzz_config: it was converted, undefined behaviour).
+    // (converting that one would be undefined behaviour).
     CHECK(only_issue("[bpf]\nflow_table_size = 4096.0\n") ==
           "t.toml:2:19: flow_table_size: expected an integer");
     CHECK(only_issue("[bpf]\ntls_ports = [443, 1e43]\n") ==

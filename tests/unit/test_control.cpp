@@ -344,10 +344,10 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
 
         std::string error;
         int code = 0;
-        auto r = serving(srv, f, [&] { return request(path, {{"cmd", "status"}}, &error, &code); });
+        auto r = serving(srv, f, [&] { return request(path, {{"cmd", "status"}}, error, code); });
         REQUIRE(r);
         CHECK((*r)["interfaces"][0]["name"] == "eth0");
-        auto bad = serving(srv, f, [&] { return request(path, {{"cmd", "top"}, {"window", "7m"}}, &error, &code); });
+        auto bad = serving(srv, f, [&] { return request(path, {{"cmd", "top"}, {"window", "7m"}}, error, code); });
         CHECK_FALSE(bad);
         CHECK(code == 2);
         CHECK(error.find("window '7m'") != std::string::npos);
@@ -378,7 +378,7 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
     }
     std::string error;
     int code = 0;
-    CHECK_FALSE(request(path, {{"cmd", "status"}}, &error, &code));
+    CHECK_FALSE(request(path, {{"cmd", "status"}}, error, code));
     CHECK(code == 1);
     CHECK(error.find("is exfilmon running?") != std::string::npos);
     std::filesystem::remove_all(dir);

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "capture/bpf_sensor.h"
@@ -42,6 +43,8 @@
 #include "harvest/harvest_stage.h"
 #include "sources/source.h"
 #include "state/state_file.h"
+#include "apps/tls_attribution.h"
+#include "common/periodic.h"
 
 namespace exf {
 
@@ -291,12 +294,362 @@ bool reload(const std::string &path, Config &cfg)
     return true;
 }
 
+// Interfaces to attach: --interface, else the configuration's, else the
+// default route's (nullopt: none found).
+std::optional<std::vector<std::string>> interfaces_to_attach(const DaemonOptions &opts,
+                                                             const Config &cfg)
+{
+    auto interfaces = opts.interfaces.empty() ? cfg.interfaces : opts.interfaces;
+    if (interfaces.empty()) {
+        auto dflt = default_route_interface();
+        if (!dflt)
+            return std::nullopt;
+        interfaces.push_back(*dflt);
+    }
+    return interfaces;
+}
+
+void install_signal_handlers()
+{
+    struct sigaction sa{};
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, nullptr);
+}
+
+// The live pipeline, wired: source -> flow tracker -> harvest -> aggregator
+// -> detector -> outputs, with the state file, the control socket and the
+// metrics endpoint beside it. Construction opens everything that needs
+// privileges; run() drops them, starts the threads and loops until a stop
+// signal. Everything here runs on the main thread, except the source's
+// reader, the outputs' senders and the metrics server (which get copies).
+class Daemon {
+public:
+    Daemon(const DaemonOptions &opts, Config cfg, const std::vector<std::string> &interfaces)
+        : opts_(opts), cfg_(std::move(cfg)),
+          source_(cfg_.backend == "pcap" ? make_pcap_source(cfg_, interfaces)
+                                         : make_ebpf_source(cfg_, interfaces)),
+          aggregator_(cfg_.aggregate), detector_(cfg_.detect), out_cfgs_(output_configs(cfg_)),
+          outputs_(open_outputs(out_cfgs_)),  // their threads start after the drop
+          saved_state_(cfg_.state_dir),
+          state_ctx_{opts.config_path.empty()
+                         ? std::string()
+                         : std::filesystem::absolute(opts.config_path).string(),
+                     source_->tables_identity(), source_->tables_carried_over(), cfg_.aggregate,
+                     cfg_.detect},
+          harvest_every_(cfg_.harvest_interval_ms), eval_every_(cfg_.detect.interval_ms),
+          save_every_(cfg_.state_interval_ms), report_every_(cfg_.report_interval_ms),
+          maintain_every_(1000)
+    {
+        describe_sensor(interfaces);
+        tracker_.set_on_tls_meta([this](const FlowRecord &r) {
+            // SNI and ALPN come from the wire: logged through the sanitizer.
+            spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
+                          r.tls.sni ? sanitize_for_log(*r.tls.sni) : std::string("-"), r.tls.ja4);
+            attribute_tls(detector_, aggregator_, r);
+        });
+        // Counts, windows and alerts from before a restart (never the
+        // lifetime totals of taken-over maps as new traffic).
+        saved_state_.start_from_state(state_ctx_, *source_, aggregator_, detector_, harvest_,
+                                      tracker_, monotonic_ms());
+        open_control();
+    }
+
+    void run()
+    {
+        drop_privileges_and_start();
+        loop();
+        stop();
+    }
+
+private:
+    void describe_sensor(const std::vector<std::string> &interfaces)
+    {
+        state_.start_wall_ms = wall_ms();
+        state_.backend = cfg_.backend;
+        state_.config_path = opts_.config_path;
+        for (auto &ifname : interfaces)
+            state_.interfaces.push_back({ifname, if_nametoindex(ifname.c_str()), wall_ms()});
+        state_.flow_capacity = cfg_.bpf.flow_table_size;
+        state_.client_capacity = cfg_.bpf.client_table_size;
+        state_.output_types = output_types(out_cfgs_);
+    }
+
+    // The control socket and the metrics endpoint: when either cannot start
+    // (socket served by another daemon, port in use) the sensor runs on
+    // without it.
+    void open_control()
+    {
+        try {
+            ctl_ = std::make_unique<control::ControlServer>(cfg_.control_socket, cfg_.control_group);
+            spdlog::info("control socket {} ({})", cfg_.control_socket,
+                         cfg_.control_group.empty() ? "root only"
+                                                    : "root and group " + cfg_.control_group);
+        } catch (const Error &e) {
+            spdlog::error("{}; `exfilmon status` and `top` are unavailable", e.what());
+        }
+        if (!cfg_.metrics_enabled)
+            return;
+        try {
+            metrics_ = std::make_unique<control::MetricsServer>(cfg_.metrics_host, cfg_.metrics_port);
+            spdlog::info("metrics on http://{}:{}/metrics",
+                         cfg_.metrics_host.find(':') != std::string::npos
+                             ? "[" + cfg_.metrics_host + "]"
+                             : cfg_.metrics_host,
+                         cfg_.metrics_port);
+        } catch (const Error &e) {
+            spdlog::error("{}", e.what());
+        }
+    }
+
+    // Attached, pinned, sockets open: from here on only CAP_BPF (the bpf()
+    // calls on the maps) and CAP_NET_ADMIN (attaching a returning interface,
+    // detaching at exit) are needed; the rest is dropped. No thread runs
+    // yet: those started here inherit only what is kept.
+    void drop_privileges_and_start()
+    {
+        if (cfg_.backend == "ebpf")
+            spdlog::info("{}", keep_only_capabilities({CAP_BPF, CAP_NET_ADMIN}));
+        else
+            spdlog::info("{}", keep_only_capabilities({}));
+        for (auto &o : outputs_)
+            o->start();
+        source_->start();
+        if (metrics_)
+            metrics_->start();
+    }
+
+    void loop()
+    {
+        const uint64_t start = monotonic_ms();
+        harvest_every_.start(start, true);
+        eval_every_.start(start);
+        save_every_.start(start);
+        report_every_.start(start);
+        maintain_every_.start(start);
+        while (!g_stop) {
+            if (ctl_)
+                ctl_->serve(std::chrono::milliseconds(50),
+                            [this](std::string_view line) { return control::handle_request(line, view()); });
+            else
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            if (g_reload.exchange(false))
+                reload_now();
+            pop_events();
+            run_due_steps(monotonic_ms());
+        }
+    }
+
+    void run_due_steps(uint64_t now)
+    {
+        if (harvest_every_.due(now))
+            harvest_now();
+        if (maintain_every_.due(now))
+            follow_interfaces();
+        // Right after a harvest when both are due: the freshest figures.
+        if (eval_every_.due(now))
+            evaluate_now();
+        // The aggregator changes only in harvests: any moment between two
+        // is a consistent state.
+        if (save_every_.due(now))
+            save_state(false);
+        if (report_every_.due(now) && report_on())
+            print_report(*source_, events_, tracker_, aggregator_);
+    }
+
+    // A clean stop: the last events, harvest and evaluation, the state, the
+    // outputs' last alerts; with pins the kernel goes on counting.
+    void stop()
+    {
+        pop_events();
+        harvest_now();
+        evaluate_now();
+        save_state(true);
+        if (report_on())
+            print_report(*source_, events_, tracker_, aggregator_);
+        for (auto &o : outputs_)
+            if (!o->flush(2000))
+                spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,
+                             o->describe());
+        if (cfg_.bpf.pin && cfg_.bpf.keep_attached)
+            source_->leave_attached();
+        spdlog::info("stopping");
+    }
+
+    void pop_events()
+    {
+        events_ += source_->pop_events([this](std::span<const uint8_t> e) { tracker_.on_event(e); });
+    }
+
+    // The live view and the metrics read the single-threaded state from this
+    // thread only: the control socket is served here, and the metrics thread
+    // gets copies (publish()).
+    control::DaemonView view()
+    {
+        state_.events_received = source_->events_received();
+        state_.events_dropped = source_->events_dropped();
+        state_.events_waited = source_->events_waited();
+        return {state_, aggregator_, detector_, tracker_, outputs_, monotonic_ms(), wall_ms()};
+    }
+
+    void publish()
+    {
+        if (metrics_)
+            metrics_->publish(control::metrics_snapshot(view()));
+    }
+
+    // While the harvest runs, a helper thread keeps taking events off the
+    // queue (the ring buffer reader need not wait); they reach the tracker
+    // after it, as if they had waited in the queue.
+    void harvest_now()
+    {
+        auto d = run_draining(
+            [this] { harvest_tables(); },
+            [this](const EventFn &fn) { return source_->pop_events(fn); },
+            [this](std::span<const uint8_t> e) { tracker_.on_event(e); }, kHarvestDrainBytes);
+        events_ += d.staged;
+        state_.events_harvest_drained += d.staged;
+        if (d.limit_reached) {
+            state_.harvest_drain_full++;
+            spdlog::warn("harvest took {:.2f} s: {} events ({} MiB) taken off the queue "
+                         "meanwhile, then the staging limit was reached and the ring buffer "
+                         "reader waited",
+                         state_.last_harvest_s, d.staged, d.staged_bytes >> 20);
+        }
+    }
+
+    void harvest_tables()
+    {
+        auto t0 = std::chrono::steady_clock::now();
+        // Created so far, read before the tables: created minus the entries
+        // then read never exceeds the evictions (those created in between
+        // are in the table, not in this count).
+        auto before = source_->health();
+        // Clients before flows: see HarvestStage::run (owed_).
+        auto tables = source_->tables();
+        state_.health = source_->health();
+        state_.flow_entries = tables.flows.size();
+        state_.client_entries = tables.clients.size();
+        // The datapath never deletes a flow or client entry: those created
+        // and no longer in the table were evicted (LRU). Read a moment
+        // apart, the figure may lag (never lead): it never goes back.
+        count_evictions(before[EXF_C_FLOW_NEW], state_.flow_entries, state_.flow_evictions);
+        count_evictions(before[EXF_C_CLIENT_NEW], state_.client_entries, state_.client_evictions);
+        harvest_.run(aggregator_, tables.flows, tables.clients, tracker_, monotonic_ms());
+        state_.harvests++;
+        state_.last_harvest_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        publish();
+    }
+
+    static void count_evictions(uint64_t created, uint64_t entries, uint64_t &evictions)
+    {
+        if (created > entries)
+            evictions = std::max(evictions, created - entries);
+    }
+
+    void evaluate_now()
+    {
+        auto records = detector_.evaluate(aggregator_, monotonic_ms(), wall_ms());
+        for (auto &r : records)
+            state_.alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
+        dispatch(records, outputs_);
+        publish();
+    }
+
+    void save_state(bool wait)
+    {
+        if (wait)
+            saved_state_.save_and_wait(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(),
+                                       wall_ms());
+        else
+            saved_state_.save(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(), wall_ms());
+    }
+
+    // Interfaces that went away or came back.
+    void follow_interfaces()
+    {
+        if (!source_->maintain())
+            return;
+        for (auto &i : state_.interfaces)
+            if (unsigned idx = if_nametoindex(i.name.c_str()); idx != i.ifindex) {
+                i.ifindex = idx;
+                i.since_ms = wall_ms();
+            }
+    }
+
+    // SIGHUP: windows, prefixes, cohorts and limits change in place, keeping
+    // the counters that can be kept; outputs are replaced when they changed;
+    // new intervals apply from now, not after the old ones ran out.
+    void reload_now()
+    {
+        bool reloaded = reload(opts_.config_path, cfg_);
+        if (!opts_.config_path.empty())
+            (reloaded ? state_.reloads_ok : state_.reloads_error)++;
+        if (reloaded) {
+            std::string why;
+            if (!aggregator_.reconfigure(cfg_.aggregate, &why))
+                spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
+            if (!detector_.reconfigure(cfg_.detect, &why))
+                spdlog::error("SIGHUP: detection rules not applied: {}", why);
+            replace_changed_outputs();
+        }
+        uint64_t now = monotonic_ms();
+        report_every_.set_interval(cfg_.report_interval_ms, now);
+        harvest_every_.set_interval(cfg_.harvest_interval_ms, now);
+        eval_every_.set_interval(cfg_.detect.interval_ms, now);
+        save_every_.set_interval(cfg_.state_interval_ms, now);
+    }
+
+    void replace_changed_outputs()
+    {
+        auto next_outs = output_configs(cfg_);
+        bool same = next_outs.size() == out_cfgs_.size();
+        for (size_t i = 0; same && i < next_outs.size(); i++)
+            same = same_output(next_outs[i], out_cfgs_[i]);
+        if (same)
+            return;
+        // The old outputs deliver what they hold (2 s at most) and release
+        // their spool files first.
+        outputs_.clear();
+        try {
+            outputs_ = start_outputs(next_outs);
+            out_cfgs_ = next_outs;
+            state_.output_types = output_types(out_cfgs_);
+        } catch (const Error &e) {
+            spdlog::error("SIGHUP: outputs not changed: {}", e.what());
+            outputs_ = start_outputs(out_cfgs_);
+        }
+    }
+
+    // report_interval = "0s" turns the report off (also by a reload).
+    bool report_on() const { return to_terminal_ && cfg_.report_interval_ms > 0; }
+
+    const DaemonOptions &opts_;
+    Config cfg_;
+    control::SensorState state_;
+    std::unique_ptr<LiveSource> source_;
+    HarvestStage harvest_;
+    agg::Aggregator aggregator_;
+    detect::Detector detector_;
+    std::vector<output::OutputConfig> out_cfgs_;
+    std::vector<std::unique_ptr<output::Output>> outputs_;
+    FlowTracker tracker_;
+    StateFile saved_state_;
+    const StateContext state_ctx_;
+    std::unique_ptr<control::ControlServer> ctl_;
+    std::unique_ptr<control::MetricsServer> metrics_;
+    uint64_t events_ = 0;
+    Periodic harvest_every_, eval_every_, save_every_, report_every_, maintain_every_;
+    const bool to_terminal_ = report_to_terminal();
+};
+
 }  // namespace
 
 int run_daemon(const DaemonOptions &opts)
 {
-    control::SensorState state;
-    state.start_wall_ms = wall_ms();
     // Everything run would refuse, before anything is attached (check-config
     // runs the same checks).
     auto loaded = load_config_for_run(opts.config_path);
@@ -306,272 +659,16 @@ int run_daemon(const DaemonOptions &opts)
         std::cerr << w.format() << "\n";
     if (!loaded.ok())
         return kConfigErrorExit;
-    Config cfg = loaded.config;
-    init_logging(opts.verbose ? "debug" : cfg.log_level);
+    init_logging(opts.verbose ? "debug" : loaded.config.log_level);
     route_libbpf_logs(opts.verbose);
-    std::vector<std::string> interfaces = opts.interfaces.empty() ? cfg.interfaces : opts.interfaces;
-    if (interfaces.empty()) {
-        auto dflt = default_route_interface();
-        if (!dflt) {
-            spdlog::error("no interface given and no default route found: use --interface IF");
-            return 2;
-        }
-        interfaces.push_back(*dflt);
+    auto interfaces = interfaces_to_attach(opts, loaded.config);
+    if (!interfaces) {
+        spdlog::error("no interface given and no default route found: use --interface IF");
+        return kConfigErrorExit;
     }
-
-    struct sigaction sa{};
-    sa.sa_handler = on_stop;
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, nullptr);
-
+    install_signal_handlers();
     try {
-        auto source = cfg.backend == "pcap" ? make_pcap_source(cfg, interfaces)
-                                            : make_ebpf_source(cfg, interfaces);
-        state.backend = cfg.backend;
-        state.config_path = opts.config_path;
-        for (auto &ifname : interfaces)
-            state.interfaces.push_back({ifname, if_nametoindex(ifname.c_str()), wall_ms()});
-        state.flow_capacity = cfg.bpf.flow_table_size;
-        state.client_capacity = cfg.bpf.client_table_size;
-        HarvestStage harvest;
-        agg::Aggregator aggregator(cfg.aggregate);
-        detect::Detector detector(cfg.detect);
-        auto out_cfgs = output_configs(cfg);
-        auto outputs = open_outputs(out_cfgs);  // their threads start after the drop
-        state.output_types = output_types(out_cfgs);
-        FlowTracker tracker;
-        tracker.set_on_tls_meta([&](const FlowRecord &r) {
-            // SNI and ALPN come from the wire: logged through the sanitizer.
-            spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
-                          r.tls.sni ? sanitize_for_log(*r.tls.sni) : std::string("-"), r.tls.ja4);
-            Addr16 client;
-            std::memcpy(client.data(), r.client == EXF_CLIENT_HI ? r.key.hi_addr : r.key.lo_addr, 16);
-            detector.on_tls(aggregator, aggregator.clock_ms(), client,
-                            r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
-        });
-        // Counts, windows and alerts from before a restart (never the
-        // lifetime totals of taken-over maps as new traffic).
-        StateFile saved_state(cfg.state_dir);
-        const StateContext state_ctx{
-            opts.config_path.empty() ? std::string()
-                                     : std::filesystem::absolute(opts.config_path).string(),
-            source->tables_identity(), source->tables_carried_over(), cfg.aggregate, cfg.detect};
-        saved_state.start_from_state(state_ctx, *source, aggregator, detector, harvest, tracker,
-                                     monotonic_ms());
-        auto save_state = [&](bool wait) {
-            if (wait)
-                saved_state.save_and_wait(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
-            else
-                saved_state.save(state_ctx, aggregator, detector, harvest, monotonic_ms(), wall_ms());
-        };
-        auto on_event = [&tracker](std::span<const uint8_t> e) { tracker.on_event(e); };
-        uint64_t events = 0;
-
-        // The live view and the metrics read the single-threaded state from
-        // this thread only: the control socket is served here, and the
-        // metrics thread gets copies (publish()).
-        auto view = [&]() -> control::DaemonView {
-            state.events_received = source->events_received();
-            state.events_dropped = source->events_dropped();
-            state.events_waited = source->events_waited();
-            return {state, aggregator, detector, tracker, outputs, monotonic_ms(), wall_ms()};
-        };
-        std::unique_ptr<control::ControlServer> ctl;
-        try {
-            ctl = std::make_unique<control::ControlServer>(cfg.control_socket, cfg.control_group);
-            spdlog::info("control socket {} ({})", cfg.control_socket,
-                         cfg.control_group.empty() ? "root only" : "root and group " + cfg.control_group);
-        } catch (const Error &e) {
-            spdlog::error("{}; `exfilmon status` and `top` are unavailable", e.what());
-        }
-        std::unique_ptr<control::MetricsServer> metrics;
-        if (cfg.metrics_enabled) {
-            try {
-                metrics = std::make_unique<control::MetricsServer>(cfg.metrics_host, cfg.metrics_port);
-                spdlog::info("metrics on http://{}:{}/metrics",
-                             cfg.metrics_host.find(':') != std::string::npos
-                                 ? "[" + cfg.metrics_host + "]"
-                                 : cfg.metrics_host,
-                             cfg.metrics_port);
-            } catch (const Error &e) {
-                spdlog::error("{}", e.what());
-            }
-        }
-        // Attached, pinned, sockets open: from here on only CAP_BPF (the
-        // bpf() calls on the maps) and CAP_NET_ADMIN (attaching a returning
-        // interface, detaching at exit) are needed; the rest is dropped.
-        // No thread runs yet: those started below inherit only what is kept.
-        if (cfg.backend == "ebpf")
-            spdlog::info("{}", keep_only_capabilities({CAP_BPF, CAP_NET_ADMIN}));
-        else
-            spdlog::info("{}", keep_only_capabilities({}));
-        for (auto &o : outputs)
-            o->start();
-        source->start();
-        if (metrics)
-            metrics->start();
-        auto publish = [&] {
-            if (metrics)
-                metrics->publish(control::metrics_snapshot(view()));
-        };
-        auto harvest_tables = [&] {
-            auto t0 = std::chrono::steady_clock::now();
-            // Flows created so far, read before the tables: created minus
-            // the entries then read never exceeds the evictions (flows
-            // created in between are in the table, not in this count).
-            auto before = source->health();
-            uint64_t created = before[EXF_C_FLOW_NEW];
-            uint64_t clients_created = before[EXF_C_CLIENT_NEW];
-            // Clients before flows: see HarvestStage::run (owed_).
-            auto tables = source->tables();
-            const auto &client_rows = tables.clients;
-            const auto &flow_rows = tables.flows;
-            state.health = source->health();
-            state.flow_entries = flow_rows.size();
-            state.client_entries = client_rows.size();
-            // The datapath never deletes a flow entry: those created and no
-            // longer in the table were evicted (LRU). Read a moment apart,
-            // the figure may lag (never lead): it never goes back.
-            if (created > state.flow_entries)
-                state.flow_evictions = std::max(state.flow_evictions, created - state.flow_entries);
-            // Clients too (the datapath never deletes one either).
-            if (clients_created > state.client_entries)
-                state.client_evictions =
-                    std::max(state.client_evictions, clients_created - state.client_entries);
-            harvest.run(aggregator, flow_rows, client_rows, tracker, monotonic_ms());
-            state.harvests++;
-            state.last_harvest_s =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            publish();
-        };
-        // While the harvest runs, a helper thread keeps taking events off
-        // the queue (the ring buffer reader need not wait); they reach the
-        // tracker after it, as if they had waited in the queue.
-        auto harvest_now = [&] {
-            auto d = run_draining(
-                harvest_tables,
-                [&](const EventFn &fn) { return source->pop_events(fn); }, on_event,
-                kHarvestDrainBytes);
-            events += d.staged;
-            state.events_harvest_drained += d.staged;
-            if (d.limit_reached) {
-                state.harvest_drain_full++;
-                spdlog::warn("harvest took {:.2f} s: {} events ({} MiB) taken off the queue "
-                             "meanwhile, then the staging limit was reached and the ring buffer "
-                             "reader waited",
-                             state.last_harvest_s, d.staged, d.staged_bytes >> 20);
-            }
-        };
-        auto evaluate_now = [&] {
-            auto records = detector.evaluate(aggregator, monotonic_ms(), wall_ms());
-            for (auto &r : records)
-                state.alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
-            dispatch(records, outputs);
-            publish();
-        };
-        auto on_request = [&](std::string_view line) { return control::handle_request(line, view()); };
-
-        using clock = std::chrono::steady_clock;
-        auto next_harvest = clock::now();
-        auto next_maintain = clock::now() + std::chrono::seconds(1);
-        auto next_eval = clock::now() + std::chrono::milliseconds(cfg.detect.interval_ms);
-        auto next_report = clock::now() + std::chrono::milliseconds(cfg.report_interval_ms);
-        // report_interval = "0s" turns the report off (also by a reload).
-        const bool to_terminal = report_to_terminal();
-        auto report_on = [&] { return to_terminal && cfg.report_interval_ms > 0; };
-        auto next_save = clock::now() + std::chrono::milliseconds(cfg.state_interval_ms);
-        while (!g_stop) {
-            if (ctl)
-                ctl->serve(std::chrono::milliseconds(50), on_request);
-            else
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            if (g_reload.exchange(false)) {
-                // Windows, prefixes, cohorts and limits change in place,
-                // keeping the counters that can be kept.
-                std::string why;
-                bool reloaded = reload(opts.config_path, cfg);
-                if (!opts.config_path.empty())
-                    (reloaded ? state.reloads_ok : state.reloads_error)++;
-                if (reloaded) {
-                    if (!aggregator.reconfigure(cfg.aggregate, &why))
-                        spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
-                    if (!detector.reconfigure(cfg.detect, &why))
-                        spdlog::error("SIGHUP: detection rules not applied: {}", why);
-                    auto next_outs = output_configs(cfg);
-                    bool same = next_outs.size() == out_cfgs.size();
-                    for (size_t i = 0; same && i < next_outs.size(); i++)
-                        same = same_output(next_outs[i], out_cfgs[i]);
-                    if (!same) {
-                        // The old outputs deliver what they hold (2 s at
-                        // most) and release their spool files first.
-                        outputs.clear();
-                        try {
-                            outputs = start_outputs(next_outs);
-                            out_cfgs = next_outs;
-                            state.output_types = output_types(out_cfgs);
-                        } catch (const Error &e) {
-                            spdlog::error("SIGHUP: outputs not changed: {}", e.what());
-                            outputs = start_outputs(out_cfgs);
-                        }
-                    }
-                }
-                // New intervals apply from now, not after the old ones ran out.
-                next_report = std::min(next_report, clock::now() + std::chrono::milliseconds(
-                                                                       cfg.report_interval_ms));
-                next_harvest = std::min(next_harvest, clock::now() + std::chrono::milliseconds(
-                                                                         cfg.harvest_interval_ms));
-                next_eval = std::min(next_eval, clock::now() + std::chrono::milliseconds(
-                                                                   cfg.detect.interval_ms));
-                next_save = std::min(next_save, clock::now() + std::chrono::milliseconds(
-                                                                   cfg.state_interval_ms));
-            }
-            events += source->pop_events(on_event);
-            auto now = clock::now();
-            if (now >= next_harvest) {
-                harvest_now();
-                next_harvest = now + std::chrono::milliseconds(cfg.harvest_interval_ms);
-            }
-            // Interfaces that went away or came back (once a second).
-            if (now >= next_maintain) {
-                if (source->maintain())
-                    for (auto &i : state.interfaces)
-                        if (unsigned idx = if_nametoindex(i.name.c_str()); idx != i.ifindex) {
-                            i.ifindex = idx;
-                            i.since_ms = wall_ms();
-                        }
-                next_maintain = now + std::chrono::seconds(1);
-            }
-            // Right after a harvest when both are due: the freshest figures.
-            if (now >= next_eval) {
-                evaluate_now();
-                next_eval = now + std::chrono::milliseconds(cfg.detect.interval_ms);
-            }
-            // The aggregator changes only in harvests: any moment between
-            // two is a consistent state.
-            if (now >= next_save) {
-                save_state(false);
-                next_save = now + std::chrono::milliseconds(cfg.state_interval_ms);
-            }
-            if (now >= next_report && report_on()) {
-                print_report(*source, events, tracker, aggregator);
-                next_report = now + std::chrono::milliseconds(cfg.report_interval_ms);
-            }
-        }
-        events += source->pop_events(on_event);
-        harvest_now();
-        evaluate_now();
-        save_state(true);
-        if (report_on())
-            print_report(*source, events, tracker, aggregator);
-        for (auto &o : outputs)
-            if (!o->flush(2000))
-                spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,
-                             o->describe());
-        if (cfg.bpf.pin && cfg.bpf.keep_attached)
-            source->leave_attached();
-        spdlog::info("stopping");
+        Daemon(opts, loaded.config, *interfaces).run();
     } catch (const Error &e) {
         spdlog::error("{}", e.what());
         return 1;

@@ -25,6 +25,8 @@
 #include "detect/detector.h"
 #include "output/output.h"
 #include "harvest/harvest_stage.h"
+#include "apps/tls_attribution.h"
+#include "common/periodic.h"
 
 namespace exf {
 
@@ -62,34 +64,27 @@ const char *datapath_label(const Datapath &dp)
 class DetectReplayStage : public ReplayStage {
 public:
     explicit DetectReplayStage(const Config &cfg)
-        : harvest_ms_(cfg.harvest_interval_ms), eval_ms_(cfg.detect.interval_ms),
+        : harvest_every_(cfg.harvest_interval_ms), eval_every_(cfg.detect.interval_ms),
           agg_(cfg.aggregate), det_(cfg.detect)
     {
     }
     void on_tls_meta(const FlowRecord &r) override
     {
-        Addr16 client;
-        std::memcpy(client.data(), r.client == EXF_CLIENT_HI ? r.key.hi_addr : r.key.lo_addr, 16);
-        det_.on_tls(agg_, agg_.clock_ms(), client,
-                    r.tls.sni ? std::string_view(*r.tls.sni) : std::string_view(), r.tls.ja4);
+        attribute_tls(det_, agg_, r);
     }
     void on_packet(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
         uint64_t now = ts_ns / 1000000;
-        if (!started_) {
-            started_ = true;
-            next_harvest_ = now + harvest_ms_;
-            next_eval_ = now + eval_ms_;
+        if (!harvest_every_.started()) {
+            harvest_every_.start(now);
+            eval_every_.start(now);
         }
-        if (now >= next_harvest_) {
+        if (harvest_every_.due(now)) {
             auto tb = dp.tables();
             harvest_.run(agg_, tb.flows, tb.clients, t, now);
-            next_harvest_ = now + harvest_ms_;
         }
-        if (now >= next_eval_) {
+        if (eval_every_.due(now))
             collect(det_.evaluate(agg_, now, now));
-            next_eval_ = now + eval_ms_;
-        }
     }
     void on_end(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
@@ -114,12 +109,10 @@ private:
             alerts_.push_back(std::move(a));
         }
     }
-    uint64_t harvest_ms_, eval_ms_;
+    Periodic harvest_every_, eval_every_;  // on packet time
     agg::Aggregator agg_;
     detect::Detector det_;
     HarvestStage harvest_;
-    bool started_ = false;
-    uint64_t next_harvest_ = 0, next_eval_ = 0;
     std::vector<Alert> alerts_;
 };
 

@@ -8,6 +8,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -24,21 +25,29 @@
 
 namespace exf {
 
-std::string validate(const SensorOptions &o)
+std::vector<std::string> validate(const SensorOptions &o)
 {
-    auto range = [](const Range &r) { return std::to_string(r.lo) + ".." + std::to_string(r.hi); };
-    if (!kFlowTableSize.contains(o.flow_table_size))
-        return "flow table size must be " + range(kFlowTableSize);
-    if (!kClientTableSize.contains(o.client_table_size))
-        return "client table size must be " + range(kClientTableSize);
-    if (!kRingbufBytes.contains(o.ringbuf_bytes) || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
-        return "ring buffer size must be a power of two in " + range(kRingbufBytes) + " bytes";
+    std::vector<std::string> problems;
+    // Each bound from bpf_sensor.h; "at least" words are pinned by
+    // tests/unit/test_sensor_options.cpp.
+    auto table = [&](uint64_t v, const char *what, const Range &r) {
+        if (v < r.lo)
+            problems.push_back(std::string(what) + " must be at least " + std::to_string(r.lo));
+        else if (v > r.hi)
+            problems.push_back(std::string(what) + " must be at most " + std::to_string(r.hi));
+    };
+    table(o.flow_table_size, "flow table size", kFlowTableSize);
+    table(o.client_table_size, "client table size", kClientTableSize);
+    static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30, "the messages name these");
+    if (o.ringbuf_bytes < kRingbufBytes.lo || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
+        problems.push_back("ring buffer size must be a power of two of at least 64 KiB");
+    else if (o.ringbuf_bytes > kRingbufBytes.hi)
+        problems.push_back("ring buffer size must be at most 1 GiB");
     if (o.tls_ports.empty() || o.tls_ports.size() > EXF_MAX_TLS_PORTS)
-        return "between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports";
-    for (auto p : o.tls_ports)
-        if (p == 0)
-            return "TLS port 0 is not valid";
-    return {};
+        problems.push_back("between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports");
+    if (std::find(o.tls_ports.begin(), o.tls_ports.end(), uint16_t(0)) != o.tls_ports.end())
+        problems.push_back("TLS port 0 is not valid");
+    return problems;
 }
 
 namespace {
@@ -114,8 +123,8 @@ void BpfSensor::open_and_configure()
 
 BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
 {
-    if (auto why = validate(opts); !why.empty())
-        throw Error("BPF options: " + why, EINVAL);
+    if (auto problems = validate(opts); !problems.empty())
+        throw Error("BPF options: " + problems.front(), EINVAL);
     if (opts.pin) {
         ensure_bpffs(opts.pin_path);
         if (mkdir(opts.pin_path.c_str(), 0700) != 0 && errno != EEXIST)

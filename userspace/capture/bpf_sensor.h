@@ -68,8 +68,8 @@ private:
     bool reused_pins_ = false;
 };
 
-// Checks options against the bounds above; returns an empty string when
-// valid, else what is wrong.
-std::string validate(const SensorOptions &opts);
+// Checks options against the bounds above: every problem found, in a fixed
+// order; empty when valid.
+std::vector<std::string> validate(const SensorOptions &opts);
 
 }  // namespace exf

@@ -18,9 +18,9 @@ namespace {
 
 constexpr size_t kEthHdr = 14;
 // The fast path: bytes read at a time, and libpcap's largest capture length
-// for Ethernet (max_snaplen_for_dlt: MAXIMUM_SNAPLEN). (A thread reading
-// ahead was tried: on the 2-vCPU test machine, shared with other work, it
-// cost more than it saved.)
+// for Ethernet (max_snaplen_for_dlt: MAXIMUM_SNAPLEN). No thread reads
+// ahead: on a 2-vCPU machine shared with other work it costs more than it
+// saves.
 constexpr size_t kReadChunk = 256u << 10;
 constexpr uint32_t kMaxEthernetCaplen = 262144;
 constexpr uint16_t kEthIPv4 = 0x0800;

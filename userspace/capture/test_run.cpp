@@ -19,7 +19,7 @@ TestRunResult run_tc_program(int prog_fd, std::span<const uint8_t> frame,
     ctx.gso_segs = o.gso_segs;
     ctx.gso_size = o.gso_size;
     // No data_out: nobody reads the packet back, and copying it out (with a
-    // buffer allocated per run) was a measurable part of a replay's cost.
+    // buffer allocated per run) is a measurable part of a replay's cost.
     LIBBPF_OPTS(bpf_test_run_opts, opts);
     opts.data_in = frame.data();
     opts.data_size_in = uint32_t(frame.size());

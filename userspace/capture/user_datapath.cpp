@@ -144,8 +144,8 @@ public:
     explicit UserDatapath(const SensorOptions &o)
         : flows_(o.flow_table_size), clients_(o.client_table_size)
     {
-        if (auto why = validate(o); !why.empty())
-            throw Error("datapath options: " + why, EINVAL);
+        if (auto problems = validate(o); !problems.empty())
+            throw Error("datapath options: " + problems.front(), EINVAL);
         std::memset(&inst_, 0, sizeof(inst_));
         inst_.flows = {&flows_, EXF_UMAP_FLOWS};
         inst_.clients = {&clients_, EXF_UMAP_CLIENTS};

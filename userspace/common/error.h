@@ -1,7 +1,8 @@
 #pragma once
 // One error style for setup paths: exf::Error carries the errno (0 if none)
 // and a message with context, e.g. "attach tc egress on eth0: Operation not
-// permitted". Hot paths never throw; they count.
+// permitted". Hot paths never throw; they count. userspace/README.md
+// ("Errors") has the style for every kind of code.
 #include <stdexcept>
 #include <string>
 

@@ -26,7 +26,7 @@ std::string ascii_escape(std::string_view in, size_t cap)
 
 // A finite double as printf's "%.Nf" prints it, through std::to_chars
 // (the same digits, exactly rounded): glibc's printf takes a bignum path for
-// large values, up to 309 integer digits (DBL_MAX), which made printing
+// large values, up to 309 integer digits (DBL_MAX), which would make printing
 // absurd values most of an alert's formatting cost.
 std::string format_fixed(double v, int decimals)
 {

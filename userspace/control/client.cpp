@@ -130,12 +130,12 @@ private:
 
 }  // namespace
 
-std::optional<json> request(const std::string &socket, const json &req, std::string *error,
-                            int *exit_code, std::chrono::milliseconds timeout)
+std::optional<json> request(const std::string &socket, const json &req, std::string &why,
+                            int &exit_code, std::chrono::milliseconds timeout)
 {
     auto fail = [&](std::string msg, int code) -> std::optional<json> {
-        *error = std::move(msg);
-        *exit_code = code;
+        why = std::move(msg);
+        exit_code = code;
         return std::nullopt;
     };
     sockaddr_un a{};
@@ -308,7 +308,7 @@ int run_status(const StatusOptions &o, std::ostream &out, std::ostream &err)
 {
     std::string error;
     int code = 0;
-    auto r = request(o.socket, {{"cmd", "status"}}, &error, &code);
+    auto r = request(o.socket, {{"cmd", "status"}}, error, code);
     if (!r) {
         err << error << "\n";
         return code;
@@ -331,7 +331,7 @@ int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
     std::string error;
     int code = 0;
     if (o.once) {
-        auto r = request(o.socket, req, &error, &code);
+        auto r = request(o.socket, req, error, code);
         if (!r) {
             err << error << "\n";
             return code;
@@ -348,7 +348,7 @@ int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
     {
         RawTerminal term;
         while (!g_quit) {
-            auto r = request(o.socket, req, &error, &code);
+            auto r = request(o.socket, req, error, code);
             if (!r) {
                 if (g_quit)
                     break;

@@ -41,10 +41,10 @@ int run_status(const StatusOptions &o, std::ostream &out, std::ostream &err);
 // or SIGTERM; reads single keys from a terminal on stdin.
 int run_top(const TopOptions &o, std::ostream &out, std::ostream &err);
 
-// One request, one response. On failure: nullopt, *error says what to check
-// and *exit_code is 1 (unreachable) or 2 (the daemon rejected the request).
+// One request, one response. On failure: nullopt, `why` says what to check
+// and `exit_code` is 1 (unreachable) or 2 (the daemon rejected the request).
 std::optional<nlohmann::json> request(const std::string &socket, const nlohmann::json &req,
-                                      std::string *error, int *exit_code,
+                                      std::string &why, int &exit_code,
                                       std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 // The table views of a status and a top response.

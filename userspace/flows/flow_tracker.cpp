@@ -123,7 +123,7 @@ bool FlowRecord::has_anomaly(std::string_view name) const
 
 size_t FlowKeyHash::operator()(const exf_flow_key &k) const noexcept
 {
-    return size_t(hash_bytes(&k, sizeof(k)));  // 8 bytes at a time (was FNV-1a bytewise)
+    return size_t(hash_bytes(&k, sizeof(k)));  // 8 bytes at a time, not bytewise
 }
 
 bool FlowKeyEq::operator()(const exf_flow_key &a, const exf_flow_key &b) const noexcept

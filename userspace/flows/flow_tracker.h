@@ -67,6 +67,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -74,6 +75,7 @@
 #include <vector>
 
 #include "capture/shared_layout.h"
+#include "common/addr.h"
 #include "common/dense_map.h"
 #include "tls/client_hello.h"
 #include "tls/ja4.h"
@@ -127,6 +129,13 @@ struct FlowRecord {
 
     // "tcp" or "quic".
     std::string_view transport() const { return kind == EXF_KIND_QUIC ? "quic" : "tcp"; }
+    // The client's address (its side of the key).
+    Addr16 client_addr() const
+    {
+        Addr16 a;
+        std::memcpy(a.data(), client == EXF_CLIENT_HI ? key.hi_addr : key.lo_addr, a.size());
+        return a;
+    }
     bool has_anomaly(std::string_view name) const;
 };
 

@@ -130,8 +130,8 @@ public:
         // (owed_: the two tables are read at different moments, so a flow's
         // packets may show in its delta before they show in its client's).
         // Hash tables for the lookups; the clients are then taken in address
-        // order (a sorted vector: at a million clients a std::map's tree was
-        // most of the harvest's userspace time).
+        // order (a sorted vector: at a million clients a std::map's tree
+        // would be most of the harvest's userspace time).
         DenseMap<Addr16, Sums> in_by_client;
         auto changed = clients_.harvest(client_rows);
         in_by_client.reserve(changed.size() + attributed.size() + pending.size() + held_.size() +
