@@ -161,3 +161,22 @@ TEST_CASE("Kinds have names", "[aggregate]")
     CHECK(format_key(EntityKind::host, host_key()) == "host");
     CHECK(format_key(EntityKind::cohort, name_key("office")) == "office");
 }
+
+TEST_CASE("AggConfig::validate holds the bounds the configuration file states", "[aggregate]")
+{
+    // One home for each limit (aggregate/limits.h): what [aggregate] refuses,
+    // the library refuses too.
+    auto problems = [](auto change) {
+        AggConfig c;
+        change(c);
+        return c.validate().size();
+    };
+    CHECK(problems([](AggConfig &) {}) == 0);
+    CHECK(problems([](AggConfig &c) { c.windows_ms = {500}; }) == 1);
+    CHECK(problems([](AggConfig &c) { c.windows_ms = {kWindowMs.lo, kWindowMs.hi}; }) == 0);
+    CHECK(problems([](AggConfig &c) { c.subnet_prefix_v4 = 4; }) == 1);
+    CHECK(problems([](AggConfig &c) { c.subnet_prefix_v6 = 8; }) == 1);
+    CHECK(problems([](AggConfig &c) { c.max_clients = kMaxClients.hi + 1; }) == 1);
+    CHECK(problems([](AggConfig &c) { c.max_client_api_hosts = kMaxClientApiHosts.hi + 1; }) == 1);
+    CHECK(problems([](AggConfig &c) { c.max_clients = kMaxClients.hi; }) == 0);
+}

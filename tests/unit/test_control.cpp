@@ -20,6 +20,7 @@
 
 #include "aggregate/aggregator.h"
 #include "common/addr.h"
+#include "common/text.h"
 #include "control/client.h"
 #include "control/control_server.h"
 #include "control/snapshot.h"
@@ -237,8 +238,8 @@ TEST_CASE("bad requests get an error response", "[control]")
 
 TEST_CASE("table views sanitize wire strings", "[control]")
 {
-    CHECK(sanitize("api.example.com") == "api.example.com");
-    CHECK(sanitize("a\x1b[2Jb\\\xff\n") == "a\\x1b[2Jb\\x5c\\xff\\x0a");
+    CHECK(ascii_escape("api.example.com") == "api.example.com");
+    CHECK(ascii_escape("a\x1b[2Jb\\\xff\n") == "a\\x1b[2Jb\\x5c\\xff\\x0a");
     Fixture f;
     auto top = ask(f, R"({"cmd":"top","kind":"client"})");
     auto table = render_top(top);

@@ -34,3 +34,20 @@ TEST_CASE("Sensor options: validate lists every problem and the datapath refuses
                       "datapath options: between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) +
                           " TLS ports");
 }
+
+TEST_CASE("Sensor options: tables and the ring buffer stay within the bounds [bpf] states", "[capture]")
+{
+    // One home for each bound (bpf_sensor.h): what [bpf] refuses, validate refuses.
+    SensorOptions big;
+    big.flow_table_size = exf::kFlowTableSize.hi + 1;
+    big.client_table_size = exf::kClientTableSize.hi + 1;
+    big.ringbuf_bytes = 1u << 31;
+    CHECK(exf::validate(big) == std::vector<std::string>{"flow table size must be at most 67108864",
+                                                         "client table size must be at most 67108864",
+                                                         "ring buffer size must be at most 1 GiB"});
+    SensorOptions top;
+    top.flow_table_size = exf::kFlowTableSize.hi;
+    top.client_table_size = exf::kClientTableSize.hi;
+    top.ringbuf_bytes = 1u << 30;
+    CHECK(exf::validate(top).empty());
+}

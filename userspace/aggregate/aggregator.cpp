@@ -7,113 +7,37 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "aggregate/entities.h"
 #include "aggregate/entity_table.h"
 #include "common/error.h"
 #include "common/state_codec.h"
 
 namespace exf::agg {
 
+using detail::ApiHostEntry;
+using detail::ClientApiHostEntry;
+using detail::ClientEntry;
+using detail::CohortEntry;
 using detail::EntityTable;
+using detail::HostEntry;
+using detail::kHasTop;
+using detail::kTopK;
+using detail::SubnetEntry;
+using detail::TopSnis;
 using detail::kNoSlot;
 using detail::mix64;
 
 namespace {
 
-constexpr int kTopK = 4;
 // API host ids: slot in the low 20 bits, a generation (1..4095) above, so an id
 // held by a client or a client x API host entity goes stale when its API host
 // is dropped and the slot reused. 0 is "none".
 constexpr uint32_t kSniSlotBits = 20;
 constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
 constexpr uint32_t kMaxGen = 4095;
+static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
 constexpr int kEvictSample = 8;
 
-// Space-saving over kTopK SNIs (Metwally et al.): a new SNI takes the
-// lightest slot and inherits its weight, so a weight over-counts by at most
-// the lightest weight at the time it was taken.
-template <class W> struct TopSnis {
-    uint32_t id[kTopK] = {};
-    W w[kTopK] = {};
-
-    void add(uint32_t sni, uint64_t delta)
-    {
-        int empty = -1;
-        for (int i = 0; i < kTopK; i++) {
-            if (id[i] == sni) {
-                detail::add(w[i], delta);
-                return;
-            }
-            if (id[i] == 0 && empty < 0)
-                empty = i;
-        }
-        if (empty >= 0) {
-            id[empty] = sni;
-            detail::store(w[empty], delta);
-            return;
-        }
-        if (delta == 0)
-            return;
-        int min_i = 0;
-        for (int i = 1; i < kTopK; i++)
-            if (w[i] < w[min_i])
-                min_i = i;
-        id[min_i] = sni;
-        detail::add(w[min_i], delta);
-    }
-};
-
-// Headers. Each has first/last (ms), conc (open flows) and live.
-struct ClientE {
-    Addr16 addr{};
-    uint64_t first = 0, last = 0;
-    TopSnis<uint32_t> top;  // weights in KiB
-    uint16_t conc = 0;
-    uint8_t prefix = 0;
-    bool live = false;
-};
-static_assert(sizeof(ClientE) == 72, "client header is part of the 256-byte budget");
-
-struct PairE {  // client x API host
-    Addr16 addr{};
-    uint64_t first = 0, last = 0;
-    uint32_t sni = 0;
-    uint16_t conc = 0;
-    uint8_t prefix = 0;
-    bool live = false;
-};
-
-struct SubnetE {
-    Addr16 addr{};
-    uint64_t first = 0, last = 0;
-    TopSnis<uint64_t> top;
-    uint32_t conc = 0;
-    uint8_t prefix = 0;
-    bool live = false;
-};
-
-struct ApiE {
-    std::string name;
-    uint64_t first = 0, last = 0;
-    uint32_t conc = 0;
-    bool live = false;
-};
-
-struct CohortE {
-    std::string label;
-    uint64_t first = 0, last = 0;
-    TopSnis<uint64_t> top;
-    uint32_t conc = 0;
-    bool live = false;
-};
-
-struct HostE {
-    uint64_t first = 0, last = 0;
-    TopSnis<uint64_t> top;
-    uint32_t conc = 0;
-    bool live = false;
-};
-
-template <class E> constexpr bool kHasTop = requires(E e) { e.top; };
 
 uint64_t load64(const uint8_t *p)
 {
@@ -141,11 +65,11 @@ uint64_t hash_str(uint64_t seed, std::string_view s)
     return mix64(h ^ tail ^ 0xff51afd7ed558ccdull);
 }
 
-uint64_t key_hash(uint64_t seed, const ClientE &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const SubnetE &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const PairE &e) { return hash_addr(seed, e.addr, e.prefix, e.sni); }
-uint64_t key_hash(uint64_t seed, const ApiE &e) { return hash_str(seed, e.name); }
-uint64_t key_hash(uint64_t seed, const CohortE &e) { return hash_str(seed, e.label); }
+uint64_t key_hash(uint64_t seed, const ClientEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
+uint64_t key_hash(uint64_t seed, const SubnetEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
+uint64_t key_hash(uint64_t seed, const ClientApiHostEntry &e) { return hash_addr(seed, e.addr, e.prefix, e.api_host_id); }
+uint64_t key_hash(uint64_t seed, const ApiHostEntry &e) { return hash_str(seed, e.name); }
+uint64_t key_hash(uint64_t seed, const CohortEntry &e) { return hash_str(seed, e.label); }
 
 // Heap bytes of a string (0 when it fits the small-string buffer).
 int64_t heap_bytes(const std::string &s)
@@ -171,35 +95,36 @@ std::vector<std::string> AggConfig::validate() const
     std::vector<std::string> p;
     if (windows_ms.empty())
         p.push_back("at least one window is needed");
-    if (windows_ms.size() > 16)
-        p.push_back("at most 16 windows");
+    if (windows_ms.size() > kMaxWindows)
+        p.push_back("at most " + std::to_string(kMaxWindows) + " windows");
     for (size_t i = 0; i < windows_ms.size(); i++) {
         uint64_t w = windows_ms[i];
-        if (w == 0 || w > kMaxWindowMs)
-            p.push_back("window " + std::to_string(w) + " ms is outside 1 ms..30 days");
+        if (!kWindowMs.contains(w))
+            p.push_back("window " + std::to_string(w) + " ms is outside " + window_name(kWindowMs.lo) + ".." +
+                        window_name(kWindowMs.hi));
         for (size_t j = 0; j < i; j++)
             if (windows_ms[j] == w)
                 p.push_back("window " + window_name(w) + " is listed twice");
     }
-    if (client_prefix_v4 > 32)
-        p.push_back("IPv4 client prefix must be 0..32");
-    if (client_prefix_v6 > 128)
-        p.push_back("IPv6 client prefix must be 0..128");
+    auto within = [&](uint64_t v, const char *what, const Range &r) {
+        if (!r.contains(v))
+            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
+    };
+    within(client_prefix_v4, "IPv4 client prefix", kPrefixV4);
+    within(client_prefix_v6, "IPv6 client prefix", kPrefixV6);
+    within(subnet_prefix_v4, "IPv4 subnet prefix", kPrefixV4);
+    within(subnet_prefix_v6, "IPv6 subnet prefix", kPrefixV6);
     if (subnet_prefix_v4 > client_prefix_v4)
         p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v4));
     if (subnet_prefix_v6 > client_prefix_v6)
         p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) + " is longer than the client prefix /" +
                     std::to_string(client_prefix_v6));
-    auto limit = [&](size_t v, const char *what, size_t max) {
-        if (v < 1 || v > max)
-            p.push_back(std::string(what) + " must be 1.." + std::to_string(max));
-    };
-    limit(max_clients, "max_clients", size_t(1) << 31);
-    limit(max_subnets, "max_subnets", size_t(1) << 31);
-    limit(max_api_hosts, "max_api_hosts", size_t(1) << kSniSlotBits);
-    limit(max_client_api_hosts, "max_client_api_hosts", size_t(1) << 31);
-    limit(max_cohorts, "max_cohorts", size_t(1) << 20);
+    within(max_clients, "max_clients", kMaxClients);
+    within(max_subnets, "max_subnets", kMaxSubnets);
+    within(max_api_hosts, "max_api_hosts", kMaxApiHosts);
+    within(max_client_api_hosts, "max_client_api_hosts", kMaxClientApiHosts);
+    within(max_cohorts, "max_cohorts", kMaxCohorts);
     for (auto &r : cohorts) {
         if (r.prefix > family_bits(r.addr))
             p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": prefix too long");
@@ -213,14 +138,14 @@ std::vector<std::string> AggConfig::validate() const
 struct AggImpl {
     AggConfig cfg_;
     uint64_t longest_ = 0;
-    CohortMatcher cohorts_;
+    CohortMatcher cohort_matcher_;
     std::vector<uint64_t> cohort_hash_;  // per cohort label index
-    EntityTable<ClientE, CompactCell> clients_;
-    EntityTable<SubnetE, WideCell> subnets_;
-    EntityTable<ApiE, WideCell> apis_;
-    EntityTable<PairE, CompactCell> pairs_;
-    EntityTable<CohortE, WideCell> cohort_tbl_;
-    EntityTable<HostE, WideCell> host_;
+    EntityTable<ClientEntry, CompactCell> clients_;
+    EntityTable<SubnetEntry, WideCell> subnets_;
+    EntityTable<ApiHostEntry, WideCell> api_hosts_;
+    EntityTable<ClientApiHostEntry, CompactCell> client_api_hosts_;
+    EntityTable<CohortEntry, WideCell> cohort_entities_;
+    EntityTable<HostEntry, WideCell> host_;
     std::vector<uint16_t> sni_gen_;  // per API host slot
     uint64_t clock_ = 0;
     uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
@@ -232,9 +157,9 @@ struct AggImpl {
         : cfg_(c),
           clients_(c.windows_ms.size(), 10),
           subnets_(c.windows_ms.size(), 10),
-          apis_(c.windows_ms.size(), 8),
-          pairs_(c.windows_ms.size(), 10),
-          cohort_tbl_(c.windows_ms.size(), 4),
+          api_hosts_(c.windows_ms.size(), 8),
+          client_api_hosts_(c.windows_ms.size(), 10),
+          cohort_entities_(c.windows_ms.size(), 4),
           host_(c.windows_ms.size(), 0)
     {
         std::random_device rd;
@@ -243,15 +168,15 @@ struct AggImpl {
         set_cohorts();
     }
 
-    const std::vector<uint64_t> &wins() const { return cfg_.windows_ms; }
-    size_t nwin() const { return cfg_.windows_ms.size(); }
+    const std::vector<uint64_t> &windows_ms() const { return cfg_.windows_ms; }
+    size_t window_count() const { return cfg_.windows_ms.size(); }
 
     void set_cohorts()
     {
-        cohorts_ = CohortMatcher(cfg_.cohorts);
+        cohort_matcher_ = CohortMatcher(cfg_.cohorts);
         cohort_hash_.clear();
-        for (uint32_t i = 0; i < cohorts_.labels(); i++)
-            cohort_hash_.push_back(hash_str(seed_, cohorts_.label(i)));
+        for (uint32_t i = 0; i < cohort_matcher_.labels(); i++)
+            cohort_hash_.push_back(hash_str(seed_, cohort_matcher_.label(i)));
         cohort_hash_.shrink_to_fit();
     }
 
@@ -291,28 +216,31 @@ struct AggImpl {
     uint32_t resolve_sni(uint32_t id) const
     {
         uint32_t slot = id & kSniSlotMask;
-        if (id == 0 || !apis_.live(slot) || sni_gen_[slot] != (id >> kSniSlotBits))
+        if (id == 0 || !api_hosts_.live(slot) || sni_gen_[slot] != (id >> kSniSlotBits))
             return kNoSlot;
         return slot;
     }
 
     // --- per-entity window updates --------------------------------------------
+    // Rolls the entity's buckets forward to now (its windows' current buckets).
     template <class E, class C> void advance(E &e, C *cells, uint64_t now)
     {
         if (now <= e.last)
             return;
-        for (size_t w = 0; w < nwin(); w++)
-            roll(cells[w], e.last, now, wins()[w], e.conc);
+        for (size_t w = 0; w < window_count(); w++)
+            roll(cells[w], e.last, now, windows_ms()[w], e.conc);
         e.last = now;
     }
 
-    template <class E, class C> void apply(E &e, C *cells, const Traffic *d, int conc_delta)
+    // Adds the traffic (when d) and the flow opened or closed (conc_delta) to
+    // the current bucket of every window.
+    template <class E, class C> void count_traffic(E &e, C *cells, const Traffic *d, int conc_delta)
     {
         if (conc_delta > 0)
             detail::add(e.conc, 1);
         else if (conc_delta < 0 && e.conc > 0)
             e.conc--;
-        for (size_t w = 0; w < nwin(); w++) {
+        for (size_t w = 0; w < window_count(); w++) {
             C &c = cells[w];
             if (d) {
                 detail::add(c.out[0], d->bytes_out);
@@ -333,8 +261,8 @@ struct AggImpl {
     void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old, uint64_t now)
     {
         bool counted = had_old && !g_fresh && old >= g.first;
-        for (size_t w = 0; w < nwin(); w++) {
-            uint64_t len = wins()[w];
+        for (size_t w = 0; w < window_count(); w++) {
+            uint64_t len = windows_ms()[w];
             if (counted) {
                 uint64_t bo = old / len, bn = now / len;
                 if (bo == bn)
@@ -351,8 +279,8 @@ struct AggImpl {
     {
         if (m_last < g.first)
             return;
-        for (size_t w = 0; w < nwin(); w++) {
-            uint64_t len = wins()[w], bm = m_last / len, bg = g.last / len;
+        for (size_t w = 0; w < window_count(); w++) {
+            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
             if (bm == bg && gc[w].members[0] > 0)
                 gc[w].members[0]--;
             else if (bm + 1 == bg && gc[w].members[1] > 0)
@@ -365,8 +293,8 @@ struct AggImpl {
         if (m_last < g.first)
             return;
         advance(g, gc, m_last);
-        for (size_t w = 0; w < nwin(); w++) {
-            uint64_t len = wins()[w], bm = m_last / len, bg = g.last / len;
+        for (size_t w = 0; w < window_count(); w++) {
+            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
             if (bm == bg)
                 detail::add(gc[w].members[0], 1);
             else if (bm + 1 == bg)
@@ -375,26 +303,26 @@ struct AggImpl {
     }
 
     // --- lookups --------------------------------------------------------------
-    uint32_t find_addr(const EntityTable<ClientE, CompactCell> &t, const Addr16 &a, uint8_t p) const
+    uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a, uint8_t p) const
     {
-        return t.find(hash_addr(seed_, a, p), [&](const ClientE &e) { return e.prefix == p && e.addr == a; });
+        return t.find(hash_addr(seed_, a, p), [&](const ClientEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_subnet(const Addr16 &a, uint8_t p) const
     {
-        return subnets_.find(hash_addr(seed_, a, p), [&](const SubnetE &e) { return e.prefix == p && e.addr == a; });
+        return subnets_.find(hash_addr(seed_, a, p), [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
     }
-    uint32_t find_pair(const Addr16 &a, uint8_t p, uint32_t sni) const
+    uint32_t find_client_api_host(const Addr16 &a, uint8_t p, uint32_t sni) const
     {
-        return pairs_.find(hash_addr(seed_, a, p, sni),
-                           [&](const PairE &e) { return e.sni == sni && e.prefix == p && e.addr == a; });
+        return client_api_hosts_.find(hash_addr(seed_, a, p, sni),
+                           [&](const ClientApiHostEntry &e) { return e.api_host_id == sni && e.prefix == p && e.addr == a; });
     }
-    uint32_t find_api(std::string_view name) const
+    uint32_t find_api_host(std::string_view name) const
     {
-        return apis_.find(hash_str(seed_, name), [&](const ApiE &e) { return e.name == name; });
+        return api_hosts_.find(hash_str(seed_, name), [&](const ApiHostEntry &e) { return e.name == name; });
     }
     uint32_t find_cohort(std::string_view label, uint64_t h) const
     {
-        return cohort_tbl_.find(h, [&](const CohortE &e) { return e.label == label; });
+        return cohort_entities_.find(h, [&](const CohortEntry &e) { return e.label == label; });
     }
     uint32_t find_cohort(std::string_view label) const { return find_cohort(label, hash_str(seed_, label)); }
 
@@ -402,20 +330,22 @@ struct AggImpl {
     struct Groups {
         uint32_t subnet = kNoSlot, cohort = kNoSlot, host = kNoSlot;
     };
-    Groups groups_of(const ClientE &c) const
+    Groups groups_of(const ClientEntry &c) const
     {
         Groups g;
         uint8_t sp = subnet_prefix(c.addr);
         g.subnet = find_subnet(mask_addr(c.addr, sp), sp);
-        if (auto l = cohorts_.match(c.addr))
-            g.cohort = find_cohort(cohorts_.label(*l), cohort_hash_[*l]);
+        if (auto l = cohort_matcher_.match(c.addr))
+            g.cohort = find_cohort(cohort_matcher_.label(*l), cohort_hash_[*l]);
         g.host = host_.live(0) ? 0 : kNoSlot;
         return g;
     }
 
     // --- create, evict, drop --------------------------------------------------
+    // The entity eq matches, or (create) a new one at now, evicting one past
+    // the kind's limit; fresh says it is new. kNoSlot when absent and !create.
     template <class E, class C, class Eq>
-    uint32_t obtain(EntityTable<E, C> &t, EntityKind k, uint64_t h, Eq &&eq, bool create, bool &fresh, uint64_t now)
+    uint32_t find_or_add(EntityTable<E, C> &t, EntityKind k, uint64_t h, Eq &&eq, bool create, bool &fresh, uint64_t now)
     {
         fresh = false;
         uint32_t i = t.find(h, eq);
@@ -424,7 +354,7 @@ struct AggImpl {
         while (t.size() >= limit(k) && t.size() > 0)
             evict_one(t, k);
         i = t.insert(h);
-        if constexpr (std::is_same_v<E, ApiE>) {
+        if constexpr (std::is_same_v<E, ApiHostEntry>) {
             if (sni_gen_.size() <= i)
                 sni_gen_.resize(i + 1, 1);
         }
@@ -458,37 +388,37 @@ struct AggImpl {
     {
         switch (k) {
         case EntityKind::client: {
-            const ClientE &c = clients_.entry(i);
+            const ClientEntry &c = clients_.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
                 member_gone(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_gone(cohort_tbl_.entry(g.cohort), cohort_tbl_.cells(g.cohort), c.last);
+                member_gone(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
                 member_gone(host_.entry(0), host_.cells(0), c.last);
             clients_.erase(i, key_hash(seed_, c));
             break;
         }
         case EntityKind::client_api_host: {
-            const PairE &p = pairs_.entry(i);
-            uint32_t a = resolve_sni(p.sni);
+            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
+            uint32_t a = resolve_sni(p.api_host_id);
             if (a != kNoSlot)
-                member_gone(apis_.entry(a), apis_.cells(a), p.last);
-            pairs_.erase(i, key_hash(seed_, p));
+                member_gone(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
+            client_api_hosts_.erase(i, key_hash(seed_, p));
             break;
         }
         case EntityKind::api_host: {
-            const ApiE &a = apis_.entry(i);
-            apis_.add_extra_bytes(-heap_bytes(a.name));
+            const ApiHostEntry &a = api_hosts_.entry(i);
+            api_hosts_.add_extra_bytes(-heap_bytes(a.name));
             sni_gen_[i] = static_cast<uint16_t>(sni_gen_[i] % kMaxGen + 1);
-            apis_.erase(i, key_hash(seed_, a));
+            api_hosts_.erase(i, key_hash(seed_, a));
             break;
         }
         case EntityKind::subnet: subnets_.erase(i, key_hash(seed_, subnets_.entry(i))); break;
         case EntityKind::cohort: {
-            const CohortE &c = cohort_tbl_.entry(i);
-            cohort_tbl_.add_extra_bytes(-heap_bytes(c.label));
-            cohort_tbl_.erase(i, key_hash(seed_, c));
+            const CohortEntry &c = cohort_entities_.entry(i);
+            cohort_entities_.add_extra_bytes(-heap_bytes(c.label));
+            cohort_entities_.erase(i, key_hash(seed_, c));
             break;
         }
         case EntityKind::host: host_.erase(i, 0); break;
@@ -500,125 +430,165 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: evict_one(clients_, k); break;
         case EntityKind::subnet: evict_one(subnets_, k); break;
-        case EntityKind::api_host: evict_one(apis_, k); break;
-        case EntityKind::client_api_host: evict_one(pairs_, k); break;
-        case EntityKind::cohort: evict_one(cohort_tbl_, k); break;
+        case EntityKind::api_host: evict_one(api_hosts_, k); break;
+        case EntityKind::client_api_host: evict_one(client_api_hosts_, k); break;
+        case EntityKind::cohort: evict_one(cohort_entities_, k); break;
         case EntityKind::host: evict_one(host_, k); break;
         }
     }
 
     // --- the update -----------------------------------------------------------
+    // One update's inputs and what its steps learn along the way.
+    struct Update {
+        uint64_t now;
+        const Traffic *d;
+        int conc;     // +1 flow opened, -1 flow closed, 0 traffic only
+        bool create;  // a flow's close creates nothing
+        Addr16 client_addr;
+        uint8_t client_prefix;
+        uint32_t api = kNoSlot, sni_id = 0;  // the API host's slot and id
+        bool api_fresh = false;
+        uint32_t client = kNoSlot;
+        bool client_had = false;  // the client existed before, last active at client_old
+        uint64_t client_old = 0;
+    };
+
+    // Lower-case ASCII, cut at kMaxSniBytes, into buf.
+    static std::string_view fold_sni(std::string_view raw, char (&buf)[kMaxSniBytes])
+    {
+        size_t n = std::min(raw.size(), kMaxSniBytes);
+        for (size_t i = 0; i < n; i++) {
+            char c = raw[i];
+            buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+        }
+        return {buf, n};
+    }
+
     // conc: +1 flow opened, -1 flow closed (nothing created), 0 traffic only.
     void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d, int conc)
     {
-        uint64_t now = tick(now_in);
         updates_++;
-        bool create = conc >= 0;
-        bool fresh;
-
-        char buf[kMaxSniBytes];
-        size_t n = std::min(sni_raw.size(), kMaxSniBytes);
-        for (size_t i = 0; i < n; i++) {
-            char c = sni_raw[i];
-            buf[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-        }
-        std::string_view sni(buf, n);
-
-        // The API host first: its id is part of the client x API host key.
-        uint32_t ai = kNoSlot, sid = 0;
-        bool a_fresh = false;
-        if (!sni.empty()) {
-            ai = obtain(apis_, EntityKind::api_host, hash_str(seed_, sni), [&](const ApiE &e) { return e.name == sni; },
-                        create, a_fresh, now);
-            if (ai != kNoSlot) {
-                if (a_fresh) {
-                    apis_.entry(ai).name.assign(sni);
-                    apis_.add_extra_bytes(heap_bytes(apis_.entry(ai).name));
-                }
-                sid = sni_id(ai);
-            }
-        }
-
-        // The client.
         uint8_t cp = client_prefix(addr);
-        Addr16 ca = mask_addr(addr, cp);
-        uint32_t ci = obtain(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
-                             [&](const ClientE &e) { return e.prefix == cp && e.addr == ca; }, create, fresh, now);
-        bool c_had = false;
-        uint64_t c_old = 0;
-        if (ci != kNoSlot) {
-            ClientE &c = clients_.entry(ci);
-            if (fresh) {
-                c.addr = ca;
-                c.prefix = cp;
-            } else {
-                c_had = true;
-                c_old = c.last;
-            }
-            advance(c, clients_.cells(ci), now);
-            apply(c, clients_.cells(ci), d, conc);
-            if (sid && d)
-                c.top.add(sid, kib_up(d->bytes_out));
-        }
+        Update u{tick(now_in), d, conc, conc >= 0, mask_addr(addr, cp), cp};
+        char buf[kMaxSniBytes];
+        std::string_view sni = fold_sni(sni_raw, buf);
+        // The API host first: its id is part of the client x API host key.
+        if (!sni.empty())
+            touch_api_host_entry(u, sni);
+        touch_client(u);
+        touch_groups(u, addr);
+        if (u.api != kNoSlot)
+            touch_api_host(u);
+    }
 
-        // Its groups: subnet, cohort, host.
-        auto group = [&](auto &tbl, EntityKind k, uint64_t h, auto &&eq, auto &&init) {
-            bool g_fresh;
-            uint32_t gi = obtain(tbl, k, h, eq, create, g_fresh, now);
-            if (gi == kNoSlot)
-                return;
-            auto &g = tbl.entry(gi);
-            if (g_fresh)
-                init(g);
-            advance(g, tbl.cells(gi), now);
-            apply(g, tbl.cells(gi), d, conc);
-            if (sid && d)
-                g.top.add(sid, d->bytes_out);
-            if (ci != kNoSlot)
-                member_seen(g, tbl.cells(gi), g_fresh, c_had, c_old, now);
-        };
+    // Finds or adds the API host (its counters are updated in touch_api_host).
+    void touch_api_host_entry(Update &u, std::string_view sni)
+    {
+        u.api = find_or_add(api_hosts_, EntityKind::api_host, hash_str(seed_, sni),
+                       [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
+        if (u.api == kNoSlot)
+            return;
+        if (u.api_fresh) {
+            api_hosts_.entry(u.api).name.assign(sni);
+            api_hosts_.add_extra_bytes(heap_bytes(api_hosts_.entry(u.api).name));
+        }
+        u.sni_id = sni_id(u.api);
+    }
+
+    void touch_client(Update &u)
+    {
+        bool fresh;
+        const Addr16 &ca = u.client_addr;
+        uint8_t cp = u.client_prefix;
+        u.client = find_or_add(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+                          [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
+                          u.now);
+        if (u.client == kNoSlot)
+            return;
+        ClientEntry &c = clients_.entry(u.client);
+        if (fresh) {
+            c.addr = ca;
+            c.prefix = cp;
+        } else {
+            u.client_had = true;
+            u.client_old = c.last;
+        }
+        advance(c, clients_.cells(u.client), u.now);
+        count_traffic(c, clients_.cells(u.client), u.d, u.conc);
+        if (u.sni_id && u.d)
+            c.top.add(u.sni_id, kib_up(u.d->bytes_out));
+    }
+
+    // One group of the client (subnet, cohort, host): init fills a new one's key.
+    template <class E, class Eq, class Init>
+    void touch_group(const Update &u, EntityTable<E, WideCell> &tbl, EntityKind k, uint64_t h, Eq &&eq,
+                     Init &&init)
+    {
+        bool g_fresh;
+        uint32_t gi = find_or_add(tbl, k, h, eq, u.create, g_fresh, u.now);
+        if (gi == kNoSlot)
+            return;
+        E &g = tbl.entry(gi);
+        if (g_fresh)
+            init(g);
+        advance(g, tbl.cells(gi), u.now);
+        count_traffic(g, tbl.cells(gi), u.d, u.conc);
+        if (u.sni_id && u.d)
+            g.top.add(u.sni_id, u.d->bytes_out);
+        if (u.client != kNoSlot)
+            member_seen(g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
+    }
+
+    void touch_groups(const Update &u, const Addr16 &addr)
+    {
         uint8_t sp = subnet_prefix(addr);
-        Addr16 sa = mask_addr(ca, sp);
-        group(subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
-              [&](const SubnetE &e) { return e.prefix == sp && e.addr == sa; },
-              [&](SubnetE &e) {
-                  e.addr = sa;
-                  e.prefix = sp;
-              });
-        if (auto l = cohorts_.match(ca)) {
-            const std::string &label = cohorts_.label(*l);
-            group(cohort_tbl_, EntityKind::cohort, cohort_hash_[*l], [&](const CohortE &e) { return e.label == label; },
-                  [&](CohortE &e) {
-                      e.label = label;
-                      cohort_tbl_.add_extra_bytes(heap_bytes(e.label));
-                  });
+        Addr16 sa = mask_addr(u.client_addr, sp);
+        touch_group(u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+                    [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
+                    [&](SubnetEntry &e) {
+                        e.addr = sa;
+                        e.prefix = sp;
+                    });
+        if (auto l = cohort_matcher_.match(u.client_addr)) {
+            const std::string &label = cohort_matcher_.label(*l);
+            touch_group(u, cohort_entities_, EntityKind::cohort, cohort_hash_[*l],
+                        [&](const CohortEntry &e) { return e.label == label; },
+                        [&](CohortEntry &e) {
+                            e.label = label;
+                            cohort_entities_.add_extra_bytes(heap_bytes(e.label));
+                        });
         }
-        group(host_, EntityKind::host, 0, [](const HostE &) { return true; }, [](HostE &) {});
+        touch_group(u, host_, EntityKind::host, 0, [](const HostEntry &) { return true; }, [](HostEntry &) {});
+    }
 
-        // The API host and client x API host.
-        if (ai != kNoSlot) {
-            ApiE &a = apis_.entry(ai);
-            advance(a, apis_.cells(ai), now);
-            apply(a, apis_.cells(ai), d, conc);
-            uint32_t pi = obtain(pairs_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
-                                 [&](const PairE &e) { return e.sni == sid && e.prefix == cp && e.addr == ca; },
-                                 create, fresh, now);
-            if (pi != kNoSlot) {
-                PairE &p = pairs_.entry(pi);
-                bool p_had = !fresh;
-                uint64_t p_old = p.last;
-                if (fresh) {
-                    p.addr = ca;
-                    p.prefix = cp;
-                    p.sni = sid;
-                }
-                advance(p, pairs_.cells(pi), now);
-                apply(p, pairs_.cells(pi), d, conc);
-                // obtain() may have evicted another pair of this API host:
-                // its counters are already settled against a.last == now.
-                member_seen(apis_.entry(ai), apis_.cells(ai), a_fresh, p_had, p_old, now);
-            }
+    // The API host's counters and its client x API host.
+    void touch_api_host(const Update &u)
+    {
+        ApiHostEntry &a = api_hosts_.entry(u.api);
+        advance(a, api_hosts_.cells(u.api), u.now);
+        count_traffic(a, api_hosts_.cells(u.api), u.d, u.conc);
+        bool fresh;
+        const Addr16 &ca = u.client_addr;
+        uint8_t cp = u.client_prefix;
+        uint32_t sid = u.sni_id;
+        uint32_t pi = find_or_add(client_api_hosts_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+                             [&](const ClientApiHostEntry &e) { return e.api_host_id == sid && e.prefix == cp && e.addr == ca; },
+                             u.create, fresh, u.now);
+        if (pi == kNoSlot)
+            return;
+        ClientApiHostEntry &p = client_api_hosts_.entry(pi);
+        bool p_had = !fresh;
+        uint64_t p_old = p.last;
+        if (fresh) {
+            p.addr = ca;
+            p.prefix = cp;
+            p.api_host_id = sid;
         }
+        advance(p, client_api_hosts_.cells(pi), u.now);
+        count_traffic(p, client_api_hosts_.cells(pi), u.d, u.conc);
+        // find_or_add() may have evicted another pair of this API host:
+        // its counters are already settled against a.last == now.
+        member_seen(api_hosts_.entry(u.api), api_hosts_.cells(u.api), u.api_fresh, p_had, p_old, u.now);
     }
 
     size_t expire(uint64_t now_in)
@@ -636,19 +606,19 @@ struct AggImpl {
         };
         // Members before their groups, so that groups see them leave.
         sweep(clients_, EntityKind::client);
-        sweep(pairs_, EntityKind::client_api_host);
+        sweep(client_api_hosts_, EntityKind::client_api_host);
         sweep(subnets_, EntityKind::subnet);
-        sweep(cohort_tbl_, EntityKind::cohort);
-        sweep(apis_, EntityKind::api_host);  // never compacted: slots are ids
+        sweep(cohort_entities_, EntityKind::cohort);
+        sweep(api_hosts_, EntityKind::api_host);  // never compacted: slots are ids
         auto hasher = [this](const auto &e) { return key_hash(seed_, e); };
         if (clients_.sparse())
             clients_.compact(hasher);
-        if (pairs_.sparse())
-            pairs_.compact(hasher);
+        if (client_api_hosts_.sparse())
+            client_api_hosts_.compact(hasher);
         if (subnets_.sparse())
             subnets_.compact(hasher);
-        if (cohort_tbl_.sparse())
-            cohort_tbl_.compact(hasher);
+        if (cohort_entities_.sparse())
+            cohort_entities_.compact(hasher);
         return n;
     }
 
@@ -663,13 +633,13 @@ struct AggImpl {
         w.u64(t.size());
         t.for_each_live([&](uint32_t i) {
             const E &e = t.entry(i);
-            if constexpr (std::is_same_v<E, ApiE>) {
+            if constexpr (std::is_same_v<E, ApiHostEntry>) {
                 w.u32(sni_id(i));
                 w.str(e.name);
                 w.u64(e.first);
                 w.u64(e.last);
                 w.u32(e.conc);
-            } else if constexpr (std::is_same_v<E, CohortE>) {
+            } else if constexpr (std::is_same_v<E, CohortEntry>) {
                 w.str(e.label);
                 w.pod(e.top);
                 w.u64(e.first);
@@ -678,22 +648,22 @@ struct AggImpl {
             } else {
                 w.pod(e);
             }
-            w.raw(t.cells(i), nwin() * sizeof(C));
+            w.raw(t.cells(i), window_count() * sizeof(C));
         });
     }
 
     void save(StateWriter &w) const
     {
-        w.u64(nwin());
-        for (uint64_t len : wins())
+        w.u64(window_count());
+        for (uint64_t len : windows_ms())
             w.u64(len);
         w.u64(clock_);
-        save_table(w, apis_);
-        save_table(w, cohort_tbl_);
+        save_table(w, api_hosts_);
+        save_table(w, cohort_entities_);
         save_table(w, subnets_);
         save_table(w, host_);
         save_table(w, clients_);
-        save_table(w, pairs_);
+        save_table(w, client_api_hosts_);
     }
 
     // Reads one table written by save_table: read_header(StateReader &)
@@ -703,10 +673,10 @@ struct AggImpl {
     void restore_table(StateReader &r, EntityTable<E, C> &t, EntityKind k, size_t min_header, Read &&read_header,
                        After &&after)
     {
-        uint64_t n = r.count(min_header + nwin() * sizeof(C));
+        uint64_t n = r.count(min_header + window_count() * sizeof(C));
         for (uint64_t j = 0; j < n; j++) {
             std::optional<E> e = read_header(r);
-            std::vector<C> cells(nwin());
+            std::vector<C> cells(window_count());
             for (auto &c : cells)
                 c = r.pod<C>();
             if (!e)
@@ -719,37 +689,37 @@ struct AggImpl {
             while (t.size() >= limit(k) && t.size() > 0)
                 evict_one(t, k);
             uint32_t i = t.insert(h);
-            if constexpr (std::is_same_v<E, ApiE>) {
+            if constexpr (std::is_same_v<E, ApiHostEntry>) {
                 if (sni_gen_.size() <= i)
                     sni_gen_.resize(i + 1, 1);
-                apis_.add_extra_bytes(heap_bytes(e->name));
+                api_hosts_.add_extra_bytes(heap_bytes(e->name));
             }
-            if constexpr (std::is_same_v<E, CohortE>)
-                cohort_tbl_.add_extra_bytes(heap_bytes(e->label));
+            if constexpr (std::is_same_v<E, CohortEntry>)
+                cohort_entities_.add_extra_bytes(heap_bytes(e->label));
             t.entry(i) = std::move(*e);
             std::copy(cells.begin(), cells.end(), t.cells(i));
             after(i);
         }
     }
-    uint64_t state_key_hash(const HostE &) const { return 0; }
+    uint64_t state_key_hash(const HostEntry &) const { return 0; }
     template <class E> uint64_t state_key_hash(const E &e) const { return key_hash(seed_, e); }
-    static bool same_key(const ClientE &a, const ClientE &b) { return a.prefix == b.prefix && a.addr == b.addr; }
-    static bool same_key(const SubnetE &a, const SubnetE &b) { return a.prefix == b.prefix && a.addr == b.addr; }
-    static bool same_key(const PairE &a, const PairE &b)
+    static bool same_key(const ClientEntry &a, const ClientEntry &b) { return a.prefix == b.prefix && a.addr == b.addr; }
+    static bool same_key(const SubnetEntry &a, const SubnetEntry &b) { return a.prefix == b.prefix && a.addr == b.addr; }
+    static bool same_key(const ClientApiHostEntry &a, const ClientApiHostEntry &b)
     {
-        return a.sni == b.sni && a.prefix == b.prefix && a.addr == b.addr;
+        return a.api_host_id == b.api_host_id && a.prefix == b.prefix && a.addr == b.addr;
     }
-    static bool same_key(const ApiE &a, const ApiE &b) { return a.name == b.name; }
-    static bool same_key(const CohortE &a, const CohortE &b) { return a.label == b.label; }
-    static bool same_key(const HostE &, const HostE &) { return true; }
+    static bool same_key(const ApiHostEntry &a, const ApiHostEntry &b) { return a.name == b.name; }
+    static bool same_key(const CohortEntry &a, const CohortEntry &b) { return a.label == b.label; }
+    static bool same_key(const HostEntry &, const HostEntry &) { return true; }
 
     // Into a fresh aggregator configured with the windows the state was
     // saved with; throws exf::Error on anything inconsistent.
     void restore(StateReader &r)
     {
-        if (r.count(8) != nwin())
+        if (r.count(8) != window_count())
             throw Error("state: the aggregator's windows differ");
-        for (uint64_t len : wins())
+        for (uint64_t len : windows_ms())
             if (r.u64() != len)
                 throw Error("state: the aggregator's windows differ");
         clock_ = r.u64();
@@ -772,9 +742,9 @@ struct AggImpl {
         auto none = [](uint32_t) {};
         uint32_t saved_id = 0;
         restore_table(
-            r, apis_, EntityKind::api_host, 32,
-            [&](StateReader &rd) -> std::optional<ApiE> {
-                ApiE e;
+            r, api_hosts_, EntityKind::api_host, 32,
+            [&](StateReader &rd) -> std::optional<ApiHostEntry> {
+                ApiHostEntry e;
                 saved_id = rd.u32();
                 e.name = name(rd);
                 e.first = rd.u64();
@@ -785,9 +755,9 @@ struct AggImpl {
             },
             [&](uint32_t i) { sni_ids[saved_id] = sni_id(i); });
         restore_table(
-            r, cohort_tbl_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
-            [&](StateReader &rd) -> std::optional<CohortE> {
-                CohortE e;
+            r, cohort_entities_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
+            [&](StateReader &rd) -> std::optional<CohortEntry> {
+                CohortEntry e;
                 e.label = name(rd);
                 e.top = rd.pod<TopSnis<uint64_t>>();
                 e.first = rd.u64();
@@ -815,16 +785,16 @@ struct AggImpl {
                         throw Error("state: an entity's prefix is out of range");
                 if constexpr (requires { e.top; })
                     remap_top(e.top);
-                if constexpr (requires { e.sni; })
-                    if ((e.sni = remap(e.sni)) == 0)
+                if constexpr (requires { e.api_host_id; })
+                    if ((e.api_host_id = remap(e.api_host_id)) == 0)
                         return std::nullopt;  // its API host was evicted above
                 return e;
             };
         };
-        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetE), plain(SubnetE{}), none);
-        restore_table(r, host_, EntityKind::host, sizeof(HostE), plain(HostE{}), none);
-        restore_table(r, clients_, EntityKind::client, sizeof(ClientE), plain(ClientE{}), none);
-        restore_table(r, pairs_, EntityKind::client_api_host, sizeof(PairE), plain(PairE{}), none);
+        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetEntry), plain(SubnetEntry{}), none);
+        restore_table(r, host_, EntityKind::host, sizeof(HostEntry), plain(HostEntry{}), none);
+        restore_table(r, clients_, EntityKind::client, sizeof(ClientEntry), plain(ClientEntry{}), none);
+        restore_table(r, client_api_hosts_, EntityKind::client_api_host, sizeof(ClientApiHostEntry), plain(ClientApiHostEntry{}), none);
     }
 
     // --- reconfiguration ------------------------------------------------------
@@ -835,7 +805,7 @@ struct AggImpl {
         uint64_t at = std::max(dst.last, src.last);
         advance(dst, t.cells(dst_i), at);
         advance(src, t.cells(src_i), at);
-        for (size_t w = 0; w < nwin(); w++)
+        for (size_t w = 0; w < window_count(); w++)
             merge_into(t.cells(dst_i)[w], t.cells(src_i)[w]);
         dst.first = std::min(dst.first, src.first);
         detail::add(dst.conc, src.conc);
@@ -859,12 +829,12 @@ struct AggImpl {
             E probe;
             probe.addr = mask_addr(e.addr, np);
             probe.prefix = np;
-            if constexpr (std::is_same_v<E, PairE>)
-                probe.sni = e.sni;
+            if constexpr (std::is_same_v<E, ClientApiHostEntry>)
+                probe.api_host_id = e.api_host_id;
             uint64_t new_h = key_hash(seed_, probe);
             uint32_t j = t.find(new_h, [&](const E &x) {
-                if constexpr (std::is_same_v<E, PairE>)
-                    if (x.sni != probe.sni)
+                if constexpr (std::is_same_v<E, ClientApiHostEntry>)
+                    if (x.api_host_id != probe.api_host_id)
                         return false;
                 return x.prefix == probe.prefix && x.addr == probe.addr;
             });
@@ -883,29 +853,29 @@ struct AggImpl {
     {
         auto zero = [&](auto &tbl) {
             tbl.for_each_live([&](uint32_t i) {
-                for (size_t w = 0; w < nwin(); w++)
+                for (size_t w = 0; w < window_count(); w++)
                     tbl.cells(i)[w].members[0] = tbl.cells(i)[w].members[1] = 0;
             });
         };
         zero(subnets_);
-        zero(cohort_tbl_);
+        zero(cohort_entities_);
         zero(host_);
-        zero(apis_);
+        zero(api_hosts_);
         clients_.for_each_live([&](uint32_t i) {
-            const ClientE &c = clients_.entry(i);
+            const ClientEntry &c = clients_.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
                 member_count(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_count(cohort_tbl_.entry(g.cohort), cohort_tbl_.cells(g.cohort), c.last);
+                member_count(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
                 member_count(host_.entry(0), host_.cells(0), c.last);
         });
-        pairs_.for_each_live([&](uint32_t i) {
-            const PairE &p = pairs_.entry(i);
-            uint32_t a = resolve_sni(p.sni);
+        client_api_hosts_.for_each_live([&](uint32_t i) {
+            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
+            uint32_t a = resolve_sni(p.api_host_id);
             if (a != kNoSlot)
-                member_count(apis_.entry(a), apis_.cells(a), p.last);
+                member_count(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
         });
     }
 
@@ -920,9 +890,9 @@ struct AggImpl {
             size_t n = nc.windows_ms.size();
             clients_.reshape(n, map);
             subnets_.reshape(n, map);
-            apis_.reshape(n, map);
-            pairs_.reshape(n, map);
-            cohort_tbl_.reshape(n, map);
+            api_hosts_.reshape(n, map);
+            client_api_hosts_.reshape(n, map);
+            cohort_entities_.reshape(n, map);
             host_.reshape(n, map);
         }
         bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 || nc.client_prefix_v6 != cfg_.client_prefix_v6;
@@ -931,7 +901,7 @@ struct AggImpl {
         longest_ = *std::max_element(cfg_.windows_ms.begin(), cfg_.windows_ms.end());
         if (client_px) {
             rekey(clients_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
-            rekey(pairs_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(client_api_hosts_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
         }
         if (subnet_px)
             rekey(subnets_, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
@@ -948,9 +918,9 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: return clients_.size();
         case EntityKind::subnet: return subnets_.size();
-        case EntityKind::api_host: return apis_.size();
-        case EntityKind::client_api_host: return pairs_.size();
-        case EntityKind::cohort: return cohort_tbl_.size();
+        case EntityKind::api_host: return api_hosts_.size();
+        case EntityKind::client_api_host: return client_api_hosts_.size();
+        case EntityKind::cohort: return cohort_entities_.size();
         case EntityKind::host: return host_.size();
         }
         return 0;
@@ -961,9 +931,9 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: return clients_.memory_bytes();
         case EntityKind::subnet: return subnets_.memory_bytes();
-        case EntityKind::api_host: return apis_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
-        case EntityKind::client_api_host: return pairs_.memory_bytes();
-        case EntityKind::cohort: return cohort_tbl_.memory_bytes();
+        case EntityKind::api_host: return api_hosts_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
+        case EntityKind::client_api_host: return client_api_hosts_.memory_bytes();
+        case EntityKind::cohort: return cohort_entities_.memory_bytes();
         case EntityKind::host: return host_.memory_bytes();
         }
         return 0;
@@ -974,7 +944,7 @@ struct AggImpl {
         size_t n = sizeof(AggImpl);
         for (size_t k = 0; k < kEntityKinds; k++)
             n += memory(EntityKind(k));
-        n += cohorts_.memory_bytes() + cohort_hash_.capacity() * sizeof(uint64_t);
+        n += cohort_matcher_.memory_bytes() + cohort_hash_.capacity() * sizeof(uint64_t);
         n += cfg_.windows_ms.capacity() * sizeof(uint64_t) + cfg_.cohorts.capacity() * sizeof(CohortRule);
         for (auto &r : cfg_.cohorts)
             n += static_cast<size_t>(heap_bytes(r.label));
@@ -984,7 +954,7 @@ struct AggImpl {
     template <class E, class C>
     WindowValue compute(const E &e, const C *cells, size_t w, uint64_t t, Estimate est) const
     {
-        uint64_t len = wins()[w];
+        uint64_t len = windows_ms()[w];
         BucketPair p = view(cells[w], e.last, t, len, e.conc);
         auto pick = [&](uint64_t cur, uint64_t prev) {
             switch (est) {
@@ -1011,34 +981,34 @@ struct AggImpl {
 
     WindowValue value(EntityKind k, uint32_t i, size_t w, uint64_t now, Estimate est) const
     {
-        if (w >= nwin())
+        if (w >= window_count())
             return {};
         uint64_t t = std::max(now, clock_);
         switch (k) {
         case EntityKind::client: return compute(clients_.entry(i), clients_.cells(i), w, t, est);
         case EntityKind::subnet: return compute(subnets_.entry(i), subnets_.cells(i), w, t, est);
-        case EntityKind::api_host: return compute(apis_.entry(i), apis_.cells(i), w, t, est);
-        case EntityKind::client_api_host: return compute(pairs_.entry(i), pairs_.cells(i), w, t, est);
-        case EntityKind::cohort: return compute(cohort_tbl_.entry(i), cohort_tbl_.cells(i), w, t, est);
+        case EntityKind::api_host: return compute(api_hosts_.entry(i), api_hosts_.cells(i), w, t, est);
+        case EntityKind::client_api_host: return compute(client_api_hosts_.entry(i), client_api_hosts_.cells(i), w, t, est);
+        case EntityKind::cohort: return compute(cohort_entities_.entry(i), cohort_entities_.cells(i), w, t, est);
         case EntityKind::host: return compute(host_.entry(i), host_.cells(i), w, t, est);
         }
         return {};
     }
 
-    // first, last, conc of any kind.
-    struct Basics {
+    // When an entity of any kind was first and last seen, and its open flows.
+    struct Activity {
         uint64_t first, last;
         uint32_t conc;
     };
-    Basics basics(EntityKind k, uint32_t i) const
+    Activity activity(EntityKind k, uint32_t i) const
     {
-        auto b = [](const auto &e) { return Basics{e.first, e.last, uint32_t(e.conc)}; };
+        auto b = [](const auto &e) { return Activity{e.first, e.last, uint32_t(e.conc)}; };
         switch (k) {
         case EntityKind::client: return b(clients_.entry(i));
         case EntityKind::subnet: return b(subnets_.entry(i));
-        case EntityKind::api_host: return b(apis_.entry(i));
-        case EntityKind::client_api_host: return b(pairs_.entry(i));
-        case EntityKind::cohort: return b(cohort_tbl_.entry(i));
+        case EntityKind::api_host: return b(api_hosts_.entry(i));
+        case EntityKind::client_api_host: return b(client_api_hosts_.entry(i));
+        case EntityKind::cohort: return b(cohort_entities_.entry(i));
         case EntityKind::host: return b(host_.entry(i));
         }
         return {};
@@ -1057,16 +1027,16 @@ struct AggImpl {
             key.prefix = subnets_.entry(i).prefix;
             break;
         case EntityKind::client_api_host: {
-            const PairE &p = pairs_.entry(i);
+            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
             key.addr = p.addr;
             key.prefix = p.prefix;
-            uint32_t a = resolve_sni(p.sni);
+            uint32_t a = resolve_sni(p.api_host_id);
             if (a != kNoSlot)
-                key.name = apis_.entry(a).name;  // empty once the API host is gone
+                key.name = api_hosts_.entry(a).name;  // empty once the API host is gone
             break;
         }
-        case EntityKind::api_host: key.name = apis_.entry(i).name; break;
-        case EntityKind::cohort: key.name = cohort_tbl_.entry(i).label; break;
+        case EntityKind::api_host: key.name = api_hosts_.entry(i).name; break;
+        case EntityKind::cohort: key.name = cohort_entities_.entry(i).label; break;
         case EntityKind::host: break;
         }
         return key;
@@ -1075,14 +1045,14 @@ struct AggImpl {
     uint32_t slot_of(EntityKind k, const EntityKey &key) const
     {
         switch (k) {
-        case EntityKind::client: return find_addr(clients_, mask_addr(key.addr, key.prefix), key.prefix);
+        case EntityKind::client: return find_client(clients_, mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::subnet: return find_subnet(mask_addr(key.addr, key.prefix), key.prefix);
-        case EntityKind::api_host: return find_api(normalize_sni(key.name));
+        case EntityKind::api_host: return find_api_host(normalize_sni(key.name));
         case EntityKind::client_api_host: {
-            uint32_t a = find_api(normalize_sni(key.name));
+            uint32_t a = find_api_host(normalize_sni(key.name));
             if (a == kNoSlot)
                 return kNoSlot;
-            return find_pair(mask_addr(key.addr, key.prefix), key.prefix, sni_id(a));
+            return find_client_api_host(mask_addr(key.addr, key.prefix), key.prefix, sni_id(a));
         }
         case EntityKind::cohort: return find_cohort(key.name);
         case EntityKind::host: return host_.live(0) ? 0 : kNoSlot;
@@ -1097,13 +1067,13 @@ struct AggImpl {
             for (int j = 0; j < kTopK; j++) {
                 uint32_t a = resolve_sni(top.id[j]);
                 if (a != kNoSlot)
-                    out.push_back({apis_.entry(a).name, detail::load(top.w[j]) * scale});
+                    out.push_back({api_hosts_.entry(a).name, detail::load(top.w[j]) * scale});
             }
         };
         switch (k) {
         case EntityKind::client: collect(clients_.entry(i).top, 1024); break;
         case EntityKind::subnet: collect(subnets_.entry(i).top, 1); break;
-        case EntityKind::cohort: collect(cohort_tbl_.entry(i).top, 1); break;
+        case EntityKind::cohort: collect(cohort_entities_.entry(i).top, 1); break;
         case EntityKind::host: collect(host_.entry(i).top, 1); break;
         default: break;
         }
@@ -1117,9 +1087,9 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: clients_.for_each_live(f); break;
         case EntityKind::subnet: subnets_.for_each_live(f); break;
-        case EntityKind::api_host: apis_.for_each_live(f); break;
-        case EntityKind::client_api_host: pairs_.for_each_live(f); break;
-        case EntityKind::cohort: cohort_tbl_.for_each_live(f); break;
+        case EntityKind::api_host: api_hosts_.for_each_live(f); break;
+        case EntityKind::client_api_host: client_api_hosts_.for_each_live(f); break;
+        case EntityKind::cohort: cohort_entities_.for_each_live(f); break;
         case EntityKind::host: host_.for_each_live(f); break;
         }
     }
@@ -1129,9 +1099,9 @@ struct AggImpl {
 
 // ---------------------------------------------------------------------------
 EntityKey EntityRef::key() const { return impl_->key_of(kind_, slot_); }
-uint64_t EntityRef::first_seen_ms() const { return impl_->basics(kind_, slot_).first; }
-uint64_t EntityRef::last_seen_ms() const { return impl_->basics(kind_, slot_).last; }
-uint32_t EntityRef::concurrent() const { return impl_->basics(kind_, slot_).conc; }
+uint64_t EntityRef::first_seen_ms() const { return impl_->activity(kind_, slot_).first; }
+uint64_t EntityRef::last_seen_ms() const { return impl_->activity(kind_, slot_).last; }
+uint32_t EntityRef::concurrent() const { return impl_->activity(kind_, slot_).conc; }
 WindowValue EntityRef::value(size_t window, uint64_t now_ms, Estimate e) const
 {
     return impl_->value(kind_, slot_, window, now_ms, e);
@@ -1208,16 +1178,16 @@ EntityKey Aggregator::client_api_key(const Addr16 &addr, std::string_view sni) c
 
 std::optional<std::string> Aggregator::cohort_of(const Addr16 &addr) const
 {
-    auto l = impl_->cohorts_.match(mask_addr(addr, impl_->client_prefix(addr)));
+    auto l = impl_->cohort_matcher_.match(mask_addr(addr, impl_->client_prefix(addr)));
     if (!l)
         return std::nullopt;
-    return impl_->cohorts_.label(*l);
+    return impl_->cohort_matcher_.label(*l);
 }
 
-size_t Aggregator::windows() const { return impl_->nwin(); }
+size_t Aggregator::windows() const { return impl_->window_count(); }
 uint64_t Aggregator::window_ms(size_t window) const
 {
-    return window < impl_->nwin() ? impl_->wins()[window] : 0;
+    return window < impl_->window_count() ? impl_->windows_ms()[window] : 0;
 }
 uint64_t Aggregator::clock_ms() const { return impl_->clock_; }
 
@@ -1240,7 +1210,7 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
                                  Estimate e) const
 {
     std::vector<Row> rows;
-    if (window >= impl_->nwin() || n == 0)
+    if (window >= impl_->window_count() || n == 0)
         return rows;
     struct Cand {
         uint64_t metric, out, first;
@@ -1271,7 +1241,7 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
         }
         if (m == 0)
             return;
-        Cand c{m, v.bytes_out, impl_->basics(kind, i).first, i, v};
+        Cand c{m, v.bytes_out, impl_->activity(kind, i).first, i, v};
         if (heap.size() < n) {
             heap.push_back(c);
             std::push_heap(heap.begin(), heap.end(), before);
@@ -1284,7 +1254,7 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
     std::sort(heap.begin(), heap.end(), before);
     rows.reserve(heap.size());
     for (auto &c : heap) {
-        auto b = impl_->basics(kind, c.slot);
+        auto b = impl_->activity(kind, c.slot);
         rows.push_back(Row{impl_->key_of(kind, c.slot), c.v, b.first, b.last, b.conc});
     }
     return rows;

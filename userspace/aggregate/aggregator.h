@@ -43,6 +43,7 @@
 
 #include "aggregate/cohorts.h"
 #include "aggregate/entity_key.h"
+#include "aggregate/limits.h"
 #include "aggregate/windows.h"
 #include "common/addr.h"
 
@@ -73,8 +74,9 @@ struct WindowValue {
 enum class SortBy : uint8_t { bytes_out, bytes_in, tls_flows, concurrent, distinct_clients };
 
 struct AggConfig {
-    // Window lengths, in the order window indices refer to them. 1 ms to
-    // 30 days each, no duplicates, at most 16.
+    // Window lengths, in the order window indices refer to them: within
+    // kWindowMs, no duplicates, at most kMaxWindows (aggregate/limits.h,
+    // as every bound validate() checks).
     std::vector<uint64_t> windows_ms{60'000, 600'000, 3'600'000, 86'400'000};
     uint8_t client_prefix_v4 = 32, client_prefix_v6 = 64;
     // Must not be longer than the client prefix of the same family.

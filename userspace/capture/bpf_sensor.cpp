@@ -28,12 +28,21 @@ namespace exf {
 std::vector<std::string> validate(const SensorOptions &o)
 {
     std::vector<std::string> problems;
-    if (o.flow_table_size < 1024)
-        problems.push_back("flow table size must be at least 1024");
-    if (o.client_table_size < 256)
-        problems.push_back("client table size must be at least 256");
-    if (o.ringbuf_bytes < 65536 || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
+    // Each bound from bpf_sensor.h; "at least" words are pinned by
+    // tests/unit/test_sensor_options.cpp.
+    auto table = [&](uint64_t v, const char *what, const Range &r) {
+        if (v < r.lo)
+            problems.push_back(std::string(what) + " must be at least " + std::to_string(r.lo));
+        else if (v > r.hi)
+            problems.push_back(std::string(what) + " must be at most " + std::to_string(r.hi));
+    };
+    table(o.flow_table_size, "flow table size", kFlowTableSize);
+    table(o.client_table_size, "client table size", kClientTableSize);
+    static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30, "the messages name these");
+    if (o.ringbuf_bytes < kRingbufBytes.lo || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
         problems.push_back("ring buffer size must be a power of two of at least 64 KiB");
+    else if (o.ringbuf_bytes > kRingbufBytes.hi)
+        problems.push_back("ring buffer size must be at most 1 GiB");
     if (o.tls_ports.empty() || o.tls_ports.size() > EXF_MAX_TLS_PORTS)
         problems.push_back("between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports");
     if (std::find(o.tls_ports.begin(), o.tls_ports.end(), uint16_t(0)) != o.tls_ports.end())

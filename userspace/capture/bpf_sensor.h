@@ -10,10 +10,17 @@
 
 #include "capture/maps.h"
 #include "capture/owner_lock.h"
+#include "common/units.h"
 
 struct exfilmon;
 
 namespace exf {
+
+// The bounds of SensorOptions' sizes: validate() enforces them and the
+// configuration reader states them ([bpf]).
+inline constexpr Range kFlowTableSize{1024, 1u << 26};
+inline constexpr Range kClientTableSize{256, 1u << 26};
+inline constexpr Range kRingbufBytes{64u << 10, 1u << 30};  // and a power of two
 
 struct SensorOptions {
     uint32_t flow_table_size = 262144;
@@ -61,7 +68,8 @@ private:
     bool reused_pins_ = false;
 };
 
-// Checks options: every problem found, in a fixed order; empty when valid.
+// Checks options against the bounds above: every problem found, in a fixed
+// order; empty when valid.
 std::vector<std::string> validate(const SensorOptions &opts);
 
 }  // namespace exf

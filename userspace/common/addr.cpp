@@ -37,4 +37,12 @@ std::optional<Addr16> parse_addr(std::string_view text)
     return std::nullopt;
 }
 
+std::string format_host_port(std::string_view host, std::string_view port)
+{
+    std::string h(host);
+    if (h.find(':') != std::string::npos)
+        h = "[" + h + "]";
+    return h + ":" + std::string(port);
+}
+
 }  // namespace exf

@@ -103,6 +103,11 @@ public:
         return true;
     }
 
+    bool uint_in(const toml::node &n, std::string_view key, const Range &range, uint64_t &out)
+    {
+        return uint_in(n, key, range.lo, range.hi, out);
+    }
+
     bool size(const toml::node &n, std::string_view key, uint64_t &out)
     {
         if (n.is_integer() && n.value<int64_t>().value_or(-1) >= 0) {
@@ -202,283 +207,321 @@ private:
     std::map<std::string, size_t> tables_seen_;
 };
 
+void read_capture(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[capture]", {"interfaces", "backend"});
+    r.with(t, "backend", [&](const toml::node &n) {
+        auto v = n.value<std::string>();
+        if (!n.is_string() || (*v != "ebpf" && *v != "pcap"))
+            r.error(n, "backend: expected \"ebpf\" or \"pcap\"");
+        else
+            c.backend = *v;
+    });
+    r.with(t, "interfaces", [&](const toml::node &n) {
+        auto *arr = n.as_array();
+        if (!arr) {
+            r.error(n, "interfaces: expected an array of interface names");
+            return;
+        }
+        c.interfaces.clear();
+        for (auto &&e : *arr) {
+            auto s = e.value<std::string>();
+            if (!e.is_string() || s->empty() || s->size() >= 16)
+                r.error(e, "interfaces: each entry must be an interface name (1-15 characters)");
+            else
+                c.interfaces.push_back(*s);
+        }
+    });
+}
+
+void read_bool(const toml::table &t, Reader &r, const char *key, bool &out)
+{
+    r.with(t, key, [&](const toml::node &n) {
+        if (!n.is_boolean())
+            r.error(n, std::string(key) + ": expected true or false");
+        else
+            out = *n.value<bool>();
+    });
+}
+
+void read_tls_ports(const toml::node &n, Reader &r, std::vector<uint16_t> &ports)
+{
+    auto *arr = n.as_array();
+    if (!arr || arr->empty() || arr->size() > EXF_MAX_TLS_PORTS) {
+        r.error(n, "tls_ports: expected an array of 1 to " + std::to_string(EXF_MAX_TLS_PORTS) +
+                       " ports");
+        return;
+    }
+    ports.clear();
+    for (auto &&e : *arr) {
+        uint64_t v;
+        if (!r.uint_in(e, "tls_ports", 1, 65535, v))
+            continue;
+        if (std::find(ports.begin(), ports.end(), uint16_t(v)) != ports.end())
+            r.error(e, "tls_ports: " + std::to_string(v) + " is listed twice");
+        else
+            ports.push_back(uint16_t(v));
+    }
+}
+
+void read_bpf(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports", "pin",
+                        "pin_path", "keep_attached"});
+    read_bool(t, r, "pin", c.bpf.pin);
+    read_bool(t, r, "keep_attached", c.bpf.keep_attached);
+    r.with(t, "pin_path", [&](const toml::node &n) {
+        auto s = n.value<std::string>();
+        if (!n.is_string() || s->empty() || (*s)[0] != '/')
+            r.error(n, "pin_path: expected an absolute path on a bpffs mount");
+        else
+            c.bpf.pin_path = *s;
+    });
+    uint64_t v;
+    r.with(t, "flow_table_size", [&](const toml::node &n) {
+        if (r.uint_in(n, "flow_table_size", kFlowTableSize, v))
+            c.bpf.flow_table_size = uint32_t(v);
+    });
+    r.with(t, "client_table_size", [&](const toml::node &n) {
+        if (r.uint_in(n, "client_table_size", kClientTableSize, v))
+            c.bpf.client_table_size = uint32_t(v);
+    });
+    r.with(t, "ringbuf_size", [&](const toml::node &n) {
+        if (!r.size(n, "ringbuf_size", v))
+            return;
+        static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30,
+                      "the message names the bounds");
+        if (!kRingbufBytes.contains(v) || (v & (v - 1)))
+            r.error(n, "ringbuf_size: must be a power of two between 64KiB and 1GiB");
+        else
+            c.bpf.ringbuf_bytes = uint32_t(v);
+    });
+    r.with(t, "tls_ports", [&](const toml::node &n) { read_tls_ports(n, r, c.bpf.tls_ports); });
+}
+
+// "between 1s and 30d": the bounds of one aggregation window.
+std::string window_bounds()
+{
+    return "between " + agg::window_name(agg::kWindowMs.lo) + " and " + agg::window_name(agg::kWindowMs.hi);
+}
+
+void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows_ms)
+{
+    auto *arr = n.as_array();
+    if (!arr || arr->empty() || arr->size() > agg::kMaxWindows) {
+        r.error(n, "windows: expected an array of 1 to " + std::to_string(agg::kMaxWindows) +
+                       " durations like \"10m\"");
+        return;
+    }
+    windows_ms.clear();
+    for (auto &&e : *arr) {
+        uint64_t ms;
+        if (!r.duration(e, "windows", ms))
+            continue;
+        if (!agg::kWindowMs.contains(ms))
+            r.error(e, "windows: each window must be " + window_bounds());
+        else if (std::find(windows_ms.begin(), windows_ms.end(), ms) != windows_ms.end())
+            r.error(e, "windows: duplicate window");
+        else
+            windows_ms.push_back(ms);
+    }
+}
+
+void read_aggregate_bounds(const toml::table &t, Reader &r, agg::AggConfig &a)
+{
+    // An integer key within range, into a prefix (uint8_t) or a limit (size_t).
+    auto bounded = [&](const char *key, const Range &range, auto &out) {
+        r.with(t, key, [&](const toml::node &n) {
+            uint64_t v;
+            if (r.uint_in(n, key, range, v))
+                out = std::remove_reference_t<decltype(out)>(v);
+        });
+    };
+    bounded("client_prefix_v4", agg::kPrefixV4, a.client_prefix_v4);
+    bounded("client_prefix_v6", agg::kPrefixV6, a.client_prefix_v6);
+    bounded("subnet_prefix_v4", agg::kPrefixV4, a.subnet_prefix_v4);
+    bounded("subnet_prefix_v6", agg::kPrefixV6, a.subnet_prefix_v6);
+    bounded("max_clients", agg::kMaxClients, a.max_clients);
+    bounded("max_subnets", agg::kMaxSubnets, a.max_subnets);
+    bounded("max_api_hosts", agg::kMaxApiHosts, a.max_api_hosts);
+    bounded("max_client_api_hosts", agg::kMaxClientApiHosts, a.max_client_api_hosts);
+    bounded("max_cohorts", agg::kMaxCohorts, a.max_cohorts);
+}
+
+void read_cohorts_file(const toml::node &n, Reader &r, Config &c)
+{
+    auto path = n.value<std::string>();
+    if (!n.is_string()) {
+        r.error(n, "cohorts_file: expected a path to a file of \"CIDR label\" lines");
+        return;
+    }
+    c.cohorts_file = *path;
+    if (path->empty())
+        return;
+    // A cohort label can exempt clients: the same trust as the
+    // configuration file itself.
+    if (auto why = writable_by_others(*path); !why.empty()) {
+        r.error(n, "cohorts_file " + *path + ": " + why);
+        return;
+    }
+    auto parsed = agg::load_cohorts(*path);
+    for (auto &e : parsed.errors)
+        r.error(n, "cohorts_file: " + e);
+    if (parsed.ok())
+        c.aggregate.cohorts = std::move(parsed.rules);
+}
+
+void read_aggregate(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[aggregate]",
+           {"windows", "client_prefix_v4", "client_prefix_v6", "subnet_prefix_v4",
+            "subnet_prefix_v6", "cohorts_file", "max_clients", "max_subnets", "max_api_hosts",
+            "max_client_api_hosts", "max_cohorts"});
+    size_t issues_before = r.count();
+    r.with(t, "windows", [&](const toml::node &n) { read_windows(n, r, c.aggregate.windows_ms); });
+    read_aggregate_bounds(t, r, c.aggregate);
+    r.with(t, "cohorts_file", [&](const toml::node &n) { read_cohorts_file(n, r, c); });
+    // Cross-key checks only when every key read well (an empty window
+    // list after a bad entry would only repeat that error).
+    if (r.count() == issues_before)
+        for (auto &problem : c.aggregate.validate())
+            r.error(t, "[aggregate]: " + problem);
+}
+
+// A duration key whose value must lie in [lo, hi]; `range` words the bounds
+// in the error ("between 1s and 10m").
+void read_duration_in(const toml::table &t, Reader &r, const char *key, uint64_t lo, uint64_t hi,
+                      const std::string &range, uint64_t &out)
+{
+    r.with(t, key, [&](const toml::node &n) {
+        uint64_t ms;
+        if (!r.duration(n, key, ms))
+            return;
+        if (ms < lo || ms > hi)
+            r.error(n, std::string(key) + ": must be " + range);
+        else
+            out = ms;
+    });
+}
+
+void read_daemon(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size", "state_dir",
+                           "state_interval"});
+    r.with(t, "state_dir", [&](const toml::node &n) {
+        auto s = n.value<std::string>();
+        if (!n.is_string() || (!s->empty() && (*s)[0] != '/'))
+            r.error(n, "state_dir: expected an absolute directory path, or \"\" to keep no state");
+        else
+            c.state_dir = *s;
+    });
+    read_duration_in(t, r, "state_interval", 1000, 600000, "between 1s and 10m",
+                     c.state_interval_ms);
+    read_duration_in(t, r, "harvest_interval", 100, 60000, "between 100ms and 60s",
+                     c.harvest_interval_ms);
+    r.with(t, "event_queue_size", [&](const toml::node &n) {
+        uint64_t v;
+        if (r.uint_in(n, "event_queue_size", 64, 1u << 20, v))
+            c.event_queue_size = uint32_t(v);
+    });
+    r.with(t, "report_interval", [&](const toml::node &n) {
+        uint64_t ms;
+        if (!r.duration(n, "report_interval", ms))
+            return;
+        if (ms != 0 && ms < 100)
+            r.error(n, "report_interval: must be 0s (off) or at least 100ms");
+        else
+            c.report_interval_ms = ms;
+    });
+}
+
+void read_log(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[log]", {"level"});
+    r.with(t, "level", [&](const toml::node &n) {
+        auto s = n.value<std::string>();
+        static const char *levels[] = {"trace", "debug", "info", "warn", "error"};
+        bool ok = false;
+        for (auto *l : levels)
+            ok = ok || (n.is_string() && *s == l);
+        if (!ok)
+            r.error(n, "level: expected one of trace, debug, info, warn, error");
+        else
+            c.log_level = *s;
+    });
+}
+
+void read_control(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[control]", {"socket", "group"});
+    r.with(t, "socket", [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, "socket", s))
+            return;
+        // sun_path holds 107 bytes and the terminating NUL.
+        if (s.empty() || s[0] != '/' || s.size() > 107 || s.back() == '/')
+            r.error(n, "socket: expected an absolute path of at most 107 bytes");
+        else
+            c.control_socket = s;
+    });
+    r.with(t, "group", [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, "group", s))
+            return;
+        if (s.size() > 32 || s.find_first_of(" :/\n") != std::string::npos)
+            r.error(n, "group: expected a group name (\"\": root only)");
+        else
+            c.control_group = s;
+    });
+}
+
+// "127.0.0.1:9464", "[::1]:9464": an address literal and a port.
+void read_listen(const toml::node &n, Reader &r, Config &c)
+{
+    std::string s;
+    if (!r.string(n, "listen", s))
+        return;
+    auto colon = s.rfind(':');
+    std::string host = colon == std::string::npos ? "" : s.substr(0, colon);
+    std::string port = colon == std::string::npos ? "" : s.substr(colon + 1);
+    bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6)
+        host = host.substr(1, host.size() - 2);
+    auto addr = parse_addr(host);
+    bool host_ok = addr && (v6 ? host.find(':') != std::string::npos
+                               : host.find(':') == std::string::npos);
+    unsigned long p = 0;
+    bool port_ok = !port.empty() && port.size() <= 5 &&
+                   port.find_first_not_of("0123456789") == std::string::npos &&
+                   (p = std::stoul(port)) >= 1 && p <= 65535;
+    if (!host_ok || !port_ok) {
+        r.error(n, "listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
+        return;
+    }
+    c.metrics_host = host;
+    c.metrics_port = uint16_t(p);
+}
+
+void read_metrics(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[metrics]", {"enabled", "listen"});
+    read_bool(t, r, "enabled", c.metrics_enabled);
+    r.with(t, "listen", [&](const toml::node &n) { read_listen(n, r, c); });
+}
+
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
     r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules",
                                   "allow", "sni_overrides", "outputs", "control", "metrics"});
-
-    if (auto *t = r.table(root, "capture")) {
-        r.only(*t, "[capture]", {"interfaces", "backend"});
-        r.with(*t, "backend", [&](const toml::node &n) {
-            auto v = n.value<std::string>();
-            if (!n.is_string() || (*v != "ebpf" && *v != "pcap"))
-                r.error(n, "backend: expected \"ebpf\" or \"pcap\"");
-            else
-                c.backend = *v;
-        });
-        r.with(*t, "interfaces", [&](const toml::node &n) {
-            auto *arr = n.as_array();
-            if (!arr) {
-                r.error(n, "interfaces: expected an array of interface names");
-                return;
-            }
-            c.interfaces.clear();
-            for (auto &&e : *arr) {
-                auto s = e.value<std::string>();
-                if (!e.is_string() || s->empty() || s->size() >= 16)
-                    r.error(e, "interfaces: each entry must be an interface name (1-15 characters)");
-                else
-                    c.interfaces.push_back(*s);
-            }
-        });
-    }
-    if (auto *t = r.table(root, "bpf")) {
-        r.only(*t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports",
-                             "pin", "pin_path", "keep_attached"});
-        r.with(*t, "pin", [&](const toml::node &n) {
-            if (!n.is_boolean())
-                r.error(n, "pin: expected true or false");
-            else
-                c.bpf.pin = *n.value<bool>();
-        });
-        r.with(*t, "keep_attached", [&](const toml::node &n) {
-            if (!n.is_boolean())
-                r.error(n, "keep_attached: expected true or false");
-            else
-                c.bpf.keep_attached = *n.value<bool>();
-        });
-        r.with(*t, "pin_path", [&](const toml::node &n) {
-            auto s = n.value<std::string>();
-            if (!n.is_string() || s->empty() || (*s)[0] != '/')
-                r.error(n, "pin_path: expected an absolute path on a bpffs mount");
-            else
-                c.bpf.pin_path = *s;
-        });
-        uint64_t v;
-        r.with(*t, "flow_table_size", [&](const toml::node &n) {
-            if (r.uint_in(n, "flow_table_size", 1024, 1u << 26, v))
-                c.bpf.flow_table_size = uint32_t(v);
-        });
-        r.with(*t, "client_table_size", [&](const toml::node &n) {
-            if (r.uint_in(n, "client_table_size", 256, 1u << 26, v))
-                c.bpf.client_table_size = uint32_t(v);
-        });
-        r.with(*t, "ringbuf_size", [&](const toml::node &n) {
-            if (!r.size(n, "ringbuf_size", v))
-                return;
-            if (v < 65536 || v > (1ull << 30) || (v & (v - 1)))
-                r.error(n, "ringbuf_size: must be a power of two between 64KiB and 1GiB");
-            else
-                c.bpf.ringbuf_bytes = uint32_t(v);
-        });
-        r.with(*t, "tls_ports", [&](const toml::node &n) {
-            auto *arr = n.as_array();
-            if (!arr || arr->empty() || arr->size() > EXF_MAX_TLS_PORTS) {
-                r.error(n, "tls_ports: expected an array of 1 to " +
-                               std::to_string(EXF_MAX_TLS_PORTS) + " ports");
-                return;
-            }
-            c.bpf.tls_ports.clear();
-            for (auto &&e : *arr) {
-                if (!r.uint_in(e, "tls_ports", 1, 65535, v))
-                    continue;
-                auto &ports = c.bpf.tls_ports;
-                if (std::find(ports.begin(), ports.end(), uint16_t(v)) != ports.end())
-                    r.error(e, "tls_ports: " + std::to_string(v) + " is listed twice");
-                else
-                    ports.push_back(uint16_t(v));
-            }
-        });
-    }
-    if (auto *t = r.table(root, "aggregate")) {
-        r.only(*t, "[aggregate]",
-               {"windows", "client_prefix_v4", "client_prefix_v6", "subnet_prefix_v4",
-                "subnet_prefix_v6", "cohorts_file", "max_clients", "max_subnets", "max_api_hosts",
-                "max_client_api_hosts", "max_cohorts"});
-        auto &a = c.aggregate;
-        size_t issues_before = r.count();
-        uint64_t v;
-        r.with(*t, "windows", [&](const toml::node &n) {
-            auto *arr = n.as_array();
-            if (!arr || arr->empty() || arr->size() > 16) {
-                r.error(n, "windows: expected an array of 1 to 16 durations like \"10m\"");
-                return;
-            }
-            a.windows_ms.clear();
-            for (auto &&e : *arr) {
-                uint64_t ms;
-                if (r.duration(e, "windows", ms)) {
-                    if (ms < 1000 || ms > 30ull * 86400000)
-                        r.error(e, "windows: each window must be between 1s and 30d");
-                    else if (std::find(a.windows_ms.begin(), a.windows_ms.end(), ms) !=
-                             a.windows_ms.end())
-                        r.error(e, "windows: duplicate window");
-                    else
-                        a.windows_ms.push_back(ms);
-                }
-            }
-        });
-        auto prefix = [&](const char *key, uint64_t lo, uint64_t hi, uint8_t &out) {
-            r.with(*t, key, [&](const toml::node &n) {
-                if (r.uint_in(n, key, lo, hi, v))
-                    out = uint8_t(v);
-            });
-        };
-        prefix("client_prefix_v4", 8, 32, a.client_prefix_v4);
-        prefix("client_prefix_v6", 16, 128, a.client_prefix_v6);
-        prefix("subnet_prefix_v4", 8, 32, a.subnet_prefix_v4);
-        prefix("subnet_prefix_v6", 16, 128, a.subnet_prefix_v6);
-        auto limit = [&](const char *key, uint64_t hi, size_t &out) {
-            r.with(*t, key, [&](const toml::node &n) {
-                if (r.uint_in(n, key, 1, hi, v))
-                    out = size_t(v);
-            });
-        };
-        limit("max_clients", 1ull << 26, a.max_clients);
-        limit("max_subnets", 1ull << 24, a.max_subnets);
-        limit("max_api_hosts", 1ull << 20, a.max_api_hosts);
-        limit("max_client_api_hosts", 1ull << 26, a.max_client_api_hosts);
-        limit("max_cohorts", 1ull << 20, a.max_cohorts);
-        r.with(*t, "cohorts_file", [&](const toml::node &n) {
-            auto path = n.value<std::string>();
-            if (!n.is_string()) {
-                r.error(n, "cohorts_file: expected a path to a file of \"CIDR label\" lines");
-                return;
-            }
-            c.cohorts_file = *path;
-            if (path->empty())
-                return;
-            // A cohort label can exempt clients: the same trust as the
-            // configuration file itself.
-            if (auto why = writable_by_others(*path); !why.empty()) {
-                r.error(n, "cohorts_file " + *path + ": " + why);
-                return;
-            }
-            auto parsed = agg::load_cohorts(*path);
-            for (auto &e : parsed.errors)
-                r.error(n, "cohorts_file: " + e);
-            if (parsed.ok())
-                a.cohorts = std::move(parsed.rules);
-        });
-        // Cross-key checks only when every key read well (an empty window
-        // list after a bad entry would only repeat that error).
-        if (r.count() == issues_before)
-            for (auto &problem : a.validate())
-                r.error(*t, "[aggregate]: " + problem);
-    }
-    if (auto *t = r.table(root, "daemon")) {
-        r.only(*t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size",
-                                "state_dir", "state_interval"});
-        r.with(*t, "state_dir", [&](const toml::node &n) {
-            auto s = n.value<std::string>();
-            if (!n.is_string() || (!s->empty() && (*s)[0] != '/'))
-                r.error(n, "state_dir: expected an absolute directory path, or \"\" to keep no state");
-            else
-                c.state_dir = *s;
-        });
-        r.with(*t, "state_interval", [&](const toml::node &n) {
-            uint64_t ms;
-            if (r.duration(n, "state_interval", ms)) {
-                if (ms < 1000 || ms > 600000)
-                    r.error(n, "state_interval: must be between 1s and 10m");
-                else
-                    c.state_interval_ms = ms;
-            }
-        });
-        r.with(*t, "harvest_interval", [&](const toml::node &n) {
-            uint64_t ms;
-            if (r.duration(n, "harvest_interval", ms)) {
-                if (ms < 100 || ms > 60000)
-                    r.error(n, "harvest_interval: must be between 100ms and 60s");
-                else
-                    c.harvest_interval_ms = ms;
-            }
-        });
-        r.with(*t, "event_queue_size", [&](const toml::node &n) {
-            uint64_t v;
-            if (r.uint_in(n, "event_queue_size", 64, 1u << 20, v))
-                c.event_queue_size = uint32_t(v);
-        });
-        r.with(*t, "report_interval", [&](const toml::node &n) {
-            uint64_t ms;
-            if (r.duration(n, "report_interval", ms)) {
-                if (ms != 0 && ms < 100)
-                    r.error(n, "report_interval: must be 0s (off) or at least 100ms");
-                else
-                    c.report_interval_ms = ms;
-            }
-        });
-    }
-    if (auto *t = r.table(root, "log")) {
-        r.only(*t, "[log]", {"level"});
-        r.with(*t, "level", [&](const toml::node &n) {
-            auto s = n.value<std::string>();
-            static const char *levels[] = {"trace", "debug", "info", "warn", "error"};
-            bool ok = false;
-            for (auto *l : levels)
-                ok = ok || (n.is_string() && *s == l);
-            if (!ok)
-                r.error(n, "level: expected one of trace, debug, info, warn, error");
-            else
-                c.log_level = *s;
-        });
-    }
-    if (auto *t = r.table(root, "control")) {
-        r.only(*t, "[control]", {"socket", "group"});
-        r.with(*t, "socket", [&](const toml::node &n) {
-            std::string s;
-            if (!r.string(n, "socket", s))
-                return;
-            // sun_path holds 107 bytes and the terminating NUL.
-            if (s.empty() || s[0] != '/' || s.size() > 107 || s.back() == '/')
-                r.error(n, "socket: expected an absolute path of at most 107 bytes");
-            else
-                c.control_socket = s;
-        });
-        r.with(*t, "group", [&](const toml::node &n) {
-            std::string s;
-            if (!r.string(n, "group", s))
-                return;
-            if (s.size() > 32 || s.find_first_of(" :/\n") != std::string::npos)
-                r.error(n, "group: expected a group name (\"\": root only)");
-            else
-                c.control_group = s;
-        });
-    }
-    if (auto *t = r.table(root, "metrics")) {
-        r.only(*t, "[metrics]", {"enabled", "listen"});
-        r.with(*t, "enabled", [&](const toml::node &n) {
-            if (!n.is_boolean())
-                r.error(n, "enabled: expected true or false");
-            else
-                c.metrics_enabled = *n.value<bool>();
-        });
-        r.with(*t, "listen", [&](const toml::node &n) {
-            std::string s;
-            if (!r.string(n, "listen", s))
-                return;
-            // "127.0.0.1:9464", "[::1]:9464": an address literal and a port.
-            auto colon = s.rfind(':');
-            std::string host = colon == std::string::npos ? "" : s.substr(0, colon);
-            std::string port = colon == std::string::npos ? "" : s.substr(colon + 1);
-            bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
-            if (v6)
-                host = host.substr(1, host.size() - 2);
-            auto addr = parse_addr(host);
-            bool host_ok = addr && (v6 ? host.find(':') != std::string::npos
-                                       : host.find(':') == std::string::npos);
-            unsigned long p = 0;
-            bool port_ok = !port.empty() && port.size() <= 5 &&
-                           port.find_first_not_of("0123456789") == std::string::npos &&
-                           (p = std::stoul(port)) >= 1 && p <= 65535;
-            if (!host_ok || !port_ok) {
-                r.error(n, "listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
-                return;
-            }
-            c.metrics_host = host;
-            c.metrics_port = uint16_t(p);
-        });
-    }
+    using Section = void (*)(const toml::table &, Reader &, Config &);
+    static const std::pair<const char *, Section> sections[] = {
+        {"capture", read_capture}, {"bpf", read_bpf},         {"aggregate", read_aggregate},
+        {"daemon", read_daemon},   {"log", read_log},         {"control", read_control},
+        {"metrics", read_metrics},
+    };
+    for (auto &[key, read] : sections)
+        if (auto *t = r.table(root, key))
+            read(*t, r, c);
 }
 
 
@@ -504,123 +547,150 @@ bool metric_amount(Reader &r, const toml::node &n, std::string_view key, detect:
     return r.number(n, key, out);
 }
 
+void read_rule_name(const toml::table &t, Reader &r, detect::Rule &rule,
+                    std::set<std::string> &names)
+{
+    auto *n = t.get("name");
+    if (!n) {
+        r.error(t, "[[rules]]: every rule needs a name");
+        return;
+    }
+    if (r.string(*n, "name", rule.name) && (rule.name.empty() || rule.name.size() > 64))
+        r.error(*n, "name: 1 to 64 characters");
+    else if (!names.insert(rule.name).second)
+        r.error(*n, "name: another rule is already named '" + rule.name + "'");
+}
+
+void read_rule_entity(const toml::table &t, Reader &r, detect::Rule &rule)
+{
+    auto *n = t.get("entity");
+    if (!n) {
+        r.error(t, "[[rules]]: '" + rule.name + "' needs an entity");
+        return;
+    }
+    std::string s;
+    if (!r.string(*n, "entity", s))
+        return;
+    if (auto k = detect::parse_rule_entity(s))
+        rule.entity = *k;
+    else
+        r.error(*n, "entity: expected client, subnet, sni, client_sni, cohort or host");
+}
+
+// True when the rule names a known metric: its threshold and baseline are
+// read in that metric's unit.
+bool read_rule_metric(const toml::table &t, Reader &r, detect::Rule &rule)
+{
+    auto *n = t.get("metric");
+    if (!n) {
+        r.error(t, "[[rules]]: '" + rule.name + "' needs a metric");
+        return false;
+    }
+    std::string s;
+    if (!r.string(*n, "metric", s))
+        return false;
+    auto m = detect::parse_metric(s);
+    if (!m) {
+        r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
+                    "distinct_clients or out_in_ratio");
+        return false;
+    }
+    rule.metric = *m;
+    if (auto why = detect::metric_applies_problem(*m, rule.entity); !why.empty())
+        r.error(*n, "metric: " + why);
+    return true;
+}
+
+void read_rule_window(const toml::table &t, Reader &r, detect::Rule &rule)
+{
+    auto *n = t.get("window");
+    uint64_t ms;
+    if (!n || !r.duration(*n, "window", ms))
+        return;
+    if (!agg::kWindowMs.contains(ms))
+        r.error(*n, "window: must be " + window_bounds());
+    else
+        rule.window_ms = ms;
+}
+
+void read_threshold(const toml::node &n, Reader &r, detect::Rule &rule)
+{
+    double v;
+    if (!metric_amount(r, n, "threshold", rule.metric, v))
+        return;
+    if (v <= 0)
+        r.error(n, "threshold: must be greater than 0");
+    else
+        rule.threshold = v;
+}
+
+void read_baseline(const toml::node &n, Reader &r, detect::Rule &rule)
+{
+    auto *b = n.as_table();
+    if (!b) {
+        r.error(n, "baseline: expected a table { factor = 8.0, floor = \"200MiB\", learn = \"24h\" }");
+        return;
+    }
+    r.only(*b, "baseline", {"factor", "floor", "learn"});
+    detect::Baseline base;
+    double v;
+    if (auto *f = b->get("factor"); f && r.number(*f, "factor", v)) {
+        if (v <= 1.0)
+            r.error(*f, "factor: must be greater than 1");
+        else
+            base.factor = v;
+    }
+    if (auto *f = b->get("floor"); f && metric_amount(r, *f, "floor", rule.metric, v))
+        base.floor = v;
+    uint64_t ms;
+    if (auto *f = b->get("learn"); f && r.duration(*f, "learn", ms)) {
+        if (ms < rule.window_ms)
+            r.error(*f, "learn: must be at least the rule's window");
+        else
+            base.learn_ms = ms;
+    }
+    rule.baseline = base;
+}
+
+// severity, sustain, mode and min_bytes_out: each has a default.
+void read_rule_options(const toml::table &t, Reader &r, detect::Rule &rule)
+{
+    std::string s;
+    if (auto *n = t.get("severity"); n && r.string(*n, "severity", s)) {
+        if (auto v = detect::parse_severity(s))
+            rule.severity = *v;
+        else
+            r.error(*n, "severity: expected info, warning or critical");
+    }
+    uint64_t v;
+    if (auto *n = t.get("sustain"); n && r.uint_in(*n, "sustain", 1, 1000, v))
+        rule.sustain = uint32_t(v);
+    if (auto *n = t.get("mode"); n && r.string(*n, "mode", s)) {
+        if (s == "shadow" || s == "alert")
+            rule.shadow = s == "shadow";
+        else
+            r.error(*n, "mode: expected \"alert\" or \"shadow\"");
+    }
+    if (auto *n = t.get("min_bytes_out"); n && r.size(*n, "min_bytes_out", v))
+        rule.min_bytes_out = double(v);
+}
+
 void read_rule(const toml::table &t, Reader &r, detect::Rule &rule, std::set<std::string> &names)
 {
     r.only(t, "[[rules]]", {"name", "entity", "metric", "window", "threshold", "baseline",
                             "severity", "sustain", "mode", "min_bytes_out"});
     rule.line = t.source().begin.line;
-    if (auto *n = t.get("name")) {
-        if (r.string(*n, "name", rule.name) && (rule.name.empty() || rule.name.size() > 64))
-            r.error(*n, "name: 1 to 64 characters");
-        else if (!names.insert(rule.name).second)
-            r.error(*n, "name: another rule is already named '" + rule.name + "'");
-    } else {
-        r.error(t, "[[rules]]: every rule needs a name");
-    }
-    if (auto *n = t.get("entity")) {
-        std::string s;
-        if (r.string(*n, "entity", s)) {
-            if (auto k = detect::parse_rule_entity(s))
-                rule.entity = *k;
-            else
-                r.error(*n, "entity: expected client, subnet, sni, client_sni, cohort or host");
-        }
-    } else {
-        r.error(t, "[[rules]]: '" + rule.name + "' needs an entity");
-    }
-    bool metric_ok = false;
-    if (auto *n = t.get("metric")) {
-        std::string s;
-        if (r.string(*n, "metric", s)) {
-            if (auto m = detect::parse_metric(s)) {
-                rule.metric = *m;
-                metric_ok = true;
-                if (auto why = detect::metric_applies_problem(*m, rule.entity); !why.empty())
-                    r.error(*n, "metric: " + why);
-            } else {
-                r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-                            "distinct_clients or out_in_ratio");
-            }
-        }
-    } else {
-        r.error(t, "[[rules]]: '" + rule.name + "' needs a metric");
-    }
-    if (auto *n = t.get("window")) {
-        uint64_t ms;
-        if (r.duration(*n, "window", ms)) {
-            if (ms < 1000 || ms > 30ull * 86400000)
-                r.error(*n, "window: must be between 1s and 30d");
-            else
-                rule.window_ms = ms;
-        }
-    }
-    if (auto *n = t.get("threshold"); n && metric_ok) {
-        double v;
-        if (metric_amount(r, *n, "threshold", rule.metric, v)) {
-            if (v <= 0)
-                r.error(*n, "threshold: must be greater than 0");
-            else
-                rule.threshold = v;
-        }
-    }
-    if (auto *n = t.get("baseline"); n && metric_ok) {
-        auto *b = n->as_table();
-        if (!b) {
-            r.error(*n, "baseline: expected a table { factor = 8.0, floor = \"200MiB\", learn = \"24h\" }");
-        } else {
-            r.only(*b, "baseline", {"factor", "floor", "learn"});
-            detect::Baseline base;
-            double v;
-            if (auto *f = b->get("factor"); f && r.number(*f, "factor", v)) {
-                if (v <= 1.0)
-                    r.error(*f, "factor: must be greater than 1");
-                else
-                    base.factor = v;
-            }
-            if (auto *f = b->get("floor"); f && metric_amount(r, *f, "floor", rule.metric, v))
-                base.floor = v;
-            if (auto *f = b->get("learn")) {
-                uint64_t ms;
-                if (r.duration(*f, "learn", ms)) {
-                    if (ms < rule.window_ms)
-                        r.error(*f, "learn: must be at least the rule's window");
-                    else
-                        base.learn_ms = ms;
-                }
-            }
-            rule.baseline = base;
-        }
-    }
+    read_rule_name(t, r, rule, names);
+    read_rule_entity(t, r, rule);
+    bool metric_ok = read_rule_metric(t, r, rule);
+    read_rule_window(t, r, rule);
+    if (auto *n = t.get("threshold"); n && metric_ok)
+        read_threshold(*n, r, rule);
+    if (auto *n = t.get("baseline"); n && metric_ok)
+        read_baseline(*n, r, rule);
     if (!t.get("threshold") && !t.get("baseline"))
         r.error(t, "[[rules]]: '" + rule.name + "' needs a threshold, a baseline or both");
-    if (auto *n = t.get("severity")) {
-        std::string s;
-        if (r.string(*n, "severity", s)) {
-            if (auto v = detect::parse_severity(s))
-                rule.severity = *v;
-            else
-                r.error(*n, "severity: expected info, warning or critical");
-        }
-    }
-    if (auto *n = t.get("sustain")) {
-        uint64_t v;
-        if (r.uint_in(*n, "sustain", 1, 1000, v))
-            rule.sustain = uint32_t(v);
-    }
-    if (auto *n = t.get("mode")) {
-        std::string s;
-        if (r.string(*n, "mode", s)) {
-            if (s == "shadow" || s == "alert")
-                rule.shadow = s == "shadow";
-            else
-                r.error(*n, "mode: expected \"alert\" or \"shadow\"");
-        }
-    }
-    if (auto *n = t.get("min_bytes_out")) {
-        uint64_t v;
-        if (r.size(*n, "min_bytes_out", v))
-            rule.min_bytes_out = double(v);
-    }
+    read_rule_options(t, r, rule);
 }
 
 std::string lower(std::string s)
@@ -782,113 +852,126 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
     str("spool_file", o.spool_file);
 }
 
+void read_detect(const toml::table &t, Reader &r, detect::DetectConfig &d)
+{
+    r.only(t, "[detect]", {"interval", "realert", "resolve_after", "storm_limit",
+                           "max_open_alerts", "max_baselines", "host_name"});
+    auto dur = [&](const char *key, uint64_t lo, uint64_t hi, uint64_t &out) {
+        read_duration_in(t, r, key, lo, hi,
+                         "between " + agg::window_name(lo) + " and " + agg::window_name(hi), out);
+    };
+    dur("interval", 100, 60'000, d.interval_ms);
+    dur("realert", 1000, 7 * 86'400'000ull, d.realert_ms);
+    dur("resolve_after", 0, 7 * 86'400'000ull, d.resolve_after_ms);
+    auto count = [&](const char *key, uint64_t hi, uint32_t &out) {
+        r.with(t, key, [&](const toml::node &n) {
+            uint64_t v;
+            if (r.uint_in(n, key, 1, hi, v))
+                out = uint32_t(v);
+        });
+    };
+    count("storm_limit", 100000, d.storm_limit);
+    count("max_open_alerts", 10'000'000, d.max_open);
+    count("max_baselines", 1u << 26, d.max_baselines);
+    r.with(t, "host_name", [&](const toml::node &n) {
+        if (r.string(n, "host_name", d.host_name) && d.host_name.size() > 255)
+            r.error(n, "host_name: at most 255 characters");
+    });
+}
+
+const toml::array *array_of_tables(const toml::table &root, Reader &r, const char *key)
+{
+    auto *n = root.get(key);
+    if (!n)
+        return nullptr;
+    auto *arr = n->as_array();
+    if (!arr || (!arr->empty() && !arr->is_array_of_tables())) {
+        r.error(*n, std::string(key) + ": expected tables [[" + key + "]]");
+        return nullptr;
+    }
+    return arr;
+}
+
+// Every rule window is an aggregation window.
+void add_rule_windows(const toml::array &arr, Reader &r, const std::vector<detect::Rule> &rules,
+                      std::vector<uint64_t> &windows_ms)
+{
+    for (size_t i = 0; i < rules.size(); i++) {
+        if (std::find(windows_ms.begin(), windows_ms.end(), rules[i].window_ms) != windows_ms.end())
+            continue;
+        if (windows_ms.size() >= agg::kMaxWindows)
+            r.error(*arr.get(i)->as_table(),
+                    "[[rules]]: '" + rules[i].name + "': window " +
+                        agg::window_name(rules[i].window_ms) + " would be a " +
+                        std::to_string(agg::kMaxWindows + 1) + "th aggregation window (at most " +
+                        std::to_string(agg::kMaxWindows) + ")");
+        else
+            windows_ms.push_back(rules[i].window_ms);
+    }
+}
+
+void read_rules(const toml::array &arr, Reader &r, Config &c)
+{
+    auto &rules = c.detect.rules;
+    rules.clear();
+    std::set<std::string> names;
+    for (auto &&e : arr) {
+        detect::Rule rule;
+        read_rule(*e.as_table(), r, rule, names);
+        rules.push_back(std::move(rule));
+    }
+    add_rule_windows(arr, r, rules, c.aggregate.windows_ms);
+}
+
+void read_allows(const toml::array &arr, Reader &r, detect::DetectConfig &d)
+{
+    for (auto &&e : arr) {
+        detect::AllowEntry a;
+        read_allow(*e.as_table(), r, a);
+        d.allow.push_back(std::move(a));
+    }
+    for (size_t i = 0; i < d.allow.size(); i++)
+        for (auto &name : d.allow[i].rules)
+            if (std::none_of(d.rules.begin(), d.rules.end(),
+                             [&](const detect::Rule &x) { return x.name == name; }))
+                r.error(*arr.get(i), "rules: no rule is named '" + name + "'");
+}
+
+void read_sni_overrides(const toml::table &t, Reader &r, detect::DetectConfig &d)
+{
+    for (auto &&[k, v] : t) {
+        std::string name = lower(std::string(k.str()));
+        auto *o = v.as_table();
+        if (!o) {
+            r.error(v, "sni_overrides: expected [sni_overrides.\"" + name + "\"] with scale = N");
+            continue;
+        }
+        if (!valid_sni_pattern(name))
+            r.error(v, "sni_overrides: '" + name + "' is not a host name or \"*.domain\"");
+        r.only(*o, "[sni_overrides]", {"scale"});
+        double s = 1.0;
+        if (auto *n = o->get("scale"); n && r.number(*n, "scale", s)) {
+            if (s <= 0)
+                r.error(*n, "scale: must be greater than 0");
+            else
+                d.sni_scale[name] = s;
+        } else if (!o->get("scale")) {
+            r.error(v, "sni_overrides: '" + name + "' needs scale = N");
+        }
+    }
+}
+
 void read_detection(const toml::table &root, Reader &r, Config &c, const std::string &file)
 {
-    auto &d = c.detect;
-    if (auto *t = r.table(root, "detect")) {
-        r.only(*t, "[detect]", {"interval", "realert", "resolve_after", "storm_limit",
-                                "max_open_alerts", "max_baselines", "host_name"});
-        auto dur = [&](const char *key, uint64_t lo, uint64_t hi, uint64_t &out) {
-            r.with(*t, key, [&](const toml::node &n) {
-                uint64_t ms;
-                if (!r.duration(n, key, ms))
-                    return;
-                if (ms < lo || ms > hi)
-                    r.error(n, std::string(key) + ": must be between " + agg::window_name(lo) +
-                                   " and " + agg::window_name(hi));
-                else
-                    out = ms;
-            });
-        };
-        dur("interval", 100, 60'000, d.interval_ms);
-        dur("realert", 1000, 7 * 86'400'000ull, d.realert_ms);
-        dur("resolve_after", 0, 7 * 86'400'000ull, d.resolve_after_ms);
-        uint64_t v;
-        r.with(*t, "storm_limit", [&](const toml::node &n) {
-            if (r.uint_in(n, "storm_limit", 1, 100000, v))
-                d.storm_limit = uint32_t(v);
-        });
-        r.with(*t, "max_open_alerts", [&](const toml::node &n) {
-            if (r.uint_in(n, "max_open_alerts", 1, 10'000'000, v))
-                d.max_open = uint32_t(v);
-        });
-        r.with(*t, "max_baselines", [&](const toml::node &n) {
-            if (r.uint_in(n, "max_baselines", 1, 1u << 26, v))
-                d.max_baselines = uint32_t(v);
-        });
-        r.with(*t, "host_name", [&](const toml::node &n) {
-            if (r.string(n, "host_name", d.host_name) && d.host_name.size() > 255)
-                r.error(n, "host_name: at most 255 characters");
-        });
-    }
-    auto array_of_tables = [&](const char *key) -> const toml::array * {
-        auto *n = root.get(key);
-        if (!n)
-            return nullptr;
-        auto *arr = n->as_array();
-        if (!arr || (!arr->empty() && !arr->is_array_of_tables())) {
-            r.error(*n, std::string(key) + ": expected tables [[" + key + "]]");
-            return nullptr;
-        }
-        return arr;
-    };
-    if (auto *arr = array_of_tables("rules")) {
-        d.rules.clear();
-        std::set<std::string> names;
-        for (auto &&e : *arr) {
-            detect::Rule rule;
-            read_rule(*e.as_table(), r, rule, names);
-            d.rules.push_back(std::move(rule));
-        }
-        // Every rule window is an aggregation window.
-        auto &w = c.aggregate.windows_ms;
-        for (size_t i = 0; i < d.rules.size(); i++) {
-            if (std::find(w.begin(), w.end(), d.rules[i].window_ms) != w.end())
-                continue;
-            if (w.size() >= 16)
-                r.error(*arr->get(i)->as_table(),
-                        "[[rules]]: '" + d.rules[i].name + "': window " +
-                            agg::window_name(d.rules[i].window_ms) +
-                            " would be a 17th aggregation window (at most 16)");
-            else
-                w.push_back(d.rules[i].window_ms);
-        }
-    }
-    if (auto *arr = array_of_tables("allow")) {
-        for (auto &&e : *arr) {
-            detect::AllowEntry a;
-            read_allow(*e.as_table(), r, a);
-            d.allow.push_back(std::move(a));
-        }
-        for (size_t i = 0; i < d.allow.size(); i++)
-            for (auto &name : d.allow[i].rules)
-                if (std::none_of(d.rules.begin(), d.rules.end(),
-                                 [&](const detect::Rule &x) { return x.name == name; }))
-                    r.error(*arr->get(i), "rules: no rule is named '" + name + "'");
-    }
-    if (auto *t = r.table(root, "sni_overrides")) {
-        for (auto &&[k, v] : *t) {
-            std::string name = lower(std::string(k.str()));
-            auto *o = v.as_table();
-            if (!o) {
-                r.error(v, "sni_overrides: expected [sni_overrides.\"" + name + "\"] with scale = N");
-                continue;
-            }
-            if (!valid_sni_pattern(name))
-                r.error(v, "sni_overrides: '" + name + "' is not a host name or \"*.domain\"");
-            r.only(*o, "[sni_overrides]", {"scale"});
-            double s = 1.0;
-            if (auto *n = o->get("scale"); n && r.number(*n, "scale", s)) {
-                if (s <= 0)
-                    r.error(*n, "scale: must be greater than 0");
-                else
-                    d.sni_scale[name] = s;
-            } else if (!o->get("scale")) {
-                r.error(v, "sni_overrides: '" + name + "' needs scale = N");
-            }
-        }
-    }
-    if (auto *arr = array_of_tables("outputs")) {
+    if (auto *t = r.table(root, "detect"))
+        read_detect(*t, r, c.detect);
+    if (auto *arr = array_of_tables(root, r, "rules"))
+        read_rules(*arr, r, c);
+    if (auto *arr = array_of_tables(root, r, "allow"))
+        read_allows(*arr, r, c.detect);
+    if (auto *t = r.table(root, "sni_overrides"))
+        read_sni_overrides(*t, r, c.detect);
+    if (auto *arr = array_of_tables(root, r, "outputs")) {
         c.outputs_configured = true;
         for (auto &&e : *arr) {
             output::OutputConfig o;

@@ -92,7 +92,7 @@ uint64_t u64(const json &j, const char *key)
 std::string str(const json &j, const char *key)
 {
     auto it = j.find(key);
-    return it != j.end() && it->is_string() ? sanitize(it->get<std::string>()) : std::string();
+    return it != j.end() && it->is_string() ? ascii_escape(it->get<std::string>()) : std::string();
 }
 
 std::string pad(const std::string &s, size_t w, bool right = false)
@@ -129,8 +129,6 @@ private:
 };
 
 }  // namespace
-
-std::string sanitize(std::string_view s) { return ascii_escape(s); }
 
 std::optional<json> request(const std::string &socket, const json &req, std::string &why,
                             int &exit_code, std::chrono::milliseconds timeout)
@@ -180,7 +178,7 @@ std::optional<json> request(const std::string &socket, const json &req, std::str
     if (j.is_discarded() || !j.is_object())
         return fail("exfilmon: the daemon's answer on " + socket + " is not a JSON object", 1);
     if (!j.value("ok", false))
-        return fail("exfilmon: " + sanitize(j.value("error", std::string("request failed"))), 2);
+        return fail("exfilmon: " + ascii_escape(j.value("error", std::string("request failed"))), 2);
     return j;
 }
 
@@ -225,18 +223,18 @@ std::string render_status(const json &s)
     for (auto &[k, v] : h.items())
         if (k != "packets" && k != "bytes" && k != "tls_flows" && k != "quic_flows" &&
             v.is_number_unsigned() && v.get<uint64_t>())
-            other += (other.empty() ? "" : ", ") + sanitize(k) + " " + std::to_string(v.get<uint64_t>());
+            other += (other.empty() ? "" : ", ") + ascii_escape(k) + " " + std::to_string(v.get<uint64_t>());
     o += "datapath:    " + (other.empty() ? std::string("no failures") : other) + "\n";
     std::string an;
     auto anomalies = s.value("anomalies", json::object());
     for (auto &[k, v] : anomalies.items())
-        an += (an.empty() ? "" : ", ") + sanitize(k) + " " + std::to_string(v.get<uint64_t>());
+        an += (an.empty() ? "" : ", ") + ascii_escape(k) + " " + std::to_string(v.get<uint64_t>());
     o += "anomalies:   " + (an.empty() ? std::string("none") : an) + "\n";
     auto ag = s.value("aggregate", json::object());
     o += "aggregate:   " + human_bytes(u64(ag, "memory_bytes")) + ";";
     auto kinds = ag.value("kinds", json::object());
     for (auto &[k, v] : kinds.items())
-        o += " " + sanitize(k) + " " + std::to_string(u64(v, "entities")) + "/" +
+        o += " " + ascii_escape(k) + " " + std::to_string(u64(v, "entities")) + "/" +
              std::to_string(u64(v, "limit")) +
              (u64(v, "evictions") ? " (" + std::to_string(u64(v, "evictions")) + " evicted)" : "") +
              ",";

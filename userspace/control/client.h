@@ -7,7 +7,8 @@
 // answer; 2 usage (a request the daemon rejected, e.g. an unknown window).
 //
 // Table views show strings from the wire (SNI) and from the configuration
-// through sanitize(): no terminal escape sequence can reach the terminal.
+// through ascii_escape() (common/text.h): no terminal escape sequence can
+// reach the terminal.
 #include <chrono>
 #include <cstdint>
 #include <iosfwd>
@@ -46,9 +47,6 @@ std::optional<nlohmann::json> request(const std::string &socket, const nlohmann:
                                       std::string &why, int &exit_code,
                                       std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
-// Printable ASCII as is; every other byte (controls, DEL, non-ASCII) and '\'
-// as \xNN.
-std::string sanitize(std::string_view s);
 // The table views of a status and a top response.
 std::string render_status(const nlohmann::json &status);
 std::string render_top(const nlohmann::json &top);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "common/addr.h"
 #include "common/error.h"
 
 namespace exf::control {
@@ -24,8 +25,7 @@ MetricsServer::MetricsServer(const std::string &host, uint16_t port)
     });
     if (!server_->bind_to_port(host.c_str(), port))
         throw Error("metrics: cannot listen on " +
-                    (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-                    std::to_string(port) +
+                    format_host_port(host, std::to_string(port)) +
                     " (address in use or not local? set [metrics] listen, or enabled = false)");
     port_ = port;
 }

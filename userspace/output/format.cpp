@@ -160,34 +160,6 @@ std::string bsd_time(uint64_t ms)
     return buf;
 }
 
-// A finite double as printf's "%.Nf" prints it, through std::to_chars
-// (the same digits, exactly rounded): glibc's printf takes a bignum path for
-// large values, up to 309 integer digits (DBL_MAX), which would make printing
-// absurd values most of an alert's formatting cost.
-std::string fixed(double v, int decimals)
-{
-    char buf[400];  // room for any finite double with 3 decimals
-    auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
-    if (r.ec != std::errc())  // cannot happen with this room; never a cut-off number
-        return std::isnan(v) ? "nan" : "inf";
-    return std::string(buf, r.ptr);
-}
-
-// Integers without decimals, other values with up to 3 decimals.
-std::string number(double v)
-{
-    if (!std::isfinite(v))
-        return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-    if (v == std::floor(v) && std::fabs(v) < 1e15)
-        return fixed(v, 0);
-    std::string s = fixed(v, 3);
-    while (s.back() == '0')
-        s.pop_back();
-    if (s.back() == '.')
-        s.pop_back();
-    return s == "-0" ? "0" : s;
-}
-
 // "600000" -> "10m"; the largest unit that divides it exactly.
 std::string duration(uint64_t ms)
 {
@@ -211,7 +183,7 @@ std::string bytes(double v)
         v /= 1024;
         u++;
     }
-    std::string s = fixed(v, u == 0 ? 0 : 1);
+    std::string s = format_fixed(v, u == 0 ? 0 : 1);
     if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0)
         s.resize(s.size() - 2);
     return s + units[u];
@@ -221,7 +193,7 @@ std::string metric_value(const std::string &metric, double v)
 {
     if (metric == "bytes_out" || metric == "bytes_in")
         return bytes(v);
-    return number(v);
+    return format_number(v);
 }
 
 bool full_address(const std::string &s)
@@ -288,10 +260,10 @@ std::vector<Field> fields(const AlertRecord &a)
         str("cohort", *a.cohort);
     str("metric", a.metric);
     num("window", duration(a.window_ms));
-    num("value", number(a.value));
-    num("threshold", number(a.threshold));
+    num("value", format_number(a.value));
+    num("threshold", format_number(a.threshold));
     if (a.baseline)
-        num("baseline", number(*a.baseline));
+        num("baseline", format_number(*a.baseline));
     num("bytes_out", std::to_string(a.bytes_out));
     num("bytes_in", std::to_string(a.bytes_in));
     num("tls_flows", std::to_string(a.tls_flows));
@@ -495,12 +467,12 @@ std::string format_cef(const AlertRecord &a, int facility, const std::string &ap
         text("cs6", tops, 4 * (kWireCap + 24));
     }
     add("cfp1Label", "value");
-    add("cfp1", number(a.value));
+    add("cfp1", format_number(a.value));
     add("cfp2Label", "threshold");
-    add("cfp2", number(a.threshold));
+    add("cfp2", format_number(a.threshold));
     if (a.baseline) {
         add("cfp3Label", "baseline");
-        add("cfp3", number(*a.baseline));
+        add("cfp3", format_number(*a.baseline));
     }
     add("cn1Label", "tlsFlows");
     add("cn1", std::to_string(a.tls_flows));

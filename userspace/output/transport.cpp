@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/addr.h"
 #include "common/error.h"
 #include "common/text.h"
 
@@ -60,8 +61,7 @@ bool is_ip(const std::string &host)
 
 std::string endpoint(const HostPort &hp)
 {
-    return hp.host.find(':') != std::string::npos ? "[" + hp.host + "]:" + hp.port
-                                                  : hp.host + ":" + hp.port;
+    return format_host_port(hp.host, hp.port);
 }
 
 // The addresses of hp for one socket type, or nullptr with *why set.
