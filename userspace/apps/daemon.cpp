@@ -81,8 +81,9 @@ void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_
     std::fflush(stdout);
 }
 
-// Bytes from the wire, for the log: printable ASCII, the rest as \xNN.
-std::string sanitize_for_log(const std::string &s) { return ascii_escape(s, 255); }
+// Bytes from the wire in the log: printable ASCII, the rest as \xNN, at
+// most this many.
+constexpr size_t kLogFieldMax = 255;
 
 uint64_t monotonic_ms()
 {
@@ -102,7 +103,7 @@ void print_api_hosts(const agg::Aggregator &a, uint64_t now_ms)
                 "tls_flows", "clients", (unsigned long long)(w[longest] / 1000));
     for (auto &r : a.top(agg::EntityKind::api_host, longest, agg::SortBy::bytes_out, 10, now_ms))
         std::printf("%-40s %14llu %14llu %10llu %8u\n",
-                    sanitize_for_log(agg::format_key(agg::EntityKind::api_host, r.key)).c_str(),
+                    ascii_escape(agg::format_key(agg::EntityKind::api_host, r.key), kLogFieldMax).c_str(),
                     (unsigned long long)r.value.bytes_out, (unsigned long long)r.value.bytes_in,
                     (unsigned long long)r.value.tls_flows, r.value.distinct_clients);
     std::printf("\n");
@@ -182,14 +183,6 @@ std::vector<std::unique_ptr<output::Output>> start_outputs(const std::vector<out
     return outs;
 }
 
-// 2147483648, 1250.5: integers without decimals.
-std::string number(double v)
-{
-    if (v == std::floor(v) && std::fabs(v) < 1e18)
-        return std::to_string((long long)v);
-    return fmt::format("{:.3f}", v);
-}
-
 // Every record is logged (SNI and entity sanitized); shadow rules stop there.
 void dispatch(const std::vector<detect::AlertRecord> &records,
               std::vector<std::unique_ptr<output::Output>> &outs)
@@ -198,7 +191,7 @@ void dispatch(const std::vector<detect::AlertRecord> &records,
         auto msg = fmt::format("{}alert {} {} rule={} severity={} {}={} {}={} threshold={}{}",
                                r.shadow ? "shadow " : "", detect::state_name(r.state), r.id, r.rule,
                                detect::severity_name(r.severity), r.entity_kind,
-                               sanitize_for_log(r.entity), r.metric, number(r.value), number(r.threshold),
+                               ascii_escape(r.entity, kLogFieldMax), r.metric, format_number(r.value), format_number(r.threshold),
                                r.state == detect::AlertState::summary
                                    ? fmt::format(" suppressed={}", r.suppressed)
                                    : std::string());
@@ -347,7 +340,7 @@ public:
         tracker_.set_on_tls_meta([this](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
             spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
-                          r.tls.sni ? sanitize_for_log(*r.tls.sni) : std::string("-"), r.tls.ja4);
+                          r.tls.sni ? ascii_escape(*r.tls.sni, kLogFieldMax) : std::string("-"), r.tls.ja4);
             attribute_tls(detector_, aggregator_, r);
         });
         // Counts, windows and alerts from before a restart (never the
@@ -394,11 +387,8 @@ private:
             return;
         try {
             metrics_ = std::make_unique<control::MetricsServer>(cfg_.metrics_host, cfg_.metrics_port);
-            spdlog::info("metrics on http://{}:{}/metrics",
-                         cfg_.metrics_host.find(':') != std::string::npos
-                             ? "[" + cfg_.metrics_host + "]"
-                             : cfg_.metrics_host,
-                         cfg_.metrics_port);
+            spdlog::info("metrics on http://{}/metrics",
+                         format_host_port(cfg_.metrics_host, std::to_string(cfg_.metrics_port)));
         } catch (const Error &e) {
             spdlog::error("{}", e.what());
         }

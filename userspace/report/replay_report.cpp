@@ -78,7 +78,7 @@ std::string table_cell_list(const std::vector<std::string> &v, size_t max = SIZE
     for (size_t i = 0; i < v.size() && i < max; i++) {
         if (!s.empty())
             s += ',';
-        s += printable(v[i]);
+        s += ascii_escape(v[i]);
     }
     if (v.size() > max)
         s += " (+" + std::to_string(v.size() - max) + ")";
@@ -129,7 +129,7 @@ void write_alerts_table(const std::vector<Alert> &alerts, std::ostream &out)
             v = &*it;
         }
         auto it = v->find(key);
-        return it != v->end() && it->is_string() ? printable(it->get<std::string>())
+        return it != v->end() && it->is_string() ? ascii_escape(it->get<std::string>())
                                                  : std::string("-");
     };
     std::vector<std::vector<std::string>> rows;
@@ -214,7 +214,6 @@ void write_clients_table(const ReplayReport &r, std::ostream &out)
 }  // namespace
 
 
-std::string printable(std::string_view raw) { return ascii_escape(raw); }
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
                           const std::vector<FlowRecord> &reused, bool with_flows,
@@ -362,12 +361,12 @@ void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool f
     });
     std::vector<std::vector<std::string>> rows;
     auto ep = [](const std::string &a, uint16_t p) {
-        return (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(p);
+        return format_host_port(a, std::to_string(p));
     };
     for (const auto *f : fs) {
         std::string sni = "-", alpn = "-", ver = "-", ja4 = "-";
         if (f->tls) {
-            sni = f->tls->sni ? printable(*f->tls->sni) : "(none)";
+            sni = f->tls->sni ? ascii_escape(*f->tls->sni) : "(none)";
             alpn = f->tls->alpn.empty() ? "(none)" : table_cell_list(f->tls->alpn);
             ver = f->tls->tls_version.empty() ? "-" : f->tls->tls_version;
             ja4 = f->tls->ja4;

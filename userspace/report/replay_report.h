@@ -108,8 +108,5 @@ void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool f
 std::string client_json(const ClientReport &c);
 std::string flow_json(const FlowReport &f);
 std::string alert_json(const Alert &a);
-// Bytes for a terminal: common/text.h ascii_escape (printable ASCII as is,
-// the rest and '\\' as \xNN).
-std::string printable(std::string_view raw);
 
 }  // namespace exf
