@@ -35,7 +35,10 @@ using exf::bench::rss_bytes;
 
 using Clock = std::chrono::steady_clock;
 
-double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double secs(Clock::time_point a, Clock::time_point b)
+{
+    return std::chrono::duration<double>(b - a).count();
+}
 
 Addr16 client_addr(uint32_t i, bool v6)
 {
@@ -89,8 +92,8 @@ Result run(uint32_t n, Mix mix, bool with_sni)
     if (with_sni) {
         std::string nets;
         for (int k = 0; k < 8; k++)
-            nets += "10." + std::to_string(k) + ".0.0/16 office" + std::to_string(k) + "\n" + "2001:db8:" +
-                    std::to_string(k) + "::/48 office" + std::to_string(k) + "\n";
+            nets += "10." + std::to_string(k) + ".0.0/16 office" + std::to_string(k) + "\n" +
+                    "2001:db8:" + std::to_string(k) + "::/48 office" + std::to_string(k) + "\n";
         cfg.cohorts = parse_cohorts(nets, "bench").rules;
     }
     size_t rss0 = rss_bytes();
@@ -180,12 +183,14 @@ int main(int argc, char **argv)
     }
     *judged = NAN;
 
-    std::printf("| clients | mix | B/client client table | B/client memory_bytes() | B/client RSS growth | subnets "
-                "| client x API | inserts/s | updates/s | top-10 clients ms | top-10 subnets ms | expire() ms |\n");
+    std::printf("| clients | mix | B/client client table | B/client memory_bytes() | B/client RSS "
+                "growth | subnets "
+                "| client x API | inserts/s | updates/s | top-10 clients ms | top-10 subnets ms | "
+                "expire() ms |\n");
     std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (uint32_t n : sizes) {
-        for (auto [mix, sni] : {std::pair{Mix::v4, false}, std::pair{Mix::v6, false}, std::pair{Mix::mixed, false},
-                                std::pair{Mix::mixed, true}}) {
+        for (auto [mix, sni] : {std::pair{Mix::v4, false}, std::pair{Mix::v6, false},
+                                std::pair{Mix::mixed, false}, std::pair{Mix::mixed, true}}) {
             // Each scenario in its own process: RSS growth then starts from
             // the same baseline (no heap pages left over from the previous run).
             std::fflush(stdout);
@@ -196,10 +201,11 @@ int main(int argc, char **argv)
             }
             if (pid == 0) {
                 Result r = run(n, mix, sni);
-                std::printf("| %zu | %s | %.1f | %.1f | %.1f | %zu | %zu | %.2fM | %.2fM | %.1f | %.2f | %.1f |\n",
+                std::printf("| %zu | %s | %.1f | %.1f | %.1f | %zu | %zu | %.2fM | %.2fM | %.1f | "
+                            "%.2f | %.1f |\n",
                             r.n, r.mix.c_str(), r.client_table, r.total, r.rss, r.subnets, r.pairs,
-                            r.inserts_per_s / 1e6, r.updates_per_s / 1e6, r.top_clients_ms, r.top_subnets_ms,
-                            r.expire_ms);
+                            r.inserts_per_s / 1e6, r.updates_per_s / 1e6, r.top_clients_ms,
+                            r.top_subnets_ms, r.expire_ms);
                 if (n == sizes.back() && mix == Mix::mixed && !sni)
                     *judged = r.client_table;
                 std::fflush(stdout);
@@ -213,7 +219,8 @@ int main(int argc, char **argv)
             }
         }
     }
-    exf::bench::print_result({"memory.aggregator_bytes_per_client", *judged, NAN, NAN, 1, "B", "<= 256"},
-                             started, command);
+    exf::bench::print_result(
+        {"memory.aggregator_bytes_per_client", *judged, NAN, NAN, 1, "B", "<= 256"}, started,
+        command);
     return 0;
 }

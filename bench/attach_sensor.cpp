@@ -148,7 +148,7 @@ private:
 
 int attach_main(const std::string &ifname, bool empty, const std::string &object)
 {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);

@@ -302,13 +302,11 @@ std::vector<Case> make_cases()
                 Flow f{handshake(c), data_frame(c, true, ip_len)};
                 f.setup.push_back(hello_frame(c, 517));
                 std::string sz = std::to_string(f.measured.size());
-                cs.push_back({"tls_est_" + std::string(v6 ? "v6" : "v4") + (vlan ? "vlan" : "") +
-                                  "_" + sz,
-                              std::string("TLS established, client data, ") +
-                                  (v6 ? "IPv6" : "IPv4") + (vlan ? " + VLAN" : "") + ", " + sz +
-                                  " B frame",
-                              Method::Repeat, 35, Drain::EachFlow,
-                              [f](unsigned) { return f; }});
+                cs.push_back(
+                    {"tls_est_" + std::string(v6 ? "v6" : "v4") + (vlan ? "vlan" : "") + "_" + sz,
+                     std::string("TLS established, client data, ") + (v6 ? "IPv6" : "IPv4") +
+                         (vlan ? " + VLAN" : "") + ", " + sz + " B frame",
+                     Method::Repeat, 35, Drain::EachFlow, [f](unsigned) { return f; }});
             }
     {
         Conn c = conn(false, false);
@@ -354,8 +352,8 @@ std::vector<Case> make_cases()
     }
 
     // Per-flow cases: a fresh 5-tuple per sample (client port = 1024 + idx).
-    auto per_flow = [&](std::string name, std::string desc, double target, Drain drain,
-                        bool v6, std::function<Flow(const Conn &)> mk) {
+    auto per_flow = [&](std::string name, std::string desc, double target, Drain drain, bool v6,
+                        std::function<Flow(const Conn &)> mk) {
         Conn base = conn(v6, false);
         cs.push_back({std::move(name), std::move(desc), Method::PerFlow, target, drain,
                       [base, mk](unsigned idx) {
@@ -367,10 +365,10 @@ std::vector<Case> make_cases()
     auto syn_only = [](const Conn &c) {
         return Flow{{}, frame(c, true, TcpFlag::SYN, kClientIsn, 0)};
     };
-    per_flow("syn_new_v4", "new-flow SYN, IPv4, client already known", 0, Drain::EachFlow,
-             false, syn_only);
-    per_flow("syn_new_v6", "new-flow SYN, IPv6, client already known", 0, Drain::EachFlow,
-             true, syn_only);
+    per_flow("syn_new_v4", "new-flow SYN, IPv4, client already known", 0, Drain::EachFlow, false,
+             syn_only);
+    per_flow("syn_new_v6", "new-flow SYN, IPv6, client already known", 0, Drain::EachFlow, true,
+             syn_only);
     cs.push_back({"syn_new_client_v4", "new-flow SYN from a never-seen client, IPv4",
                   Method::PerFlow, 0, Drain::EachFlow, [](unsigned idx) {
                       Conn c;
@@ -379,8 +377,8 @@ std::vector<Case> make_cases()
                       return Flow{{}, frame(c, true, TcpFlag::SYN, kClientIsn, 0)};
                   }});
     per_flow("tls_est_v4_64_once",
-             "TLS established client data, 64 B, run once per flow (per-flow method baseline)",
-             0, Drain::EachFlow, false, [](const Conn &c) {
+             "TLS established client data, 64 B, run once per flow (per-flow method baseline)", 0,
+             Drain::EachFlow, false, [](const Conn &c) {
                  Flow f{handshake(c), data_frame(c, true, 0)};
                  f.setup.push_back(hello_frame(c, 517));
                  return f;
@@ -389,15 +387,18 @@ std::vector<Case> make_cases()
         per_flow("hello_" + std::to_string(len) + "_v4",
                  "ClientHello " + std::to_string(len) +
                      " B + ring buffer event, IPv4, consumer caught up (wakeup per event)",
-                 90, Drain::EachFlow, false,
-                 [len](const Conn &c) { return Flow{handshake(c), hello_frame(c, len)}; });
+                 90, Drain::EachFlow, false, [len](const Conn &c) {
+                     return Flow{handshake(c), hello_frame(c, len)};
+                 });
     per_flow("hello_517_v4_batched",
              "ClientHello 517 B + ring buffer event, IPv4, consumer behind (no wakeup)", 90,
-             Drain::Batched, false,
-             [](const Conn &c) { return Flow{handshake(c), hello_frame(c, 517)}; });
-    per_flow("hello_517_v6", "ClientHello 517 B + ring buffer event, IPv6, consumer caught up",
-             90, Drain::EachFlow, true,
-             [](const Conn &c) { return Flow{handshake(c), hello_frame(c, 517)}; });
+             Drain::Batched, false, [](const Conn &c) {
+                 return Flow{handshake(c), hello_frame(c, 517)};
+             });
+    per_flow("hello_517_v6", "ClientHello 517 B + ring buffer event, IPv6, consumer caught up", 90,
+             Drain::EachFlow, true, [](const Conn &c) {
+                 return Flow{handshake(c), hello_frame(c, 517)};
+             });
     cs.push_back({"quic_initial_1200_v4",
                   "QUIC Initial 1200 B: new flow + ring buffer event, IPv4, consumer caught up",
                   Method::PerFlow, 90, Drain::EachFlow, [](unsigned idx) {
@@ -416,10 +417,10 @@ std::vector<Case> make_cases()
 struct Result {
     const Case *c;
     size_t frame_len = 0;
-    std::vector<double> real, empty;  // per round (repeat) or per sample (per-flow)
+    std::vector<double> real, empty;              // per round (repeat) or per sample (per-flow)
     std::vector<double> round_real, round_empty;  // per-round medians (per-flow)
-    uint64_t runs = 0;  // measured runs of the real program
-    exf::HealthCounters health{};  // counter deltas over the measured runs
+    uint64_t runs = 0;                            // measured runs of the real program
+    exf::HealthCounters health{};                 // counter deltas over the measured runs
 };
 
 void add_delta(exf::HealthCounters &acc, const exf::HealthCounters &a, const exf::HealthCounters &b)
@@ -433,8 +434,7 @@ public:
     Bench(const Options &o, Target &t, exf::bench::EmptyProgram &e)
         : o_(o), t_(t), empty_(e),
           reader_(t.events(), [this](std::span<const uint8_t>) { events_++; })
-    {
-    }
+    {}
 
     void repeat_case(Result &r, const Case &c, int round)
     {
@@ -659,8 +659,8 @@ int bench_main(const Options &o)
                 "hello_events_per_run=%s end_events_per_run=%s rb_full=%llu",
                 j + 1, c.name.c_str(), rep ? "repeat" : "per-flow", r.frame_len,
                 (unsigned long long)r.runs, fmt(real, 1).c_str(), fmt(emp, 1).c_str(),
-                fmt(diff, 1).c_str(), fmt(real / emp, 3).c_str(),
-                fmt(median(paired), 1).c_str(), fmt(mn == paired.end() ? NAN : *mn, 1).c_str(),
+                fmt(diff, 1).c_str(), fmt(real / emp, 3).c_str(), fmt(median(paired), 1).c_str(),
+                fmt(mn == paired.end() ? NAN : *mn, 1).c_str(),
                 fmt(mx == paired.end() ? NAN : *mx, 1).c_str(),
                 fmt(rmn == rounds.end() ? NAN : *rmn, 1).c_str(),
                 fmt(rmx == rounds.end() ? NAN : *rmx, 1).c_str(), fmt(mean(r.real), 1).c_str(),

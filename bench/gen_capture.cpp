@@ -155,9 +155,9 @@ struct ApiHost {
 
 std::vector<ApiHost> make_api_hosts(Rng &r)
 {
-    static const char *const kStems[] = {"api", "auth", "cdn", "files", "s3", "telemetry",
-                                         "graph", "upload", "export", "reports", "billing",
-                                         "search", "media", "sync", "events"};
+    static const char *const kStems[] = {"api",       "auth",   "cdn",    "files",  "s3",
+                                         "telemetry", "graph",  "upload", "export", "reports",
+                                         "billing",   "search", "media",  "sync",   "events"};
     static const char *const kZones[] = {"example.com", "example.net", "example.org"};
     std::vector<ApiHost> hosts;
     for (size_t i = 0; i < 300; i++) {
@@ -183,12 +183,11 @@ std::vector<ApiHost> make_api_hosts(Rng &r)
 
 enum Profile : uint8_t { chrome, firefox, curl, go, python, java8, okhttp, kProfiles };
 
-const std::vector<uint16_t> kSigalgs13 = {0x0403, 0x0804, 0x0401, 0x0503, 0x0805,
-                                          0x0501, 0x0806, 0x0601};
-const std::vector<uint16_t> kSigalgsOpenssl = {0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0809,
-                                               0x080a, 0x080b, 0x0804, 0x0805, 0x0806, 0x0401,
-                                               0x0501, 0x0601, 0x0303, 0x0301, 0x0302, 0x0402,
-                                               0x0502, 0x0602};
+const std::vector<uint16_t> kSigalgs13 = {0x0403, 0x0804, 0x0401, 0x0503,
+                                          0x0805, 0x0501, 0x0806, 0x0601};
+const std::vector<uint16_t> kSigalgsOpenssl = {
+    0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0809, 0x080a, 0x080b, 0x0804, 0x0805,
+    0x0806, 0x0401, 0x0501, 0x0601, 0x0303, 0x0301, 0x0302, 0x0402, 0x0502, 0x0602};
 
 uint16_t grease(Rng &r) { return uint16_t(0x0a0a + 0x1010 * r.below(16)); }
 
@@ -199,20 +198,22 @@ std::vector<std::string> profile_alpn(Profile p, Rng &r)
     case chrome:
     case firefox:
     case okhttp: return {"h2", "http/1.1"};
-    case curl: return r.chance(0.7) ? std::vector<std::string>{"h2", "http/1.1"}
-                                    : std::vector<std::string>{"http/1.1"};
-    case go: return r.chance(0.5) ? std::vector<std::string>{"h2", "http/1.1"}
-                                  : std::vector<std::string>{};
-    case python: return r.chance(0.5) ? std::vector<std::string>{"http/1.1"}
-                                      : std::vector<std::string>{};
+    case curl:
+        return r.chance(0.7) ? std::vector<std::string>{"h2", "http/1.1"}
+                             : std::vector<std::string>{"http/1.1"};
+    case go:
+        return r.chance(0.5) ? std::vector<std::string>{"h2", "http/1.1"}
+                             : std::vector<std::string>{};
+    case python:
+        return r.chance(0.5) ? std::vector<std::string>{"http/1.1"} : std::vector<std::string>{};
     case java8: return {};
     default: return {};
     }
 }
 
 // A ClientHello handshake message (no record header).
-Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::string> &alpn,
-                 bool quic, Rng &r)
+Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::string> &alpn, bool quic,
+                 Rng &r)
 {
     HelloBuilder b;
     b.session_id(quic ? Bytes{} : r.bytes(32));
@@ -249,8 +250,8 @@ Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::strin
         break;
     }
     case firefox:
-        b.ciphers({0x1301, 0x1303, 0x1302, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030,
-                   0xc00a, 0xc009, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
+        b.ciphers({0x1301, 0x1303, 0x1302, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc02c, 0xc030, 0xc00a,
+                   0xc009, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
         if (!sni.empty())
             b.sni(sni);
         b.raw_extension(0x0017, {})
@@ -264,8 +265,8 @@ Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::strin
             .raw_extension(0x0022, {0x00, 0x08, 0x04, 0x03, 0x05, 0x03, 0x06, 0x03, 0x02, 0x03})
             .key_share({{0x001d, 32}, {0x0017, 65}})
             .supported_versions({0x0304, 0x0303})
-            .signature_algorithms({0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401,
-                                   0x0501, 0x0601, 0x0203, 0x0201})
+            .signature_algorithms({0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501,
+                                   0x0601, 0x0203, 0x0201})
             .raw_extension(0x002d, {0x01, 0x01})
             .raw_extension(0x001c, {0x40, 0x01});
         if (quic)
@@ -275,18 +276,17 @@ Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::strin
         break;
     case curl:
     case python:
-        b.ciphers(p == curl
-                      ? std::vector<uint16_t>{0x1302, 0x1303, 0x1301, 0xc02c, 0xc030, 0x009f,
-                                              0xcca9, 0xcca8, 0xccaa, 0xc02b, 0xc02f, 0x009e,
-                                              0xc024, 0xc028, 0x006b, 0xc023, 0xc027, 0x0067,
-                                              0xc00a, 0xc014, 0x0039, 0xc009, 0xc013, 0x0033,
-                                              0x009d, 0x009c, 0x003d, 0x003c, 0x0035, 0x002f,
-                                              0x00ff}
-                      : std::vector<uint16_t>{0x1302, 0x1303, 0x1301, 0xc02c, 0xc030, 0xc02b,
-                                              0xc02f, 0xcca9, 0xcca8, 0x009f, 0x009e, 0xccaa,
-                                              0xc0af, 0xc0ad, 0xc0ae, 0xc0ac, 0xc024, 0xc028,
-                                              0xc023, 0xc027, 0xc00a, 0xc014, 0xc009, 0xc013,
-                                              0x00ff});
+        b.ciphers(
+            p == curl
+                ? std::vector<uint16_t>{0x1302, 0x1303, 0x1301, 0xc02c, 0xc030, 0x009f, 0xcca9,
+                                        0xcca8, 0xccaa, 0xc02b, 0xc02f, 0x009e, 0xc024, 0xc028,
+                                        0x006b, 0xc023, 0xc027, 0x0067, 0xc00a, 0xc014, 0x0039,
+                                        0xc009, 0xc013, 0x0033, 0x009d, 0x009c, 0x003d, 0x003c,
+                                        0x0035, 0x002f, 0x00ff}
+                : std::vector<uint16_t>{0x1302, 0x1303, 0x1301, 0xc02c, 0xc030, 0xc02b, 0xc02f,
+                                        0xcca9, 0xcca8, 0x009f, 0x009e, 0xccaa, 0xc0af, 0xc0ad,
+                                        0xc0ae, 0xc0ac, 0xc024, 0xc028, 0xc023, 0xc027, 0xc00a,
+                                        0xc014, 0xc009, 0xc013, 0x00ff});
         if (!sni.empty())
             b.sni(sni);
         b.ec_point_formats({0x00, 0x01, 0x02})
@@ -311,14 +311,12 @@ Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::strin
         b.raw_extension(0x0005, {0x01, 0x00, 0x00, 0x00, 0x00})
             .supported_groups({0x001d, 0x0017, 0x0018, 0x0019})
             .ec_point_formats({0x00})
-            .signature_algorithms({0x0804, 0x0403, 0x0807, 0x0805, 0x0806, 0x0401, 0x0501,
-                                   0x0601, 0x0503, 0x0603, 0x0201, 0x0203})
+            .signature_algorithms({0x0804, 0x0403, 0x0807, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601,
+                                   0x0503, 0x0603, 0x0201, 0x0203})
             .raw_extension(0xff01, {0x00});
         if (!alpn.empty())
             b.alpn(alpn);
-        b.raw_extension(0x0012, {})
-            .supported_versions({0x0304, 0x0303})
-            .key_share({{0x001d, 32}});
+        b.raw_extension(0x0012, {}).supported_versions({0x0304, 0x0303}).key_share({{0x001d, 32}});
         break;
     case java8:
         b.ciphers({0xc02c, 0xc02b, 0xc030, 0x009d, 0xc02e, 0xc032, 0x009f, 0x00a3, 0xc02f,
@@ -328,16 +326,16 @@ Bytes make_hello(Profile p, const std::string &sni, const std::vector<std::strin
                    0xc013, 0x002f, 0xc004, 0xc00e, 0x0033, 0x0032, 0x00ff});
         b.supported_groups({0x0017, 0x0018, 0x0019, 0x0009, 0x000a, 0x000b, 0x000c, 0x000d})
             .ec_point_formats({0x00})
-            .signature_algorithms({0x0603, 0x0601, 0x0503, 0x0501, 0x0403, 0x0401, 0x0303,
-                                   0x0301, 0x0203, 0x0201, 0x0402, 0x0202})
+            .signature_algorithms({0x0603, 0x0601, 0x0503, 0x0501, 0x0403, 0x0401, 0x0303, 0x0301,
+                                   0x0203, 0x0201, 0x0402, 0x0202})
             .raw_extension(0x0017, {});
         if (!sni.empty())
             b.sni(sni);
         break;
     case okhttp:
     default:
-        b.ciphers({0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
-                   0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
+        b.ciphers({0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+                   0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
         if (!sni.empty())
             b.sni(sni);
         b.raw_extension(0x0017, {})
@@ -422,9 +420,11 @@ Bytes quic_client_initial(const Bytes &dcid, const Bytes &scid, uint64_t pn, Byt
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     openssl_check(EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), nullptr, k->key.data(), nonce));
     openssl_check(EVP_EncryptUpdate(c, nullptr, &len, h.data(), int(h.size())));
-    openssl_check(EVP_EncryptUpdate(c, pkt.data() + h.size(), &len, frames.data(), int(frames.size())));
+    openssl_check(
+        EVP_EncryptUpdate(c, pkt.data() + h.size(), &len, frames.data(), int(frames.size())));
     openssl_check(EVP_EncryptFinal_ex(c, pkt.data() + h.size() + len, &len));
-    openssl_check(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, pkt.data() + h.size() + frames.size()));
+    openssl_check(
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, pkt.data() + h.size() + frames.size()));
     EVP_CIPHER_CTX_free(c);
     uint8_t mask[16];
     c = EVP_CIPHER_CTX_new();
@@ -449,8 +449,8 @@ struct Step {
     Dir dir;
     uint8_t flags;  // TCP flags
     uint16_t len;
-    uint32_t off;   // into data
-    int8_t data;    // index into Flow::blobs, -1: filler
+    uint32_t off;  // into data
+    int8_t data;   // index into Flow::blobs, -1: filler
 };
 
 struct Flow {
@@ -486,8 +486,8 @@ uint64_t data_size(Rng &r)
 
 class Generator {
 public:
-    Generator(uint64_t seed, size_t n_clients) : rng_{seed}, client_zipf_(n_clients, 0.9),
-                                                 api_zipf_(300, 1.0)
+    Generator(uint64_t seed, size_t n_clients)
+        : rng_{seed}, client_zipf_(n_clients, 0.9), api_zipf_(300, 1.0)
     {
         api_ = make_api_hosts(rng_);
         for (size_t i = 0; i < n_clients; i++) {
@@ -535,7 +535,9 @@ public:
             f->kind = Kind::tls;
             double y = rng_.real();
             f->sport = y < 0.94 ? 443 : y < 0.98 ? 8443 : 4443;
-            (f->sport == 443 ? totals_.tls : f->sport == 8443 ? totals_.tls_8443 : totals_.tls_4443)++;
+            (f->sport == 443    ? totals_.tls
+             : f->sport == 8443 ? totals_.tls_8443
+                                : totals_.tls_4443)++;
             totals_.profiles[p]++;
             build_tls(*f, p, *api);
         } else if (x < 0.85) {
@@ -548,7 +550,8 @@ public:
         } else if (x < 0.95) {
             f->kind = Kind::dns;
             totals_.dns++;
-            f->server = f->client.v6 ? Host{"2001:db8:ffff::53", true} : Host{"203.0.113.53", false};
+            f->server =
+                f->client.v6 ? Host{"2001:db8:ffff::53", true} : Host{"203.0.113.53", false};
             f->sport = 53;
             f->steps.push_back({c2s, 0, uint16_t(28 + rng_.below(40)), 0, -1});
             if (rng_.chance(0.97))
@@ -651,7 +654,8 @@ private:
         size_t segs = 0;
         while (bytes) {
             uint16_t n = uint16_t(std::min<uint64_t>(bytes, mss(f)));
-            f.steps.push_back({s2c, uint8_t(exf::test::ACK | (bytes == n ? exf::test::PSH : 0)), n, 0, -1});
+            f.steps.push_back(
+                {s2c, uint8_t(exf::test::ACK | (bytes == n ? exf::test::PSH : 0)), n, 0, -1});
             bytes -= n;
             if (++segs % 2 == 0 || !bytes)
                 f.steps.push_back({c2s, exf::test::ACK, 0, 0, -1});
@@ -743,8 +747,8 @@ private:
             put_varint(frames, n);
             frames.insert(frames.end(), hs.begin() + long(off), hs.begin() + long(off + n));
             f.blobs.push_back(quic_client_initial(dcid, scid, pn++, std::move(frames)));
-            f.steps.push_back({c2s, 0, uint16_t(f.blobs.back().size()), 0,
-                               int8_t(f.blobs.size() - 1)});
+            f.steps.push_back(
+                {c2s, 0, uint16_t(f.blobs.back().size()), 0, int8_t(f.blobs.size() - 1)});
         }
         if (hs.size() > 1100)
             totals_.two_segment_hellos++;
@@ -922,20 +926,20 @@ int main(int argc, char **argv)
         const Totals &t = gen.totals();
         // Flows started but not all of whose packets were written are still counted.
         const double span_s = double(ts - 1767225600ull * 1000000000ull) / 1e9;
-        std::fprintf(stderr,
-                     "gen_capture: %s: %llu packets (%.1f %% IPv6), %.1f s of capture time, "
-                     "%.1f MB; %llu flows started: TLS/TCP %llu (443 %llu, 8443 %llu, 4443 %llu), "
-                     "QUIC %llu, DNS %llu, HTTP %llu, ICMP %llu; hellos over 2 segments/Initials "
-                     "%llu, without SNI %llu; ends FIN %llu RST %llu none %llu\n",
-                     out.c_str(), (unsigned long long)written, 100.0 * double(v6_packets) / double(written),
-                     span_s, double(file_bytes) / 1e6, (unsigned long long)gen.flows_made(),
-                     (unsigned long long)(t.tls + t.tls_8443 + t.tls_4443), (unsigned long long)t.tls,
-                     (unsigned long long)t.tls_8443, (unsigned long long)t.tls_4443,
-                     (unsigned long long)t.quic, (unsigned long long)t.dns,
-                     (unsigned long long)t.http, (unsigned long long)t.icmp,
-                     (unsigned long long)t.two_segment_hellos, (unsigned long long)t.no_sni,
-                     (unsigned long long)t.fin, (unsigned long long)t.rst,
-                     (unsigned long long)t.open_end);
+        std::fprintf(
+            stderr,
+            "gen_capture: %s: %llu packets (%.1f %% IPv6), %.1f s of capture time, "
+            "%.1f MB; %llu flows started: TLS/TCP %llu (443 %llu, 8443 %llu, 4443 %llu), "
+            "QUIC %llu, DNS %llu, HTTP %llu, ICMP %llu; hellos over 2 segments/Initials "
+            "%llu, without SNI %llu; ends FIN %llu RST %llu none %llu\n",
+            out.c_str(), (unsigned long long)written, 100.0 * double(v6_packets) / double(written),
+            span_s, double(file_bytes) / 1e6, (unsigned long long)gen.flows_made(),
+            (unsigned long long)(t.tls + t.tls_8443 + t.tls_4443), (unsigned long long)t.tls,
+            (unsigned long long)t.tls_8443, (unsigned long long)t.tls_4443,
+            (unsigned long long)t.quic, (unsigned long long)t.dns, (unsigned long long)t.http,
+            (unsigned long long)t.icmp, (unsigned long long)t.two_segment_hellos,
+            (unsigned long long)t.no_sni, (unsigned long long)t.fin, (unsigned long long)t.rst,
+            (unsigned long long)t.open_end);
         std::printf("GEN_CAPTURE file=%s packets=%llu clients=%llu seed=%llu rate=%llu "
                     "span_s=%.3f bytes=%llu flows=%llu tls_tcp=%llu quic=%llu dns=%llu http=%llu "
                     "icmp=%llu\n",

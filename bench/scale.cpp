@@ -84,9 +84,9 @@
 #include "config/config.h"
 #include "detect/detector.h"
 #include "flows/flow_tracker.h"
+#include "harvest/deltas.h"
 #include "harvest/drain.h"
 #include "harvest/harvest_stage.h"
-#include "harvest/deltas.h"
 #include "sources/event_queue.h"
 #include "support/packet_builder.h"
 
@@ -452,8 +452,8 @@ struct FilledFlow {
 
 struct Filled {
     std::vector<FilledFlow> flows;
-    std::vector<exf_flow> values;               // as written
-    std::vector<exf_client_stats> clients;      // per client, as written (summed)
+    std::vector<exf_flow> values;           // as written
+    std::vector<exf_client_stats> clients;  // per client, as written (summed)
 };
 
 // The fill: M flows over N clients (flow j: client j % N, so every client
@@ -846,7 +846,8 @@ int table_main(const Options &o)
                 pick.push_back(j);
         std::reverse(pick.begin(), pick.end());
         for (size_t j : pick) {
-            auto ev = hello_event(filled.flows[j], filled.values[j], hellos[filled.flows[j].server]);
+            auto ev =
+                hello_event(filled.flows[j], filled.values[j], hellos[filled.flows[j].server]);
             d.tracker.on_event(ev);
             fed++;
         }
@@ -895,8 +896,8 @@ int table_main(const Options &o)
         first.push_back(harvest_once(sensor, d));
         if (first.back().flow_rows != M || first.back().client_rows != N)
             std::printf("# warning: read %zu flows, %zu clients (filled %llu, %llu)\n",
-                        first.back().flow_rows, first.back().client_rows,
-                        (unsigned long long)M, (unsigned long long)N);
+                        first.back().flow_rows, first.back().client_rows, (unsigned long long)M,
+                        (unsigned long long)N);
         rss_first = std::max(rss_first, rss_bytes());
     }
     report("first", first, rss_first);
@@ -1057,8 +1058,7 @@ struct Producer {
     uint64_t next = 0;  // flows run so far
     explicit Producer(exf::BpfSensor &s, size_t hello, uint64_t clients)
         : sensor(s), kit(hello), n_clients(clients)
-    {
-    }
+    {}
     // One TLS flow: SYN, ClientHello, RST (a hello and a flow-end event).
     void flow()
     {
@@ -1085,7 +1085,8 @@ int events_main(const Options &o)
         8 + sizeof(exf_flow_end_event) + 8;
     so.ringbuf_bytes = o.ring;
     if (o.drain)
-        so.ringbuf_bytes = std::max<uint32_t>(o.ring, pow2_at_least(o.drain * ev_bytes_per_flow * 5 / 4));
+        so.ringbuf_bytes =
+            std::max<uint32_t>(o.ring, pow2_at_least(o.drain * ev_bytes_per_flow * 5 / 4));
     if (o.prefill_flows) {
         so.flow_table_size =
             std::max<uint32_t>(1024, pow2_at_least(o.prefill_flows + o.prefill_flows / 32 + 1024));
@@ -1106,8 +1107,9 @@ int events_main(const Options &o)
         // The prefilled flows' first harvest (all of them new) before the
         // clock starts: the run measures steady-state harvests.
         auto t = harvest_once(sensor, d);
-        std::printf("# prefill: %zu flows, %zu clients; first harvest %.0f ms + evaluation %.0f ms\n",
-                    t.flow_rows, t.client_rows, (t.read_s + t.run_s) * 1e3, t.eval_s * 1e3);
+        std::printf(
+            "# prefill: %zu flows, %zu clients; first harvest %.0f ms + evaluation %.0f ms\n",
+            t.flow_rows, t.client_rows, (t.read_s + t.run_s) * 1e3, t.eval_s * 1e3);
     }
     exf::EventQueue queue(o.queue);
     Producer prod(sensor, o.hello, pool);
@@ -1140,7 +1142,8 @@ int events_main(const Options &o)
                     double c = thread_cpu_s();
                     (void)exf::read_health(sensor.health_fd());
                     auto tables = sensor.tables();
-                    d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker, mono_ms());
+                    d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker,
+                                   mono_ms());
                     cpu = thread_cpu_s() - c;
                 };
                 if (o.harvest_drain) {
@@ -1260,31 +1263,33 @@ int events_main(const Options &o)
     double processed_s = o.drain ? double(ts.events) / consume_s : events_at_prod_end / prod_s;
     char rate[32];
     std::snprintf(rate, sizeof rate, "%g", o.rate);
-    std::printf(
-        "SCALE test=events tag=%s kind=%s loop=%s rate=%s queue=%u ring=%u hello=%zu "
-        "prefill_clients=%llu prefill_flows=%llu flows=%llu produce_s=%.2f consume_s=%.2f "
-        "offered_flows_s=%.0f kernel_events=%llu kernel_events_s=%.0f rb_full=%llu "
-        "queue_received=%llu queue_dropped=%llu queue_waited=%llu tracker_events=%llu "
-        "hellos_done=%llu bad_events=%llu events_s=%.0f hellos_s=%.0f main_cpu_s=%.2f "
-        "process_cpu_s=%.2f main_us_per_event=%.2f pop_us_per_event=%.2f harvests=%zu "
-        "harvest_ms_median=%s harvest_ms_max=%s harvest_cpu_ms_median=%s eval_ms_median=%s "
-        "harvest_drain=%d harvest_drained=%llu harvest_drain_full=%llu loss_pct=%.2f rss_mib=%.1f\n",
-        o.tag.c_str(), kind.c_str(), o.loop.c_str(), rate, o.queue, so.ringbuf_bytes, o.hello,
-        (unsigned long long)o.prefill_clients, (unsigned long long)o.prefill_flows,
-        (unsigned long long)flows, prod_s, consume_s,
-        o.drain ? 0.0 : double(flows) / prod_s, (unsigned long long)(hello_ev + end_ev),
-        o.drain ? 0.0 : double(hello_ev + end_ev) / prod_s, (unsigned long long)rb_full,
-        (unsigned long long)queue.received(), (unsigned long long)queue.dropped(),
-        (unsigned long long)queue_waited(queue), (unsigned long long)ts.events,
-        (unsigned long long)ts.hellos_done, (unsigned long long)ts.bad_events, processed_s,
-        o.drain ? double(ts.hellos_done) / consume_s : hellos_at_prod_end / prod_s,
-        main_cpu, proc_cpu, ts.events ? main_cpu * 1e6 / double(ts.events) : NAN,
-        ts.events ? pop_cpu * 1e6 / double(ts.events) : NAN, harvest_ms.size(),
-        fmt(median(harvest_ms)).c_str(), fmt(vmax(harvest_ms)).c_str(),
-        fmt(median(harvest_cpu_ms)).c_str(), fmt(median(eval_ms)).c_str(), int(o.harvest_drain),
-        (unsigned long long)harvest_drained, (unsigned long long)harvest_drain_full,
-        100.0 * double(rb_full + queue.dropped()) / double(std::max<uint64_t>(1, hello_ev + end_ev + rb_full)),
-        double(rss_bytes()) / 1048576);
+    std::printf("SCALE test=events tag=%s kind=%s loop=%s rate=%s queue=%u ring=%u hello=%zu "
+                "prefill_clients=%llu prefill_flows=%llu flows=%llu produce_s=%.2f consume_s=%.2f "
+                "offered_flows_s=%.0f kernel_events=%llu kernel_events_s=%.0f rb_full=%llu "
+                "queue_received=%llu queue_dropped=%llu queue_waited=%llu tracker_events=%llu "
+                "hellos_done=%llu bad_events=%llu events_s=%.0f hellos_s=%.0f main_cpu_s=%.2f "
+                "process_cpu_s=%.2f main_us_per_event=%.2f pop_us_per_event=%.2f harvests=%zu "
+                "harvest_ms_median=%s harvest_ms_max=%s harvest_cpu_ms_median=%s eval_ms_median=%s "
+                "harvest_drain=%d harvest_drained=%llu harvest_drain_full=%llu loss_pct=%.2f "
+                "rss_mib=%.1f\n",
+                o.tag.c_str(), kind.c_str(), o.loop.c_str(), rate, o.queue, so.ringbuf_bytes,
+                o.hello, (unsigned long long)o.prefill_clients, (unsigned long long)o.prefill_flows,
+                (unsigned long long)flows, prod_s, consume_s,
+                o.drain ? 0.0 : double(flows) / prod_s, (unsigned long long)(hello_ev + end_ev),
+                o.drain ? 0.0 : double(hello_ev + end_ev) / prod_s, (unsigned long long)rb_full,
+                (unsigned long long)queue.received(), (unsigned long long)queue.dropped(),
+                (unsigned long long)queue_waited(queue), (unsigned long long)ts.events,
+                (unsigned long long)ts.hellos_done, (unsigned long long)ts.bad_events, processed_s,
+                o.drain ? double(ts.hellos_done) / consume_s : hellos_at_prod_end / prod_s,
+                main_cpu, proc_cpu, ts.events ? main_cpu * 1e6 / double(ts.events) : NAN,
+                ts.events ? pop_cpu * 1e6 / double(ts.events) : NAN, harvest_ms.size(),
+                fmt(median(harvest_ms)).c_str(), fmt(vmax(harvest_ms)).c_str(),
+                fmt(median(harvest_cpu_ms)).c_str(), fmt(median(eval_ms)).c_str(),
+                int(o.harvest_drain), (unsigned long long)harvest_drained,
+                (unsigned long long)harvest_drain_full,
+                100.0 * double(rb_full + queue.dropped()) /
+                    double(std::max<uint64_t>(1, hello_ev + end_ev + rb_full)),
+                double(rss_bytes()) / 1048576);
     std::fflush(stdout);
     (void)main_busy;
     return 0;

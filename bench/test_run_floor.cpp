@@ -103,9 +103,10 @@ int main(int argc, char **argv)
         };
         for (int k = 0; k < 2; k++) {
             double s = median(k ? x : e);
-            std::printf("TEST_RUN_FLOOR_MEDIAN program=%s packets=%zu ns_per_packet=%.0f pps=%.0f\n",
-                        k ? "exfilmon" : "empty", frames.size(), s * 1e9 / double(frames.size()),
-                        double(frames.size()) / s);
+            std::printf(
+                "TEST_RUN_FLOOR_MEDIAN program=%s packets=%zu ns_per_packet=%.0f pps=%.0f\n",
+                k ? "exfilmon" : "empty", frames.size(), s * 1e9 / double(frames.size()),
+                double(frames.size()) / s);
         }
         // The floor under `replay --datapath bpf`: no target of its own, it
         // says how far that target (packets/s) can be reached here.
@@ -113,9 +114,10 @@ int main(int argc, char **argv)
             const auto &w = k ? x : e;
             auto [fast, slow] = std::minmax_element(w.begin(), w.end());
             double n = double(frames.size());
-            exf::bench::print_result({std::string("offline.test_run_floor_pps_") + (k ? "exfilmon" : "empty"),
-                                      n / median(w), n / *slow, n / *fast, w.size(), "packets/s", "none"},
-                                     started, command);
+            exf::bench::print_result(
+                {std::string("offline.test_run_floor_pps_") + (k ? "exfilmon" : "empty"),
+                 n / median(w), n / *slow, n / *fast, w.size(), "packets/s", "none"},
+                started, command);
         }
     } catch (const std::exception &ex) {
         std::fprintf(stderr, "test_run_floor: %s\n", ex.what());

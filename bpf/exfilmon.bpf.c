@@ -15,7 +15,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by the loader between open and load. */
-const volatile __u16 exf_tls_ports[EXF_MAX_TLS_PORTS] = { 443, 8443 };
+const volatile __u16 exf_tls_ports[EXF_MAX_TLS_PORTS] = {443, 8443};
 const volatile __u32 exf_n_tls_ports = 2;
 /* Replay: take time from skb->tstamp (the capture's packet time). */
 const volatile __u8 exf_use_pkt_time = 0;

@@ -15,17 +15,18 @@
 #ifndef EXFILMON_SHARED_H
 #define EXFILMON_SHARED_H
 
-#define EXF_MAX_TLS_PORTS 16      /* configurable TLS server ports */
-#define EXF_HELLO_MAX 16384       /* client payload bytes captured per TCP flow */
-#define EXF_HELLO_MAX_SEGS 16     /* client segments emitted per TCP flow */
-#define EXF_QUIC_MAX_DGRAMS 4     /* client long-header datagrams per QUIC flow */
-#define EXF_CHUNK_SMALL 640       /* payload capacity of a small hello event (the
-                                   * common 517 B padded ClientHello fits) */
-#define EXF_CHUNK_MAX 2048        /* payload capacity of a large hello event */
-#define EXF_NON_HELLO_PEEK 16     /* bytes sent when the first payload is not a ClientHello */
-#define EXF_FC_SLOTS 1024         /* per-CPU flow cache slots (a power of two) */
-#define EXF_FC_SHIFT 54           /* 64 - log2(EXF_FC_SLOTS): index from a 64-bit hash */
-#define EXF_TICK_SHIFT 22         /* packet-time ticks (replay): 2^22 ns, about 4.2 ms */
+#define EXF_MAX_TLS_PORTS 16  /* configurable TLS server ports */
+#define EXF_HELLO_MAX 16384   /* client payload bytes captured per TCP flow */
+#define EXF_HELLO_MAX_SEGS 16 /* client segments emitted per TCP flow */
+#define EXF_QUIC_MAX_DGRAMS 4 /* client long-header datagrams per QUIC flow */
+/* Payload capacity of a small hello event: the common 517 B padded
+ * ClientHello fits. */
+#define EXF_CHUNK_SMALL 640
+#define EXF_CHUNK_MAX 2048    /* payload capacity of a large hello event */
+#define EXF_NON_HELLO_PEEK 16 /* bytes sent when the first payload is not a ClientHello */
+#define EXF_FC_SLOTS 1024     /* per-CPU flow cache slots (a power of two) */
+#define EXF_FC_SHIFT 54       /* 64 - log2(EXF_FC_SLOTS): index from a 64-bit hash */
+#define EXF_TICK_SHIFT 22     /* packet-time ticks (replay): 2^22 ns, about 4.2 ms */
 
 /* Canonical direction of a flow: the (addr, port) endpoint that compares
  * lower is "lo". Counters in struct exf_flow are indexed by this. */
@@ -88,21 +89,21 @@ struct exf_flow_key {
 }; /* 40 bytes */
 
 struct exf_flow {
-	__u64 first_ns;   /* monotonic (or packet time in replay) */
+	__u64 first_ns; /* monotonic (or packet time in replay) */
 	__u64 last_ns;
-	__u64 pkts[2];    /* indexed by enum exf_cdir */
-	__u64 bytes[2];   /* IP-level bytes, GSO expanded to wire segments */
-	__u32 tcp_seen;   /* EXF_TCP_* bits, see above */
-	__u32 client_isn; /* TCP sequence number of the client's first payload byte */
+	__u64 pkts[2];      /* indexed by enum exf_cdir */
+	__u64 bytes[2];     /* IP-level bytes, GSO expanded to wire segments */
+	__u32 tcp_seen;     /* EXF_TCP_* bits, see above */
+	__u32 client_isn;   /* TCP sequence number of the client's first payload byte */
 	__u16 hello_target; /* client payload bytes wanted (0: unknown yet) */
 	__u16 hello_contig; /* bytes from offset 0 emitted without a gap */
 	/* flags..hello_segs: one aligned 32-bit word, updated atomically
 	 * (bpf/lib/datapath.h, "The flow's state word"). */
-	__u8 flags;       /* EXF_FF_* */
-	__u8 client;      /* enum exf_client_side */
-	__u8 kind;        /* enum exf_flow_kind */
-	__u8 hello_segs;  /* hello events emitted */
-}; /* 64 bytes */
+	__u8 flags;      /* EXF_FF_* */
+	__u8 client;     /* enum exf_client_side */
+	__u8 kind;       /* enum exf_flow_kind */
+	__u8 hello_segs; /* hello events emitted */
+};                       /* 64 bytes */
 
 struct exf_client_key {
 	__u8 addr[16];
@@ -118,10 +119,10 @@ struct exf_client_stats {
 	__u64 bytes_in;
 	__u64 bytes_out;
 	__u64 last_ns;
-	__u64 first_ns;   /* when the entry was created: set on the creating CPU
-			   * only (the others hold 0), so readers take the max.
-			   * A new value means a new entry (evicted, then seen again). */
-}; /* 64 bytes, one per CPU */
+	__u64 first_ns; /* when the entry was created: set on the creating CPU
+	                 * only (the others hold 0), so readers take the max.
+	                 * A new value means a new entry (evicted, then seen again). */
+};                      /* 64 bytes, one per CPU */
 
 /*
  * The per-CPU flow cache (map exf_fcache, a PERCPU_ARRAY of EXF_FC_SLOTS).
@@ -138,15 +139,15 @@ struct exf_client_stats {
  */
 struct exf_fc_slot {
 	struct exf_flow_key key;
-	__u64 pkts[2];    /* pending, indexed by enum exf_cdir */
+	__u64 pkts[2]; /* pending, indexed by enum exf_cdir */
 	__u64 bytes[2];
-	__u64 last_ns;    /* packet time of the last packet counted here (replay),
-			   * or the install time (live: the fast path reads no clock) */
-	__u64 tick;       /* the tick the slot is valid for */
-	__u32 tcp_seen;   /* the flow's tcp_seen when installed */
-	__u8 client;      /* enum exf_client_side */
-	__u8 kind;        /* enum exf_flow_kind */
-	__u8 used;        /* key holds a flow; pending counts are that flow's */
+	__u64 last_ns;  /* packet time of the last packet counted here (replay),
+	                 * or the install time (live: the fast path reads no clock) */
+	__u64 tick;     /* the tick the slot is valid for */
+	__u32 tcp_seen; /* the flow's tcp_seen when installed */
+	__u8 client;    /* enum exf_client_side */
+	__u8 kind;      /* enum exf_flow_kind */
+	__u8 used;      /* key holds a flow; pending counts are that flow's */
 	__u8 pad;
 }; /* 96 bytes */
 
@@ -156,7 +157,7 @@ enum exf_event_type {
 };
 
 enum exf_end_reason {
-	EXF_END_FIN = 1,   /* FIN seen in both directions */
+	EXF_END_FIN = 1, /* FIN seen in both directions */
 	EXF_END_RST = 2,
 	EXF_END_REUSE = 3, /* a new SYN reused the 5-tuple: the old flow ended */
 };
@@ -188,33 +189,33 @@ struct exf_flow_end_event {
 /* Health counters: a per-CPU array indexed by this enum. Keep
  * exf_counter_names (userspace) in the same order. */
 enum exf_counter {
-	EXF_C_PACKETS = 0,       /* every packet the program saw (wire segments) */
-	EXF_C_BYTES,             /* IP-level bytes of parsed IP packets */
-	EXF_C_NOT_IP,            /* ethertype neither IPv4 nor IPv6: passed */
-	EXF_C_TRUNC_L2,          /* frame shorter than Ethernet/VLAN headers */
-	EXF_C_TRUNC_L3,          /* IP header cut short */
-	EXF_C_TRUNC_L4,          /* TCP/UDP header cut short */
-	EXF_C_VLAN_TOO_DEEP,     /* more than two VLAN tags */
-	EXF_C_BAD_IPV4,          /* IHL < 5 or total length < header */
-	EXF_C_BAD_IPV6_EXT,      /* too many / malformed extension headers */
-	EXF_C_BAD_TCP,           /* TCP data offset < 5 or beyond IP length */
-	EXF_C_BAD_UDP,           /* UDP length shorter than its header */
-	EXF_C_FRAGMENT,          /* non-first IP fragment: no ports, not attributed */
-	EXF_C_OTHER_L4,          /* neither TCP nor UDP */
-	EXF_C_FLOW_NEW,          /* flow entries created (not those replacing an
-				  * entry at a reuse: flows only leave the table
-				  * by LRU eviction otherwise) */
-	EXF_C_FLOW_REUSE,        /* 5-tuple reused by a new SYN: entry replaced */
-	EXF_C_FLOW_UPDATE_FAIL,  /* flow table insert failed */
-	EXF_C_CLIENT_UPDATE_FAIL,/* client table insert failed */
-	EXF_C_TLS_FLOWS,         /* flows classified TLS (TCP) */
-	EXF_C_QUIC_FLOWS,        /* flows classified QUIC */
-	EXF_C_HELLO_EVENTS,      /* hello events submitted */
-	EXF_C_END_EVENTS,        /* flow end events submitted */
-	EXF_C_RB_FULL,           /* ring buffer reservation failed */
-	EXF_C_LOAD_FAIL,         /* bpf_skb_load_bytes failed */
-	EXF_C_PULL_FAIL,         /* bpf_skb_pull_data failed */
-	EXF_C_CLIENT_NEW,        /* client entries created (minus entries: LRU evictions) */
+	EXF_C_PACKETS = 0,        /* every packet the program saw (wire segments) */
+	EXF_C_BYTES,              /* IP-level bytes of parsed IP packets */
+	EXF_C_NOT_IP,             /* ethertype neither IPv4 nor IPv6: passed */
+	EXF_C_TRUNC_L2,           /* frame shorter than Ethernet/VLAN headers */
+	EXF_C_TRUNC_L3,           /* IP header cut short */
+	EXF_C_TRUNC_L4,           /* TCP/UDP header cut short */
+	EXF_C_VLAN_TOO_DEEP,      /* more than two VLAN tags */
+	EXF_C_BAD_IPV4,           /* IHL < 5 or total length < header */
+	EXF_C_BAD_IPV6_EXT,       /* too many / malformed extension headers */
+	EXF_C_BAD_TCP,            /* TCP data offset < 5 or beyond IP length */
+	EXF_C_BAD_UDP,            /* UDP length shorter than its header */
+	EXF_C_FRAGMENT,           /* non-first IP fragment: no ports, not attributed */
+	EXF_C_OTHER_L4,           /* neither TCP nor UDP */
+	EXF_C_FLOW_NEW,           /* flow entries created (not those replacing an
+	                           * entry at a reuse: flows only leave the table
+	                           * by LRU eviction otherwise) */
+	EXF_C_FLOW_REUSE,         /* 5-tuple reused by a new SYN: entry replaced */
+	EXF_C_FLOW_UPDATE_FAIL,   /* flow table insert failed */
+	EXF_C_CLIENT_UPDATE_FAIL, /* client table insert failed */
+	EXF_C_TLS_FLOWS,          /* flows classified TLS (TCP) */
+	EXF_C_QUIC_FLOWS,         /* flows classified QUIC */
+	EXF_C_HELLO_EVENTS,       /* hello events submitted */
+	EXF_C_END_EVENTS,         /* flow end events submitted */
+	EXF_C_RB_FULL,            /* ring buffer reservation failed */
+	EXF_C_LOAD_FAIL,          /* bpf_skb_load_bytes failed */
+	EXF_C_PULL_FAIL,          /* bpf_skb_pull_data failed */
+	EXF_C_CLIENT_NEW,         /* client entries created (minus entries: LRU evictions) */
 	EXF_C__MAX,
 };
 

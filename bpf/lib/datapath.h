@@ -75,14 +75,13 @@ static __always_inline int exf_flow_classify(struct exf_flow *f, __u8 kind, __u8
 	if (((old >> EXF_FW_KIND_SHIFT) & 0xff) != EXF_KIND_PENDING)
 		return 0;
 	__u32 want = (old & ~((0xffu << EXF_FW_KIND_SHIFT) | (0xffu << EXF_FW_CLIENT_SHIFT))) |
-		     ((__u32)kind << EXF_FW_KIND_SHIFT) | ((__u32)client << EXF_FW_CLIENT_SHIFT);
+	             ((__u32)kind << EXF_FW_KIND_SHIFT) | ((__u32)client << EXF_FW_CLIENT_SHIFT);
 	return __sync_val_compare_and_swap(exf_flow_word(f), old, want) == old;
 }
 
 /* Fill a new flow from its first packet (or a SYN reusing a 5-tuple).
  * Returns 0 if the flow is not tracked (UDP off the TLS ports). */
-static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_pkt *p,
-					 __u64 now)
+static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_pkt *p, __u64 now)
 {
 	int src_tls = exf_is_tls_port(p->sport), dst_tls = exf_is_tls_port(p->dport);
 	__u8 src = exf_src_side(p), dst = src ^ 3;
@@ -228,7 +227,7 @@ static __always_inline void exf_fc_flush(struct exf_fc_slot *c, __u64 now)
 /* After the slow path: cache the flow if nothing but counting is left to do
  * for its packets. A slot another flow used in this tick is left to it. */
 static __always_inline void exf_fc_install(struct exf_fc_slot *c, const struct exf_pkt *p,
-					   const struct exf_flow *f, __u64 tick, __u64 now)
+                                           const struct exf_flow *f, __u64 tick, __u64 now)
 {
 	if (f->flags & EXF_FF_CLOSED)
 		return;
@@ -266,8 +265,8 @@ static __always_inline __u64 exf_wake_flags(void)
 }
 
 static __always_inline void exf_hdr_fill(struct exf_event_hdr *h, __u16 type,
-					 const struct exf_pkt *p, const struct exf_flow *f,
-					 __u64 now)
+                                         const struct exf_pkt *p, const struct exf_flow *f,
+                                         __u64 now)
 {
 	h->type = type;
 	h->len = 0;
@@ -281,8 +280,8 @@ static __always_inline void exf_hdr_fill(struct exf_event_hdr *h, __u16 type,
 
 /* Copy n payload bytes starting at payload offset poff into a hello event. */
 static __always_inline void exf_emit_hello(EXF_SKB *skb, const struct exf_pkt *p,
-					   const struct exf_flow *f, __u32 poff, __u32 n,
-					   __u32 seq, __u32 offset, __u64 now)
+                                           const struct exf_flow *f, __u32 poff, __u32 n, __u32 seq,
+                                           __u32 offset, __u64 now)
 {
 	struct exf_hello_event *e;
 	__u32 start = p->payload_off + poff;
@@ -330,7 +329,7 @@ fail:
 }
 
 static __always_inline void exf_emit_end(const struct exf_pkt *p, const struct exf_flow *f,
-					 __u8 reason, __u8 was_closed, __u64 now)
+                                         __u8 reason, __u8 was_closed, __u64 now)
 {
 	struct exf_flow_end_event *e = exf_rb_reserve(&exf_events, sizeof(*e), 0);
 	if (!e) {
@@ -347,8 +346,7 @@ static __always_inline void exf_emit_end(const struct exf_pkt *p, const struct e
 
 /* Is the payload a TLS handshake record carrying a ClientHello?
  * hdr receives the first 9 payload bytes. */
-static __always_inline int exf_load_head(EXF_SKB *skb, const struct exf_pkt *p,
-					 __u8 *hdr, __u32 n)
+static __always_inline int exf_load_head(EXF_SKB *skb, const struct exf_pkt *p, __u8 *hdr, __u32 n)
 {
 	if (p->payload_len < n || p->payload_off + n > skb->len)
 		return -1;
@@ -367,8 +365,8 @@ static __always_inline int exf_is_client_hello(const __u8 *h)
 /* TCP: hand the client's first payload bytes to userspace, segment by
  * segment with sequence numbers, until the ClientHello's record (or
  * EXF_HELLO_MAX bytes) is covered or EXF_HELLO_MAX_SEGS segments were sent. */
-static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
-					  struct exf_flow *f, __u64 now)
+static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p, struct exf_flow *f,
+                                          __u64 now)
 {
 	__u8 h[9];
 	/* Flag bits this packet sets, with one atomic OR at the end (the
@@ -407,7 +405,7 @@ static __always_inline void exf_tcp_hello(EXF_SKB *skb, const struct exf_pkt *p,
 		exf_emit_hello(skb, p, f, 0, first, p->seq, offset, now);
 		if (n > EXF_CHUNK_MAX)
 			exf_emit_hello(skb, p, f, EXF_CHUNK_MAX, n - EXF_CHUNK_MAX,
-				       p->seq + EXF_CHUNK_MAX, offset + EXF_CHUNK_MAX, now);
+			               p->seq + EXF_CHUNK_MAX, offset + EXF_CHUNK_MAX, now);
 	}
 	if (offset <= f->hello_contig && offset + n > f->hello_contig)
 		f->hello_contig = offset + n;
@@ -422,7 +420,7 @@ out:
 
 /* QUIC: hand the client's first long-header datagrams to userspace. */
 static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p,
-					   struct exf_flow *f, __u8 first_byte, __u64 now)
+                                           struct exf_flow *f, __u8 first_byte, __u64 now)
 {
 	if (!(first_byte & 0x80)) { /* short header: the handshake is over */
 		exf_flow_set_flags(f, EXF_FF_HELLO_DONE);
@@ -439,7 +437,7 @@ static __always_inline void exf_quic_hello(EXF_SKB *skb, const struct exf_pkt *p
  * then this one takes that entry. count_new: count it in EXF_C_FLOW_NEW
  * (not for a reused 5-tuple, whose entry replaces the one it ended). */
 static __always_inline struct exf_flow *exf_flow_create(const struct exf_pkt *p, __u64 now,
-							 int count_new, __u32 gen, __u8 *created_tls)
+                                                        int count_new, __u32 gen, __u8 *created_tls)
 {
 	struct exf_flow nf;
 
@@ -463,7 +461,7 @@ static __always_inline int exf_is_reuse(const struct exf_pkt *p, const struct ex
 {
 	return (p->tcp_flags & (EXF_TCP_SYN | EXF_TCP_ACK)) == EXF_TCP_SYN &&
 	       ((f->flags & EXF_FF_CLOSED) ||
-		((f->flags & EXF_FF_ISN_EXACT) && p->seq + 1 != f->client_isn));
+	        ((f->flags & EXF_FF_ISN_EXACT) && p->seq + 1 != f->client_isn));
 }
 
 /* Ends the flow whose 5-tuple a new connection reuses and removes its entry
@@ -475,7 +473,7 @@ static __always_inline int exf_is_reuse(const struct exf_pkt *p, const struct ex
  * generation). The close is counted unless a FIN/RST already was
  * (EXF_TCP_CLOSE_COUNTED, claimed in the same swap). */
 static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct exf_flow *f,
-					       __u32 seen, __u64 now)
+                                               __u32 seen, __u64 now)
 {
 	__u32 prev = seen;
 
@@ -486,7 +484,7 @@ static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct e
 			return;
 		seen = prev;
 		prev = __sync_val_compare_and_swap(&f->tcp_seen, seen,
-						   seen | EXF_TCP_REUSED | EXF_TCP_CLOSE_COUNTED);
+		                                   seen | EXF_TCP_REUSED | EXF_TCP_CLOSE_COUNTED);
 		if (prev == seen)
 			break;
 	}
@@ -497,7 +495,7 @@ static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct e
 		exf_emit_end(p, f, EXF_END_REUSE, was_closed, now);
 		if (!was_closed) {
 			struct exf_client_stats *s =
-				exf_client_get(exf_client_addr(&p->key, f->client), now);
+			        exf_client_get(exf_client_addr(&p->key, f->client), now);
 			if (s)
 				s->tls_flows_closed++;
 		}
@@ -511,7 +509,7 @@ static __always_inline void exf_flow_end_reuse(const struct exf_pkt *p, struct e
  * the flow is not tracked or the table refused it. *created_tls: this CPU
  * inserted the entry as a TLS flow (exf_flow_create). */
 static __always_inline struct exf_flow *exf_flow_get(const struct exf_pkt *p, __u64 now,
-						      __u8 *created_tls)
+                                                     __u8 *created_tls)
 {
 	__u8 reused = 0;
 	__u32 gen = 0;
@@ -535,8 +533,7 @@ static __always_inline struct exf_flow *exf_flow_get(const struct exf_pkt *p, __
 }
 
 /* Counts the packet in its flow's direction and notes its TCP flags. */
-static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct exf_pkt *p,
-					     __u64 now)
+static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct exf_pkt *p, __u64 now)
 {
 	__u32 d = p->dir & 1;
 
@@ -545,7 +542,8 @@ static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct ex
 	f->last_ns = now;
 	if (p->tcp_flags) {
 		__u32 bits = (__u32)p->tcp_flags << (d * 8);
-		/* Read first: most packets add no new flag, and a read costs less than an atomic. */
+		/* Read first: most packets add no new flag, and a read costs less than an atomic.
+		 */
 		if ((f->tcp_seen & bits) != bits)
 			__sync_fetch_and_or(&f->tcp_seen, bits);
 	}
@@ -557,8 +555,8 @@ static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct ex
  * while nothing is decided; *client gets the client side; head receives the
  * first payload bytes read (up to 9). */
 static __always_inline __u8 exf_pending_verdict(EXF_SKB *skb, const struct exf_pkt *p,
-						const struct exf_flow *f, __u8 src,
-						__u8 from_client, __u8 *client, __u8 *head)
+                                                const struct exf_flow *f, __u8 src,
+                                                __u8 from_client, __u8 *client, __u8 *head)
 {
 	if (p->proto == EXF_IPPROTO_TCP) {
 		if (p->payload_len == 0 || (!from_client && f->client != EXF_CLIENT_UNKNOWN))
@@ -582,8 +580,8 @@ static __always_inline __u8 exf_pending_verdict(EXF_SKB *skb, const struct exf_p
  * CPU classified it TLS or QUIC (and counts it opened); *from_client follows
  * the classification's client side. */
 static __always_inline void exf_flow_settle(EXF_SKB *skb, const struct exf_pkt *p,
-					    struct exf_flow *f, __u8 src, __u8 *head,
-					    __u8 *newly, __u8 *from_client)
+                                            struct exf_flow *f, __u8 src, __u8 *head, __u8 *newly,
+                                            __u8 *from_client)
 {
 	__u8 client = f->client;
 	__u8 kind = exf_pending_verdict(skb, p, f, src, *from_client, &client, head);
@@ -598,9 +596,9 @@ static __always_inline void exf_flow_settle(EXF_SKB *skb, const struct exf_pkt *
 /* Adds the packet to its client's totals. A flow just counted opened brings
  * every packet it had so far: they were counted in the flow alone while it
  * was PENDING. */
-static __always_inline void exf_client_add_pkt(struct exf_client_stats *s,
-					       const struct exf_flow *f, const struct exf_pkt *p,
-					       __u8 newly, __u8 from_client, __u64 now)
+static __always_inline void exf_client_add_pkt(struct exf_client_stats *s, const struct exf_flow *f,
+                                               const struct exf_pkt *p, __u8 newly,
+                                               __u8 from_client, __u64 now)
 {
 	if (newly) {
 		__u32 in = f->client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
@@ -623,7 +621,7 @@ static __always_inline void exf_client_add_pkt(struct exf_client_stats *s,
  * The CPU whose atomic OR sets EXF_TCP_CLOSE_COUNTED closes it: counts it
  * in the client's totals (s, when there is one) and sends its end event. */
 static __always_inline void exf_tcp_close(const struct exf_pkt *p, struct exf_flow *f,
-					  struct exf_client_stats *s, __u64 now)
+                                          struct exf_client_stats *s, __u64 now)
 {
 	if (!(p->tcp_flags & (EXF_TCP_FIN | EXF_TCP_RST)) || (f->flags & EXF_FF_CLOSED))
 		return;

@@ -29,5 +29,4 @@ struct {
 	__type(value, struct exf_fc_slot);
 } exf_fcache SEC(".maps");
 
-
 #endif /* EXF_LIB_MAPS_H */

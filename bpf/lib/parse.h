@@ -31,36 +31,67 @@
 
 struct exf_pkt {
 	struct exf_flow_key key;
-	__u32 seq;          /* TCP sequence number */
-	__u32 ack;          /* TCP acknowledgment number */
-	__u32 payload_off;  /* offset of L4 payload from skb->data */
-	__u32 payload_len;  /* L4 payload bytes (all segments) */
-	__u64 wire_bytes;   /* IP-level bytes on the wire, GSO expanded */
-	__u32 segs;         /* wire packets (gso_segs, at least 1) */
+	__u32 seq;         /* TCP sequence number */
+	__u32 ack;         /* TCP acknowledgment number */
+	__u32 payload_off; /* offset of L4 payload from skb->data */
+	__u32 payload_len; /* L4 payload bytes (all segments) */
+	__u64 wire_bytes;  /* IP-level bytes on the wire, GSO expanded */
+	__u32 segs;        /* wire packets (gso_segs, at least 1) */
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
-	__u8 tcp_flags;     /* EXF_TCP_* */
-	__u8 dir;           /* enum exf_cdir of this packet */
+	__u8 tcp_flags; /* EXF_TCP_* */
+	__u8 dir;       /* enum exf_cdir of this packet */
 	__u8 pad;
 };
 
 /* Layout of headers as they appear on the wire (no kernel headers needed). */
-struct exf_ethhdr { __u8 dst[6]; __u8 src[6]; __be16 proto; };
-struct exf_vlanhdr { __be16 tci; __be16 proto; };
+struct exf_ethhdr {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+};
+struct exf_vlanhdr {
+	__be16 tci;
+	__be16 proto;
+};
 struct exf_iphdr {
-	__u8 ver_ihl; __u8 tos; __be16 tot_len; __be16 id; __be16 frag_off;
-	__u8 ttl; __u8 protocol; __u16 check; __u8 saddr[4]; __u8 daddr[4];
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u8 saddr[4];
+	__u8 daddr[4];
 };
 struct exf_ipv6hdr {
-	__be32 vtcfl; __be16 payload_len; __u8 nexthdr; __u8 hop_limit;
-	__u8 saddr[16]; __u8 daddr[16];
+	__be32 vtcfl;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
 };
 struct exf_tcphdr {
-	__be16 source; __be16 dest; __be32 seq; __be32 ack_seq;
-	__u8 doff_res; __u8 flags; __be16 window; __u16 check; __u16 urg_ptr;
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res;
+	__u8 flags;
+	__be16 window;
+	__u16 check;
+	__u16 urg_ptr;
 };
-struct exf_udphdr { __be16 source; __be16 dest; __be16 len; __u16 check; };
+struct exf_udphdr {
+	__be16 source;
+	__be16 dest;
+	__be16 len;
+	__u16 check;
+};
 
 static __always_inline void exf_v4mapped(__u8 *dst, const __u8 *v4)
 {
@@ -71,8 +102,7 @@ static __always_inline void exf_v4mapped(__u8 *dst, const __u8 *v4)
 }
 
 /* Return 1 if (a, pa) < (b, pb) in the canonical order. */
-static __always_inline int exf_endpoint_lt(const __u8 *a, __u16 pa,
-					   const __u8 *b, __u16 pb)
+static __always_inline int exf_endpoint_lt(const __u8 *a, __u16 pa, const __u8 *b, __u16 pb)
 {
 	__u64 a0 = ((const __u64 *)a)[0], b0 = ((const __u64 *)b)[0];
 	__u64 a1 = ((const __u64 *)a)[1], b1 = ((const __u64 *)b)[1];
@@ -85,15 +115,15 @@ static __always_inline int exf_endpoint_lt(const __u8 *a, __u16 pa,
 
 /* What the IP layer tells the rest of the parse. */
 struct exf_l3 {
-	__u32 ip_len;    /* IP-level bytes of the packet */
-	__u32 l3_len;    /* IP header with its options or extension headers */
+	__u32 ip_len; /* IP-level bytes of the packet */
+	__u32 l3_len; /* IP header with its options or extension headers */
 	__u8 l4proto;
 };
 
 /* The IPv4 header at off; saddr and daddr get its addresses v4-mapped.
  * Returns 0 or the health counter to bump. */
 static __always_inline int exf_parse_ipv4(void *data, void *data_end, __u32 off, __u32 skb_len,
-					  struct exf_l3 *l3, __u8 *saddr, __u8 *daddr)
+                                          struct exf_l3 *l3, __u8 *saddr, __u8 *daddr)
 {
 	struct exf_iphdr *iph = data + off;
 
@@ -126,7 +156,7 @@ static __always_inline int exf_is_ipv6_ext(__u8 nexthdr)
  * off, adding them to l3_len, until l4proto is the L4 protocol. Returns 0 or
  * the health counter to bump. */
 static __always_inline int exf_skip_ipv6_ext(void *data, void *data_end, __u32 off,
-					     struct exf_l3 *l3)
+                                             struct exf_l3 *l3)
 {
 #pragma unroll
 	for (int i = 0; i < EXF_MAX_IPV6_EXT; i++) {
@@ -158,7 +188,7 @@ static __always_inline int exf_skip_ipv6_ext(void *data, void *data_end, __u32 o
 /* The IPv6 header at off and its extension headers; saddr and daddr get its
  * addresses. Returns 0 or the health counter to bump. */
 static __always_inline int exf_parse_ipv6(void *data, void *data_end, __u32 off, __u32 skb_len,
-					  struct exf_l3 *l3, __u8 *saddr, __u8 *daddr)
+                                          struct exf_l3 *l3, __u8 *saddr, __u8 *daddr)
 {
 	struct exf_ipv6hdr *ip6 = data + off;
 
@@ -202,7 +232,7 @@ static __always_inline __u8 exf_tcp_flags(__u8 f)
 /* The TCP header at l4_off: ports, sequence numbers and flags into *p, its
  * length into *l4_hdr. Returns 0 or the health counter to bump. */
 static __always_inline int exf_parse_tcp(void *data, void *data_end, __u32 l4_off,
-					 const struct exf_l3 *l3, struct exf_pkt *p, __u32 *l4_hdr)
+                                         const struct exf_l3 *l3, struct exf_pkt *p, __u32 *l4_hdr)
 {
 	struct exf_tcphdr *th = data + l4_off;
 
@@ -222,7 +252,7 @@ static __always_inline int exf_parse_tcp(void *data, void *data_end, __u32 l4_of
 /* The UDP header at l4_off: its ports into *p, its length into *l4_hdr.
  * Returns 0 or the health counter to bump. */
 static __always_inline int exf_parse_udp(void *data, void *data_end, __u32 l4_off,
-					 const struct exf_l3 *l3, struct exf_pkt *p, __u32 *l4_hdr)
+                                         const struct exf_l3 *l3, struct exf_pkt *p, __u32 *l4_hdr)
 {
 	struct exf_udphdr *uh = data + l4_off;
 
@@ -242,7 +272,7 @@ static __always_inline int exf_parse_udp(void *data, void *data_end, __u32 l4_of
 /* The packet's wire packets, wire bytes and payload length (the file's
  * header says how a super-packet counts). off: where the IP header starts. */
 static __always_inline void exf_pkt_sizes(struct exf_pkt *p, __u32 skb_len, __u32 gso_segs,
-					  __u32 off, const struct exf_l3 *l3, __u32 l4_hdr)
+                                          __u32 off, const struct exf_l3 *l3, __u32 l4_hdr)
 {
 	__u32 segs = gso_segs > 1 ? gso_segs : 1;
 
@@ -271,8 +301,8 @@ static __always_inline void exf_pkt_sizes(struct exf_pkt *p, __u32 skb_len, __u3
  * about 6 ns here); exf_parse below, a subprogram verified once, for the
  * rare parse again after a pull.
  */
-static __always_inline int exf_parse_inl(void *data, void *data_end, __u32 skb_len,
-				     __u32 gso_segs, struct exf_pkt *p)
+static __always_inline int exf_parse_inl(void *data, void *data_end, __u32 skb_len, __u32 gso_segs,
+                                         struct exf_pkt *p)
 {
 	struct exf_ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
@@ -344,8 +374,8 @@ static __always_inline int exf_parse_inl(void *data, void *data_end, __u32 skb_l
 	return 0;
 }
 
-static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len,
-				     __u32 gso_segs, struct exf_pkt *p)
+static __noinline int exf_parse(void *data, void *data_end, __u32 skb_len, __u32 gso_segs,
+                                struct exf_pkt *p)
 {
 	return exf_parse_inl(data, data_end, skb_len, gso_segs, p);
 }

@@ -29,7 +29,13 @@ struct exf_umap {
 	int kind; /* enum exf_umap_kind */
 };
 
-enum exf_umap_kind { EXF_UMAP_FLOWS, EXF_UMAP_CLIENTS, EXF_UMAP_HEALTH, EXF_UMAP_EVENTS, EXF_UMAP_FCACHE };
+enum exf_umap_kind {
+	EXF_UMAP_FLOWS,
+	EXF_UMAP_CLIENTS,
+	EXF_UMAP_HEALTH,
+	EXF_UMAP_EVENTS,
+	EXF_UMAP_FCACHE
+};
 
 /* The instance the current thread runs (its maps and settings). */
 struct exf_uinstance {

@@ -34,7 +34,10 @@ struct Event {
 
 class Harness {
 public:
-    explicit Harness(SensorOptions o = {}) : sensor_(make(o)), reader_(sensor_.events_fd(), [this](std::span<const uint8_t> b) { on_event(b); }) {}
+    explicit Harness(SensorOptions o = {})
+        : sensor_(make(o)),
+          reader_(sensor_.events_fd(), [this](std::span<const uint8_t> b) { on_event(b); })
+    {}
 
     // Runs one frame; returns the program's verdict.
     uint32_t send(const Bytes &frame, uint32_t gso_segs = 0, int prog = 0)
@@ -47,7 +50,10 @@ public:
         reader_.drain();
         return r.retval;
     }
-    uint32_t send(const FrameSpec &s, uint32_t gso_segs = 0) { return send(build_frame(s), gso_segs); }
+    uint32_t send(const FrameSpec &s, uint32_t gso_segs = 0)
+    {
+        return send(build_frame(s), gso_segs);
+    }
 
     std::optional<exf_flow> flow_of(const FrameSpec &s)
     {
@@ -229,7 +235,8 @@ TEST_CASE("IPv4 TLS session on 443 fills flow and client maps and sends events",
     CHECK((f->flags & EXF_FF_CLOSED));
     CHECK((f->flags & EXF_FF_HELLO_DONE));
     uint32_t seen_in = f->tcp_seen >> (8 * in), seen_out = f->tcp_seen >> (8 * (in ^ 1));
-    CHECK((seen_in & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK)) == (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK));
+    CHECK((seen_in & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK)) ==
+          (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_ACK));
     CHECK((seen_out & EXF_TCP_SYNACK));
     CHECK_FALSE((f->tcp_seen & (EXF_TCP_RST | EXF_TCP_RST << 8)));
 
@@ -330,7 +337,8 @@ TEST_CASE("A hello event is small up to EXF_CHUNK_SMALL bytes and large above", 
     // 2 KiB event. Both carry the bytes exactly.
     if (!require_root())
         return;
-    for (size_t len : {size_t(250), size_t(517), size_t(EXF_CHUNK_SMALL), size_t(EXF_CHUNK_SMALL + 1), size_t(1400)}) {
+    for (size_t len : {size_t(250), size_t(517), size_t(EXF_CHUNK_SMALL),
+                       size_t(EXF_CHUNK_SMALL + 1), size_t(1400)}) {
         DYNAMIC_SECTION("hello of " << len << " bytes")
         {
             Harness h;
@@ -349,7 +357,9 @@ TEST_CASE("A hello event is small up to EXF_CHUNK_SMALL bytes and large above", 
     }
 }
 
-TEST_CASE("Steady flows are counted in the per-CPU flow cache and readers and flushes add it exactly", "[bpf]")
+TEST_CASE(
+    "Steady flows are counted in the per-CPU flow cache and readers and flushes add it exactly",
+    "[bpf]")
 {
     if (!require_root())
         return;
@@ -689,7 +699,7 @@ TEST_CASE("A GRO/GSO super-packet counts its wire segments and bytes", "[bpf]")
     h.send(c);
     FrameSpec s = reverse(c);
     s.tcp_flags = ACK;
-    s.tcp_option_words = 3;             // 32-byte TCP header, as with timestamps
+    s.tcp_option_words = 3;  // 32-byte TCP header, as with timestamps
     // Two 1448-byte segments (a test run takes one page at most).
     s.payload.assign(2 * 1448, 0x17);
     auto before = h.client(c.src);
@@ -806,7 +816,9 @@ TEST_CASE("Clients beyond the client table are evicted and the creations counted
     Harness h(o);
     constexpr int kClients = 800;
     auto addr = [](int i) {
-        return (i < 250 ? "203.0.113." : i < 500 ? "192.0.2." : "198.51.100.") +
+        return (i < 250   ? "203.0.113."
+                : i < 500 ? "192.0.2."
+                          : "198.51.100.") +
                std::to_string(i % 250 + 1);
     };
     // Twice round 800 clients, a SYN on 443 each (a TLS flow per SYN).

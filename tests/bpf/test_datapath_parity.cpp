@@ -91,7 +91,8 @@ Snapshot run(Datapath &dp, const Frames &frames)
     std::vector<std::vector<uint8_t>> events;
     for (auto &[ts, f] : frames) {
         dp.process(f, ts);
-        dp.drain_events([&](std::span<const uint8_t> e) { events.emplace_back(e.begin(), e.end()); });
+        dp.drain_events(
+            [&](std::span<const uint8_t> e) { events.emplace_back(e.begin(), e.end()); });
     }
     return snapshot(dp, std::move(events));
 }
@@ -119,7 +120,8 @@ TEST_CASE("Datapath parity on built frames including malformed ones", "[bpf][par
     for (int i = 0; i < 300; i++) {
         FrameSpec s;
         bool v6 = i % 3 == 0;
-        s.src = v6 ? "2001:db8::" + std::to_string(i % 17 + 1) : "192.0.2." + std::to_string(i % 23 + 1);
+        s.src = v6 ? "2001:db8::" + std::to_string(i % 17 + 1)
+                   : "192.0.2." + std::to_string(i % 23 + 1);
         s.dst = v6 ? "2001:db8:1::1" : "198.51.100.1";
         s.sport = uint16_t(30000 + i % 40);
         s.dport = (i % 5 == 0) ? 4433 : (i % 7 == 0 ? 80 : 443);

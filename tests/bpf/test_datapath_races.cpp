@@ -65,7 +65,7 @@ unsigned run_on_two_cpus(unsigned flows, std::chrono::seconds budget,
     std::atomic<bool> stop{false};
     std::thread second([&] {
         pin_to_cpu(1);
-        for (int i = 0; !stop.load(std::memory_order_acquire); ) {
+        for (int i = 0; !stop.load(std::memory_order_acquire);) {
             if (go.load(std::memory_order_acquire) != i)
                 continue;  // spin: a sleep would let the other run finish first
             race(unsigned(i));
@@ -180,8 +180,8 @@ TEST_CASE("A flow classified on two CPUs at once is counted opened once", "[bpf]
     auto check = [&](unsigned i) {
         auto after = s.clients();
         auto h = s.health();
-        uint64_t events = h[EXF_C_HELLO_EVENTS] + h[EXF_C_RB_FULL] -
-                          h_before[EXF_C_HELLO_EVENTS] - h_before[EXF_C_RB_FULL];
+        uint64_t events = h[EXF_C_HELLO_EVENTS] + h[EXF_C_RB_FULL] - h_before[EXF_C_HELLO_EVENTS] -
+                          h_before[EXF_C_RB_FULL];
         st.overlapped += events > 1;
         uint64_t opened = after.opened - before.opened;
         // Both hellos and the handshake, once each. A packet the other CPU
@@ -194,8 +194,8 @@ TEST_CASE("A flow classified on two CPUs at once is counted opened once", "[bpf]
             bad++;
             if (bad <= 3)
                 first_bad += "flow " + std::to_string(i) + ": opened " + std::to_string(opened) +
-                             ", bytes in " + std::to_string(in) + " for " +
-                             std::to_string(truth) + "\n";
+                             ", bytes in " + std::to_string(in) + " for " + std::to_string(truth) +
+                             "\n";
         }
     };
     st.rounds = run_on_two_cpus(4000, 20s, prepare, race, check);

@@ -50,7 +50,8 @@ struct Seen {
 
 }  // namespace
 
-TEST_CASE("The ClientHello floor of the benchmark copies each payload into one hello event", "[bpf]")
+TEST_CASE("The ClientHello floor of the benchmark copies each payload into one hello event",
+          "[bpf]")
 {
     if (!require_root())
         return;
@@ -72,11 +73,11 @@ TEST_CASE("The ClientHello floor of the benchmark copies each payload into one h
     };
     // The benchmark's hello cases: IPv4 250 / 517 / 1400 B, IPv6 517 B, and
     // the small event's edges.
-    for (auto c : {Case{"192.0.2.1", "198.51.100.1", 250}, Case{"192.0.2.1", "198.51.100.1", 517},
-                   Case{"192.0.2.1", "198.51.100.1", EXF_CHUNK_SMALL},
-                   Case{"192.0.2.1", "198.51.100.1", EXF_CHUNK_SMALL + 1},
-                   Case{"192.0.2.1", "198.51.100.1", 1400},
-                   Case{"2001:db8::1", "2001:db8::2", 517}}) {
+    for (auto c :
+         {Case{"192.0.2.1", "198.51.100.1", 250}, Case{"192.0.2.1", "198.51.100.1", 517},
+          Case{"192.0.2.1", "198.51.100.1", EXF_CHUNK_SMALL},
+          Case{"192.0.2.1", "198.51.100.1", EXF_CHUNK_SMALL + 1},
+          Case{"192.0.2.1", "198.51.100.1", 1400}, Case{"2001:db8::1", "2001:db8::2", 517}}) {
         DYNAMIC_SECTION(c.src << " hello of " << c.len << " bytes")
         {
             FrameSpec s;

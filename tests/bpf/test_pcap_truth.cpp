@@ -110,9 +110,8 @@ std::string join(const std::vector<std::string> &lines)
 // Compare two lists of rows keyed by a string; rows sharing a key (a 5-tuple
 // reused by several connections) are compared in order.
 template <typename Row, typename KeyFn>
-void compare(const std::string &file, const std::vector<Row> &truth,
-             const std::vector<Row> &kernel, KeyFn key, std::vector<std::string> &mismatches,
-             size_t &compared)
+void compare(const std::string &file, const std::vector<Row> &truth, const std::vector<Row> &kernel,
+             KeyFn key, std::vector<std::string> &mismatches, size_t &compared)
 {
     std::map<std::string, std::pair<std::vector<const Row *>, std::vector<const Row *>>> by_key;
     for (const auto &r : truth)
@@ -139,8 +138,7 @@ void compare(const std::string &file, const std::vector<Row> &truth,
 
 }  // namespace
 
-TEST_CASE("shared captures found on disk are exactly those listed in INVENTORY.csv",
-          "[bpf][pcap]")
+TEST_CASE("shared captures found on disk are exactly those listed in INVENTORY.csv", "[bpf][pcap]")
 {
     fs::path dir = exf::test::shared_pcaps();
     if (dir.empty())
@@ -178,8 +176,7 @@ TEST_CASE("shared captures found on disk are exactly those listed in INVENTORY.c
     CHECK(unknown.empty());
 }
 
-TEST_CASE("every shared capture replays through the BPF program without errors",
-          "[bpf][pcap]")
+TEST_CASE("every shared capture replays through the BPF program without errors", "[bpf][pcap]")
 {
     if (!exf::test::require_root())
         return;
@@ -203,9 +200,8 @@ TEST_CASE("every shared capture replays through the BPF program without errors",
         for (unsigned c : {EXF_C_FLOW_UPDATE_FAIL, EXF_C_CLIENT_UPDATE_FAIL, EXF_C_RB_FULL,
                            EXF_C_LOAD_FAIL, EXF_C_PULL_FAIL})
             if (res.health[c])
-                problems.push_back(file + ": health counter " +
-                                   std::string(exf::counter_name(c)) + " = " +
-                                   std::to_string(res.health[c]));
+                problems.push_back(file + ": health counter " + std::string(exf::counter_name(c)) +
+                                   " = " + std::to_string(res.health[c]));
         if (res.health[EXF_C_PACKETS] != res.packets)
             problems.push_back(file + ": program counted " +
                                std::to_string(res.health[EXF_C_PACKETS]) + " packets of " +
@@ -241,8 +237,8 @@ void check_against_truth(const std::map<std::string, std::vector<Row>> &truth_ro
         if (!all.results.count(file))
             mismatches.push_back(file + ": " + std::to_string(rows.size()) + " truth " + what +
                                  ", capture not found");
-    INFO(mismatches.size() << " mismatching " << what << " of " << compared << " compared"
-                           << legend << ":\n"
+    INFO(mismatches.size() << " mismatching " << what << " of " << compared << " compared" << legend
+                           << ":\n"
                            << join(mismatches));
     CHECK(total > 0);
     REQUIRE(mismatches.empty());

@@ -119,13 +119,12 @@ struct Output {
     std::vector<std::string> errors;
 };
 
-const char *const kClientFields[] = {"type",       "client",      "tls_flows",   "bytes_in",
-                                     "bytes_out",  "packets_in",  "packets_out", "sni",
-                                     "entity"};
-const char *const kFlowFields[] = {"type",        "client",    "client_port", "server",
-                                   "server_port", "transport", "sni",         "alpn",
-                                   "tls_version", "ja4",       "bytes_in",    "bytes_out",
-                                   "packets_in",  "packets_out"};
+const char *const kClientFields[] = {"type",        "client",    "tls_flows",
+                                     "bytes_in",    "bytes_out", "packets_in",
+                                     "packets_out", "sni",       "entity"};
+const char *const kFlowFields[] = {
+    "type", "client",      "client_port", "server",   "server_port", "transport",  "sni",
+    "alpn", "tls_version", "ja4",         "bytes_in", "bytes_out",   "packets_in", "packets_out"};
 
 Output parse_output(const std::string &text)
 {
@@ -167,13 +166,15 @@ Output parse_output(const std::string &text)
             o.alerts++;
             continue;
         } else {
-            o.errors.push_back("line " + std::to_string(n) + ": unexpected type " + j["type"].dump());
+            o.errors.push_back("line " + std::to_string(n) + ": unexpected type " +
+                               j["type"].dump());
             continue;
         }
         std::sort(names.begin(), names.end());
         std::sort(want.begin(), want.end());
         if (names != want)
-            o.errors.push_back("line " + std::to_string(n) + ": fields differ from the contract: " + line);
+            o.errors.push_back("line " + std::to_string(n) +
+                               ": fields differ from the contract: " + line);
     }
     return o;
 }
@@ -301,9 +302,9 @@ public:
             excluded_.insert(row.at("file"));
         for (const auto &[file, rows] : truth_flows_)
             for (const auto &t : rows)
-                truth_tuples_[file].insert(tuple_key(t.at("transport"), t.at("client"),
-                                                     std::stoull(t.at("client_port")), t.at("server"),
-                                                     std::stoull(t.at("server_port"))));
+                truth_tuples_[file].insert(
+                    tuple_key(t.at("transport"), t.at("client"), std::stoull(t.at("client_port")),
+                              t.at("server"), std::stoull(t.at("server_port"))));
     }
 
     const Output *output(const std::string &file) const
@@ -355,7 +356,8 @@ public:
                 return "ClientHello of at least " + std::to_string(r.needed) +
                        " bytes, beyond the kernel's " + std::to_string(EXF_HELLO_MAX);
             return "UNVERIFIED: the first payload parses as " +
-                   std::string(exf::tls::to_string(r.status)) + ", needs " + std::to_string(r.needed);
+                   std::string(exf::tls::to_string(r.status)) + ", needs " +
+                   std::to_string(r.needed);
         }
         return {};
     }
@@ -389,12 +391,14 @@ struct Tally {
 
 void check_flow(Checker &ck, const std::string &source, const std::string &file,
                 const std::string &client, uint16_t cport, const std::string &server,
-                uint16_t sport, size_t nth, const std::string &want_sni, const std::string &want_ja4,
-                const std::string &tunnel, Tally &t, const std::string &transport = "tcp")
+                uint16_t sport, size_t nth, const std::string &want_sni,
+                const std::string &want_ja4, const std::string &tunnel, Tally &t,
+                const std::string &transport = "tcp")
 {
     t.rows++;
     const std::string tuple = tuple_key(transport, client, cport, server, sport);
-    const std::string where = source + " " + file + " " + tuple + (nth ? " #" + std::to_string(nth + 1) : "");
+    const std::string where =
+        source + " " + file + " " + tuple + (nth ? " #" + std::to_string(nth + 1) : "");
     auto fl = ck.flows(file, tuple);
     if (nth >= fl.size()) {
         // Not a TLS flow under the counting rules: the truth has none either.
@@ -402,7 +406,9 @@ void check_flow(Checker &ck, const std::string &source, const std::string &file,
         if (justified && fl.empty()) {
             t.not_tls++;
             t.notes.push_back(where + ": not a TLS flow under the counting rules (" +
-                              (tunnel.empty() ? "truth_flows.csv has no such flow" : "tunnelled in " + tunnel + ": outer layer only") + ")");
+                              (tunnel.empty() ? "truth_flows.csv has no such flow"
+                                              : "tunnelled in " + tunnel + ": outer layer only") +
+                              ")");
         } else {
             t.mismatches.push_back(where + ": no such flow in the replay output");
         }
@@ -419,15 +425,17 @@ void check_flow(Checker &ck, const std::string &source, const std::string &file,
         return;
     }
     std::string why = ck.known_exception(file, client, cport, server, sport);
-    if (!why.empty() && why.rfind("UNVERIFIED", 0) != 0 && f["sni"].is_null() && f["ja4"].is_null()) {
+    if (!why.empty() && why.rfind("UNVERIFIED", 0) != 0 && f["sni"].is_null() &&
+        f["ja4"].is_null()) {
         t.exceptions++;
         t.notes.push_back(where + ": expected sni " + json(want_sni).dump() + " ja4 " + want_ja4 +
                           ", exfilmon has none: " + why);
         return;
     }
-    t.mismatches.push_back(where + ": sni " + shown(f["sni"]) + " (expected " + json(want_sni).dump() +
-                           "), ja4 " + shown(f["ja4"]) + " (expected " +
-                           (want_ja4.empty() ? "-" : want_ja4) + ")" + (why.empty() ? "" : "; " + why));
+    t.mismatches.push_back(where + ": sni " + shown(f["sni"]) + " (expected " +
+                           json(want_sni).dump() + "), ja4 " + shown(f["ja4"]) + " (expected " +
+                           (want_ja4.empty() ? "-" : want_ja4) + ")" +
+                           (why.empty() ? "" : "; " + why));
 }
 
 // Suricata's tls.version names the version the server chose ("TLS 1.3",
@@ -503,10 +511,12 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
             clients_compared++;
             const auto &[t, o] = p;
             if (!t || !o) {
-                client_mm.push_back(file + " " + addr + (t ? ": missing from the output" : ": not in the truth"));
+                client_mm.push_back(file + " " + addr +
+                                    (t ? ": missing from the output" : ": not in the truth"));
                 continue;
             }
-            for (const char *fld : {"tls_flows", "packets_in", "packets_out", "bytes_in", "bytes_out"})
+            for (const char *fld :
+                 {"tls_flows", "packets_in", "packets_out", "bytes_in", "bytes_out"})
                 if ((*o)[fld].get<uint64_t>() != std::stoull(t->at(fld)))
                     client_mm.push_back(file + " " + addr + ": " + fld + " " + (*o)[fld].dump() +
                                         ", truth " + t->at(fld));
@@ -540,7 +550,9 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
             const auto &[t, o] = p;
             for (size_t i = 0; i < std::max(t.size(), o.size()); i++) {
                 flows_compared++;
-                std::string where = file + " " + tuple + (t.size() > 1 || o.size() > 1 ? " #" + std::to_string(i + 1) : "");
+                std::string where =
+                    file + " " + tuple +
+                    (t.size() > 1 || o.size() > 1 ? " #" + std::to_string(i + 1) : "");
                 if (i >= o.size()) {
                     flow_mm.push_back(where + ": missing from the output");
                     continue;
@@ -553,36 +565,40 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
                 const json &of = *o[i];
                 for (const char *fld : {"packets_in", "packets_out", "bytes_in", "bytes_out"})
                     if (of[fld].get<uint64_t>() != std::stoull(tr.at(fld)))
-                        flow_mm.push_back(where + ": " + fld + " " + of[fld].dump() + ", truth " + tr.at(fld));
+                        flow_mm.push_back(where + ": " + fld + " " + of[fld].dump() + ", truth " +
+                                          tr.at(fld));
                 if (tr.at("transport") == "quic") {
                     // Every QUIC flow of the shared captures has a
                     // decryptable ClientHello in its first client datagrams.
                     quic_expected++;
-                    if (of["ja4"].is_string() && of["tls_version"].is_string() && of["alpn"].is_array())
+                    if (of["ja4"].is_string() && of["tls_version"].is_string() &&
+                        of["alpn"].is_array())
                         quic_found++;
                     else
                         flow_mm.push_back(where + ": QUIC flow without a JA4 in the output");
                 }
                 if (tr.at("transport") == "tcp" && tr.at("first_payload_clienthello") == "1") {
                     hellos_expected++;
-                    if (of["ja4"].is_string() && of["tls_version"].is_string() && of["alpn"].is_array()) {
+                    if (of["ja4"].is_string() && of["tls_version"].is_string() &&
+                        of["alpn"].is_array()) {
                         hellos_found++;
                     } else {
-                        std::string why = ck.known_exception(file, tr.at("client"),
-                                                             uint16_t(std::stoul(tr.at("client_port"))),
-                                                             tr.at("server"),
-                                                             uint16_t(std::stoul(tr.at("server_port"))));
+                        std::string why = ck.known_exception(
+                            file, tr.at("client"), uint16_t(std::stoul(tr.at("client_port"))),
+                            tr.at("server"), uint16_t(std::stoul(tr.at("server_port"))));
                         if (!why.empty() && why.rfind("UNVERIFIED", 0) != 0)
                             hello_exceptions++;
                         else
-                            flow_mm.push_back(where + ": first payload is a ClientHello, no JA4 in the output" +
-                                              (why.empty() ? "" : ": " + why));
+                            flow_mm.push_back(
+                                where + ": first payload is a ClientHello, no JA4 in the output" +
+                                (why.empty() ? "" : ": " + why));
                     }
                 }
             }
         }
     }
-    INFO(flow_mm.size() << " flow mismatches of " << flows_compared << " compared:\n" << join(flow_mm));
+    INFO(flow_mm.size() << " flow mismatches of " << flows_compared << " compared:\n"
+                        << join(flow_mm));
     CHECK(flows_compared >= 1176);
     CHECK(flow_mm.empty());
 
@@ -593,12 +609,13 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
         for (const auto &r : exf::test::read_csv(dir / "foxio-ja4/expected.csv")) {
             const std::string transport = r.at("transport") == "udp" ? "quic" : "tcp";
             const std::string file = "foxio-ja4/" + r.at("file");
-            const std::string tuple = tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
-                                                r.at("server_ip"), std::stoull(r.at("server_port")));
-            check_flow(ck, "foxio", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
-                       r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
-                       seen[file + tuple]++, r.at("sni"), r.at("ja4"), "",
-                       transport == "quic" ? foxio_q : foxio, transport);
+            const std::string tuple =
+                tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
+                          r.at("server_ip"), std::stoull(r.at("server_port")));
+            check_flow(ck, "foxio", file, r.at("client_ip"),
+                       uint16_t(std::stoul(r.at("client_port"))), r.at("server_ip"),
+                       uint16_t(std::stoul(r.at("server_port"))), seen[file + tuple]++, r.at("sni"),
+                       r.at("ja4"), "", transport == "quic" ? foxio_q : foxio, transport);
         }
     }
     // ndpi/expected.csv: rows whose SNI is tshark's and with a ja4_reference
@@ -615,12 +632,13 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
             }
             const std::string transport = quic ? "quic" : "tcp";
             const std::string file = "ndpi/" + r.at("file");
-            const std::string tuple = tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
-                                                r.at("server_ip"), std::stoull(r.at("server_port")));
-            check_flow(ck, "ndpi", file, r.at("client_ip"), uint16_t(std::stoul(r.at("client_port"))),
-                       r.at("server_ip"), uint16_t(std::stoul(r.at("server_port"))),
-                       seen[file + tuple]++, r.at("sni"), r.at("ja4_reference"), r.at("tunnel"),
-                       quic ? ndpi_q : ndpi, transport);
+            const std::string tuple =
+                tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
+                          r.at("server_ip"), std::stoull(r.at("server_port")));
+            check_flow(ck, "ndpi", file, r.at("client_ip"),
+                       uint16_t(std::stoul(r.at("client_port"))), r.at("server_ip"),
+                       uint16_t(std::stoul(r.at("server_port"))), seen[file + tuple]++, r.at("sni"),
+                       r.at("ja4_reference"), r.at("tunnel"), quic ? ndpi_q : ndpi, transport);
         }
     }
     // suricata-verify/expected.csv: tls and quic checks. A check counts
@@ -662,8 +680,8 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
                 continue;
             if (has_ver && str_or_empty(f["tls_version"]) != suricata_version(r.at("tls_version")))
                 continue;
-            if (has_alpn && (!f["alpn"].is_array() ||
-                             f["alpn"].get<std::vector<std::string>>() != split(r.at("alpn_client"), ';')))
+            if (has_alpn && (!f["alpn"].is_array() || f["alpn"].get<std::vector<std::string>>() !=
+                                                          split(r.at("alpn_client"), ';')))
                 continue;
             if (has_src && (f["client"] != norm_addr(r.at("src_ip")) ||
                             f["client_port"].get<uint64_t>() != std::stoull(r.at("src_port")) ||
@@ -680,8 +698,10 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
             std::string fields;
             for (const auto &a : asserted)
                 fields += (fields.empty() ? "" : ",") + a;
-            suri_mm.push_back(file + " " + r.at("event_type") + " check " + r.at("check_index") + " (" + fields + "): " + std::to_string(matches) + " matching flows, expected " +
-                              (partial ? "at least " : "") + std::to_string(want) + "; flows:" + flows);
+            suri_mm.push_back(file + " " + r.at("event_type") + " check " + r.at("check_index") +
+                              " (" + fields + "): " + std::to_string(matches) +
+                              " matching flows, expected " + (partial ? "at least " : "") +
+                              std::to_string(want) + "; flows:" + flows);
         }
     }
 
@@ -689,32 +709,41 @@ TEST_CASE("replay JSON matches the shared truth and the expected SNI and JA4 of 
     INFO("foxio-ja4: " << foxio.rows << " TCP rows: " << foxio.sni << " SNI and " << foxio.ja4
                        << " JA4 match, " << foxio.not_tls << " not TLS flows, " << foxio.exceptions
                        << " known exceptions; " << foxio.mismatches.size() << " mismatches:\n"
-                       << join(foxio.mismatches) << "notes:\n" << join(foxio.notes));
-    INFO("foxio-ja4: " << foxio_q.rows << " QUIC rows: " << foxio_q.sni << " SNI and " << foxio_q.ja4
-                       << " JA4 match; " << foxio_q.mismatches.size() << " mismatches:\n"
-                       << join(foxio_q.mismatches) << "notes:\n" << join(foxio_q.notes));
+                       << join(foxio.mismatches) << "notes:\n"
+                       << join(foxio.notes));
+    INFO("foxio-ja4: " << foxio_q.rows << " QUIC rows: " << foxio_q.sni << " SNI and "
+                       << foxio_q.ja4 << " JA4 match; " << foxio_q.mismatches.size()
+                       << " mismatches:\n"
+                       << join(foxio_q.mismatches) << "notes:\n"
+                       << join(foxio_q.notes));
     INFO("ndpi: " << ndpi_q.rows << " QUIC rows: " << ndpi_q.sni << " SNI and " << ndpi_q.ja4
-                  << " JA4 match, " << ndpi_q.not_tls << " not QUIC flows under the counting rules; "
-                  << ndpi_q.mismatches.size() << " mismatches:\n"
-                  << join(ndpi_q.mismatches) << "notes:\n" << join(ndpi_q.notes));
-    INFO("ndpi: " << ndpi.rows << " TCP rows: " << ndpi.sni << " SNI and " << ndpi.ja4 << " JA4 match, "
-                  << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions << " known exceptions; "
-                  << ndpi.mismatches.size() << " mismatches:\n"
-                  << join(ndpi.mismatches) << "notes:\n" << join(ndpi.notes));
-    INFO("suricata-verify: " << suri_checks << " tls and " << suri_quic << " quic checks (" << suri_fields << " asserted fields); "
-                             << suri_mm.size() << " mismatches:\n"
+                  << " JA4 match, " << ndpi_q.not_tls
+                  << " not QUIC flows under the counting rules; " << ndpi_q.mismatches.size()
+                  << " mismatches:\n"
+                  << join(ndpi_q.mismatches) << "notes:\n"
+                  << join(ndpi_q.notes));
+    INFO("ndpi: " << ndpi.rows << " TCP rows: " << ndpi.sni << " SNI and " << ndpi.ja4
+                  << " JA4 match, " << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions
+                  << " known exceptions; " << ndpi.mismatches.size() << " mismatches:\n"
+                  << join(ndpi.mismatches) << "notes:\n"
+                  << join(ndpi.notes));
+    INFO("suricata-verify: " << suri_checks << " tls and " << suri_quic << " quic checks ("
+                             << suri_fields << " asserted fields); " << suri_mm.size()
+                             << " mismatches:\n"
                              << join(suri_mm));
     INFO(join(stale));
     WARN("replay vs expected values ("
-         << all.captures.size() << " captures, " << all.seconds << " s with --datapath user): "
-         << clients_compared << " clients and " << flows_compared << " flows vs truth; "
-         << hellos_found << " of " << hellos_expected << " first-payload ClientHellos fingerprinted ("
-         << hello_exceptions << " known exceptions); " << quic_found << " of " << quic_expected
-         << " QUIC flows fingerprinted; foxio " << foxio.sni << " SNI + " << foxio.ja4
-         << " JA4 of " << foxio.rows << " TCP rows (" << foxio.not_tls << " not TLS flows, "
-         << foxio.exceptions << " exceptions); ndpi " << ndpi.sni << " SNI + " << ndpi.ja4 << " JA4 of "
-         << ndpi.rows << " TCP rows (" << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions
-         << " exceptions; " << ndpi_other << " TCP rows without a tshark SNI or a JA4 reference not "
+         << all.captures.size() << " captures, " << all.seconds
+         << " s with --datapath user): " << clients_compared << " clients and " << flows_compared
+         << " flows vs truth; " << hellos_found << " of " << hellos_expected
+         << " first-payload ClientHellos fingerprinted (" << hello_exceptions
+         << " known exceptions); " << quic_found << " of " << quic_expected
+         << " QUIC flows fingerprinted; foxio " << foxio.sni << " SNI + " << foxio.ja4 << " JA4 of "
+         << foxio.rows << " TCP rows (" << foxio.not_tls << " not TLS flows, " << foxio.exceptions
+         << " exceptions); ndpi " << ndpi.sni << " SNI + " << ndpi.ja4 << " JA4 of " << ndpi.rows
+         << " TCP rows (" << ndpi.not_tls << " not TLS flows, " << ndpi.exceptions
+         << " exceptions; " << ndpi_other
+         << " TCP rows without a tshark SNI or a JA4 reference not "
          << "compared); QUIC: foxio " << foxio_q.sni << " SNI + " << foxio_q.ja4 << " JA4 of "
          << foxio_q.rows << " rows, ndpi " << ndpi_q.sni << " SNI + " << ndpi_q.ja4 << " JA4 of "
          << ndpi_q.rows << " rows (" << ndpi_q.not_tls << " on ports that are not TLS ports by "
@@ -766,10 +795,14 @@ TEST_CASE("replay: shared ClientHellos with contradicting lengths are fingerprin
         size_t ciphers;
     };
     const Case cases[] = {
-        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51589, "bad_cipher_suites_length", 66},
-        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51590, "bad_cipher_suites_length", 0},
-        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51591, "bad_extensions_length", 0},
-        {"ndpi/tls_invalid_reads.pcap", "192.168.10.101", "206.33.61.113", 3967, "bad_extensions_length", 11},
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51589,
+         "bad_cipher_suites_length", 66},
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51590,
+         "bad_cipher_suites_length", 0},
+        {"ndpi/tls_cipher_lens.pcap", "192.168.11.11", "173.194.35.191", 51591,
+         "bad_extensions_length", 0},
+        {"ndpi/tls_invalid_reads.pcap", "192.168.10.101", "206.33.61.113", 3967,
+         "bad_extensions_length", 11},
     };
     std::map<std::string, std::string> want_ja4;  // "file:port" -> ja4_reference
     for (const auto &r : exf::test::read_csv(dir / "ndpi/expected.csv"))
@@ -783,7 +816,8 @@ TEST_CASE("replay: shared ClientHellos with contradicting lengths are fingerprin
         REQUIRE(payload);
         exf::tls::ClientHello h;
         const auto r = exf::tls::parse_client_hello_record(*payload, h);
-        INFO("parsed as " << exf::tls::to_string(r.status) << "/" << exf::tls::to_string(r.anomaly));
+        INFO("parsed as " << exf::tls::to_string(r.status) << "/"
+                          << exf::tls::to_string(r.anomaly));
         REQUIRE(r.complete());
         CHECK(exf::tls::to_string(r.anomaly) == c.anomaly);
         CHECK(r.consumed == payload->size());
@@ -801,8 +835,8 @@ TEST_CASE("replay: shared ClientHellos with contradicting lengths are fingerprin
 
 namespace {
 
-using exf::test::Bytes;
 using exf::test::build_frame;
+using exf::test::Bytes;
 using exf::test::FrameSpec;
 using exf::test::TimedFrame;
 
@@ -818,9 +852,10 @@ struct Builder {
 
     // A TCP connection: handshake, the client's payload in segments of the
     // given sizes and order (indexes into the split), server data, an ending.
-    void tcp(const std::string &c, uint16_t cport, const std::string &s, uint16_t sport, uint32_t isn,
-             const Bytes &payload, const std::vector<size_t> &sizes, const std::vector<size_t> &order,
-             size_t response, uint8_t ending, std::vector<std::pair<uint16_t, uint16_t>> vlans = {})
+    void tcp(const std::string &c, uint16_t cport, const std::string &s, uint16_t sport,
+             uint32_t isn, const Bytes &payload, const std::vector<size_t> &sizes,
+             const std::vector<size_t> &order, size_t response, uint8_t ending,
+             std::vector<std::pair<uint16_t, uint16_t>> vlans = {})
     {
         auto spec = [&](bool from_client, uint8_t flags, uint32_t seq, Bytes p = {}) {
             FrameSpec f;
@@ -841,7 +876,8 @@ struct Builder {
         std::vector<std::pair<size_t, size_t>> segs;
         size_t at = 0;
         for (size_t i = 0; i < sizes.size() && at < payload.size(); i++) {
-            size_t n = i + 1 == sizes.size() ? payload.size() - at : std::min(sizes[i], payload.size() - at);
+            size_t n = i + 1 == sizes.size() ? payload.size() - at
+                                             : std::min(sizes[i], payload.size() - at);
             segs.emplace_back(at, n);
             at += n;
         }
@@ -890,24 +926,36 @@ std::vector<TimedFrame> built_capture()
     Builder b;
     const Bytes browser = HelloBuilder::browser_like().record();
     // Split in three, sent 2, 0, 1 (and 0 again: a retransmission).
-    b.tcp("192.0.2.10", 40000, "198.51.100.1", 443, 1000, browser, {600, 600, 0}, {2, 0, 1, 0}, 30000, FIN);
+    b.tcp("192.0.2.10", 40000, "198.51.100.1", 443, 1000, browser, {600, 600, 0}, {2, 0, 1, 0},
+          30000, FIN);
     b.tcp("2001:db8::10", 40001, "2001:db8:1::1", 8443, 5000,
-          HelloBuilder().sni("v6.example").alpn({"http/1.1"}).supported_versions({0x0304, 0x0303}).record(),
+          HelloBuilder()
+              .sni("v6.example")
+              .alpn({"http/1.1"})
+              .supported_versions({0x0304, 0x0303})
+              .record(),
           {100, 0}, {1, 0}, 5000, RST, {{0x8100, 12}});
     // The same 5-tuple twice: a FIN, then a new SYN (REUSE).
-    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 100, client_hello(400, "first.example"), {0}, {0}, 3000, FIN);
-    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 80000, client_hello(500, "second.example"), {0}, {0}, 2000, 0);
+    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 100, client_hello(400, "first.example"), {0},
+          {0}, 3000, FIN);
+    b.tcp("192.0.2.11", 40002, "198.51.100.1", 443, 80000, client_hello(500, "second.example"), {0},
+          {0}, 2000, 0);
     // Not TLS on 443; a malformed hello; a hello on a non-TLS port.
     b.tcp("192.0.2.12", 40003, "198.51.100.1", 443, 1,
-          Bytes{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n', '\r', '\n'},
+          Bytes{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n',
+                '\r', '\n'},
           {0}, {0}, 500, FIN);
     Bytes bad = HelloBuilder().sni("bad.example").record();
     bad[43] = 0xff;  // the session id length runs beyond the body
     b.tcp("192.0.2.12", 40004, "198.51.100.1", 443, 1, bad, {0}, {0}, 100, RST);
-    b.tcp("192.0.2.13", 40005, "198.51.100.2", 4433, 1, client_hello(300, "odd-port.example"), {0}, {0}, 700, FIN);
+    b.tcp("192.0.2.13", 40005, "198.51.100.2", 4433, 1, client_hello(300, "odd-port.example"), {0},
+          {0}, 700, FIN);
     // Attacker-chosen bytes in SNI and ALPN.
     b.tcp("192.0.2.14", 40006, "198.51.100.1", 443, 1,
-          HelloBuilder().sni(std::string("ev\xff\xfeil\x01\"\\.example", 17)).alpn({std::string("h2\xc3", 3), "\xe2\x82"}).record(),
+          HelloBuilder()
+              .sni(std::string("ev\xff\xfeil\x01\"\\.example", 17))
+              .alpn({std::string("h2\xc3", 3), "\xe2\x82"})
+              .record(),
           {0}, {0}, 800, FIN);
     b.quic("192.0.2.15", 50000, "198.51.100.3", 3);
     b.quic("2001:db8::15", 50001, "2001:db8:1::3", 5);
@@ -928,7 +976,8 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical", "[bpf][parity][replay]")
+TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical",
+          "[bpf][parity][replay]")
 {
     if (!exf::test::require_root())
         return;
@@ -957,7 +1006,8 @@ TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical",
         const auto &x = bpf.results.at(c), &y = user.results.at(c);
         lines += size_t(std::count(x.out.begin(), x.out.end(), '\n'));
         if (x.status != y.status)
-            diffs.push_back(c + ": exit " + std::to_string(x.status) + " (bpf) vs " + std::to_string(y.status));
+            diffs.push_back(c + ": exit " + std::to_string(x.status) + " (bpf) vs " +
+                            std::to_string(y.status));
         if (x.out != y.out) {
             std::istringstream xs(x.out), ys(y.out);
             std::string xl, yl;
@@ -968,8 +1018,8 @@ TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical",
                 if (!hx && !hy)
                     break;
                 if (!hx || !hy || xl != yl) {
-                    diffs.push_back(c + ": line " + std::to_string(n) + ":\n  bpf:  " + (hx ? xl : "(end)") +
-                                    "\n  user: " + (hy ? yl : "(end)"));
+                    diffs.push_back(c + ": line " + std::to_string(n) + ":\n  bpf:  " +
+                                    (hx ? xl : "(end)") + "\n  user: " + (hy ? yl : "(end)"));
                     break;
                 }
             }
@@ -1014,7 +1064,8 @@ TEST_CASE("replay of a built capture reports its flows and escapes attacker byte
     REQUIRE(by_port[40002].size() == 2);
     CHECK(by_port[40002][0]["sni"] == "first.example");
     CHECK(by_port[40002][1]["sni"] == "second.example");
-    CHECK(by_port[40002][0]["bytes_out"].get<uint64_t>() > by_port[40002][1]["bytes_out"].get<uint64_t>());
+    CHECK(by_port[40002][0]["bytes_out"].get<uint64_t>() >
+          by_port[40002][1]["bytes_out"].get<uint64_t>());
     // Not TLS and malformed: flows without metadata.
     CHECK(by_port[40003][0]["ja4"].is_null());
     CHECK(by_port[40003][0]["sni"].is_null());
@@ -1036,9 +1087,9 @@ TEST_CASE("replay of a built capture reports its flows and escapes attacker byte
     std::vector<std::string> clients;
     for (const auto &c : o.clients)
         clients.push_back(c["client"].get<std::string>());
-    CHECK(clients == std::vector<std::string>{"192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13",
-                                              "192.0.2.14", "192.0.2.15", "2001:db8::10",
-                                              "2001:db8::15"});
+    CHECK(clients == std::vector<std::string>{"192.0.2.10", "192.0.2.11", "192.0.2.12",
+                                              "192.0.2.13", "192.0.2.14", "192.0.2.15",
+                                              "2001:db8::10", "2001:db8::15"});
     CHECK(o.clients[1]["sni"] == json::array({"first.example", "second.example"}));
     CHECK(o.clients[1]["tls_flows"] == 2);
     CHECK(o.clients[2]["sni"] == json::array());
@@ -1053,15 +1104,16 @@ TEST_CASE("replay of a built capture reports its flows and escapes attacker byte
     auto pos10 = t.out.find("192.0.2.10 "), pos13 = t.out.find("192.0.2.13 ");
     CHECK(pos10 < pos13);  // 30000 bytes out before 700
     // Without --flows only the clients.
-    auto nf = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format", "json",
-                                      "--datapath", "user", built.string()});
+    auto nf = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
+                                      "json", "--datapath", "user", built.string()});
     CHECK(nf.status == 0);
     CHECK(nf.out.find("\"type\":\"flow\"") == std::string::npos);
     CHECK(parse_output(nf.out).clients.size() == 8);
 }
 
-TEST_CASE("replay of a truncated or corrupt capture prints what was read then the error and exits 1",
-          "[replay]")
+TEST_CASE(
+    "replay of a truncated or corrupt capture prints what was read then the error and exits 1",
+    "[replay]")
 {
     TempDir tmp;
     auto frames = built_capture();
@@ -1101,8 +1153,8 @@ TEST_CASE("replay of a truncated or corrupt capture prints what was read then th
             INFO(f.string() << ": " << r.err);
             CHECK(r.status == 1);
             CHECK(r.out == ok.out);  // the report as far as the capture goes
-            CHECK(r.err.find("error: " + f.string() + ": packet " + std::to_string(keep + 1) + ": ") !=
-                  std::string::npos);
+            CHECK(r.err.find("error: " + f.string() + ": packet " + std::to_string(keep + 1) +
+                             ": ") != std::string::npos);
             auto t = replay(f, dp, "table");
             CHECK(t.status == 1);
             CHECK(t.out.find("ALERTS (") == 0);
@@ -1132,9 +1184,12 @@ std::vector<TimedFrame> entity_capture()
 {
     using namespace exf::test;
     Builder b;
-    b.tcp("2001:db8:5::20", 41000, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0}, {0}, 30000, FIN);
-    b.tcp("2001:db8:5::21", 41001, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0}, {0}, 30000, FIN);
-    b.tcp("192.0.2.30", 41002, "198.51.100.1", 443, 1, client_hello(300, "api.example"), {0}, {0}, 2000, FIN);
+    b.tcp("2001:db8:5::20", 41000, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0},
+          {0}, 30000, FIN);
+    b.tcp("2001:db8:5::21", 41001, "2001:db8:1::1", 443, 1, client_hello(300, "files.example"), {0},
+          {0}, 30000, FIN);
+    b.tcp("192.0.2.30", 41002, "198.51.100.1", 443, 1, client_hello(300, "api.example"), {0}, {0},
+          2000, FIN);
     return b.frames;
 }
 
@@ -1177,8 +1232,8 @@ TEST_CASE("replay table: alerts first as a table, clients under the entity the r
     exf::test::write_pcap(cap, entity_capture());
     std::ofstream(cfg) << kPer64Rule;
     const std::string bin = exf::test::exfilmon_binary().string();
-    auto t = exf::test::run_program({bin, "replay", "--datapath", "user", "--config", cfg.string(),
-                                     cap.string()});
+    auto t = exf::test::run_program(
+        {bin, "replay", "--datapath", "user", "--config", cfg.string(), cap.string()});
     INFO(t.out << t.err);
     REQUIRE(t.status == 0);
     // The alerts come first, as rows of a table, not as JSON.
@@ -1212,9 +1267,9 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
     const fs::path cap = tmp.path / "entity.pcap", cfg = tmp.path / "rules.toml";
     exf::test::write_pcap(cap, entity_capture());
     std::ofstream(cfg) << kPer64Rule;
-    auto r = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
-                                     "json", "--datapath", "user", "--config", cfg.string(),
-                                     cap.string()});
+    auto r =
+        exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format", "json",
+                                "--datapath", "user", "--config", cfg.string(), cap.string()});
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
     std::vector<nlohmann::ordered_json> alerts, clients;  // ordered: the fields as printed
@@ -1233,8 +1288,9 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
         std::vector<std::string> keys;
         for (const auto &[k, v] : c.items())
             keys.push_back(k);
-        CHECK(keys == std::vector<std::string>{"type", "client", "tls_flows", "bytes_in", "bytes_out",
-                                               "packets_in", "packets_out", "sni", "entity"});
+        CHECK(keys == std::vector<std::string>{"type", "client", "tls_flows", "bytes_in",
+                                               "bytes_out", "packets_in", "packets_out", "sni",
+                                               "entity"});
         entity[c["client"].get<std::string>()] = c.value("entity", "");
     }
     CHECK(entity["2001:db8:5::20"] == "2001:db8:5::/64");
@@ -1242,9 +1298,9 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
     CHECK(entity["192.0.2.30"] == "192.0.2.30");
     // A client prefix of /128 makes each address its own entity.
     std::ofstream(cfg, std::ios::app) << "[aggregate]\nclient_prefix_v6 = 128\n";
-    auto p128 = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format",
-                                        "json", "--datapath", "user", "--config", cfg.string(),
-                                        cap.string()});
+    auto p128 =
+        exf::test::run_program({exf::test::exfilmon_binary().string(), "replay", "--format", "json",
+                                "--datapath", "user", "--config", cfg.string(), cap.string()});
     CHECK(p128.status == 0);
     CHECK(p128.out.find("\"entity\":\"2001:db8:5::20\"") != std::string::npos);
     CHECK(p128.out.find("\"type\":\"alert\"") == std::string::npos);
@@ -1269,8 +1325,8 @@ TEST_CASE("replay - reads standard input (pcap and pcapng, redirected or piped)"
     CHECK(piped.status == 0);
     CHECK(piped.out == file.out);
     // A pipe that breaks off mid-record: the packets before, then exit 1.
-    auto cut = shell("head -c " + std::to_string(fs::file_size(built) - 10) + " '" + built.string() +
-                     "' | '" + bin + "'" + args + "-");
+    auto cut = shell("head -c " + std::to_string(fs::file_size(built) - 10) + " '" +
+                     built.string() + "' | '" + bin + "'" + args + "-");
     CHECK(cut.status == 1);
     CHECK(cut.err.find("error: standard input: packet ") != std::string::npos);
     // An empty pipe is no capture.
@@ -1278,7 +1334,8 @@ TEST_CASE("replay - reads standard input (pcap and pcapng, redirected or piped)"
     CHECK(empty.status == 1);
     CHECK(empty.err.find("standard input: cannot read capture") != std::string::npos);
     // Standard input on a terminal: a usage error, not a wait for ever.
-    auto tty = exf::test::run_program({"/usr/bin/script", "-qec", "'" + bin + "' replay -", "/dev/null"});
+    auto tty =
+        exf::test::run_program({"/usr/bin/script", "-qec", "'" + bin + "' replay -", "/dev/null"});
     CHECK(tty.status == 2);
     CHECK(tty.out.find("standard input is a terminal") != std::string::npos);
 
@@ -1288,7 +1345,8 @@ TEST_CASE("replay - reads standard input (pcap and pcapng, redirected or piped)"
         return;
     std::string ng;
     for (const auto &c : exf::test::find_captures(dir))
-        if (c.size() > 7 && c.compare(c.size() - 7, 7, ".pcapng") == 0 && fs::file_size(dir / c) > 10000) {
+        if (c.size() > 7 && c.compare(c.size() - 7, 7, ".pcapng") == 0 &&
+            fs::file_size(dir / c) > 10000) {
             ng = c;
             break;
         }
@@ -1311,8 +1369,10 @@ TEST_CASE("replay refuses a gzip-compressed capture and says how to decompress i
     auto r = replay(gz, "user");
     CHECK(r.status == 1);
     CHECK(r.out.empty());
-    CHECK(r.err == "exfilmon replay: " + gz.string() + ": gzip-compressed capture; decompress it "
-                   "first (zcat " + gz.string() + " | exfilmon replay -)\n");
+    CHECK(r.err == "exfilmon replay: " + gz.string() +
+                       ": gzip-compressed capture; decompress it "
+                       "first (zcat " +
+                       gz.string() + " | exfilmon replay -)\n");
     auto piped = shell("cat '" + gz.string() + "' | '" + bin + "' replay -");
     CHECK(piped.status == 1);
     CHECK(piped.err.find("standard input: gzip-compressed capture; decompress it first") !=
@@ -1329,7 +1389,8 @@ TEST_CASE("replay exits 1 for input it cannot use and 2 for usage errors", "[rep
     const std::string bin = exf::test::exfilmon_binary().string();
     auto missing = exf::test::run_program({bin, "replay", "/nonexistent/capture.pcap"});
     CHECK(missing.status == 1);
-    CHECK(missing.err.find("/nonexistent/capture.pcap: cannot read capture: No such file or directory") !=
+    CHECK(missing.err.find(
+              "/nonexistent/capture.pcap: cannot read capture: No such file or directory") !=
           std::string::npos);
     CHECK(missing.out.empty());
 
@@ -1358,11 +1419,13 @@ TEST_CASE("replay exits 1 for input it cannot use and 2 for usage errors", "[rep
     CHECK(unreadable.err.find(secret.string() + ": cannot read capture: Permission denied") !=
           std::string::npos);
     fs::permissions(tmp.path, fs::perms::owner_all);
-    auto nocfg = exf::test::run_program({bin, "replay", "--config", "/nonexistent.toml", cap.string()});
+    auto nocfg =
+        exf::test::run_program({bin, "replay", "--config", "/nonexistent.toml", cap.string()});
     CHECK(nocfg.status == 2);
     CHECK(nocfg.err.find("/nonexistent.toml") != std::string::npos);
     std::ofstream(tmp.path / "bad.toml") << "[bpf]\ntls_ports = \"many\"\n";
-    auto badcfg = exf::test::run_program({bin, "replay", "--config", (tmp.path / "bad.toml").string(), cap.string()});
+    auto badcfg = exf::test::run_program(
+        {bin, "replay", "--config", (tmp.path / "bad.toml").string(), cap.string()});
     CHECK(badcfg.status == 2);
     CHECK(badcfg.err.find("bad.toml:2:") != std::string::npos);
 
@@ -1378,8 +1441,9 @@ TEST_CASE("replay exits 1 for input it cannot use and 2 for usage errors", "[rep
                                          (tmp.path / "http.pcap").string()});
     CHECK(plain.status == 0);
     CHECK(plain.out.empty());
-    auto ported = exf::test::run_program({bin, "replay", "--format", "json", "--datapath", "user", "--config",
-                                          (tmp.path / "ports.toml").string(), (tmp.path / "http.pcap").string()});
+    auto ported = exf::test::run_program({bin, "replay", "--format", "json", "--datapath", "user",
+                                          "--config", (tmp.path / "ports.toml").string(),
+                                          (tmp.path / "http.pcap").string()});
     CHECK(ported.status == 0);
     CHECK(ported.out.find("\"client\":\"192.0.2.10\",\"tls_flows\":1") != std::string::npos);
 
@@ -1417,16 +1481,16 @@ TEST_CASE("replay: QUIC on configured ports matches nDPI's expected SNI and JA4"
         rows++;
         const std::string file = "ndpi/" + r.at("file");
         if (!outs.count(file)) {
-            auto res = exf::test::run_program({exf::test::exfilmon_binary().string(), "replay",
-                                               "--config", cfg.string(), "--format", "json", "--flows",
-                                               "--datapath", "user", (dir / file).string()});
+            auto res = exf::test::run_program(
+                {exf::test::exfilmon_binary().string(), "replay", "--config", cfg.string(),
+                 "--format", "json", "--flows", "--datapath", "user", (dir / file).string()});
             CHECK(res.status == 0);
             outs.emplace(file, parse_output(res.out));
             ours.emplace(file, index_flows(outs.at(file)));
             CHECK(outs.at(file).errors.empty());
         }
-        const std::string tuple = tuple_key("quic", r.at("client_ip"), std::stoull(r.at("client_port")),
-                                            r.at("server_ip"), sport);
+        const std::string tuple = tuple_key(
+            "quic", r.at("client_ip"), std::stoull(r.at("client_port")), r.at("server_ip"), sport);
         auto it = ours.at(file).by_tuple.find(tuple);
         if (it == ours.at(file).by_tuple.end()) {
             mm.push_back(file + " " + tuple + ": no such flow");

@@ -53,8 +53,9 @@ std::vector<Sent> read_json_alerts(const std::filesystem::path &file)
             continue;
         auto j = nlohmann::json::parse(line);
         const auto &x = j.at("exfilmon");
-        out.push_back({j.at("event").at("id"), x.at("state"), j.at("rule").at("name"), x.at("entity"),
-                       x.at("count").get<uint64_t>(), x.value("bytes_out", uint64_t(0))});
+        out.push_back({j.at("event").at("id"), x.at("state"), j.at("rule").at("name"),
+                       x.at("entity"), x.at("count").get<uint64_t>(),
+                       x.value("bytes_out", uint64_t(0))});
     }
     return out;
 }
@@ -137,34 +138,34 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
     // exfiltrating client crosses too: logged, never sent.
     auto alerts_json = lab.dir() / "alerts.json";
     auto cfg = lab.dir() / "exfilmon.toml";
-    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n"
-                          "[daemon]\nreport_interval = \"60s\"\nharvest_interval = \"500ms\"\n"
-                          "[detect]\ninterval = \"1s\"\nrealert = \"3s\"\nresolve_after = \"5s\"\n"
-                          "host_name = \"exf-e2e\"\n"
-                          "[[rules]]\nname = \"client-bulk-pull\"\nentity = \"client\"\n"
-                          "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"40MiB\"\n"
-                          "severity = \"critical\"\n"
-                          "[[rules]]\nname = \"subnet-bulk-pull\"\nentity = \"subnet\"\n"
-                          "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"100MiB\"\n"
-                          "severity = \"critical\"\n"
-                          "[[rules]]\nname = \"client-parallel\"\nentity = \"client\"\n"
-                          "metric = \"concurrent_flows\"\nwindow = \"1m\"\nthreshold = 6\n"
-                          "[[rules]]\nname = \"client-flows-shadow\"\nentity = \"client\"\n"
-                          "metric = \"tls_flows\"\nwindow = \"1m\"\nthreshold = 8\nmode = \"shadow\"\n"
-                          "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:"
-                       << rsyslog.port()
-                       << "\"\nformat = \"rfc5424\"\n"
-                          "[[outputs]]\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:"
-                       << rsyslog.tls_port() << "\"\nformat = \"cef\"\nca_file = \""
-                       << rsyslog.ca_cert().string()
-                       << "\"\nserver_name = \"syslog.example.com\"\n"
-                          "[[outputs]]\ntype = \"json\"\npath = \""
-                       << alerts_json.string() << "\"\n";
+    std::ofstream(cfg)
+        << "[bpf]\npin = false\nflow_table_size = 8192\n"
+           "[daemon]\nreport_interval = \"60s\"\nharvest_interval = \"500ms\"\n"
+           "[detect]\ninterval = \"1s\"\nrealert = \"3s\"\nresolve_after = \"5s\"\n"
+           "host_name = \"exf-e2e\"\n"
+           "[[rules]]\nname = \"client-bulk-pull\"\nentity = \"client\"\n"
+           "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"40MiB\"\n"
+           "severity = \"critical\"\n"
+           "[[rules]]\nname = \"subnet-bulk-pull\"\nentity = \"subnet\"\n"
+           "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"100MiB\"\n"
+           "severity = \"critical\"\n"
+           "[[rules]]\nname = \"client-parallel\"\nentity = \"client\"\n"
+           "metric = \"concurrent_flows\"\nwindow = \"1m\"\nthreshold = 6\n"
+           "[[rules]]\nname = \"client-flows-shadow\"\nentity = \"client\"\n"
+           "metric = \"tls_flows\"\nwindow = \"1m\"\nthreshold = 8\nmode = \"shadow\"\n"
+           "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:"
+        << rsyslog.port()
+        << "\"\nformat = \"rfc5424\"\n"
+           "[[outputs]]\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:"
+        << rsyslog.tls_port() << "\"\nformat = \"cef\"\nca_file = \"" << rsyslog.ca_cert().string()
+        << "\"\nserver_name = \"syslog.example.com\"\n"
+           "[[outputs]]\ntype = \"json\"\npath = \""
+        << alerts_json.string() << "\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", veth.a},
-                             {lab.dir(), out});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", veth.a},
+        {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
 
     auto job = [&](const std::string &source, std::vector<std::string> urls, int parallel = 1) {
@@ -234,12 +235,13 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
     for (auto &s : sent) {
         if (s.state == "open")
             CHECK(opened.insert({s.rule, s.entity}).second);
-        max_bytes[s.rule + " " + s.entity] = std::max(max_bytes[s.rule + " " + s.entity], s.bytes_out);
+        max_bytes[s.rule + " " + s.entity] =
+            std::max(max_bytes[s.rule + " " + s.entity], s.bytes_out);
     }
-    CHECK(opened == std::set<std::pair<std::string, std::string>>{
-                        {"client-bulk-pull", exfil},
-                        {"client-parallel", exfil},
-                        {"subnet-bulk-pull", "198.51.100.0/24"}});
+    CHECK(opened ==
+          std::set<std::pair<std::string, std::string>>{{"client-bulk-pull", exfil},
+                                                        {"client-parallel", exfil},
+                                                        {"subnet-bulk-pull", "198.51.100.0/24"}});
     // The shadow rule was evaluated and logged, never sent.
     CHECK(slurp(out).find("shadow alert open") != std::string::npos);
     for (auto &s : sent)
@@ -255,7 +257,8 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
         (format_addr(t.client) == exfil ? exfil_out : group_out) += f.out.bytes;
     REQUIRE(exfil_out > (80u << 20));
     REQUIRE(group_out > (128u << 20));
-    CHECK(double(max_bytes["client-bulk-pull " + exfil]) == Approx(double(exfil_out)).epsilon(0.01));
+    CHECK(double(max_bytes["client-bulk-pull " + exfil]) ==
+          Approx(double(exfil_out)).epsilon(0.01));
     CHECK(double(max_bytes["subnet-bulk-pull 198.51.100.0/24"]) ==
           Approx(double(group_out)).epsilon(0.01));
 

@@ -44,17 +44,19 @@ struct Host {
                                  unsigned flow_table_size = 4096)
     {
         auto cfg = lab.dir() / (name + ".toml");
-        std::ofstream(cfg) << "[bpf]\nflow_table_size = " << flow_table_size << "\n" << bpf_section
-                           << "[control]\nsocket = \"" << (lab.dir() / (name + ".sock")).string()
+        std::ofstream(cfg) << "[bpf]\nflow_table_size = " << flow_table_size << "\n"
+                           << bpf_section << "[control]\nsocket = \""
+                           << (lab.dir() / (name + ".sock")).string()
                            << "\"\n[metrics]\nenabled = false\n";
         return cfg;
     }
     Process &daemon(const std::filesystem::path &cfg, const std::string &ifname,
                     const std::filesystem::path &out)
     {
-        return lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                               "--interface", ifname},
-                         {lab.dir(), out});
+        return lab.spawn(
+            srv,
+            {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", ifname},
+            {lab.dir(), out});
     }
     std::string filters(const std::string &hook)
     {
@@ -180,8 +182,9 @@ TEST_CASE("exfilmon never replaces another tool's program in its tc slot",
     CHECK(contains(h.qdiscs(), "clsact"));
 }
 
-TEST_CASE("With pins a clean stop leaves the filters counting and exfilmon detach removes only them",
-          "[e2e][sanitize][daemon][attach][pin]")
+TEST_CASE(
+    "With pins a clean stop leaves the filters counting and exfilmon detach removes only them",
+    "[e2e][sanitize][daemon][attach][pin]")
 {
     if (!require_root())
         return;

@@ -58,11 +58,12 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     lab.set_offloads(cli, veth.b, false);
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
-    lab.spawn(srv, {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key,
-                    "-www"},
-              {lab.dir(), lab.dir() / "s_server.log"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
+    lab.spawn(
+        srv,
+        {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key, "-www"},
+        {lab.dir(), lab.dir() / "s_server.log"});
     lab.wait_listening(srv, 443);
 
     auto sock = (lab.dir() / "run" / "control.sock").string();
@@ -74,9 +75,9 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
                        << "[metrics]\nlisten = \"127.0.0.1:" << port << "\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", veth.a},
-                             {lab.dir(), out});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", veth.a},
+        {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
     REQUIRE(wait_for(out, "control socket " + sock, 5s));
 
@@ -115,7 +116,8 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
         std::this_thread::sleep_for(200ms);
     }
     INFO(slurp(out));
-    INFO("truth: bytes_in " << bytes_in << " bytes_out " << bytes_out << "; last top: " << last_top);
+    INFO("truth: bytes_in " << bytes_in << " bytes_out " << bytes_out
+                            << "; last top: " << last_top);
     REQUIRE_FALSE(row.is_null());
     CHECK(row["entity"] == "192.0.2.50");
     CHECK(row["bytes_out"] == bytes_out);
@@ -169,7 +171,8 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     deadline = std::chrono::steady_clock::now() + 10s;
     do {
         std::this_thread::sleep_for(300ms);
-        text = lab.run_ok(srv, {"curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+        text = lab.run_ok(srv,
+                          {"curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
     } while (metric(text, "exfilmon_config_reloads_total{result=\"ok\"}") != 1 &&
              std::chrono::steady_clock::now() < deadline);
     INFO(text);
@@ -189,7 +192,7 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     CHECK(text.find("192.0.2.50") == std::string::npos);  // no per-client series
 
     // The socket is root's: another user is refused, and told why.
-    struct stat sb{};
+    struct stat sb {};
     REQUIRE(stat(sock.c_str(), &sb) == 0);
     CHECK((sb.st_mode & 0777) == 0600);
     chmod(lab.dir().c_str(), 0711);  // the path is traversable: only the socket's mode stops it

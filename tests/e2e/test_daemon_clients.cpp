@@ -41,7 +41,7 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
     auto veth = lab.add_veth(srv, cli);
     lab.add_addr(srv, veth.a, "192.0.2.1/24");
     lab.add_addr(srv, veth.a, "2001:db8:7::1/64");
-    const std::vector<std::string> clients = {"192.0.2.10", "192.0.2.11", "192.0.2.12",
+    const std::vector<std::string> clients = {"192.0.2.10", "192.0.2.11",     "192.0.2.12",
                                               "192.0.2.13", "2001:db8:7::10", "2001:db8:7::11"};
     for (auto &c : clients)
         lab.add_addr(cli, veth.b, c + (c.find(':') == std::string::npos ? "/24" : "/64"));
@@ -59,8 +59,8 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
     }
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
     lab.spawn(srv, {"openssl", "s_server", "-accept", "443", "-cert", cert, "-key", key, "-WWW"},
               {www, lab.dir() / "s_server.log"});
     lab.wait_listening(srv, 443);
@@ -71,9 +71,9 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
     auto out = lab.dir() / "daemon.out";
     // On a terminal: its periodic tables are what this test reads.
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", veth.a},
-                             {lab.dir(), out, true});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", veth.a},
+        {lab.dir(), out, true});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
 
     // Each client: a few small API calls on api.example.test and some large

@@ -19,8 +19,8 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -29,8 +29,8 @@
 #include "common/addr.h"
 #include "support/daemon_probe.h"
 #include "support/netns.h"
-#include "support/proc.h"
 #include "support/pcap_truth.h"
+#include "support/proc.h"
 #include "support/test_env.h"
 
 using namespace exf;
@@ -79,11 +79,12 @@ Server make_lab(Lab &lab, const std::filesystem::path &www, size_t file_size)
     }
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
-    lab.spawn(s.srv, {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key,
-                      "-WWW"},
-              {www, lab.dir() / "s_server.log"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
+    lab.spawn(
+        s.srv,
+        {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key, "-WWW"},
+        {www, lab.dir() / "s_server.log"});
     lab.wait_listening(s.srv, 443);
     return s;
 }
@@ -92,14 +93,16 @@ Process &start_daemon(Lab &lab, const Server &s, const std::filesystem::path &cf
                       const std::filesystem::path &out)
 {
     // On a terminal: the tests read the daemon's periodic client table.
-    return lab.spawn(s.srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                             "--interface", s.ifname},
-                     {lab.dir(), out, true});
+    return lab.spawn(
+        s.srv,
+        {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", s.ifname},
+        {lab.dir(), out, true});
 }
 
 }  // namespace
 
-TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e2e][sanitize][daemon][pin]")
+TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact",
+          "[e2e][sanitize][daemon][pin]")
 {
     if (!require_root())
         return;
@@ -117,8 +120,9 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
     auto &d1 = start_daemon(lab, s, cfg, out1);
     REQUIRE(wait_for(out1, "attached to " + s.ifname, 20s));
     // About three seconds of download at 8 MB/s.
-    auto &curl = lab.spawn(s.cli, {"curl", "-sk", "--no-keepalive", "--limit-rate", "8M", "-o",
-                                   "/dev/null", "https://192.0.2.1/big.bin"},
+    auto &curl = lab.spawn(s.cli,
+                           {"curl", "-sk", "--no-keepalive", "--limit-rate", "8M", "-o",
+                            "/dev/null", "https://192.0.2.1/big.bin"},
                            {lab.dir(), lab.dir() / "curl.log"});
     std::this_thread::sleep_for(1200ms);
     REQUIRE(curl.running());
@@ -171,7 +175,8 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact", "[e
 namespace {
 
 struct TableRow {
-    unsigned long long flows = 0, closed = 0, bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
+    unsigned long long flows = 0, closed = 0, bytes_in = 0, bytes_out = 0, pkts_in = 0,
+                       pkts_out = 0;
 };
 
 // The last row the daemon printed for addr.
@@ -184,7 +189,8 @@ std::optional<TableRow> last_row(const std::filesystem::path &out, const std::st
         std::istringstream ls(line);
         std::string a;
         TableRow r;
-        if (ls >> a >> r.flows >> r.closed >> r.bytes_in >> r.bytes_out >> r.pkts_in >> r.pkts_out &&
+        if (ls >> a >> r.flows >> r.closed >> r.bytes_in >> r.bytes_out >> r.pkts_in >>
+                r.pkts_out &&
             a == addr)
             found = r;
     }
@@ -209,8 +215,13 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize]
     REQUIRE(wait_for(out, "attached to " + s.ifname, 20s));
     // A host name, so that curl sends it as SNI: the API host entity then
     // shows whether a reload of the windows kept the aggregation counters.
-    const std::vector<std::string> download = {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
-                                               "--resolve", "api.example.test:443:192.0.2.1",
+    const std::vector<std::string> download = {"curl",
+                                               "-sk",
+                                               "--no-keepalive",
+                                               "-o",
+                                               "/dev/null",
+                                               "--resolve",
+                                               "api.example.test:443:192.0.2.1",
                                                "https://api.example.test/big.bin"};
     lab.run_ok(s.cli, download);
     REQUIRE(wait_for(out, "192.0.2.60", 5s));
@@ -220,12 +231,15 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize]
         // Invalid: rejected with FILE:LINE:COLUMN, old configuration stays.
         std::ofstream(cfg) << "[daemon]\nreport_interval = \"soon\"\n";
         kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, cfg.string() + ":2:19: report_interval: 'soon' is not a duration", 5s));
+        REQUIRE(
+            wait_for(out, cfg.string() + ":2:19: report_interval: 'soon' is not a duration", 5s));
         REQUIRE(wait_for(out, "configuration rejected (1 problem)", 5s));
         // Missing (unreadable): rejected too.
         std::filesystem::remove(cfg);
         kill(d.pid(), SIGHUP);
-        REQUIRE(wait_for(out, cfg.string() + ": cannot read the configuration file: No such file or directory", 5s));
+        REQUIRE(wait_for(
+            out, cfg.string() + ": cannot read the configuration file: No such file or directory",
+            5s));
         REQUIRE(wait_for(out, "configuration rejected", 5s, 2));
         // A change of table size: needs a restart, kept as running.
         std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n[daemon]\n"
@@ -279,8 +293,8 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize]
     }
 }
 
-
-TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][sanitize][daemon][pcap]")
+TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump",
+          "[e2e][sanitize][daemon][pcap]")
 {
     if (!require_root())
         return;
@@ -296,9 +310,9 @@ TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump", "[e2e][
             auto cap = lab.start_capture(s.srv, s.ifname, "srv", "tcp", 128);
             auto out = lab.dir() / "daemon.out";
             auto &d = start_daemon(lab, s, cfg, out);
-            REQUIRE(wait_for(out, backend == "pcap" ? "capturing on " + s.ifname
-                                                    : "attached to " + s.ifname,
-                             20s));
+            REQUIRE(wait_for(
+                out, backend == "pcap" ? "capturing on " + s.ifname : "attached to " + s.ifname,
+                20s));
             for (int i = 0; i < 3; i++)
                 lab.run_ok(s.cli, {"curl", "-sk", "--no-keepalive", "-o", "/dev/null",
                                    "https://192.0.2.1/big.bin"});
@@ -346,22 +360,23 @@ struct StateRig {
 
     explicit StateRig(const std::string &more_config = "")
     {
-        std::ofstream(cfg) << "[bpf]\npin = true\npin_path = \"" << (bpffs.dir / "exfilmon").string()
-                           << "\"\nflow_table_size = 4096\n"
-                              "[daemon]\nreport_interval = \"60s\"\nharvest_interval = \"200ms\"\n"
-                              "state_dir = \""
-                           << state_dir.string()
-                           << "\"\nstate_interval = \"1s\"\n"
-                              "[control]\nsocket = \""
-                           << sock
-                           << "\"\n[metrics]\nenabled = false\n"
-                              "[detect]\ninterval = \"1s\"\nrealert = \"10m\"\nresolve_after = \"10m\"\n"
-                              "[[rules]]\nname = \"client-bulk-pull\"\nentity = \"client\"\n"
-                              "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"10MiB\"\n"
-                              "severity = \"critical\"\n"
-                              "[[outputs]]\ntype = \"json\"\npath = \""
-                           << alerts.string() << "\"\n"
-                           << more_config;
+        std::ofstream(cfg)
+            << "[bpf]\npin = true\npin_path = \"" << (bpffs.dir / "exfilmon").string()
+            << "\"\nflow_table_size = 4096\n"
+               "[daemon]\nreport_interval = \"60s\"\nharvest_interval = \"200ms\"\n"
+               "state_dir = \""
+            << state_dir.string()
+            << "\"\nstate_interval = \"1s\"\n"
+               "[control]\nsocket = \""
+            << sock
+            << "\"\n[metrics]\nenabled = false\n"
+               "[detect]\ninterval = \"1s\"\nrealert = \"10m\"\nresolve_after = \"10m\"\n"
+               "[[rules]]\nname = \"client-bulk-pull\"\nentity = \"client\"\n"
+               "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"10MiB\"\n"
+               "severity = \"critical\"\n"
+               "[[outputs]]\ntype = \"json\"\npath = \""
+            << alerts.string() << "\"\n"
+            << more_config;
     }
     // Returns the daemon and its output file.
     std::pair<Process *, std::filesystem::path> start()
@@ -374,8 +389,9 @@ struct StateRig {
     }
     Process &download(const std::string &rate = "8M")
     {
-        return lab.spawn(s.cli, {"curl", "-sk", "--no-keepalive", "--limit-rate", rate, "-o",
-                                 "/dev/null", "https://192.0.2.1/big.bin"},
+        return lab.spawn(s.cli,
+                         {"curl", "-sk", "--no-keepalive", "--limit-rate", rate, "-o", "/dev/null",
+                          "https://192.0.2.1/big.bin"},
                          {lab.dir(), lab.dir() / "curl.log"});
     }
     // The client's bytes out over the window, from `exfilmon top` (-1: no row).
@@ -577,6 +593,7 @@ TEST_CASE("Traffic counted while no daemon ran goes into the windows at its time
     CHECK(rig.window_value("2s") == -1);
     CHECK(settle(rig, kernel, 5s) == kernel);
     INFO(slurp(out2));
-    CHECK(slurp(out2).find("traffic counted while no daemon ran: added as of") != std::string::npos);
+    CHECK(slurp(out2).find("traffic counted while no daemon ran: added as of") !=
+          std::string::npos);
     CHECK(d2->stop(SIGTERM, 10s) == 0);
 }

@@ -34,11 +34,12 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
     }
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
-    lab.spawn(srv, {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key,
-                    "-www"},
-              {lab.dir(), lab.dir() / "s_server.log"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
+    lab.spawn(
+        srv,
+        {"openssl", "s_server", "-accept", "192.0.2.1:443", "-cert", cert, "-key", key, "-www"},
+        {lab.dir(), lab.dir() / "s_server.log"});
     lab.wait_listening(srv, 443);
 
     auto cfg = lab.dir() / "exfilmon.toml";
@@ -46,9 +47,9 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
                        << "pin = false\n";
     auto out = lab.dir() / "exfilmon.out";
     // On a terminal: its periodic tables are what this test reads.
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", veth.a},
-                             {lab.dir(), out, true});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", veth.a},
+        {lab.dir(), out, true});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
     // A host name, so that curl sends it as SNI.
     for (int i = 0; i < 3; i++)
@@ -140,7 +141,8 @@ TEST_CASE("exfilmon run keeps a clsact qdisc and filters it did not create", "[e
 // The periodic client and API host tables are for a person at a terminal: a
 // pipe (or file) and systemd's journal never get them, "0s" turns them off,
 // and each one starts with the time it was taken.
-TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamped", "[e2e][sanitize][daemon]")
+TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamped",
+          "[e2e][sanitize][daemon]")
 {
     if (!require_root())
         return;
@@ -178,7 +180,8 @@ TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamp
     };
 
     // Stdout a pipe: no report.
-    auto piped = lab.run(srv, with({"timeout", "-s", "TERM", "4"}, with(run, {config("200ms")})), 30s);
+    auto piped =
+        lab.run(srv, with({"timeout", "-s", "TERM", "4"}, with(run, {config("200ms")})), 30s);
     INFO("pipe: " << piped.output);
     CHECK(piped.output.find("attached to " + veth.a) != std::string::npos);
     CHECK(piped.output.find("detached from " + veth.a) != std::string::npos);
@@ -189,8 +192,8 @@ TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamp
     INFO("terminal: " << tty);
     CHECK(count(tty, report) >= 3);
     std::regex stamp(R"(== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ==)");
-    auto stamps = std::distance(std::sregex_iterator(tty.begin(), tty.end(), stamp),
-                                std::sregex_iterator());
+    auto stamps =
+        std::distance(std::sregex_iterator(tty.begin(), tty.end(), stamp), std::sregex_iterator());
     CHECK(size_t(stamps) == count(tty, report));
     CHECK(tty.find("== ") < tty.find(report));
 

@@ -12,7 +12,8 @@
 
 using namespace exf::test;
 
-TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up", "[e2e][sanitize][demo]")
+TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up",
+          "[e2e][sanitize][demo]")
 {
     if (!require_root())
         return;
@@ -21,11 +22,13 @@ TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up", "
     REQUIRE(r.status == 0);
     CHECK(r.out.find("alert open") != std::string::npos);
     std::smatch m;
-    REQUIRE(std::regex_search(r.out, m, std::regex(R"(namespaces (exfdemo\d+-srv) and (exfdemo\d+-cli))")));
+    REQUIRE(std::regex_search(r.out, m,
+                              std::regex(R"(namespaces (exfdemo\d+-srv) and (exfdemo\d+-cli))")));
     // Alerts in the daemon's log: only for the exfiltrating client, both rules.
     std::regex alert(R"(alert open [0-9a-f]{16} rule=(\S+) \S+ client=(\S+))");
     std::set<std::string> rules;
-    for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), alert); it != std::sregex_iterator(); ++it) {
+    for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), alert);
+         it != std::sregex_iterator(); ++it) {
         CHECK((*it)[2] == "198.51.100.66");
         rules.insert((*it)[1]);
     }
@@ -34,6 +37,7 @@ TEST_CASE("exfilmon demo shows the exfiltrating client's alert and cleans up", "
     CHECK_FALSE(std::filesystem::exists("/run/netns/" + m[1].str()));
     CHECK_FALSE(std::filesystem::exists("/run/netns/" + m[2].str()));
     std::smatch d;
-    if (std::regex_search(r.out, d, std::regex(R"(alerts to json (/tmp/exfilmon-demo\.\w+)/alerts\.json)")))
+    if (std::regex_search(r.out, d,
+                          std::regex(R"(alerts to json (/tmp/exfilmon-demo\.\w+)/alerts\.json)")))
         CHECK_FALSE(std::filesystem::exists(d[1].str()));
 }

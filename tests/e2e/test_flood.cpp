@@ -145,11 +145,12 @@ TEST_CASE("Flood: new flows beyond the flow table and hellos beyond the ring buf
     // daemon runs: a small one, so that RSS shows what the daemon holds.
     std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";
     if (built_with_asan)
-        ::setenv("ASAN_OPTIONS", (asan + (asan.empty() ? "" : ":") + "quarantine_size_mb=4").c_str(), 1);
+        ::setenv("ASAN_OPTIONS",
+                 (asan + (asan.empty() ? "" : ":") + "quarantine_size_mb=4").c_str(), 1);
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", ifname},
-                             {lab.dir(), out});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", ifname},
+        {lab.dir(), out});
     if (built_with_asan)
         ::setenv("ASAN_OPTIONS", asan.c_str(), 1);
     REQUIRE(wait_for(out, "attached to " + ifname, 20s));
@@ -263,7 +264,8 @@ TEST_CASE("Flood: new flows beyond the flow table and hellos beyond the ring buf
     CHECK(health["end_events"] == 0);
 
     // The same in /metrics.
-    auto metrics = lab.run_ok(srv, {"curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+    auto metrics =
+        lab.run_ok(srv, {"curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
     CHECK(metric_value(metrics, "exfilmon_ringbuf_drops_total") == double(rb_full));
     CHECK(metric_value(metrics, "exfilmon_datapath_events_total{counter=\"ringbuf_full\"}") ==
           double(rb_full));

@@ -20,7 +20,8 @@ using namespace exf::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST_CASE("An interface that disappears and returns is attached again with least privilege", "[e2e][sanitize][daemon][interfaces]")
+TEST_CASE("An interface that disappears and returns is attached again with least privilege",
+          "[e2e][sanitize][daemon][interfaces]")
 {
     if (!require_root())
         return;
@@ -45,8 +46,8 @@ TEST_CASE("An interface that disappears and returns is attached again with least
     }
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
     lab.spawn(srv, {"openssl", "s_server", "-accept", "443", "-cert", cert, "-key", key, "-WWW"},
               {www, lab.dir() / "s_server.log"});
     lab.wait_listening(srv, 443);
@@ -57,11 +58,12 @@ TEST_CASE("An interface that disappears and returns is attached again with least
                           "report_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
                           "[control]\nsocket = \""
                        << sock << "\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"
-                       << "[[outputs]]\ntype = \"json\"\npath = \"" << (lab.dir() / "alerts.jsonl").string()
-                       << "\"\n";
+                       << "[[outputs]]\ntype = \"json\"\npath = \""
+                       << (lab.dir() / "alerts.jsonl").string() << "\"\n";
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", v1.a, "--interface", v2.a},
+    auto &daemon = lab.spawn(srv,
+                             {exfilmon_binary().string(), "run", "--config", cfg.string(),
+                              "--interface", v1.a, "--interface", v2.a},
                              {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + v2.a, 20s));
     // Least privilege: once attached only CAP_BPF and CAP_NET_ADMIN remain
@@ -112,7 +114,8 @@ TEST_CASE("An interface that disappears and returns is attached again with least
         FAIL_CHECK("top: " << last_top);
 
     // It comes back under the same name: attached again, counted again.
-    lab.run_ok(srv, {"ip", "link", "add", v2.a, "type", "veth", "peer", "name", v2.b, "netns", cli});
+    lab.run_ok(srv,
+               {"ip", "link", "add", v2.a, "type", "veth", "peer", "name", v2.b, "netns", cli});
     lab.run_ok(srv, {"ip", "link", "set", v2.a, "up"});
     lab.run_ok(cli, {"ip", "link", "set", v2.b, "up"});
     setup_v2();
@@ -120,7 +123,8 @@ TEST_CASE("An interface that disappears and returns is attached again with least
     lab.wait_listening(srv, 443);
     fetch("198.51.100.10", "198.51.100.1");
     if (!wait_flows("198.51.100.10", 2))
-        FAIL_CHECK("top: " << last_top << "\ndaemon: " << slurp(out) << "\nstatus: "
-                           << run_program({exfilmon_binary().string(), "status", "--socket", sock}).out);
+        FAIL_CHECK(
+            "top: " << last_top << "\ndaemon: " << slurp(out) << "\nstatus: "
+                    << run_program({exfilmon_binary().string(), "status", "--socket", sock}).out);
     CHECK(daemon.stop(SIGTERM, 10s) == 0);
 }

@@ -47,8 +47,7 @@ TEST_CASE("nginx in a lab namespace logs per-client truth equal to curl", "[e2e]
     auto veth = lab.add_veth(srv, cli);
     lab.add_addr(srv, veth.a, "198.51.100.1/24");
     lab.add_addr(srv, veth.a, "2001:db8:51::1/64");
-    const std::vector<std::string> v4_clients = {"198.51.100.10", "198.51.100.11",
-                                                 "198.51.100.12"};
+    const std::vector<std::string> v4_clients = {"198.51.100.10", "198.51.100.11", "198.51.100.12"};
     const std::string v6_client = "2001:db8:51::10";
     for (auto &c : v4_clients)
         lab.add_addr(cli, veth.b, c + "/24");
@@ -82,8 +81,8 @@ TEST_CASE("nginx in a lab namespace logs per-client truth equal to curl", "[e2e]
     std::vector<CurlJob> jobs;
     // Every IPv4 client: the JSON endpoint and a 5 MB download, one by one.
     for (auto &c : v4_clients)
-        jobs.push_back(job(c, {NginxServer::url(api, "/v1/items"),
-                               NginxServer::url(dl, "/download/5m")}));
+        jobs.push_back(
+            job(c, {NginxServer::url(api, "/v1/items"), NginxServer::url(dl, "/download/5m")}));
     // The first also in parallel: 3 downloads and 2 API calls at once.
     jobs.push_back(job(v4_clients[0],
                        {NginxServer::url(dl, "/download/5m"), NginxServer::url(api, "/v1/items"),
@@ -116,8 +115,7 @@ TEST_CASE("nginx in a lab namespace logs per-client truth equal to curl", "[e2e]
             else if (t.url.find("/v1/status") != std::string::npos)
                 CHECK(t.size_download == NginxServer::kStatusJson.size());
             else if (t.url.find("/download/") != std::string::npos)
-                CHECK(t.size_download ==
-                      nginx.download_size(t.url.substr(t.url.rfind('/') + 1)));
+                CHECK(t.size_download == nginx.download_size(t.url.substr(t.url.rfind('/') + 1)));
             auto &ct = curl_truth[jobs[i].source];
             ct.requests++;
             ct.body += t.size_download;
@@ -259,8 +257,8 @@ TEST_CASE("rsyslog in a lab namespace accepts plain and TLS syslog", "[e2e][lab]
 
     // A client that does not trust the certificate fails the handshake.
     auto other = make_test_pki(lab, lab.dir() / "other-pki", {"other.example.com"});
-    CHECK_THROWS(send_syslog_tls(lab, logns, "127.0.0.1", 6514, other.ca_cert,
-                                 {rfc5424("untrusted")}));
+    CHECK_THROWS(
+        send_syslog_tls(lab, logns, "127.0.0.1", 6514, other.ca_cert, {rfc5424("untrusted")}));
     CHECK(rs.stop() == 0);
     CHECK(rs.messages().size() == 3);
 }

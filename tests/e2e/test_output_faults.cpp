@@ -28,8 +28,8 @@
 #include "aggregate/aggregator.h"
 #include "control/snapshot.h"
 #include "detect/detector.h"
-#include "output/output.h"
 #include "flows/flow_tracker.h"
+#include "output/output.h"
 #include "support/daemon_probe.h"
 #include "support/log_capture.h"
 #include "support/mounts.h"
@@ -119,7 +119,9 @@ std::deque<std::string> spool_records(const fs::path &file)
     std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::deque<std::string> msgs;
     size_t pos = 0;
-    auto bad = [&] { throw std::runtime_error("malformed spool file " + file.string() + ": " + s); };
+    auto bad = [&] {
+        throw std::runtime_error("malformed spool file " + file.string() + ": " + s);
+    };
     while (pos < s.size()) {
         size_t nl = s.find('\n', pos);
         if (nl == std::string::npos || nl == pos + 1)
@@ -151,7 +153,8 @@ std::vector<std::string> spool_ids(const fs::path &file)
     return out;
 }
 
-template <class Pred> bool eventually(Pred pred, std::chrono::milliseconds limit = 30s)
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 30s)
 {
     auto end = std::chrono::steady_clock::now() + limit;
     while (!pred()) {
@@ -190,7 +193,8 @@ struct Exported {
     std::string metrics(const std::vector<std::unique_ptr<output::Output>> &outs)
     {
         state.output_types.assign(outs.size(), "syslog_tcp");
-        return control::render_metrics(control::metrics_snapshot({state, agg, det, tracker, outs, 0, 0}));
+        return control::render_metrics(
+            control::metrics_snapshot({state, agg, det, tracker, outs, 0, 0}));
     }
 };
 
@@ -402,7 +406,7 @@ TEST_CASE("Collector down for 60 s: every alert delivered once and in order over
         CHECK(s->connect_failures >= 1);
     }
     CHECK(spool_ids(a_cfg.spool_file) == ids(100, 400));  // survives a restart, too
-    CHECK(received_from(rs, "exf-a").size() == 100);       // nothing while it was down
+    CHECK(received_from(rs, "exf-a").size() == 100);      // nothing while it was down
     rs.start();
 
     // After: what was held arrives, then 100 more.

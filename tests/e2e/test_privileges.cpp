@@ -29,14 +29,19 @@ constexpr uid_t kNobody = 65534;  // Debian's nobody / nogroup
 // without CAP_NET_RAW, which only the libpcap backend needs).
 // RUNTIME_DIRECTORY: what systemd passes for RuntimeDirectory= (the user's
 // own; the attach locks go there).
-const std::vector<std::string> kAsServiceUser = {
-    "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-    "--inh-caps=-all,+bpf,+perfmon,+net_admin", "--ambient-caps=-all,+bpf,+perfmon,+net_admin",
-    "--bounding-set=-all,+bpf,+perfmon,+net_admin"};
+const std::vector<std::string> kAsServiceUser = {"setpriv",
+                                                 "--reuid=65534",
+                                                 "--regid=65534",
+                                                 "--clear-groups",
+                                                 "--inh-caps=-all,+bpf,+perfmon,+net_admin",
+                                                 "--ambient-caps=-all,+bpf,+perfmon,+net_admin",
+                                                 "--bounding-set=-all,+bpf,+perfmon,+net_admin"};
 
 }  // namespace
 
-TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daemon attaches and counts", "[e2e][sanitize][daemon][privileges]")
+TEST_CASE(
+    "As an unprivileged user with the unit's ambient capabilities the daemon attaches and counts",
+    "[e2e][sanitize][daemon][privileges]")
 {
     if (!require_root())
         return;
@@ -63,12 +68,13 @@ TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daem
                           "report_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
                           "[control]\nsocket = \""
                        << sock << "\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"
-                       << "[[outputs]]\ntype = \"json\"\npath = \"" << (home / "alerts.jsonl").string()
-                       << "\"\n";
+                       << "[[outputs]]\ntype = \"json\"\npath = \""
+                       << (home / "alerts.jsonl").string() << "\"\n";
     auto out = lab.dir() / "daemon.out";
     auto argv = kAsServiceUser;
-    argv.insert(argv.end(), {"env", "RUNTIME_DIRECTORY=" + home.string(), exfilmon_binary().string(), "run", "--config", cfg.string(),
-                             "--interface", veth.a});
+    argv.insert(argv.end(),
+                {"env", "RUNTIME_DIRECTORY=" + home.string(), exfilmon_binary().string(), "run",
+                 "--config", cfg.string(), "--interface", veth.a});
     auto &daemon = lab.spawn(srv, argv, {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + veth.a, 20s));
     REQUIRE(wait_for(out, "capabilities dropped", 10s));
@@ -92,7 +98,8 @@ TEST_CASE("As an unprivileged user with the unit's ambient capabilities the daem
     uint64_t flows = 0, bytes_out = 0;
     std::string last_top;
     for (auto until = std::chrono::steady_clock::now() + 15s;
-         std::chrono::steady_clock::now() < until && flows == 0; std::this_thread::sleep_for(200ms)) {
+         std::chrono::steady_clock::now() < until && flows == 0;
+         std::this_thread::sleep_for(200ms)) {
         auto r = run_program({exfilmon_binary().string(), "top", "--socket", sock, "--once",
                               "--format", "json", "--window", "1h"});
         last_top = r.out + r.err;

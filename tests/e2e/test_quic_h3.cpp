@@ -62,8 +62,8 @@ bool udp_bound(const std::string &ns, uint16_t port)
 json poll_top(const std::string &sock, const std::vector<std::string> &args,
               const std::function<bool(const json &)> &pred, std::chrono::milliseconds timeout)
 {
-    std::vector<std::string> argv = {exfilmon_binary().string(), "top", "--socket", sock,
-                                     "--once", "--format", "json"};
+    std::vector<std::string> argv = {
+        exfilmon_binary().string(), "top", "--socket", sock, "--once", "--format", "json"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
@@ -111,8 +111,9 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
     auto pki = make_test_pki(lab, lab.dir() / "pki", {host});
 
     auto srv_log = lab.dir() / "gtlsserver.log";
-    auto &server = lab.spawn(srv, {"gtlsserver", "-q", "-d", www.string(), server_ip, "443",
-                                   pki.key.string(), pki.cert.string()},
+    auto &server = lab.spawn(srv,
+                             {"gtlsserver", "-q", "-d", www.string(), server_ip, "443",
+                              pki.key.string(), pki.cert.string()},
                              {lab.dir(), srv_log});
     {
         auto deadline = std::chrono::steady_clock::now() + 15s;
@@ -132,9 +133,9 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
                        << "[metrics]\nenabled = false\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "udp", 2048);
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", veth.a},
-                             {lab.dir(), out});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", veth.a},
+        {lab.dir(), out});
     {
         INFO(slurp(out));
         REQUIRE(wait_for(out, "attached to " + veth.a, 30s));
@@ -152,12 +153,12 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
     auto dl = lab.dir() / "dl";
     std::filesystem::create_directories(dl);
     auto t0 = std::chrono::steady_clock::now();
-    auto got = lab.run(cli,
-                       {"sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-                        hosts.string(), "gtlsclient", "--exit-on-all-streams-close",
-                        "--no-quic-dump", "--no-http-dump", "--download=" + dl.string(), host,
-                        "443", "https://" + host + "/big.bin"},
-                       120s);
+    auto got =
+        lab.run(cli,
+                {"sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts.string(),
+                 "gtlsclient", "--exit-on-all-streams-close", "--no-quic-dump", "--no-http-dump",
+                 "--download=" + dl.string(), host, "443", "https://" + host + "/big.bin"},
+                120s);
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - t0);
     {
@@ -186,13 +187,13 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
     REQUIRE(flow.out.bytes >= file_size);
 
     // top by client: the QUIC flow's exact bytes once harvested.
-    auto top = poll_top(sock, {"--kind", "client", "--window", "1h"},
-                        [&](const json &j) {
-                            return j["rows"].size() == 1 &&
-                                   j["rows"][0]["bytes_out"] == flow.out.bytes &&
-                                   j["rows"][0]["bytes_in"] == flow.in.bytes;
-                        },
-                        20s);
+    auto top = poll_top(
+        sock, {"--kind", "client", "--window", "1h"},
+        [&](const json &j) {
+            return j["rows"].size() == 1 && j["rows"][0]["bytes_out"] == flow.out.bytes &&
+                   j["rows"][0]["bytes_in"] == flow.in.bytes;
+        },
+        20s);
     {
         INFO("top --kind client: " << top.dump() << "\ndaemon: " << slurp(out));
         CHECK(top["kind"] == "client");
@@ -208,12 +209,12 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
 
     // top by SNI: the host name the client asked for, with the same bytes
     // (the SNI is known once userspace decrypted the client's Initial).
-    auto sni = poll_top(sock, {"--kind", "sni", "--window", "1h"},
-                        [&](const json &j) {
-                            return j["rows"].size() == 1 &&
-                                   j["rows"][0]["bytes_out"] == flow.out.bytes;
-                        },
-                        20s);
+    auto sni = poll_top(
+        sock, {"--kind", "sni", "--window", "1h"},
+        [&](const json &j) {
+            return j["rows"].size() == 1 && j["rows"][0]["bytes_out"] == flow.out.bytes;
+        },
+        20s);
     {
         INFO("top --kind sni: " << sni.dump() << "\ndaemon: " << slurp(out));
         REQUIRE(sni["rows"].size() == 1);
@@ -225,8 +226,8 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
         CHECK(row["distinct_clients"] == 1);
     }
 
-    auto s = run_program(
-        {exfilmon_binary().string(), "status", "--socket", sock, "--format", "json"});
+    auto s =
+        run_program({exfilmon_binary().string(), "status", "--socket", sock, "--format", "json"});
     {
         INFO(s.out << s.err);
         REQUIRE(s.status == 0);
@@ -237,8 +238,8 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
 
     // replay of the same capture: the flow is QUIC, with SNI, ALPN and JA4
     // from the decrypted client Initial, and the same bytes.
-    auto r = run_program({exfilmon_binary().string(), "replay", cap.pcap.string(), "--flows",
-                          "--format", "json"});
+    auto r = run_program(
+        {exfilmon_binary().string(), "replay", cap.pcap.string(), "--flows", "--format", "json"});
     INFO("replay: " << r.out << r.err);
     REQUIRE(r.status == 0);
     std::vector<json> flows, clients;

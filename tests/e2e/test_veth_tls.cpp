@@ -76,16 +76,16 @@ namespace {
 
 // ---- addresses (documentation prefixes only) --------------------------------
 
-constexpr const char *kSrvTls4 = "192.0.2.1";     // s_server :443, :4433; plain :9000
-constexpr const char *kSrvPlain4 = "192.0.2.2";   // plain TCP sink on :443
-constexpr const char *kSrv6 = "2001:db8:5::1";    // s_server :443, :4433
+constexpr const char *kSrvTls4 = "192.0.2.1";    // s_server :443, :4433; plain :9000
+constexpr const char *kSrvPlain4 = "192.0.2.2";  // plain TCP sink on :443
+constexpr const char *kSrv6 = "2001:db8:5::1";   // s_server :443, :4433
 constexpr const char *kRtrSrv4 = "192.0.2.254";
 constexpr const char *kRtrSrv6 = "2001:db8:5::fe";
 constexpr const char *kRtrCli4 = "203.0.113.1";
 constexpr const char *kRtrCli6 = "2001:db8:c::1";
-constexpr uint16_t kTlsPort = 443;       // a configured TLS port: every TCP flow counts
-constexpr uint16_t kHelloPort = 4433;    // not configured: TLS recognised by ClientHello
-constexpr uint16_t kPlainPort = 9000;    // plain TCP: must not be counted
+constexpr uint16_t kTlsPort = 443;     // a configured TLS port: every TCP flow counts
+constexpr uint16_t kHelloPort = 4433;  // not configured: TLS recognised by ClientHello
+constexpr uint16_t kPlainPort = 9000;  // plain TCP: must not be counted
 
 constexpr auto addr16 = exf::test::addr_of;
 
@@ -139,8 +139,7 @@ int plain_sink(const std::vector<std::pair<std::string, uint16_t>> &binds)
             if (c < 0)
                 continue;
             char buf[65536];
-            while (read(c, buf, sizeof(buf)) > 0) {
-            }
+            while (read(c, buf, sizeof(buf)) > 0) {}
             (void)!write(c, "ok\n", 3);
             close(c);
         }
@@ -208,18 +207,22 @@ std::vector<ClientPlan> make_plan()
 {
     const std::string v4 = kSrvTls4, v6 = kSrv6;
     return {
-        {"c4a", "203.0.113.10",
+        {"c4a",
+         "203.0.113.10",
          {{{url(v4, 443, "1M.bin"), url(v4, 443, "1M.bin"), url(v4, 443, "1M.bin")}, false},
           {{url(v4, kHelloPort, "1M.bin")}, false}},
          {}},
-        {"c4b", "203.0.113.11",
+        {"c4b",
+         "203.0.113.11",
          {{{url(v4, 443, "10M.bin"), url(v4, 443, "1M.bin"), url(v4, 443, "1M.bin")}, true}},
          {{kSrvPlain4, kTlsPort, 2u << 20, true}, {kSrvTls4, kPlainPort, 256u << 10, false}}},
-        {"c6a", "2001:db8:c::10",
+        {"c6a",
+         "2001:db8:c::10",
          {{{url(v6, 443, "10M.bin")}, false},
           {{url(v6, 443, "1M.bin"), url(v6, 443, "1M.bin")}, true}},
          {}},
-        {"c6b", "2001:db8:c::11",
+        {"c6b",
+         "2001:db8:c::11",
          {{{url(v6, kHelloPort, "1M.bin")}, false},
           {{url(v6, 443, "1M.bin"), url(v6, 443, "1M.bin")}, false}},
          {}},
@@ -298,8 +301,8 @@ void run_scenario(bool offloads)
     write_random_file(www / "10M.bin", 10u << 20);
     auto cert = (lab.dir() / "cert.pem").string(), key = (lab.dir() / "key.pem").string();
     lab.run_ok("", {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
-                    "2", "-subj", "/CN=exfilmon-test"});
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=exfilmon-test"});
     auto s_server = [&](const std::string &accept, const std::string &log) {
         lab.spawn(srv,
                   {"openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key, "-WWW"},
@@ -333,8 +336,8 @@ void run_scenario(bool offloads)
         std::string ns, ifname;
         exf::test::LinkStats before;
     };
-    std::vector<Hop> hops = {{cli, if_cli, {}}, {rtr, if_rcli, {}}, {rtr, if_rsrv, {}},
-                             {srv, if_srv, {}}};
+    std::vector<Hop> hops = {
+        {cli, if_cli, {}}, {rtr, if_rcli, {}}, {rtr, if_rsrv, {}}, {srv, if_srv, {}}};
     for (auto &h : hops)
         h.before = exf::test::link_stats(h.ns, h.ifname);
 
@@ -352,9 +355,17 @@ void run_scenario(bool offloads)
         auto &c = plan[ci];
         for (size_t j = 0; j < c.curls.size(); j++) {
             auto &job = c.curls[j];
-            std::vector<std::string> argv = {
-                "curl", "-sS", "--no-progress-meter", "-k", "-g", "--interface", c.addr, "--max-time", "60",
-                "-w", "%{num_connects} %{size_download} %{http_code}\\n"};
+            std::vector<std::string> argv = {"curl",
+                                             "-sS",
+                                             "--no-progress-meter",
+                                             "-k",
+                                             "-g",
+                                             "--interface",
+                                             c.addr,
+                                             "--max-time",
+                                             "60",
+                                             "-w",
+                                             "%{num_connects} %{size_download} %{http_code}\\n"};
             if (job.parallel)
                 argv.insert(argv.end(), {"-Z", "--parallel-immediate", "--parallel-max", "8"});
             for (auto &u : job.urls)
@@ -596,8 +607,7 @@ void run_scenario(bool offloads)
     std::printf("  wire packets %llu (capture %s), skbs on the sensor's veth %llu, "
                 "health packets %llu\n",
                 (unsigned long long)wire_pkts, offloads ? "router client side" : "sensor veth",
-                (unsigned long long)srv_view.tcp_frames,
-                (unsigned long long)health[EXF_C_PACKETS]);
+                (unsigned long long)srv_view.tcp_frames, (unsigned long long)health[EXF_C_PACKETS]);
     if (offloads) {
         // GSO/GRO really happened: super-packets above the MTU in both
         // directions on the sensor's veth, fewer skbs than wire packets.

@@ -32,8 +32,11 @@ bool valid_utf8(std::string_view s)
     size_t i = 0;
     while (i < s.size()) {
         auto c = static_cast<unsigned char>(s[i]);
-        size_t len = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3
-                                  : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+        size_t len = c < 0x80                   ? 1
+                     : (c >= 0xc2 && c <= 0xdf) ? 2
+                     : (c >= 0xe0 && c <= 0xef) ? 3
+                     : (c >= 0xf0 && c <= 0xf4) ? 4
+                                                : 0;
         if (len == 0 || i + len > s.size())
             return false;
         uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
@@ -153,13 +156,48 @@ void check_rfc5424(const std::string &s, const AlertRecord &a)
 
 void check_cef(const std::string &s)
 {
-    static const std::set<std::string> keys = {
-        "rt", "dvchost", "act", "externalId", "cat", "src", "dhost", "in", "out", "cnt",
-        "start", "cs1Label", "cs1", "cs2Label", "cs2", "cs3Label", "cs3", "cs4Label", "cs4",
-        "cs5Label", "cs5", "cs6Label", "cs6", "cfp1Label", "cfp1", "cfp2Label", "cfp2",
-        "cfp3Label", "cfp3", "cn1Label", "cn1", "cn2Label", "cn2", "cn3Label", "cn3",
-        "flexNumber1Label", "flexNumber1", "deviceCustomDate1Label", "deviceCustomDate1",
-        "flexString1Label", "flexString1", "msg"};
+    static const std::set<std::string> keys = {"rt",
+                                               "dvchost",
+                                               "act",
+                                               "externalId",
+                                               "cat",
+                                               "src",
+                                               "dhost",
+                                               "in",
+                                               "out",
+                                               "cnt",
+                                               "start",
+                                               "cs1Label",
+                                               "cs1",
+                                               "cs2Label",
+                                               "cs2",
+                                               "cs3Label",
+                                               "cs3",
+                                               "cs4Label",
+                                               "cs4",
+                                               "cs5Label",
+                                               "cs5",
+                                               "cs6Label",
+                                               "cs6",
+                                               "cfp1Label",
+                                               "cfp1",
+                                               "cfp2Label",
+                                               "cfp2",
+                                               "cfp3Label",
+                                               "cfp3",
+                                               "cn1Label",
+                                               "cn1",
+                                               "cn2Label",
+                                               "cn2",
+                                               "cn3Label",
+                                               "cn3",
+                                               "flexNumber1Label",
+                                               "flexNumber1",
+                                               "deviceCustomDate1Label",
+                                               "deviceCustomDate1",
+                                               "flexString1Label",
+                                               "flexString1",
+                                               "msg"};
     check_syslog_line(s);
     size_t at = s.find(" CEF:0|");
     FUZZ_CHECK(at != std::string::npos);
@@ -219,7 +257,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.severity = static_cast<Severity>(p.ConsumeIntegralInRange<int>(0, 2));
     a.shadow = p.ConsumeBool();
     static const char *const kinds[] = {"client", "subnet", "sni", "client_sni", "cohort", "host"};
-    static const char *const metrics[] = {"bytes_out", "bytes_in", "tls_flows",
+    static const char *const metrics[] = {"bytes_out",        "bytes_in",         "tls_flows",
                                           "concurrent_flows", "distinct_clients", "out_in_ratio"};
     a.entity_kind = kinds[p.ConsumeIntegralInRange<int>(0, 5)];
     a.metric = metrics[p.ConsumeIntegralInRange<int>(0, 5)];

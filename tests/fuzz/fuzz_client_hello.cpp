@@ -53,11 +53,12 @@ void check_fingerprints(const ClientHello &h)
 
 ParseResult one_shot(std::span<const uint8_t> data, bool record, ClientHello &h)
 {
-    ParseResult r = record ? parse_client_hello_record(data, h)
-                           : parse_client_hello_handshake(data, h, false);
+    ParseResult r =
+        record ? parse_client_hello_record(data, h) : parse_client_hello_handshake(data, h, false);
     // Framing-only parse: same status (client_hello.h).
     ClientHelloParser p;
-    ParseResult f = record ? p.parse_record(data, nullptr) : p.parse_handshake(data, nullptr, false);
+    ParseResult f =
+        record ? p.parse_record(data, nullptr) : p.parse_handshake(data, nullptr, false);
     FUZZ_CHECK(f.status == r.status);
     if (r.complete()) {
         FUZZ_CHECK(r.consumed > 0 && r.consumed <= data.size());
@@ -75,7 +76,7 @@ HelloReassembler::Status expected(const ParseResult &r)
     // A hello that cannot fit in the reassembler's cap ends it early.
     if (r.need_more() && r.needed > HelloReassembler::kMaxBytes)
         return HelloReassembler::Status::malformed;
-    return r.complete() ? HelloReassembler::Status::done
+    return r.complete()    ? HelloReassembler::Status::done
            : r.malformed() ? HelloReassembler::Status::malformed
                            : HelloReassembler::Status::need_more;
 }
@@ -98,8 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (bool record : {true, false}) {
         ClientHello h;
         ParseResult r = one_shot(in, record, h);
-        auto framing = record ? HelloReassembler::Framing::tls_record
-                              : HelloReassembler::Framing::handshake;
+        auto framing =
+            record ? HelloReassembler::Framing::tls_record : HelloReassembler::Framing::handshake;
 
         // In order, random piece sizes.
         HelloReassembler ra(framing, false);
@@ -111,8 +112,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (size <= HelloReassembler::kMaxBytes) {
             if (ra.status() != expected(r))
-                std::fprintf(stderr, "framing %s: one-shot %s/%s consumed %zu needed %zu, "
-                             "reassembler %s/%s\n", record ? "record" : "handshake",
+                std::fprintf(stderr,
+                             "framing %s: one-shot %s/%s consumed %zu needed %zu, "
+                             "reassembler %s/%s\n",
+                             record ? "record" : "handshake",
                              std::string(to_string(r.status)).c_str(),
                              std::string(to_string(r.anomaly)).c_str(), r.consumed, r.needed,
                              std::string(to_string(ra.status())).c_str(),

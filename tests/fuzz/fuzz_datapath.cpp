@@ -11,8 +11,8 @@
 
 #include "capture/datapath.h"
 #include "capture/maps.h"
-#include "fuzz_util.h"
 #include "flows/flow_tracker.h"
+#include "fuzz_util.h"
 
 using namespace exf;
 

@@ -6,8 +6,8 @@
 // with a known TlsMeta lacks its JA4.
 #include <string>
 
-#include "fuzz_util.h"
 #include "flows/flow_tracker.h"
+#include "fuzz_util.h"
 
 using namespace exf;
 

@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             d.add(dgram);
         }
         auto st = d.finish();
-        FUZZ_CHECK(st == QuicInitialDecoder::Status::done || st == QuicInitialDecoder::Status::failed);
+        FUZZ_CHECK(st == QuicInitialDecoder::Status::done ||
+                   st == QuicInitialDecoder::Status::failed);
         FUZZ_CHECK(st == d.status());
         if (st == QuicInitialDecoder::Status::failed)
             FUZZ_CHECK(!d.failure().empty());

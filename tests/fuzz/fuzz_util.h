@@ -10,13 +10,12 @@
 
 // An invariant of the code under test: on failure, print it and abort, which
 // libFuzzer reports as a crash (with the input saved).
-#define FUZZ_CHECK(cond)                                                              \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-                         #cond);                                                      \
-            std::abort();                                                             \
-        }                                                                             \
+#define FUZZ_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);      \
+            std::abort();                                                                          \
+        }                                                                                          \
     } while (0)
 
 namespace exf::fuzz {

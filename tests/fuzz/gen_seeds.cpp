@@ -53,11 +53,8 @@ void client_hellos()
     put("client_hello", "tls13_bare_handshake", tls13.handshake());
     put("client_hello", "tls12_minimal", HelloBuilder().record());
     put("client_hello", "no_extensions", HelloBuilder().no_extensions_block().record());
-    put("client_hello", "ip_sni_grease", HelloBuilder()
-                                             .sni("192.0.2.1")
-                                             .grease_extension(0x1a1a)
-                                             .alpn({"\xba\xad"})
-                                             .record());
+    put("client_hello", "ip_sni_grease",
+        HelloBuilder().sni("192.0.2.1").grease_extension(0x1a1a).alpn({"\xba\xad"}).record());
     auto cut = HelloBuilder::browser_like().record();
     cut.resize(cut.size() / 2);
     put("client_hello", "truncated", cut);
@@ -72,7 +69,8 @@ std::vector<Session> sessions()
 {
     std::vector<Session> out;
     auto tcp = [](const std::string &src, const std::string &dst, uint8_t flags, uint32_t seq,
-                  Bytes payload, bool to_server, std::vector<std::pair<uint16_t, uint16_t>> vlans = {}) {
+                  Bytes payload, bool to_server,
+                  std::vector<std::pair<uint16_t, uint16_t>> vlans = {}) {
         FrameSpec s;
         s.src = to_server ? src : dst;
         s.dst = to_server ? dst : src;
@@ -324,8 +322,8 @@ void alerts()
     // FuzzedDataProvider takes integers from the end and strings from the
     // front: a few shapes of each.
     Bytes a;
-    for (const char *s : {"client-bulk-pull", "203.0.113.7 -> api.example.com",
-                          "203.0.113.7", "api.example.com\\", "cohort-\xff\xfe", "cdn.example.com"}) {
+    for (const char *s : {"client-bulk-pull", "203.0.113.7 -> api.example.com", "203.0.113.7",
+                          "api.example.com\\", "cohort-\xff\xfe", "cdn.example.com"}) {
         a.insert(a.end(), s, s + std::strlen(s));
         a.push_back('\\');
         a.push_back('x');
@@ -335,8 +333,8 @@ void alerts()
     put("alert_format", "mixed", a);
     Bytes b(a.rbegin(), a.rend());
     put("alert_format", "reversed", b);
-    put("alert_format", "hostile", std::string("evil|name=x\\ \n\r\x1b[31m]\"\0\xc3\x28", 26) +
-                                       std::string(200, '\xe2'));
+    put("alert_format", "hostile",
+        std::string("evil|name=x\\ \n\r\x1b[31m]\"\0\xc3\x28", 26) + std::string(200, '\xe2'));
 }
 
 }  // namespace

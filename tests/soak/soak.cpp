@@ -125,11 +125,12 @@ TEST_CASE("soak", "[soak]")
                        << "[[rules]]\nname = \"soak-planted\"\nentity = \"client\"\n"
                        << "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"1MiB\"\n"
                        << "severity = \"critical\"\n"
-                       << "[[outputs]]\ntype = \"json\"\npath = \"" << alerts_json.string() << "\"\n";
+                       << "[[outputs]]\ntype = \"json\"\npath = \"" << alerts_json.string()
+                       << "\"\n";
     auto out = lab.dir() / "daemon.out";
-    auto &daemon = lab.spawn(srv, {exfilmon_binary().string(), "run", "--config", cfg.string(),
-                                   "--interface", ifname},
-                             {lab.dir(), out});
+    auto &daemon = lab.spawn(
+        srv, {exfilmon_binary().string(), "run", "--config", cfg.string(), "--interface", ifname},
+        {lab.dir(), out});
     REQUIRE(wait_for(out, "attached to " + ifname, 20s));
     REQUIRE(wait_for(out, "control socket " + sock, 5s));
     AttachedPrograms progs(lab, srv, ifname);
@@ -231,16 +232,15 @@ TEST_CASE("soak", "[soak]")
     uint64_t planted_done = 0;
     for (uint64_t i = 0; i < n_flows; i++) {
         // Pace: flow i is due at i / n_flows of the run.
-        auto due = start + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(double(seconds) * double(i) /
-                                                             double(n_flows)));
+        auto due =
+            start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                        double(seconds) * double(i) / double(n_flows)));
         if (Clock::now() < due)
             std::this_thread::sleep_until(due);
         uint64_t c = i % n_clients;
         flow(client_addr(c), next_port[c]++, 1, 1000);
         // Planted pulls at (k + 0.5) / n_planted of the run.
-        if (planted_done < n_planted &&
-            i >= (2 * planted_done + 1) * n_flows / (2 * n_planted)) {
+        if (planted_done < n_planted && i >= (2 * planted_done + 1) * n_flows / (2 * n_planted)) {
             auto a = planted_addr(planted_done++);
             planted.insert(a);
             planted_at.emplace_back(a, secs());
@@ -317,7 +317,8 @@ TEST_CASE("soak", "[soak]")
         CHECK((*it)["bytes_out"] == planted_bytes_out);
         checked++;
     }
-    CHECK(checked >= std::min<uint64_t>(n_planted, n_planted * 570 / std::max<uint64_t>(seconds, 1)));
+    CHECK(checked >=
+          std::min<uint64_t>(n_planted, n_planted * 570 / std::max<uint64_t>(seconds, 1)));
     // Nobody else pulled anywhere near as much.
     for (auto &row : rows)
         if (!planted_entities.count(row["entity"].get<std::string>()))
@@ -361,8 +362,8 @@ TEST_CASE("soak", "[soak]")
         << "| clients | " << n_clients << " (+ " << n_planted << " planted) |\n"
         << "| flows | " << flows << " in " << std::fixed;
     rep.precision(0);
-    rep << run_s << " s (" << double(flows) / run_s << " flows/s, "
-        << double(2 * flows) / run_s << " ring buffer events/s) |\n"
+    rep << run_s << " s (" << double(flows) / run_s << " flows/s, " << double(2 * flows) / run_s
+        << " ring buffer events/s) |\n"
         << "| frames run | " << frames << " |\n"
         << "| RSS at warm-up (" << samples[warm_index].flows_sent << " flows) | ";
     rep.precision(1);

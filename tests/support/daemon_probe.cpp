@@ -96,8 +96,8 @@ double metric_value(const std::string &text, const std::string &series)
 
 nlohmann::json daemon_status(const std::string &socket)
 {
-    auto r = run_program({exfilmon_binary().string(), "status", "--socket", socket, "--format",
-                          "json"});
+    auto r =
+        run_program({exfilmon_binary().string(), "status", "--socket", socket, "--format", "json"});
     if (r.status != 0)
         throw Error("exfilmon status: exit " + std::to_string(r.status) + ": " + r.err);
     return nlohmann::json::parse(r.out);

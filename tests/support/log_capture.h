@@ -44,8 +44,9 @@ public:
     {
         size_t n = 0;
         for (auto &line : lines())
-            n += std::all_of(needles.begin(), needles.end(),
-                             [&](const std::string &s) { return line.find(s) != std::string::npos; });
+            n += std::all_of(needles.begin(), needles.end(), [&](const std::string &s) {
+                return line.find(s) != std::string::npos;
+            });
         return n;
     }
 
@@ -61,8 +62,9 @@ private:
     protected:
         void sink_it_(const spdlog::details::log_msg &msg) override
         {
-            lines_.push_back("[" + std::string(spdlog::level::to_string_view(msg.level).data(),
-                                               spdlog::level::to_string_view(msg.level).size()) +
+            lines_.push_back("[" +
+                             std::string(spdlog::level::to_string_view(msg.level).data(),
+                                         spdlog::level::to_string_view(msg.level).size()) +
                              "] " + std::string(msg.payload.data(), msg.payload.size()));
         }
         void flush_() override {}

@@ -121,7 +121,7 @@ std::filesystem::path TmpfsMount::fill(const std::string &name)
 
 uint64_t TmpfsMount::free_bytes() const
 {
-    struct statvfs st{};
+    struct statvfs st {};
     if (::statvfs(dir_.c_str(), &st) != 0)
         throw_errno("statvfs " + dir_.string(), errno);
     return uint64_t(st.f_bavail) * st.f_frsize;
@@ -139,8 +139,7 @@ void detach_mounts_under(const std::filesystem::path &dir) noexcept
                   [](const std::string &a, const std::string &b) { return a.size() > b.size(); });
         for (auto &p : hits)
             ::umount2(p.c_str(), MNT_DETACH);
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 }  // namespace exf::test

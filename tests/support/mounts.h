@@ -1,9 +1,8 @@
 #pragma once
-// Mounts of a test's own. A small tmpfs for disk-fault tests (needs root): mounted on a directory of
-// the test's own (a Lab directory), in the test process's mount namespace,
-// and unmounted by the destructor, also when the test fails. A test process
-// killed before that leaves the mount on its Lab directory: the next Lab
-// (clean_stale_labs) detaches it before removing the directory.
+// Mounts of a test's own. A small tmpfs for disk-fault tests (needs root): mounted on a directory
+// of the test's own (a Lab directory), in the test process's mount namespace, and unmounted by the
+// destructor, also when the test fails. A test process killed before that leaves the mount on its
+// Lab directory: the next Lab (clean_stale_labs) detaches it before removing the directory.
 //
 //   exf::test::Lab lab;
 //   exf::test::TmpfsMount disk(lab.dir() / "disk", 64 * 1024);

@@ -381,8 +381,7 @@ void clean_stale_labs() noexcept
 uint64_t net_counter(const std::string &ns, const std::string &group, const std::string &field)
 {
     std::string text = in_netns(ns, [] {
-        return read_text("/proc/thread-self/net/snmp") +
-               read_text("/proc/thread-self/net/netstat");
+        return read_text("/proc/thread-self/net/snmp") + read_text("/proc/thread-self/net/netstat");
     });
     std::istringstream in(text);
     std::string names, values;
@@ -413,7 +412,8 @@ LinkStats link_stats(const std::string &ns, const std::string &ifname)
         name.erase(0, name.find_first_not_of(' '));
         if (name != ifname)
             continue;
-        // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop ...
+        // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop
+        // ...
         std::istringstream v(line.substr(colon + 1));
         uint64_t f[16] = {};
         for (auto &x : f)
@@ -650,8 +650,7 @@ Process &Lab::spawn_fn(const std::string &ns, const std::string &name, std::func
         int rc = 125;
         try {
             rc = fn();
-        } catch (...) {
-        }
+        } catch (...) {}
         _exit(rc);
     });
     return procs_.emplace_back(pid, name);
@@ -663,9 +662,21 @@ Capture Lab::start_capture(const std::string &ns, const std::string &ifname,
     Capture c;
     c.pcap = dir_ / (name + ".pcap");
     c.log = dir_ / (name + ".log");
-    std::vector<std::string> argv = {"tcpdump", "-i", ifname, "-n", "-p", "-U", "--immediate-mode",
-                                     "-s", std::to_string(snaplen), "-B", "32768",
-                                     "-Z", "root", "-w", c.pcap.string()};
+    std::vector<std::string> argv = {"tcpdump",
+                                     "-i",
+                                     ifname,
+                                     "-n",
+                                     "-p",
+                                     "-U",
+                                     "--immediate-mode",
+                                     "-s",
+                                     std::to_string(snaplen),
+                                     "-B",
+                                     "32768",
+                                     "-Z",
+                                     "root",
+                                     "-w",
+                                     c.pcap.string()};
     if (!filter.empty())
         argv.push_back(filter);
     c.proc = &spawn(ns, argv, SpawnOptions{{}, c.log});
@@ -709,8 +720,8 @@ void Lab::wait_listening(const std::string &ns, uint16_t port, int count,
             return;
         if (std::chrono::steady_clock::now() > deadline)
             throw Error("port " + std::to_string(port) + " in " + (ns.empty() ? "host" : ns) +
-                        ": " + std::to_string(n) +
-                        " listeners after timeout, want " + std::to_string(count));
+                        ": " + std::to_string(n) + " listeners after timeout, want " +
+                        std::to_string(count));
         std::this_thread::sleep_for(10ms);
     }
 }

@@ -142,8 +142,8 @@ private:
 };
 
 struct SpawnOptions {
-    std::filesystem::path cwd;        // empty: unchanged
-    std::filesystem::path out_file;   // stdout+stderr go here; empty: /dev/null
+    std::filesystem::path cwd;       // empty: unchanged
+    std::filesystem::path out_file;  // stdout+stderr go here; empty: /dev/null
     // stdout and stderr on a pseudo-terminal (isatty() is true, no \r added),
     // copied into out_file, as when a person starts the program in a shell:
     // INVOCATION_ID and JOURNAL_STREAM (systemd's) are removed too. A
@@ -225,9 +225,8 @@ public:
     Process &spawn_fn(const std::string &ns, const std::string &name, std::function<int()> fn);
 
     // tcpdump -i IF -w FILE -s snaplen [filter], waits until it is listening.
-    Capture start_capture(const std::string &ns, const std::string &ifname,
-                          const std::string &name, const std::string &filter = "tcp",
-                          int snaplen = 128);
+    Capture start_capture(const std::string &ns, const std::string &ifname, const std::string &name,
+                          const std::string &filter = "tcp", int snaplen = 128);
 
     // Waits until `count` TCP sockets listen on `port` in ns (/proc/net/tcp{,6});
     // empty ns: the test's own namespace.

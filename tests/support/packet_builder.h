@@ -36,10 +36,10 @@ struct FrameSpec {
     uint16_t frag_off = 0;       // IPv4 fragment offset (8-byte units)
     bool more_fragments = false;
     // Overrides for broken packets.
-    std::optional<uint8_t> ihl;           // IPv4 header length field (words)
-    std::optional<uint16_t> ip_len;       // IPv4 total length / IPv6 payload length
-    std::optional<uint8_t> tcp_doff;      // TCP data offset (words)
-    uint8_t tcp_option_words = 0;         // NOP options appended (4 bytes each)
+    std::optional<uint8_t> ihl;       // IPv4 header length field (words)
+    std::optional<uint16_t> ip_len;   // IPv4 total length / IPv6 payload length
+    std::optional<uint8_t> tcp_doff;  // TCP data offset (words)
+    uint8_t tcp_option_words = 0;     // NOP options appended (4 bytes each)
 };
 
 Bytes build_frame(const FrameSpec &s);

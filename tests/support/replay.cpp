@@ -31,27 +31,27 @@ std::string FlowCount::endpoints() const
 
 std::string FlowCount::counters() const
 {
-    return "packets " + std::to_string(packets_in) + "/" + std::to_string(packets_out) +
-           " bytes " + std::to_string(bytes_in) + "/" + std::to_string(bytes_out);
+    return "packets " + std::to_string(packets_in) + "/" + std::to_string(packets_out) + " bytes " +
+           std::to_string(bytes_in) + "/" + std::to_string(bytes_out);
 }
 
 bool FlowCount::same_counts(const FlowCount &o) const
 {
-    return packets_in == o.packets_in && packets_out == o.packets_out &&
-           bytes_in == o.bytes_in && bytes_out == o.bytes_out;
+    return packets_in == o.packets_in && packets_out == o.packets_out && bytes_in == o.bytes_in &&
+           bytes_out == o.bytes_out;
 }
 
 std::string ClientCount::counters() const
 {
-    return "flows " + std::to_string(tls_flows) + " packets " + std::to_string(packets_in) +
-           "/" + std::to_string(packets_out) + " bytes " + std::to_string(bytes_in) + "/" +
+    return "flows " + std::to_string(tls_flows) + " packets " + std::to_string(packets_in) + "/" +
+           std::to_string(packets_out) + " bytes " + std::to_string(bytes_in) + "/" +
            std::to_string(bytes_out);
 }
 
 bool ClientCount::same_counts(const ClientCount &o) const
 {
-    return tls_flows == o.tls_flows && packets_in == o.packets_in &&
-           packets_out == o.packets_out && bytes_in == o.bytes_in && bytes_out == o.bytes_out;
+    return tls_flows == o.tls_flows && packets_in == o.packets_in && packets_out == o.packets_out &&
+           bytes_in == o.bytes_in && bytes_out == o.bytes_out;
 }
 
 namespace {
@@ -85,10 +85,7 @@ SensorOptions with_packet_time(SensorOptions o)
 struct ReplaySession::Events {
     ReplayResult *res = nullptr;
     EventReader reader;
-    explicit Events(int fd)
-        : reader(fd, [this](std::span<const uint8_t> ev) { on_event(ev); })
-    {
-    }
+    explicit Events(int fd) : reader(fd, [this](std::span<const uint8_t> ev) { on_event(ev); }) {}
     void on_event(std::span<const uint8_t> ev)
     {
         if (!res || ev.size() < sizeof(exf_flow_end_event))
@@ -108,8 +105,7 @@ struct ReplaySession::Events {
 ReplaySession::ReplaySession(SensorOptions opts)
     : sensor_(with_packet_time(std::move(opts))),
       events_(std::make_unique<Events>(sensor_.events_fd()))
-{
-}
+{}
 
 ReplaySession::~ReplaySession() = default;
 
@@ -232,8 +228,8 @@ void write_pcap(const fs::path &file, const std::vector<TimedFrame> &frames)
 std::vector<std::string> find_captures(const fs::path &dir)
 {
     std::vector<std::string> out;
-    for (const auto &e : fs::recursive_directory_iterator(
-             dir, fs::directory_options::follow_directory_symlink)) {
+    for (const auto &e :
+         fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink)) {
         if (!e.is_regular_file())
             continue;
         std::ifstream in(e.path(), std::ios::binary);

@@ -43,12 +43,12 @@ struct ReplayResult {
     // a 5-tuple reuse (EXF_END_REUSE events), in the order they ended.
     std::vector<FlowCount> flows;
     std::vector<ClientCount> clients;
-    uint64_t packets = 0;        // packets run through the program
-    uint64_t cut_frames = 0;     // frames cut to kMaxTestRunFrame bytes
-    uint64_t skipped = 0;        // frames too short to run (under 14 bytes)
+    uint64_t packets = 0;     // packets run through the program
+    uint64_t cut_frames = 0;  // frames cut to kMaxTestRunFrame bytes
+    uint64_t skipped = 0;     // frames too short to run (under 14 bytes)
     uint64_t reuse_events = 0;
-    std::string read_error;      // the capture reader's error, if any
-    std::string run_error;       // the first failed test run, if any
+    std::string read_error;  // the capture reader's error, if any
+    std::string run_error;   // the first failed test run, if any
     HealthCounters health{};
 };
 

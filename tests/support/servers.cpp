@@ -197,16 +197,16 @@ TestPki make_test_pki(Lab &lab, const std::filesystem::path &dir,
                     "authorityKeyIdentifier = keyid\n"
                     "subjectAltName = " +
                         san + "\n");
-    const std::vector<std::string> newkey = {"-newkey", "ec", "-pkeyopt",
-                                             "ec_paramgen_curve:P-256", "-nodes"};
+    const std::vector<std::string> newkey = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                             "-nodes"};
     auto with = [](std::vector<std::string> a, const std::vector<std::string> &b) {
         a.insert(a.end(), b.begin(), b.end());
         return a;
     };
-    lab.run_ok("", with({"openssl", "req", "-x509", "-config", cnf.string(), "-extensions",
-                         "v3_ca", "-days", "2", "-keyout", pki.ca_key.string(), "-out",
-                         pki.ca_cert.string()},
-                        newkey));
+    lab.run_ok("",
+               with({"openssl", "req", "-x509", "-config", cnf.string(), "-extensions", "v3_ca",
+                     "-days", "2", "-keyout", pki.ca_key.string(), "-out", pki.ca_cert.string()},
+                    newkey));
     auto csr = dir / "server.csr";
     std::string cn = dns_names.empty() ? ip_addrs.front() : dns_names.front();
     lab.run_ok("", with({"openssl", "req", "-new", "-config", cnf.string(), "-subj", "/CN=" + cn,
@@ -216,9 +216,8 @@ TestPki make_test_pki(Lab &lab, const std::filesystem::path &dir,
     char serial[32];
     std::snprintf(serial, sizeof(serial), "0x%08x%08x", rd(), rd());
     lab.run_ok("", {"openssl", "x509", "-req", "-in", csr.string(), "-CA", pki.ca_cert.string(),
-                    "-CAkey", pki.ca_key.string(), "-set_serial", serial, "-days", "2",
-                    "-extfile", cnf.string(), "-extensions", "v3_leaf", "-out",
-                    pki.cert.string()});
+                    "-CAkey", pki.ca_key.string(), "-set_serial", serial, "-days", "2", "-extfile",
+                    cnf.string(), "-extensions", "v3_leaf", "-out", pki.cert.string()});
     lab.run_ok("", {"openssl", "verify", "-CAfile", pki.ca_cert.string(), pki.cert.string()});
     return pki;
 }
@@ -281,8 +280,7 @@ void wait_listening_while_running(Lab &lab, const std::string &ns, uint16_t port
         try {
             lab.wait_listening(ns, port, count, 0ms);
             return;
-        } catch (const Error &) {
-        }
+        } catch (const Error &) {}
         if (!proc.running())
             throw Error("`" + proc.name() + "` exited with status " +
                         std::to_string(proc.status()) + " before listening on port " +
@@ -428,8 +426,9 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
     write_file(conf, c.str());
 
     auto out = dir_ / "nginx.out";
-    proc_ = &lab_.spawn(ns_, {"/usr/sbin/nginx", "-e", d("error.log"), "-p", dir_.string(), "-c",
-                              conf.string(), "-g", "daemon off;"},
+    proc_ = &lab_.spawn(ns_,
+                        {"/usr/sbin/nginx", "-e", d("error.log"), "-p", dir_.string(), "-c",
+                         conf.string(), "-g", "daemon off;"},
                         SpawnOptions{dir_, out});
     try {
         for (auto port : opts_.ports)
@@ -445,8 +444,7 @@ NginxServer::~NginxServer()
 {
     try {
         stop(5s);
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 int NginxServer::stop(std::chrono::milliseconds grace)
@@ -546,8 +544,9 @@ std::pair<std::string, uint16_t> host_port_of(const std::string &url)
 
 std::vector<std::string> curl_argv(const CurlJob &job)
 {
-    std::vector<std::string> a = {"curl", "-sS", job.http2 ? "--http2" : "--http1.1",
-                                  "--connect-timeout", "20", "--max-time", "600"};
+    std::vector<std::string> a = {
+        "curl",       "-sS", job.http2 ? "--http2" : "--http1.1", "--connect-timeout", "20",
+        "--max-time", "600"};
     if (job.ca_cert.empty())
         a.push_back("-k");
     else
@@ -696,8 +695,7 @@ RsyslogServer::~RsyslogServer()
 {
     try {
         stop(5s);
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 void RsyslogServer::start(std::chrono::milliseconds timeout)
@@ -707,19 +705,18 @@ void RsyslogServer::start(std::chrono::milliseconds timeout)
     auto pidfile = dir_ / "rsyslogd.pid";
     std::filesystem::remove(pidfile);  // a stale one (SIGKILL) would stop it
     auto out = dir_ / ("rsyslogd-" + std::to_string(++starts_) + ".out");
-    proc_ = &lab_.spawn(opts_.ns,
-                        {"/usr/sbin/rsyslogd", "-n", "-f", config_path().string(), "-i",
-                         pidfile.string()},
-                        SpawnOptions{dir_, out});
+    proc_ = &lab_.spawn(
+        opts_.ns,
+        {"/usr/sbin/rsyslogd", "-n", "-f", config_path().string(), "-i", pidfile.string()},
+        SpawnOptions{dir_, out});
     try {
         wait_listening_while_running(lab_, opts_.ns, opts_.port, 1, *proc_, out, timeout);
         if (opts_.tls)
-            wait_listening_while_running(lab_, opts_.ns, opts_.tls_port, 1, *proc_, out,
-                                         timeout);
+            wait_listening_while_running(lab_, opts_.ns, opts_.tls_port, 1, *proc_, out, timeout);
     } catch (const Error &e) {
         proc_->stop(SIGKILL, 1s);
-        throw Error(std::string(e.what()) + "\nrsyslogd internal log: " +
-                    tail_of(internal_log_path()));
+        throw Error(std::string(e.what()) +
+                    "\nrsyslogd internal log: " + tail_of(internal_log_path()));
     }
 }
 
@@ -824,8 +821,8 @@ void send_syslog_tcp(const std::string &ns, const std::string &addr, uint16_t po
 }
 
 void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, uint16_t port,
-                     const std::filesystem::path &ca_cert,
-                     const std::vector<std::string> &messages, bool octet_counted)
+                     const std::filesystem::path &ca_cert, const std::vector<std::string> &messages,
+                     bool octet_counted)
 {
     auto in = lab.dir() / ("syslog-tls-" + std::to_string(++g_curl_counter) + ".in");
     write_file(in, frame(messages, octet_counted));
@@ -833,10 +830,11 @@ void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, u
                                        : addr + ":" + std::to_string(port);
     // -quiet implies -ign_eof; -no_ign_eof: close (close_notify) at the
     // end of the input.
-    lab.run_ok(ns, {"sh", "-c",
-                    "exec openssl s_client -connect \"$1\" -CAfile \"$2\" -verify_return_error "
-                    "-verify_ip \"$3\" -quiet -no_ign_eof < \"$4\"",
-                    "send_syslog_tls", target, ca_cert.string(), addr, in.string()},
+    lab.run_ok(ns,
+               {"sh", "-c",
+                "exec openssl s_client -connect \"$1\" -CAfile \"$2\" -verify_return_error "
+                "-verify_ip \"$3\" -quiet -no_ign_eof < \"$4\"",
+                "send_syslog_tls", target, ca_cert.string(), addr, in.string()},
                60s);
 }
 

@@ -110,24 +110,24 @@ struct NginxOptions {
 // One access-log line (log_format "exf", tab separated). nginx writes "-"
 // for an empty variable; those fields are empty/0 here.
 struct AccessRecord {
-    std::string client;            // $remote_addr
-    uint16_t client_port = 0;      // $remote_port
-    std::string server;            // $server_addr
-    uint16_t server_port = 0;      // $server_port
-    std::string sni;               // $ssl_server_name ("" without SNI)
-    std::string tls_protocol;      // $ssl_protocol
-    std::string method;            // $request_method
-    std::string path;              // $request_uri (nginx-escaped)
-    int status = 0;                // $status
-    uint64_t bytes_sent = 0;       // $bytes_sent: response headers + body
+    std::string client;        // $remote_addr
+    uint16_t client_port = 0;  // $remote_port
+    std::string server;        // $server_addr
+    uint16_t server_port = 0;  // $server_port
+    std::string sni;           // $ssl_server_name ("" without SNI)
+    std::string tls_protocol;  // $ssl_protocol
+    std::string method;        // $request_method
+    std::string path;          // $request_uri (nginx-escaped)
+    int status = 0;            // $status
+    uint64_t bytes_sent = 0;   // $bytes_sent: response headers + body
     // $body_bytes_sent: the body, plus an interim "HTTP/1.1 100 Continue\r\n\r\n"
     // (25 bytes) when the client sent "Expect: 100-continue" (curl -T does).
     uint64_t body_bytes_sent = 0;
-    uint64_t request_length = 0;   // $request_length: request line, headers, body
-    uint64_t connection = 0;       // $connection (serial number)
+    uint64_t request_length = 0;  // $request_length: request line, headers, body
+    uint64_t connection = 0;      // $connection (serial number)
     uint64_t connection_requests = 0;
-    pid_t pid = 0;                 // $pid of the worker
-    double msec = 0;               // $msec: time of the log write
+    pid_t pid = 0;    // $pid of the worker
+    double msec = 0;  // $msec: time of the log write
 };
 
 // The "exf" log_format NginxServer uses (nginx syntax, tab separated).
@@ -138,9 +138,9 @@ std::vector<AccessRecord> parse_access_log(const std::filesystem::path &file);
 // Server-side truth per client address (or any key).
 struct ClientTotals {
     uint64_t requests = 0;
-    uint64_t bytes_sent = 0;       // sum of $bytes_sent
-    uint64_t body_bytes_sent = 0;  // sum of $body_bytes_sent
-    uint64_t request_length = 0;   // sum of $request_length
+    uint64_t bytes_sent = 0;          // sum of $bytes_sent
+    uint64_t body_bytes_sent = 0;     // sum of $body_bytes_sent
+    uint64_t request_length = 0;      // sum of $request_length
     std::set<uint16_t> client_ports;  // one per TCP connection
     std::set<std::string> snis;
 };
@@ -201,14 +201,14 @@ private:
 // the URLs resolves to `server` (--resolve); the source address is `source`
 // (--interface). Bodies go to /dev/null (or are uploaded with PUT).
 struct CurlJob {
-    std::string ns;                   // client namespace ("" = test's own)
-    std::string source;               // --interface ADDR ("" = kernel's choice)
-    std::string server;               // address of every URL's host
-    std::filesystem::path ca_cert;    // --cacert (empty: -k, no verification)
-    std::vector<std::string> urls;    // https://HOST[:PORT]/PATH
-    int parallel = 1;                 // > 1: --parallel --parallel-max N
-    std::filesystem::path upload;     // non-empty: -T FILE (PUT) for every URL
-    bool http2 = false;               // false: --http1.1
+    std::string ns;                 // client namespace ("" = test's own)
+    std::string source;             // --interface ADDR ("" = kernel's choice)
+    std::string server;             // address of every URL's host
+    std::filesystem::path ca_cert;  // --cacert (empty: -k, no verification)
+    std::vector<std::string> urls;  // https://HOST[:PORT]/PATH
+    int parallel = 1;               // > 1: --parallel --parallel-max N
+    std::filesystem::path upload;   // non-empty: -T FILE (PUT) for every URL
+    bool http2 = false;             // false: --http1.1
     std::vector<std::string> extra_args;
 };
 
@@ -277,7 +277,11 @@ public:
     void start(std::chrono::milliseconds timeout = 20s);
     // SIGTERM, waits; returns the exit status (-1 when not running).
     int stop(std::chrono::milliseconds grace = 10s);
-    void restart() { stop(); start(); }
+    void restart()
+    {
+        stop();
+        start();
+    }
     bool running();
 
     uint16_t port() const { return opts_.port; }
@@ -319,7 +323,7 @@ void send_syslog_tcp(const std::string &ns, const std::string &addr, uint16_t po
 // Same over TLS with `openssl s_client`, verifying the server certificate
 // against ca_cert (and its IP SAN against addr).
 void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, uint16_t port,
-                     const std::filesystem::path &ca_cert,
-                     const std::vector<std::string> &messages, bool octet_counted = true);
+                     const std::filesystem::path &ca_cert, const std::vector<std::string> &messages,
+                     bool octet_counted = true);
 
 }  // namespace exf::test

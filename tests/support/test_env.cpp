@@ -37,7 +37,8 @@ std::filesystem::path shared_pcaps()
         dir = env;
     else
         dir = std::filesystem::path(EXF_SOURCE_DIR).parent_path() / "shared" / "pcaps";
-    if (require(std::filesystem::is_directory(dir), "shared captures folder " + dir.string() + " not found"))
+    if (require(std::filesystem::is_directory(dir),
+                "shared captures folder " + dir.string() + " not found"))
         return dir;
     return {};
 }

@@ -7,7 +7,8 @@ namespace exf::test {
 
 namespace {
 
-std::string hex4(uint16_t v) {
+std::string hex4(uint16_t v)
+{
     char buf[8];
     std::snprintf(buf, sizeof(buf), "%04x", v);
     return buf;
@@ -15,7 +16,8 @@ std::string hex4(uint16_t v) {
 
 // data = u16 length + u16 values (or u8 length with one_byte_len).
 TlsExtension u16_list_ext(uint16_t type, const std::vector<uint16_t> &values, bool one_byte_len,
-                          std::string_view field) {
+                          std::string_view field)
+{
     TlsExtension e;
     e.type = type;
     const size_t len = values.size() * 2;
@@ -26,24 +28,28 @@ TlsExtension u16_list_ext(uint16_t type, const std::vector<uint16_t> &values, bo
         put16(e.data, static_cast<uint16_t>(len));
         e.inner.push_back({std::string(field), 0, 2});
     }
-    for (uint16_t v : values) put16(e.data, v);
+    for (uint16_t v : values)
+        put16(e.data, v);
     return e;
 }
 
 }  // namespace
 
-void put16(Bytes &b, uint16_t v) {
+void put16(Bytes &b, uint16_t v)
+{
     b.push_back(static_cast<uint8_t>(v >> 8));
     b.push_back(static_cast<uint8_t>(v));
 }
 
-void put24(Bytes &b, uint32_t v) {
+void put24(Bytes &b, uint32_t v)
+{
     b.push_back(static_cast<uint8_t>(v >> 16));
     b.push_back(static_cast<uint8_t>(v >> 8));
     b.push_back(static_cast<uint8_t>(v));
 }
 
-Bytes tls_record(uint8_t content_type, uint16_t version, std::span<const uint8_t> payload) {
+Bytes tls_record(uint8_t content_type, uint16_t version, std::span<const uint8_t> payload)
+{
     Bytes r;
     r.reserve(5 + payload.size());
     r.push_back(content_type);
@@ -54,12 +60,13 @@ Bytes tls_record(uint8_t content_type, uint16_t version, std::span<const uint8_t
 }
 
 Bytes split_records(std::span<const uint8_t> payload, const std::vector<size_t> &sizes,
-                    uint16_t version) {
+                    uint16_t version)
+{
     Bytes out;
     size_t pos = 0;
     for (size_t i = 0; i < sizes.size() && pos < payload.size(); ++i) {
-        const size_t n = i + 1 == sizes.size() ? payload.size() - pos
-                                               : std::min(sizes[i], payload.size() - pos);
+        const size_t n =
+            i + 1 == sizes.size() ? payload.size() - pos : std::min(sizes[i], payload.size() - pos);
         const Bytes rec = tls_record(0x16, version, payload.subspan(pos, n));
         out.insert(out.end(), rec.begin(), rec.end());
         pos += n;
@@ -67,60 +74,75 @@ Bytes split_records(std::span<const uint8_t> payload, const std::vector<size_t> 
     return out;
 }
 
-void set_length(Bytes &b, const LengthField &field, uint32_t value) {
+void set_length(Bytes &b, const LengthField &field, uint32_t value)
+{
     for (size_t i = 0; i < field.width; ++i)
         b[field.offset + i] = static_cast<uint8_t>(value >> (8 * (field.width - 1 - i)));
 }
 
-uint32_t get_length(const Bytes &b, const LengthField &field) {
+uint32_t get_length(const Bytes &b, const LengthField &field)
+{
     uint32_t v = 0;
-    for (size_t i = 0; i < field.width; ++i) v = (v << 8) | b[field.offset + i];
+    for (size_t i = 0; i < field.width; ++i)
+        v = (v << 8) | b[field.offset + i];
     return v;
 }
 
-HelloBuilder::HelloBuilder() : session_id_(32, 0x22), ciphers_{0x1301, 0x1302, 0xc02f}, compression_{0} {}
+HelloBuilder::HelloBuilder()
+    : session_id_(32, 0x22), ciphers_{0x1301, 0x1302, 0xc02f}, compression_{0}
+{}
 
-HelloBuilder &HelloBuilder::legacy_version(uint16_t v) {
+HelloBuilder &HelloBuilder::legacy_version(uint16_t v)
+{
     legacy_version_ = v;
     return *this;
 }
-HelloBuilder &HelloBuilder::random_fill(uint8_t b) {
+HelloBuilder &HelloBuilder::random_fill(uint8_t b)
+{
     random_fill_ = b;
     return *this;
 }
-HelloBuilder &HelloBuilder::session_id(Bytes id) {
+HelloBuilder &HelloBuilder::session_id(Bytes id)
+{
     session_id_ = std::move(id);
     return *this;
 }
-HelloBuilder &HelloBuilder::ciphers(std::vector<uint16_t> c) {
+HelloBuilder &HelloBuilder::ciphers(std::vector<uint16_t> c)
+{
     ciphers_ = std::move(c);
     return *this;
 }
-HelloBuilder &HelloBuilder::compression(Bytes methods) {
+HelloBuilder &HelloBuilder::compression(Bytes methods)
+{
     compression_ = std::move(methods);
     return *this;
 }
-HelloBuilder &HelloBuilder::no_extensions_block() {
+HelloBuilder &HelloBuilder::no_extensions_block()
+{
     ext_block_ = false;
     exts_.clear();
     return *this;
 }
-HelloBuilder &HelloBuilder::extension(TlsExtension e) {
+HelloBuilder &HelloBuilder::extension(TlsExtension e)
+{
     ext_block_ = true;
     exts_.push_back(std::move(e));
     return *this;
 }
-HelloBuilder &HelloBuilder::raw_extension(uint16_t type, Bytes data) {
+HelloBuilder &HelloBuilder::raw_extension(uint16_t type, Bytes data)
+{
     TlsExtension e;
     e.type = type;
     e.data = std::move(data);
     return extension(std::move(e));
 }
-HelloBuilder &HelloBuilder::grease_extension(uint16_t type, Bytes data) {
+HelloBuilder &HelloBuilder::grease_extension(uint16_t type, Bytes data)
+{
     return raw_extension(type, std::move(data));
 }
 
-HelloBuilder &HelloBuilder::sni(std::string_view host) {
+HelloBuilder &HelloBuilder::sni(std::string_view host)
+{
     TlsExtension e;
     e.type = 0x0000;
     put16(e.data, static_cast<uint16_t>(host.size() + 3));
@@ -131,11 +153,13 @@ HelloBuilder &HelloBuilder::sni(std::string_view host) {
     return extension(std::move(e));
 }
 
-HelloBuilder &HelloBuilder::alpn(const std::vector<std::string> &protocols) {
+HelloBuilder &HelloBuilder::alpn(const std::vector<std::string> &protocols)
+{
     TlsExtension e;
     e.type = 0x0010;
     size_t len = 0;
-    for (const auto &p : protocols) len += 1 + p.size();
+    for (const auto &p : protocols)
+        len += 1 + p.size();
     put16(e.data, static_cast<uint16_t>(len));
     e.inner.push_back({"list", 0, 2});
     for (size_t i = 0; i < protocols.size(); ++i) {
@@ -146,20 +170,25 @@ HelloBuilder &HelloBuilder::alpn(const std::vector<std::string> &protocols) {
     return extension(std::move(e));
 }
 
-HelloBuilder &HelloBuilder::supported_versions(const std::vector<uint16_t> &versions) {
+HelloBuilder &HelloBuilder::supported_versions(const std::vector<uint16_t> &versions)
+{
     return extension(u16_list_ext(0x002b, versions, true, "list"));
 }
-HelloBuilder &HelloBuilder::signature_algorithms(const std::vector<uint16_t> &algs) {
+HelloBuilder &HelloBuilder::signature_algorithms(const std::vector<uint16_t> &algs)
+{
     return extension(u16_list_ext(0x000d, algs, false, "list"));
 }
-HelloBuilder &HelloBuilder::signature_algorithms_cert(const std::vector<uint16_t> &algs) {
+HelloBuilder &HelloBuilder::signature_algorithms_cert(const std::vector<uint16_t> &algs)
+{
     return extension(u16_list_ext(0x0032, algs, false, "list"));
 }
-HelloBuilder &HelloBuilder::supported_groups(const std::vector<uint16_t> &groups) {
+HelloBuilder &HelloBuilder::supported_groups(const std::vector<uint16_t> &groups)
+{
     return extension(u16_list_ext(0x000a, groups, false, "list"));
 }
 
-HelloBuilder &HelloBuilder::ec_point_formats(const Bytes &formats) {
+HelloBuilder &HelloBuilder::ec_point_formats(const Bytes &formats)
+{
     TlsExtension e;
     e.type = 0x000b;
     e.data.push_back(static_cast<uint8_t>(formats.size()));
@@ -168,11 +197,13 @@ HelloBuilder &HelloBuilder::ec_point_formats(const Bytes &formats) {
     return extension(std::move(e));
 }
 
-HelloBuilder &HelloBuilder::key_share(const std::vector<std::pair<uint16_t, size_t>> &shares) {
+HelloBuilder &HelloBuilder::key_share(const std::vector<std::pair<uint16_t, size_t>> &shares)
+{
     TlsExtension e;
     e.type = 0x0033;
     size_t len = 0;
-    for (const auto &s : shares) len += 4 + s.second;
+    for (const auto &s : shares)
+        len += 4 + s.second;
     put16(e.data, static_cast<uint16_t>(len));
     e.inner.push_back({"list", 0, 2});
     for (size_t i = 0; i < shares.size(); ++i) {
@@ -185,28 +216,33 @@ HelloBuilder &HelloBuilder::key_share(const std::vector<std::pair<uint16_t, size
     return extension(std::move(e));
 }
 
-HelloBuilder &HelloBuilder::ech(size_t payload_len) {
+HelloBuilder &HelloBuilder::ech(size_t payload_len)
+{
     // ECHClientHello outer: type 0, cipher suite (kdf, aead), config id,
     // enc<0..2^16-1>, payload<1..2^16-1>. Only the type matters to the parser.
     TlsExtension e;
     e.type = 0xfe0d;
-    e.data.push_back(0);      // outer
-    put16(e.data, 0x0001);    // HKDF-SHA256
-    put16(e.data, 0x0001);    // AES-128-GCM
-    e.data.push_back(0x2a);   // config id
+    e.data.push_back(0);     // outer
+    put16(e.data, 0x0001);   // HKDF-SHA256
+    put16(e.data, 0x0001);   // AES-128-GCM
+    e.data.push_back(0x2a);  // config id
     put16(e.data, 32);
-    for (int i = 0; i < 32; ++i) e.data.push_back(static_cast<uint8_t>(0xe0 + i % 16));
+    for (int i = 0; i < 32; ++i)
+        e.data.push_back(static_cast<uint8_t>(0xe0 + i % 16));
     put16(e.data, static_cast<uint16_t>(payload_len));
-    for (size_t i = 0; i < payload_len; ++i) e.data.push_back(static_cast<uint8_t>(i * 13));
+    for (size_t i = 0; i < payload_len; ++i)
+        e.data.push_back(static_cast<uint8_t>(i * 13));
     return extension(std::move(e));
 }
 
 HelloBuilder &HelloBuilder::padding(size_t n) { return raw_extension(0x0015, Bytes(n, 0)); }
 
-Bytes HelloBuilder::body(std::vector<LengthField> *fields) const {
+Bytes HelloBuilder::body(std::vector<LengthField> *fields) const
+{
     Bytes b;
     auto field = [&](std::string name, size_t width) {
-        if (fields) fields->push_back({std::move(name), b.size(), width});
+        if (fields)
+            fields->push_back({std::move(name), b.size(), width});
     };
     put16(b, legacy_version_);
     b.insert(b.end(), 32, random_fill_);
@@ -215,13 +251,16 @@ Bytes HelloBuilder::body(std::vector<LengthField> *fields) const {
     b.insert(b.end(), session_id_.begin(), session_id_.end());
     field("cipher_suites", 2);
     put16(b, static_cast<uint16_t>(ciphers_.size() * 2));
-    for (uint16_t c : ciphers_) put16(b, c);
+    for (uint16_t c : ciphers_)
+        put16(b, c);
     field("compression", 1);
     b.push_back(static_cast<uint8_t>(compression_.size()));
     b.insert(b.end(), compression_.begin(), compression_.end());
-    if (!ext_block_) return b;
+    if (!ext_block_)
+        return b;
     size_t len = 0;
-    for (const auto &e : exts_) len += 4 + e.data.size();
+    for (const auto &e : exts_)
+        len += 4 + e.data.size();
     field("extensions", 2);
     put16(b, static_cast<uint16_t>(len));
     for (size_t i = 0; i < exts_.size(); ++i) {
@@ -238,7 +277,8 @@ Bytes HelloBuilder::body(std::vector<LengthField> *fields) const {
     return b;
 }
 
-Bytes HelloBuilder::handshake(std::vector<LengthField> *fields) const {
+Bytes HelloBuilder::handshake(std::vector<LengthField> *fields) const
+{
     std::vector<LengthField> body_fields;
     const Bytes b = body(fields ? &body_fields : nullptr);
     Bytes h;
@@ -255,7 +295,8 @@ Bytes HelloBuilder::handshake(std::vector<LengthField> *fields) const {
     return h;
 }
 
-Bytes HelloBuilder::record(uint16_t version, std::vector<LengthField> *fields) const {
+Bytes HelloBuilder::record(uint16_t version, std::vector<LengthField> *fields) const
+{
     std::vector<LengthField> hs_fields;
     const Bytes h = handshake(fields ? &hs_fields : nullptr);
     if (fields) {
@@ -268,17 +309,20 @@ Bytes HelloBuilder::record(uint16_t version, std::vector<LengthField> *fields) c
     return tls_record(0x16, version, h);
 }
 
-Bytes HelloBuilder::records(size_t max_fragment, uint16_t version) const {
+Bytes HelloBuilder::records(size_t max_fragment, uint16_t version) const
+{
     const Bytes h = handshake();
     std::vector<size_t> sizes((h.size() + max_fragment - 1) / max_fragment, max_fragment);
     return split_records(h, sizes, version);
 }
 
-Bytes HelloBuilder::records(const std::vector<size_t> &fragment_sizes, uint16_t version) const {
+Bytes HelloBuilder::records(const std::vector<size_t> &fragment_sizes, uint16_t version) const
+{
     return split_records(handshake(), fragment_sizes, version);
 }
 
-HelloBuilder HelloBuilder::browser_like() {
+HelloBuilder HelloBuilder::browser_like()
+{
     HelloBuilder b;
     b.ciphers({0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
                0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035});

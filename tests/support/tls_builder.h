@@ -15,9 +15,10 @@ namespace exf::test {
 using Bytes = std::vector<uint8_t>;
 
 struct LengthField {
-    std::string name;  // "record", "handshake", "session_id", "ext[3:0010].len", "ext[3:0010].list", ...
-    size_t offset;     // in the bytes returned alongside
-    size_t width;      // 1, 2 or 3
+    std::string
+        name;  // "record", "handshake", "session_id", "ext[3:0010].len", "ext[3:0010].list", ...
+    size_t offset;  // in the bytes returned alongside
+    size_t width;   // 1, 2 or 3
 };
 
 struct TlsExtension {

@@ -66,8 +66,8 @@ TEST_CASE("Idle entities expire after the longest window", "[aggregate]")
     CHECK(agg.expirations(EntityKind::client) == 1);
     CHECK_FALSE(agg.find(EntityKind::client, agg.client_key(A("10.0.0.1"))));
     CHECK(agg.expire(kDay + kHour + 1) == 4);
-    CHECK(agg.size(EntityKind::client) + agg.size(EntityKind::subnet) + agg.size(EntityKind::api_host) +
-              agg.size(EntityKind::client_api_host) ==
+    CHECK(agg.size(EntityKind::client) + agg.size(EntityKind::subnet) +
+              agg.size(EntityKind::api_host) + agg.size(EntityKind::client_api_host) ==
           0);
     CHECK(agg.size(EntityKind::host) == 1);
     // A returning client is new.
@@ -98,9 +98,12 @@ TEST_CASE("Distinct clients count each client once per window", "[aggregate]")
     for (int i = 1; i <= 5; i++)
         agg.add_traffic(kMin + 1000, v4(0x0a050500 + i + (i == 5 ? 100 : 0)), "", out(1));
     // 1m window: 5 now, 6 only in the previous bucket.
-    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000, Estimate::lower).distinct_clients == 5);
-    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000, Estimate::upper).distinct_clients == 11);
-    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000).distinct_clients == 5 + 6 * 58'999 / 60'000);
+    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000, Estimate::lower).distinct_clients ==
+          5);
+    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000, Estimate::upper).distinct_clients ==
+          11);
+    CHECK(agg.value(EntityKind::subnet, sub, 0, kMin + 1000).distinct_clients ==
+          5 + 6 * 58'999 / 60'000);
     // 10m window: all 11 in one bucket.
     CHECK(agg.value(EntityKind::subnet, sub, 1, kMin + 1000).distinct_clients == 11);
     CHECK(agg.value(EntityKind::host, host_key(), 3, kMin + 1000).distinct_clients == 11);
@@ -111,8 +114,10 @@ TEST_CASE("Distinct clients count each client once per window", "[aggregate]")
     agg.add_traffic(2 * kMin, A("10.5.5.1"), "api.example.com", out(1));
     agg.add_traffic(2 * kMin, A("10.5.5.2"), "api.example.com", out(1));
     agg.add_traffic(2 * kMin, A("10.5.5.2"), "API.example.com", out(1));
-    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 2 * kMin).distinct_clients == 2);
-    CHECK(agg.value(EntityKind::client, agg.client_key(A("10.5.5.1")), 0, 2 * kMin).distinct_clients == 0);
+    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 2 * kMin)
+              .distinct_clients == 2);
+    CHECK(agg.value(EntityKind::client, agg.client_key(A("10.5.5.1")), 0, 2 * kMin)
+              .distinct_clients == 0);
 }
 
 TEST_CASE("Distinct clients stay within their bound under random traffic", "[aggregate]")
@@ -137,9 +142,11 @@ TEST_CASE("Distinct clients stay within their bound under random traffic", "[agg
             for (auto &[st, cl] : seen)
                 if (st + L > q)
                     exact.insert(cl);
-            auto lo = agg.value(EntityKind::host, host_key(), w, q, Estimate::lower).distinct_clients;
+            auto lo =
+                agg.value(EntityKind::host, host_key(), w, q, Estimate::lower).distinct_clients;
             auto s = agg.value(EntityKind::host, host_key(), w, q).distinct_clients;
-            auto hi = agg.value(EntityKind::host, host_key(), w, q, Estimate::upper).distinct_clients;
+            auto hi =
+                agg.value(EntityKind::host, host_key(), w, q, Estimate::upper).distinct_clients;
             INFO("q=" << q << " w=" << w);
             REQUIRE(lo <= exact.size());
             REQUIRE(exact.size() <= hi);
@@ -150,7 +157,9 @@ TEST_CASE("Distinct clients stay within their bound under random traffic", "[agg
     // Expiry keeps the counts consistent: after everyone expired, nothing is left.
     agg.expire(t + 50'001);
     CHECK(agg.size(EntityKind::client) == 0);
-    CHECK(agg.value(EntityKind::host, host_key(), 1, t + 50'001, Estimate::upper).distinct_clients == 0);
+    CHECK(
+        agg.value(EntityKind::host, host_key(), 1, t + 50'001, Estimate::upper).distinct_clients ==
+        0);
 }
 
 TEST_CASE("top() sorts by each metric and breaks ties", "[aggregate]")
@@ -178,16 +187,17 @@ TEST_CASE("top() sorts by each metric and breaks ties", "[aggregate]")
           V{"10.0.0.3", "10.0.0.1", "10.0.0.2"});
     CHECK(names(agg.top(EntityKind::client, 0, SortBy::bytes_out, 2, 100), EntityKind::client) ==
           V{"10.0.0.3", "10.0.0.1"});
-    CHECK(names(agg.top(EntityKind::client, 0, SortBy::bytes_in, 1, 100), EntityKind::client) == V{"10.0.0.2"});
+    CHECK(names(agg.top(EntityKind::client, 0, SortBy::bytes_in, 1, 100), EntityKind::client) ==
+          V{"10.0.0.2"});
     CHECK(names(agg.top(EntityKind::client, 0, SortBy::tls_flows, 3, 100), EntityKind::client) ==
           V{"10.0.0.1", "10.0.0.3", "10.0.0.2"});
     // Concurrent: c2 (2) then c1 (1); c3 has none and is left out.
     CHECK(names(agg.top(EntityKind::client, 0, SortBy::concurrent, 3, 100), EntityKind::client) ==
           V{"10.0.0.2", "10.0.0.1"});
-    CHECK(names(agg.top(EntityKind::api_host, 0, SortBy::bytes_out, 3, 100), EntityKind::api_host) ==
-          V{"b.example", "a.example"});
-    CHECK(names(agg.top(EntityKind::api_host, 0, SortBy::distinct_clients, 3, 100), EntityKind::api_host) ==
-          V{"a.example", "b.example"});
+    CHECK(names(agg.top(EntityKind::api_host, 0, SortBy::bytes_out, 3, 100),
+                EntityKind::api_host) == V{"b.example", "a.example"});
+    CHECK(names(agg.top(EntityKind::api_host, 0, SortBy::distinct_clients, 3, 100),
+                EntityKind::api_host) == V{"a.example", "b.example"});
     auto rows = agg.top(EntityKind::client_api_host, 0, SortBy::bytes_out, 1, 100);
     REQUIRE(rows.size() == 1);
     CHECK(format_key(EntityKind::client_api_host, rows[0].key) == "10.0.0.3 -> b.example");
@@ -303,7 +313,8 @@ TEST_CASE("Limits evict the least recently updated entities", "[aggregate]")
     for (uint32_t i = 100; i < 150; i++)
         CHECK(agg.find(EntityKind::client, agg.client_key(v4(0x0a000000 + i))));
     // Distinct counts forget evicted clients (the /24 holds 150 addresses).
-    auto d = agg.value(EntityKind::subnet, agg.subnet_key(v4(0x0a000000)), 0, 5150, Estimate::upper);
+    auto d =
+        agg.value(EntityKind::subnet, agg.subnet_key(v4(0x0a000000)), 0, 5150, Estimate::upper);
     CHECK(d.distinct_clients == 100);
     // API hosts: evicting one makes the ids held by clients stale, never wrong.
     for (int i = 0; i < 20; i++)
@@ -329,7 +340,8 @@ TEST_CASE("reconfigure keeps counters of windows that stay", "[aggregate]")
     CHECK(agg.value(EntityKind::client, key, 0, 1000).bytes_out == 100);
     CHECK(agg.value(EntityKind::client, key, 1, 1000).bytes_out == 0);  // new: counts from now on
     CHECK(agg.value(EntityKind::client, key, 2, 1000).bytes_out == 100);
-    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 1000).bytes_out == 100);
+    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 1000).bytes_out ==
+          100);
     // Distinct clients are rebuilt for every window, new ones included.
     CHECK(agg.value(EntityKind::host, host_key(), 1, 1000).distinct_clients == 2);
     CHECK(agg.value(EntityKind::host, host_key(), 0, 1000).distinct_clients == 2);
@@ -339,7 +351,8 @@ TEST_CASE("reconfigure keeps counters of windows that stay", "[aggregate]")
     CHECK(agg.value(EntityKind::host, host_key(), 1, 2000).distinct_clients == 2);
 }
 
-TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start new", "[aggregate]")
+TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start new",
+          "[aggregate]")
 {
     Aggregator agg;
     for (int i = 1; i <= 4; i++) {
@@ -362,9 +375,11 @@ TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start
     CHECK(v.bytes_out == 40);
     CHECK(v.peak_concurrent == 2);
     CHECK(agg.find(EntityKind::client, k4)->concurrent() == 2);
-    CHECK(agg.value(EntityKind::client, agg.client_key(v6(0x20010db800000009ull, 5)), 0, 1000).bytes_out == 4);
+    CHECK(agg.value(EntityKind::client, agg.client_key(v6(0x20010db800000009ull, 5)), 0, 1000)
+              .bytes_out == 4);
     CHECK(agg.size(EntityKind::client_api_host) == 1);
-    CHECK(agg.value(EntityKind::client_api_host, agg.client_api_key(v4(0x0a000001), "api.example.com"), 0, 1000)
+    CHECK(agg.value(EntityKind::client_api_host,
+                    agg.client_api_key(v4(0x0a000001), "api.example.com"), 0, 1000)
               .bytes_out == 40);
     CHECK(agg.size(EntityKind::subnet) == 2);
     CHECK(format_key(EntityKind::subnet, agg.subnet_key(v4(0x0a000001))) == "10.0.0.0/16");
@@ -379,7 +394,8 @@ TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start
     CHECK(agg.size(EntityKind::client) == 3);
     CHECK(agg.value(EntityKind::client, agg.client_key(v4(0x0a000001)), 0, 2000).bytes_out == 5);
     CHECK(agg.value(EntityKind::client, k4, 0, 2000).bytes_out == 40);
-    CHECK(agg.value(EntityKind::subnet, agg.subnet_key(v4(0x0a000001)), 0, 2000).distinct_clients == 1);
+    CHECK(agg.value(EntityKind::subnet, agg.subnet_key(v4(0x0a000001)), 0, 2000).distinct_clients ==
+          1);
     // Everything still expires.
     agg.expire(2000 + kDay + 1);
     CHECK(agg.size(EntityKind::client) == 0);
@@ -429,7 +445,8 @@ TEST_CASE("Memory stays within 256 bytes per client at 100k clients", "[aggregat
         if (i % 2)
             agg.add_traffic(1000 + i / 100, v4(0x0a000000 + i), "", t);
         else  // IPv6 clients, each its own /64 inside a few /48s
-            agg.add_traffic(1000 + i / 100, v6(0x20010db800000000ull + (uint64_t(i % 8) << 16) + i, i), "", t);
+            agg.add_traffic(1000 + i / 100,
+                            v6(0x20010db800000000ull + (uint64_t(i % 8) << 16) + i, i), "", t);
     }
     REQUIRE(agg.size(EntityKind::client) == n);
     double client_table = double(agg.memory_bytes(EntityKind::client)) / n;
@@ -465,7 +482,8 @@ TEST_CASE("Incremental distinct counts equal a full recount under churn", "[aggr
     Aggregator agg(cfg);
     auto snapshot = [&](uint64_t q) {
         std::vector<uint32_t> v;
-        for (auto k : {EntityKind::subnet, EntityKind::cohort, EntityKind::host, EntityKind::api_host})
+        for (auto k :
+             {EntityKind::subnet, EntityKind::cohort, EntityKind::host, EntityKind::api_host})
             agg.for_each(k, [&](const EntityRef &r) {
                 for (size_t w = 0; w < 3; w++) {
                     v.push_back(r.value(w, q, Estimate::lower).distinct_clients);
@@ -479,7 +497,8 @@ TEST_CASE("Incremental distinct counts equal a full recount under churn", "[aggr
         for (int i = 0; i < 500; i++) {
             t += 1 + rng() % 120;
             uint32_t c = uint32_t(rng() % 600);
-            Addr16 a = (c % 3) ? v4(0x0a000000 + c * 7) : v6(0x20010db800000000ull + (uint64_t(c) << 20), c);
+            Addr16 a = (c % 3) ? v4(0x0a000000 + c * 7)
+                               : v6(0x20010db800000000ull + (uint64_t(c) << 20), c);
             std::string sni = (rng() % 4) ? "s" + std::to_string(rng() % 9) + ".example" : "";
             switch (rng() % 5) {
             case 0: agg.flow_opened(t, a, sni); break;
@@ -538,7 +557,8 @@ TEST_CASE("Random reconfiguration conserves totals in a window that stays", "[ag
         for (int i = 0; i < 300; i++) {
             t += rng() % 100;
             uint32_t c = uint32_t(rng() % 5000);
-            Addr16 a = (c & 1) ? v4(0x0a000000 + c * 13) : v6(0x20010db800000000ull + (uint64_t(c) << 4), c);
+            Addr16 a = (c & 1) ? v4(0x0a000000 + c * 13)
+                               : v6(0x20010db800000000ull + (uint64_t(c) << 4), c);
             std::string sni = (rng() % 3) ? "s" + std::to_string(rng() % 20) + ".example" : "";
             uint64_t b = rng() % 10000;
             agg.add_traffic(t, a, sni, out(b));

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "aggregate/aggregator.h"
-#include "support/addr.h"
 #include "aggregate/cohorts.h"
+#include "support/addr.h"
 
 using namespace exf;
 using namespace exf::agg;
@@ -57,14 +57,21 @@ TEST_CASE("Cohort file errors carry FILE:LINE", "[aggregate]")
 {
     CHECK(only_error("10.0.0.0/8 a\n10.0.0.0/33 b\n") ==
           "nets.txt:2: prefix length 33 out of range 0..32 in '10.0.0.0/33'");
-    CHECK(only_error("\n\n10.0.0.0/8\n") == "nets.txt:3: missing label after '10.0.0.0/8' (expected: CIDR label)");
+    CHECK(only_error("\n\n10.0.0.0/8\n") ==
+          "nets.txt:3: missing label after '10.0.0.0/8' (expected: CIDR label)");
     CHECK(only_error("10.0.0.300/8 x") == "nets.txt:1: invalid address '10.0.0.300'");
-    CHECK(only_error("10.0.0.1/8 x") == "nets.txt:1: host bits set in '10.0.0.1/8' (the network is 10.0.0.0/8)");
-    CHECK(only_error("2001:db8::/1a x") == "nets.txt:1: invalid prefix length '1a' in '2001:db8::/1a'");
-    CHECK(only_error("2001:db8::/129 x") == "nets.txt:1: prefix length 129 out of range 0..128 in '2001:db8::/129'");
-    CHECK(only_error("10.0.0.0/8 a\n# c\n10.0.0.0/8 b\n") == "nets.txt:3: network 10.0.0.0/8 already listed on line 1");
-    CHECK(only_error("10.0.0.0/8 " + std::string(65, 'x')) == "nets.txt:1: label longer than 64 bytes");
-    CHECK(only_error("10.0.0.0/8 caf\xc3\xa9") == "nets.txt:1: label 'caf\xc3\xa9' has non-printable or non-ASCII bytes");
+    CHECK(only_error("10.0.0.1/8 x") ==
+          "nets.txt:1: host bits set in '10.0.0.1/8' (the network is 10.0.0.0/8)");
+    CHECK(only_error("2001:db8::/1a x") ==
+          "nets.txt:1: invalid prefix length '1a' in '2001:db8::/1a'");
+    CHECK(only_error("2001:db8::/129 x") ==
+          "nets.txt:1: prefix length 129 out of range 0..128 in '2001:db8::/129'");
+    CHECK(only_error("10.0.0.0/8 a\n# c\n10.0.0.0/8 b\n") ==
+          "nets.txt:3: network 10.0.0.0/8 already listed on line 1");
+    CHECK(only_error("10.0.0.0/8 " + std::string(65, 'x')) ==
+          "nets.txt:1: label longer than 64 bytes");
+    CHECK(only_error("10.0.0.0/8 caf\xc3\xa9") ==
+          "nets.txt:1: label 'caf\xc3\xa9' has non-printable or non-ASCII bytes");
     CHECK(only_error("::ffff:10.0.0.0/90 x") ==
           "nets.txt:1: '::ffff:10.0.0.0/90' mixes IPv4-mapped and IPv6 space (length < 96)");
     CHECK(only_error("10.0.0.0/ x") == "nets.txt:1: invalid prefix length '' in '10.0.0.0/'");
@@ -92,7 +99,8 @@ TEST_CASE("load_cohorts reads a file and names it in errors", "[aggregate]")
     CHECK(r.rules.size() == 1);
     auto missing = load_cohorts((dir / "nope").string());
     REQUIRE(missing.errors.size() == 1);
-    CHECK(missing.errors[0] == (dir / "nope").string() + ": cannot read: No such file or directory");
+    CHECK(missing.errors[0] ==
+          (dir / "nope").string() + ": cannot read: No such file or directory");
     std::filesystem::remove_all(dir);
 }
 
@@ -131,7 +139,9 @@ TEST_CASE("Cohorts match the longest prefix per family", "[aggregate]")
 TEST_CASE("Cohort entities aggregate their clients", "[aggregate]")
 {
     AggConfig cfg;
-    cfg.cohorts = parse_cohorts("10.20.0.0/16 berlin\n2001:db8:42::/48 berlin\n10.20.30.0/24 lab\n", "n").rules;
+    cfg.cohorts =
+        parse_cohorts("10.20.0.0/16 berlin\n2001:db8:42::/48 berlin\n10.20.30.0/24 lab\n", "n")
+            .rules;
     Aggregator agg(cfg);
     Traffic t;
     t.bytes_out = 100;

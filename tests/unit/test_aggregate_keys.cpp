@@ -3,8 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include "aggregate/aggregator.h"
-#include "support/addr.h"
 #include "aggregate/entity_key.h"
+#include "support/addr.h"
 
 using namespace exf;
 using namespace exf::agg;
@@ -39,7 +39,7 @@ TEST_CASE("IPv6 clients group by /64 and IPv4 clients by /32 by default", "[aggr
     t.bytes_out = 100;
     agg.add_traffic(1000, A("2001:db8:1:2::1"), "", t);
     agg.add_traffic(1000, A("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "", t);  // same /64
-    agg.add_traffic(1000, A("2001:db8:1:3::1"), "", t);                  // next /64
+    agg.add_traffic(1000, A("2001:db8:1:3::1"), "", t);                   // next /64
     agg.add_traffic(1000, A("10.0.0.1"), "", t);
     agg.add_traffic(1000, A("10.0.0.2"), "", t);
     CHECK(agg.size(EntityKind::client) == 4);
@@ -92,7 +92,8 @@ TEST_CASE("Client and subnet prefixes are configurable", "[aggregate]")
     CHECK(format_key(EntityKind::client, agg.client_key(A("2001:db8:0:12::1"))) == "2001:db8::/56");
     CHECK(agg.size(EntityKind::subnet) == 2);
     CHECK(format_key(EntityKind::subnet, agg.subnet_key(A("10.9.200.1"))) == "10.9.0.0/16");
-    CHECK(agg.value(EntityKind::subnet, agg.subnet_key(A("10.9.200.1")), 0, 1).distinct_clients == 2);
+    CHECK(agg.value(EntityKind::subnet, agg.subnet_key(A("10.9.200.1")), 0, 1).distinct_clients ==
+          2);
     CHECK(format_key(EntityKind::subnet, agg.subnet_key(A("2001:db8:7::1"))) == "2001:db8::/32");
 }
 
@@ -102,7 +103,9 @@ TEST_CASE("A subnet prefix longer than the client prefix is rejected", "[aggrega
     cfg.client_prefix_v6 = 48;
     cfg.subnet_prefix_v6 = 56;
     CHECK(cfg.validate().size() == 1);
-    CHECK_THROWS_WITH(Aggregator(cfg), Catch::Contains("IPv6 subnet prefix /56 is longer than the client prefix /48"));
+    CHECK_THROWS_WITH(
+        Aggregator(cfg),
+        Catch::Contains("IPv6 subnet prefix /56 is longer than the client prefix /48"));
     AggConfig bad;
     bad.windows_ms = {60000, 60000};
     bad.client_prefix_v4 = 33;
@@ -144,7 +147,8 @@ TEST_CASE("SNIs are lowercased and capped at 255 bytes", "[aggregate]")
     agg.add_traffic(1, A("10.0.0.1"), "api.example.COM", t);
     agg.add_traffic(1, A("10.0.0.1"), longname, t);
     CHECK(agg.size(EntityKind::api_host) == 2);
-    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("API.EXAMPLE.COM"), 0, 1).bytes_out == 6);
+    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("API.EXAMPLE.COM"), 0, 1).bytes_out ==
+          6);
     CHECK(agg.value(EntityKind::api_host, agg.api_host_key(longname), 0, 1).bytes_out == 3);
     auto pair = agg.client_api_key(A("10.0.0.1"), "api.example.com");
     CHECK(format_key(EntityKind::client_api_host, pair) == "10.0.0.1 -> api.example.com");

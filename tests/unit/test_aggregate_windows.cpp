@@ -6,8 +6,8 @@
 #include <random>
 
 #include "aggregate/aggregator.h"
-#include "support/addr.h"
 #include "aggregate/windows.h"
+#include "support/addr.h"
 
 using namespace exf;
 using namespace exf::agg;
@@ -43,13 +43,15 @@ TEST_CASE("Window names", "[aggregate]")
     CHECK(window_name(1500) == "1500ms");
 }
 
-TEST_CASE("sliding_estimate weighs the previous bucket by what remains in the window", "[aggregate]")
+TEST_CASE("sliding_estimate weighs the previous bucket by what remains in the window",
+          "[aggregate]")
 {
     // L = 1000: at r = 0 the window holds 999 ms of the previous bucket.
     CHECK(sliding_estimate(5, 1000, 2000, 1000) == 5 + 999);
     CHECK(sliding_estimate(5, 1000, 2499, 1000) == 5 + 500);
     CHECK(sliding_estimate(5, 1000, 2999, 1000) == 5);  // window == bucket: exact
-    CHECK(sliding_estimate(0, UINT64_MAX, 2000, 1000) == UINT64_MAX / 1000 * 999 + (UINT64_MAX % 1000) * 999 / 1000);
+    CHECK(sliding_estimate(0, UINT64_MAX, 2000, 1000) ==
+          UINT64_MAX / 1000 * 999 + (UINT64_MAX % 1000) * 999 / 1000);
     CHECK(sliding_estimate(UINT64_MAX, UINT64_MAX, 2000, 1000) == UINT64_MAX);  // saturates
     // Largest window: no overflow in the weighting.
     uint64_t L = kMaxWindowMs;
@@ -112,7 +114,8 @@ TEST_CASE("Bucket boundaries of a 10 s window", "[aggregate]")
     CHECK(agg.value(EntityKind::client, key, 0, 40'000, Estimate::upper).bytes_out == 7);
 }
 
-TEST_CASE("The sliding estimate stays within the documented bound of an exact window", "[aggregate]")
+TEST_CASE("The sliding estimate stays within the documented bound of an exact window",
+          "[aggregate]")
 {
     std::mt19937_64 rng(42);
     for (uint64_t L : {1'000ull, 60'000ull, 3'600'000ull}) {
@@ -144,7 +147,8 @@ TEST_CASE("The sliding estimate stays within the documented bound of an exact wi
             uint64_t prev = hi.bytes_out - lo.bytes_out;
             uint64_t err = s.bytes_out > exact ? s.bytes_out - exact : exact - s.bytes_out;
             REQUIRE(err <= prev);
-            // The finer bound: over by <= prev*(L-1-r)/L, under by <= prev*(r+1)/L (+2 for the floors).
+            // The finer bound: over by <= prev*(L-1-r)/L, under by <= prev*(r+1)/L (+2 for the
+            // floors).
             uint64_t r = q % L;
             if (s.bytes_out > exact)
                 REQUIRE(err <= prev * (L - 1 - r) / L + 2);
@@ -195,7 +199,8 @@ TEST_CASE("Peak concurrent flows per window", "[aggregate]")
     CHECK(agg.value(EntityKind::client, key, 0, 100'000).peak_concurrent == 1);
     // The same holds for every entity the flows touched.
     CHECK(agg.value(EntityKind::host, host_key(), 0, 5000).peak_concurrent == 5);
-    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 5000).peak_concurrent == 5);
+    CHECK(agg.value(EntityKind::api_host, agg.api_host_key("api.example.com"), 0, 5000)
+              .peak_concurrent == 5);
     CHECK(agg.value(EntityKind::subnet, agg.subnet_key(c), 0, 5000).peak_concurrent == 5);
     CHECK(agg.value(EntityKind::client_api_host, agg.client_api_key(c, "api.example.com"), 0, 5000)
               .peak_concurrent == 5);

@@ -10,9 +10,9 @@
 #include <regex>
 #include <set>
 
+#include "common/units.h"
 #include "config/config.h"
 #include "config/run_checks.h"
-#include "common/units.h"
 #include "support/mounts.h"
 #include "support/temp_dir.h"
 #include "support/test_env.h"
@@ -121,8 +121,8 @@ TEST_CASE("Aggregation settings and the cohorts file", "[config]")
     std::ofstream(cohorts) << "198.51.100.0/24 partner-a\nnot-a-cidr x\n";
     auto bad = parse_config("[aggregate]\ncohorts_file = \"" + cohorts.string() + "\"\n", "t.toml");
     REQUIRE(bad.issues.size() == 1);
-    CHECK(bad.issues[0].format().rfind("t.toml:2:16: cohorts_file: " + cohorts.string() + ":2:", 0) ==
-          0);
+    CHECK(bad.issues[0].format().rfind("t.toml:2:16: cohorts_file: " + cohorts.string() + ":2:",
+                                       0) == 0);
     std::filesystem::remove(cohorts);
 
     CHECK(only_issue("[aggregate]\nwindows = [\"1m\", \"1m\"]\n") ==
@@ -193,7 +193,8 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
     CHECK(syntax.rfind("t.toml:1:", 0) == 0);
     auto r = load_config("/nonexistent/exfilmon.toml");
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml: cannot read the configuration file: No such file or directory");
+    CHECK(r.issues[0].format() == "/nonexistent/exfilmon.toml: cannot read the configuration file: "
+                                  "No such file or directory");
 }
 
 TEST_CASE("report_interval is 0s (no report) or at least 100ms", "[config]")
@@ -201,7 +202,8 @@ TEST_CASE("report_interval is 0s (no report) or at least 100ms", "[config]")
     auto off = parse_config("[daemon]\nreport_interval = \"0s\"\n", "t.toml");
     CHECK(off.ok());
     CHECK(off.config.report_interval_ms == 0);
-    CHECK(parse_config("[daemon]\nreport_interval = \"100ms\"\n", "t.toml").config.report_interval_ms == 100);
+    CHECK(parse_config("[daemon]\nreport_interval = \"100ms\"\n", "t.toml")
+              .config.report_interval_ms == 100);
     CHECK(only_issue("[daemon]\nreport_interval = \"50ms\"\n") ==
           "t.toml:2:19: report_interval: must be 0s (off) or at least 100ms");
 }
@@ -305,7 +307,8 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==
           "t.toml:5:13: threshold: tls_flows takes a count (an integer)");
     CHECK(only_issue(head + "metric = \"distinct_clients\"\nthreshold = 5\n") ==
-          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host only, not client");
+          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host only, not "
+          "client");
     CHECK(only_issue(head + "metric = \"bytes_out\"\n") ==
           "t.toml:1:1: [[rules]]: 'r' needs a threshold, a baseline or both");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\nthresold = 6\n") ==
@@ -319,7 +322,8 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = 5\n" + head +
                      "metric = \"bytes_out\"\nthreshold = 5\n") ==
           "t.toml:7:8: name: another rule is already named 'r'");
-    CHECK(only_issue("[[allow]]\ncidr = \"198.51.100.0/33\"\n") .rfind("t.toml:2:8: cidr: '198.51.100.0/33': ", 0) == 0);
+    CHECK(only_issue("[[allow]]\ncidr = \"198.51.100.0/33\"\n")
+              .rfind("t.toml:2:8: cidr: '198.51.100.0/33': ", 0) == 0);
     CHECK(only_issue("[[allow]]\ncomment = \"x\"\n") ==
           "t.toml:1:1: [[allow]]: give exactly one of cidr, sni or cohort");
     CHECK(only_issue("[[allow]]\ncidr = \"192.0.2.0/24\"\nrules = [\"nope\"]\n") ==
@@ -335,7 +339,8 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     CHECK(only_issue("[[outputs]]\nfacility = \"local9\"\n") ==
           "t.toml:2:12: facility: 'local9' is not a syslog facility (e.g. local0, auth, daemon)");
     CHECK(only_issue("[[outputs]]\ntransport = \"tls\"\naddress = \"127.0.0.1:6514\"\n") ==
-          "t.toml:1:1: [[outputs]]: a tls output needs ca_file (the CA the collector's certificate chains to)");
+          "t.toml:1:1: [[outputs]]: a tls output needs ca_file (the CA the collector's certificate "
+          "chains to)");
     CHECK(only_issue("[[outputs]]\ntype = \"json\"\nformat = \"cef\"\n") ==
           "t.toml:3:10: format: only for syslog outputs");
     CHECK(only_issue("[detect]\ninterval = \"5ms\"\n") ==
@@ -377,10 +382,11 @@ TEST_CASE("Control socket and metrics settings and their errors", "[config]")
           "t.toml:2:8: unknown key 'mode' in [control]");
     CHECK(only_issue("[metrics]\nenabled = \"no\"\n") ==
           "t.toml:2:11: enabled: expected true or false");
-    for (auto bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
-                     "::1:9464", "[127.0.0.1]:80", "127.0.0.1:http"})
-        CHECK(only_issue(std::string("[metrics]\nlisten = \"") + bad + "\"\n") ==
-              "t.toml:2:10: listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
+    for (auto bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "::1:9464",
+                     "[127.0.0.1]:80", "127.0.0.1:http"})
+        CHECK(
+            only_issue(std::string("[metrics]\nlisten = \"") + bad + "\"\n") ==
+            "t.toml:2:10: listen: expected ADDRESS:PORT like \"127.0.0.1:9464\" or \"[::1]:9464\"");
     CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
 }
 
@@ -479,7 +485,8 @@ bool accepts(const std::string &key, const std::string &value)
 std::string quoted(const std::string &s) { return "\"" + s + "\""; }
 std::string ms(uint64_t v) { return quoted(std::to_string(v) + "ms"); }
 
-template <typename Fn> std::string array_of(uint64_t n, Fn element)
+template <typename Fn>
+std::string array_of(uint64_t n, Fn element)
 {
     std::string s = "[";
     for (uint64_t i = 0; i < n; i++)
@@ -576,7 +583,8 @@ void check_documented_type(const DocRow &row)
         // `a` \| `b` or `"a"` \| `"b"`: each is taken, another word is not.
         std::regex item("`\"?([a-z0-9_-]+)\"?`");
         size_t values = 0;
-        for (std::sregex_iterator it(type.begin(), type.end(), item), end; it != end; ++it, ++values)
+        for (std::sregex_iterator it(type.begin(), type.end(), item), end; it != end;
+             ++it, ++values)
             CHECK(accepts(key, quoted((*it)[1].str())));
         CHECK(values >= 2);
         CHECK_FALSE(accepts(key, quoted("no-such-value")));
@@ -623,20 +631,24 @@ TEST_CASE("docs/configuration.md gives each key the type and range the parser ta
 
 TEST_CASE("A configuration file writable by others is refused", "[config]")
 {
-    auto dir = std::filesystem::temp_directory_path() / ("exf-cfg-perm-" + std::to_string(::getpid()));
+    auto dir =
+        std::filesystem::temp_directory_path() / ("exf-cfg-perm-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
     auto f = dir / "x.toml";
     std::ofstream(f) << "[log]\nlevel = \"info\"\n";
-    std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    std::filesystem::permissions(f, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_write);
     CHECK(load_config(f.string()).ok());
-    std::filesystem::permissions(f, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(f, std::filesystem::perms::others_write,
+                                 std::filesystem::perm_options::add);
     auto r = load_config(f.string());
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() == f.string() + ": the file is writable by others (mode 0602): "
                                                "refusing it; remove that permission (chmod o-w)");
     // A world-writable directory without the sticky bit is refused too.
-    std::filesystem::permissions(f, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    std::filesystem::permissions(f, std::filesystem::perms::owner_read |
+                                        std::filesystem::perms::owner_write);
     std::filesystem::permissions(dir, std::filesystem::perms::all);
     r = load_config(f.string());
     REQUIRE(r.issues.size() == 1);
@@ -646,7 +658,8 @@ TEST_CASE("A configuration file writable by others is refused", "[config]")
 
 TEST_CASE("A TLS port listed twice is an error", "[config]")
 {
-    CHECK(only_issue("[bpf]\ntls_ports = [443, 8443, 443]\n") == "t.toml:2:25: tls_ports: 443 is listed twice");
+    CHECK(only_issue("[bpf]\ntls_ports = [443, 8443, 443]\n") ==
+          "t.toml:2:25: tls_ports: 443 is listed twice");
 }
 
 TEST_CASE("A file that cannot be the configuration says why, not FILE:0:0", "[config]")
@@ -654,11 +667,13 @@ TEST_CASE("A file that cannot be the configuration says why, not FILE:0:0", "[co
     exf::test::TempDir d("exf-cfg-file");
     auto r = load_config(d.path.string());
     REQUIRE(r.issues.size() == 1);
-    CHECK(r.issues[0].format() == d.path.string() + ": cannot read the configuration file: Is a directory");
+    CHECK(r.issues[0].format() ==
+          d.path.string() + ": cannot read the configuration file: Is a directory");
     r = load_config((d.path / "none.toml").string());
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() ==
-          (d.path / "none.toml").string() + ": cannot read the configuration file: No such file or directory");
+          (d.path / "none.toml").string() +
+              ": cannot read the configuration file: No such file or directory");
 }
 
 TEST_CASE("load_config_for_run makes run's checks and reports them at their keys", "[config]")
@@ -666,8 +681,10 @@ TEST_CASE("load_config_for_run makes run's checks and reports them at their keys
     exf::test::TempDir d("exf-cfg-run");
     auto dir = d.path.string();
     // Directories that exist: accepted, and checking creates nothing.
-    auto ok = d.write("ok.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + dir + "/alerts.json\"\n"
-                                 "spool_file = \"" + dir + "/spool\"\n");
+    auto ok = d.write("ok.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + dir +
+                                     "/alerts.json\"\n"
+                                     "spool_file = \"" +
+                                     dir + "/spool\"\n");
     auto r = load_config_for_run(ok);
     for (auto &i : r.issues)
         FAIL(i.format());
@@ -677,23 +694,28 @@ TEST_CASE("load_config_for_run makes run's checks and reports them at their keys
 
     // The second output's problems, at the second output's keys.
     auto bad = d.write("bad.toml", "[[outputs]]\ntype = \"json\"\n\n[[outputs]]\ntype = \"json\"\n"
-                                   "path = \"" + dir + "\"\nspool_file = \"" + dir + "/no/spool\"\n"
-                                   "[control]\ngroup = \"exf-no-such-group\"\n");
+                                   "path = \"" +
+                                       dir + "\"\nspool_file = \"" + dir +
+                                       "/no/spool\"\n"
+                                       "[control]\ngroup = \"exf-no-such-group\"\n");
     r = load_config_for_run(bad);
     REQUIRE(r.issues.size() == 3);
     CHECK(r.issues[0].format() == bad + ":6:8: path " + dir + ": Is a directory");
-    CHECK(r.issues[1].format() == bad + ":7:14: spool_file " + dir + "/no/spool: its directory " + dir +
-                                      "/no: No such file or directory");
+    CHECK(r.issues[1].format() == bad + ":7:14: spool_file " + dir + "/no/spool: its directory " +
+                                      dir + "/no: No such file or directory");
     CHECK(r.issues[2].format() == bad + ":9:9: group 'exf-no-such-group' does not exist");
     // load_config (replay, and the parse) does not look at the host.
     CHECK(load_config(bad).ok());
 
     // A name that does not resolve (.invalid never does): a warning.
-    auto dns = d.write("dns.toml", "[[outputs]]\ntransport = \"udp\"\naddress = \"collector.invalid:514\"\n");
+    auto dns = d.write("dns.toml",
+                       "[[outputs]]\ntransport = \"udp\"\naddress = \"collector.invalid:514\"\n");
     r = load_config_for_run(dns);
     CHECK(r.ok());
     REQUIRE(r.warnings.size() == 1);
-    CHECK(r.warnings[0].format().rfind(dns + ":3:11: warning: address collector.invalid:514: resolve collector.invalid: ", 0) == 0);
+    CHECK(r.warnings[0].format().rfind(
+              dns + ":3:11: warning: address collector.invalid:514: resolve collector.invalid: ",
+              0) == 0);
 
     // Addresses are checked by the parser itself: SIGHUP and replay refuse them too.
     CHECK(only_issue("[[outputs]]\ntransport = \"udp\"\naddress = \"127.0.0.1:99999\"\n") ==
@@ -702,7 +724,8 @@ TEST_CASE("load_config_for_run makes run's checks and reports them at their keys
           "t.toml:3:11: address 256.1.1.1:514: 256.1.1.1 is not an IPv4 address");
 }
 
-TEST_CASE("A spool_file on a read-only file system is a warning, a json path there an error", "[config]")
+TEST_CASE("A spool_file on a read-only file system is a warning, a json path there an error",
+          "[config]")
 {
     if (!exf::test::require_root())
         return;
@@ -712,15 +735,18 @@ TEST_CASE("A spool_file on a read-only file system is a warning, a json path the
     auto ro = disk.dir().string();
     // The output runs with its spool in memory and retries (output/spool.h):
     // said, not refused.
-    auto spool = d.write("spool.toml", "[[outputs]]\ntype = \"json\"\nspool_file = \"" + ro + "/spool\"\n");
+    auto spool =
+        d.write("spool.toml", "[[outputs]]\ntype = \"json\"\nspool_file = \"" + ro + "/spool\"\n");
     auto r = load_config_for_run(spool);
     CHECK(r.ok());
     REQUIRE(r.warnings.size() == 1);
-    CHECK(r.warnings[0].format() == spool + ":3:14: warning: spool_file " + ro + "/spool: its directory " + ro +
-                                        ": Read-only file system (alerts are kept in memory until it can "
-                                        "be written)");
+    CHECK(r.warnings[0].format() ==
+          spool + ":3:14: warning: spool_file " + ro + "/spool: its directory " + ro +
+              ": Read-only file system (alerts are kept in memory until it can "
+              "be written)");
     // A json output cannot write its alerts at all.
-    auto json = d.write("json.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + ro + "/alerts.json\"\n");
+    auto json =
+        d.write("json.toml", "[[outputs]]\ntype = \"json\"\npath = \"" + ro + "/alerts.json\"\n");
     r = load_config_for_run(json);
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() == json + ":3:8: path " + ro + "/alerts.json: its directory " + ro +
@@ -731,15 +757,18 @@ TEST_CASE("A cohorts file writable by others is refused like the configuration f
 {
     // A cohort label can exempt clients from rules: whoever writes the file
     // could exempt themselves.
-    auto dir = std::filesystem::temp_directory_path() / ("exf-cohort-perm-" + std::to_string(::getpid()));
+    auto dir =
+        std::filesystem::temp_directory_path() / ("exf-cohort-perm-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
     auto cohorts = dir / "cohorts.txt";
     std::ofstream(cohorts) << "198.51.100.0/24 partner\n";
-    std::filesystem::permissions(cohorts, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    std::filesystem::permissions(cohorts, std::filesystem::perms::owner_read |
+                                              std::filesystem::perms::owner_write);
     const std::string text = "[aggregate]\ncohorts_file = \"" + cohorts.string() + "\"\n";
     CHECK(parse_config(text, "x.toml").ok());
-    std::filesystem::permissions(cohorts, std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(cohorts, std::filesystem::perms::others_write,
+                                 std::filesystem::perm_options::add);
     auto r = parse_config(text, "x.toml");
     REQUIRE(r.issues.size() == 1);
     CHECK(r.issues[0].format() == "x.toml:2:16: cohorts_file " + cohorts.string() +

@@ -11,11 +11,11 @@
 
 #include <atomic>
 #include <cstring>
-#include <set>
-#include <sstream>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "aggregate/aggregator.h"
@@ -86,7 +86,8 @@ struct Fixture {
         state.events_waited = 9;
         state.events_harvest_drained = 13;
         state.harvest_drain_full = 1;
-        agg.add_traffic(kMin, *parse_addr("192.0.2.10"), "api.example.com", {500, 50000, 10, 40, 2});
+        agg.add_traffic(kMin, *parse_addr("192.0.2.10"), "api.example.com",
+                        {500, 50000, 10, 40, 2});
         agg.add_traffic(2 * kMin, *parse_addr("192.0.2.11"), "evil\x1b[2J\xff.example.com",
                         {300, 2000, 5, 6, 1});
         det.evaluate(agg, now, kWall + now);
@@ -94,7 +95,10 @@ struct Fixture {
     DaemonView view() { return {state, agg, det, tracker, outputs, now, kWall + now}; }
 };
 
-json ask(Fixture &f, const std::string &line) { return json::parse(handle_request(line, f.view())); }
+json ask(Fixture &f, const std::string &line)
+{
+    return json::parse(handle_request(line, f.view()));
+}
 
 // A client connection made by hand: sends `data`, reads until EOF.
 std::string raw_exchange(const std::string &path, const std::string &data)
@@ -255,12 +259,16 @@ TEST_CASE("table views sanitize wire strings", "[control]")
           std::string::npos);
     // An output whose spool file is failing says so.
     auto st = ask(f, R"({"cmd":"status"})");
-    st["outputs"] = json::array({{{"index", 0u}, {"describe", "syslog tcp 192.0.2.1:514 rfc5424"},
-                                  {"sent", 3u}, {"spool_file", "/var/lib/exfilmon/spool"},
-                                  {"spool_file_ok", false}, {"spool_write_errors", 4u}}});
+    st["outputs"] = json::array({{{"index", 0u},
+                                  {"describe", "syslog tcp 192.0.2.1:514 rfc5424"},
+                                  {"sent", 3u},
+                                  {"spool_file", "/var/lib/exfilmon/spool"},
+                                  {"spool_file_ok", false},
+                                  {"spool_write_errors", 4u}}});
     auto failing = render_status(st);
-    CHECK(failing.find("output 0:    syslog tcp 192.0.2.1:514 rfc5424: sent 3, dropped 0, spooled 0, "
-                       "reconnects 0, spool file FAILING (4 write errors)\n") != std::string::npos);
+    CHECK(
+        failing.find("output 0:    syslog tcp 192.0.2.1:514 rfc5424: sent 3, dropped 0, spooled 0, "
+                     "reconnects 0, spool file FAILING (4 write errors)\n") != std::string::npos);
     for (auto *t : {&table, &sni_table, &status})
         for (unsigned char c : *t)
             CHECK((c == '\n' || (c >= 0x20 && c < 0x7f)));
@@ -280,37 +288,42 @@ TEST_CASE("Prometheus text rendering", "[control]")
     m.outputs.push_back({"json", 0, 5, 0, 0, 0, 0, true, 6, false});  // its spool file failing
     auto text = render_metrics(m);
     INFO(text);
-    for (auto *line : {"exfilmon_build_info{version=\"" EXFILMON_VERSION "\"} 1\n",
-                       "exfilmon_start_time_seconds 1800000000\n", "exfilmon_packets_total 1234\n",
-                       "exfilmon_datapath_events_total{counter=\"ringbuf_full\"} 7\n",
-                       "exfilmon_ringbuf_drops_total 7\n", "exfilmon_event_queue_drops_total 5\n",
-                       "exfilmon_event_queue_waits_total 9\n",
-                       "exfilmon_event_queue_harvest_drained_total 13\n",
-                       "exfilmon_event_queue_harvest_drain_full_total 1\n",
-                       "exfilmon_map_entries{map=\"flows\"} 3\n",
-                       "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
-                       "exfilmon_map_evictions_total{map=\"clients\"} 6\n",
-                       "exfilmon_map_capacity{map=\"clients\"} 1024\n",
-                       "exfilmon_aggregate_entities{kind=\"client\"} 2\n",
-                       "exfilmon_aggregate_evictions_total{kind=\"subnet\"} 0\n",
-                       "exfilmon_harvests_total 9\n", "exfilmon_harvest_duration_seconds 0.0015\n",
-                       "exfilmon_detect_evaluations_total 1\n",
-                       "exfilmon_alerts_total{rule=\"bulk\",severity=\"critical\",state=\"open\"} 1\n",
-                       "exfilmon_alerts_total{rule=\"we\\\"ird\\\\\",severity=\"info\",state=\"resolved\"} 2\n",
-                       "exfilmon_alerts_open 1\n",
-                       "exfilmon_output_spool_depth{output=\"0\",type=\"syslog_tcp\"} 4\n",
-                       "exfilmon_output_sent_total{output=\"0\",type=\"syslog_tcp\"} 10\n",
-                       "exfilmon_output_connected{output=\"0\",type=\"syslog_tcp\"} 1\n",
-                       "exfilmon_output_spool_write_errors_total{output=\"0\",type=\"syslog_tcp\"} 0\n",
-                       "exfilmon_output_spool_file_ok{output=\"0\",type=\"syslog_tcp\"} 1\n",
-                       "exfilmon_output_spool_write_errors_total{output=\"1\",type=\"json\"} 6\n",
-                       "exfilmon_output_spool_file_ok{output=\"1\",type=\"json\"} 0\n",
-                       "exfilmon_config_reloads_total{result=\"ok\"} 3\n",
-                       "exfilmon_config_reloads_total{result=\"error\"} 0\n"})
+    for (auto *line :
+         {"exfilmon_build_info{version=\"" EXFILMON_VERSION "\"} 1\n",
+          "exfilmon_start_time_seconds 1800000000\n",
+          "exfilmon_packets_total 1234\n",
+          "exfilmon_datapath_events_total{counter=\"ringbuf_full\"} 7\n",
+          "exfilmon_ringbuf_drops_total 7\n",
+          "exfilmon_event_queue_drops_total 5\n",
+          "exfilmon_event_queue_waits_total 9\n",
+          "exfilmon_event_queue_harvest_drained_total 13\n",
+          "exfilmon_event_queue_harvest_drain_full_total 1\n",
+          "exfilmon_map_entries{map=\"flows\"} 3\n",
+          "exfilmon_map_evictions_total{map=\"flows\"} 11\n",
+          "exfilmon_map_evictions_total{map=\"clients\"} 6\n",
+          "exfilmon_map_capacity{map=\"clients\"} 1024\n",
+          "exfilmon_aggregate_entities{kind=\"client\"} 2\n",
+          "exfilmon_aggregate_evictions_total{kind=\"subnet\"} 0\n",
+          "exfilmon_harvests_total 9\n",
+          "exfilmon_harvest_duration_seconds 0.0015\n",
+          "exfilmon_detect_evaluations_total 1\n",
+          "exfilmon_alerts_total{rule=\"bulk\",severity=\"critical\",state=\"open\"} 1\n",
+          "exfilmon_alerts_total{rule=\"we\\\"ird\\\\\",severity=\"info\",state=\"resolved\"} 2\n",
+          "exfilmon_alerts_open 1\n",
+          "exfilmon_output_spool_depth{output=\"0\",type=\"syslog_tcp\"} 4\n",
+          "exfilmon_output_sent_total{output=\"0\",type=\"syslog_tcp\"} 10\n",
+          "exfilmon_output_connected{output=\"0\",type=\"syslog_tcp\"} 1\n",
+          "exfilmon_output_spool_write_errors_total{output=\"0\",type=\"syslog_tcp\"} 0\n",
+          "exfilmon_output_spool_file_ok{output=\"0\",type=\"syslog_tcp\"} 1\n",
+          "exfilmon_output_spool_write_errors_total{output=\"1\",type=\"json\"} 6\n",
+          "exfilmon_output_spool_file_ok{output=\"1\",type=\"json\"} 0\n",
+          "exfilmon_config_reloads_total{result=\"ok\"} 3\n",
+          "exfilmon_config_reloads_total{result=\"error\"} 0\n"})
         CHECK(text.find(line) != std::string::npos);
     CHECK(text.find("192.0.2") == std::string::npos);  // no per-client series
     // Every sample line is NAME[{LABELS}] VALUE, every family typed once.
-    std::regex sample(R"(^exfilmon_[a-z_0-9]+(\{[a-z_]+="([^"\\]|\\.)*"(,[a-z_]+="([^"\\]|\\.)*")*\})? [0-9.e+-]+$)");
+    std::regex sample(
+        R"(^exfilmon_[a-z_0-9]+(\{[a-z_]+="([^"\\]|\\.)*"(,[a-z_]+="([^"\\]|\\.)*")*\})? [0-9.e+-]+$)");
     std::set<std::string> typed;
     std::istringstream lines(text);
     std::string line;
@@ -335,7 +348,7 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
     auto path = (dir / "sub" / "control.sock").string();
     {
         ControlServer srv(path, "");
-        struct stat st{};
+        struct stat st {};
         REQUIRE(stat(path.c_str(), &st) == 0);
         CHECK(S_ISSOCK(st.st_mode));
         CHECK((st.st_mode & 0777) == 0600);
@@ -347,7 +360,9 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
         auto r = serving(srv, f, [&] { return request(path, {{"cmd", "status"}}, error, code); });
         REQUIRE(r);
         CHECK((*r)["interfaces"][0]["name"] == "eth0");
-        auto bad = serving(srv, f, [&] { return request(path, {{"cmd", "top"}, {"window", "7m"}}, error, code); });
+        auto bad = serving(srv, f, [&] {
+            return request(path, {{"cmd", "top"}, {"window", "7m"}}, error, code);
+        });
         CHECK_FALSE(bad);
         CHECK(code == 2);
         CHECK(error.find("window '7m'") != std::string::npos);
@@ -357,7 +372,8 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
         auto big = serving(srv, f, [&] { return raw_exchange(path, std::string(5000, ' ')); });
         CHECK(big == "{\"ok\":false,\"error\":\"request longer than 4096 bytes\"}\n");
         // A live daemon's socket is not taken over.
-        CHECK_THROWS_WITH(ControlServer(path, ""), Catch::Contains("another exfilmon is serving it"));
+        CHECK_THROWS_WITH(ControlServer(path, ""),
+                          Catch::Contains("another exfilmon is serving it"));
         CHECK_THROWS_WITH(ControlServer(path + "x", "no-such-group-exf"),
                           Catch::Contains("group 'no-such-group-exf' does not exist"));
     }
@@ -372,7 +388,7 @@ TEST_CASE("control socket serves one request per connection root only", "[contro
         REQUIRE(bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0);
         close(fd);
         ControlServer srv(path, "root");
-        struct stat st{};
+        struct stat st {};
         REQUIRE(stat(path.c_str(), &st) == 0);
         CHECK((st.st_mode & 0777) == 0660);
     }
@@ -455,7 +471,8 @@ TEST_CASE("exfilmon status and top exit codes without a daemon", "[control]")
     CHECK(none.status == 1);
     CHECK(none.err.find("cannot connect to /nonexistent/exfilmon.sock") != std::string::npos);
     CHECK(none.err.find("is exfilmon running?") != std::string::npos);
-    auto top = exf::test::run_program({bin, "top", "--once", "--socket", "/nonexistent/exfilmon.sock"});
+    auto top =
+        exf::test::run_program({bin, "top", "--once", "--socket", "/nonexistent/exfilmon.sock"});
     CHECK(top.status == 1);
     CHECK(exf::test::run_program({bin, "top", "--format", "json"}).status == 2);
     CHECK(exf::test::run_program({bin, "top", "--interval", "5"}).status == 2);

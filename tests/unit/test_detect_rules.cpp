@@ -64,10 +64,12 @@ std::vector<AlertRecord> eval(Detector &d, const agg::Aggregator &a, uint64_t no
 
 }  // namespace
 
-TEST_CASE("Threshold rule: opens once for the crossing client then updates and resolves", "[detect]")
+TEST_CASE("Threshold rule: opens once for the crossing client then updates and resolves",
+          "[detect]")
 {
     agg::Aggregator a(windows());
-    Detector d(one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
+    Detector d(
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
     uint64_t t = 1'000'000;
     pull(a, t, "203.0.113.7", 1500);
     pull(a, t, "203.0.113.8", 500);
@@ -187,10 +189,12 @@ TEST_CASE("Group rules: a /24 spreading the pull below the per-client threshold"
     agg::Aggregator a(windows());
     DetectConfig c;
     c.host_name = "sensor-1";
-    c.rules = {make_rule("client-pull", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000),
-               make_rule("subnet-pull", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 5000),
-               make_rule("subnet-spread", agg::EntityKind::subnet, Metric::distinct_clients, 10 * kMin, 10),
-               make_rule("host-pull", agg::EntityKind::host, Metric::bytes_out, 10 * kMin, 100000)};
+    c.rules = {
+        make_rule("client-pull", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000),
+        make_rule("subnet-pull", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 5000),
+        make_rule("subnet-spread", agg::EntityKind::subnet, Metric::distinct_clients, 10 * kMin,
+                  10),
+        make_rule("host-pull", agg::EntityKind::host, Metric::bytes_out, 10 * kMin, 100000)};
     Detector d(c);
     uint64_t t = 1'200'000;
     for (int i = 1; i <= 10; i++)
@@ -229,7 +233,8 @@ TEST_CASE("Response to request ratio rule with its minimum volume", "[detect]")
 TEST_CASE("Baseline rule: learns an entity's level then fires on a jump", "[detect]")
 {
     agg::Aggregator a(windows({kMin, 10 * kMin}));
-    auto rule = make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
+    auto rule =
+        make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
     rule.baseline = Baseline{5.0, 1000, 10 * kMin};
     Detector d(one_rule(rule));
     uint64_t t0 = 6'000'000;  // a bucket boundary of the 1m window
@@ -263,8 +268,10 @@ TEST_CASE("Baseline rule: learns an entity's level then fires on a jump", "[dete
 TEST_CASE("Allow list: counted but never alerted", "[detect]")
 {
     agg::Aggregator a(windows());
-    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
-    c.rules.push_back(make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
+    DetectConfig c =
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(
+        make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
     AllowEntry e;
     e.cidr = agg::parse_cidr("198.51.100.0/24");
     c.allow.push_back(e);
@@ -277,18 +284,24 @@ TEST_CASE("Allow list: counted but never alerted", "[detect]")
     for (auto &x : r)
         CHECK(x.entity.find("203.0.113.") == 0);
     CHECK(d.stats().allowed == 2);  // the client and its /24
-    CHECK(a.value(agg::EntityKind::client, a.client_key(A("198.51.100.20")), 1, t).bytes_out == 50'000);
+    CHECK(a.value(agg::EntityKind::client, a.client_key(A("198.51.100.20")), 1, t).bytes_out ==
+          50'000);
 }
 
-TEST_CASE("An SNI exemption never exempts the client: client and subnet rules still fire", "[detect]")
+TEST_CASE("An SNI exemption never exempts the client: client and subnet rules still fire",
+          "[detect]")
 {
     // The SNI is the client's choice: a puller can name an exempt host and
     // still be caught by the rules that measure the client itself.
     agg::Aggregator a(windows());
-    DetectConfig c = one_rule(make_rule("client", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
-    c.rules.push_back(make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
-    c.rules.push_back(make_rule("pair", agg::EntityKind::client_api_host, Metric::bytes_out, 10 * kMin, 1000));
-    c.rules.push_back(make_rule("host", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000));
+    DetectConfig c =
+        one_rule(make_rule("client", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(
+        make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(
+        make_rule("pair", agg::EntityKind::client_api_host, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(
+        make_rule("host", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000));
     AllowEntry e;
     e.sni = "downloads.example.com";
     c.allow.push_back(e);
@@ -306,7 +319,8 @@ TEST_CASE("An SNI exemption never exempts the client: client and subnet rules st
 TEST_CASE("Shadow rules and SNI overrides", "[detect]")
 {
     agg::Aggregator a(windows());
-    auto rule = make_rule("sni-pull", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 10'000);
+    auto rule =
+        make_rule("sni-pull", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 10'000);
     rule.shadow = true;
     DetectConfig c = one_rule(rule);
     c.sni_scale["downloads.example.com"] = 10.0;
@@ -315,7 +329,7 @@ TEST_CASE("Shadow rules and SNI overrides", "[detect]")
     uint64_t t = 1'200'000;
     pull(a, t, "192.0.2.1", 50'000, 10, "api.example.com");
     pull(a, t, "192.0.2.1", 50'000, 10, "downloads.example.com");    // < 100k
-    pull(a, t, "192.0.2.1", 500'000, 10, "eu.cdn.example.com");     // < 1M
+    pull(a, t, "192.0.2.1", 500'000, 10, "eu.cdn.example.com");      // < 1M
     pull(a, t, "192.0.2.1", 500'000, 10, "Downloads2.Example.com");  // no override
     auto r = eval(d, a, t);
     REQUIRE(r.size() == 2);
@@ -332,7 +346,8 @@ TEST_CASE("Shadow rules and SNI overrides", "[detect]")
 TEST_CASE("A storm of entities is summarized with what was suppressed", "[detect]")
 {
     agg::Aggregator a(windows());
-    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    DetectConfig c =
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
     c.storm_limit = 3;
     Detector d(c);
     uint64_t t = 1'200'000;
@@ -366,7 +381,8 @@ TEST_CASE("A storm of entities is summarized with what was suppressed", "[detect
 TEST_CASE("Top JA4 fingerprints and SNIs in a client's alert", "[detect]")
 {
     agg::Aggregator a(windows());
-    Detector d(one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
+    Detector d(
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000)));
     uint64_t t = 1'200'000;
     for (int i = 0; i < 3; i++)
         d.on_tls(a, t, A("192.0.2.5"), "api.example.com", "t13d1516h2_8daaf6152771_02713d6af862");
@@ -386,7 +402,8 @@ TEST_CASE("Top JA4 fingerprints and SNIs in a client's alert", "[detect]")
 TEST_CASE("Top JA4: at most 4 per entity, a new one replaces the least frequent", "[detect]")
 {
     agg::Aggregator a(windows());
-    Detector d(one_rule(make_rule("bulk", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000)));
+    Detector d(
+        one_rule(make_rule("bulk", agg::EntityKind::api_host, Metric::bytes_out, 10 * kMin, 1000)));
     uint64_t t = 1'200'000;
     auto ja4 = [](int i) { return "t13d1516h2_8daaf6152771_00000000000" + std::to_string(i); };
     // Counts 5, 4, 3, 2 for fingerprints 0..3, from two clients; another
@@ -416,8 +433,10 @@ TEST_CASE("Top JA4: at most 4 per entity, a new one replaces the least frequent"
 TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones", "[detect]")
 {
     agg::Aggregator a(windows());
-    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
-    c.rules.push_back(make_rule("other", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    DetectConfig c =
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    c.rules.push_back(
+        make_rule("other", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
     Detector d(c);
     uint64_t t = 1'200'000;
     pull(a, t, "192.0.2.5", 4000);
@@ -439,10 +458,12 @@ TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones
     CHECK(eval(d, a, t + 2000).empty());
 }
 
-TEST_CASE("Reconfigure: an open alert's live view and later records carry the new threshold", "[detect]")
+TEST_CASE("Reconfigure: an open alert's live view and later records carry the new threshold",
+          "[detect]")
 {
     agg::Aggregator a(windows());
-    DetectConfig c = one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    DetectConfig c =
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
     Detector d(c);
     uint64_t t = 1'200'000;
     pull(a, t, "192.0.2.5", 4000);
@@ -473,7 +494,8 @@ TEST_CASE("Reconfigure: an open alert's live view and later records carry the ne
     // A baseline rule (learned as in the baseline test above): a new factor
     // moves what its open alert is compared with.
     agg::Aggregator ab(windows({kMin, 10 * kMin}));
-    auto rule = make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
+    auto rule =
+        make_rule("baseline", agg::EntityKind::client, Metric::bytes_out, kMin, std::nullopt);
     rule.baseline = Baseline{5.0, 1000, 10 * kMin};
     DetectConfig b = one_rule(rule);
     Detector db(b);

@@ -58,7 +58,8 @@ Bytes hello_event(const exf_flow_key &k, uint32_t seq, uint32_t offset,
     e.seq = seq;
     e.offset = offset;
     std::memcpy(e.data, data.data(), std::min(data.size(), sizeof(e.data)));
-    size_t size = EXF_HELLO_EVENT_HDR_SIZE + (data.size() <= EXF_CHUNK_SMALL ? EXF_CHUNK_SMALL : EXF_CHUNK_MAX);
+    size_t size = EXF_HELLO_EVENT_HDR_SIZE +
+                  (data.size() <= EXF_CHUNK_SMALL ? EXF_CHUNK_SMALL : EXF_CHUNK_MAX);
     Bytes b(size);
     std::memcpy(b.data(), &e, size);
     return b;
@@ -99,7 +100,8 @@ std::string expected_ja4(const Bytes &record)
 
 }  // namespace
 
-TEST_CASE("flow tracker: a hello split in three chunks arriving out of order", "[pipeline][tracker]")
+TEST_CASE("flow tracker: a hello split in three chunks arriving out of order",
+          "[pipeline][tracker]")
 {
     const Bytes rec = HelloBuilder::browser_like().record();
     REQUIRE(rec.size() > 1200);
@@ -187,7 +189,8 @@ TEST_CASE("flow tracker: malformed hellos are counted anomalies", "[pipeline][tr
     int calls = 0;
     t.set_on_tls_meta([&](const FlowRecord &) { calls++; });
 
-    const Bytes http = {'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n'};
+    const Bytes http = {'G', 'E', 'T', ' ', '/', ' ', 'H',  'T',
+                        'T', 'P', '/', '1', '.', '1', '\r', '\n'};
     chunk(t, make_key(1), 5, http, 0, http.size());
     Bytes bad_type = HelloBuilder().sni("a.example").record();
     bad_type[5] = 0x02;  // a ServerHello
@@ -482,7 +485,11 @@ TEST_CASE("flow tracker: QUIC flows are transport quic and the decoder seam fill
         t.set_quic_decoder([](const FlowRecord &) { return std::make_unique<FakeQuicDecoder>(); });
         int calls = 0;
         t.set_on_tls_meta([&](const FlowRecord &) { calls++; });
-        const Bytes hs = HelloBuilder().sni("quic.example").alpn({"h3"}).supported_versions({0x0304}).handshake();
+        const Bytes hs = HelloBuilder()
+                             .sni("quic.example")
+                             .alpn({"h3"})
+                             .supported_versions({0x0304})
+                             .handshake();
         t.on_event(hello_event(k, 0, 0, hs));
         const FlowRecord *r = t.lookup(k);
         REQUIRE(r != nullptr);

@@ -72,7 +72,9 @@ int number(std::span<const uint8_t> e)
 
 }  // namespace
 
-TEST_CASE("A harvest lets the reader go on: events queued meanwhile are drained and handed on after it", "[pipeline]")
+TEST_CASE(
+    "A harvest lets the reader go on: events queued meanwhile are drained and handed on after it",
+    "[pipeline]")
 {
     EventQueue q(4);
     constexpr int kEvents = 500;
@@ -106,18 +108,18 @@ TEST_CASE("A harvest lets the reader go on: events queued meanwhile are drained 
     CHECK(q.dropped() == 0);
 }
 
-TEST_CASE("Draining during a harvest stops at its byte limit and the reader then waits", "[pipeline]")
+TEST_CASE("Draining during a harvest stops at its byte limit and the reader then waits",
+          "[pipeline]")
 {
     EventQueue q(4);
     constexpr int kEvents = 200;
     Producer p(q, kEvents);
     int pushed_during_work = 0;
     std::vector<int> got;
-    auto r = run_draining(
-        [&] { pushed_during_work = p.wait_stuck(100ms); },
-        [&](const EventFn &fn) { return q.pop_all(fn); },
-        [&](std::span<const uint8_t> e) { got.push_back(number(e)); },
-        30);  // 10 events of 3 bytes
+    auto r = run_draining([&] { pushed_during_work = p.wait_stuck(100ms); },
+                          [&](const EventFn &fn) { return q.pop_all(fn); },
+                          [&](std::span<const uint8_t> e) { got.push_back(number(e)); },
+                          30);  // 10 events of 3 bytes
     CHECK(r.limit_reached);
     // Staging stops once it holds 30 bytes, one pop (4 events) past at most;
     // then 4 more fill the queue and the reader waits.

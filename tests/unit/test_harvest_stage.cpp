@@ -38,8 +38,7 @@ struct Rig {
               o.max_flows = tracker_records;
               return o;
           }())
-    {
-    }
+    {}
 
     void send(FrameSpec s, bool from_server = false)
     {

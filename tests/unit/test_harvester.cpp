@@ -52,8 +52,9 @@ TEST_CASE("Harvester reports deltas of cumulative counters", "[pipeline]")
     CHECK(d[0].delta.bytes_out == 50);
 }
 
-TEST_CASE("Harvester: a reading below the previous one of the same entry is a late count, not a reset",
-          "[pipeline]")
+TEST_CASE(
+    "Harvester: a reading below the previous one of the same entry is a late count, not a reset",
+    "[pipeline]")
 {
     // Counts on their way from the flow cache to the tables can be missed
     // by one reading (maps.h read_tables). The same entry (same creation
@@ -161,8 +162,9 @@ TEST_CASE("Flow harvester: opens and ends including idle and vanished flows", "[
     CHECK(closed == 1);
 }
 
-TEST_CASE("Flow harvester: a flow reading below its previous reading reports nothing until it passes it",
-          "[pipeline]")
+TEST_CASE(
+    "Flow harvester: a flow reading below its previous reading reports nothing until it passes it",
+    "[pipeline]")
 {
     constexpr uint64_t s = 1'000'000'000ull;
     FlowHarvester h;

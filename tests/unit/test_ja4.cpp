@@ -17,7 +17,8 @@ using namespace exf::tls;
 
 namespace {
 
-ClientHello parsed(const Bytes &rec) {
+ClientHello parsed(const Bytes &rec)
+{
     ClientHello h;
     const ParseResult r = parse_client_hello_record(rec, h);
     REQUIRE(r.status == ParseStatus::complete);
@@ -25,7 +26,9 @@ ClientHello parsed(const Bytes &rec) {
 }
 
 // A ClientHello given as lists (no bytes): enough for JA4.
-ClientHello lists(std::vector<uint16_t> ciphers, std::vector<uint16_t> exts, std::vector<uint16_t> sigs = {}) {
+ClientHello lists(std::vector<uint16_t> ciphers, std::vector<uint16_t> exts,
+                  std::vector<uint16_t> sigs = {})
+{
     ClientHello h;
     h.legacy_version = 0x0303;
     h.cipher_suites = std::move(ciphers);
@@ -38,10 +41,11 @@ ClientHello lists(std::vector<uint16_t> ciphers, std::vector<uint16_t> exts, std
 
 // The ClientHello of JA4.md's example, with GREASE added in every list (which
 // must not change anything). Extension data are plausible bodies.
-HelloBuilder spec_example() {
+HelloBuilder spec_example()
+{
     HelloBuilder b;
-    b.ciphers({0x5a5a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
-               0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
+    b.ciphers({0x5a5a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
+               0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035});
     b.grease_extension(0xdada)
         .raw_extension(0x001b, {0x02, 0x00, 0x02})
         .sni("example.com")
@@ -63,31 +67,38 @@ HelloBuilder spec_example() {
     return b;
 }
 
-std::vector<uint16_t> hex_list(std::string_view s) {
+std::vector<uint16_t> hex_list(std::string_view s)
+{
     std::vector<uint16_t> out;
     size_t pos = 0;
     while (pos < s.size()) {
         size_t comma = s.find(',', pos);
-        if (comma == std::string_view::npos) comma = s.size();
-        out.push_back(static_cast<uint16_t>(std::stoul(std::string(s.substr(pos, comma - pos)), nullptr, 16)));
+        if (comma == std::string_view::npos)
+            comma = s.size();
+        out.push_back(static_cast<uint16_t>(
+            std::stoul(std::string(s.substr(pos, comma - pos)), nullptr, 16)));
         pos = comma + 1;
     }
     return out;
 }
 
-std::vector<std::string> split(std::string_view s, char sep) {
+std::vector<std::string> split(std::string_view s, char sep)
+{
     std::vector<std::string> out;
     size_t pos = 0;
     for (;;) {
         const size_t at = s.find(sep, pos);
-        out.emplace_back(s.substr(pos, at == std::string_view::npos ? std::string_view::npos : at - pos));
-        if (at == std::string_view::npos) break;
+        out.emplace_back(
+            s.substr(pos, at == std::string_view::npos ? std::string_view::npos : at - pos));
+        if (at == std::string_view::npos)
+            break;
         pos = at + 1;
     }
     return out;
 }
 
-std::vector<std::string> csv_row(const std::string &line) {
+std::vector<std::string> csv_row(const std::string &line)
+{
     std::vector<std::string> cells(1);
     bool quoted = false;
     for (size_t i = 0; i < line.size(); ++i) {
@@ -114,7 +125,8 @@ std::vector<std::string> csv_row(const std::string &line) {
 
 }  // namespace
 
-TEST_CASE("ja4: FoxIO's worked example from JA4.md", "[tls][ja4]") {
+TEST_CASE("ja4: FoxIO's worked example from JA4.md", "[tls][ja4]")
+{
     const ClientHello h = parsed(spec_example().record());
     const Ja4Fingerprints fp = compute_ja4(h);
     REQUIRE(fp.ja4 == "t13d1516h2_8daaf6152771_e5627efa2ab1");
@@ -129,7 +141,8 @@ TEST_CASE("ja4: FoxIO's worked example from JA4.md", "[tls][ja4]") {
             "0403,0804,0401,0503,0805,0501,0806,0601");
     REQUIRE(ja4(h) == fp.ja4);
 
-    SECTION("the same hello split over records, or as a QUIC message, fingerprints the same") {
+    SECTION("the same hello split over records, or as a QUIC message, fingerprints the same")
+    {
         REQUIRE(ja4(parsed(spec_example().records(61))) == fp.ja4);
         ClientHello q;
         REQUIRE(parse_client_hello_handshake(spec_example().handshake(), q).complete());
@@ -137,9 +150,11 @@ TEST_CASE("ja4: FoxIO's worked example from JA4.md", "[tls][ja4]") {
     }
 }
 
-TEST_CASE("ja4: the hash strings of JA4.md", "[tls][ja4]") {
-    REQUIRE(ja4_hash12("002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9") ==
-            "8daaf6152771");
+TEST_CASE("ja4: the hash strings of JA4.md", "[tls][ja4]")
+{
+    REQUIRE(
+        ja4_hash12("002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9") ==
+        "8daaf6152771");
     REQUIRE(ja4_hash12("0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_"
                        "0403,0804,0401,0503,0805,0501,0806,0601") == "e5627efa2ab1");
     // "If there are no signature algorithms ... the string ends without an underscore."
@@ -149,12 +164,13 @@ TEST_CASE("ja4: the hash strings of JA4.md", "[tls][ja4]") {
     REQUIRE(ja4_hash12("") == "000000000000");
 }
 
-TEST_CASE("ja4: FoxIO's sigalg-grease test output, rebuilt from its lists", "[tls][ja4]") {
+TEST_CASE("ja4: FoxIO's sigalg-grease test output, rebuilt from its lists", "[tls][ja4]")
+{
     // Published JA4_ro lists (wire order) of FoxIO's sigalg-grease capture; a
     // GREASE signature algorithm is added, which must be ignored.
     const Bytes rec = HelloBuilder()
-                          .ciphers({0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
-                                    0xc014, 0x009c, 0x009d, 0x002f, 0x0035})
+                          .ciphers({0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9,
+                                    0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035})
                           .ech(100)
                           .alpn({"h2", "http/1.1"})
                           .raw_extension(0x0017, {})
@@ -162,8 +178,8 @@ TEST_CASE("ja4: FoxIO's sigalg-grease test output, rebuilt from its lists", "[tl
                           .raw_extension(0x44cd, {0x00, 0x03, 0x02, 0x68, 0x32})
                           .raw_extension(0xff01, {0x00})
                           .supported_groups({0x11ec, 0x001d, 0x0017, 0x0018})
-                          .signature_algorithms({0x2a2a, 0x0904, 0x0905, 0x0906, 0x0403, 0x0804, 0x0401,
-                                                 0x0503, 0x0805, 0x0501, 0x0806, 0x0601})
+                          .signature_algorithms({0x2a2a, 0x0904, 0x0905, 0x0906, 0x0403, 0x0804,
+                                                 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601})
                           .raw_extension(0x0023, {})
                           .supported_versions({0x0304, 0x0303})
                           .ec_point_formats({0x00})
@@ -183,8 +199,10 @@ TEST_CASE("ja4: FoxIO's sigalg-grease test output, rebuilt from its lists", "[tl
             "0904,0905,0906,0403,0804,0401,0503,0805,0501,0806,0601");
 }
 
-TEST_CASE("ja4: version", "[tls][ja4]") {
-    SECTION("codes") {
+TEST_CASE("ja4: version", "[tls][ja4]")
+{
+    SECTION("codes")
+    {
         const std::map<uint16_t, std::string> codes = {
             {0x0304, "13"}, {0x0303, "12"}, {0x0302, "11"}, {0x0301, "10"}, {0x0300, "s3"},
             {0x0002, "s2"}, {0x0200, "s2"}, {0x0100, "s1"}, {0xfeff, "d1"}, {0xfefd, "d2"},
@@ -194,24 +212,32 @@ TEST_CASE("ja4: version", "[tls][ja4]") {
             REQUIRE(ja4_version_code(v) == code);
         }
     }
-    SECTION("legacy_version when there is no supported_versions") {
+    SECTION("legacy_version when there is no supported_versions")
+    {
         ClientHello h = lists({0x002f}, {0x000a});
         h.legacy_version = 0x0301;
         REQUIRE(ja4(h).substr(0, 3) == "t10");
         h.supported_versions = {0x0304};  // ignored without the extension itself
         REQUIRE(ja4(h).substr(0, 3) == "t10");
     }
-    SECTION("highest supported_versions value, GREASE ignored, record and legacy versions ignored") {
-        ClientHello h = parsed(HelloBuilder().legacy_version(0x0303).supported_versions({0x7a7a, 0x0303, 0x0304}).record(0x0301));
+    SECTION("highest supported_versions value, GREASE ignored, record and legacy versions ignored")
+    {
+        ClientHello h = parsed(HelloBuilder()
+                                   .legacy_version(0x0303)
+                                   .supported_versions({0x7a7a, 0x0303, 0x0304})
+                                   .record(0x0301));
         REQUIRE(ja4(h).substr(0, 3) == "t13");
-        h = parsed(HelloBuilder().legacy_version(0x0304).supported_versions({0x0302, 0x0301}).record());
+        h = parsed(
+            HelloBuilder().legacy_version(0x0304).supported_versions({0x0302, 0x0301}).record());
         REQUIRE(ja4(h).substr(0, 3) == "t11");
     }
-    SECTION("an unknown highest version (a TLS 1.3 draft) is 00") {
+    SECTION("an unknown highest version (a TLS 1.3 draft) is 00")
+    {
         const ClientHello h = parsed(HelloBuilder().supported_versions({0x0304, 0x7f1c}).record());
         REQUIRE(ja4(h).substr(0, 3) == "t00");
     }
-    SECTION("supported_versions with only GREASE, or empty, is 00") {
+    SECTION("supported_versions with only GREASE, or empty, is 00")
+    {
         ClientHello h = lists({0x002f}, {0x002b});
         h.supported_versions = {0x0a0a};
         REQUIRE(ja4(h).substr(0, 3) == "t00");
@@ -220,7 +246,8 @@ TEST_CASE("ja4: version", "[tls][ja4]") {
     }
 }
 
-TEST_CASE("ja4: SNI marker", "[tls][ja4]") {
+TEST_CASE("ja4: SNI marker", "[tls][ja4]")
+{
     REQUIRE(ja4(parsed(HelloBuilder().sni("example.com").record()))[3] == 'd');
     REQUIRE(ja4(parsed(HelloBuilder().record()))[3] == 'i');
     // An IP literal in the SNI extension is still 'd': the extension is present.
@@ -229,8 +256,10 @@ TEST_CASE("ja4: SNI marker", "[tls][ja4]") {
     REQUIRE(ja4(ip)[3] == 'd');
 }
 
-TEST_CASE("ja4: counts", "[tls][ja4]") {
-    SECTION("GREASE is not counted; SNI and ALPN are") {
+TEST_CASE("ja4: counts", "[tls][ja4]")
+{
+    SECTION("GREASE is not counted; SNI and ALPN are")
+    {
         const ClientHello h = lists({0x0a0a, 0x1301, 0x00ff, 0x5600, 0xfe00},
                                     {0x1a1a, 0x0000, 0x0010, 0x000d, 0xfafa});
         const Ja4Fingerprints fp = compute_ja4(h);
@@ -238,10 +267,13 @@ TEST_CASE("ja4: counts", "[tls][ja4]") {
         REQUIRE(fp.ja4_r == "t12d040300_00ff,1301,5600,fe00_000d");
         REQUIRE(fp.ja4_ro == "t12d040300_1301,00ff,5600,fe00_0000,0010,000d");
     }
-    SECTION("capped at 99") {
+    SECTION("capped at 99")
+    {
         std::vector<uint16_t> ciphers, exts;
-        for (uint16_t i = 0; i < 120; ++i) ciphers.push_back(static_cast<uint16_t>(0xc000 + i));
-        for (uint16_t i = 0; i < 105; ++i) exts.push_back(static_cast<uint16_t>(0x0100 + i));
+        for (uint16_t i = 0; i < 120; ++i)
+            ciphers.push_back(static_cast<uint16_t>(0xc000 + i));
+        for (uint16_t i = 0; i < 105; ++i)
+            exts.push_back(static_cast<uint16_t>(0x0100 + i));
         const Ja4Fingerprints fp = compute_ja4(lists(ciphers, exts));
         REQUIRE(fp.ja4.substr(0, 8) == "t12i9999");
         // The lists are not cut.
@@ -251,28 +283,35 @@ TEST_CASE("ja4: counts", "[tls][ja4]") {
         exts.resize(9);
         REQUIRE(ja4(lists(ciphers, exts)).substr(0, 8) == "t12i9909");
     }
-    SECTION("built as bytes") {
+    SECTION("built as bytes")
+    {
         std::vector<uint16_t> ciphers;
-        for (uint16_t i = 0; i < 150; ++i) ciphers.push_back(static_cast<uint16_t>(0x0001 + i));
+        for (uint16_t i = 0; i < 150; ++i)
+            ciphers.push_back(static_cast<uint16_t>(0x0001 + i));
         HelloBuilder b;
         b.ciphers(ciphers);
-        for (uint16_t i = 0; i < 101; ++i) b.raw_extension(static_cast<uint16_t>(0x7000 + i), {});
+        for (uint16_t i = 0; i < 101; ++i)
+            b.raw_extension(static_cast<uint16_t>(0x7000 + i), {});
         REQUIRE(ja4(parsed(b.record())).substr(0, 8) == "t12i9999");
     }
 }
 
-TEST_CASE("ja4: ALPN characters", "[tls][ja4]") {
-    SECTION("alphanumeric values") {
+TEST_CASE("ja4: ALPN characters", "[tls][ja4]")
+{
+    SECTION("alphanumeric values")
+    {
         REQUIRE(ja4_alpn_chars("h2") == "h2");
         REQUIRE(ja4_alpn_chars("http/1.1") == "h1");
         REQUIRE(ja4_alpn_chars("h3") == "h3");
         REQUIRE(ja4_alpn_chars("hq-29") == "h9");
         REQUIRE(ja4_alpn_chars("") == "00");
     }
-    SECTION("JA4.md: a single character is both first and last") {
+    SECTION("JA4.md: a single character is both first and last")
+    {
         REQUIRE(ja4_alpn_chars("x") == "xx");
     }
-    SECTION("JA4.md: non-alphanumeric first or last byte uses the hex digits") {
+    SECTION("JA4.md: non-alphanumeric first or last byte uses the hex digits")
+    {
         REQUIRE(ja4_alpn_chars("\xab") == "ab");
         REQUIRE(ja4_alpn_chars("\xab\xcd") == "ad");
         REQUIRE(ja4_alpn_chars("\x30\xab") == "3b");
@@ -282,17 +321,18 @@ TEST_CASE("ja4: ALPN characters", "[tls][ja4]") {
         REQUIRE(ja4_alpn_chars("h/") == "6f");  // ASCII but not alphanumeric
         REQUIRE(ja4_alpn_chars(std::string_view("\0", 1)) == "00");
     }
-    SECTION("FoxIO tool rule: non-ASCII characters print as 9, a lone character as x0") {
+    SECTION("FoxIO tool rule: non-ASCII characters print as 9, a lone character as x0")
+    {
         const auto tool = Ja4AlpnRule::foxio_tool;
         REQUIRE(ja4_alpn_chars("h2", tool) == "h2");
         REQUIRE(ja4_alpn_chars("http/1.1", tool) == "h1");
         REQUIRE(ja4_alpn_chars("x", tool) == "x0");
-        REQUIRE(ja4_alpn_chars("\xba\xad", tool) == "99");  // FoxIO's tls-non-ascii-alpn capture
+        REQUIRE(ja4_alpn_chars("\xba\xad", tool) == "99");   // FoxIO's tls-non-ascii-alpn capture
         REQUIRE(ja4_alpn_chars("\xc3\xa9x", tool) == "9x");  // "éx": one character é
         REQUIRE(ja4_alpn_chars("x\xc3\xa9", tool) == "x9");
-        REQUIRE(ja4_alpn_chars("\xc3\xa9", tool) == "90");   // a single character
-        REQUIRE(ja4_alpn_chars("\xc3", tool) == "90");       // truncated sequence: one U+FFFD
-        REQUIRE(ja4_alpn_chars("\xe2\x82", tool) == "90");   // maximal subpart: one U+FFFD
+        REQUIRE(ja4_alpn_chars("\xc3\xa9", tool) == "90");  // a single character
+        REQUIRE(ja4_alpn_chars("\xc3", tool) == "90");      // truncated sequence: one U+FFFD
+        REQUIRE(ja4_alpn_chars("\xe2\x82", tool) == "90");  // maximal subpart: one U+FFFD
         // Control characters, space and DEL never reach the fingerprint (fuzz_client_hello).
         REQUIRE(ja4_alpn_chars("\x1b[", tool) == "9[");
         REQUIRE(ja4_alpn_chars("a\n", tool) == "a9");
@@ -302,39 +342,52 @@ TEST_CASE("ja4: ALPN characters", "[tls][ja4]") {
         REQUIRE(ja4_alpn_chars("h/", tool) == "h/");
         REQUIRE(ja4_alpn_chars("", tool) == "00");
     }
-    SECTION("only the first ALPN value counts; missing or empty gives 00") {
+    SECTION("only the first ALPN value counts; missing or empty gives 00")
+    {
         REQUIRE(ja4(parsed(HelloBuilder().alpn({"http/1.1", "h2"}).record())).substr(8, 2) == "h1");
         REQUIRE(ja4(parsed(HelloBuilder().sni("a.example").record())).substr(8, 2) == "00");
         const ClientHello empty_first = parsed(HelloBuilder().alpn({"", "h2"}).record());
         REQUIRE(ja4(empty_first).substr(8, 2) == "00");
         Ja4Options tool;
         tool.alpn_rule = Ja4AlpnRule::foxio_tool;
-        const ClientHello non_ascii = parsed(HelloBuilder().alpn({"\xba\xad", "http/1.1"}).record());
+        const ClientHello non_ascii =
+            parsed(HelloBuilder().alpn({"\xba\xad", "http/1.1"}).record());
         REQUIRE(ja4(non_ascii).substr(8, 2) == "bd");
         REQUIRE(ja4(non_ascii, tool).substr(8, 2) == "99");
     }
 }
 
-TEST_CASE("ja4: empty lists", "[tls][ja4]") {
-    SECTION("no cipher suites") {
-        const ClientHello h = parsed(HelloBuilder().ciphers({}).signature_algorithms({0x0403}).record());
+TEST_CASE("ja4: empty lists", "[tls][ja4]")
+{
+    SECTION("no cipher suites")
+    {
+        const ClientHello h =
+            parsed(HelloBuilder().ciphers({}).signature_algorithms({0x0403}).record());
         const Ja4Fingerprints fp = compute_ja4(h);
         REQUIRE(fp.ja4 == "t12i000100_000000000000_" + ja4_hash12("000d_0403"));
         REQUIRE(fp.ja4_r == "t12i000100__000d_0403");
     }
-    SECTION("only GREASE cipher suites") {
+    SECTION("only GREASE cipher suites")
+    {
         REQUIRE(ja4(lists({0x0a0a, 0x1a1a}, {})) == "t12i000000_000000000000_000000000000");
     }
-    SECTION("no extensions block") {
-        const ClientHello h = parsed(HelloBuilder().no_extensions_block().ciphers({0x002f, 0x0035}).legacy_version(0x0301).record());
+    SECTION("no extensions block")
+    {
+        const ClientHello h = parsed(HelloBuilder()
+                                         .no_extensions_block()
+                                         .ciphers({0x002f, 0x0035})
+                                         .legacy_version(0x0301)
+                                         .record());
         const Ja4Fingerprints fp = compute_ja4(h);
         REQUIRE(fp.ja4 == "t10i020000_" + ja4_hash12("002f,0035") + "_000000000000");
         REQUIRE(fp.ja4_r == "t10i020000_002f,0035_");
         REQUIRE(fp.ja4_ro == "t10i020000_002f,0035_");
         REQUIRE(fp.ja4_o == fp.ja4);
     }
-    SECTION("only SNI and ALPN: counted, but nothing left to hash in the sorted list") {
-        const ClientHello h = parsed(HelloBuilder().ciphers({0x1301}).sni("a.example").alpn({"h2"}).record());
+    SECTION("only SNI and ALPN: counted, but nothing left to hash in the sorted list")
+    {
+        const ClientHello h =
+            parsed(HelloBuilder().ciphers({0x1301}).sni("a.example").alpn({"h2"}).record());
         const Ja4Fingerprints fp = compute_ja4(h);
         REQUIRE(fp.ja4 == "t12d0102h2_" + ja4_hash12("1301") + "_000000000000");
         REQUIRE(fp.ja4_r == "t12d0102h2_1301_");
@@ -344,14 +397,18 @@ TEST_CASE("ja4: empty lists", "[tls][ja4]") {
     }
 }
 
-TEST_CASE("ja4: signature algorithms", "[tls][ja4]") {
-    SECTION("none: no trailing underscore") {
-        const ClientHello h = parsed(HelloBuilder().ciphers({0x1301}).supported_groups({0x001d}).record());
+TEST_CASE("ja4: signature algorithms", "[tls][ja4]")
+{
+    SECTION("none: no trailing underscore")
+    {
+        const ClientHello h =
+            parsed(HelloBuilder().ciphers({0x1301}).supported_groups({0x001d}).record());
         const Ja4Fingerprints fp = compute_ja4(h);
         REQUIRE(fp.ja4_r == "t12i010100_1301_000a");
         REQUIRE(fp.ja4 == "t12i010100_" + ja4_hash12("1301") + "_" + ja4_hash12("000a"));
     }
-    SECTION("wire order, GREASE dropped, signature_algorithms_cert not used") {
+    SECTION("wire order, GREASE dropped, signature_algorithms_cert not used")
+    {
         const ClientHello h = parsed(HelloBuilder()
                                          .ciphers({0x1301})
                                          .signature_algorithms_cert({0x0201, 0x0203})
@@ -361,16 +418,22 @@ TEST_CASE("ja4: signature algorithms", "[tls][ja4]") {
         REQUIRE(fp.ja4_r == "t12i010200_1301_000d,0032_0806,0403");
         REQUIRE(fp.ja4_ro == "t12i010200_1301_0032,000d_0806,0403");
     }
-    SECTION("an empty list (a bad_signature_algorithms hello) is like none") {
+    SECTION("an empty list (a bad_signature_algorithms hello) is like none")
+    {
         ClientHello h;
-        const ParseResult r = parse_client_hello_record(
-            HelloBuilder().ciphers({0x1301}).raw_extension(ext::signature_algorithms, {0x00, 0x00}).record(), h);
+        const ParseResult r =
+            parse_client_hello_record(HelloBuilder()
+                                          .ciphers({0x1301})
+                                          .raw_extension(ext::signature_algorithms, {0x00, 0x00})
+                                          .record(),
+                                      h);
         REQUIRE(r.anomaly == HelloAnomaly::bad_signature_algorithms);
         REQUIRE(compute_ja4(h).ja4_r == "t12i010100_1301_000d");
     }
 }
 
-TEST_CASE("ja4: transport marker", "[tls][ja4]") {
+TEST_CASE("ja4: transport marker", "[tls][ja4]")
+{
     ClientHello h = parsed(HelloBuilder().record());
     REQUIRE(ja4(h)[0] == 't');
     h.is_quic = true;
@@ -386,32 +449,41 @@ TEST_CASE("ja4: transport marker", "[tls][ja4]") {
     REQUIRE(ja4(tcp_with_qtp)[0] == 't');
 }
 
-TEST_CASE("ja4: sorting is numeric over 4-digit lowercase hex", "[tls][ja4]") {
-    const Ja4Fingerprints fp = compute_ja4(lists({0xc02b, 0x00ff, 0x1301, 0x000a, 0xABCD}, {0xff01, 0x0033, 0x000a, 0x4469}));
+TEST_CASE("ja4: sorting is numeric over 4-digit lowercase hex", "[tls][ja4]")
+{
+    const Ja4Fingerprints fp = compute_ja4(
+        lists({0xc02b, 0x00ff, 0x1301, 0x000a, 0xABCD}, {0xff01, 0x0033, 0x000a, 0x4469}));
     REQUIRE(fp.ja4_r == "t12i050400_000a,00ff,1301,abcd,c02b_000a,0033,4469,ff01");
 }
 
-TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "[tls][ja4][shared]") {
+TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "[tls][ja4][shared]")
+{
     const auto dir = exf::test::shared_pcaps();
-    if (dir.empty()) return;
+    if (dir.empty())
+        return;
     std::ifstream in(dir / "foxio-ja4" / "expected.csv");
     REQUIRE(in.good());
     std::string line;
     std::getline(in, line);
     const auto header = csv_row(line);
     std::map<std::string, size_t> col;
-    for (size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
-    for (const char *name : {"file", "ja4", "ja4_python", "ja4_r_python", "ja4_ro_python", "rust_python_agree"})
+    for (size_t i = 0; i < header.size(); ++i)
+        col[header[i]] = i;
+    for (const char *name :
+         {"file", "ja4", "ja4_python", "ja4_r_python", "ja4_ro_python", "rust_python_agree"})
         REQUIRE(col.count(name) == 1);
 
-    const std::map<std::string, uint16_t> version_of = {
-        {"13", 0x0304}, {"12", 0x0303}, {"11", 0x0302}, {"10", 0x0301}, {"s3", 0x0300}, {"00", 0x7f1c}};
+    const std::map<std::string, uint16_t> version_of = {{"13", 0x0304}, {"12", 0x0303},
+                                                        {"11", 0x0302}, {"10", 0x0301},
+                                                        {"s3", 0x0300}, {"00", 0x7f1c}};
     int checked = 0;
     while (std::getline(in, line)) {
         const auto row = csv_row(line);
-        if (row.size() != header.size()) continue;
+        if (row.size() != header.size())
+            continue;
         const std::string &ro = row[col["ja4_ro_python"]];
-        if (ro.empty() || row[col["rust_python_agree"]] != "yes") continue;
+        if (ro.empty() || row[col["rust_python_agree"]] != "yes")
+            continue;
         INFO(row[col["file"]] << ": " << row[col["ja4"]]);
 
         // JA4_ro = a _ ciphers _ extensions [_ signature algorithms], wire order.
@@ -419,14 +491,19 @@ TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "
         REQUIRE(parts.size() >= 3);
         const std::string &a = parts[0];
         REQUIRE(a.size() == 10);
-        ClientHello h = lists(hex_list(parts[1]), hex_list(parts[2]), parts.size() > 3 ? hex_list(parts[3]) : std::vector<uint16_t>{});
+        ClientHello h = lists(hex_list(parts[1]), hex_list(parts[2]),
+                              parts.size() > 3 ? hex_list(parts[3]) : std::vector<uint16_t>{});
         h.is_quic = a[0] == 'q';
         const uint16_t v = version_of.at(a.substr(1, 2));
-        if (h.has_extension(ext::supported_versions)) h.supported_versions = {v};
-        else h.legacy_version = v;
+        if (h.has_extension(ext::supported_versions))
+            h.supported_versions = {v};
+        else
+            h.legacy_version = v;
         const std::string alpn = a.substr(8, 2);
-        if (alpn == "99") h.alpn = {std::string("\xba\xad")};  // the non-ASCII ALPN capture
-        else if (alpn != "00") h.alpn = {alpn};
+        if (alpn == "99")
+            h.alpn = {std::string("\xba\xad")};  // the non-ASCII ALPN capture
+        else if (alpn != "00")
+            h.alpn = {alpn};
 
         Ja4Options tool;
         tool.alpn_rule = Ja4AlpnRule::foxio_tool;
@@ -435,7 +512,8 @@ TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "
         REQUIRE(fp.ja4_r == row[col["ja4_r_python"]]);
         REQUIRE(fp.ja4 == row[col["ja4_python"]]);
         REQUIRE(fp.ja4 == row[col["ja4"]]);
-        if (alpn == "99") REQUIRE(ja4(h).substr(8, 2) == "bd");  // what JA4.md's rule gives
+        if (alpn == "99")
+            REQUIRE(ja4(h).substr(8, 2) == "bd");  // what JA4.md's rule gives
         ++checked;
     }
     REQUIRE(checked >= 100);
@@ -448,16 +526,19 @@ TEST_CASE("ja4: FoxIO's published fingerprints, rebuilt from their raw lists", "
 // rule of client_hello.h they give the JA4s of the references (FoxIO's
 // ja4.py on tshark 4.0.17 and the tshark recalculation in ndpi/expected.csv;
 // nDPI prints no JA4 for these four), each with its length anomaly.
-TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures", "[tls][ja4][client_hello]") {
+TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures",
+          "[tls][ja4][client_hello]")
+{
     // 51587's hello: TLS 1.0, empty session id, 36 suites, null compression,
     // SNI www.google.it, groups, point formats, session ticket, NPN (0x3374),
     // status_request. The cipher-suites length is what the five flows differ in.
     HelloBuilder b;
     b.legacy_version(0x0301)
         .session_id({})
-        .ciphers({0x00ff, 0xc00a, 0xc014, 0x0088, 0x0087, 0x0039, 0x0038, 0xc00f, 0xc005, 0x0084, 0x0035, 0xc009,
-                  0xc007, 0xc013, 0xc011, 0x0045, 0x0044, 0x0033, 0x0032, 0xc00e, 0xc00c, 0xc004, 0xc002, 0x0096,
-                  0x0041, 0x002f, 0x0005, 0x0004, 0xc008, 0xc012, 0x0016, 0x0013, 0xc00d, 0xc003, 0xfeff, 0x000a})
+        .ciphers({0x00ff, 0xc00a, 0xc014, 0x0088, 0x0087, 0x0039, 0x0038, 0xc00f, 0xc005,
+                  0x0084, 0x0035, 0xc009, 0xc007, 0xc013, 0xc011, 0x0045, 0x0044, 0x0033,
+                  0x0032, 0xc00e, 0xc00c, 0xc004, 0xc002, 0x0096, 0x0041, 0x002f, 0x0005,
+                  0x0004, 0xc008, 0xc012, 0x0016, 0x0013, 0xc00d, 0xc003, 0xfeff, 0x000a})
         .compression({0x00})
         .sni("www.google.it")
         .supported_groups({0x0017, 0x0018, 0x0019})
@@ -470,7 +551,8 @@ TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures", "
     REQUIRE(rec.size() == 179);  // the captured payload's size
     size_t cs_at = 0;
     for (const auto &f : fields)
-        if (f.name == "cipher_suites") cs_at = f.offset;
+        if (f.name == "cipher_suites")
+            cs_at = f.offset;
     REQUIRE(cs_at == 5 + 4 + 35);
 
     struct Case {
@@ -492,7 +574,8 @@ TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures", "
          "t10i000000_000000000000_000000000000"},
         // 0: the first suite byte (00) is read as compression length, then
         // 0xffc0 as extensions length, past the message: no extensions.
-        {0x0000, "51591: zero", HelloAnomaly::bad_extensions_length, "t10i000000_000000000000_000000000000"},
+        {0x0000, "51591: zero", HelloAnomaly::bad_extensions_length,
+         "t10i000000_000000000000_000000000000"},
     };
     for (const Case &c : cases) {
         INFO(c.flow);
@@ -512,13 +595,15 @@ TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures", "
         }
     }
 
-    SECTION("tls_invalid_reads.pcap, client port 3967") {
+    SECTION("tls_invalid_reads.pcap, client port 3967")
+    {
         // TLS 1.0, 32-byte session id, 11 suites, no compression method, and
         // one byte (00) left where a 2-byte extensions length would start.
         HelloBuilder t;
         t.legacy_version(0x0301)
             .session_id(Bytes(32, 0x82))
-            .ciphers({0x0004, 0x0005, 0x000a, 0x0009, 0x0064, 0x0062, 0x0003, 0x0006, 0x0013, 0x0012, 0x0025})
+            .ciphers({0x0004, 0x0005, 0x000a, 0x0009, 0x0064, 0x0062, 0x0003, 0x0006, 0x0013,
+                      0x0012, 0x0025})
             .compression({})
             .no_extensions_block();
         Bytes body = t.body();

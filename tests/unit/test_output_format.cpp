@@ -189,16 +189,17 @@ TEST_CASE("Output facility names", "[output]")
 
 TEST_CASE("Output RFC 5424 byte for byte", "[output]")
 {
-    CHECK(format_rfc5424(fixed_alert(), 16, "exfilmon", 4242) ==
-          "<130>1 2026-11-23T12:00:00.123Z edge-1 exfilmon 4242 OPEN [exfilmon@32473 "
-          "id=\"9f3c2a1b7d4e5f60\" state=\"open\" rule=\"client-bulk-pull\" severity=\"critical\" "
-          "entity_kind=\"client\" entity=\"203.0.113.7\" client=\"203.0.113.7\" "
-          "metric=\"bytes_out\" window=\"10m\" value=\"2254857830\" threshold=\"2147483648\" "
-          "bytes_out=\"2254857830\" bytes_in=\"18234567\" tls_flows=\"42\" peak_concurrent=\"7\" "
-          "top_sni=\"api.example.com 2000000000\" top_sni=\"cdn.example.com 254857830\" "
-          "top_ja4=\"t13d1516h2_8daaf6152771_02713d6af862 40\" "
-          "first_seen=\"2026-11-23T11:50:00.000Z\" opened=\"2026-11-23T12:00:00.123Z\" count=\"1\"] "
-          "client 203.0.113.7 bytes_out 2.1GiB over 10m >= 2GiB (rule client-bulk-pull)");
+    CHECK(
+        format_rfc5424(fixed_alert(), 16, "exfilmon", 4242) ==
+        "<130>1 2026-11-23T12:00:00.123Z edge-1 exfilmon 4242 OPEN [exfilmon@32473 "
+        "id=\"9f3c2a1b7d4e5f60\" state=\"open\" rule=\"client-bulk-pull\" severity=\"critical\" "
+        "entity_kind=\"client\" entity=\"203.0.113.7\" client=\"203.0.113.7\" "
+        "metric=\"bytes_out\" window=\"10m\" value=\"2254857830\" threshold=\"2147483648\" "
+        "bytes_out=\"2254857830\" bytes_in=\"18234567\" tls_flows=\"42\" peak_concurrent=\"7\" "
+        "top_sni=\"api.example.com 2000000000\" top_sni=\"cdn.example.com 254857830\" "
+        "top_ja4=\"t13d1516h2_8daaf6152771_02713d6af862 40\" "
+        "first_seen=\"2026-11-23T11:50:00.000Z\" opened=\"2026-11-23T12:00:00.123Z\" count=\"1\"] "
+        "client 203.0.113.7 bytes_out 2.1GiB over 10m >= 2GiB (rule client-bulk-pull)");
 
     // A resolved baseline ratio alert in shadow mode; info on local7, no PID,
     // hostile header fields.
@@ -249,23 +250,24 @@ TEST_CASE("Output RFC 5424 with a JSON message byte for byte", "[output]")
 
 TEST_CASE("Output JSON byte for byte", "[output]")
 {
-    CHECK(format_json(fixed_alert()) ==
-          R"({"@timestamp":"2026-11-23T12:00:00.123Z",)"
-          R"("event":{"kind":"alert","category":["network"],"type":["info"],"action":"open",)"
-          R"("id":"9f3c2a1b7d4e5f60","severity":9,"dataset":"exfilmon.alert","module":"exfilmon",)"
-          R"("start":"2026-11-23T12:00:00.123Z"},"log":{"level":"critical"},)"
-          R"("rule":{"name":"client-bulk-pull"},"host":{"name":"edge-1"},)"
-          R"("observer":{"vendor":"exfilmon","product":"exfilmon","version":")" EXFILMON_VERSION
-          R"("},"source":{"ip":"203.0.113.7"},)"
-          R"("exfilmon":{"state":"open","severity":"critical","entity_kind":"client",)"
-          R"("entity":"203.0.113.7","client":"203.0.113.7","metric":"bytes_out","window":"10m",)"
-          R"("window_ms":600000,"value":2254857830,"threshold":2147483648,"bytes_out":2254857830,)"
-          R"("bytes_in":18234567,"tls_flows":42,"peak_concurrent":7,)"
-          R"("top_sni":[{"name":"api.example.com","bytes_out":2000000000},)"
-          R"({"name":"cdn.example.com","bytes_out":254857830}],)"
-          R"("top_ja4":[{"ja4":"t13d1516h2_8daaf6152771_02713d6af862","flows":40}],)"
-          R"("first_seen":"2026-11-23T11:50:00.000Z","count":1,"shadow":false},)"
-          R"j("message":"client 203.0.113.7 bytes_out 2.1GiB over 10m >= 2GiB (rule client-bulk-pull)"})j");
+    CHECK(
+        format_json(fixed_alert()) ==
+        R"({"@timestamp":"2026-11-23T12:00:00.123Z",)"
+        R"("event":{"kind":"alert","category":["network"],"type":["info"],"action":"open",)"
+        R"("id":"9f3c2a1b7d4e5f60","severity":9,"dataset":"exfilmon.alert","module":"exfilmon",)"
+        R"("start":"2026-11-23T12:00:00.123Z"},"log":{"level":"critical"},)"
+        R"("rule":{"name":"client-bulk-pull"},"host":{"name":"edge-1"},)"
+        R"("observer":{"vendor":"exfilmon","product":"exfilmon","version":")" EXFILMON_VERSION
+        R"("},"source":{"ip":"203.0.113.7"},)"
+        R"("exfilmon":{"state":"open","severity":"critical","entity_kind":"client",)"
+        R"("entity":"203.0.113.7","client":"203.0.113.7","metric":"bytes_out","window":"10m",)"
+        R"("window_ms":600000,"value":2254857830,"threshold":2147483648,"bytes_out":2254857830,)"
+        R"("bytes_in":18234567,"tls_flows":42,"peak_concurrent":7,)"
+        R"("top_sni":[{"name":"api.example.com","bytes_out":2000000000},)"
+        R"({"name":"cdn.example.com","bytes_out":254857830}],)"
+        R"("top_ja4":[{"ja4":"t13d1516h2_8daaf6152771_02713d6af862","flows":40}],)"
+        R"("first_seen":"2026-11-23T11:50:00.000Z","count":1,"shadow":false},)"
+        R"j("message":"client 203.0.113.7 bytes_out 2.1GiB over 10m >= 2GiB (rule client-bulk-pull)"})j");
 
     // A masked client is no source.ip; a ratio keeps 3 decimals.
     auto a = fixed_alert();
@@ -325,23 +327,25 @@ TEST_CASE("Output hostile SNI exact escaping", "[output]")
 
     auto r = parse_rfc5424(format_rfc5424(a, 16, "exfilmon", 1));
     REQUIRE(r.ok);
-    const std::string clean = "a\"b]c\\d" + kReplacement + "e" + kReplacement + "f|g=h" +
-                              kReplacement + "\xc3\xa9 x";
+    const std::string clean =
+        "a\"b]c\\d" + kReplacement + "e" + kReplacement + "f|g=h" + kReplacement + "\xc3\xa9 x";
     CHECK(param(r, "sni") == std::vector<std::string>{clean});
     CHECK(param(r, "entity") == std::vector<std::string>{clean});
     CHECK(param(r, "top_sni") == std::vector<std::string>{clean + " 5"});
     CHECK(format_rfc5424(a, 16, "exfilmon", 1)
-              .find(" sni=\"a\\\"b\\]c\\\\d\xef\xbf\xbd" "e\xef\xbf\xbd" "f|g=h\xef\xbf\xbd\xc3\xa9 x\"") !=
-          std::string::npos);
+              .find(" sni=\"a\\\"b\\]c\\\\d\xef\xbf\xbd"
+                    "e\xef\xbf\xbd"
+                    "f|g=h\xef\xbf\xbd\xc3\xa9 x\"") != std::string::npos);
     CHECK(r.msg == "sni a\"b]c\\x5cd\\x0ae\\x00f|g=h\\xff\\xc3\\xa9 x bytes_out 2.1GiB over 10m >= "
                    "2GiB (rule client-bulk-pull)");
 
     std::string cef = format_cef(a, 16, "exfilmon", 1);
-    CHECK(cef.find(" dhost=a\"b]c\\\\d\\ne\xef\xbf\xbd" "f|g\\=h\xef\xbf\xbd\xc3\xa9 x in=") !=
-          std::string::npos);
+    CHECK(cef.find(" dhost=a\"b]c\\\\d\\ne\xef\xbf\xbd"
+                   "f|g\\=h\xef\xbf\xbd\xc3\xa9 x in=") != std::string::npos);
 
     CHECK(format_rfc3164(a, 16, "exfilmon", 1)
-              .find(" sni=\"a\\\"b]c\\x5cd\\x0ae\\x00f|g=h\\xff\\xc3\\xa9 x\" ") != std::string::npos);
+              .find(" sni=\"a\\\"b]c\\x5cd\\x0ae\\x00f|g=h\\xff\\xc3\\xa9 x\" ") !=
+          std::string::npos);
 
     auto j = nlohmann::json::parse(format_json(a));
     std::string exact("a\"b]c\\d\ne\0f|g=h\xef\xbf\xbd\xc3\xa9 x", 22);
@@ -359,8 +363,7 @@ TEST_CASE("Output hostile SNIs in every format", "[output]")
     struct Case {
         Case(std::string r, std::string c, std::string e = "")
             : raw(std::move(r)), clean(std::move(c)), cef(std::move(e))
-        {
-        }
+        {}
         std::string raw, clean;
         std::string cef;  // when CEF differs: it keeps newlines (as \n, \r)
     };
@@ -373,11 +376,12 @@ TEST_CASE("Output hostile SNIs in every format", "[output]")
         {std::string("n\0ul", 4), "n" + kReplacement + "ul"},
         {"pi|pe|", "pi|pe|"},
         {"eq=ual=", "eq=ual="},
-        {"bad\xc0\xaf\xed\xa0\x80\xf8utf8\xe2\x82", "bad" + kReplacement + kReplacement +
-                                                       kReplacement + kReplacement +
-                                                       kReplacement + kReplacement +
-                                                       "utf8" + kReplacement + kReplacement},
-        {"\x7f\xc2\x85" "del", kReplacement + kReplacement + "del"},
+        {"bad\xc0\xaf\xed\xa0\x80\xf8utf8\xe2\x82",
+         "bad" + kReplacement + kReplacement + kReplacement + kReplacement + kReplacement +
+             kReplacement + "utf8" + kReplacement + kReplacement},
+        {"\x7f\xc2\x85"
+         "del",
+         kReplacement + kReplacement + "del"},
         {n255, n255},
         {n300, n300.substr(0, 255)},
         {cut_utf8, std::string(254, 'c')},

@@ -58,7 +58,8 @@ struct TempDir {
     }
 };
 
-template <class Pred> bool eventually(Pred pred, std::chrono::milliseconds limit = 30s)
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 30s)
 {
     auto end = std::chrono::steady_clock::now() + limit;
     while (!pred()) {
@@ -343,10 +344,11 @@ struct TestPki {
         std::string d = dir.path.string();
         std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
         std::string cmd =
-            "cd " + d + " && " +
-            "openssl req -x509 " + ec + " -keyout ca.key -out ca.pem -subj /CN=exf-test-ca -days 2 && " +
-            "openssl req -x509 " + ec + " -keyout other.key -out other-ca.pem -subj /CN=exf-other-ca -days 2 && " +
-            "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=collector.test && " +
+            "cd " + d + " && " + "openssl req -x509 " + ec +
+            " -keyout ca.key -out ca.pem -subj /CN=exf-test-ca -days 2 && " + "openssl req -x509 " +
+            ec + " -keyout other.key -out other-ca.pem -subj /CN=exf-other-ca -days 2 && " +
+            "openssl req " + ec +
+            " -keyout server.key -out server.csr -subj /CN=collector.test && " +
             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out server.pem -days 2 -extfile ext.cnf";
         ok = std::system((cmd + " >" + d + "/log 2>&1").c_str()) == 0;
@@ -451,7 +453,8 @@ TEST_CASE("Output unix datagram socket and its restart", "[output]")
     fs::remove(path);
     out->send(alert(1));
     out->send(alert(2));
-    REQUIRE(eventually([&] { return out->stats().write_errors + out->stats().connect_failures > 0; }));
+    REQUIRE(
+        eventually([&] { return out->stats().write_errors + out->stats().connect_failures > 0; }));
     CHECK(out->stats().sent == 1);
     rx = std::make_unique<DgramReceiver>(path);
     CHECK(rx->recv() == rfc5424(1));
@@ -554,7 +557,7 @@ TEST_CASE("Output TCP collector closes mid-stream", "[output]")
     REQUIRE(eventually([&] { return c.count() >= 50; }));
     CHECK(out->flush(20000));
     auto got = ids_of(c.messages());
-    CHECK(got == ids(0, 50));  // all, in order
+    CHECK(got == ids(0, 50));                                                   // all, in order
     CHECK(std::set<std::string>(got.begin(), got.end()).size() == got.size());  // no duplicate
     CHECK(c.connections() == 2);
     CHECK(out->stats().reconnects == 1);
@@ -743,7 +746,6 @@ TEST_CASE("Output TLS verifies the collector", "[output]")
         CHECK(out->flush(20000));
         CHECK(ids_of(c.messages()) == ids(0, 30));
     }
-
 }
 
 TEST_CASE("Output TLS refuses a wrong CA or name", "[output]")
@@ -757,8 +759,9 @@ TEST_CASE("Output TLS refuses a wrong CA or name", "[output]")
         const char *name;
         const char *error;
     };
-    for (const auto &r : {Refusal{"wrong CA", true, "collector.test", "unable to get local issuer certificate"},
-                          Refusal{"wrong name", false, "other.test", "hostname mismatch"}}) {
+    for (const auto &r :
+         {Refusal{"wrong CA", true, "collector.test", "unable to get local issuer certificate"},
+          Refusal{"wrong name", false, "other.test", "hostname mismatch"}}) {
         INFO(r.what);
         Collector c(server.get());
         c.start();
@@ -798,7 +801,8 @@ TEST_CASE("Output TLS refuses to connect when OpenSSL refuses the expected name"
     REQUIRE(eventually([&] { return out->stats().connect_failures >= 1; }));
     auto s = out->stats();
     INFO(s.last_error);
-    CHECK(s.last_error.find("OpenSSL refuses the certificate name \"collector.test\\x00.example.org\"") !=
+    CHECK(s.last_error.find(
+              "OpenSSL refuses the certificate name \"collector.test\\x00.example.org\"") !=
           std::string::npos);
     CHECK(s.sent == 0);
     CHECK(c.count() == 0);
@@ -831,7 +835,7 @@ TEST_CASE("Output JSON file lines and rotation", "[output]")
         CHECK(first[static_cast<size_t>(i)] == format_json(alert(i)));
         CHECK(nlohmann::json::parse(first[static_cast<size_t>(i)])["event"]["id"] == hex_id(i));
     }
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     mode_t mask = ::umask(0);
     ::umask(mask);

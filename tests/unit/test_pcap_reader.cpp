@@ -89,8 +89,8 @@ struct PcapWriter {
         put32(out, snaplen, be);
         put32(out, linktype, be);
     }
-    PcapWriter &record(const Bytes &data, uint32_t sec = 1, uint32_t frac = 0,
-                       int64_t caplen = -1, int64_t origlen = -1)
+    PcapWriter &record(const Bytes &data, uint32_t sec = 1, uint32_t frac = 0, int64_t caplen = -1,
+                       int64_t origlen = -1)
     {
         put32(out, sec, be);
         put32(out, frac, be);
@@ -293,17 +293,31 @@ TEST_CASE("pcap reader gives other link types a synthetic Ethernet header", "[un
         {"raw IP (LINKTYPE_RAW 101)", 101, {}, {}},
         {"raw IP (DLT_RAW 12)", 12, {}, {}},
         {"raw IP (OpenBSD DLT_RAW 14)", 14, {}, {}},
-        {"BSD loopback, little-endian AF_INET / AF_INET6 (macOS 30)", 0, {2, 0, 0, 0}, {30, 0, 0, 0}},
-        {"BSD loopback, big-endian AF_INET / AF_INET6 (FreeBSD 28)", 0, {0, 0, 0, 2}, {0, 0, 0, 28}},
-        {"OpenBSD loopback DLT_LOOP, network order (AF_INET6 24)", 108, {0, 0, 0, 2}, {0, 0, 0, 24}},
+        {"BSD loopback, little-endian AF_INET / AF_INET6 (macOS 30)",
+         0,
+         {2, 0, 0, 0},
+         {30, 0, 0, 0}},
+        {"BSD loopback, big-endian AF_INET / AF_INET6 (FreeBSD 28)",
+         0,
+         {0, 0, 0, 2},
+         {0, 0, 0, 28}},
+        {"OpenBSD loopback DLT_LOOP, network order (AF_INET6 24)",
+         108,
+         {0, 0, 0, 2},
+         {0, 0, 0, 24}},
         {"PPP with address and control", 9, {0xff, 0x03, 0x00, 0x21}, {0xff, 0x03, 0x00, 0x57}},
         {"PPP, compressed address and protocol", 9, {0x21}, {0x00, 0x57}},
-        {"PPP in HDLC framing (PPP_SERIAL 50)", 50, {0xff, 0x03, 0x00, 0x21}, {0xff, 0x03, 0x00, 0x57}},
+        {"PPP in HDLC framing (PPP_SERIAL 50)",
+         50,
+         {0xff, 0x03, 0x00, 0x21},
+         {0xff, 0x03, 0x00, 0x57}},
         {"Cisco HDLC in PPP_SERIAL 50", 50, {0x0f, 0x00, 0x08, 0x00}, {0x8f, 0x00, 0x86, 0xdd}},
         {"Cisco HDLC (104)", 104, {0x0f, 0x00, 0x08, 0x00}, {0x0f, 0x00, 0x86, 0xdd}},
         {"PPP with direction byte (204)", 204, {0x01, 0xff, 0x03, 0x00, 0x21}, {0x00, 0x00, 0x57}},
         {"pppd PPP (166)", 166, {0x00, 0x03, 0x00, 0x21}, {0x01, 0x03, 0x00, 0x57}},
-        {"Cisco HDLC with direction byte (205)", 205, {0x00, 0x0f, 0x00, 0x08, 0x00},
+        {"Cisco HDLC with direction byte (205)",
+         205,
+         {0x00, 0x0f, 0x00, 0x08, 0x00},
          {0x01, 0x0f, 0x00, 0x86, 0xdd}},
     };
     for (const auto &c : cases) {
@@ -393,8 +407,7 @@ TEST_CASE("pcap reader reuses the frame buffer after warm-up", "[unit][pcap]")
     CHECK(r.error().empty());
 }
 
-TEST_CASE("pcap reader reports damaged files after delivering the good packets",
-          "[unit][pcap]")
+TEST_CASE("pcap reader reports damaged files after delivering the good packets", "[unit][pcap]")
 {
     TempDir dir;
     const Bytes f = ether(0x0800, ipv4(60));  // 74 bytes
@@ -499,8 +512,8 @@ TEST_CASE("pcap reader reports damaged files after delivering the good packets",
         auto path = dir.write("noif.pcapng", w.out);
         exf::PcapReader r(path);
         CHECK(read_all(r).size() == 1);
-        CHECK_THAT(r.error(), Catch::StartsWith(path + ": packet 2: ") &&
-                                  Catch::Contains("interface 5"));
+        CHECK_THAT(r.error(),
+                   Catch::StartsWith(path + ": packet 2: ") && Catch::Contains("interface 5"));
     }
 }
 
@@ -521,8 +534,9 @@ TEST_CASE("pcap reader refuses files it cannot read with the file named", "[unit
     SECTION("gzip-compressed: recognised by its magic, with the way to decompress it")
     {
         // A gzip member header (RFC 1952: 1f 8b, deflate, no flags) and some body.
-        auto path = dir.write("capture.pcap.gz", Bytes{0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3, 1, 2, 3,
-                                                       4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16});
+        auto path = dir.write("capture.pcap.gz",
+                              Bytes{0x1f, 0x8b, 0x08, 0x00, 0, 0, 0,  0,  0,  3,  1,  2,  3,
+                                    4,    5,    6,    7,    8, 9, 10, 11, 12, 13, 14, 15, 16});
         CHECK(open_error(path) == path + ": gzip-compressed capture; decompress it first (zcat " +
                                       path + " | exfilmon replay -)");
     }
@@ -547,9 +561,8 @@ TEST_CASE("pcap reader refuses files it cannot read with the file named", "[unit
         PcapWriter w(147);  // LINKTYPE_USER0
         w.record(f);
         auto path = dir.write("user0.pcap", w.out);
-        CHECK_THAT(open_error(path),
-                   Catch::StartsWith(path + ": unsupported link type 147") &&
-                       Catch::Contains("supported: Ethernet"));
+        CHECK_THAT(open_error(path), Catch::StartsWith(path + ": unsupported link type 147") &&
+                                         Catch::Contains("supported: Ethernet"));
         PcapWriter w2(105);  // IEEE 802.11
         w2.record(f);
         auto path2 = dir.write("wifi.pcap", w2.out);

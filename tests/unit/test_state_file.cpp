@@ -111,7 +111,8 @@ TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[s
     FlowTracker tracker;
     SECTION("the kernel counted nothing since: nothing new, the alert is updated, not opened")
     {
-        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'000'000)}, tracker, kT0 + 2000);
+        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'000'000)}, tracker,
+                      kT0 + 2000);
         CHECK(out_10m(d.aggregator, "203.0.113.7", kT0 + 2000) == 3'000'000);
         auto recs = d.detector.evaluate(d.aggregator, kT0 + 2000, 1'800'000'002'000ull);
         for (auto &r : recs)
@@ -119,7 +120,8 @@ TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[s
     }
     SECTION("what the kernel counted since the save is added once")
     {
-        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'500'000)}, tracker, kT0 + 2000);
+        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'500'000)}, tracker,
+                      kT0 + 2000);
         CHECK(out_10m(d.aggregator, "203.0.113.7", kT0 + 2000) == 3'500'000);
     }
     SECTION("other tables (maps re-created): windows and alerts kept, harvest not")
@@ -137,8 +139,9 @@ TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[s
         ctx.aggregate.windows_ms = {10 * kMin, 60 * kMin};
         auto d2 = state_file::decode(bytes, ctx, kT0 + 2000, kBoot);
         CHECK(d2.aggregator.window_ms(0) == 10 * kMin);
-        CHECK(d2.aggregator.value(agg::EntityKind::client,
-                                  d2.aggregator.client_key(*parse_addr("203.0.113.7")), 0, kT0 + 2000)
+        CHECK(d2.aggregator
+                  .value(agg::EntityKind::client,
+                         d2.aggregator.client_key(*parse_addr("203.0.113.7")), 0, kT0 + 2000)
                   .bytes_out == 3'000'000);
     }
 }
@@ -181,13 +184,15 @@ TEST_CASE("State file: corrupt and stale files are refused with a reason", "[sta
     std::string version = good;
     version[8] = 99;
     CHECK(why(version).find("state file version 99") == 0);
-    CHECK(refused(good, kT0 + 1000, "another-boot", s.ctx).find("another boot") != std::string::npos);
+    CHECK(refused(good, kT0 + 1000, "another-boot", s.ctx).find("another boot") !=
+          std::string::npos);
     CHECK(refused(good, kT0 + 1000, "", s.ctx).find("another boot") != std::string::npos);
     CHECK(refused(good, kT0 - 1, kBoot, s.ctx).find("future") != std::string::npos);
     CHECK(refused(good, kT0 + 10 * kMin + 1, kBoot, s.ctx).find("too old") == 0);
     auto other = s.ctx;
     other.owner = "/tmp/other.toml";
-    CHECK(refused(good, kT0 + 1000, kBoot, other).find("another configuration file") != std::string::npos);
+    CHECK(refused(good, kT0 + 1000, kBoot, other).find("another configuration file") !=
+          std::string::npos);
 
     // Random damage anywhere behind a recomputed checksum (a bug, not a disk
     // error): refused or read, never a crash.
@@ -200,8 +205,7 @@ TEST_CASE("State file: corrupt and stale files are refused with a reason", "[sta
         std::memcpy(bytes.data() + 24, &sum, 8);
         try {
             state_file::decode(bytes, s.ctx, kT0 + 1000, kBoot);
-        } catch (const Error &) {
-        }
+        } catch (const Error &) {}
     }
 }
 
@@ -219,6 +223,7 @@ TEST_CASE("State file written atomically: no temp file left, 0600", "[state]")
     auto perms = std::filesystem::status(path).permissions();
     CHECK((perms & std::filesystem::perms::group_all) == std::filesystem::perms::none);
     CHECK((perms & std::filesystem::perms::others_all) == std::filesystem::perms::none);
-    CHECK_THROWS_AS(state_file::write_atomically((dir / "missing" / "state.bin").string(), {"x"}), Error);
+    CHECK_THROWS_AS(state_file::write_atomically((dir / "missing" / "state.bin").string(), {"x"}),
+                    Error);
     std::filesystem::remove_all(dir);
 }

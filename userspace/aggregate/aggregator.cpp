@@ -21,11 +21,11 @@ using detail::CohortEntry;
 using detail::EntityTable;
 using detail::HostEntry;
 using detail::kHasTop;
+using detail::kNoSlot;
 using detail::kTopK;
+using detail::mix64;
 using detail::SubnetEntry;
 using detail::TopSnis;
-using detail::kNoSlot;
-using detail::mix64;
 
 namespace {
 
@@ -38,7 +38,6 @@ constexpr uint32_t kMaxGen = 4095;
 static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
 constexpr int kEvictSample = 8;
 
-
 uint64_t load64(const uint8_t *p)
 {
     uint64_t v;
@@ -50,7 +49,8 @@ uint64_t load64(const uint8_t *p)
 // (and SNIs), so index collisions must not be predictable.
 uint64_t hash_addr(uint64_t seed, const Addr16 &a, uint8_t prefix, uint32_t extra = 0)
 {
-    uint64_t h = mix64(seed ^ load64(a.data()) ^ (((uint64_t(prefix) << 32) | extra) * 0x9e3779b97f4a7c15ull));
+    uint64_t h = mix64(seed ^ load64(a.data()) ^
+                       (((uint64_t(prefix) << 32) | extra) * 0x9e3779b97f4a7c15ull));
     return mix64(h ^ load64(a.data() + 8));
 }
 
@@ -67,7 +67,10 @@ uint64_t hash_str(uint64_t seed, std::string_view s)
 
 uint64_t key_hash(uint64_t seed, const ClientEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
 uint64_t key_hash(uint64_t seed, const SubnetEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const ClientApiHostEntry &e) { return hash_addr(seed, e.addr, e.prefix, e.api_host_id); }
+uint64_t key_hash(uint64_t seed, const ClientApiHostEntry &e)
+{
+    return hash_addr(seed, e.addr, e.prefix, e.api_host_id);
+}
 uint64_t key_hash(uint64_t seed, const ApiHostEntry &e) { return hash_str(seed, e.name); }
 uint64_t key_hash(uint64_t seed, const CohortEntry &e) { return hash_str(seed, e.label); }
 
@@ -100,26 +103,27 @@ std::vector<std::string> AggConfig::validate() const
     for (size_t i = 0; i < windows_ms.size(); i++) {
         uint64_t w = windows_ms[i];
         if (!kWindowMs.contains(w))
-            p.push_back("window " + std::to_string(w) + " ms is outside " + window_name(kWindowMs.lo) + ".." +
-                        window_name(kWindowMs.hi));
+            p.push_back("window " + std::to_string(w) + " ms is outside " +
+                        window_name(kWindowMs.lo) + ".." + window_name(kWindowMs.hi));
         for (size_t j = 0; j < i; j++)
             if (windows_ms[j] == w)
                 p.push_back("window " + window_name(w) + " is listed twice");
     }
     auto within = [&](uint64_t v, const char *what, const Range &r) {
         if (!r.contains(v))
-            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." + std::to_string(r.hi));
+            p.push_back(std::string(what) + " must be " + std::to_string(r.lo) + ".." +
+                        std::to_string(r.hi));
     };
     within(client_prefix_v4, "IPv4 client prefix", kPrefixV4);
     within(client_prefix_v6, "IPv6 client prefix", kPrefixV6);
     within(subnet_prefix_v4, "IPv4 subnet prefix", kPrefixV4);
     within(subnet_prefix_v6, "IPv6 subnet prefix", kPrefixV6);
     if (subnet_prefix_v4 > client_prefix_v4)
-        p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) + " is longer than the client prefix /" +
-                    std::to_string(client_prefix_v4));
+        p.push_back("IPv4 subnet prefix /" + std::to_string(subnet_prefix_v4) +
+                    " is longer than the client prefix /" + std::to_string(client_prefix_v4));
     if (subnet_prefix_v6 > client_prefix_v6)
-        p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) + " is longer than the client prefix /" +
-                    std::to_string(client_prefix_v6));
+        p.push_back("IPv6 subnet prefix /" + std::to_string(subnet_prefix_v6) +
+                    " is longer than the client prefix /" + std::to_string(client_prefix_v6));
     within(max_clients, "max_clients", kMaxClients);
     within(max_subnets, "max_subnets", kMaxSubnets);
     within(max_api_hosts, "max_api_hosts", kMaxApiHosts);
@@ -127,9 +131,11 @@ std::vector<std::string> AggConfig::validate() const
     within(max_cohorts, "max_cohorts", kMaxCohorts);
     for (auto &r : cohorts) {
         if (r.prefix > family_bits(r.addr))
-            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": prefix too long");
+            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) +
+                        ": prefix too long");
         if (r.label.empty())
-            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) + ": empty label");
+            p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) +
+                        ": empty label");
     }
     return p;
 }
@@ -154,13 +160,9 @@ struct AggImpl {
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
 
     explicit AggImpl(const AggConfig &c)
-        : cfg_(c),
-          clients_(c.windows_ms.size(), 10),
-          subnets_(c.windows_ms.size(), 10),
-          api_hosts_(c.windows_ms.size(), 8),
-          client_api_hosts_(c.windows_ms.size(), 10),
-          cohort_entities_(c.windows_ms.size(), 4),
-          host_(c.windows_ms.size(), 0)
+        : cfg_(c), clients_(c.windows_ms.size(), 10), subnets_(c.windows_ms.size(), 10),
+          api_hosts_(c.windows_ms.size(), 8), client_api_hosts_(c.windows_ms.size(), 10),
+          cohort_entities_(c.windows_ms.size(), 4), host_(c.windows_ms.size(), 0)
     {
         std::random_device rd;
         seed_ = (uint64_t(rd()) << 32) ^ rd();
@@ -196,7 +198,10 @@ struct AggImpl {
     }
 
     uint8_t client_prefix(const Addr16 &a) const { return cfg_.client_prefix(a); }
-    uint8_t subnet_prefix(const Addr16 &a) const { return is_v4(a) ? cfg_.subnet_prefix_v4 : cfg_.subnet_prefix_v6; }
+    uint8_t subnet_prefix(const Addr16 &a) const
+    {
+        return is_v4(a) ? cfg_.subnet_prefix_v4 : cfg_.subnet_prefix_v6;
+    }
 
     size_t limit(EntityKind k) const
     {
@@ -212,7 +217,10 @@ struct AggImpl {
     }
 
     // --- API host ids -------------------------------------------------------
-    uint32_t sni_id(uint32_t slot) const { return (uint32_t(sni_gen_[slot]) << kSniSlotBits) | slot; }
+    uint32_t sni_id(uint32_t slot) const
+    {
+        return (uint32_t(sni_gen_[slot]) << kSniSlotBits) | slot;
+    }
     uint32_t resolve_sni(uint32_t id) const
     {
         uint32_t slot = id & kSniSlotMask;
@@ -223,7 +231,8 @@ struct AggImpl {
 
     // --- per-entity window updates --------------------------------------------
     // Rolls the entity's buckets forward to now (its windows' current buckets).
-    template <class E, class C> void advance(E &e, C *cells, uint64_t now)
+    template <class E, class C>
+    void advance(E &e, C *cells, uint64_t now)
     {
         if (now <= e.last)
             return;
@@ -234,7 +243,8 @@ struct AggImpl {
 
     // Adds the traffic (when d) and the flow opened or closed (conc_delta) to
     // the current bucket of every window.
-    template <class E, class C> void count_traffic(E &e, C *cells, const Traffic *d, int conc_delta)
+    template <class E, class C>
+    void count_traffic(E &e, C *cells, const Traffic *d, int conc_delta)
     {
         if (conc_delta > 0)
             detail::add(e.conc, 1);
@@ -258,7 +268,8 @@ struct AggImpl {
     // A member last active before the group was created (the group was
     // evicted or is new) was not counted in it.
     template <class G>
-    void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old, uint64_t now)
+    void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old,
+                     uint64_t now)
     {
         bool counted = had_old && !g_fresh && old >= g.first;
         for (size_t w = 0; w < window_count(); w++) {
@@ -275,7 +286,8 @@ struct AggImpl {
     }
 
     // The member last active at m_last leaves (dropped or recounted).
-    template <class G> void member_gone(const G &g, WideCell *gc, uint64_t m_last)
+    template <class G>
+    void member_gone(const G &g, WideCell *gc, uint64_t m_last)
     {
         if (m_last < g.first)
             return;
@@ -288,7 +300,8 @@ struct AggImpl {
         }
     }
 
-    template <class G> void member_count(G &g, WideCell *gc, uint64_t m_last)
+    template <class G>
+    void member_count(G &g, WideCell *gc, uint64_t m_last)
     {
         if (m_last < g.first)
             return;
@@ -303,28 +316,37 @@ struct AggImpl {
     }
 
     // --- lookups --------------------------------------------------------------
-    uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a, uint8_t p) const
+    uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a,
+                         uint8_t p) const
     {
-        return t.find(hash_addr(seed_, a, p), [&](const ClientEntry &e) { return e.prefix == p && e.addr == a; });
+        return t.find(hash_addr(seed_, a, p),
+                      [&](const ClientEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_subnet(const Addr16 &a, uint8_t p) const
     {
-        return subnets_.find(hash_addr(seed_, a, p), [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
+        return subnets_.find(hash_addr(seed_, a, p),
+                             [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_client_api_host(const Addr16 &a, uint8_t p, uint32_t sni) const
     {
-        return client_api_hosts_.find(hash_addr(seed_, a, p, sni),
-                           [&](const ClientApiHostEntry &e) { return e.api_host_id == sni && e.prefix == p && e.addr == a; });
+        return client_api_hosts_.find(
+            hash_addr(seed_, a, p, sni), [&](const ClientApiHostEntry &e) {
+                return e.api_host_id == sni && e.prefix == p && e.addr == a;
+            });
     }
     uint32_t find_api_host(std::string_view name) const
     {
-        return api_hosts_.find(hash_str(seed_, name), [&](const ApiHostEntry &e) { return e.name == name; });
+        return api_hosts_.find(hash_str(seed_, name),
+                               [&](const ApiHostEntry &e) { return e.name == name; });
     }
     uint32_t find_cohort(std::string_view label, uint64_t h) const
     {
         return cohort_entities_.find(h, [&](const CohortEntry &e) { return e.label == label; });
     }
-    uint32_t find_cohort(std::string_view label) const { return find_cohort(label, hash_str(seed_, label)); }
+    uint32_t find_cohort(std::string_view label) const
+    {
+        return find_cohort(label, hash_str(seed_, label));
+    }
 
     // Groups of a client entity (kNoSlot when absent).
     struct Groups {
@@ -345,7 +367,8 @@ struct AggImpl {
     // The entity eq matches, or (create) a new one at now, evicting one past
     // the kind's limit; fresh says it is new. kNoSlot when absent and !create.
     template <class E, class C, class Eq>
-    uint32_t find_or_add(EntityTable<E, C> &t, EntityKind k, uint64_t h, Eq &&eq, bool create, bool &fresh, uint64_t now)
+    uint32_t find_or_add(EntityTable<E, C> &t, EntityKind k, uint64_t h, Eq &&eq, bool create,
+                         bool &fresh, uint64_t now)
     {
         fresh = false;
         uint32_t i = t.find(h, eq);
@@ -364,7 +387,8 @@ struct AggImpl {
         return i;
     }
 
-    template <class E, class C> void evict_one(EntityTable<E, C> &t, EntityKind k)
+    template <class E, class C>
+    void evict_one(EntityTable<E, C> &t, EntityKind k)
     {
         uint32_t best = kNoSlot, hw = t.high_water();
         int found = 0;
@@ -393,7 +417,8 @@ struct AggImpl {
             if (g.subnet != kNoSlot)
                 member_gone(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_gone(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort), c.last);
+                member_gone(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
+                            c.last);
             if (g.host != kNoSlot)
                 member_gone(host_.entry(0), host_.cells(0), c.last);
             clients_.erase(i, key_hash(seed_, c));
@@ -465,7 +490,8 @@ struct AggImpl {
     }
 
     // conc: +1 flow opened, -1 flow closed (nothing created), 0 traffic only.
-    void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d, int conc)
+    void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d,
+               int conc)
     {
         updates_++;
         uint8_t cp = client_prefix(addr);
@@ -484,8 +510,9 @@ struct AggImpl {
     // Finds or adds the API host (its counters are updated in touch_api_host).
     void touch_api_host_entry(Update &u, std::string_view sni)
     {
-        u.api = find_or_add(api_hosts_, EntityKind::api_host, hash_str(seed_, sni),
-                       [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
+        u.api = find_or_add(
+            api_hosts_, EntityKind::api_host, hash_str(seed_, sni),
+            [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
         if (u.api == kNoSlot)
             return;
         if (u.api_fresh) {
@@ -500,9 +527,10 @@ struct AggImpl {
         bool fresh;
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
-        u.client = find_or_add(clients_, EntityKind::client, hash_addr(seed_, ca, cp),
-                          [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
-                          u.now);
+        u.client = find_or_add(
+            clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+            [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
+            u.now);
         if (u.client == kNoSlot)
             return;
         ClientEntry &c = clients_.entry(u.client);
@@ -521,8 +549,8 @@ struct AggImpl {
 
     // One group of the client (subnet, cohort, host): init fills a new one's key.
     template <class E, class Eq, class Init>
-    void touch_group(const Update &u, EntityTable<E, WideCell> &tbl, EntityKind k, uint64_t h, Eq &&eq,
-                     Init &&init)
+    void touch_group(const Update &u, EntityTable<E, WideCell> &tbl, EntityKind k, uint64_t h,
+                     Eq &&eq, Init &&init)
     {
         bool g_fresh;
         uint32_t gi = find_or_add(tbl, k, h, eq, u.create, g_fresh, u.now);
@@ -543,22 +571,26 @@ struct AggImpl {
     {
         uint8_t sp = subnet_prefix(addr);
         Addr16 sa = mask_addr(u.client_addr, sp);
-        touch_group(u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
-                    [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
-                    [&](SubnetEntry &e) {
-                        e.addr = sa;
-                        e.prefix = sp;
-                    });
+        touch_group(
+            u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+            [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
+            [&](SubnetEntry &e) {
+                e.addr = sa;
+                e.prefix = sp;
+            });
         if (auto l = cohort_matcher_.match(u.client_addr)) {
             const std::string &label = cohort_matcher_.label(*l);
-            touch_group(u, cohort_entities_, EntityKind::cohort, cohort_hash_[*l],
-                        [&](const CohortEntry &e) { return e.label == label; },
-                        [&](CohortEntry &e) {
-                            e.label = label;
-                            cohort_entities_.add_extra_bytes(heap_bytes(e.label));
-                        });
+            touch_group(
+                u, cohort_entities_, EntityKind::cohort, cohort_hash_[*l],
+                [&](const CohortEntry &e) { return e.label == label; },
+                [&](CohortEntry &e) {
+                    e.label = label;
+                    cohort_entities_.add_extra_bytes(heap_bytes(e.label));
+                });
         }
-        touch_group(u, host_, EntityKind::host, 0, [](const HostEntry &) { return true; }, [](HostEntry &) {});
+        touch_group(
+            u, host_, EntityKind::host, 0, [](const HostEntry &) { return true; },
+            [](HostEntry &) {});
     }
 
     // The API host's counters and its client x API host.
@@ -571,9 +603,12 @@ struct AggImpl {
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         uint32_t sid = u.sni_id;
-        uint32_t pi = find_or_add(client_api_hosts_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
-                             [&](const ClientApiHostEntry &e) { return e.api_host_id == sid && e.prefix == cp && e.addr == ca; },
-                             u.create, fresh, u.now);
+        uint32_t pi = find_or_add(
+            client_api_hosts_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+            [&](const ClientApiHostEntry &e) {
+                return e.api_host_id == sid && e.prefix == cp && e.addr == ca;
+            },
+            u.create, fresh, u.now);
         if (pi == kNoSlot)
             return;
         ClientApiHostEntry &p = client_api_hosts_.entry(pi);
@@ -588,7 +623,8 @@ struct AggImpl {
         count_traffic(p, client_api_hosts_.cells(pi), u.d, u.conc);
         // find_or_add() may have evicted another pair of this API host:
         // its counters are already settled against a.last == now.
-        member_seen(api_hosts_.entry(u.api), api_hosts_.cells(u.api), u.api_fresh, p_had, p_old, u.now);
+        member_seen(api_hosts_.entry(u.api), api_hosts_.cells(u.api), u.api_fresh, p_had, p_old,
+                    u.now);
     }
 
     size_t expire(uint64_t now_in)
@@ -628,7 +664,8 @@ struct AggImpl {
     // Client, subnet, client x API host and host headers are plain bytes;
     // API host ids (slot and generation) are re-mapped when read, since the
     // slots differ.
-    template <class E, class C> void save_table(StateWriter &w, const EntityTable<E, C> &t) const
+    template <class E, class C>
+    void save_table(StateWriter &w, const EntityTable<E, C> &t) const
     {
         w.u64(t.size());
         t.for_each_live([&](uint32_t i) {
@@ -670,8 +707,8 @@ struct AggImpl {
     // returns the header, or nullopt to leave the entity out (its API host
     // is gone); after(slot) sees where it went.
     template <class E, class C, class Read, class After>
-    void restore_table(StateReader &r, EntityTable<E, C> &t, EntityKind k, size_t min_header, Read &&read_header,
-                       After &&after)
+    void restore_table(StateReader &r, EntityTable<E, C> &t, EntityKind k, size_t min_header,
+                       Read &&read_header, After &&after)
     {
         uint64_t n = r.count(min_header + window_count() * sizeof(C));
         for (uint64_t j = 0; j < n; j++) {
@@ -702,9 +739,19 @@ struct AggImpl {
         }
     }
     uint64_t state_key_hash(const HostEntry &) const { return 0; }
-    template <class E> uint64_t state_key_hash(const E &e) const { return key_hash(seed_, e); }
-    static bool same_key(const ClientEntry &a, const ClientEntry &b) { return a.prefix == b.prefix && a.addr == b.addr; }
-    static bool same_key(const SubnetEntry &a, const SubnetEntry &b) { return a.prefix == b.prefix && a.addr == b.addr; }
+    template <class E>
+    uint64_t state_key_hash(const E &e) const
+    {
+        return key_hash(seed_, e);
+    }
+    static bool same_key(const ClientEntry &a, const ClientEntry &b)
+    {
+        return a.prefix == b.prefix && a.addr == b.addr;
+    }
+    static bool same_key(const SubnetEntry &a, const SubnetEntry &b)
+    {
+        return a.prefix == b.prefix && a.addr == b.addr;
+    }
     static bool same_key(const ClientApiHostEntry &a, const ClientApiHostEntry &b)
     {
         return a.api_host_id == b.api_host_id && a.prefix == b.prefix && a.addr == b.addr;
@@ -791,14 +838,18 @@ struct AggImpl {
                 return e;
             };
         };
-        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetEntry), plain(SubnetEntry{}), none);
+        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetEntry), plain(SubnetEntry{}),
+                      none);
         restore_table(r, host_, EntityKind::host, sizeof(HostEntry), plain(HostEntry{}), none);
-        restore_table(r, clients_, EntityKind::client, sizeof(ClientEntry), plain(ClientEntry{}), none);
-        restore_table(r, client_api_hosts_, EntityKind::client_api_host, sizeof(ClientApiHostEntry), plain(ClientApiHostEntry{}), none);
+        restore_table(r, clients_, EntityKind::client, sizeof(ClientEntry), plain(ClientEntry{}),
+                      none);
+        restore_table(r, client_api_hosts_, EntityKind::client_api_host, sizeof(ClientApiHostEntry),
+                      plain(ClientApiHostEntry{}), none);
     }
 
     // --- reconfiguration ------------------------------------------------------
-    template <class E, class C> void merge(EntityTable<E, C> &t, uint32_t dst_i, uint32_t src_i)
+    template <class E, class C>
+    void merge(EntityTable<E, C> &t, uint32_t dst_i, uint32_t src_i)
     {
         E &dst = t.entry(dst_i);
         E &src = t.entry(src_i);
@@ -818,7 +869,8 @@ struct AggImpl {
 
     // Entities keyed by (address, prefix[, sni]) whose prefix is longer than
     // the new one move to the shorter key, merging with an entity already there.
-    template <class E, class C> void rekey(EntityTable<E, C> &t, uint8_t p4, uint8_t p6)
+    template <class E, class C>
+    void rekey(EntityTable<E, C> &t, uint8_t p4, uint8_t p6)
     {
         t.for_each_live([&](uint32_t i) {
             E &e = t.entry(i);
@@ -867,7 +919,8 @@ struct AggImpl {
             if (g.subnet != kNoSlot)
                 member_count(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_count(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort), c.last);
+                member_count(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
+                             c.last);
             if (g.host != kNoSlot)
                 member_count(host_.entry(0), host_.cells(0), c.last);
         });
@@ -895,8 +948,10 @@ struct AggImpl {
             cohort_entities_.reshape(n, map);
             host_.reshape(n, map);
         }
-        bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 || nc.client_prefix_v6 != cfg_.client_prefix_v6;
-        bool subnet_px = nc.subnet_prefix_v4 != cfg_.subnet_prefix_v4 || nc.subnet_prefix_v6 != cfg_.subnet_prefix_v6;
+        bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 ||
+                         nc.client_prefix_v6 != cfg_.client_prefix_v6;
+        bool subnet_px = nc.subnet_prefix_v4 != cfg_.subnet_prefix_v4 ||
+                         nc.subnet_prefix_v6 != cfg_.subnet_prefix_v6;
         cfg_ = nc;
         longest_ = *std::max_element(cfg_.windows_ms.begin(), cfg_.windows_ms.end());
         if (client_px) {
@@ -931,7 +986,8 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: return clients_.memory_bytes();
         case EntityKind::subnet: return subnets_.memory_bytes();
-        case EntityKind::api_host: return api_hosts_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
+        case EntityKind::api_host:
+            return api_hosts_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
         case EntityKind::client_api_host: return client_api_hosts_.memory_bytes();
         case EntityKind::cohort: return cohort_entities_.memory_bytes();
         case EntityKind::host: return host_.memory_bytes();
@@ -945,7 +1001,8 @@ struct AggImpl {
         for (size_t k = 0; k < kEntityKinds; k++)
             n += memory(EntityKind(k));
         n += cohort_matcher_.memory_bytes() + cohort_hash_.capacity() * sizeof(uint64_t);
-        n += cfg_.windows_ms.capacity() * sizeof(uint64_t) + cfg_.cohorts.capacity() * sizeof(CohortRule);
+        n += cfg_.windows_ms.capacity() * sizeof(uint64_t) +
+             cfg_.cohorts.capacity() * sizeof(CohortRule);
         for (auto &r : cfg_.cohorts)
             n += static_cast<size_t>(heap_bytes(r.label));
         return n;
@@ -987,9 +1044,12 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: return compute(clients_.entry(i), clients_.cells(i), w, t, est);
         case EntityKind::subnet: return compute(subnets_.entry(i), subnets_.cells(i), w, t, est);
-        case EntityKind::api_host: return compute(api_hosts_.entry(i), api_hosts_.cells(i), w, t, est);
-        case EntityKind::client_api_host: return compute(client_api_hosts_.entry(i), client_api_hosts_.cells(i), w, t, est);
-        case EntityKind::cohort: return compute(cohort_entities_.entry(i), cohort_entities_.cells(i), w, t, est);
+        case EntityKind::api_host:
+            return compute(api_hosts_.entry(i), api_hosts_.cells(i), w, t, est);
+        case EntityKind::client_api_host:
+            return compute(client_api_hosts_.entry(i), client_api_hosts_.cells(i), w, t, est);
+        case EntityKind::cohort:
+            return compute(cohort_entities_.entry(i), cohort_entities_.cells(i), w, t, est);
         case EntityKind::host: return compute(host_.entry(i), host_.cells(i), w, t, est);
         }
         return {};
@@ -1045,7 +1105,8 @@ struct AggImpl {
     uint32_t slot_of(EntityKind k, const EntityKey &key) const
     {
         switch (k) {
-        case EntityKind::client: return find_client(clients_, mask_addr(key.addr, key.prefix), key.prefix);
+        case EntityKind::client:
+            return find_client(clients_, mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::subnet: return find_subnet(mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::api_host: return find_api_host(normalize_sni(key.name));
         case EntityKind::client_api_host: {
@@ -1077,12 +1138,14 @@ struct AggImpl {
         case EntityKind::host: collect(host_.entry(i).top, 1); break;
         default: break;
         }
-        std::stable_sort(out.begin(), out.end(),
-                         [](const SniShare &a, const SniShare &b) { return a.bytes_out > b.bytes_out; });
+        std::stable_sort(out.begin(), out.end(), [](const SniShare &a, const SniShare &b) {
+            return a.bytes_out > b.bytes_out;
+        });
         return out;
     }
 
-    template <class F> void for_each_slot(EntityKind k, F &&f) const
+    template <class F>
+    void for_each_slot(EntityKind k, F &&f) const
     {
         switch (k) {
         case EntityKind::client: clients_.for_each_live(f); break;
@@ -1121,7 +1184,8 @@ Aggregator::~Aggregator() = default;
 Aggregator::Aggregator(Aggregator &&) noexcept = default;
 Aggregator &Aggregator::operator=(Aggregator &&) noexcept = default;
 
-void Aggregator::add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni, const Traffic &d)
+void Aggregator::add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni,
+                             const Traffic &d)
 {
     impl_->touch(now_ms, client, sni, &d, 0);
 }
@@ -1206,8 +1270,8 @@ WindowValue Aggregator::value(EntityKind kind, const EntityKey &key, size_t wind
     return r ? r->value(window, now_ms, e) : WindowValue{};
 }
 
-std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size_t n, uint64_t now_ms,
-                                 Estimate e) const
+std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size_t n,
+                                 uint64_t now_ms, Estimate e) const
 {
     std::vector<Row> rows;
     if (window >= impl_->window_count() || n == 0)

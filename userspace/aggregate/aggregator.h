@@ -56,10 +56,10 @@ namespace exf::agg {
 
 // Deltas since the previous report for one client and API host.
 struct Traffic {
-    uint64_t bytes_in = 0;   // client to server
-    uint64_t bytes_out = 0;  // server to client: the exfiltration side
-    uint64_t pkts_in = 0;    // accepted, not aggregated
-    uint64_t pkts_out = 0;   // accepted, not aggregated
+    uint64_t bytes_in = 0;      // client to server
+    uint64_t bytes_out = 0;     // server to client: the exfiltration side
+    uint64_t pkts_in = 0;       // accepted, not aggregated
+    uint64_t pkts_out = 0;      // accepted, not aggregated
     uint64_t flows_opened = 0;  // TLS flows opened: the tls_flows metric
 };
 
@@ -94,7 +94,10 @@ struct AggConfig {
 
     // The client entity an address counts for (its family's client prefix):
     // what client rules measure and alerts name.
-    uint8_t client_prefix(const Addr16 &a) const { return is_v4(a) ? client_prefix_v4 : client_prefix_v6; }
+    uint8_t client_prefix(const Addr16 &a) const
+    {
+        return is_v4(a) ? client_prefix_v4 : client_prefix_v6;
+    }
     EntityKey client_key(const Addr16 &a) const { return prefix_key(a, client_prefix(a)); }
 };
 
@@ -131,7 +134,9 @@ public:
 
 private:
     friend struct AggImpl;
-    EntityRef(const AggImpl *impl, EntityKind kind, uint32_t slot) : impl_(impl), kind_(kind), slot_(slot) {}
+    EntityRef(const AggImpl *impl, EntityKind kind, uint32_t slot)
+        : impl_(impl), kind_(kind), slot_(slot)
+    {}
     const AggImpl *impl_;
     EntityKind kind_;
     uint32_t slot_;

@@ -61,15 +61,18 @@ std::optional<CohortRule> parse_cidr(std::string_view text, std::string *why)
         bool v6_text = addr_text.find(':') != std::string_view::npos;
         unsigned max_len = v6_text ? 128 : bits;
         if (len_text.empty() || len_text.size() > 3 ||
-            !std::all_of(len_text.begin(), len_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
-            return fail("invalid prefix length '" + std::string(len_text) + "' in '" + std::string(text) + "'");
+            !std::all_of(len_text.begin(), len_text.end(),
+                         [](char c) { return c >= '0' && c <= '9'; }))
+            return fail("invalid prefix length '" + std::string(len_text) + "' in '" +
+                        std::string(text) + "'");
         unsigned len = static_cast<unsigned>(std::stoul(std::string(len_text)));
         if (len > max_len)
             return fail("prefix length " + std::to_string(len) + " out of range 0.." +
                         std::to_string(max_len) + " in '" + std::string(text) + "'");
         if (v6_text && bits == 32) {
             if (len < 96)
-                return fail("'" + std::string(text) + "' mixes IPv4-mapped and IPv6 space (length < 96)");
+                return fail("'" + std::string(text) +
+                            "' mixes IPv4-mapped and IPv6 space (length < 96)");
             len -= 96;
         }
         r.prefix = static_cast<uint8_t>(len);
@@ -78,7 +81,8 @@ std::optional<CohortRule> parse_cidr(std::string_view text, std::string *why)
     if (net != r.addr) {
         CohortRule n = r;
         n.addr = net;
-        return fail("host bits set in '" + std::string(text) + "' (the network is " + format_cidr(n) + ")");
+        return fail("host bits set in '" + std::string(text) + "' (the network is " +
+                    format_cidr(n) + ")");
     }
     return r;
 }
@@ -125,15 +129,17 @@ CohortParse parse_cohorts(std::string_view text, const std::string &source_name)
             err("missing label after '" + std::string(cidr) + "' (expected: CIDR label)");
         } else if (label.size() > kMaxCohortLabel) {
             err("label longer than " + std::to_string(kMaxCohortLabel) + " bytes");
-        } else if (!std::all_of(label.begin(), label.end(),
-                                [](char c) { return c == ' ' || c == '\t' || (c > 32 && c < 127); })) {
+        } else if (!std::all_of(label.begin(), label.end(), [](char c) {
+                       return c == ' ' || c == '\t' || (c > 32 && c < 127);
+                   })) {
             err("label '" + std::string(label) + "' has non-printable or non-ASCII bytes");
         } else {
             rule->label = std::string(label);
             rule->line = line_no;
             auto [it, fresh] = seen.emplace(std::make_pair(rule->addr, rule->prefix), line_no);
             if (!fresh)
-                err("network " + format_cidr(*rule) + " already listed on line " + std::to_string(it->second));
+                err("network " + format_cidr(*rule) + " already listed on line " +
+                    std::to_string(it->second));
             else
                 out.rules.push_back(std::move(*rule));
         }
@@ -167,7 +173,8 @@ CohortMatcher::CohortMatcher(const std::vector<CohortRule> &rules)
         Addr16 net = mask_addr(r.addr, r.prefix);
         Net n{load_be64(net.data()), load_be64(net.data() + 8), it->second};
         bool v4_rule = is_v4(net);
-        uint8_t len = static_cast<uint8_t>(v4_rule ? 96 + std::min<unsigned>(r.prefix, 32) : r.prefix);
+        uint8_t len =
+            static_cast<uint8_t>(v4_rule ? 96 + std::min<unsigned>(r.prefix, 32) : r.prefix);
         (v4_rule ? v4 : v6)[len].push_back(n);
         rules_++;
     }
@@ -177,8 +184,9 @@ CohortMatcher::CohortMatcher(const std::vector<CohortRule> &rules)
             std::stable_sort(nets.begin(), nets.end(), [](const Net &a, const Net &b) {
                 return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
             });
-            nets.erase(std::unique(nets.begin(), nets.end(),
-                                   [](const Net &a, const Net &b) { return a.hi == b.hi && a.lo == b.lo; }),
+            nets.erase(std::unique(
+                           nets.begin(), nets.end(),
+                           [](const Net &a, const Net &b) { return a.hi == b.hi && a.lo == b.lo; }),
                        nets.end());
             nets.shrink_to_fit();
             to.push_back(Level{len, std::move(nets)});
@@ -217,7 +225,8 @@ std::optional<uint32_t> CohortMatcher::match(const Addr16 &a) const
 
 size_t CohortMatcher::memory_bytes() const
 {
-    size_t n = (v4_.capacity() + v6_.capacity()) * sizeof(Level) + labels_.capacity() * sizeof(std::string);
+    size_t n = (v4_.capacity() + v6_.capacity()) * sizeof(Level) +
+               labels_.capacity() * sizeof(std::string);
     for (auto *levels : {&v4_, &v6_})
         for (auto &lv : *levels)
             n += lv.nets.capacity() * sizeof(Net);

@@ -31,8 +31,8 @@ namespace exf::agg {
 inline constexpr size_t kMaxCohortLabel = 64;
 
 struct CohortRule {
-    Addr16 addr{};      // network address (IPv4 as ::ffff:a.b.c.d)
-    uint8_t prefix = 0; // family-relative: 0..32 or 0..128
+    Addr16 addr{};       // network address (IPv4 as ::ffff:a.b.c.d)
+    uint8_t prefix = 0;  // family-relative: 0..32 or 0..128
     std::string label;
     uint32_t line = 0;  // 0 when not from a file
 
@@ -77,7 +77,7 @@ private:
         uint32_t label;
     };
     struct Level {
-        uint8_t prefix;  // 0..128 (IPv4 rules as 96 + len)
+        uint8_t prefix;         // 0..128 (IPv4 rules as 96 + len)
         std::vector<Net> nets;  // sorted by (hi, lo)
     };
     std::vector<Level> v4_, v6_;  // longest prefix first

@@ -17,7 +17,8 @@ inline constexpr int kTopK = 4;
 // Space-saving over kTopK SNIs (Metwally et al.): a new SNI takes the
 // lightest slot and inherits its weight, so a weight over-counts by at most
 // the lightest weight at the time it was taken.
-template <class W> struct TopSnis {
+template <class W>
+struct TopSnis {
     uint32_t id[kTopK] = {};
     W w[kTopK] = {};
 
@@ -98,6 +99,10 @@ struct HostEntry {
     bool live = false;
 };
 
-template <class E> constexpr bool kHasTop = requires(E e) { e.top; };
+template <class E>
+constexpr bool kHasTop = requires(E e)
+{
+    e.top;
+};
 
 }  // namespace exf::agg::detail

@@ -31,9 +31,9 @@ std::optional<EntityKind> parse_kind(std::string_view name);
 inline constexpr size_t kMaxSniBytes = 255;
 
 struct EntityKey {
-    Addr16 addr{};      // client, subnet, client_api_host: the masked address
-    uint8_t prefix = 0; // its prefix length within its family
-    std::string name;   // api_host, client_api_host: the SNI; cohort: the label
+    Addr16 addr{};       // client, subnet, client_api_host: the masked address
+    uint8_t prefix = 0;  // its prefix length within its family
+    std::string name;    // api_host, client_api_host: the SNI; cohort: the label
 
     bool operator==(const EntityKey &) const = default;
 };

@@ -35,7 +35,8 @@ inline uint64_t mix64(uint64_t x)
     return x;
 }
 
-template <class E, class C> class EntityTable {
+template <class E, class C>
+class EntityTable {
 public:
     // chunk_shift: log2 of the entries per slab chunk.
     EntityTable(size_t nwin, unsigned chunk_shift) : nwin_(nwin), shift_(chunk_shift) {}
@@ -48,10 +49,14 @@ public:
     E &entry(uint32_t i) { return heads_[i >> shift_][i & mask()]; }
     const E &entry(uint32_t i) const { return heads_[i >> shift_][i & mask()]; }
     C *cells(uint32_t i) { return cells_[i >> shift_].get() + size_t(i & mask()) * nwin_; }
-    const C *cells(uint32_t i) const { return cells_[i >> shift_].get() + size_t(i & mask()) * nwin_; }
+    const C *cells(uint32_t i) const
+    {
+        return cells_[i >> shift_].get() + size_t(i & mask()) * nwin_;
+    }
 
     // eq(const E&) -> bool
-    template <class Eq> uint32_t find(uint64_t hash, Eq &&eq) const
+    template <class Eq>
+    uint32_t find(uint64_t hash, Eq &&eq) const
     {
         if (index_.empty())
             return kNoSlot;
@@ -108,7 +113,8 @@ public:
         index_add(new_hash, i);
     }
 
-    template <class F> void for_each_live(F &&f) const
+    template <class F>
+    void for_each_live(F &&f) const
     {
         for (uint32_t i = 0; i < used_; i++)
             if (entry(i).live)
@@ -135,7 +141,8 @@ public:
     // Moves live entries to the front, releases the chunks past them and
     // resizes the index. Slot indices change: only for tables whose slots
     // nobody keeps. hash_of(const E&) -> uint64_t.
-    template <class H> void compact(H &&hash_of)
+    template <class H>
+    void compact(H &&hash_of)
     {
         uint32_t dst = 0;
         for (uint32_t src = 0; src < used_; src++) {
@@ -173,8 +180,9 @@ public:
     {
         size_t per = size_t(1) << shift_;
         return heads_.size() * per * (sizeof(E) + nwin_ * sizeof(C)) +
-               (heads_.capacity() + cells_.capacity()) * sizeof(void *) + index_.capacity() * sizeof(Slot) +
-               free_.capacity() * sizeof(uint32_t) + static_cast<size_t>(extra_);
+               (heads_.capacity() + cells_.capacity()) * sizeof(void *) +
+               index_.capacity() * sizeof(Slot) + free_.capacity() * sizeof(uint32_t) +
+               static_cast<size_t>(extra_);
     }
 
 private:

@@ -96,7 +96,11 @@ inline void store(uint64_t &x, uint64_t v) { x = v; }
 inline void store(uint32_t &x, uint64_t v) { x = v > UINT32_MAX ? UINT32_MAX : uint32_t(v); }
 inline void store(uint16_t &x, uint64_t v) { x = v > UINT16_MAX ? UINT16_MAX : uint16_t(v); }
 inline void store(U48 &x, uint64_t v) { x.set(v); }
-template <class T> void add(T &x, uint64_t d) { store(x, sat_add(load(x), d)); }
+template <class T>
+void add(T &x, uint64_t d)
+{
+    store(x, sat_add(load(x), d));
+}
 }  // namespace detail
 
 // Index 0 is the current bucket, 1 the previous one.
@@ -114,12 +118,17 @@ struct WideCell {
 };
 static_assert(sizeof(WideCell) == 64);
 
-template <class C> constexpr bool kHasMembers = requires(C c) { c.members[0]; };
+template <class C>
+constexpr bool kHasMembers = requires(C c)
+{
+    c.members[0];
+};
 
 // Moves a cell whose current bucket holds `last` to the bucket of `now`
 // (now >= last). `concurrent` is the entity's open flow count, which starts
 // the new buckets' peaks.
-template <class C> void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
+template <class C>
+void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
 {
     uint64_t b0 = last / len, b1 = now / len;
     if (b1 <= b0)
@@ -184,7 +193,8 @@ BucketPair view(const C &c, uint64_t last, uint64_t t, uint64_t len, uint64_t co
 }
 
 // Sum of two cells that were rolled to the same time (merging entities).
-template <class C> void merge_into(C &dst, const C &src)
+template <class C>
+void merge_into(C &dst, const C &src)
 {
     using detail::add;
     using detail::load;

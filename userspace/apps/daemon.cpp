@@ -1,50 +1,50 @@
 #include "apps/daemon.h"
 
-#include <net/if.h>
 #include <linux/capability.h>
+#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <map>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include "aggregate/aggregator.h"
+#include "aggregate/entity_key.h"
+#include "apps/tls_attribution.h"
 #include "capture/bpf_sensor.h"
 #include "capture/maps.h"
 #include "capture/netdev.h"
 #include "capture/tc_attach.h"
 #include "common/addr.h"
-#include "common/privileges.h"
-#include "common/text.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/periodic.h"
+#include "common/privileges.h"
+#include "common/text.h"
 #include "config/config.h"
 #include "config/run_checks.h"
 #include "control/control_server.h"
 #include "control/metrics_server.h"
 #include "control/snapshot.h"
-#include "aggregate/aggregator.h"
-#include "aggregate/entity_key.h"
 #include "detect/detector.h"
-#include "output/output.h"
 #include "flows/flow_tracker.h"
 #include "harvest/drain.h"
 #include "harvest/harvest_stage.h"
+#include "output/output.h"
 #include "sources/source.h"
 #include "state/state_file.h"
-#include "apps/tls_attribution.h"
-#include "common/periodic.h"
 
 namespace exf {
 
@@ -59,9 +59,8 @@ void on_hup(int) { g_reload = true; }
 void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_t events,
                    uint64_t queue_drops, const FlowTrackerStats &ts)
 {
-    std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
-        return a.stats.bytes_out > b.stats.bytes_out;
-    });
+    std::sort(rows.begin(), rows.end(),
+              [](const auto &a, const auto &b) { return a.stats.bytes_out > b.stats.bytes_out; });
     std::printf("%-39s %10s %10s %14s %14s %10s %10s\n", "client", "tls_flows", "closed",
                 "bytes_in", "bytes_out", "pkts_in", "pkts_out");
     for (auto &r : rows)
@@ -102,10 +101,11 @@ void print_api_hosts(const agg::Aggregator &a, uint64_t now_ms)
     std::printf("%-40s %14s %14s %10s %8s   (last %llus)\n", "api_host", "bytes_out", "bytes_in",
                 "tls_flows", "clients", (unsigned long long)(w[longest] / 1000));
     for (auto &r : a.top(agg::EntityKind::api_host, longest, agg::SortBy::bytes_out, 10, now_ms))
-        std::printf("%-40s %14llu %14llu %10llu %8u\n",
-                    ascii_escape(agg::format_key(agg::EntityKind::api_host, r.key), kLogFieldMax).c_str(),
-                    (unsigned long long)r.value.bytes_out, (unsigned long long)r.value.bytes_in,
-                    (unsigned long long)r.value.tls_flows, r.value.distinct_clients);
+        std::printf(
+            "%-40s %14llu %14llu %10llu %8u\n",
+            ascii_escape(agg::format_key(agg::EntityKind::api_host, r.key), kLogFieldMax).c_str(),
+            (unsigned long long)r.value.bytes_out, (unsigned long long)r.value.bytes_in,
+            (unsigned long long)r.value.tls_flows, r.value.distinct_clients);
     std::printf("\n");
     std::fflush(stdout);
 }
@@ -161,7 +161,8 @@ bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
 
 // Opens the outputs without starting their threads; one that cannot work at
 // all (unreadable CA file) is an error naming its table.
-std::vector<std::unique_ptr<output::Output>> open_outputs(const std::vector<output::OutputConfig> &cfgs)
+std::vector<std::unique_ptr<output::Output>>
+open_outputs(const std::vector<output::OutputConfig> &cfgs)
 {
     std::vector<std::unique_ptr<output::Output>> outs;
     for (auto &c : cfgs) {
@@ -175,7 +176,8 @@ std::vector<std::unique_ptr<output::Output>> open_outputs(const std::vector<outp
     return outs;
 }
 
-std::vector<std::unique_ptr<output::Output>> start_outputs(const std::vector<output::OutputConfig> &cfgs)
+std::vector<std::unique_ptr<output::Output>>
+start_outputs(const std::vector<output::OutputConfig> &cfgs)
 {
     auto outs = open_outputs(cfgs);
     for (auto &o : outs)
@@ -188,13 +190,13 @@ void dispatch(const std::vector<detect::AlertRecord> &records,
               std::vector<std::unique_ptr<output::Output>> &outs)
 {
     for (auto &r : records) {
-        auto msg = fmt::format("{}alert {} {} rule={} severity={} {}={} {}={} threshold={}{}",
-                               r.shadow ? "shadow " : "", detect::state_name(r.state), r.id, r.rule,
-                               detect::severity_name(r.severity), r.entity_kind,
-                               ascii_escape(r.entity, kLogFieldMax), r.metric, format_number(r.value), format_number(r.threshold),
-                               r.state == detect::AlertState::summary
-                                   ? fmt::format(" suppressed={}", r.suppressed)
-                                   : std::string());
+        auto msg = fmt::format(
+            "{}alert {} {} rule={} severity={} {}={} {}={} threshold={}{}",
+            r.shadow ? "shadow " : "", detect::state_name(r.state), r.id, r.rule,
+            detect::severity_name(r.severity), r.entity_kind, ascii_escape(r.entity, kLogFieldMax),
+            r.metric, format_number(r.value), format_number(r.threshold),
+            r.state == detect::AlertState::summary ? fmt::format(" suppressed={}", r.suppressed)
+                                                   : std::string());
         if (r.severity == detect::Severity::critical && !r.shadow)
             spdlog::warn("{}", msg);
         else
@@ -304,7 +306,7 @@ std::optional<std::vector<std::string>> interfaces_to_attach(const DaemonOptions
 
 void install_signal_handlers()
 {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
@@ -340,7 +342,8 @@ public:
         tracker_.set_on_tls_meta([this](const FlowRecord &r) {
             // SNI and ALPN come from the wire: logged through the sanitizer.
             spdlog::debug("TLS flow {}: sni {} ja4 {}", r.id,
-                          r.tls.sni ? ascii_escape(*r.tls.sni, kLogFieldMax) : std::string("-"), r.tls.ja4);
+                          r.tls.sni ? ascii_escape(*r.tls.sni, kLogFieldMax) : std::string("-"),
+                          r.tls.ja4);
             attribute_tls(detector_, aggregator_, r);
         });
         // Counts, windows and alerts from before a restart (never the
@@ -376,7 +379,8 @@ private:
     void open_control()
     {
         try {
-            ctl_ = std::make_unique<control::ControlServer>(cfg_.control_socket, cfg_.control_group);
+            ctl_ =
+                std::make_unique<control::ControlServer>(cfg_.control_socket, cfg_.control_group);
             spdlog::info("control socket {} ({})", cfg_.control_socket,
                          cfg_.control_group.empty() ? "root only"
                                                     : "root and group " + cfg_.control_group);
@@ -386,7 +390,8 @@ private:
         if (!cfg_.metrics_enabled)
             return;
         try {
-            metrics_ = std::make_unique<control::MetricsServer>(cfg_.metrics_host, cfg_.metrics_port);
+            metrics_ =
+                std::make_unique<control::MetricsServer>(cfg_.metrics_host, cfg_.metrics_port);
             spdlog::info("metrics on http://{}/metrics",
                          format_host_port(cfg_.metrics_host, std::to_string(cfg_.metrics_port)));
         } catch (const Error &e) {
@@ -421,8 +426,9 @@ private:
         maintain_every_.start(start);
         while (!g_stop) {
             if (ctl_)
-                ctl_->serve(std::chrono::milliseconds(50),
-                            [this](std::string_view line) { return control::handle_request(line, view()); });
+                ctl_->serve(std::chrono::milliseconds(50), [this](std::string_view line) {
+                    return control::handle_request(line, view());
+                });
             else
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             if (g_reload.exchange(false))
@@ -470,7 +476,8 @@ private:
 
     void pop_events()
     {
-        events_ += source_->pop_events([this](std::span<const uint8_t> e) { tracker_.on_event(e); });
+        events_ +=
+            source_->pop_events([this](std::span<const uint8_t> e) { tracker_.on_event(e); });
     }
 
     // The live view and the metrics read the single-threaded state from this
@@ -495,10 +502,10 @@ private:
     // after it, as if they had waited in the queue.
     void harvest_now()
     {
-        auto d = run_draining(
-            [this] { harvest_tables(); },
-            [this](const EventFn &fn) { return source_->pop_events(fn); },
-            [this](std::span<const uint8_t> e) { tracker_.on_event(e); }, kHarvestDrainBytes);
+        auto d = run_draining([this] { harvest_tables(); },
+                              [this](const EventFn &fn) { return source_->pop_events(fn); },
+                              [this](std::span<const uint8_t> e) { tracker_.on_event(e); },
+                              kHarvestDrainBytes);
         events_ += d.staged;
         state_.events_harvest_drained += d.staged;
         if (d.limit_reached) {
@@ -544,7 +551,8 @@ private:
     {
         auto records = detector_.evaluate(aggregator_, monotonic_ms(), wall_ms());
         for (auto &r : records)
-            state_.alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
+            state_
+                .alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
         dispatch(records, outputs_);
         publish();
     }
@@ -555,7 +563,8 @@ private:
             saved_state_.save_and_wait(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(),
                                        wall_ms());
         else
-            saved_state_.save(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(), wall_ms());
+            saved_state_.save(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(),
+                              wall_ms());
     }
 
     // Interfaces that went away or came back.

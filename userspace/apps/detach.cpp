@@ -2,9 +2,9 @@
 
 #include <ostream>
 
+#include "apps/daemon.h"
 #include "capture/tc_attach.h"
 #include "common/error.h"
-#include "apps/daemon.h"
 
 namespace exf {
 
@@ -39,8 +39,8 @@ int run_detach(const std::vector<std::string> &interfaces, std::ostream &out, st
         }
     }
     if (removed == 0 && status == 0)
-        out << "no exfilmon filter attached"
-            << (interfaces.empty() ? std::string() : " there") << "\n";
+        out << "no exfilmon filter attached" << (interfaces.empty() ? std::string() : " there")
+            << "\n";
     return status;
 }
 

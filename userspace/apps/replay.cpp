@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdint>
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,17 +16,17 @@
 #include <sstream>
 #include <tuple>
 
+#include "apps/tls_attribution.h"
 #include "capture/maps.h"
 #include "capture/pcap_reader.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/periodic.h"
 #include "common/text.h"
 #include "config/config.h"
 #include "detect/detector.h"
-#include "output/output.h"
 #include "harvest/harvest_stage.h"
-#include "apps/tls_attribution.h"
-#include "common/periodic.h"
+#include "output/output.h"
 
 namespace exf {
 
@@ -66,12 +66,8 @@ public:
     explicit DetectReplayStage(const Config &cfg)
         : harvest_every_(cfg.harvest_interval_ms), eval_every_(cfg.detect.interval_ms),
           agg_(cfg.aggregate), det_(cfg.detect)
-    {
-    }
-    void on_tls_meta(const FlowRecord &r) override
-    {
-        attribute_tls(det_, agg_, r);
-    }
+    {}
+    void on_tls_meta(const FlowRecord &r) override { attribute_tls(det_, agg_, r); }
     void on_packet(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
         uint64_t now = ts_ns / 1000000;
@@ -194,7 +190,7 @@ std::unique_ptr<Datapath> choose_datapath(DatapathChoice choice, const SensorOpt
     }
     err << kProg << "datapath " << datapath_label(*dp)
         << (std::string_view(dp->name()) == "bpf" ? " (the BPF program via BPF_PROG_TEST_RUN)"
-                                                   : " (the datapath's userspace build)");
+                                                  : " (the datapath's userspace build)");
     if (!why_user.empty())
         err << ": " << why_user;
     err << "\n";
@@ -239,7 +235,8 @@ public:
                 flush_alerts();
             }
         } catch (const std::exception &e) {
-            failure_ = name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
+            failure_ =
+                name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
         }
         if (failure_.empty())
             failure_ = reader_.error();
@@ -271,9 +268,9 @@ public:
     {
         const auto &st = tracker_.stats();
         err << kProg << name_ << ": " << packets_ << " packets, " << report_.clients.size()
-            << " clients, " << report_.flow_count << " TLS/QUIC flows; events " << st.events
-            << " (" << st.hello_events << " hello, " << st.end_events << " flow end, "
-            << st.bad_events << " invalid); " << st.hellos_done << " ClientHellos parsed";
+            << " clients, " << report_.flow_count << " TLS/QUIC flows; events " << st.events << " ("
+            << st.hello_events << " hello, " << st.end_events << " flow end, " << st.bad_events
+            << " invalid); " << st.hellos_done << " ClientHellos parsed";
         if (!tracker_.anomalies().empty()) {
             err << "; anomalies:";
             for (const auto &[anomaly, n] : tracker_.anomalies())

@@ -63,7 +63,8 @@ public:
     // A flow's TLS metadata became known (attribute its traffic to the SNI).
     virtual void on_tls_meta(const FlowRecord & /*record*/) {}
     // After each packet and its events; ts_ns is the packet time (the clock).
-    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
+    virtual void on_packet(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/)
+    {}
     // The capture ended (or broke off); ts_ns is the last packet's time.
     virtual void on_end(uint64_t /*ts_ns*/, const Datapath & /*dp*/, const FlowTracker & /*t*/) {}
     // Alerts raised since the last call (called after every packet and at the end).

@@ -38,7 +38,8 @@ std::vector<std::string> validate(const SensorOptions &o)
     };
     table(o.flow_table_size, "flow table size", kFlowTableSize);
     table(o.client_table_size, "client table size", kClientTableSize);
-    static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30, "the messages name these");
+    static_assert(kRingbufBytes.lo == 64u << 10 && kRingbufBytes.hi == 1u << 30,
+                  "the messages name these");
     if (o.ringbuf_bytes < kRingbufBytes.lo || (o.ringbuf_bytes & (o.ringbuf_bytes - 1)))
         problems.push_back("ring buffer size must be a power of two of at least 64 KiB");
     else if (o.ringbuf_bytes > kRingbufBytes.hi)
@@ -59,7 +60,7 @@ constexpr const char *kPinnedMaps[] = {"exf_flows", "exf_clients", "exf_fcache",
 void ensure_bpffs(const std::string &pin_path)
 {
     auto on_bpffs = [](const std::string &dir) {
-        struct statfs st{};
+        struct statfs st {};
         return statfs(dir.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
     };
     std::string parent = pin_path.substr(0, pin_path.find_last_of('/'));
@@ -73,13 +74,14 @@ void ensure_bpffs(const std::string &pin_path)
                         ", or set bpf.pin = false)",
                     EINVAL);
     if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
-        throw_errno("mount bpffs on /sys/fs/bpf (needed for pinning; or set bpf.pin = false)", errno);
+        throw_errno("mount bpffs on /sys/fs/bpf (needed for pinning; or set bpf.pin = false)",
+                    errno);
     spdlog::info("mounted bpffs on /sys/fs/bpf");
 }
 
 bool pinned_exists(const std::string &path)
 {
-    struct stat st{};
+    struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -130,8 +132,8 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         if (mkdir(opts.pin_path.c_str(), 0700) != 0 && errno != EEXIST)
             throw_errno("create pin directory " + opts.pin_path, errno);
         // Before the pins are read or replaced: they may be a live daemon's.
-        pin_lock_.emplace(OwnerLock::directory(
-            opts.pin_path, "pin directory " + opts.pin_path + " (bpf.pin_path)"));
+        pin_lock_.emplace(OwnerLock::directory(opts.pin_path, "pin directory " + opts.pin_path +
+                                                                  " (bpf.pin_path)"));
         reused_pins_ = pinned_exists(opts.pin_path + "/exf_clients");
     }
     open_and_configure();

@@ -16,11 +16,31 @@ namespace exf {
 namespace {
 
 constexpr std::string_view kCounterNames[] = {
-    "packets", "bytes", "not_ip", "truncated_l2", "truncated_l3", "truncated_l4",
-    "vlan_too_deep", "bad_ipv4", "bad_ipv6_ext", "bad_tcp", "bad_udp", "fragment",
-    "other_l4", "flow_new", "flow_reuse", "flow_update_fail", "client_update_fail",
-    "tls_flows", "quic_flows", "hello_events", "end_events", "ringbuf_full",
-    "load_bytes_fail", "pull_fail", "client_new",
+    "packets",
+    "bytes",
+    "not_ip",
+    "truncated_l2",
+    "truncated_l3",
+    "truncated_l4",
+    "vlan_too_deep",
+    "bad_ipv4",
+    "bad_ipv6_ext",
+    "bad_tcp",
+    "bad_udp",
+    "fragment",
+    "other_l4",
+    "flow_new",
+    "flow_reuse",
+    "flow_update_fail",
+    "client_update_fail",
+    "tls_flows",
+    "quic_flows",
+    "hello_events",
+    "end_events",
+    "ringbuf_full",
+    "load_bytes_fail",
+    "pull_fail",
+    "client_new",
 };
 static_assert(std::size(kCounterNames) == EXF_C__MAX, "one name per enum exf_counter");
 
@@ -95,7 +115,9 @@ std::vector<ClientRow> read_clients(int fd)
 std::vector<FlowRow> read_flows(int fd)
 {
     return read_table<exf_flow_key, exf_flow, FlowRow>(
-        fd, 1, [](const exf_flow_key &k, const exf_flow *v) { return FlowRow{k, *v}; });
+        fd, 1, [](const exf_flow_key &k, const exf_flow *v) {
+            return FlowRow{k, *v};
+        });
 }
 
 namespace {
@@ -110,7 +132,8 @@ std::vector<exf_fc_slot> read_fcache_all(int fd)
     std::vector<exf_fc_slot> vals(size_t(EXF_FC_SLOTS) * size_t(ncpu));
     uint32_t count = EXF_FC_SLOTS, out_batch = 0;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    int err = bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), vals.data(), &count, &opts);
+    int err =
+        bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), vals.data(), &count, &opts);
     if (err && errno != ENOENT) {
         // No batch support: one lookup per slot.
         count = 0;
@@ -255,8 +278,7 @@ Tables read_tables(int flows_fd, int clients_fd, int fcache_fd)
     std::vector<exf_fc_slot> stable;
     for (size_t i = 0; i < after.size() && i < before.size(); i++) {
         const auto &b = before[i], &c = after[i];
-        if (b.used && c.used && same_slot(b, c) && c.pkts[0] >= b.pkts[0] &&
-            c.pkts[1] >= b.pkts[1])
+        if (b.used && c.used && same_slot(b, c) && c.pkts[0] >= b.pkts[0] && c.pkts[1] >= b.pkts[1])
             stable.push_back(c);
     }
     fold_fcache(t, stable);

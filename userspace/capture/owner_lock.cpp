@@ -22,7 +22,7 @@ namespace {
 // /proc/locks (pids as this process's namespace sees them).
 std::string holder_of(int fd)
 {
-    struct stat st{};
+    struct stat st {};
     if (fstat(fd, &st) != 0)
         return "another process";
     char id[64];
@@ -59,7 +59,8 @@ void lock_or_throw(int fd, const std::string &what, const std::string &hint)
 
 bool same_file(int fd, const std::string &path)
 {
-    struct stat a{}, b{};
+    struct stat a {
+    }, b{};
     return fstat(fd, &a) == 0 && stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
 }
@@ -91,14 +92,13 @@ static std::string lock_dir()
 OwnerLock OwnerLock::interface(const std::string &ifname)
 {
     // The thread's namespace: a test attaches from a thread inside one.
-    struct stat ns{};
+    struct stat ns {};
     if (stat("/proc/thread-self/ns/net", &ns) != 0)
         throw_errno("network namespace of this thread", errno);
     const std::string dir = lock_dir();
     if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
         throw_errno("create " + dir + " (the attach locks)", errno);
-    std::string path = dir + "/tc-" + std::to_string(ns.st_ino) + "-" + ifname +
-                       ".lock";
+    std::string path = dir + "/tc-" + std::to_string(ns.st_ino) + "-" + ifname + ".lock";
     // A released lock file is removed by its owner while locked, so a file
     // locked here may just have been removed: then lock the new one.
     for (int attempt = 0; attempt < 8; attempt++) {

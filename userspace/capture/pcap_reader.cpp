@@ -29,22 +29,22 @@ constexpr uint16_t kEthIPv6 = 0x86DD;
 // Link types by number, so that the BSD variants of DLT_RAW and DLT_LOOP are
 // recognised whatever this platform's <pcap/dlt.h> says.
 enum : int {
-    kDltNull = 0,          // BSD loopback: 4-byte AF_ value, host byte order
+    kDltNull = 0,  // BSD loopback: 4-byte AF_ value, host byte order
     kDltEthernet = 1,
-    kDltPpp = 9,           // PPP, optionally with ff 03 address/control
-    kDltRaw12 = 12,        // raw IP (DLT_RAW, most platforms)
-    kDltRaw14 = 14,        // raw IP (DLT_RAW on OpenBSD)
-    kDltPppSerial = 50,    // PPP in HDLC-like framing, or Cisco HDLC
-    kDltLinktypeRaw = 101, // LINKTYPE_RAW (libpcap usually maps it to 12)
-    kDltCiscoHdlc = 104,   // address, control, 2-byte ethertype
-    kDltLoop = 108,        // BSD loopback: 4-byte AF_ value, network byte order
-    kDltLinuxSll = 113,    // Linux cooked v1: 16 bytes, protocol at 14
-    kDltPppPppd = 166,     // PPP; the ff of ff 03 is a direction byte
-    kDltPppWithDir = 204,  // direction byte, then PPP
+    kDltPpp = 9,            // PPP, optionally with ff 03 address/control
+    kDltRaw12 = 12,         // raw IP (DLT_RAW, most platforms)
+    kDltRaw14 = 14,         // raw IP (DLT_RAW on OpenBSD)
+    kDltPppSerial = 50,     // PPP in HDLC-like framing, or Cisco HDLC
+    kDltLinktypeRaw = 101,  // LINKTYPE_RAW (libpcap usually maps it to 12)
+    kDltCiscoHdlc = 104,    // address, control, 2-byte ethertype
+    kDltLoop = 108,         // BSD loopback: 4-byte AF_ value, network byte order
+    kDltLinuxSll = 113,     // Linux cooked v1: 16 bytes, protocol at 14
+    kDltPppPppd = 166,      // PPP; the ff of ff 03 is a direction byte
+    kDltPppWithDir = 204,   // direction byte, then PPP
     kDltCiscoHdlcWithDir = 205,
     kDltIPv4 = 228,
     kDltIPv6 = 229,
-    kDltLinuxSll2 = 276,   // Linux cooked v2: 20 bytes, protocol at 0
+    kDltLinuxSll2 = 276,  // Linux cooked v2: 20 bytes, protocol at 0
 };
 
 uint16_t be16(const uint8_t *p) { return uint16_t((p[0] << 8) | p[1]); }
@@ -122,12 +122,8 @@ size_t link_header(int dlt, const uint8_t *p, size_t len, uint16_t &ethertype)
     case kDltLinktypeRaw:
         ethertype = ethertype_from_ip_version(p, len);
         return 0;  // no link header
-    case kDltIPv4:
-        ethertype = kEthIPv4;
-        return 0;
-    case kDltIPv6:
-        ethertype = kEthIPv6;
-        return 0;
+    case kDltIPv4: ethertype = kEthIPv4; return 0;
+    case kDltIPv6: ethertype = kEthIPv6; return 0;
     case kDltNull:
     case kDltLoop: {
         if (len < 4)
@@ -138,10 +134,10 @@ size_t link_header(int dlt, const uint8_t *p, size_t len, uint16_t &ethertype)
         } else {
             // Host byte order of the capturing machine: AF_ values are small,
             // so whichever order gives a value below 65536 is the right one.
-            uint32_t le = p[0] | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) |
-                          (uint32_t(p[3]) << 24);
-            uint32_t be = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) |
-                          (uint32_t(p[2]) << 8) | p[3];
+            uint32_t le =
+                p[0] | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+            uint32_t be =
+                (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
             af = (le & 0xffff0000u) ? be : le;
         }
         ethertype = ethertype_from_af(af);
@@ -157,8 +153,7 @@ size_t link_header(int dlt, const uint8_t *p, size_t len, uint16_t &ethertype)
             return 0;
         ethertype = be16(p);
         return 20;
-    case kDltPpp:
-        return ppp_header(p, len, ethertype);
+    case kDltPpp: return ppp_header(p, len, ethertype);
     case kDltPppSerial:
         if (len >= 1 && (p[0] == 0x0f || p[0] == 0x8f))
             return chdlc_header(p, len, ethertype);
@@ -176,16 +171,14 @@ size_t link_header(int dlt, const uint8_t *p, size_t len, uint16_t &ethertype)
         size_t n = ppp_header(p + 1, len - 1, ethertype);
         return n ? n + 1 : 0;
     }
-    case kDltCiscoHdlc:
-        return chdlc_header(p, len, ethertype);
+    case kDltCiscoHdlc: return chdlc_header(p, len, ethertype);
     case kDltCiscoHdlcWithDir: {
         if (len < 1)
             return 0;
         size_t n = chdlc_header(p + 1, len - 1, ethertype);
         return n ? n + 1 : 0;
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -226,7 +219,10 @@ std::string magic_text(const std::vector<uint8_t> &b)
     return b.empty() ? "empty file" : s;
 }
 
-bool is_gzip(const std::vector<uint8_t> &b) { return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b; }
+bool is_gzip(const std::vector<uint8_t> &b)
+{
+    return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b;
+}
 
 // Standard input for libpcap, its first bytes read here first: libpcap
 // consumes them, and they are what explains an unknown format. A stdio
@@ -292,13 +288,23 @@ std::FILE *open_stdin(std::vector<uint8_t> &head)
 bool pcap_linktype_supported(int dlt)
 {
     switch (dlt) {
-    case kDltNull: case kDltEthernet: case kDltPpp: case kDltRaw12: case kDltRaw14:
-    case kDltPppSerial: case kDltLinktypeRaw: case kDltCiscoHdlc: case kDltLoop:
-    case kDltLinuxSll: case kDltPppPppd: case kDltPppWithDir: case kDltCiscoHdlcWithDir:
-    case kDltIPv4: case kDltIPv6: case kDltLinuxSll2:
-        return true;
-    default:
-        return false;
+    case kDltNull:
+    case kDltEthernet:
+    case kDltPpp:
+    case kDltRaw12:
+    case kDltRaw14:
+    case kDltPppSerial:
+    case kDltLinktypeRaw:
+    case kDltCiscoHdlc:
+    case kDltLoop:
+    case kDltLinuxSll:
+    case kDltPppPppd:
+    case kDltPppWithDir:
+    case kDltCiscoHdlcWithDir:
+    case kDltIPv4:
+    case kDltIPv6:
+    case kDltLinuxSll2: return true;
+    default: return false;
     }
 }
 
@@ -442,7 +448,8 @@ bool PcapReader::fast_read(Record &r)
     const uint64_t end = fast_off_ + 16 + hdr[2];
     if (!fast_fill(end))
         return false;
-    r.ts_ns = uint64_t(hdr[0]) * 1000000000ull + (fast_nsec_ ? uint64_t(hdr[1]) : uint64_t(hdr[1]) * 1000);
+    r.ts_ns = uint64_t(hdr[0]) * 1000000000ull +
+              (fast_nsec_ ? uint64_t(hdr[1]) : uint64_t(hdr[1]) * 1000);
     r.cap_len = hdr[2];
     r.orig_len = hdr[3];
     r.data = rbuf_.data() + (fast_off_ + 16 - rbuf_off_);
@@ -464,8 +471,8 @@ bool PcapReader::read_record(Record &r)
         fast_stop();
         if (std::fseek(pcap_file(pcap_), long(at), SEEK_SET) != 0) {
             done_ = true;
-            error_ = capture_name(path_) + ": packet " + std::to_string(packets_ + 1) + ": cannot seek: " +
-                     std::strerror(errno);
+            error_ = capture_name(path_) + ": packet " + std::to_string(packets_ + 1) +
+                     ": cannot seek: " + std::strerror(errno);
             return false;
         }
     }
@@ -505,7 +512,7 @@ PcapReader::Shape PcapReader::shape_of(const Record &r) const
                             linktype_ == kDltLinktypeRaw || linktype_ == kDltIPv4 ||
                             linktype_ == kDltIPv6;
     if (sh.skip == 0 && !headerless)  // captured bytes shorter than the link header
-        return sh;  // empty
+        return sh;                    // empty
     sh.synthetic = true;
     sh.size = kEthHdr + (len - sh.skip);
     return sh;

@@ -45,9 +45,9 @@ inline const std::string kStdinCapture = "-";
 std::string capture_name(const std::string &path);
 
 struct Packet {
-    uint64_t ts_ns = 0;     // capture time, nanoseconds since the epoch
-    uint32_t orig_len = 0;  // length on the wire (the record's len, link header included)
-    uint32_t cap_len = 0;   // bytes captured (the record's caplen, link header included)
+    uint64_t ts_ns = 0;          // capture time, nanoseconds since the epoch
+    uint32_t orig_len = 0;       // length on the wire (the record's len, link header included)
+    uint32_t cap_len = 0;        // bytes captured (the record's caplen, link header included)
     std::vector<uint8_t> frame;  // Ethernet (real or synthetic) + L3; reused between calls
 };
 
@@ -116,7 +116,7 @@ private:
     std::vector<uint8_t> rbuf_;  // file bytes from rbuf_off_, rbuf_len_ of them
     uint64_t rbuf_off_ = 0;
     size_t rbuf_len_ = 0;
-    std::vector<uint8_t> buf_;   // PacketRef frames, at offset 2
+    std::vector<uint8_t> buf_;  // PacketRef frames, at offset 2
 };
 
 // True if the reader turns this DLT_* link type into Ethernet frames.

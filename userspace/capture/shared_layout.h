@@ -32,7 +32,8 @@ static_assert(sizeof(exf_fc_slot) == 96);
 static_assert(offsetof(exf_fc_slot, pkts) == 40);
 static_assert(offsetof(exf_fc_slot, tick) == 80);
 static_assert(offsetof(exf_fc_slot, used) == 94);
-static_assert((EXF_FC_SLOTS & (EXF_FC_SLOTS - 1)) == 0 && (1ull << (64 - EXF_FC_SHIFT)) == EXF_FC_SLOTS);
+static_assert((EXF_FC_SLOTS & (EXF_FC_SLOTS - 1)) == 0 &&
+              (1ull << (64 - EXF_FC_SHIFT)) == EXF_FC_SLOTS);
 static_assert(sizeof(exf_event_hdr) == 56);
 static_assert(offsetof(exf_event_hdr, ts_ns) == 8);
 static_assert(offsetof(exf_event_hdr, key) == 16);

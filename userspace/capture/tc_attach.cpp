@@ -174,7 +174,8 @@ std::vector<TcFilter> list_filters(int ifindex, bool ingress)
             throw_errno("list tc filters", err);
         }
         int len = int(got);
-        for (auto *nh = reinterpret_cast<nlmsghdr *>(buf); nlmsg_fits(nh, len); nh = NLMSG_NEXT(nh, len)) {
+        for (auto *nh = reinterpret_cast<nlmsghdr *>(buf); nlmsg_fits(nh, len);
+             nh = NLMSG_NEXT(nh, len)) {
             if (nh->nlmsg_type == NLMSG_DONE) {
                 close(fd);
                 return out;

@@ -11,8 +11,7 @@
 
 namespace exf {
 
-TestRunResult run_tc_program(int prog_fd, std::span<const uint8_t> frame,
-                             const TestRunOptions &o)
+TestRunResult run_tc_program(int prog_fd, std::span<const uint8_t> frame, const TestRunOptions &o)
 {
     __sk_buff ctx{};
     ctx.tstamp = o.tstamp_ns;

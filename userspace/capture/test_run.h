@@ -14,8 +14,8 @@ struct TestRunOptions {
 };
 
 struct TestRunResult {
-    int err = 0;            // 0 or -errno of the syscall
-    uint32_t retval = 0;    // the program's verdict
+    int err = 0;               // 0 or -errno of the syscall
+    uint32_t retval = 0;       // the program's verdict
     uint32_t duration_ns = 0;  // kernel-measured mean per run
 };
 

@@ -23,7 +23,7 @@ static __thread struct exf_uinstance *exf_ucur;
 
 void exf_u_handle(struct exf_uinstance *inst, struct exf_uskb *skb)
 {
-	exf_ucur = inst;
-	exf_handle(skb);
-	exf_ucur = 0;
+    exf_ucur = inst;
+    exf_handle(skb);
+    exf_ucur = 0;
 }

@@ -235,8 +235,7 @@ public:
               if (sink_)
                   (*sink_)(b);
           })
-    {
-    }
+    {}
     void process(std::span<const uint8_t> frame, uint64_t ts_ns, uint32_t gso_segs) override
     {
         TestRunOptions o;
@@ -327,8 +326,7 @@ void *exf_u_map_lookup(struct exf_umap *m, const void *key)
         auto *c = static_cast<std::array<exf_fc_slot, EXF_FC_SLOTS> *>(m->impl);
         return idx < c->size() ? &(*c)[idx] : nullptr;
     }
-    default:
-        return nullptr;
+    default: return nullptr;
     }
 }
 
@@ -336,12 +334,12 @@ long exf_u_map_update(struct exf_umap *m, const void *key, const void *val, __u6
 {
     switch (m->kind) {
     case EXF_UMAP_FLOWS:
-        return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->update(key, val, flags);
+        return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->update(key, val,
+                                                                                           flags);
     case EXF_UMAP_CLIENTS:
         return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
             ->update(key, val, flags);
-    default:
-        return -EINVAL;
+    default: return -EINVAL;
     }
 }
 
@@ -351,10 +349,9 @@ long exf_u_map_delete(struct exf_umap *m, const void *key)
     case EXF_UMAP_FLOWS:
         return static_cast<exf::LruMap<sizeof(exf_flow_key), exf_flow> *>(m->impl)->erase(key);
     case EXF_UMAP_CLIENTS:
-        return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)
-            ->erase(key);
-    default:
-        return -EINVAL;
+        return static_cast<exf::LruMap<sizeof(exf_client_key), exf_client_stats> *>(m->impl)->erase(
+            key);
+    default: return -EINVAL;
     }
 }
 

@@ -39,7 +39,8 @@ protected:
 class RunCommand : public Command {
 public:
     explicit RunCommand(CLI::App &app)
-        : Command(app.add_subcommand("run", "attach to interfaces and report per-client TLS traffic"))
+        : Command(
+              app.add_subcommand("run", "attach to interfaces and report per-client TLS traffic"))
     {
         cmd_->add_option("-c,--config", opts_.config_path, "configuration file (TOML)");
         cmd_->add_option("-i,--interface", opts_.interfaces,
@@ -70,7 +71,9 @@ private:
 
 class VersionCommand : public Command {
 public:
-    explicit VersionCommand(CLI::App &app) : Command(app.add_subcommand("version", "print the version")) {}
+    explicit VersionCommand(CLI::App &app)
+        : Command(app.add_subcommand("version", "print the version"))
+    {}
     int run() override
     {
         std::cout << "exfilmon " << EXFILMON_VERSION << "\n";
@@ -84,8 +87,9 @@ class DemoCommand : public Command {
 public:
     explicit DemoCommand(CLI::App &app)
         : Command(app.add_subcommand(
-              "demo", "a throwaway lab in network namespaces: a TLS API server, normal clients and "
-                      "one exfiltrating client; shows the alert as it fires, then cleans up (root)"))
+              "demo",
+              "a throwaway lab in network namespaces: a TLS API server, normal clients and "
+              "one exfiltrating client; shows the alert as it fires, then cleans up (root)"))
     {
         cmd_->add_option("--script", script_, "the demo script (default: the installed demo.sh)");
     }
@@ -130,7 +134,8 @@ class CheckConfigCommand : public Command {
 public:
     explicit CheckConfigCommand(CLI::App &app)
         : Command(app.add_subcommand(
-              "check-config", "validate a configuration file; problems as FILE:LINE:COLUMN: message"))
+              "check-config",
+              "validate a configuration file; problems as FILE:LINE:COLUMN: message"))
     {
         cmd_->add_option("file", path_, "configuration file (TOML)")->required();
     }
@@ -155,7 +160,8 @@ class ReplayCommand : public Command {
 public:
     explicit ReplayCommand(CLI::App &app)
         : Command(app.add_subcommand(
-              "replay", "run a capture file through the datapath; report per client (and per flow)"))
+              "replay",
+              "run a capture file through the datapath; report per client (and per flow)"))
     {
         cmd_->add_option("file", opts_.capture,
                          "capture file (pcap or pcapng; - reads standard input; not compressed)")
@@ -195,7 +201,8 @@ public:
               "status", "ask the running daemon: interfaces, map occupancy, drops, anomalies, "
                         "open alerts, outputs (exit 1 when it cannot be reached)"))
     {
-        cmd_->add_option("--socket", opts_.socket, "control socket of the daemon ([control] socket)")
+        cmd_->add_option("--socket", opts_.socket,
+                         "control socket of the daemon ([control] socket)")
             ->capture_default_str();
         cmd_->add_option("--format", format_, "table (for people) or json (one object)")
             ->check(CLI::IsMember({"table", "json"}))
@@ -219,7 +226,8 @@ public:
                                             "hosts over a window, open alerts marked; q or Ctrl-C "
                                             "quits"))
     {
-        cmd_->add_option("--socket", opts_.socket, "control socket of the daemon ([control] socket)")
+        cmd_->add_option("--socket", opts_.socket,
+                         "control socket of the daemon ([control] socket)")
             ->capture_default_str();
         cmd_->add_option("--kind", opts_.kind, "what to rank")
             ->check(CLI::IsMember({"client", "subnet", "sni", "client_sni", "cohort", "host"}))
@@ -234,7 +242,8 @@ public:
         cmd_->add_option("--interval", interval_, "refresh interval (at least 100ms)")
             ->capture_default_str();
         cmd_->add_flag("--once", opts_.once, "print one snapshot and exit");
-        cmd_->add_option("--format", format_, "table, or json (with --once: one object for scripts)")
+        cmd_->add_option("--format", format_,
+                         "table, or json (with --once: one object for scripts)")
             ->check(CLI::IsMember({"table", "json"}))
             ->capture_default_str();
     }

@@ -26,7 +26,7 @@ std::string directory_of(const std::string &path)
 
 std::string readable_file_problem(const std::string &path)
 {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
         return errno_text(errno);
     if (S_ISDIR(st.st_mode))
@@ -44,7 +44,7 @@ std::string writable_file_problem(const std::string &path, int *err)
         return what.empty() ? errno_text(code) : what + ": " + errno_text(code);
     };
     std::string dir = directory_of(path);
-    struct stat st{};
+    struct stat st {};
     if (::stat(dir.c_str(), &st) != 0)
         return fail(errno, "its directory " + dir);
     if (!S_ISDIR(st.st_mode))

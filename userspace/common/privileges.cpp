@@ -91,15 +91,18 @@ std::string keep_only_capabilities(std::initializer_list<int> keep)
     std::string names;
     for (int c : keep)
         if (kept & (uint64_t(1) << c))
-            names += std::string(names.empty() ? "" : ", ") +
-                     (c == CAP_BPF ? "CAP_BPF" : c == CAP_NET_ADMIN ? "CAP_NET_ADMIN" : std::to_string(c));
+            names +=
+                std::string(names.empty() ? "" : ", ") + (c == CAP_BPF         ? "CAP_BPF"
+                                                          : c == CAP_NET_ADMIN ? "CAP_NET_ADMIN"
+                                                                               : std::to_string(c));
     return "capabilities dropped; kept: " + (names.empty() ? std::string("none") : names) +
            (bounded ? "" : " (bounding set left to the service unit)");
 }
 
 gid_t group_id(const std::string &group)
 {
-    struct group g{}, *res = nullptr;
+    struct group g {
+    }, *res = nullptr;
     std::vector<char> buf(16384);
     if (getgrnam_r(group.c_str(), &g, buf.data(), buf.size(), &res) != 0 || !res)
         throw Error("group '" + group + "' does not exist");

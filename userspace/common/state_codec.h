@@ -31,7 +31,8 @@ public:
         raw(s.data(), s.size());
     }
     // A trivially copyable value, as its bytes.
-    template <class T> void pod(const T &v)
+    template <class T>
+    void pod(const T &v)
     {
         static_assert(std::is_trivially_copyable_v<T>);
         raw(&v, sizeof(T));
@@ -53,7 +54,11 @@ public:
     uint64_t u64() { return get<uint64_t>(); }
     double f64() { return get<double>(); }
     std::string str() { return std::string(take(count(1))); }
-    template <class T> T pod() { return get<T>(); }
+    template <class T>
+    T pod()
+    {
+        return get<T>();
+    }
     // An element count, checked against the bytes left (each element takes
     // at least min_bytes).
     uint64_t count(size_t min_bytes)
@@ -76,7 +81,8 @@ private:
         off_ += n;
         return s;
     }
-    template <class T> T get()
+    template <class T>
+    T get()
     {
         static_assert(std::is_trivially_copyable_v<T>);
         T v;

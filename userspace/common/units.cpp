@@ -59,14 +59,22 @@ std::optional<uint64_t> parse_size(std::string_view t)
     uint64_t mult;
     if (unit.empty() || unit == "B")
         mult = 1;
-    else if (unit == "KiB") mult = 1ull << 10;
-    else if (unit == "MiB") mult = 1ull << 20;
-    else if (unit == "GiB") mult = 1ull << 30;
-    else if (unit == "TiB") mult = 1ull << 40;
-    else if (unit == "KB" || unit == "kB") mult = 1000ull;
-    else if (unit == "MB") mult = 1000000ull;
-    else if (unit == "GB") mult = 1000000000ull;
-    else if (unit == "TB") mult = 1000000000000ull;
+    else if (unit == "KiB")
+        mult = 1ull << 10;
+    else if (unit == "MiB")
+        mult = 1ull << 20;
+    else if (unit == "GiB")
+        mult = 1ull << 30;
+    else if (unit == "TiB")
+        mult = 1ull << 40;
+    else if (unit == "KB" || unit == "kB")
+        mult = 1000ull;
+    else if (unit == "MB")
+        mult = 1000000ull;
+    else if (unit == "GB")
+        mult = 1000000000ull;
+    else if (unit == "TB")
+        mult = 1000000000000ull;
     else
         return std::nullopt;
     uint64_t out;
@@ -90,11 +98,16 @@ std::optional<uint64_t> parse_duration_ms(std::string_view t)
             i++;
         std::string_view unit = t.substr(u, i - u);
         uint64_t ms;
-        if (unit == "ms") ms = 1;
-        else if (unit == "s") ms = 1000;
-        else if (unit == "m") ms = 60000;
-        else if (unit == "h") ms = 3600000;
-        else if (unit == "d") ms = 86400000;
+        if (unit == "ms")
+            ms = 1;
+        else if (unit == "s")
+            ms = 1000;
+        else if (unit == "m")
+            ms = 60000;
+        else if (unit == "h")
+            ms = 3600000;
+        else if (unit == "d")
+            ms = 86400000;
         else
             return std::nullopt;
         uint64_t part;

@@ -45,11 +45,11 @@ namespace {
 
 class Reader {
 public:
-    Reader(const std::string &file, std::vector<ConfigIssue> &issues) : file_(file), issues_(issues) {}
+    Reader(const std::string &file, std::vector<ConfigIssue> &issues) : file_(file), issues_(issues)
+    {}
     Reader(const std::string &file, ConfigResult &res)
         : file_(file), issues_(res.issues), positions_(&res.positions)
-    {
-    }
+    {}
 
     void error(const toml::node &n, const std::string &msg)
     {
@@ -63,9 +63,10 @@ public:
     {
         if (keys_ && where != "the top level")
             for (auto a : allowed)
-                keys_->insert(where == "baseline"          ? "[[rules]] baseline." + std::string(a)
-                              : where == "[sni_overrides]" ? "[sni_overrides.\"NAME\"] " + std::string(a)
-                                                           : std::string(where) + " " + std::string(a));
+                keys_->insert(where == "baseline" ? "[[rules]] baseline." + std::string(a)
+                              : where == "[sni_overrides]"
+                                  ? "[sni_overrides.\"NAME\"] " + std::string(a)
+                                  : std::string(where) + " " + std::string(a));
         note_positions(t, where);
         for (auto &&[k, v] : t) {
             bool ok = false;
@@ -266,8 +267,9 @@ void read_tls_ports(const toml::node &n, Reader &r, std::vector<uint16_t> &ports
 
 void read_bpf(const toml::table &t, Reader &r, Config &c)
 {
-    r.only(t, "[bpf]", {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports", "pin",
-                        "pin_path", "keep_attached"});
+    r.only(t, "[bpf]",
+           {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports", "pin", "pin_path",
+            "keep_attached"});
     read_bool(t, r, "pin", c.bpf.pin);
     read_bool(t, r, "keep_attached", c.bpf.keep_attached);
     r.with(t, "pin_path", [&](const toml::node &n) {
@@ -302,7 +304,8 @@ void read_bpf(const toml::table &t, Reader &r, Config &c)
 // "between 1s and 30d": the bounds of one aggregation window.
 std::string window_bounds()
 {
-    return "between " + agg::window_name(agg::kWindowMs.lo) + " and " + agg::window_name(agg::kWindowMs.hi);
+    return "between " + agg::window_name(agg::kWindowMs.lo) + " and " +
+           agg::window_name(agg::kWindowMs.hi);
 }
 
 void read_windows(const toml::node &n, Reader &r, std::vector<uint64_t> &windows_ms)
@@ -406,8 +409,9 @@ void read_duration_in(const toml::table &t, Reader &r, const char *key, uint64_t
 
 void read_daemon(const toml::table &t, Reader &r, Config &c)
 {
-    r.only(t, "[daemon]", {"report_interval", "harvest_interval", "event_queue_size", "state_dir",
-                           "state_interval"});
+    r.only(
+        t, "[daemon]",
+        {"report_interval", "harvest_interval", "event_queue_size", "state_dir", "state_interval"});
     r.with(t, "state_dir", [&](const toml::node &n) {
         auto s = n.value<std::string>();
         if (!n.is_string() || (!s->empty() && (*s)[0] != '/'))
@@ -488,8 +492,8 @@ void read_listen(const toml::node &n, Reader &r, Config &c)
     if (v6)
         host = host.substr(1, host.size() - 2);
     auto addr = parse_addr(host);
-    bool host_ok = addr && (v6 ? host.find(':') != std::string::npos
-                               : host.find(':') == std::string::npos);
+    bool host_ok =
+        addr && (v6 ? host.find(':') != std::string::npos : host.find(':') == std::string::npos);
     unsigned long p = 0;
     bool port_ok = !port.empty() && port.size() <= 5 &&
                    port.find_first_not_of("0123456789") == std::string::npos &&
@@ -511,19 +515,19 @@ void read_metrics(const toml::table &t, Reader &r, Config &c)
 
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
-    r.only(root, "the top level", {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules",
-                                  "allow", "sni_overrides", "outputs", "control", "metrics"});
+    r.only(root, "the top level",
+           {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules", "allow",
+            "sni_overrides", "outputs", "control", "metrics"});
     using Section = void (*)(const toml::table &, Reader &, Config &);
     static const std::pair<const char *, Section> sections[] = {
-        {"capture", read_capture}, {"bpf", read_bpf},         {"aggregate", read_aggregate},
-        {"daemon", read_daemon},   {"log", read_log},         {"control", read_control},
+        {"capture", read_capture}, {"bpf", read_bpf}, {"aggregate", read_aggregate},
+        {"daemon", read_daemon},   {"log", read_log}, {"control", read_control},
         {"metrics", read_metrics},
     };
     for (auto &[key, read] : sections)
         if (auto *t = r.table(root, key))
             read(*t, r, c);
 }
-
 
 // A rule's threshold or baseline floor, in the metric's unit: sizes for
 // bytes ("2GiB" or an integer), counts for flows and clients, numbers for
@@ -628,7 +632,8 @@ void read_baseline(const toml::node &n, Reader &r, detect::Rule &rule)
 {
     auto *b = n.as_table();
     if (!b) {
-        r.error(n, "baseline: expected a table { factor = 8.0, floor = \"200MiB\", learn = \"24h\" }");
+        r.error(n,
+                "baseline: expected a table { factor = 8.0, floor = \"200MiB\", learn = \"24h\" }");
         return;
     }
     r.only(*b, "baseline", {"factor", "floor", "learn"});
@@ -677,8 +682,9 @@ void read_rule_options(const toml::table &t, Reader &r, detect::Rule &rule)
 
 void read_rule(const toml::table &t, Reader &r, detect::Rule &rule, std::set<std::string> &names)
 {
-    r.only(t, "[[rules]]", {"name", "entity", "metric", "window", "threshold", "baseline",
-                            "severity", "sustain", "mode", "min_bytes_out"});
+    r.only(t, "[[rules]]",
+           {"name", "entity", "metric", "window", "threshold", "baseline", "severity", "sustain",
+            "mode", "min_bytes_out"});
     rule.line = t.source().begin.line;
     read_rule_name(t, r, rule, names);
     read_rule_entity(t, r, rule);
@@ -759,12 +765,13 @@ void read_allow(const toml::table &t, Reader &r, detect::AllowEntry &a)
 
 void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const std::string &file)
 {
-    r.only(t, "[[outputs]]", {"type", "transport", "address", "format", "facility", "app_name",
-                              "ca_file", "server_name", "cert_file", "key_file", "spool_size",
-                              "spool_file", "path"});
+    r.only(t, "[[outputs]]",
+           {"type", "transport", "address", "format", "facility", "app_name", "ca_file",
+            "server_name", "cert_file", "key_file", "spool_size", "spool_file", "path"});
     o.origin = file + ":" + std::to_string(t.source().begin.line);
     std::string type = "syslog";
-    if (auto *n = t.get("type"); n && r.string(*n, "type", type) && type != "syslog" && type != "json")
+    if (auto *n = t.get("type");
+        n && r.string(*n, "type", type) && type != "syslog" && type != "json")
         r.error(*n, "type: expected \"syslog\" or \"json\"");
     o.type = type == "json" ? output::OutputType::json : output::OutputType::syslog;
     auto str = [&](const char *key, std::string &out) {
@@ -785,11 +792,16 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
             r.error(*n, "path: only for json outputs (syslog outputs take an address)");
         std::string tr = "unix";
         if (auto *n = t.get("transport"); n && r.string(*n, "transport", tr)) {
-            if (tr == "unix") o.transport = output::Transport::unix_socket;
-            else if (tr == "udp") o.transport = output::Transport::udp;
-            else if (tr == "tcp") o.transport = output::Transport::tcp;
-            else if (tr == "tls") o.transport = output::Transport::tls;
-            else r.error(*n, "transport: expected unix, udp, tcp or tls");
+            if (tr == "unix")
+                o.transport = output::Transport::unix_socket;
+            else if (tr == "udp")
+                o.transport = output::Transport::udp;
+            else if (tr == "tcp")
+                o.transport = output::Transport::tcp;
+            else if (tr == "tls")
+                o.transport = output::Transport::tls;
+            else
+                r.error(*n, "transport: expected unix, udp, tcp or tls");
         }
         if (auto *n = t.get("address")) {
             if (r.string(*n, "address", o.address)) {
@@ -811,18 +823,24 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
         }
         std::string fmt = "rfc5424";
         if (auto *n = t.get("format"); n && r.string(*n, "format", fmt)) {
-            if (fmt == "rfc5424") o.format = output::Format::rfc5424;
-            else if (fmt == "rfc5424-json") o.format = output::Format::rfc5424_json;
-            else if (fmt == "cef") o.format = output::Format::cef;
-            else if (fmt == "rfc3164") o.format = output::Format::rfc3164;
-            else r.error(*n, "format: expected rfc5424, rfc5424-json, cef or rfc3164");
+            if (fmt == "rfc5424")
+                o.format = output::Format::rfc5424;
+            else if (fmt == "rfc5424-json")
+                o.format = output::Format::rfc5424_json;
+            else if (fmt == "cef")
+                o.format = output::Format::cef;
+            else if (fmt == "rfc3164")
+                o.format = output::Format::rfc3164;
+            else
+                r.error(*n, "format: expected rfc5424, rfc5424-json, cef or rfc3164");
         }
         if (auto *n = t.get("facility")) {
             std::string f;
             if (r.string(*n, "facility", f)) {
                 int v = output::facility_from_name(f);
                 if (v < 0)
-                    r.error(*n, "facility: '" + f + "' is not a syslog facility (e.g. local0, auth, daemon)");
+                    r.error(*n, "facility: '" + f +
+                                    "' is not a syslog facility (e.g. local0, auth, daemon)");
                 else
                     o.facility = v;
             }
@@ -836,7 +854,8 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
         str("cert_file", o.cert_file);
         str("key_file", o.key_file);
         if (o.transport == output::Transport::tls && o.ca_file.empty())
-            r.error(t, "[[outputs]]: a tls output needs ca_file (the CA the collector's certificate chains to)");
+            r.error(t, "[[outputs]]: a tls output needs ca_file (the CA the collector's "
+                       "certificate chains to)");
         if (o.transport != output::Transport::tls)
             for (auto *k : {"ca_file", "server_name", "cert_file", "key_file"})
                 if (auto *n = t.get(k))
@@ -854,8 +873,9 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
 
 void read_detect(const toml::table &t, Reader &r, detect::DetectConfig &d)
 {
-    r.only(t, "[detect]", {"interval", "realert", "resolve_after", "storm_limit",
-                           "max_open_alerts", "max_baselines", "host_name"});
+    r.only(t, "[detect]",
+           {"interval", "realert", "resolve_after", "storm_limit", "max_open_alerts",
+            "max_baselines", "host_name"});
     auto dur = [&](const char *key, uint64_t lo, uint64_t hi, uint64_t &out) {
         read_duration_in(t, r, key, lo, hi,
                          "between " + agg::window_name(lo) + " and " + agg::window_name(hi), out);
@@ -998,8 +1018,8 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
                          });
     } catch (const toml::parse_error &e) {
         auto &src = e.source();
-        res.issues.push_back({source_name, src.begin.line, src.begin.column,
-                              std::string(e.description())});
+        res.issues.push_back(
+            {source_name, src.begin.line, src.begin.column, std::string(e.description())});
     }
     return res;
 }
@@ -1035,7 +1055,7 @@ baseline = {}
 
 std::string writable_by_others(const std::string &path)
 {
-    struct stat st{};
+    struct stat st {};
     for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
         // A sticky directory (/tmp) lets others add files, not replace ours.
         if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&

@@ -76,7 +76,7 @@ std::string human_duration(uint64_t s)
 std::string utc(uint64_t ms)
 {
     time_t t = time_t(ms / 1000);
-    struct tm tm{};
+    struct tm tm {};
     gmtime_r(&t, &tm);
     char buf[32];
     std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -178,7 +178,8 @@ std::optional<json> request(const std::string &socket, const json &req, std::str
     if (j.is_discarded() || !j.is_object())
         return fail("exfilmon: the daemon's answer on " + socket + " is not a JSON object", 1);
     if (!j.value("ok", false))
-        return fail("exfilmon: " + ascii_escape(j.value("error", std::string("request failed"))), 2);
+        return fail("exfilmon: " + ascii_escape(j.value("error", std::string("request failed"))),
+                    2);
     return j;
 }
 
@@ -189,9 +190,10 @@ std::string render_status(const json &s)
     o += "exfilmon " + str(s, "version") + ", pid " + std::to_string(u64(s, "pid")) + ", backend " +
          str(s, "backend") + ", up " + human_duration(u64(s, "uptime_s")) + " (since " +
          utc(started) + ")\n";
-    o += "config:      " + (s.contains("config") && s["config"].is_string() ? str(s, "config")
-                                                                              : "built-in defaults") +
-         "\n";
+    o +=
+        "config:      " +
+        (s.contains("config") && s["config"].is_string() ? str(s, "config") : "built-in defaults") +
+        "\n";
     for (auto &i : s.value("interfaces", json::array()))
         o += "attached:    " + str(i, "name") + " (ifindex " + std::to_string(u64(i, "ifindex")) +
              ") since " + utc(u64(i, "since_ms")) + "\n";
@@ -223,7 +225,8 @@ std::string render_status(const json &s)
     for (auto &[k, v] : h.items())
         if (k != "packets" && k != "bytes" && k != "tls_flows" && k != "quic_flows" &&
             v.is_number_unsigned() && v.get<uint64_t>())
-            other += (other.empty() ? "" : ", ") + ascii_escape(k) + " " + std::to_string(v.get<uint64_t>());
+            other += (other.empty() ? "" : ", ") + ascii_escape(k) + " " +
+                     std::to_string(v.get<uint64_t>());
     o += "datapath:    " + (other.empty() ? std::string("no failures") : other) + "\n";
     std::string an;
     auto anomalies = s.value("anomalies", json::object());
@@ -242,9 +245,9 @@ std::string render_status(const json &s)
     auto d = s.value("detect", json::object());
     o += "detect:      " + std::to_string(u64(d, "rules")) + " rules, " +
          std::to_string(u64(d, "evaluations")) + " evaluations (last " +
-         std::to_string(u64(d, "last_eval_us")) + " us), opened " + std::to_string(u64(d, "opened")) +
-         ", resolved " + std::to_string(u64(d, "resolved")) + ", open now " +
-         std::to_string(u64(d, "open_now")) + "\n";
+         std::to_string(u64(d, "last_eval_us")) + " us), opened " +
+         std::to_string(u64(d, "opened")) + ", resolved " + std::to_string(u64(d, "resolved")) +
+         ", open now " + std::to_string(u64(d, "open_now")) + "\n";
     auto alerts = s.value("alerts", json::array());
     o += "open alerts: " + std::to_string(alerts.size()) + "\n";
     for (auto &a : alerts)
@@ -252,9 +255,10 @@ std::string render_status(const json &s)
              pad(str(a, "entity_kind"), 11) + pad(str(a, "entity"), 48) + " since " +
              utc(u64(a, "since_ms")) + (a.value("shadow", false) ? " (shadow)" : "") + "\n";
     for (auto &out : s.value("outputs", json::array())) {
-        o += "output " + std::to_string(u64(out, "index")) + ":    " + str(out, "describe") + ": sent " +
-             std::to_string(u64(out, "sent")) + ", dropped " + std::to_string(u64(out, "dropped")) +
-             ", spooled " + std::to_string(u64(out, "spooled")) + ", reconnects " +
+        o += "output " + std::to_string(u64(out, "index")) + ":    " + str(out, "describe") +
+             ": sent " + std::to_string(u64(out, "sent")) + ", dropped " +
+             std::to_string(u64(out, "dropped")) + ", spooled " +
+             std::to_string(u64(out, "spooled")) + ", reconnects " +
              std::to_string(u64(out, "reconnects"));
         if (!str(out, "spool_file").empty()) {
             o += ", spool file " + std::string(out.value("spool_file_ok", true) ? "ok" : "FAILING");
@@ -276,8 +280,8 @@ std::string render_top(const json &t)
     std::string kind = str(t, "kind");
     bool group = kind == "subnet" || kind == "cohort" || kind == "sni" || kind == "host";
     uint64_t now = u64(t, "now_ms");
-    std::string o = "exfilmon top: " + kind + " by " + str(t, "sort") + " over " + str(t, "window") +
-                    ", " + utc(now) + "\n\n";
+    std::string o = "exfilmon top: " + kind + " by " + str(t, "sort") + " over " +
+                    str(t, "window") + ", " + utc(now) + "\n\n";
     o += pad("ENTITY", 40) + pad("OUT", 11, true) + pad("IN", 11, true) + pad("FLOWS", 8, true) +
          pad("PEAK", 6, true) + pad("OPEN", 6, true) + (group ? pad("CLIENTS", 8, true) : "") +
          pad("AGE", 8, true) + "  " + pad("TOP SNI", 28) + "ALERT\n";
@@ -286,10 +290,12 @@ std::string render_top(const json &t)
         std::string sni;
         auto snis = r.value("top_snis", json::array());
         if (!snis.empty())
-            sni = str(snis[0], "sni") + (snis.size() > 1 ? " +" + std::to_string(snis.size() - 1) : "");
+            sni = str(snis[0], "sni") +
+                  (snis.size() > 1 ? " +" + std::to_string(snis.size() - 1) : "");
         std::string alert;
         for (auto &a : r.value("alerts", json::array()))
-            alert += (alert.empty() ? "! " : ", ") + str(a, "rule") + " (" + str(a, "severity") + ")";
+            alert +=
+                (alert.empty() ? "! " : ", ") + str(a, "rule") + " (" + str(a, "severity") + ")";
         o += pad(str(r, "entity"), 40) + pad(human_bytes(u64(r, "bytes_out")), 11, true) +
              pad(human_bytes(u64(r, "bytes_in")), 11, true) +
              pad(std::to_string(u64(r, "tls_flows")), 8, true) +
@@ -327,7 +333,8 @@ int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
             err << "exfilmon top: " << why << "\n";
             return 2;
         }
-    json req = {{"cmd", "top"}, {"kind", o.kind}, {"window", o.window}, {"sort", o.sort}, {"n", o.n}};
+    json req = {
+        {"cmd", "top"}, {"kind", o.kind}, {"window", o.window}, {"sort", o.sort}, {"n", o.n}};
     std::string error;
     int code = 0;
     if (o.once) {
@@ -340,7 +347,8 @@ int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
         return 0;
     }
     g_quit = false;
-    struct sigaction sa{}, old_int{}, old_term{};
+    struct sigaction sa {
+    }, old_int{}, old_term{};
     sa.sa_handler = on_quit;  // no SA_RESTART: poll() returns at once
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
@@ -358,7 +366,8 @@ int run_top(const TopOptions &o, std::ostream &out, std::ostream &err)
             }
             out << "\x1b[H\x1b[2J" << render_top(*r) << "\n(q quits; refresh every "
                 << human_duration(o.interval_ms / 1000) << ")" << std::flush;
-            auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.interval_ms);
+            auto until =
+                std::chrono::steady_clock::now() + std::chrono::milliseconds(o.interval_ms);
             while (!g_quit) {
                 auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     until - std::chrono::steady_clock::now());

@@ -60,7 +60,7 @@ ControlServer::ControlServer(const std::string &path, const std::string &group) 
             throw Error("control socket: cannot create " + dir.string() + ": " + ec.message());
         ::chmod(dir.c_str(), 0755);
     }
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             throw Error("control socket " + path + ": the path exists and is not a socket");
@@ -90,8 +90,8 @@ ControlServer::ControlServer(const std::string &path, const std::string &group) 
     // Without CAP_CHOWN (the hardened unit) the daemon must be a member of
     // the group: SupplementaryGroups= in the unit.
     if (!group.empty() && ::chown(path.c_str(), uid_t(-1), gid) != 0)
-        fail("chown to group " + group + " (needs CAP_CHOWN or membership: SupplementaryGroups=" +
-             group + " in the unit)");
+        fail("chown to group " + group +
+             " (needs CAP_CHOWN or membership: SupplementaryGroups=" + group + " in the unit)");
     if (!group.empty() && ::chmod(path.c_str(), 0660) != 0)
         fail("chmod 0660");
     if (::listen(fd_, 16) != 0)
@@ -106,7 +106,7 @@ ControlServer::~ControlServer()
         ::close(c.fd);
     if (fd_ >= 0)
         ::close(fd_);
-    struct stat st{};
+    struct stat st {};
     if (::stat(path_.c_str(), &st) == 0 && st.st_ino == ino_)
         ::unlink(path_.c_str());
 }

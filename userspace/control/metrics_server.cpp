@@ -24,8 +24,7 @@ MetricsServer::MetricsServer(const std::string &host, uint16_t port)
         res.set_content("exfilmon: metrics at /metrics\n", "text/plain");
     });
     if (!server_->bind_to_port(host.c_str(), port))
-        throw Error("metrics: cannot listen on " +
-                    format_host_port(host, std::to_string(port)) +
+        throw Error("metrics: cannot listen on " + format_host_port(host, std::to_string(port)) +
                     " (address in use or not local? set [metrics] listen, or enabled = false)");
     port_ = port;
 }

@@ -279,7 +279,8 @@ std::string handle_request(std::string_view line, const DaemonView &v)
     json resp;
     try {
         json req = json::parse(line, nullptr, false);
-        if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
+        if (req.is_discarded() || !req.is_object() || !req.contains("cmd") ||
+            !req["cmd"].is_string()) {
             resp = error_response("expected one JSON object with \"cmd\": \"status\" or \"top\"");
         } else if (req["cmd"] == "status") {
             resp = status_json(v);
@@ -304,10 +305,12 @@ std::string handle_request(std::string_view line, const DaemonView &v)
                 if (s)
                     t.sort = *s;
                 else
-                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent or distinct_clients";
+                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent or "
+                          "distinct_clients";
             }
             if (auto it = req.find("n"); it != req.end()) {
-                if (it->is_number_integer() && it->get<int64_t>() >= 1 && it->get<int64_t>() <= 1000)
+                if (it->is_number_integer() && it->get<int64_t>() >= 1 &&
+                    it->get<int64_t>() <= 1000)
                     t.n = size_t(it->get<int64_t>());
                 else
                     bad = "n: expected an integer from 1 to 1000";
@@ -414,7 +417,10 @@ private:
     std::string name_, out_;
 };
 
-std::string l(const char *k, std::string_view v) { return std::string(k) + "=\"" + label(v) + "\""; }
+std::string l(const char *k, std::string_view v)
+{
+    return std::string(k) + "=\"" + label(v) + "\"";
+}
 
 }  // namespace
 
@@ -501,7 +507,8 @@ std::string render_metrics(const MetricsSnapshot &m)
     using O = MetricsSnapshot::Out;
     per_output("output_spool_depth", "gauge", "Alerts waiting in the output's spool.",
                [](const O &o) { return o.spooled; });
-    per_output("output_sent_total", "counter", "Alerts delivered.", [](const O &o) { return o.sent; });
+    per_output("output_sent_total", "counter", "Alerts delivered.",
+               [](const O &o) { return o.sent; });
     per_output("output_dropped_total", "counter", "Alerts lost (spool full).",
                [](const O &o) { return o.dropped; });
     per_output("output_reconnects_total", "counter", "Reconnections to the collector.",

@@ -20,8 +20,9 @@
 //
 // status: version, pid, backend, config, started_ms, uptime_s, interfaces
 // [{name, ifindex, since_ms}], maps {flows|clients: {entries, capacity}} (at
-// the last harvest; also evictions, see SensorState::flow_evictions), health {<kernel counter>: n} (capture/maps.h
-// counter_name), events {received, queue_dropped, queue_waited, harvest_drained, harvest_drain_full, ringbuf_full}, anomalies
+// the last harvest; also evictions, see SensorState::flow_evictions), health {<kernel counter>: n}
+// (capture/maps.h counter_name), events {received, queue_dropped, queue_waited, harvest_drained,
+// harvest_drain_full, ringbuf_full}, anomalies
 // {<name>: n} (FlowTracker), aggregate {windows, memory_bytes, updates,
 // kinds {<kind>: {entities, limit, evictions, expirations}}}, detect {rules,
 // evaluations, opened, updated, resolved, summaries, muted, suppressed,
@@ -29,7 +30,8 @@
 // severity, shadow, muted, entity_kind, entity, metric, value, threshold,
 // since_ms}], outputs [{index, type, describe, queued, sent, dropped,
 // reconnects, spooled, connect_failures, write_errors, connected,
-// last_error, spool_file, spool_file_ok, spool_write_errors}], harvest {count, last_duration_s}, reloads {ok, error}.
+// last_error, spool_file, spool_file_ok, spool_write_errors}], harvest {count, last_duration_s},
+// reloads {ok, error}.
 //
 // top: kind, window, window_ms, sort, now_ms and rows [{entity, bytes_out,
 // bytes_in, tls_flows, peak_concurrent, concurrent, distinct_clients (groups
@@ -40,8 +42,8 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -2,7 +2,8 @@
 
 namespace exf::detect {
 
-const char *state_name(AlertState s) {
+const char *state_name(AlertState s)
+{
     switch (s) {
     case AlertState::open: return "open";
     case AlertState::update: return "update";
@@ -12,7 +13,8 @@ const char *state_name(AlertState s) {
     return "open";
 }
 
-const char *severity_name(Severity s) {
+const char *severity_name(Severity s)
+{
     switch (s) {
     case Severity::info: return "info";
     case Severity::warning: return "warning";

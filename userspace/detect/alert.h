@@ -19,48 +19,50 @@ namespace exf::detect {
 enum class AlertState : uint8_t { open, update, resolved, summary };
 enum class Severity : uint8_t { info, warning, critical };
 
-const char *state_name(AlertState s);    // "open", "update", "resolved", "summary"
-const char *severity_name(Severity s);   // "info", "warning", "critical"
+const char *state_name(AlertState s);   // "open", "update", "resolved", "summary"
+const char *severity_name(Severity s);  // "info", "warning", "critical"
 
 struct NamedCount {
-    std::string name;  // SNI (wire) or JA4
+    std::string name;    // SNI (wire) or JA4
     uint64_t value = 0;  // SNI: bytes out (estimate); JA4: flows
 };
 
 struct AlertRecord {
-    uint64_t time_ms = 0;     // Unix epoch milliseconds (packet time in replay)
-    std::string host;         // the sensor's host name
-    std::string id;           // 16 lowercase hex digits, the same for open/update/resolved
+    uint64_t time_ms = 0;  // Unix epoch milliseconds (packet time in replay)
+    std::string host;      // the sensor's host name
+    std::string id;        // 16 lowercase hex digits, the same for open/update/resolved
     AlertState state = AlertState::open;
-    std::string rule;         // rule name (from the configuration)
+    std::string rule;  // rule name (from the configuration)
     Severity severity = Severity::warning;
-    bool shadow = false;      // rule in shadow mode: logged, never sent
+    bool shadow = false;  // rule in shadow mode: logged, never sent
     // The rule's vocabulary: client | subnet | sni | client_sni | cohort | host.
     std::string entity_kind;
     // The entity for people: "203.0.113.7", "203.0.113.0/24",
     // "2001:db8:1:2::/64", the SNI (wire), "203.0.113.7 -> api.example.com"
     // (wire), the cohort label, or the sensor host name.
     std::string entity;
-    std::optional<std::string> client;  // client, client_sni: the address (masked prefix as "a/len" when not a full address)
+    std::optional<std::string> client;  // client, client_sni: the address (masked prefix as "a/len"
+                                        // when not a full address)
     std::optional<std::string> subnet;  // subnet: "203.0.113.0/24"
     std::optional<std::string> sni;     // sni, client_sni: the API host (wire)
     std::optional<std::string> cohort;  // cohort: the label
-    std::string metric;       // bytes_out | bytes_in | tls_flows | concurrent_flows | distinct_clients | out_in_ratio
+    std::string metric;  // bytes_out | bytes_in | tls_flows | concurrent_flows | distinct_clients |
+                         // out_in_ratio
     uint64_t window_ms = 0;
-    double value = 0;         // the metric over the window
-    double threshold = 0;     // what it was compared with (after SNI scaling; for
-                              // baseline rules max(floor, factor * baseline))
+    double value = 0;                // the metric over the window
+    double threshold = 0;            // what it was compared with (after SNI scaling; for
+                                     // baseline rules max(floor, factor * baseline))
     std::optional<double> baseline;  // baseline rules: the learned level (EWMA)
     // The entity's figures over the rule's window at time_ms.
     uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0;
     uint32_t peak_concurrent = 0;
     std::optional<uint32_t> distinct_clients;  // subnet, cohort, sni, host
-    std::vector<NamedCount> top_snis;  // heaviest first, at most 4 (wire names)
-    std::vector<NamedCount> top_ja4;   // most frequent first, at most 4
-    uint64_t first_seen_ms = 0;  // Unix epoch ms the entity was first seen
-    uint64_t opened_ms = 0;      // Unix epoch ms the alert opened
-    uint32_t count = 0;          // evaluations the condition held since it opened
-    uint64_t suppressed = 0;     // summary: entities left out of this storm
+    std::vector<NamedCount> top_snis;          // heaviest first, at most 4 (wire names)
+    std::vector<NamedCount> top_ja4;           // most frequent first, at most 4
+    uint64_t first_seen_ms = 0;                // Unix epoch ms the entity was first seen
+    uint64_t opened_ms = 0;                    // Unix epoch ms the alert opened
+    uint32_t count = 0;                        // evaluations the condition held since it opened
+    uint64_t suppressed = 0;                   // summary: entities left out of this storm
 };
 
 }  // namespace exf::detect

@@ -42,7 +42,8 @@ double metric_value(Metric m, const agg::WindowValue &v)
     case Metric::tls_flows: return double(v.tls_flows);
     case Metric::concurrent_flows: return double(v.peak_concurrent);
     case Metric::distinct_clients: return double(v.distinct_clients);
-    case Metric::out_in_ratio: return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
+    case Metric::out_in_ratio:
+        return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
     }
     return 0;
 }
@@ -50,7 +51,8 @@ double metric_value(Metric m, const agg::WindowValue &v)
 // The window's value: the sliding estimate (aggregate/windows.h), except for
 // an entity younger than the window, whose traffic is all inside it: then the
 // two buckets' sum, which is exact.
-agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t window_ms, uint64_t now_ms)
+agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t window_ms,
+                              uint64_t now_ms)
 {
     bool young = ref.first_seen_ms() + window_ms > now_ms;
     return ref.value(w, now_ms, young ? agg::Estimate::upper : agg::Estimate::sliding);
@@ -208,8 +210,8 @@ struct Detector::Impl {
         std::string id;
         uint32_t streak = 0;
         bool open = false, muted = false;
-        uint64_t seen = 0;          // evaluation epoch it last held
-        uint64_t opened_ms = 0;     // aggregator clock
+        uint64_t seen = 0;       // evaluation epoch it last held
+        uint64_t opened_ms = 0;  // aggregator clock
         uint64_t opened_wall = 0;
         uint64_t last_sent_ms = 0, last_true_ms = 0;
         uint32_t count = 0;
@@ -271,14 +273,16 @@ struct Detector::Impl {
                 if (!rs.rule.baseline)
                     t.baseline.reset();
                 if (rs.rule.threshold || t.baseline)
-                    t.threshold = compared_with(rs.rule, sni_scale(rs.rule.entity, t.key), t.value, t.baseline);
+                    t.threshold = compared_with(rs.rule, sni_scale(rs.rule.entity, t.key), t.value,
+                                                t.baseline);
             }
     }
 
     // What a value x is compared with: the threshold (scaled by the SNI
     // override) when x reaches it or the rule has no learned level for the
     // entity, else max(floor, factor x level).
-    static double compared_with(const Rule &rule, double scale, double x, std::optional<double> base)
+    static double compared_with(const Rule &rule, double scale, double x,
+                                std::optional<double> base)
     {
         bool reaches = rule.threshold && x > 0 && x >= *rule.threshold * scale;
         if (rule.threshold && (reaches || !rule.baseline || !base))
@@ -311,7 +315,8 @@ struct Detector::Impl {
     bool allowed(const Rule &rule, agg::EntityKind kind, const agg::EntityKey &key) const
     {
         for (auto &a : cfg.allow) {
-            if (!a.rules.empty() && std::find(a.rules.begin(), a.rules.end(), rule.name) == a.rules.end())
+            if (!a.rules.empty() &&
+                std::find(a.rules.begin(), a.rules.end(), rule.name) == a.rules.end())
                 continue;
             switch (kind) {
             case agg::EntityKind::client:
@@ -332,8 +337,7 @@ struct Detector::Impl {
                 if (!a.cohort.empty() && a.cohort == key.name)
                     return true;
                 break;
-            case agg::EntityKind::host:
-                break;
+            case agg::EntityKind::host: break;
             }
         }
         return false;
@@ -401,11 +405,11 @@ struct Detector::Impl {
             r.cohort = key.name;
             r.entity = key.name;
             break;
-        case agg::EntityKind::host:
-            r.entity = host;
-            break;
+        case agg::EntityKind::host: r.entity = host; break;
         }
-        auto to_wall = [&](uint64_t t_ms) { return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms; };
+        auto to_wall = [&](uint64_t t_ms) {
+            return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms;
+        };
         if (auto ref = a.find(rule.entity, key)) {
             size_t w = window_index(a, rule.window_ms);
             agg::WindowValue v = w < a.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
@@ -458,7 +462,8 @@ struct Detector::Impl {
         }
         Level &L = it->second;
         if (bucket > L.last_bucket && !alert_open) {
-            double alpha = std::min(1.0, double(rule.window_ms) / double(std::max<uint64_t>(b.learn_ms, 1)));
+            double alpha =
+                std::min(1.0, double(rule.window_ms) / double(std::max<uint64_t>(b.learn_ms, 1)));
             uint64_t missed = bucket - L.last_bucket - 1;
             if (L.samples)
                 L.ewma *= std::pow(1.0 - alpha, double(std::min<uint64_t>(missed, 1u << 20)));
@@ -610,7 +615,8 @@ struct Detector::Impl {
             if (!t.muted) {
                 // The figures now; value is the metric now (below the threshold).
                 if (auto ref = a.find(rule.entity, t.key)) {
-                    t.value = metric_value(rule.metric, window_value(*ref, w, rule.window_ms, now_ms));
+                    t.value =
+                        metric_value(rule.metric, window_value(*ref, w, rule.window_ms, now_ms));
                 } else {
                     t.value = 0;
                 }
@@ -786,7 +792,8 @@ void Detector::on_tls(const agg::Aggregator &a, uint64_t, const Addr16 &client,
     }
 }
 
-std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms)
+std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms,
+                                            uint64_t wall_ms)
 {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<AlertRecord> out;
@@ -806,9 +813,9 @@ std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t n
     for (auto &rs : impl_->rules)
         for (auto &[k, t] : rs.tracks)
             s.open_now += t.open ? 1 : 0;
-    s.last_eval_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                                  std::chrono::steady_clock::now() - t0)
-                                  .count());
+    s.last_eval_us = uint64_t(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
     return out;
 }
 
@@ -834,7 +841,8 @@ std::vector<OpenAlert> Detector::open_alerts() const
                                rs.rule.entity, t.key, rs.rule.metric, t.value, t.threshold,
                                t.opened_wall});
         std::stable_sort(out.begin() + ptrdiff_t(first), out.end(), [](auto &a, auto &b) {
-            return a.opened_wall_ms != b.opened_wall_ms ? a.opened_wall_ms < b.opened_wall_ms : a.id < b.id;
+            return a.opened_wall_ms != b.opened_wall_ms ? a.opened_wall_ms < b.opened_wall_ms
+                                                        : a.id < b.id;
         });
     }
     return out;
@@ -844,7 +852,8 @@ size_t Detector::memory_bytes() const
 {
     size_t n = impl_->ja4.memory_bytes();
     for (auto &rs : impl_->rules)
-        n += rs.tracks.size() * (sizeof(Impl::Track) + 64) + rs.levels.size() * (sizeof(Impl::Level) + 64);
+        n += rs.tracks.size() * (sizeof(Impl::Track) + 64) +
+             rs.levels.size() * (sizeof(Impl::Level) + 64);
     return n;
 }
 

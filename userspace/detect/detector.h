@@ -58,10 +58,10 @@ struct DetectStats {
     uint64_t evaluations = 0;
     uint64_t opened = 0, updated = 0, resolved = 0;  // records produced (shadow included)
     uint64_t summaries = 0;
-    uint64_t muted = 0;       // alerts left out of storms (counted in summaries)
-    uint64_t suppressed = 0;  // not tracked: max_open reached
-    uint64_t allowed = 0;     // crossings by allow-listed entities (evaluations)
-    uint64_t open_now = 0;    // alerts open at the last evaluation
+    uint64_t muted = 0;         // alerts left out of storms (counted in summaries)
+    uint64_t suppressed = 0;    // not tracked: max_open reached
+    uint64_t allowed = 0;       // crossings by allow-listed entities (evaluations)
+    uint64_t open_now = 0;      // alerts open at the last evaluation
     uint64_t last_eval_us = 0;  // duration of the last evaluation
 };
 
@@ -70,8 +70,8 @@ struct OpenAlert {
     std::string id;
     std::string rule;
     Severity severity = Severity::warning;
-    bool shadow = false;  // a shadow rule's: logged, never sent
-    bool muted = false;   // left out of a storm (counted in its summary)
+    bool shadow = false;                             // a shadow rule's: logged, never sent
+    bool muted = false;                              // left out of a storm (counted in its summary)
     agg::EntityKind kind = agg::EntityKind::client;  // the rule's entity
     agg::EntityKey key;
     Metric metric = Metric::bytes_out;

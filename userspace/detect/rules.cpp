@@ -41,8 +41,9 @@ const char *rule_entity_name(agg::EntityKind k)
 
 std::optional<agg::EntityKind> parse_rule_entity(std::string_view s)
 {
-    for (auto k : {agg::EntityKind::client, agg::EntityKind::subnet, agg::EntityKind::api_host,
-                   agg::EntityKind::client_api_host, agg::EntityKind::cohort, agg::EntityKind::host})
+    for (auto k :
+         {agg::EntityKind::client, agg::EntityKind::subnet, agg::EntityKind::api_host,
+          agg::EntityKind::client_api_host, agg::EntityKind::cohort, agg::EntityKind::host})
         if (s == rule_entity_name(k))
             return k;
     return std::nullopt;
@@ -76,7 +77,8 @@ bool Rule::same(const Rule &o) const
 {
     auto base_eq = [](const std::optional<Baseline> &a, const std::optional<Baseline> &b) {
         return a.has_value() == b.has_value() &&
-               (!a || (a->factor == b->factor && a->floor == b->floor && a->learn_ms == b->learn_ms));
+               (!a ||
+                (a->factor == b->factor && a->floor == b->floor && a->learn_ms == b->learn_ms));
     };
     return name == o.name && entity == o.entity && metric == o.metric && window_ms == o.window_ms &&
            threshold == o.threshold && base_eq(baseline, o.baseline) && severity == o.severity &&
@@ -99,23 +101,32 @@ std::vector<Rule> default_rules()
         return r;
     };
     std::vector<Rule> v;
-    v.push_back(rule("client-bulk-pull", K::client, Metric::bytes_out, 600'000, 2 * GiB, Severity::critical));
-    v.push_back(rule("client-daily-pull", K::client, Metric::bytes_out, 86'400'000, 20 * GiB, Severity::warning));
-    v.push_back(rule("client-parallel-connections", K::client, Metric::concurrent_flows, 60'000, 64, Severity::warning));
-    auto burst = rule("client-connection-burst", K::client, Metric::tls_flows, 60'000, 600, Severity::warning);
+    v.push_back(rule("client-bulk-pull", K::client, Metric::bytes_out, 600'000, 2 * GiB,
+                     Severity::critical));
+    v.push_back(rule("client-daily-pull", K::client, Metric::bytes_out, 86'400'000, 20 * GiB,
+                     Severity::warning));
+    v.push_back(rule("client-parallel-connections", K::client, Metric::concurrent_flows, 60'000, 64,
+                     Severity::warning));
+    auto burst = rule("client-connection-burst", K::client, Metric::tls_flows, 60'000, 600,
+                      Severity::warning);
     burst.sustain = 3;
     v.push_back(burst);
-    auto base = rule("client-above-baseline", K::client, Metric::bytes_out, 3'600'000, std::nullopt, Severity::warning);
+    auto base = rule("client-above-baseline", K::client, Metric::bytes_out, 3'600'000, std::nullopt,
+                     Severity::warning);
     base.baseline = Baseline{10.0, 1 * GiB, 86'400'000};
     v.push_back(base);
-    auto ratio = rule("client-response-ratio", K::client, Metric::out_in_ratio, 600'000, 1000, Severity::info);
+    auto ratio = rule("client-response-ratio", K::client, Metric::out_in_ratio, 600'000, 1000,
+                      Severity::info);
     ratio.min_bytes_out = 512 * MiB;
     v.push_back(ratio);
-    v.push_back(rule("subnet-bulk-pull", K::subnet, Metric::bytes_out, 600'000, 8 * GiB, Severity::critical));
-    auto spread = rule("subnet-spread-pull", K::subnet, Metric::distinct_clients, 600'000, 32, Severity::info);
+    v.push_back(rule("subnet-bulk-pull", K::subnet, Metric::bytes_out, 600'000, 8 * GiB,
+                     Severity::critical));
+    auto spread = rule("subnet-spread-pull", K::subnet, Metric::distinct_clients, 600'000, 32,
+                       Severity::info);
     spread.shadow = true;
     v.push_back(spread);
-    v.push_back(rule("cohort-bulk-pull", K::cohort, Metric::bytes_out, 3'600'000, 50 * GiB, Severity::warning));
+    v.push_back(rule("cohort-bulk-pull", K::cohort, Metric::bytes_out, 3'600'000, 50 * GiB,
+                     Severity::warning));
     return v;
 }
 

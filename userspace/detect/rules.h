@@ -65,8 +65,8 @@ std::string metric_applies_problem(Metric m, agg::EntityKind k);
 std::optional<Severity> parse_severity(std::string_view s);
 
 struct Baseline {
-    double factor = 8.0;           // fire above factor x the learned level
-    double floor = 0;              // and above this (same unit as the metric)
+    double factor = 8.0;             // fire above factor x the learned level
+    double floor = 0;                // and above this (same unit as the metric)
     uint64_t learn_ms = 86'400'000;  // time constant, and how long before it may fire
 };
 
@@ -78,10 +78,10 @@ struct Rule {
     std::optional<double> threshold;
     std::optional<Baseline> baseline;
     Severity severity = Severity::warning;
-    uint32_t sustain = 1;       // consecutive evaluations the condition must hold
-    bool shadow = false;        // mode = "shadow": evaluated and logged, never sent
+    uint32_t sustain = 1;            // consecutive evaluations the condition must hold
+    bool shadow = false;             // mode = "shadow": evaluated and logged, never sent
     double min_bytes_out = 1048576;  // out_in_ratio only
-    uint32_t line = 0;          // where it is in the configuration (messages)
+    uint32_t line = 0;               // where it is in the configuration (messages)
 
     // Same settings (line ignored).
     bool same(const Rule &o) const;
@@ -108,13 +108,13 @@ struct DetectConfig {
     // Lowercased SNI ("name" or "*.suffix") -> threshold scale (sni and
     // client_sni rules; floors of baseline rules too).
     std::map<std::string, double> sni_scale;
-    uint64_t interval_ms = 1000;        // evaluation interval
-    uint64_t realert_ms = 300'000;      // updates of an open alert at most this often
+    uint64_t interval_ms = 1000;          // evaluation interval
+    uint64_t realert_ms = 300'000;        // updates of an open alert at most this often
     uint64_t resolve_after_ms = 120'000;  // false this long: resolved
-    uint32_t storm_limit = 20;          // new alerts per rule and evaluation; more: one summary
-    uint32_t max_open = 100'000;        // alerts (open or pending) tracked at most
-    uint32_t max_baselines = 1u << 20;  // learned levels kept per rule
-    std::string host_name;              // "" : gethostname()
+    uint32_t storm_limit = 20;            // new alerts per rule and evaluation; more: one summary
+    uint32_t max_open = 100'000;          // alerts (open or pending) tracked at most
+    uint32_t max_baselines = 1u << 20;    // learned levels kept per rule
+    std::string host_name;                // "" : gethostname()
 };
 
 // Problems across rules (duplicate names, metric not for the entity, neither

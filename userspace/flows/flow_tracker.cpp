@@ -244,9 +244,11 @@ void FlowTracker::on_event(std::span<const uint8_t> ev)
             return bad("event_short");
         exf_hello_event e;
         std::memcpy(&e, ev.data(), EXF_HELLO_EVENT_HDR_SIZE);
-        if (h.len == 0 || h.len > EXF_CHUNK_MAX || EXF_HELLO_EVENT_HDR_SIZE + size_t(h.len) > ev.size())
+        if (h.len == 0 || h.len > EXF_CHUNK_MAX ||
+            EXF_HELLO_EVENT_HDR_SIZE + size_t(h.len) > ev.size())
             return bad("event_bad_length");
-        if (!((proto == kTcp && h.kind == EXF_KIND_TLS) || (proto == kUdp && h.kind == EXF_KIND_QUIC)))
+        if (!((proto == kTcp && h.kind == EXF_KIND_TLS) ||
+              (proto == kUdp && h.kind == EXF_KIND_QUIC)))
             return bad("event_bad_key");
         if (h.client != EXF_CLIENT_LO && h.client != EXF_CLIENT_HI)
             return bad("event_bad_client");
@@ -350,8 +352,7 @@ void FlowTracker::take_result(FlowRecord &r)
         return;
     tls::HelloReassembler &ra = *it->second;
     switch (ra.status()) {
-    case tls::HelloReassembler::Status::need_more:
-        return;
+    case tls::HelloReassembler::Status::need_more: return;
     case tls::HelloReassembler::Status::done:
         if (ra.anomaly() != tls::HelloAnomaly::none)
             flag(r, tls::to_string(ra.anomaly()));

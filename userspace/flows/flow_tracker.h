@@ -62,12 +62,12 @@
 // Single-threaded: call everything from the thread that reads the events.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <optional>
-#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,15 +88,15 @@ class HelloReassembler;
 
 // What a flow's ClientHello says; valid when known.
 struct TlsMeta {
-    bool known = false;                  // a complete ClientHello was parsed
-    std::optional<std::string> sni;      // raw bytes; nullopt: no server_name
-    bool sni_is_ip = false;              // the SNI is an IP literal
-    std::vector<std::string> alpn;       // raw bytes, wire order
-    std::vector<uint16_t> versions;      // offered: supported_versions without
-                                         // GREASE, else {legacy_version}
-    std::string tls_version;             // highest offered: "1.3", "1.2", ...
+    bool known = false;              // a complete ClientHello was parsed
+    std::optional<std::string> sni;  // raw bytes; nullopt: no server_name
+    bool sni_is_ip = false;          // the SNI is an IP literal
+    std::vector<std::string> alpn;   // raw bytes, wire order
+    std::vector<uint16_t> versions;  // offered: supported_versions without
+                                     // GREASE, else {legacy_version}
+    std::string tls_version;         // highest offered: "1.3", "1.2", ...
     std::string ja4;
-    bool ech = false;                    // encrypted_client_hello present (sni is the outer name)
+    bool ech = false;  // encrypted_client_hello present (sni is the outer name)
 };
 
 enum class HelloState : uint8_t {
@@ -108,24 +108,24 @@ enum class HelloState : uint8_t {
 std::string_view to_string(HelloState s);
 
 struct FlowRecord {
-    uint64_t id = 0;                  // creation order, from 1
+    uint64_t id = 0;  // creation order, from 1
     exf_flow_key key{};
     uint8_t kind = EXF_KIND_PENDING;  // EXF_KIND_TLS or EXF_KIND_QUIC
     uint8_t client = EXF_CLIENT_UNKNOWN;
     uint64_t first_event_ns = 0, last_event_ns = 0;
     uint32_t hello_events = 0;
-    bool isn_known = false;           // TCP: the kernel's client ISN (seq - offset)
+    bool isn_known = false;  // TCP: the kernel's client ISN (seq - offset)
     uint32_t isn = 0;
 
     HelloState hello = HelloState::none;
     TlsMeta tls;
     std::vector<std::string> anomalies;  // distinct names, in the order first seen
 
-    bool ended = false;               // a flow-end event came
-    uint8_t end_reason = 0;           // enum exf_end_reason of the last one
-    bool has_counters = false;        // counters holds a flow-end event's exf_flow
+    bool ended = false;         // a flow-end event came
+    uint8_t end_reason = 0;     // enum exf_end_reason of the last one
+    bool has_counters = false;  // counters holds a flow-end event's exf_flow
     exf_flow counters{};
-    bool finalized = false;           // REUSE / restart: no longer its key's record
+    bool finalized = false;  // REUSE / restart: no longer its key's record
 
     // "tcp" or "quic".
     std::string_view transport() const { return kind == EXF_KIND_QUIC ? "quic" : "tcp"; }

@@ -17,8 +17,8 @@ namespace exf {
 
 struct ClientDelta {
     Addr16 client;
-    exf_client_stats delta;   // counters added since the previous harvest
-    exf_client_stats total;   // the kernel's cumulative counters
+    exf_client_stats delta;  // counters added since the previous harvest
+    exf_client_stats total;  // the kernel's cumulative counters
 };
 
 class Harvester {
@@ -50,15 +50,15 @@ private:
 // (a reused 5-tuple is a new flow).
 struct FlowDelta {
     exf_flow_key key;
-    exf_flow flow;                 // the table's current value (gone: the last one read)
+    exf_flow flow;  // the table's current value (gone: the last one read)
     uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
-    bool opened = false;           // first time this flow is seen
+    bool opened = false;  // first time this flow is seen
     // Its end is new: FIN both ways or RST; or no packet for idle_ns (an
     // idle close); or it left the table (LRU eviction, a reused 5-tuple)
     // without either. Concurrency counts it closed from flow.last_ns.
     bool closed = false;
-    bool resumed = false;          // packets again after an idle close: open again (not a new flow)
-    bool pending = false;          // not ready: reported again next time
+    bool resumed = false;  // packets again after an idle close: open again (not a new flow)
+    bool pending = false;  // not ready: reported again next time
 };
 
 class FlowHarvester {
@@ -77,10 +77,10 @@ public:
 
 private:
     struct Seen {
-        exf_flow flow;       // as last accounted
-        bool closed;         // its end was reported
-        bool idle;           // ... as an idle close
-        uint64_t stamp;      // the harvest that last saw the flow in the table
+        exf_flow flow;   // as last accounted
+        bool closed;     // its end was reported
+        bool idle;       // ... as an idle close
+        uint64_t stamp;  // the harvest that last saw the flow in the table
     };
     // Updated in place; flows missing from a harvest's rows (or whose
     // 5-tuple holds a new flow) are ended and dropped during that harvest.

@@ -21,9 +21,9 @@ namespace exf {
 
 // What one run_draining() call did.
 struct DrainResult {
-    uint64_t staged = 0;        // events taken from the queue during work()
-    uint64_t staged_bytes = 0;  // their bytes
-    bool limit_reached = false; // staging stopped at max_bytes for a while
+    uint64_t staged = 0;         // events taken from the queue during work()
+    uint64_t staged_bytes = 0;   // their bytes
+    bool limit_reached = false;  // staging stopped at max_bytes for a while
 };
 
 using EventFn = std::function<void(std::span<const uint8_t>)>;

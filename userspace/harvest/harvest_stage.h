@@ -6,12 +6,12 @@
 // The time given to run() is the aggregator's clock in milliseconds; flows'
 // first-seen times (FlowRow) are on the same clock in nanoseconds (the
 // kernel's monotonic clock live, packet time in replay).
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
-#include <string_view>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aggregate/aggregator.h"
@@ -63,7 +63,8 @@ public:
         auto ready = [&](const FlowRow &r) {
             auto *rec = tracker.lookup(r.key);
             return !wait_for_hellos ||
-                   (rec && (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
+                   (rec &&
+                    (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
                    now_ns > r.flow.first_ns + kHelloWaitNs;
         };
         DenseMap<Addr16, Sums> attributed, pending;
@@ -141,10 +142,12 @@ public:
                                                          c.delta.pkts_in, c.delta.pkts_out,
                                                          c.delta.tls_flows_opened};
         for (auto *m : {&attributed, &pending, &held_, &owed_})
-            m->for_each([&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
+            m->for_each(
+                [&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
         std::vector<std::pair<Addr16, Sums>> order;
         order.reserve(in_by_client.size());
-        in_by_client.for_each([&](const Addr16 &client, const Sums &row) { order.emplace_back(client, row); });
+        in_by_client.for_each(
+            [&](const Addr16 &client, const Sums &row) { order.emplace_back(client, row); });
         std::sort(order.begin(), order.end(), [](const auto &x, const auto &y) {
             return std::memcmp(x.first.data(), y.first.data(), 16) < 0;
         });
@@ -180,8 +183,8 @@ public:
     void prime(const std::vector<FlowRow> &flow_rows, const std::vector<ClientRow> &client_rows,
                uint64_t now_ms)
     {
-        flows_.harvest(flow_rows, [](const FlowRow &) { return true; }, now_ms * 1000000ull,
-                       kFlowIdleNs);
+        flows_.harvest(
+            flow_rows, [](const FlowRow &) { return true; }, now_ms * 1000000ull, kFlowIdleNs);
         clients_.harvest(client_rows);
         held_ = {};
         owed_ = {};

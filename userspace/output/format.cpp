@@ -68,7 +68,8 @@ std::string clean_utf8(std::string_view in, size_t cap, Ctl ctl = Ctl::replace)
         std::string_view piece = ok ? in.substr(i, len) : kReplacement;
         if (ok) {
             bool control = cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
-            bool keep = ctl == Ctl::keep || (ctl == Ctl::keep_newlines && (cp == '\n' || cp == '\r'));
+            bool keep =
+                ctl == Ctl::keep || (ctl == Ctl::keep_newlines && (cp == '\n' || cp == '\r'));
             if (control && !keep)
                 piece = kReplacement;
         }
@@ -215,9 +216,8 @@ std::string sentence(const AlertRecord &a,
         return "rule " + rule + ": " + std::to_string(a.suppressed) +
                " more alerts suppressed (alert storm)" + (a.shadow ? " (shadow)" : "");
     std::string s = text(a.entity_kind, kWireCap) + " " + text(a.entity, kEntityCap) + " " +
-                    text(a.metric, kWireCap) + " " +
-                    metric_value(a.metric, a.value) + " over " + duration(a.window_ms) +
-                    (a.value >= a.threshold ? " >= " : " < ") +
+                    text(a.metric, kWireCap) + " " + metric_value(a.metric, a.value) + " over " +
+                    duration(a.window_ms) + (a.value >= a.threshold ? " >= " : " < ") +
                     metric_value(a.metric, a.threshold) + " (rule " + rule;
     if (a.baseline)
         s += ", baseline " + metric_value(a.metric, *a.baseline);
@@ -310,9 +310,9 @@ std::string sd_escape(std::string_view s)
 std::string rfc5424_header(const AlertRecord &a, int facility, const std::string &app_name,
                            int procid)
 {
-    return pri(facility, a.severity) + "1 " + rfc3339(a.time_ms) + " " +
-           header_field(a.host, 255) + " " + header_field(app_name, 48) + " " +
-           (procid > 0 ? std::to_string(procid) : "-") + " " + msgid(a.state) + " ";
+    return pri(facility, a.severity) + "1 " + rfc3339(a.time_ms) + " " + header_field(a.host, 255) +
+           " " + header_field(app_name, 48) + " " + (procid > 0 ? std::to_string(procid) : "-") +
+           " " + msgid(a.state) + " ";
 }
 
 std::string cef_header_escape(std::string_view s)
@@ -379,11 +379,10 @@ std::string json_text(std::string_view s, size_t cap = kWireCap)
 
 int facility_from_name(const std::string &name)
 {
-    static const char *const names[] = {"kern",   "user",     "mail",     "daemon", "auth",
-                                        "syslog", "lpr",      "news",     "uucp",   "cron",
-                                        "authpriv", "ftp",    "ntp",      "security", "console",
-                                        "solaris-cron", "local0", "local1", "local2", "local3",
-                                        "local4", "local5",   "local6",   "local7"};
+    static const char *const names[] = {
+        "kern",   "user",   "mail",     "daemon", "auth",   "syslog",   "lpr",     "news",
+        "uucp",   "cron",   "authpriv", "ftp",    "ntp",    "security", "console", "solaris-cron",
+        "local0", "local1", "local2",   "local3", "local4", "local5",   "local6",  "local7"};
     for (int i = 0; i < 24; i++)
         if (name == names[i])
             return i;
@@ -415,8 +414,7 @@ std::string format_rfc5424_json(const AlertRecord &a, int facility, const std::s
     return rfc5424_header(a, facility, app_name, procid) + "- " + format_json(a);
 }
 
-std::string format_cef(const AlertRecord &a, int facility, const std::string &app_name,
-                       int procid)
+std::string format_cef(const AlertRecord &a, int facility, const std::string &app_name, int procid)
 {
     (void)app_name;
     (void)procid;
@@ -553,7 +551,8 @@ std::string format_json(const AlertRecord &a)
     j["log"] = {{"level", detect::severity_name(a.severity)}};
     j["rule"] = {{"name", json_text(a.rule)}};
     j["host"] = {{"name", json_text(a.host)}};
-    j["observer"] = {{"vendor", "exfilmon"}, {"product", "exfilmon"}, {"version", EXFILMON_VERSION}};
+    j["observer"] = {
+        {"vendor", "exfilmon"}, {"product", "exfilmon"}, {"version", EXFILMON_VERSION}};
     if (a.client && full_address(*a.client))
         j["source"] = {{"ip", *a.client}};
     if (a.sni)

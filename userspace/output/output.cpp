@@ -41,16 +41,16 @@ constexpr auto kBackoffMax = 10s;
 constexpr auto kStableConnection = 1s;  // lasted this long: the backoff starts over
 constexpr auto kConnectTimeout = 10s;
 constexpr auto kWriteTimeout = 30s;
-constexpr auto kAckPoll = 5ms;      // while messages are in flight, doubling to
-constexpr auto kAckPollMax = 200ms; // this while no acknowledgement comes
-constexpr auto kIdlePoll = 200ms;   // liveness check of an idle connection
-constexpr auto kRetryBusy = 100ms;  // receiver busy (WriteResult::again)
-constexpr auto kStopGrace = 2s;     // the destructor delivers for this long
-constexpr auto kLogEvery = 60s;     // the same problem is logged at most this often
+constexpr auto kAckPoll = 5ms;       // while messages are in flight, doubling to
+constexpr auto kAckPollMax = 200ms;  // this while no acknowledgement comes
+constexpr auto kIdlePoll = 200ms;    // liveness check of an idle connection
+constexpr auto kRetryBusy = 100ms;   // receiver busy (WriteResult::again)
+constexpr auto kStopGrace = 2s;      // the destructor delivers for this long
+constexpr auto kLogEvery = 60s;      // the same problem is logged at most this often
 constexpr size_t kWriteBatch = 256;
 constexpr size_t kCompactAfter = 4096;  // spool file: rewritten after this many delivered
-constexpr auto kSpoolRetryMin = 1s;  // a spool file that cannot be written: tried again after
-constexpr auto kSpoolRetryMax = 10s; // this, doubling to this
+constexpr auto kSpoolRetryMin = 1s;     // a spool file that cannot be written: tried again after
+constexpr auto kSpoolRetryMax = 10s;    // this, doubling to this
 
 using Render = std::function<std::string(const detect::AlertRecord &)>;
 
@@ -85,7 +85,10 @@ public:
         }
     }
 
-    void start() override { thread_ = std::thread([this] { run(); }); }
+    void start() override
+    {
+        thread_ = std::thread([this] { run(); });
+    }
 
     ~QueuedOutput() override
     {
@@ -167,13 +170,13 @@ private:
     bool done_ = false;
 
     // Worker only.
-    size_t in_flight_ = 0;         // q_'s first messages written on this connection
-    std::deque<uint64_t> ends_;    // their end offsets in the stream
-    size_t persisted_ = 0;         // q_'s first messages in the spool file
-    size_t file_acked_ = 0;        // delivered messages still in the spool file
-    bool spool_ok_ = true;         // false: the file is not written, memory only
-    bool spool_failing_ = false;   // a failure was logged, no data written since
-    int spool_errno_ = 0;          // the cause last logged
+    size_t in_flight_ = 0;        // q_'s first messages written on this connection
+    std::deque<uint64_t> ends_;   // their end offsets in the stream
+    size_t persisted_ = 0;        // q_'s first messages in the spool file
+    size_t file_acked_ = 0;       // delivered messages still in the spool file
+    bool spool_ok_ = true;        // false: the file is not written, memory only
+    bool spool_failing_ = false;  // a failure was logged, no data written since
+    int spool_errno_ = 0;         // the cause last logged
     Clock::time_point spool_retry_at_{};
     Clock::duration spool_backoff_ = kSpoolRetryMin;
     Clock::duration ack_poll_ = kAckPoll;
@@ -575,8 +578,9 @@ void check_syslog_address(const OutputConfig &cfg, bool resolve, std::vector<Out
     try {
         auto hp = parse_host_port(cfg.address, default_port(cfg.transport));
         if (auto why = resolve ? detail::resolve_problem(hp, cfg.transport) : ""; !why.empty())
-            out.push_back({"address", "address " + cfg.address + ": " + why +
-                                          " (now; alerts are spooled until it resolves)",
+            out.push_back({"address",
+                           "address " + cfg.address + ": " + why +
+                               " (now; alerts are spooled until it resolves)",
                            true});
     } catch (const Error &e) {
         out.push_back({"address", e.what()});
@@ -608,10 +612,11 @@ std::vector<OutputProblem> check_output(const OutputConfig &cfg, bool resolve)
             // A read-only file system is a fault of the moment: the output
             // runs with the spool in memory and retries (spool.h).
             bool transient = detail::transient_io_error(err);
-            out.push_back({"spool_file",
-                           "spool_file " + cfg.spool_file + ": " + why +
-                               (transient ? " (alerts are kept in memory until it can be written)" : ""),
-                           transient});
+            out.push_back(
+                {"spool_file",
+                 "spool_file " + cfg.spool_file + ": " + why +
+                     (transient ? " (alerts are kept in memory until it can be written)" : ""),
+                 transient});
         }
     return out;
 }
@@ -649,8 +654,7 @@ std::unique_ptr<Output> open_output(const OutputConfig &cfg)
         case Format::rfc5424_json: fn = format_rfc5424_json; break;
         case Format::cef: fn = format_cef; break;
         case Format::rfc3164: fn = format_rfc3164; break;
-        case Format::json:
-            throw Error("output " + desc + ": format json is for type = \"json\"");
+        case Format::json: throw Error("output " + desc + ": format json is for type = \"json\"");
         }
         render = [=](const detect::AlertRecord &a) { return fn(a, facility, app, pid); };
     }

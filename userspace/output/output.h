@@ -10,9 +10,9 @@
 //   format    = "rfc5424"         # syslog: rfc5424 | rfc5424-json | cef | rfc3164
 //   facility  = "local0"          # syslog facility name
 //   app_name  = "exfilmon"
-//   ca_file   = "/etc/exfilmon/collector-ca.pem"   # tls: CA the collector's certificate must chain to
-//   server_name = "collector.example.com"          # tls: name to verify (default: the address's host)
-//   cert_file = ""  key_file = ""                  # tls: optional client certificate
+//   ca_file   = "/etc/exfilmon/collector-ca.pem"   # tls: CA the collector's certificate must chain
+//   to server_name = "collector.example.com"          # tls: name to verify (default: the address's
+//   host) cert_file = ""  key_file = ""                  # tls: optional client certificate
 //   spool_size = 10000            # alerts held in memory while the collector is down
 //   spool_file = ""               # optional: spool to this file too (survives restarts)
 //   path      = "-"               # json: "-" for stdout or a file (appended)
@@ -123,7 +123,7 @@ struct OutputConfig {
     std::string ca_file, server_name, cert_file, key_file;
     uint32_t spool_size = 10000;
     std::string spool_file;
-    std::string path = "-";           // json
+    std::string path = "-";  // json
     // Where this table is in the configuration file, for messages ("FILE:LINE").
     std::string origin;
 };
@@ -173,11 +173,11 @@ std::string format_rfc3164(const detect::AlertRecord &a, int facility, const std
 std::string format_json(const detect::AlertRecord &a);
 
 struct OutputStats {
-    uint64_t queued = 0;     // alerts handed to the output
-    uint64_t sent = 0;       // written to the transport (acknowledged by TCP for streams)
-    uint64_t dropped = 0;    // lost: spool full (or a datagram too big to send)
-    uint64_t reconnects = 0;   // connections made after the first
-    uint64_t spooled_now = 0;  // waiting in the spool (written but unacknowledged included)
+    uint64_t queued = 0;            // alerts handed to the output
+    uint64_t sent = 0;              // written to the transport (acknowledged by TCP for streams)
+    uint64_t dropped = 0;           // lost: spool full (or a datagram too big to send)
+    uint64_t reconnects = 0;        // connections made after the first
+    uint64_t spooled_now = 0;       // waiting in the spool (written but unacknowledged included)
     uint64_t connect_failures = 0;  // connect / open / handshake attempts that failed
     uint64_t write_errors = 0;      // writes that failed (the message stays spooled)
     std::string last_error;         // the latest failure, "" when none yet

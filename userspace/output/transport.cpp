@@ -56,17 +56,15 @@ bool wait_fd(int fd, short events, Clock::time_point deadline, const std::atomic
 bool is_ip(const std::string &host)
 {
     unsigned char buf[16];
-    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+    return inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+           inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-std::string endpoint(const HostPort &hp)
-{
-    return format_host_port(hp.host, hp.port);
-}
+std::string endpoint(const HostPort &hp) { return format_host_port(hp.host, hp.port); }
 
 // The addresses of hp for one socket type, or nullptr with *why set.
 std::unique_ptr<addrinfo, void (*)(addrinfo *)> resolve(const HostPort &hp, int socktype,
-                                                         std::string &why)
+                                                        std::string &why)
 {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -156,8 +154,7 @@ class StreamSink final : public Sink {
 public:
     StreamSink(HostPort hp, std::shared_ptr<SSL_CTX> ctx, std::string verify_name)
         : hp_(std::move(hp)), ctx_(std::move(ctx)), verify_name_(std::move(verify_name))
-    {
-    }
+    {}
     ~StreamSink() override { close(); }
 
     bool open(Clock::time_point deadline, std::string &why) override
@@ -546,7 +543,7 @@ public:
             return true;
         }
         int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        struct stat st{};
+        struct stat st {};
         if (fd < 0 || ::fstat(fd, &st) != 0) {
             why = "open " + path_ + ": " + errstr(errno);
             if (fd >= 0)
@@ -569,7 +566,7 @@ public:
     WriteResult write(std::string_view msg, Clock::time_point deadline, std::string &why) override
     {
         if (path_ != "-") {
-            struct stat st{};
+            struct stat st {};
             if (::stat(path_.c_str(), &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_) {
                 // Rotated (moved away or removed): continue in a new file.
                 if (!open(deadline, why))
@@ -624,8 +621,7 @@ std::shared_ptr<SSL_CTX> make_tls_context(const OutputConfig &cfg)
         if (SSL_CTX_use_PrivateKey_file(ctx.get(), cfg.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
             throw Error("key_file " + cfg.key_file + ": " + ssl_errors());
         if (SSL_CTX_check_private_key(ctx.get()) != 1)
-            throw Error("key_file " + cfg.key_file + " does not match cert_file " +
-                        cfg.cert_file);
+            throw Error("key_file " + cfg.key_file + " does not match cert_file " + cfg.cert_file);
     }
     return ctx;
 }
@@ -699,7 +695,8 @@ std::unique_ptr<Sink> make_sink(const OutputConfig &cfg)
     case Transport::udp:
         return std::make_unique<UdpSink>(parse_host_port(cfg.address, default_port(cfg.transport)));
     case Transport::tcp:
-        return std::make_unique<StreamSink>(parse_host_port(cfg.address, default_port(cfg.transport)), nullptr, "");
+        return std::make_unique<StreamSink>(
+            parse_host_port(cfg.address, default_port(cfg.transport)), nullptr, "");
     case Transport::tls: {
         HostPort hp = parse_host_port(cfg.address, default_port(cfg.transport));
         auto ctx = make_tls_context(cfg);

@@ -15,7 +15,6 @@ namespace exf {
 
 namespace {
 
-
 using ojson = nlohmann::ordered_json;
 
 std::string dump(const ojson &j)
@@ -66,10 +65,7 @@ auto flow_order(const FlowReport &f)
                     f.transport, f.bytes_in, f.bytes_out, f.packets_in, f.packets_out);
 }
 
-ojson nullable(const std::optional<std::string> &s)
-{
-    return s ? ojson(*s) : ojson(nullptr);
-}
+ojson nullable(const std::optional<std::string> &s) { return s ? ojson(*s) : ojson(nullptr); }
 
 // At most `max` items, then "(+N)"; each item printable.
 std::string table_cell_list(const std::vector<std::string> &v, size_t max = SIZE_MAX)
@@ -135,7 +131,8 @@ void write_alerts_table(const std::vector<Alert> &alerts, std::ostream &out)
     std::vector<std::vector<std::string>> rows;
     for (const auto &a : alerts)
         rows.push_back({text(a.fields, nullptr, "@timestamp"), text(a.fields, "exfilmon", "state"),
-                        text(a.fields, "exfilmon", "severity"), text(a.fields, nullptr, "message")});
+                        text(a.fields, "exfilmon", "severity"),
+                        text(a.fields, nullptr, "message")});
     out << "ALERTS (" << alerts.size() << (alerts.empty() ? ": no rule fired" : ", as raised")
         << ")\n";
     if (!rows.empty())
@@ -150,7 +147,10 @@ struct EntityGroup {
     ClientReport total;                         // sni: the members' SNIs, distinct
 };
 
-bool more_bytes_out(const ClientReport *a, const ClientReport *b) { return a->bytes_out > b->bytes_out; }
+bool more_bytes_out(const ClientReport *a, const ClientReport *b)
+{
+    return a->bytes_out > b->bytes_out;
+}
 
 // The clients by entity, the heaviest entity (bytes out) first.
 std::vector<EntityGroup> group_by_entity(const std::vector<ClientReport> &clients)
@@ -204,16 +204,15 @@ void write_clients_table(const ReplayReport &r, std::ostream &out)
         return std::to_string(n) + " " + (n == 1 ? one : many);
     };
     out << "CLIENTS (" << count(r.clients.size(), "address", "addresses") << " in "
-        << count(groups.size(), "client entity", "client entities") << " of the rules, by bytes out)\n";
-    print_columns(out,
-                  {"CLIENT", "ADDRESS", "TLS_FLOWS", "BYTES_OUT", "BYTES_IN", "PKTS_OUT", "PKTS_IN",
-                   "SNI"},
-                  rows, {false, false, true, true, true, true, true, false});
+        << count(groups.size(), "client entity", "client entities")
+        << " of the rules, by bytes out)\n";
+    print_columns(
+        out,
+        {"CLIENT", "ADDRESS", "TLS_FLOWS", "BYTES_OUT", "BYTES_IN", "PKTS_OUT", "PKTS_IN", "SNI"},
+        rows, {false, false, true, true, true, true, true, false});
 }
 
 }  // namespace
-
-
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
                           const std::vector<FlowRecord> &reused, bool with_flows,
@@ -252,12 +251,11 @@ ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
         attach_meta(f, &rec);
         rep.flows.push_back(std::move(f));
     }
-    std::sort(rep.flows.begin(), rep.flows.end(),
-              [](const FlowReport &a, const FlowReport &b) {
-                  if (flow_order(a) != flow_order(b))
-                      return flow_order(a) < flow_order(b);
-                  return a.reused && !b.reused;  // the ended flow first
-              });
+    std::sort(rep.flows.begin(), rep.flows.end(), [](const FlowReport &a, const FlowReport &b) {
+        if (flow_order(a) != flow_order(b))
+            return flow_order(a) < flow_order(b);
+        return a.reused && !b.reused;  // the ended flow first
+    });
 
     if (with_flows)
         rep.flow_count = rep.flows.size();
@@ -373,10 +371,10 @@ void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool f
         }
         std::string anomalies = table_cell_list(f->anomalies);
         rows.push_back({ep(f->client, f->client_port), ep(f->server, f->server_port),
-                        f->transport + (f->reused ? " (reused)" : ""),
-                        std::to_string(f->bytes_out), std::to_string(f->bytes_in),
-                        std::to_string(f->packets_out), std::to_string(f->packets_in), ver, sni,
-                        alpn, ja4, anomalies.empty() ? "-" : anomalies});
+                        f->transport + (f->reused ? " (reused)" : ""), std::to_string(f->bytes_out),
+                        std::to_string(f->bytes_in), std::to_string(f->packets_out),
+                        std::to_string(f->packets_in), ver, sni, alpn, ja4,
+                        anomalies.empty() ? "-" : anomalies});
     }
     out << "\nFLOWS (" << r.flows.size() << ", by bytes out)\n";
     print_columns(out,

@@ -80,8 +80,8 @@ struct FlowReport {
     std::string transport;  // "tcp" | "quic"
     uint64_t first_ns = 0;
     uint64_t bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
-    bool reused = false;          // ended by a 5-tuple reuse (final counters from the event)
-    std::optional<TlsMeta> tls;   // nullopt: no ClientHello known
+    bool reused = false;         // ended by a 5-tuple reuse (final counters from the event)
+    std::optional<TlsMeta> tls;  // nullopt: no ClientHello known
     std::vector<std::string> anomalies;
 };
 

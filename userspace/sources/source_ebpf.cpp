@@ -3,8 +3,8 @@
 #include <bpf/bpf.h>
 
 #include "capture/bpf_sensor.h"
-#include "common/log.h"
 #include "capture/tc_attach.h"
+#include "common/log.h"
 #include "sources/event_queue.h"
 #include "sources/source.h"
 
@@ -83,7 +83,8 @@ public:
                                  att->ifindex());
                     changed = true;
                 } catch (const std::exception &e) {
-                    spdlog::error("interface {} is back but cannot be attached: {}", name, e.what());
+                    spdlog::error("interface {} is back but cannot be attached: {}", name,
+                                  e.what());
                 }
             }
         }

@@ -5,8 +5,8 @@
 // and their IP length (turn GRO/GSO/TSO off on the monitored interface for
 // wire-exact counts); a kernel buffer overrun drops packets (pcap_stats,
 // reported in the capture_drops log line).
-#include <poll.h>
 #include <pcap/pcap.h>
+#include <poll.h>
 #include <time.h>
 
 #include <atomic>
@@ -47,7 +47,10 @@ public:
                      handles_.size() == 1 ? "" : "s");
     }
     // Packets that arrive before the thread starts wait in the socket buffers.
-    void start() override { thread_ = std::thread([this] { loop(); }); }
+    void start() override
+    {
+        thread_ = std::thread([this] { loop(); });
+    }
     ~PcapSource() override
     {
         stop_ = true;

@@ -31,7 +31,8 @@ void put_layout(StateWriter &w, const agg::AggConfig &c)
     w.u64(c.windows_ms.size());
     for (uint64_t ms : c.windows_ms)
         w.u64(ms);
-    for (uint8_t p : {c.client_prefix_v4, c.client_prefix_v6, c.subnet_prefix_v4, c.subnet_prefix_v6})
+    for (uint8_t p :
+         {c.client_prefix_v4, c.client_prefix_v6, c.subnet_prefix_v4, c.subnet_prefix_v6})
         w.u8(p);
 }
 
@@ -40,7 +41,8 @@ agg::AggConfig get_layout(StateReader &r, agg::AggConfig c)
     c.windows_ms.resize(r.count(8));
     for (auto &ms : c.windows_ms)
         ms = r.u64();
-    for (uint8_t *p : {&c.client_prefix_v4, &c.client_prefix_v6, &c.subnet_prefix_v4, &c.subnet_prefix_v6})
+    for (uint8_t *p :
+         {&c.client_prefix_v4, &c.client_prefix_v6, &c.subnet_prefix_v4, &c.subnet_prefix_v6})
         *p = r.u8();
     auto problems = c.validate();
     if (!problems.empty())
@@ -100,7 +102,8 @@ std::string header_for(std::string_view payload)
 }
 
 std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
-                   const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms, const std::string &boot)
+                   const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
+                   const std::string &boot)
 {
     std::string payload = encode_payload(ctx, a, d, h, mono_ms, wall_ms, boot);
     return header_for(payload) + payload;
@@ -109,7 +112,8 @@ std::string encode(const StateContext &ctx, const agg::Aggregator &a, const dete
 Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mono_ms,
                const std::string &boot)
 {
-    if (bytes.size() < kHeaderBytes || bytes.compare(0, sizeof(kMagic), std::string_view(kMagic, 8)) != 0)
+    if (bytes.size() < kHeaderBytes ||
+        bytes.compare(0, sizeof(kMagic), std::string_view(kMagic, 8)) != 0)
         throw Error("not an exfilmon state file");
     StateReader head(bytes.substr(sizeof(kMagic), kHeaderBytes - sizeof(kMagic)));
     uint32_t version = head.u32();
@@ -253,13 +257,12 @@ void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::
                 harvest_gap(src, a, h, tracker, now_mono_ms);
             }
             harvest_restored = s.harvest_valid;
-            spdlog::info("state restored from {} (saved {:.1f} s ago): windows, baselines and {} "
-                         "open alert(s) carry on; {}",
-                         path_, double(now_mono_ms - s.saved_mono_ms) / 1000.0,
-                         d.open_alerts().size(),
-                         harvest_restored
-                             ? "what the kernel counted since was added"
-                             : "the kernel's tables are not the ones it was read from");
+            spdlog::info(
+                "state restored from {} (saved {:.1f} s ago): windows, baselines and {} "
+                "open alert(s) carry on; {}",
+                path_, double(now_mono_ms - s.saved_mono_ms) / 1000.0, d.open_alerts().size(),
+                harvest_restored ? "what the kernel counted since was added"
+                                 : "the kernel's tables are not the ones it was read from");
         } catch (const std::exception &e) {
             problem = path_ + ": " + e.what();
         }
@@ -306,8 +309,8 @@ void StateFile::save(const StateContext &ctx, const agg::Aggregator &a, const de
     }
     // The copy is taken here (the stages change at the next harvest); the
     // checksum and the disk are the writer thread's.
-    std::string payload = state_file::encode_payload(ctx, a, d, h, mono_ms, wall_ms,
-                                                     state_file::boot_id(), last_size_ + last_size_ / 8);
+    std::string payload = state_file::encode_payload(
+        ctx, a, d, h, mono_ms, wall_ms, state_file::boot_id(), last_size_ + last_size_ / 8);
     last_size_ = payload.size();
     pending_ = std::async(std::launch::async, [path = path_, payload = std::move(payload)] {
         try {

@@ -40,8 +40,8 @@ namespace exf {
 
 // What the state is checked against.
 struct StateContext {
-    std::string owner;       // the configuration file (absolute; "" for the built-in defaults)
-    std::string tables;      // the kernel tables' identity (LiveSource::tables_identity())
+    std::string owner;   // the configuration file (absolute; "" for the built-in defaults)
+    std::string tables;  // the kernel tables' identity (LiveSource::tables_identity())
     bool tables_carried_over = false;  // maps taken over from an earlier run
     agg::AggConfig aggregate;          // the configuration now
     detect::DetectConfig detect;

@@ -18,11 +18,13 @@ constexpr size_t kMinBody = 2 + 32 + 1 + 2 + 1;
 constexpr size_t kMaxBody = 2 + 32 + 1 + 32 + 2 + 65534 + 1 + 255 + 2 + 65535;
 
 uint16_t be16(const uint8_t *p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-uint32_t be24(const uint8_t *p) {
+uint32_t be24(const uint8_t *p)
+{
     return (static_cast<uint32_t>(p[0]) << 16) | (static_cast<uint32_t>(p[1]) << 8) | p[2];
 }
 
-ParseResult make(ParseStatus s, HelloAnomaly a, size_t consumed = 0, size_t needed = 0) {
+ParseResult make(ParseStatus s, HelloAnomaly a, size_t consumed = 0, size_t needed = 0)
+{
     ParseResult r;
     r.status = s;
     r.anomaly = a;
@@ -39,29 +41,36 @@ ParseResult malformed(HelloAnomaly a) { return make(ParseStatus::malformed, a); 
 
 // A vector of 16-bit values behind a 1- or 2-byte length.
 bool parse_u16_list(std::span<const uint8_t> d, size_t prefix, bool allow_empty,
-                    std::vector<uint16_t> &out) {
-    if (d.size() < prefix) return false;
+                    std::vector<uint16_t> &out)
+{
+    if (d.size() < prefix)
+        return false;
     const size_t len = prefix == 1 ? d[0] : be16(d.data());
     bool ok = len + prefix == d.size() && len % 2 == 0 && (allow_empty || len > 0);
     const size_t end = prefix + std::min(len, d.size() - prefix);
     size_t pos = prefix;
-    for (; pos + 2 <= end; pos += 2) out.push_back(be16(&d[pos]));
+    for (; pos + 2 <= end; pos += 2)
+        out.push_back(be16(&d[pos]));
     return ok && pos == end;
 }
 
-bool parse_sni(std::span<const uint8_t> d, ClientHello &h) {
-    if (d.size() < 2) return false;
+bool parse_sni(std::span<const uint8_t> d, ClientHello &h)
+{
+    if (d.size() < 2)
+        return false;
     const size_t list = be16(d.data());
     bool ok = list + 2 == d.size() && list > 0;
     const size_t end = 2 + std::min(list, d.size() - 2);
     bool have_host = false;
     size_t pos = 2;
     while (pos < end) {
-        if (end - pos < 3) return false;
+        if (end - pos < 3)
+            return false;
         const uint8_t type = d[pos];
         const size_t len = be16(&d[pos + 1]);
         pos += 3;
-        if (len > end - pos) return false;
+        if (len > end - pos)
+            return false;
         if (type == 0) {
             // RFC 6066: one name per type; HostName is <1..2^16-1>.
             if (have_host) {
@@ -70,7 +79,8 @@ bool parse_sni(std::span<const uint8_t> d, ClientHello &h) {
                 have_host = true;
                 h.sni.assign(reinterpret_cast<const char *>(&d[pos]), len);
                 h.sni_is_ip = is_ip_literal(h.sni);
-                if (len == 0) ok = false;
+                if (len == 0)
+                    ok = false;
             }
         }
         pos += len;
@@ -78,24 +88,30 @@ bool parse_sni(std::span<const uint8_t> d, ClientHello &h) {
     return ok;
 }
 
-bool parse_alpn(std::span<const uint8_t> d, ClientHello &h) {
-    if (d.size() < 2) return false;
+bool parse_alpn(std::span<const uint8_t> d, ClientHello &h)
+{
+    if (d.size() < 2)
+        return false;
     const size_t list = be16(d.data());
     bool ok = list + 2 == d.size() && list >= 2;
     const size_t end = 2 + std::min(list, d.size() - 2);
     size_t pos = 2;
     while (pos < end) {
         const size_t len = d[pos++];
-        if (len > end - pos) return false;
-        if (len == 0) ok = false;  // ProtocolName is <1..2^8-1>
+        if (len > end - pos)
+            return false;
+        if (len == 0)
+            ok = false;  // ProtocolName is <1..2^8-1>
         h.alpn.emplace_back(reinterpret_cast<const char *>(&d[pos]), len);
         pos += len;
     }
     return ok;
 }
 
-bool parse_point_formats(std::span<const uint8_t> d, ClientHello &h) {
-    if (d.empty()) return false;
+bool parse_point_formats(std::span<const uint8_t> d, ClientHello &h)
+{
+    if (d.empty())
+        return false;
     const size_t len = d[0];
     const bool ok = len + 1 == d.size() && len > 0;
     const size_t n = std::min(len, d.size() - 1);
@@ -103,18 +119,22 @@ bool parse_point_formats(std::span<const uint8_t> d, ClientHello &h) {
     return ok;
 }
 
-bool parse_key_share(std::span<const uint8_t> d, ClientHello &h) {
-    if (d.size() < 2) return false;
+bool parse_key_share(std::span<const uint8_t> d, ClientHello &h)
+{
+    if (d.size() < 2)
+        return false;
     const size_t list = be16(d.data());
     const bool ok = list + 2 == d.size();  // client_shares may be empty (HRR)
     const size_t end = 2 + std::min(list, d.size() - 2);
     size_t pos = 2;
     while (pos < end) {
-        if (end - pos < 4) return false;
+        if (end - pos < 4)
+            return false;
         const uint16_t group = be16(&d[pos]);
         const size_t len = be16(&d[pos + 2]);
         pos += 4;
-        if (len > end - pos || len == 0) return false;
+        if (len > end - pos || len == 0)
+            return false;
         h.key_share_groups.push_back(group);
         pos += len;
     }
@@ -122,13 +142,13 @@ bool parse_key_share(std::span<const uint8_t> d, ClientHello &h) {
 }
 
 // Returns the content anomaly of one extension, or none.
-HelloAnomaly parse_extension(uint16_t type, std::span<const uint8_t> d, ClientHello &h) {
+HelloAnomaly parse_extension(uint16_t type, std::span<const uint8_t> d, ClientHello &h)
+{
     switch (type) {
     case ext::server_name:
         h.has_sni = true;
         return parse_sni(d, h) ? HelloAnomaly::none : HelloAnomaly::bad_sni;
-    case ext::alpn:
-        return parse_alpn(d, h) ? HelloAnomaly::none : HelloAnomaly::bad_alpn;
+    case ext::alpn: return parse_alpn(d, h) ? HelloAnomaly::none : HelloAnomaly::bad_alpn;
     case ext::supported_versions:
         return parse_u16_list(d, 1, false, h.supported_versions)
                    ? HelloAnomaly::none
@@ -138,19 +158,14 @@ HelloAnomaly parse_extension(uint16_t type, std::span<const uint8_t> d, ClientHe
                    ? HelloAnomaly::none
                    : HelloAnomaly::bad_signature_algorithms;
     case ext::supported_groups:
-        return parse_u16_list(d, 2, false, h.supported_groups)
-                   ? HelloAnomaly::none
-                   : HelloAnomaly::bad_supported_groups;
+        return parse_u16_list(d, 2, false, h.supported_groups) ? HelloAnomaly::none
+                                                               : HelloAnomaly::bad_supported_groups;
     case ext::ec_point_formats:
-        return parse_point_formats(d, h) ? HelloAnomaly::none
-                                         : HelloAnomaly::bad_ec_point_formats;
+        return parse_point_formats(d, h) ? HelloAnomaly::none : HelloAnomaly::bad_ec_point_formats;
     case ext::key_share:
         return parse_key_share(d, h) ? HelloAnomaly::none : HelloAnomaly::bad_key_share;
-    case ext::encrypted_client_hello:
-        h.ech = true;
-        return HelloAnomaly::none;
-    default:
-        return HelloAnomaly::none;
+    case ext::encrypted_client_hello: h.ech = true; return HelloAnomaly::none;
+    default: return HelloAnomaly::none;
     }
 }
 
@@ -173,7 +188,8 @@ struct BodyOutcome {
     HelloAnomaly anomaly;
 };
 
-BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out) {
+BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
+{
     const size_t n = b.size();
     const BodyOutcome more{ParseStatus::need_more, HelloAnomaly::none};
     auto bad = [](HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; };
@@ -182,14 +198,17 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     HelloAnomaly soft = HelloAnomaly::none;
     HelloAnomaly framing = HelloAnomaly::none;
     auto note = [&soft](HelloAnomaly a) {
-        if (soft == HelloAnomaly::none) soft = a;
+        if (soft == HelloAnomaly::none)
+            soft = a;
     };
     auto note_framing = [&framing](HelloAnomaly a) {
-        if (framing == HelloAnomaly::none) framing = a;
+        if (framing == HelloAnomaly::none)
+            framing = a;
     };
     // The walk is over: complete once the whole message is at hand.
     auto done = [&]() {
-        if (n < len) return more;
+        if (n < len)
+            return more;
         return BodyOutcome{ParseStatus::complete, framing != HelloAnomaly::none ? framing : soft};
     };
     // A length that runs past its end: the vector is not taken, nothing after it is.
@@ -198,12 +217,15 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
         return done();
     };
 
-    if (n < 35) return more;
+    if (n < 35)
+        return more;
     size_t pos = 34;
     const size_t sid_len = b[pos++];
     // After the session id come at least the two length fields (3 bytes).
-    if (sid_len > 32 || sid_len + 3 > len - pos) return bad(HelloAnomaly::bad_session_id_length);
-    if (n < pos + sid_len + 2) return more;
+    if (sid_len > 32 || sid_len + 3 > len - pos)
+        return bad(HelloAnomaly::bad_session_id_length);
+    if (n < pos + sid_len + 2)
+        return more;
     if (out) {
         out->legacy_version = be16(b.data());
         std::memcpy(out->random.data(), &b[2], 32);
@@ -214,43 +236,62 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     // CipherSuite cipher_suites<2..2^16-2>
     const size_t cs_len = be16(&b[pos]);
     pos += 2;
-    if (cs_len > len - pos) return stop(HelloAnomaly::bad_cipher_suites_length);
-    if (n < pos + cs_len) return more;
-    if (cs_len % 2 != 0) note_framing(HelloAnomaly::bad_cipher_suites_length);  // odd byte skipped
-    if (cs_len < 2) note(HelloAnomaly::empty_cipher_suites);
+    if (cs_len > len - pos)
+        return stop(HelloAnomaly::bad_cipher_suites_length);
+    if (n < pos + cs_len)
+        return more;
+    if (cs_len % 2 != 0)
+        note_framing(HelloAnomaly::bad_cipher_suites_length);  // odd byte skipped
+    if (cs_len < 2)
+        note(HelloAnomaly::empty_cipher_suites);
     if (out) {
         out->cipher_suites.reserve(cs_len / 2);
-        for (size_t i = 0; i + 2 <= cs_len; i += 2) out->cipher_suites.push_back(be16(&b[pos + i]));
+        for (size_t i = 0; i + 2 <= cs_len; i += 2)
+            out->cipher_suites.push_back(be16(&b[pos + i]));
     }
     pos += cs_len;
 
     // CompressionMethod compression_methods<1..2^8-1>
-    if (pos == len) return stop(HelloAnomaly::bad_compression_length);
-    if (n < pos + 1) return more;
+    if (pos == len)
+        return stop(HelloAnomaly::bad_compression_length);
+    if (n < pos + 1)
+        return more;
     const size_t comp_len = b[pos++];
-    if (comp_len > len - pos) return stop(HelloAnomaly::bad_compression_length);
-    if (n < pos + comp_len) return more;
-    if (comp_len == 0) note(HelloAnomaly::empty_compression_methods);
-    if (out) out->compression_methods.assign(&b[pos], &b[pos] + comp_len);
+    if (comp_len > len - pos)
+        return stop(HelloAnomaly::bad_compression_length);
+    if (n < pos + comp_len)
+        return more;
+    if (comp_len == 0)
+        note(HelloAnomaly::empty_compression_methods);
+    if (out)
+        out->compression_methods.assign(&b[pos], &b[pos] + comp_len);
     pos += comp_len;
 
     // Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos.
-    if (pos == len) return done();
-    if (len - pos < 2) return stop(HelloAnomaly::bad_extensions_length);
-    if (n < pos + 2) return more;
+    if (pos == len)
+        return done();
+    if (len - pos < 2)
+        return stop(HelloAnomaly::bad_extensions_length);
+    if (n < pos + 2)
+        return more;
     const size_t exts_len = be16(&b[pos]);
     pos += 2;
-    if (exts_len > len - pos) return stop(HelloAnomaly::bad_extensions_length);
+    if (exts_len > len - pos)
+        return stop(HelloAnomaly::bad_extensions_length);
     // Bytes after the block are not part of any field: ignored.
-    if (exts_len < len - pos) note_framing(HelloAnomaly::bad_extensions_length);
+    if (exts_len < len - pos)
+        note_framing(HelloAnomaly::bad_extensions_length);
     const size_t end = pos + exts_len;
-    if (out) out->has_extensions_block = true;
+    if (out)
+        out->has_extensions_block = true;
 
     // Seen extension types, only for the full parse.
     std::unique_ptr<std::bitset<65536>> seen;
-    if (out) seen = std::make_unique<std::bitset<65536>>();
+    if (out)
+        seen = std::make_unique<std::bitset<65536>>();
     while (end - pos >= 4) {
-        if (n < pos + 4) return more;
+        if (n < pos + 4)
+            return more;
         const uint16_t type = be16(&b[pos]);
         const size_t ext_len = be16(&b[pos + 2]);
         pos += 4;
@@ -258,30 +299,39 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
             // The type is listed even when its data is cut off (as tshark
             // shows it); only the data of an extension that fits is parsed.
             out->extensions.push_back(type);
-            if (seen->test(type)) note(HelloAnomaly::duplicate_extension);
+            if (seen->test(type))
+                note(HelloAnomaly::duplicate_extension);
             seen->set(type);
         }
-        if (ext_len > end - pos) return stop(HelloAnomaly::bad_extension_length);
-        if (n < pos + ext_len) return more;
+        if (ext_len > end - pos)
+            return stop(HelloAnomaly::bad_extension_length);
+        if (n < pos + ext_len)
+            return more;
         if (out) {
             const HelloAnomaly a = parse_extension(type, b.subspan(pos, ext_len), *out);
-            if (a != HelloAnomaly::none) note(a);
+            if (a != HelloAnomaly::none)
+                note(a);
         }
         pos += ext_len;
     }
     // 1 to 3 bytes too few for an extension header: ignored.
-    if (pos != end) note_framing(HelloAnomaly::bad_extension_length);
+    if (pos != end)
+        note_framing(HelloAnomaly::bad_extension_length);
     return done();
 }
 
 // Checks the handshake header bytes present in `hs` (any length). Returns
 // none or the malformed anomaly.
-HelloAnomaly check_handshake_header(std::span<const uint8_t> hs) {
-    if (!hs.empty() && hs[0] != kHandshakeClientHello) return HelloAnomaly::not_client_hello;
+HelloAnomaly check_handshake_header(std::span<const uint8_t> hs)
+{
+    if (!hs.empty() && hs[0] != kHandshakeClientHello)
+        return HelloAnomaly::not_client_hello;
     if (hs.size() >= kHandshakeHeaderSize) {
         const size_t len = be24(&hs[1]);
-        if (len < kMinBody) return HelloAnomaly::handshake_too_short;
-        if (len > kMaxBody) return HelloAnomaly::handshake_too_long;
+        if (len < kMinBody)
+            return HelloAnomaly::handshake_too_short;
+        if (len > kMaxBody)
+            return HelloAnomaly::handshake_too_long;
     }
     return HelloAnomaly::none;
 }
@@ -290,7 +340,8 @@ HelloAnomaly check_handshake_header(std::span<const uint8_t> hs) {
 
 // ---------------------------------------------------------------------------
 
-std::string_view to_string(HelloAnomaly a) {
+std::string_view to_string(HelloAnomaly a)
+{
     switch (a) {
     case HelloAnomaly::none: return "none";
     case HelloAnomaly::truncated_record: return "truncated_record";
@@ -324,7 +375,8 @@ std::string_view to_string(HelloAnomaly a) {
     return "unknown";
 }
 
-std::string_view to_string(ParseStatus s) {
+std::string_view to_string(ParseStatus s)
+{
     switch (s) {
     case ParseStatus::complete: return "complete";
     case ParseStatus::need_more: return "need_more";
@@ -333,26 +385,32 @@ std::string_view to_string(ParseStatus s) {
     return "unknown";
 }
 
-bool ClientHello::has_extension(uint16_t type) const {
+bool ClientHello::has_extension(uint16_t type) const
+{
     return std::find(extensions.begin(), extensions.end(), type) != extensions.end();
 }
 
 void ClientHello::clear() { *this = ClientHello{}; }
 
-bool is_ip_literal(std::string_view host) {
+bool is_ip_literal(std::string_view host)
+{
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     char buf[64];
-    if (host.empty() || host.size() >= sizeof(buf)) return false;
-    if (host.find('\0') != std::string_view::npos) return false;
+    if (host.empty() || host.size() >= sizeof(buf))
+        return false;
+    if (host.find('\0') != std::string_view::npos)
+        return false;
     std::memcpy(buf, host.data(), host.size());
     buf[host.size()] = '\0';
     unsigned char addr[16];
     return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
 }
 
-ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out) {
-    if (out) out->clear();
+ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out)
+{
+    if (out)
+        out->clear();
     // Handshake bytes gathered so far: a view into the first record while the
     // message fits in it, else the scratch copy of all fragments.
     std::span<const uint8_t> hs;
@@ -366,9 +424,10 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
     auto record_error = [&](HelloAnomaly a) {
         if (total) {
             const size_t have = std::min(hs.size(), total) - kHandshakeHeaderSize;
-            const BodyOutcome bo =
-                parse_body(hs.subspan(kHandshakeHeaderSize, have), total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed) return malformed(bo.anomaly);
+            const BodyOutcome bo = parse_body(hs.subspan(kHandshakeHeaderSize, have),
+                                              total - kHandshakeHeaderSize, nullptr);
+            if (bo.status == ParseStatus::malformed)
+                return malformed(bo.anomaly);
         }
         return malformed(a);
     };
@@ -383,16 +442,20 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
         if (left >= 1 && data[pos] != kContentHandshake)
             return record_error(records == 0 ? HelloAnomaly::not_handshake
                                              : HelloAnomaly::record_type_changed);
-        if (left >= 2 && data[pos + 1] != 0x03) return record_error(HelloAnomaly::bad_record_version);
+        if (left >= 2 && data[pos + 1] != 0x03)
+            return record_error(HelloAnomaly::bad_record_version);
         if (left < kRecordHeaderSize) {
             truncation = HelloAnomaly::truncated_record;
             needed = pos + kRecordHeaderSize + (want_total - hs.size());
             break;
         }
         const size_t rec_len = be16(&data[pos + 3]);
-        if (rec_len == 0) return record_error(HelloAnomaly::empty_record);
-        if (rec_len > kMaxRecordFragment) return record_error(HelloAnomaly::record_too_long);
-        if (records++ == 0) first_version = be16(&data[pos + 1]);
+        if (rec_len == 0)
+            return record_error(HelloAnomaly::empty_record);
+        if (rec_len > kMaxRecordFragment)
+            return record_error(HelloAnomaly::record_too_long);
+        if (records++ == 0)
+            first_version = be16(&data[pos + 1]);
 
         const size_t before = hs.size();  // handshake bytes from earlier records
         const size_t got = std::min(rec_len, left - kRecordHeaderSize);
@@ -422,7 +485,8 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
             truncation = HelloAnomaly::truncated_record;
             const size_t want = (total ? total : want_total) - before;
             needed = pos + kRecordHeaderSize + std::min(want, rec_len);
-            if (want > rec_len) needed += kRecordHeaderSize + (want - rec_len);
+            if (want > rec_len)
+                needed += kRecordHeaderSize + (want - rec_len);
             break;
         }
         pos += kRecordHeaderSize + rec_len;
@@ -435,16 +499,18 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
 
     if (truncation != HelloAnomaly::none) {
         if (total) {
-            const BodyOutcome bo = parse_body(hs.subspan(kHandshakeHeaderSize),
-                                              total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed) return malformed(bo.anomaly);
+            const BodyOutcome bo =
+                parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, nullptr);
+            if (bo.status == ParseStatus::malformed)
+                return malformed(bo.anomaly);
         }
         return make(ParseStatus::need_more, truncation, 0, needed);
     }
 
     const BodyOutcome bo =
         parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, out);
-    if (bo.status != ParseStatus::complete) return malformed(bo.anomaly);
+    if (bo.status != ParseStatus::complete)
+        return malformed(bo.anomaly);
     if (out) {
         out->record_version = first_version;
         out->record_count = records;
@@ -455,8 +521,10 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
 }
 
 ParseResult ClientHelloParser::parse_handshake(std::span<const uint8_t> msg, ClientHello *out,
-                                               bool is_quic) {
-    if (out) out->clear();
+                                               bool is_quic)
+{
+    if (out)
+        out->clear();
     if (const HelloAnomaly a = check_handshake_header(msg); a != HelloAnomaly::none)
         return malformed(a);
     if (msg.size() < kHandshakeHeaderSize)
@@ -466,11 +534,13 @@ ParseResult ClientHelloParser::parse_handshake(std::span<const uint8_t> msg, Cli
     const size_t total = kHandshakeHeaderSize + len;
     if (msg.size() < total) {
         const BodyOutcome bo = parse_body(msg.subspan(kHandshakeHeaderSize), len, nullptr);
-        if (bo.status == ParseStatus::malformed) return malformed(bo.anomaly);
+        if (bo.status == ParseStatus::malformed)
+            return malformed(bo.anomaly);
         return make(ParseStatus::need_more, HelloAnomaly::truncated_handshake, 0, total);
     }
     const BodyOutcome bo = parse_body(msg.subspan(kHandshakeHeaderSize, len), len, out);
-    if (bo.status != ParseStatus::complete) return malformed(bo.anomaly);
+    if (bo.status != ParseStatus::complete)
+        return malformed(bo.anomaly);
     if (out) {
         out->handshake_length = static_cast<uint32_t>(len);
         out->is_quic = is_quic;
@@ -478,13 +548,15 @@ ParseResult ClientHelloParser::parse_handshake(std::span<const uint8_t> msg, Cli
     return make(ParseStatus::complete, bo.anomaly, total);
 }
 
-ParseResult parse_client_hello_record(std::span<const uint8_t> data, ClientHello &out) {
+ParseResult parse_client_hello_record(std::span<const uint8_t> data, ClientHello &out)
+{
     ClientHelloParser p;
     return p.parse_record(data, &out);
 }
 
 ParseResult parse_client_hello_handshake(std::span<const uint8_t> msg, ClientHello &out,
-                                         bool is_quic) {
+                                         bool is_quic)
+{
     ClientHelloParser p;
     return p.parse_handshake(msg, &out, is_quic);
 }

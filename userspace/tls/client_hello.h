@@ -78,9 +78,9 @@ enum class HelloAnomaly : uint8_t {
     record_too_long,      // record length > 2^14
     record_type_changed,  // a non-handshake record before the message ended
     // malformed: handshake message
-    not_client_hello,     // handshake type is not 1
-    handshake_too_short,  // body shorter than the fixed ClientHello fields
-    handshake_too_long,   // body longer than any ClientHello can be
+    not_client_hello,       // handshake type is not 1
+    handshake_too_short,    // body shorter than the fixed ClientHello fields
+    handshake_too_long,     // body longer than any ClientHello can be
     bad_session_id_length,  // longer than 32, or past the message
     // complete, but a length inside the body contradicts the message's end
     // (the tolerance rule above; reported in preference to content anomalies)
@@ -101,8 +101,8 @@ enum class HelloAnomaly : uint8_t {
     bad_ec_point_formats,
     bad_key_share,
     // reassembly (hello_reassembler.h)
-    too_long,             // no complete hello within the per-flow byte cap
-    too_fragmented,       // too many holes in the reassembly buffer
+    too_long,        // no complete hello within the per-flow byte cap
+    too_fragmented,  // too many holes in the reassembly buffer
 };
 
 std::string_view to_string(HelloAnomaly a);
@@ -147,9 +147,7 @@ inline constexpr size_t kHandshakeHeaderSize = 4;
 inline constexpr size_t kMaxRecordFragment = 16384;
 
 // RFC 8701 GREASE: 0x0a0a, 0x1a1a, ..., 0xfafa.
-constexpr bool is_grease(uint16_t v) {
-    return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);
-}
+constexpr bool is_grease(uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff); }
 
 struct ClientHello {
     // Framing
@@ -169,10 +167,10 @@ struct ClientHello {
     bool has_extensions_block = false;  // false: hello ends after compression
     std::vector<uint16_t> extensions;   // types, wire order, GREASE kept
 
-    bool has_sni = false;         // server_name extension present
-    std::string sni;              // first host_name entry, raw bytes (may be empty)
-    bool sni_is_ip = false;       // host_name is an IPv4/IPv6 literal
-    std::vector<std::string> alpn;  // protocol names, raw bytes, wire order
+    bool has_sni = false;                        // server_name extension present
+    std::string sni;                             // first host_name entry, raw bytes (may be empty)
+    bool sni_is_ip = false;                      // host_name is an IPv4/IPv6 literal
+    std::vector<std::string> alpn;               // protocol names, raw bytes, wire order
     std::vector<uint16_t> supported_versions;    // wire order, GREASE kept
     std::vector<uint16_t> signature_algorithms;  // extension 0x000d only
     std::vector<uint16_t> supported_groups;

@@ -12,39 +12,46 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-bool is_alnum_ascii(unsigned char c) {
+bool is_alnum_ascii(unsigned char c)
+{
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
 }
 
-void append_hex4(std::string &s, uint16_t v) {
+void append_hex4(std::string &s, uint16_t v)
+{
     s.push_back(kHex[(v >> 12) & 0xf]);
     s.push_back(kHex[(v >> 8) & 0xf]);
     s.push_back(kHex[(v >> 4) & 0xf]);
     s.push_back(kHex[v & 0xf]);
 }
 
-std::string join_hex(const std::vector<uint16_t> &values) {
+std::string join_hex(const std::vector<uint16_t> &values)
+{
     std::string s;
     s.reserve(values.size() * 5);
     for (size_t i = 0; i < values.size(); ++i) {
-        if (i) s.push_back(',');
+        if (i)
+            s.push_back(',');
         append_hex4(s, values[i]);
     }
     return s;
 }
 
-std::vector<uint16_t> without_grease(const std::vector<uint16_t> &values) {
+std::vector<uint16_t> without_grease(const std::vector<uint16_t> &values)
+{
     std::vector<uint16_t> out;
     out.reserve(values.size());
     for (uint16_t v : values)
-        if (!is_grease(v)) out.push_back(v);
+        if (!is_grease(v))
+            out.push_back(v);
     return out;
 }
 
 // Characters of a byte string decoded as UTF-8 the way Rust's
 // from_utf8_lossy does (each maximal invalid subpart is one U+FFFD). Each
 // character is reported as its byte if ASCII, else as 0 (non-ASCII).
-std::vector<unsigned char> utf8_chars(std::string_view s) {
+std::vector<unsigned char> utf8_chars(std::string_view s)
+{
     std::vector<unsigned char> chars;
     size_t i = 0;
     while (i < s.size()) {
@@ -60,17 +67,22 @@ std::vector<unsigned char> utf8_chars(std::string_view s) {
             need = 1;
         } else if (b >= 0xe0 && b <= 0xef) {
             need = 2;
-            if (b == 0xe0) lo = 0xa0;
-            if (b == 0xed) hi = 0x9f;
+            if (b == 0xe0)
+                lo = 0xa0;
+            if (b == 0xed)
+                hi = 0x9f;
         } else if (b >= 0xf0 && b <= 0xf4) {
             need = 3;
-            if (b == 0xf0) lo = 0x90;
-            if (b == 0xf4) hi = 0x8f;
+            if (b == 0xf0)
+                lo = 0x90;
+            if (b == 0xf4)
+                hi = 0x8f;
         }
         size_t k = 1;
         for (; k <= need && i + k < s.size(); ++k) {
             const auto c = static_cast<unsigned char>(s[i + k]);
-            if (c < lo || c > hi) break;
+            if (c < lo || c > hi)
+                break;
             lo = 0x80;
             hi = 0xbf;
         }
@@ -82,14 +94,15 @@ std::vector<unsigned char> utf8_chars(std::string_view s) {
 
 }  // namespace
 
-std::string_view ja4_version_code(uint16_t version) {
+std::string_view ja4_version_code(uint16_t version)
+{
     switch (version) {
     case 0x0304: return "13";
     case 0x0303: return "12";
     case 0x0302: return "11";
     case 0x0301: return "10";
     case 0x0300: return "s3";
-    case 0x0002:  // SSL 2.0 as JA4.md writes it
+    case 0x0002:               // SSL 2.0 as JA4.md writes it
     case 0x0200: return "s2";  // and as earlier JA4.md revisions wrote it
     case 0x0100: return "s1";
     case 0xfeff: return "d1";
@@ -99,22 +112,29 @@ std::string_view ja4_version_code(uint16_t version) {
     }
 }
 
-uint16_t ja4_version_value(const ClientHello &hello) {
-    if (!hello.has_extension(ext::supported_versions)) return hello.legacy_version;
+uint16_t ja4_version_value(const ClientHello &hello)
+{
+    if (!hello.has_extension(ext::supported_versions))
+        return hello.legacy_version;
     uint16_t best = 0;
     for (uint16_t v : hello.supported_versions)
-        if (!is_grease(v)) best = std::max(best, v);
+        if (!is_grease(v))
+            best = std::max(best, v);
     return best;
 }
 
-std::string ja4_alpn_chars(std::string_view first_alpn, Ja4AlpnRule rule) {
-    if (first_alpn.empty()) return "00";
+std::string ja4_alpn_chars(std::string_view first_alpn, Ja4AlpnRule rule)
+{
+    if (first_alpn.empty())
+        return "00";
     if (rule == Ja4AlpnRule::foxio_tool) {
         const auto chars = utf8_chars(first_alpn);
         // Non-ASCII shows as '9'; so do ASCII control characters, space and
         // DEL, which would otherwise put raw wire bytes (newlines, terminal
         // escapes) into a fingerprint that logs, alerts and the live view print.
-        auto shown = [](unsigned char c) { return c > 0x20 && c < 0x7f ? static_cast<char>(c) : '9'; };
+        auto shown = [](unsigned char c) {
+            return c > 0x20 && c < 0x7f ? static_cast<char>(c) : '9';
+        };
         std::string out;
         out.push_back(shown(chars.front()));
         out.push_back(chars.size() >= 2 ? shown(chars.back()) : '0');
@@ -161,8 +181,10 @@ bool sha256(std::string_view s, unsigned char *md, unsigned int &md_len)
 
 }  // namespace
 
-std::string ja4_hash12(std::string_view s) {
-    if (s.empty()) return "000000000000";
+std::string ja4_hash12(std::string_view s)
+{
+    if (s.empty())
+        return "000000000000";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     if (!sha256(s, md, md_len) || md_len < 6)
@@ -184,7 +206,8 @@ struct Ja4Parts {
     std::string a, b_sorted, c_sorted, b_orig, c_orig;
 };
 
-Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool original) {
+Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool original)
+{
     const Ja4Transport transport =
         opts.transport.value_or(hello.is_quic ? Ja4Transport::quic : Ja4Transport::tcp);
 
@@ -196,7 +219,9 @@ Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool origin
     // Part a.
     std::string &a = p.a;
     a.reserve(10);
-    a.push_back(transport == Ja4Transport::quic ? 'q' : transport == Ja4Transport::dtls ? 'd' : 't');
+    a.push_back(transport == Ja4Transport::quic   ? 'q'
+                : transport == Ja4Transport::dtls ? 'd'
+                                                  : 't');
     a.append(ja4_version_code(ja4_version_value(hello)));
     a.push_back(hello.has_extension(ext::server_name) ? 'd' : 'i');
     const size_t nc = std::min<size_t>(ciphers.size(), 99);
@@ -205,7 +230,8 @@ Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool origin
     a.push_back(static_cast<char>('0' + nc % 10));
     a.push_back(static_cast<char>('0' + ne / 10));
     a.push_back(static_cast<char>('0' + ne % 10));
-    const std::string_view first_alpn = hello.alpn.empty() ? std::string_view{} : hello.alpn.front();
+    const std::string_view first_alpn =
+        hello.alpn.empty() ? std::string_view{} : hello.alpn.front();
     a.append(ja4_alpn_chars(first_alpn, opts.alpn_rule));
 
     // Parts b and c, sorted and in wire order.
@@ -214,7 +240,8 @@ Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool origin
     std::vector<uint16_t> sorted_exts;
     sorted_exts.reserve(exts.size());
     for (uint16_t e : exts)
-        if (e != ext::server_name && e != ext::alpn) sorted_exts.push_back(e);
+        if (e != ext::server_name && e != ext::alpn)
+            sorted_exts.push_back(e);
     std::sort(sorted_exts.begin(), sorted_exts.end());
 
     const std::string sig_part = sigs.empty() ? std::string{} : "_" + join_hex(sigs);
@@ -229,7 +256,8 @@ Ja4Parts ja4_parts(const ClientHello &hello, const Ja4Options &opts, bool origin
 
 }  // namespace
 
-Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
+Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts)
+{
     const Ja4Parts p = ja4_parts(hello, opts, true);
     Ja4Fingerprints fp;
     fp.ja4 = p.a + "_" + ja4_hash12(p.b_sorted) + "_" + ja4_hash12(p.c_sorted);
@@ -239,7 +267,8 @@ Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts) {
     return fp;
 }
 
-std::string ja4(const ClientHello &hello, const Ja4Options &opts) {
+std::string ja4(const ClientHello &hello, const Ja4Options &opts)
+{
     // Only what the sorted, hashed JA4 needs (two digests, not four).
     const Ja4Parts p = ja4_parts(hello, opts, false);
     std::string out = p.a;

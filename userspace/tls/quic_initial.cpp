@@ -16,20 +16,27 @@ namespace exf::tls {
 
 namespace {
 
-constexpr std::array<uint8_t, 20> kSaltV1{0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
-                                          0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
-constexpr std::array<uint8_t, 20> kSaltV2{0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93,
-                                          0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9};
-constexpr std::array<uint8_t, 20> kSaltDraft22{0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb, 0xe9, 0x19, 0x3a,
-                                               0x96, 0xcd, 0x21, 0x51, 0x9e, 0xbd, 0x7a, 0x02, 0x64, 0x4a};
-constexpr std::array<uint8_t, 20> kSaltDraft23{0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7,
-                                               0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65, 0xbe, 0xf9, 0xf5, 0x02};
-constexpr std::array<uint8_t, 20> kSaltDraft29{0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97,
-                                               0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0, 0x43, 0x90, 0xa8, 0x99};
-constexpr std::array<uint8_t, 20> kSaltT050{0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72, 0x91, 0x55, 0x80,
-                                            0x30, 0x4c, 0x43, 0xa2, 0x36, 0x7c, 0x60, 0x48, 0x83, 0x10};
-constexpr std::array<uint8_t, 20> kSaltT051{0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee, 0x5f, 0xa4, 0x50,
-                                            0x6c, 0x19, 0x12, 0x4f, 0xc8, 0xcc, 0xda, 0x6e, 0x03, 0x3d};
+constexpr std::array<uint8_t, 20> kSaltV1{0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34,
+                                          0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8,
+                                          0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
+constexpr std::array<uint8_t, 20> kSaltV2{0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6,
+                                          0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26,
+                                          0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9};
+constexpr std::array<uint8_t, 20> kSaltDraft22{0x7f, 0xbc, 0xdb, 0x0e, 0x7c, 0x66, 0xbb,
+                                               0xe9, 0x19, 0x3a, 0x96, 0xcd, 0x21, 0x51,
+                                               0x9e, 0xbd, 0x7a, 0x02, 0x64, 0x4a};
+constexpr std::array<uint8_t, 20> kSaltDraft23{0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb,
+                                               0x5a, 0x11, 0xa7, 0xd2, 0x43, 0x2b, 0xb4,
+                                               0x63, 0x65, 0xbe, 0xf9, 0xf5, 0x02};
+constexpr std::array<uint8_t, 20> kSaltDraft29{0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2,
+                                               0x4c, 0x9e, 0x97, 0x86, 0xf1, 0x9c, 0x61,
+                                               0x11, 0xe0, 0x43, 0x90, 0xa8, 0x99};
+constexpr std::array<uint8_t, 20> kSaltT050{0x7f, 0xf5, 0x79, 0xe5, 0xac, 0xd0, 0x72,
+                                            0x91, 0x55, 0x80, 0x30, 0x4c, 0x43, 0xa2,
+                                            0x36, 0x7c, 0x60, 0x48, 0x83, 0x10};
+constexpr std::array<uint8_t, 20> kSaltT051{0x7a, 0x4e, 0xde, 0xf4, 0xe7, 0xcc, 0xee,
+                                            0x5f, 0xa4, 0x50, 0x6c, 0x19, 0x12, 0x4f,
+                                            0xc8, 0xcc, 0xda, 0x6e, 0x03, 0x3d};
 
 const QuicVersionInfo kVersions[] = {
     {0x00000001, "v1", kSaltV1, false},
@@ -270,7 +277,8 @@ QuicPacketType quic_packet_type(uint8_t first_byte, bool v2)
     const unsigned bits = (first_byte >> 4) & 3;
     if (v2) {
         static constexpr QuicPacketType t[4] = {QuicPacketType::retry, QuicPacketType::initial,
-                                                QuicPacketType::zero_rtt, QuicPacketType::handshake};
+                                                QuicPacketType::zero_rtt,
+                                                QuicPacketType::handshake};
         return t[bits];
     }
     static constexpr QuicPacketType t[4] = {QuicPacketType::initial, QuicPacketType::zero_rtt,
@@ -287,9 +295,10 @@ std::optional<QuicInitialKeys> quic_initial_keys(uint32_t version, std::span<con
     std::array<uint8_t, 32> initial{};
     QuicInitialKeys k;
     const std::string_view pre = v->v2 ? "quicv2 " : "quic ";
-    if (!hkdf_run(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, dcid, v->salt, {}, initial.data(), initial.size()) ||
-        !expand_label(initial, side == QuicSide::client ? "client in" : "server in", k.secret.data(),
-                      k.secret.size()) ||
+    if (!hkdf_run(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, dcid, v->salt, {}, initial.data(),
+                  initial.size()) ||
+        !expand_label(initial, side == QuicSide::client ? "client in" : "server in",
+                      k.secret.data(), k.secret.size()) ||
         !expand_label(k.secret, std::string(pre) + "key", k.key.data(), k.key.size()) ||
         !expand_label(k.secret, std::string(pre) + "iv", k.iv.data(), k.iv.size()) ||
         !expand_label(k.secret, std::string(pre) + "hp", k.hp.data(), k.hp.size()))
@@ -404,7 +413,7 @@ std::string_view gquic_frames(std::span<const uint8_t> p, std::vector<QuicCrypto
         if (type == 0x00)
             return {};  // PADDING: the rest of the packet
         if (type == 0x07)
-            continue;   // PING
+            continue;  // PING
         if (type != 0x08)
             return {};  // not parsed here
         auto off = quic_read_varint(p, pos);
@@ -419,8 +428,8 @@ std::string_view gquic_frames(std::span<const uint8_t> p, std::vector<QuicCrypto
 
 }  // namespace
 
-std::string_view quic_parse_initial_frames(std::span<const uint8_t> p, std::vector<QuicCryptoFrame> &out,
-                                           bool gquic)
+std::string_view quic_parse_initial_frames(std::span<const uint8_t> p,
+                                           std::vector<QuicCryptoFrame> &out, bool gquic)
 {
     if (gquic)
         return gquic_frames(p, out);
@@ -478,8 +487,7 @@ std::string_view quic_parse_initial_frames(std::span<const uint8_t> p, std::vect
             pos += size_t(*rlen);
             break;
         }
-        default:
-            return kUnknownFrame;
+        default: return kUnknownFrame;
         }
     }
     return {};
@@ -487,8 +495,7 @@ std::string_view quic_parse_initial_frames(std::span<const uint8_t> p, std::vect
 
 QuicInitialDecoder::QuicInitialDecoder()
     : crypto_(std::make_unique<HelloReassembler>(HelloReassembler::Framing::handshake, true))
-{
-}
+{}
 
 QuicInitialDecoder::~QuicInitialDecoder() = default;
 
@@ -505,7 +512,8 @@ void QuicInitialDecoder::note(std::string_view a)
 const QuicInitialKeys *QuicInitialDecoder::keys_for(uint32_t version, std::span<const uint8_t> dcid)
 {
     for (const auto &c : keys_)
-        if (c.version == version && std::equal(c.dcid.begin(), c.dcid.end(), dcid.begin(), dcid.end()))
+        if (c.version == version &&
+            std::equal(c.dcid.begin(), c.dcid.end(), dcid.begin(), dcid.end()))
             return &c.keys;
     auto k = quic_initial_keys(version, dcid);
     if (!k)
@@ -554,8 +562,8 @@ void QuicInitialDecoder::packet(std::span<const uint8_t> pkt, const QuicLongHead
         const CachedKeys &kd = keys_[*key_dcid_];
         if (kd.version == hdr.version)
             st = quic_open_packet(pkt, hdr, kd.keys, largest_pn_, opened);
-        const bool same = kd.version == hdr.version &&
-                          std::equal(kd.dcid.begin(), kd.dcid.end(), hdr.dcid.begin(), hdr.dcid.end());
+        const bool same = kd.version == hdr.version && std::equal(kd.dcid.begin(), kd.dcid.end(),
+                                                                  hdr.dcid.begin(), hdr.dcid.end());
         if (st == QuicOpenStatus::auth_failed && !same) {
             if (const QuicInitialKeys *k = keys_for(hdr.version, hdr.dcid)) {
                 // A new attempt starts its packet numbers again.
@@ -575,7 +583,8 @@ void QuicInitialDecoder::packet(std::span<const uint8_t> pkt, const QuicLongHead
     if (own) {
         for (size_t i = 0; i < keys_.size(); i++)
             if (keys_[i].version == hdr.version &&
-                std::equal(keys_[i].dcid.begin(), keys_[i].dcid.end(), hdr.dcid.begin(), hdr.dcid.end()))
+                std::equal(keys_[i].dcid.begin(), keys_[i].dcid.end(), hdr.dcid.begin(),
+                           hdr.dcid.end()))
                 key_dcid_ = i;
         largest_pn_.reset();
     }
@@ -586,7 +595,8 @@ void QuicInitialDecoder::packet(std::span<const uint8_t> pkt, const QuicLongHead
     if (opened.first & 0x0c)
         note(kReservedBits);
     std::vector<QuicCryptoFrame> frames;
-    const std::string_view why = quic_parse_initial_frames(opened.payload, frames, hdr.info->gquic_frames);
+    const std::string_view why =
+        quic_parse_initial_frames(opened.payload, frames, hdr.info->gquic_frames);
     if (!why.empty())
         note(why);
     for (const auto &f : frames) {
@@ -626,8 +636,7 @@ QuicInitialDecoder::Status QuicInitialDecoder::add(std::span<const uint8_t> d)
         pos += hdr.size;
     }
     switch (crypto_->status()) {
-    case HelloReassembler::Status::need_more:
-        break;
+    case HelloReassembler::Status::need_more: break;
     case HelloReassembler::Status::done:
         if (crypto_->anomaly() != HelloAnomaly::none)
             note(to_string(crypto_->anomaly()));

@@ -82,10 +82,10 @@ enum class QuicPacketType : uint8_t { initial, zero_rtt, handshake, retry };
 
 struct QuicVersionInfo {
     uint32_t version = 0;
-    std::string_view name;             // "v1", "v2", "draft-29", "mvfst-27", "T051", ...
-    std::array<uint8_t, 20> salt{};    // the Initial salt
-    bool v2 = false;                   // RFC 9369 labels and packet type bits
-    bool gquic_frames = false;         // Google T050/T051: gQUIC frame types
+    std::string_view name;           // "v1", "v2", "draft-29", "mvfst-27", "T051", ...
+    std::array<uint8_t, 20> salt{};  // the Initial salt
+    bool v2 = false;                 // RFC 9369 labels and packet type bits
+    bool gquic_frames = false;       // Google T050/T051: gQUIC frame types
 };
 
 // nullptr: no Initial salt known for this version.
@@ -115,13 +115,13 @@ std::optional<uint64_t> quic_read_varint(std::span<const uint8_t> data, size_t &
 // A long-header packet's invariant and version-specific fields, as parsed
 // from the start of `packet` (a datagram from a packet's first byte).
 struct QuicLongHeader {
-    uint8_t first = 0;             // protected first byte
+    uint8_t first = 0;  // protected first byte
     uint32_t version = 0;
     const QuicVersionInfo *info = nullptr;  // nullptr: unknown version
     QuicPacketType type = QuicPacketType::initial;
     std::span<const uint8_t> dcid, scid, token;
-    size_t pn_offset = 0;          // packet number (Initial, 0-RTT, Handshake)
-    size_t size = 0;               // the whole packet (0 for Retry/unknown: the rest)
+    size_t pn_offset = 0;  // packet number (Initial, 0-RTT, Handshake)
+    size_t size = 0;       // the whole packet (0 for Retry/unknown: the rest)
 };
 
 enum class QuicHeaderStatus : uint8_t {
@@ -138,9 +138,9 @@ QuicHeaderStatus quic_parse_long_header(std::span<const uint8_t> packet, QuicLon
 // One Initial packet decrypted (header protection removed, payload opened).
 struct QuicOpenedPacket {
     uint64_t packet_number = 0;
-    uint8_t first = 0;                 // unprotected first byte
-    std::vector<uint8_t> header;       // unprotected header, packet number included
-    std::vector<uint8_t> payload;      // plaintext frames
+    uint8_t first = 0;             // unprotected first byte
+    std::vector<uint8_t> header;   // unprotected header, packet number included
+    std::vector<uint8_t> payload;  // plaintext frames
 };
 
 enum class QuicOpenStatus : uint8_t { ok, too_short, auth_failed };
@@ -209,8 +209,8 @@ private:
     Status status_ = Status::need_more;
     std::string_view failure_;
     std::vector<std::string_view> anomalies_;
-    std::vector<CachedKeys> keys_;           // a few (version, DCID) pairs
-    std::optional<size_t> key_dcid_;         // index in keys_ of the key DCID
+    std::vector<CachedKeys> keys_;    // a few (version, DCID) pairs
+    std::optional<size_t> key_dcid_;  // index in keys_ of the key DCID
     std::optional<uint64_t> largest_pn_;
     uint32_t version_ = 0;
     uint32_t opened_ = 0;
