@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Aggregator memory and speed: feeds N distinct clients (IPv4, IPv6 and a
 // 50/50 mix), then steady-state updates, and prints a markdown table:
 // memory per client as memory_bytes() (client table and everything) and as

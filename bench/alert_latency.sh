@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmark 5 (part): time from threshold crossing to alert emitted, live.
 #
 # A lab of two network namespaces over a veth (offloads off so tcpdump sees

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // attach_sensor: load the sensor (or the empty program) and attach it to an
 // interface's tc ingress and egress until SIGTERM/SIGINT; for bench/bpf_cost.sh,
 // which runs it inside a network namespace with `ip netns exec`.

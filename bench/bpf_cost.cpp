@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // bpf_cost: kernel cost per packet of the sensor's tc program, measured with
 // BPF_PROG_TEST_RUN against the empty TC_ACT_OK program (bpf/empty.bpf.c).
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Kernel cost per packet of the exfilmon tc programs (see bench/RESULTS.md).
 #
 #  1. bpf_cost: BPF_PROG_TEST_RUN against the empty tc program, per packet

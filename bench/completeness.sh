@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmark 3: live completeness under load (see bench/RESULTS.md).
 #
 # A synthetic TLS capture (bench/gen_capture: 1 M packets by default; TLS over

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A synthetic, deterministic capture for the offline analysis benchmark
 // (bench/offline_replay.sh, benchmark 4 in bench/RESULTS.md).
 //

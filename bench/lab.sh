@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # The lab the live benchmarks share (bpf_cost.sh, throughput.sh,
 # completeness.sh): two network namespaces joined by a veth pair, and the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmark 4: offline analysis (see bench/RESULTS.md, "Offline replay").
 #
 # One synthetic capture (bench/gen_capture: 1 M packets, 5000 clients, tens

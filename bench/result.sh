@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # The machine-readable line of the shell benchmarks: one BENCH_RESULT line per
 # judged figure, the format bench/results_table.py reads (its header defines

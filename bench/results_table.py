@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the table at the top of bench/RESULTS.md from bench/results/.
 
 Every benchmark prints, beside its human output, one line per figure it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // scale: userspace scale and cost growth (issue 6, benchmarks 5 and 6), with
 // the real BPF programs (BpfSensor: the embedded exfilmon.bpf.o, loaded, not
 // attached) and the daemon's real userspace classes (EventQueue,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmarks 5 and 6 (issue 6), the missing parts: events per second through
 # ring buffer -> queue -> tracker; harvest time of the flow and client tables
 # up to 1M entries; and how harvest, daemon CPU, memory per client, the

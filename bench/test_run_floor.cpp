@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The floor of `exfilmon replay --datapath bpf` (benchmark 4, offline
 // analysis): one BPF_PROG_TEST_RUN system call per packet, as the replay
 // makes them (capture/test_run.h run_tc_program, packet time in the skb),

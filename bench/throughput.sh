@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Benchmark 2: throughput impact of the sensor (see bench/RESULTS.md).
 #
 # Two network namespaces over a veth pair; iperf3 sends from the client

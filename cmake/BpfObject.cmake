@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bpf_object(NAME SOURCE [DEPENDS headers...])
 # Compiles SOURCE with clang for the BPF target and generates NAME.skel.h with
 # bpftool; defines an INTERFACE target NAME_skel whose include dir holds it.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # exfilmon demo: a throwaway lab in network namespaces. A TLS API server
 # (nginx, or openssl s_server without it), five ordinary clients and one
 # client pulling 80 MiB over 8 parallel connections; exfilmon runs on the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The two quick-start entry points (see README.md):
 #   scripts/dev.sh run   [exfilmon run options]   install, build, run on the default route
 #   scripts/dev.sh test                           install, build, run the whole test suite

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What a newcomer meets: a minimal Debian 12 (debootstrap --variant=minbase),
 # the project cloned, nothing else installed, then the README's quick start
 # as root: `scripts/dev.sh test` (installs, builds, runs every test), then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets (tests/fuzz, clang with ASan + UBSan:
 # scripts/sanitized-build.sh) in build-fuzz and runs each for SECONDS
 # (default 60) from a copy of its seed corpus (tests/fuzz/corpus/<target>).

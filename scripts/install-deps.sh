@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs every Debian 12 package exfilmon needs to build, run and test.
 # Idempotent: installs only what is missing. Run as root.
 set -euo pipefail

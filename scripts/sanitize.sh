@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The test suite built with AddressSanitizer and UndefinedBehaviorSanitizer
 # (clang, -fno-sanitize-recover=undefined, so any undefined behaviour fails
 # its test; scripts/sanitized-build.sh, the build the fuzzers run too). Needs

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Configures and builds the one instrumented build that both the sanitizer
 # suite (scripts/sanitize.sh) and the fuzzers (scripts/fuzz.sh) run: clang,
 # every C/C++ target with ASan + UBSan and libFuzzer's coverage

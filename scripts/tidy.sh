@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # clang-tidy (checks: .clang-tidy) over userspace/'s C and C++ files, with
 # the compile commands of a configured build. By default only the files this
 # branch changed against its merge base with main (on main itself: the files

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "baseline/empty_program.h"
 
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The empty TC_ACT_OK program (bpf/empty.bpf.c), loaded as the baseline the
 // benchmarks subtract: what any tc program costs before it does anything.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "baseline/older_build.h"
 
 #include <bpf/bpf.h>

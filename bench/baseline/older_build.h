@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // bpf_cost --compare loads another build of the program (an older object),
 // whose health array may hold fewer counters than this build knows.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the real tc program through BPF_PROG_TEST_RUN: frames built
 // here go through exf_tc_ingress; assertions are on the flow and client
 // maps, the health counters and the ring buffer events.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One datapath source, two builds: the real BPF program (BPF_PROG_TEST_RUN)
 // and the same C compiled into userspace must leave identical flow and
 // client tables and health counters, and emit identical events, for every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One flow handled on two CPUs at the same moment: each one-time transition
 // (flow classified and counted opened, flow ended by a reused 5-tuple) must
 // happen once. A race cannot be forced with BPF_PROG_TEST_RUN, so two threads

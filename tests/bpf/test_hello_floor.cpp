@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The benchmark's ClientHello floor (bpf/hello_floor.bpf.c) does the work it
 // stands for: every payload of the benchmark's frames lands whole in one
 // hello event of the sensor's two sizes. Without this, a floor that copied

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every shared third-party capture (../shared/pcaps) replayed through the real
 // tc program, packet by packet with its capture time, and the kernel's TLS/QUIC
 // flows and per-client totals compared exactly with truth_flows.csv and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `exfilmon replay --format json --flows` (the real binary, run without a
 // shell) on every shared third-party capture (../shared/pcaps), compared
 // with independently produced values (through --datapath user; the parity

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The verifier gate: every program we ship loads, and its verified
 // instruction count stays well under the kernel's 1,000,000 limit, so a change
 // that nears it is noticed here rather than on a user's host. The counts are

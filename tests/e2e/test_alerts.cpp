@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Detection end to end: a real nginx API server, 20 ordinary clients, one
 // client pulling large responses over many parallel connections, and eight
 // addresses of one /24 each below the per-client threshold but together

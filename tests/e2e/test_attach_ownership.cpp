@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Attaching and detaching never break other tools or another exfilmon:
 //  - a tc filter another tool adds after exfilmon attached, and the clsact
 //    qdisc exfilmon created, survive exfilmon's exit;

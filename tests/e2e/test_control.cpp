@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The live view and the metrics against a running daemon: `exfilmon run` in a
 // lab namespace with its control socket and metrics listener in the lab
 // (unique per test), real TLS traffic, then `exfilmon status` and `exfilmon

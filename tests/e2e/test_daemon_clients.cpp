@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon end to end with several real clients and API hosts: six client
 // addresses (IPv4 and IPv6) download from a real TLS server under two host
 // names (SNI). The per-client table and the per-API-host table of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Restarts lose nothing, reloads change nothing they should not:
 //  - SIGKILL of `exfilmon run` in the middle of a TLS download, then a new
 //    start: the tc filter keeps counting into the pinned maps while no daemon

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The exfilmon binary itself: `exfilmon run` attaches inside a namespace,
 // reports real TLS clients, and on SIGTERM/SIGINT detaches only its own
 // filters, leaving a clsact qdisc and filters it did not create in place.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `exfilmon demo`: the one-command lab runs, shows the alert for the
 // exfiltrating client (and nobody else) and leaves nothing behind.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A flood of new flows far beyond the flow table, and ClientHellos faster
 // than the ring buffer drains, through a running `exfilmon run` with a
 // 1024-entry flow table and a 64 KiB ring buffer. The frames run through

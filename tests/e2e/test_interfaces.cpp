@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // An interface that disappears while attached, and comes back: the daemon
 // logs it, keeps counting on the other interface, and attaches again when the
 // configured interface returns (same name, new ifindex). All of it after the

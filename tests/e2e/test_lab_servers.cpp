@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The lab's real servers prove themselves (support/servers.h):
 //  - nginx in a server namespace, curl clients from three IPv4 addresses and
 //    one IPv6 address of a client namespace, sequential and parallel

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Alert delivery under faults, the output path alone against a real rsyslog
 // in a lab namespace (the outputs run in this process, their threads in that
 // namespace; no daemon, no traffic):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon as the service unit starts it: an unprivileged user holding
 // only the unit's ambient capabilities (configs/exfilmon.service: User=,
 // AmbientCapabilities=). It loads, attaches, counts a real TLS download, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A real HTTP/3 download through the sensor: Debian's ngtcp2 example server
 // (gtlsserver, GnuTLS + nghttp3) serves a file of a few hundred KB over QUIC
 // on UDP 443 in one namespace, its example client (gtlsclient) fetches it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real TLS traffic through the kernel data path: openssl s_server in a
 // server namespace, curl clients (IPv4 and IPv6, several addresses, several
 // connections each, some parallel) in a client namespace, a router namespace

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Every alert format (output/output.h) on AlertRecords whose strings come from
 // the input: the wire strings (SNI, entity, client, top SNI and JA4 names) and
 // the rule name and cohort label, plus arbitrary numbers, times and states.

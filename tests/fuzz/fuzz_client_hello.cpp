@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ClientHello parser, JA4 and the hello reassembler on arbitrary bytes.
 // The input is the client's byte stream. Checked:
 //  * the one-shot parse (TLS record and bare handshake framing) and the

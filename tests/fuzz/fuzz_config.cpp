@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TOML configuration loader (config/config.h parse_config) on arbitrary
 // text. Checked: it returns (never throws), every issue renders as
 // FILE:LINE:COLUMN: message, and a configuration it accepts passes its own

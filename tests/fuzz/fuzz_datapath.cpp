@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The userspace build of the datapath (capture/udatapath.c, the same C source
 // as the BPF program) on arbitrary Ethernet frames, its events through a
 // FlowTracker. Input: records (fuzz_util.h split_records); each record is

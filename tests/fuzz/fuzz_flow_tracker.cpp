@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The FlowTracker on arbitrary event bytes, as a hostile or corrupted ring
 // buffer would hand them over. Input: records (fuzz_util.h split_records),
 // each one event, copied to its own allocation so that ASan sees any read

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The capture reader (capture/pcap_reader.h: libpcap, pcap and pcapng, and
 // the link-type conversion to Ethernet frames) on arbitrary file contents.
 // PcapReader takes a path: the input goes to a memfd, opened as

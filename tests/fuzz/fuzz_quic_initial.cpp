@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The QUIC Initial decoder on hostile datagrams, and its frame walker on
 // hostile decrypted payloads (a payload that passed AEAD is still the
 // client's: any bytes). Input: a mode byte, then

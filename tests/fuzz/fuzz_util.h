@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shared by the libFuzzer targets (tests/fuzz/*.cpp, docs/reliability.md).
 #include <cstddef>

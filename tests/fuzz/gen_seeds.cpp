@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Writes the fuzz targets' seed corpus: exf_fuzz_seeds <dir> [source dir]
 // creates <dir>/<target>/<name> for every target of tests/fuzz, from the
 // test builders (tests/support) and, for the flow tracker, from the events

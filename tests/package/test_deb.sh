@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package: CPack builds it from the build tree, dpkg installs it
 # into a throwaway root (dpkg --root), and the installed binary runs there:
 # `exfilmon version`, `exfilmon check-config /etc/exfilmon/exfilmon.toml`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The soak run (tests/soak/soak.sh; not part of ctest): a real `exfilmon
 // run` with its defaults (262,144 flows, 131,072 clients, 4 MiB ring
 // buffer) on a veth in a lab namespace, and this driver running TLS flows

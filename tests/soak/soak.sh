@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Soak run: >= 100,000 clients and >= 1,000,000 TLS flows through the real
 # BPF programs of a running `exfilmon run` (BPF_PROG_TEST_RUN on the
 # programs it attached), paced over minutes, with the daemon's RSS, tables

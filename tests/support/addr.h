@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Address literals in tests: the 16-byte form of an IPv4 or IPv6 text,
 // failing the test (not crashing) on a typo.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Reaching into a running `exfilmon run` from a test (needs root):
 //

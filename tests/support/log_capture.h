@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Captures what the code under test logs through spdlog's default logger
 // (in this process: outputs, the pipeline), for tests that assert a log line

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Mounts of a test's own. A small tmpfs for disk-fault tests (needs root): mounted on a directory
 // of the test's own (a Lab directory), in the test process's mount namespace, and unmounted by the

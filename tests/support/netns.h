@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Network-namespace lab for end-to-end tests (needs root).
 //

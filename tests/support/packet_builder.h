@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Frames built in tests: Ethernet, VLAN tags, IPv4 (options) or IPv6
 // (extension headers), TCP or UDP, payload. Lengths and checksums are

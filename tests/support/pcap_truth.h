@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // An independent count of TCP (or UDP) traffic from a tcpdump capture: per
 // flow and direction, packets and IP-level bytes (IPv4 total length, IPv6

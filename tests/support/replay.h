@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Replaying capture files through the real tc program (BPF_PROG_TEST_RUN, one
 // run per packet, packet time as skb->tstamp) and reading back the TLS/QUIC

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Real servers and clients for end-to-end tests, run in a Lab (needs root):
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A directory of its own for one test (mode 0700 from mkdtemp), removed with
 // everything in it when the test ends, failed or not.

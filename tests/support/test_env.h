@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Environment gates for tests. Outside CI a test that lacks root, eBPF or
 // ../shared skips with a message; under CI=true the same condition fails.

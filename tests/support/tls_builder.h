@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // ClientHellos built in tests: fields, extensions, GREASE, split records.
 // Every length the builder writes can be reported (name, offset, width) so

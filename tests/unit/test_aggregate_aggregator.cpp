@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The aggregator: expiry, distinct clients, top-N, iteration, top SNIs,
 // eviction, reconfiguration and the memory budget.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cohorts: the networks file parser (FILE:LINE: message), longest prefix
 // match, and cohort entities in the aggregator.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Aggregation entity keys: prefix grouping per family, IPv4-mapped handling,
 // SNI normalization, formatting.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Sliding windows (two fixed buckets): values at bucket boundaries, the
 // documented error bound against an exact reference, peaks, clock handling.
 #include <catch2/catch.hpp>

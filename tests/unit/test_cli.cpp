@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The exfilmon binary's command line: exit codes (0 ok, 1 runtime failure,
 // 2 usage or configuration error) and messages.
 #include <catch2/catch.hpp>

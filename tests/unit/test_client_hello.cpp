@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TLS ClientHello parser: fields, record splitting, truncation at every byte,
 // corrupted length fields (malformed or tolerated), content anomalies, QUIC
 // bare messages.

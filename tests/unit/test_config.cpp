@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Configuration: defaults, the shipped file, and each error message with its
 // FILE:LINE:COLUMN.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The live view's building blocks: the status and top JSON built from a real
 // aggregator and detector, request handling and its errors, the table views'
 // sanitizing, the Prometheus text rendering, and the control socket itself

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The detector: every rule kind and the alert lifecycle, on an aggregator fed
 // by hand (times in ms on the aggregator's clock; wall time = 1.8e12 + now).
 #include <catch2/catch.hpp>

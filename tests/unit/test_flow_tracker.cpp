@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // FlowTracker on events built here, in the kernel's layout
 // (bpf/exfilmon_shared.h): hello chunks in any order, retransmitted or
 // conflicting, malformed hellos, short and garbage events, flow ends and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // run_draining: the event queue keeps being emptied while a harvest runs,
 // and what it took reaches the consumer after the harvest, in order.
 #include <catch2/catch.hpp>

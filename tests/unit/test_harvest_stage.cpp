@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // HarvestStage with the userspace build of the datapath (the BPF program's
 // C source) and a real FlowTracker: what reaches the aggregator.
 #include <catch2/catch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The harvester turns cumulative per-client counters into deltas.
 #include <catch2/catch.hpp>
 

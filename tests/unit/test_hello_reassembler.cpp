@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // ClientHello reassembly from TCP segments / QUIC CRYPTO frames: order,
 // retransmission, overlap, truncation at every byte, the 16 KiB cap.
 #include <catch2/catch.hpp>

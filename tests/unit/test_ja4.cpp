@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // JA4 client fingerprint: FoxIO's worked example (technical_details/JA4.md),
 // hand-derived cases for each rule, and FoxIO's published outputs.
 #include <catch2/catch.hpp>

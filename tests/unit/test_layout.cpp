@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The folders of userspace/ include only what userspace/README.md allows,
 // and the allowed graph has no cycle: a reader learns "what may I touch from
 // here" from one table, and the table stays true.

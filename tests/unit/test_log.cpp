@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Logging: libbpf's messages reach the log once, with one "libbpf: " prefix.
 #include <catch2/catch.hpp>
 

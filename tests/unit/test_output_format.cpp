@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Alert formats (output/output.h): each byte for byte for one fixed alert,
 // and hostile wire strings (SNI) through every format.
 #include <catch2/catch.hpp>

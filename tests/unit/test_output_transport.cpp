@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Alert outputs against real local collectors: UDP, TCP (octet counting),
 // unix datagram and stream sockets, TLS with a throwaway CA, and JSON files;
 // delivery guarantees (collector down then up, connection closed mid-stream,

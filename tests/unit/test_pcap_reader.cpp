@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // exf::PcapReader: link types turned into Ethernet frames, timestamps,
 // pcapng, and damaged files (packets before the damage are delivered, then a
 // clear error). Every capture is written by the test into a temporary folder.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // QUIC client Initial decryption (tls/quic_initial.h): the test vectors of
 // RFC 9001 Appendix A (v1) and RFC 9369 Appendix A (v2), packets protected
 // here with the same keys (coalesced packets, several Initials, a changed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The datapath's options (capture/bpf_sensor.h validate()): every problem is
 // listed, like the other stages' configuration checks, and a datapath built
 // from bad options is refused with the first of them.

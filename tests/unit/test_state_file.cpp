@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The daemon's state file (state/state_file.h): the stages saved and
 // read back carry on as if there had been no restart; every corrupt or
 // stale file is refused with a reason, never a crash.

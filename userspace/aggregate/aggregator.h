@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The aggregation stage: per entity (client, subnet, API host, client x API
 // host, cohort, host; entity_key.h) and per sliding window (windows.h), bytes

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Cohorts: CIDR -> label, longest prefix match.
 //

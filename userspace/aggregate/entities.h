@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to the aggregator: the header of each entity kind, as its
 // EntityTable stores it next to the entity's window cells. Every header has

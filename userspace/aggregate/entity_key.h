@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the aggregator counts for: the entity kinds and their keys.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The bounds of the aggregator's settings (AggConfig), in one place:
 // AggConfig::validate enforces them and the configuration reader states

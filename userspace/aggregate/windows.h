@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Sliding windows as two fixed buckets (the sliding-window counter of rate
 // limiters).

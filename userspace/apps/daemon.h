@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `exfilmon run`: load, attach, run the live pipeline until SIGINT/SIGTERM,
 // reload the configuration on SIGHUP, detach cleanly. The main loop also

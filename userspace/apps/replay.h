@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `exfilmon replay FILE`: a capture file run through a Datapath (the real BPF
 // program via BPF_PROG_TEST_RUN, or its userspace build), packet time as the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A flow's ClientHello became known: the detector learns which API host
 // (SNI) and fingerprint (JA4) the client asked for, on the aggregator's

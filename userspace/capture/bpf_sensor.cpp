@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "capture/bpf_sensor.h"
 
 #include <bpf/libbpf.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // RAII owner of the embedded BPF programs and maps (libbpf skeleton):
 // open -> configure (rodata, map sizes) -> load. Attaching is TcAttachment's

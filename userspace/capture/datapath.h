@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One interface over the two builds of the datapath: the real BPF program
 // run through BPF_PROG_TEST_RUN (needs CAP_BPF), and the same C source

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The BPF ring buffer of hello and flow-end events.
 #include <cstddef>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One live daemon per interface and per pin directory. An OwnerLock is an
 // flock() on a file: the kernel drops it when its owner exits, however it

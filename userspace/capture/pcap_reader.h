@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Reading capture files (pcap and pcapng, through libpcap) as Ethernet frames,
 // the form the tc programs take in a replay.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The kernel/userspace boundary header, with its layout pinned: a change on
 // one side that the other does not expect fails the build here.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // RAII attachment of the sensor's programs to an interface's clsact ingress
 // and egress, beside whatever other tools attach there:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Running a tc program on one frame through BPF_PROG_TEST_RUN: used by
 // replay, the tests and the benchmarks.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* The shared datapath (bpf/lib/datapath.h) compiled for userspace: the same
  * source the tc programs run, with maps and helpers from user_shim.h. */
 #include <linux/types.h>

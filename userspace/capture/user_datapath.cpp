@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Userspace maps and ring buffer behind user_shim.h, and the two Datapath
 // implementations.
 #include <linux/bpf.h>  // BPF_ANY, BPF_NOEXIST, BPF_EXIST

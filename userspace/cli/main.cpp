@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // exfilmon: eBPF sensor for data exfiltration through TLS APIs.
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 // Each subcommand is a Command: its options, and what it runs.

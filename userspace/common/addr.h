@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Addresses cross the kernel boundary as 16 bytes, IPv4 as ::ffff:a.b.c.d.
 #include <array>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Hash tables for the per-packet and per-harvest paths (the userspace
 // datapath's maps, the harvesters, the flow tracker): open addressing with

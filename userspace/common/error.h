@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One error style for setup paths: exf::Error carries the errno (0 if none)
 // and a message with context, e.g. "attach tc egress on eth0: Operation not

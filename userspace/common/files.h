@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Checks on the files a configuration names, each returning "" when the file
 // is fine, else why not ("Is a directory", "No such file or directory",

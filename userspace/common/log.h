@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Logging through spdlog. Under systemd (JOURNAL_STREAM set) no timestamps
 // of our own: journald adds them. libbpf's messages are routed here; its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A step that runs every interval on the caller's clock in milliseconds (the
 // daemon's monotonic clock, replay's packet time): the one rule for when a

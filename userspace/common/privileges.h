@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Least privilege: once attached, the daemon keeps only the capabilities it
 // still needs and drops the rest for good (effective, permitted, inheritable,

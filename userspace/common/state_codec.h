@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The byte layer of the daemon's state file (state/state_file.h): each
 // stage that keeps state across a restart (harvest, aggregator, detector)

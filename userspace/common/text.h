@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Bytes from the wire (SNI, ALPN, labels) for logs and terminals; numbers as
 // alerts and logs print them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Sizes ("500MiB", "2GB", "4096") and durations ("10m", "1h30m", "500ms").
 #include <cstdint>

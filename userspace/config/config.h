@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // exfilmon's configuration: one TOML file (configs/exfilmon.toml), every key
 // optional, the same defaults built in. Problems are reported as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "config/run_checks.h"
 
 #include "common/error.h"

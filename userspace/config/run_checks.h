@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The checks `exfilmon run` makes before it attaches anything, in one place:
 // `exfilmon check-config` runs the same function, so it accepts only what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // `exfilmon status` and `exfilmon top`: clients of the daemon's control
 // socket (control_server.h, protocol in snapshot.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The daemon's control socket: a Unix stream socket serving one JSON request
 // line per connection with one JSON response line (snapshot.h has the

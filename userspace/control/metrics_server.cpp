@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "control/metrics_server.h"
 
 #include <httplib.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The Prometheus endpoint: GET /metrics answers in text format 0.0.4
 // (snapshot.h render_metrics) from the last MetricsSnapshot the daemon's

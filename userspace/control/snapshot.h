@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What `exfilmon status`, `exfilmon top` and the metrics endpoint report,
 // built from the daemon's state on the daemon's main loop (the aggregator,

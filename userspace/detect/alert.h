@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What a detection says: one record per alert transition. The detector
 // (detect/detector.h) fills it; the outputs (output/) render it in each format.

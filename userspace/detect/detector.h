@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The detection stage: evaluates the rules (detect/rules.h) against the
 // aggregator at every evaluation and runs each alert's lifecycle.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Detection rules: data, not code. Each [[rules]] table of the configuration
 // becomes a Rule; [[allow]] tables exempt clients, subnets, API hosts or

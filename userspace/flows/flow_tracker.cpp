@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "flows/flow_tracker.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Per-flow TLS metadata from the datapath's events (bpf/exfilmon_shared.h).
 //

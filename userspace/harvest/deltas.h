@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Per-harvest deltas from the kernel's cumulative counters (read and diff:
 // nothing is lost between read and reset because nothing is reset):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The harvest stage, shared by `exfilmon run` and `exfilmon replay`: turns a
 // source's tables (the kernel's maps, or a replay datapath's) into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Rendering of AlertRecords; output.h documents each format.
 #include <arpa/inet.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The Output: a bounded in-order spool and one worker thread per output.
 //
 // The spool holds rendered messages oldest first. The worker writes them in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Alert outputs: where AlertRecords (detect/alert.h) go, in which format.
 // Several run at once, each configured by one [[outputs]] table:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to output/: the optional spool file, so that alerts waiting for a
 // collector survive a restart. Append-only records, one per event:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Internal to output/: the byte pipes an Output's worker writes rendered
 // messages through, one Sink per output, used by that worker thread only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The report of `exfilmon replay` (apps/replay.h): per client and per flow,
 // from a datapath's tables and the flow tracker's records, as JSON lines or

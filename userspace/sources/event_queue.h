@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The live event path: EventConsumer, a thread reading the BPF ring buffer
 // into a lock-free single-producer queue (EventQueue). When the queue is full

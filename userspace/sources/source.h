@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Where live traffic comes from: the eBPF backend (tc programs, pinned maps,
 // ring buffer) or the libpcap backend (packet sockets and the same datapath

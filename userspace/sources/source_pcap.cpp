@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The libpcap backend: packet sockets on each interface, the userspace build
 // of the datapath (same source as the tc programs), one capture thread.
 // Limits (documented in docs/deploy.md): libpcap sees GRO/GSO super-packets

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The daemon's state across a restart (docs/deploy.md, "Restarts and
 // upgrades"): what the harvest has accounted of the kernel's tables, the

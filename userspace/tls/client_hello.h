@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // TLS ClientHello parsing: pure, bounds-checked, no I/O, no exceptions.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Reassembles a client's first bytes from TCP segments (or QUIC CRYPTO frames)
 // until they hold a complete ClientHello.

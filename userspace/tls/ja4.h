@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // JA4 TLS client fingerprint (FoxIO, technical_details/JA4.md; JA4 itself is
 // BSD-3-Clause). Layout: a_b_c with

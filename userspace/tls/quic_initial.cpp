@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tls/quic_initial.h"
 
 #include <openssl/core_names.h>

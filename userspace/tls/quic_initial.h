@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // QUIC client Initial packets: decryption and the ClientHello in their
 // CRYPTO frames (RFC 9000, RFC 9001, RFC 9369). Bounds-checked, no I/O, no
