@@ -41,7 +41,8 @@ _exfilmon_windows()
     for ((i = 1; i < cword - 1; i++)); do
         [[ ${words[i]} == --socket ]] && socket=${words[i + 1]}
     done
-    json=$("${words[0]}" status ${socket:+--socket "$socket"} --format json 2>/dev/null)
+    # A daemon that does not answer would hold the prompt: 2 s at most.
+    json=$(timeout 2 "${words[0]}" status ${socket:+--socket "$socket"} --format json 2>/dev/null)
     if [[ $json =~ \"windows\":\[([^]]*)\] ]]; then
         local list=${BASH_REMATCH[1]//\"/}
         echo "${list//,/ }"

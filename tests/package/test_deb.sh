@@ -139,7 +139,7 @@ rule="$root/etc/logrotate.d/exfilmon"
 [[ -f $rule ]] || fail "no $rule"
 mkdir -p "$work/log"
 echo '{"type":"alert"}' >"$work/log/alerts.json"
-sed -e "s|/var/log/exfilmon/|$work/log/|g" -e 's/exfilmon adm$/root root/' \
+sed -e "s|/var/log/exfilmon/|$work/log/|g" -e 's/create 0640 exfilmon exfilmon/create 0640 root root/' \
     -e 's/su exfilmon exfilmon/su root root/' "$rule" >"$work/logrotate.conf"
 logrotate --force --state "$work/logrotate.state" "$work/logrotate.conf" ||
     fail "logrotate refused the rule"
