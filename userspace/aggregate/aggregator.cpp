@@ -1214,12 +1214,11 @@ void Aggregator::restore_state(StateReader &r)
     impl_ = std::move(fresh);
 }
 
-bool Aggregator::reconfigure(const AggConfig &cfg, std::string *error)
+bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
 {
     auto problems = cfg.validate();
     if (!problems.empty()) {
-        if (error)
-            *error = join(problems);
+        why = join(problems);
         return false;
     }
     impl_->reconfigure(cfg);

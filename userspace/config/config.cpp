@@ -728,7 +728,7 @@ void read_allow(const toml::table &t, Reader &r, detect::AllowEntry &a)
         named++;
         std::string s, why;
         if (r.string(*n, "cidr", s)) {
-            if (auto c = agg::parse_cidr(s, &why))
+            if (auto c = agg::parse_cidr(s, why))
                 a.cidr = *c;
             else
                 r.error(*n, "cidr: '" + s + "': " + why);
