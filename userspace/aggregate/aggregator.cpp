@@ -761,9 +761,58 @@ struct AggImpl {
     static bool same_key(const CohortEntry &a, const CohortEntry &b) { return a.label == b.label; }
     static bool same_key(const HostEntry &, const HostEntry &) { return true; }
 
-    // Into a fresh aggregator configured with the windows the state was
-    // saved with; throws exf::Error on anything inconsistent.
-    void restore(StateReader &r)
+    // Saved API host id -> its id now (0 when it was left out).
+    struct SavedIds {
+        std::unordered_map<uint32_t, uint32_t> now;
+
+        uint32_t id(uint32_t saved) const
+        {
+            auto it = now.find(saved);
+            return it == now.end() ? 0 : it->second;
+        }
+        template <class W>
+        void remap(TopSnis<W> &top) const
+        {
+            for (int k = 0; k < kTopK; k++)
+                if ((top.id[k] = id(top.id[k])) == 0)
+                    top.w[k] = 0;
+        }
+    };
+
+    static std::string read_name(StateReader &r)
+    {
+        std::string n = r.str();
+        if (n.empty() || n.size() > kMaxSniBytes)
+            throw Error("state: an API host or cohort name is empty or too long");
+        return n;
+    }
+
+    // A header save_table wrote as plain bytes; nullopt when its API host
+    // was left out.
+    template <class E>
+    static std::optional<E> read_plain_header(StateReader &r, const SavedIds &ids)
+    {
+        E e = r.pod<E>();
+        // A damaged flag byte must not be read as a bool (undefined
+        // behaviour): look at its byte first.
+        if constexpr (requires { e.live; }) {
+            unsigned char flag;
+            std::memcpy(&flag, &e.live, 1);
+            if (flag > 1)
+                throw Error("state: an entity's live flag is neither 0 nor 1");
+        }
+        if constexpr (requires { e.prefix; })
+            if (e.prefix > 128)
+                throw Error("state: an entity's prefix is out of range");
+        if constexpr (requires { e.top; })
+            ids.remap(e.top);
+        if constexpr (requires { e.api_host_id; })
+            if ((e.api_host_id = ids.id(e.api_host_id)) == 0)
+                return std::nullopt;  // its API host was evicted above
+        return e;
+    }
+
+    void restore_windows_and_clock(StateReader &r)
     {
         if (r.count(8) != window_count())
             throw Error("state: the aggregator's windows differ");
@@ -771,81 +820,65 @@ struct AggImpl {
             if (r.u64() != len)
                 throw Error("state: the aggregator's windows differ");
         clock_ = r.u64();
-        std::unordered_map<uint32_t, uint32_t> sni_ids;  // saved id -> id now
-        auto remap = [&](uint32_t id) -> uint32_t {
-            auto it = sni_ids.find(id);
-            return it == sni_ids.end() ? 0 : it->second;
-        };
-        auto remap_top = [&](auto &top) {
-            for (int k = 0; k < kTopK; k++)
-                if ((top.id[k] = remap(top.id[k])) == 0)
-                    top.w[k] = 0;
-        };
-        auto name = [](StateReader &rd) {
-            std::string n = rd.str();
-            if (n.empty() || n.size() > kMaxSniBytes)
-                throw Error("state: an API host or cohort name is empty or too long");
-            return n;
-        };
-        auto none = [](uint32_t) {};
+    }
+
+    void restore_api_hosts(StateReader &r, SavedIds &ids)
+    {
         uint32_t saved_id = 0;
         restore_table(
             r, api_hosts_, EntityKind::api_host, 32,
             [&](StateReader &rd) -> std::optional<ApiHostEntry> {
                 ApiHostEntry e;
                 saved_id = rd.u32();
-                e.name = name(rd);
+                e.name = read_name(rd);
                 e.first = rd.u64();
                 e.last = rd.u64();
                 e.conc = rd.u32();
                 e.live = true;
                 return e;
             },
-            [&](uint32_t i) { sni_ids[saved_id] = sni_id(i); });
+            [&](uint32_t i) { ids.now[saved_id] = sni_id(i); });
+    }
+
+    void restore_cohorts(StateReader &r, const SavedIds &ids)
+    {
         restore_table(
             r, cohort_entities_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
             [&](StateReader &rd) -> std::optional<CohortEntry> {
                 CohortEntry e;
-                e.label = name(rd);
+                e.label = read_name(rd);
                 e.top = rd.pod<TopSnis<uint64_t>>();
                 e.first = rd.u64();
                 e.last = rd.u64();
                 e.conc = rd.u32();
                 e.live = true;
-                remap_top(e.top);
+                ids.remap(e.top);
                 return e;
             },
-            none);
-        auto plain = [&](auto tag) {
-            using E = decltype(tag);
-            return [&](StateReader &rd) -> std::optional<E> {
-                E e = rd.pod<E>();
-                // A damaged flag byte must not be read as a bool (undefined
-                // behaviour): look at its byte first.
-                if constexpr (requires { e.live; }) {
-                    unsigned char flag;
-                    std::memcpy(&flag, &e.live, 1);
-                    if (flag > 1)
-                        throw Error("state: an entity's live flag is neither 0 nor 1");
-                }
-                if constexpr (requires { e.prefix; })
-                    if (e.prefix > 128)
-                        throw Error("state: an entity's prefix is out of range");
-                if constexpr (requires { e.top; })
-                    remap_top(e.top);
-                if constexpr (requires { e.api_host_id; })
-                    if ((e.api_host_id = remap(e.api_host_id)) == 0)
-                        return std::nullopt;  // its API host was evicted above
-                return e;
-            };
-        };
-        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetEntry), plain(SubnetEntry{}),
-                      none);
-        restore_table(r, host_, EntityKind::host, sizeof(HostEntry), plain(HostEntry{}), none);
-        restore_table(r, clients_, EntityKind::client, sizeof(ClientEntry), plain(ClientEntry{}),
-                      none);
-        restore_table(r, client_api_hosts_, EntityKind::client_api_host, sizeof(ClientApiHostEntry),
-                      plain(ClientApiHostEntry{}), none);
+            [](uint32_t) {});
+    }
+
+    template <class E, class C>
+    void restore_plain(StateReader &r, EntityTable<E, C> &t, EntityKind k, const SavedIds &ids)
+    {
+        restore_table(
+            r, t, k, sizeof(E), [&](StateReader &rd) { return read_plain_header<E>(rd, ids); },
+            [](uint32_t) {});
+    }
+
+    // Into a fresh aggregator configured with the windows the state was
+    // saved with, in save()'s order; throws exf::Error on anything
+    // inconsistent.
+    void restore(StateReader &r)
+    {
+        restore_windows_and_clock(r);
+        SavedIds ids;
+        restore_api_hosts(r, ids);
+        restore_cohorts(r, ids);
+        restore_plain(r, subnets_, EntityKind::subnet, ids);
+        restore_plain(r, host_, EntityKind::host, ids);
+        restore_plain(r, clients_, EntityKind::client, ids);
+        restore_plain(r, client_api_hosts_, EntityKind::client_api_host, ids);
     }
 
     // --- reconfiguration ------------------------------------------------------
