@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <random>
 #include <type_traits>
 #include <unordered_map>
 
 #include "aggregate/entities.h"
+#include "aggregate/entity_hash.h"
 #include "aggregate/entity_table.h"
 #include "common/error.h"
 #include "common/state_codec.h"
@@ -19,12 +19,12 @@ using detail::ApiHostEntry;
 using detail::ClientApiHostEntry;
 using detail::ClientEntry;
 using detail::CohortEntry;
+using detail::EntityHasher;
 using detail::EntityTable;
 using detail::HostEntry;
 using detail::kHasTop;
 using detail::kNoSlot;
 using detail::kTopK;
-using detail::mix64;
 using detail::SubnetEntry;
 using detail::TopSnis;
 
@@ -38,42 +38,6 @@ constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
 constexpr uint32_t kMaxGen = 4095;
 static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
 constexpr int kEvictSample = 8;
-
-uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-// Keyed with a per-aggregator random seed: clients choose their addresses
-// (and SNIs), so index collisions must not be predictable.
-uint64_t hash_addr(uint64_t seed, const Addr16 &a, uint8_t prefix, uint32_t extra = 0)
-{
-    uint64_t h = mix64(seed ^ load64(a.data()) ^
-                       (((uint64_t(prefix) << 32) | extra) * 0x9e3779b97f4a7c15ull));
-    return mix64(h ^ load64(a.data() + 8));
-}
-
-uint64_t hash_str(uint64_t seed, std::string_view s)
-{
-    uint64_t h = seed ^ (s.size() * 0x9e3779b97f4a7c15ull);
-    size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8)
-        h = mix64(h ^ load64(reinterpret_cast<const uint8_t *>(s.data()) + i));
-    uint64_t tail = 0;
-    std::memcpy(&tail, s.data() + i, s.size() - i);
-    return mix64(h ^ tail ^ 0xff51afd7ed558ccdull);
-}
-
-uint64_t key_hash(uint64_t seed, const ClientEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const SubnetEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const ClientApiHostEntry &e)
-{
-    return hash_addr(seed, e.addr, e.prefix, e.api_host_id);
-}
-uint64_t key_hash(uint64_t seed, const ApiHostEntry &e) { return hash_str(seed, e.name); }
-uint64_t key_hash(uint64_t seed, const CohortEntry &e) { return hash_str(seed, e.label); }
 
 // Heap bytes of a string (0 when it fits the small-string buffer).
 int64_t heap_bytes(const std::string &s)
@@ -156,7 +120,7 @@ struct AggImpl {
     std::vector<uint16_t> sni_gen_;  // per API host slot
     uint64_t clock_ = 0;
     uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
-    uint64_t seed_;                         // hashing (random per aggregator)
+    EntityHasher hash_;
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
 
@@ -165,8 +129,6 @@ struct AggImpl {
           api_hosts_(c.windows_ms.size(), 8), client_api_hosts_(c.windows_ms.size(), 10),
           cohort_entities_(c.windows_ms.size(), 4), host_(c.windows_ms.size(), 0)
     {
-        std::random_device rd;
-        seed_ = (uint64_t(rd()) << 32) ^ rd();
         longest_ = *std::max_element(c.windows_ms.begin(), c.windows_ms.end());
         set_cohorts();
     }
@@ -179,7 +141,7 @@ struct AggImpl {
         cohort_matcher_ = CohortMatcher(cfg_.cohorts);
         cohort_hash_.clear();
         for (uint32_t i = 0; i < cohort_matcher_.labels(); i++)
-            cohort_hash_.push_back(hash_str(seed_, cohort_matcher_.label(i)));
+            cohort_hash_.push_back(hash_.str(cohort_matcher_.label(i)));
         cohort_hash_.shrink_to_fit();
     }
 
@@ -320,24 +282,23 @@ struct AggImpl {
     uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a,
                          uint8_t p) const
     {
-        return t.find(hash_addr(seed_, a, p),
+        return t.find(hash_.addr(a, p),
                       [&](const ClientEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_subnet(const Addr16 &a, uint8_t p) const
     {
-        return subnets_.find(hash_addr(seed_, a, p),
+        return subnets_.find(hash_.addr(a, p),
                              [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_client_api_host(const Addr16 &a, uint8_t p, uint32_t sni) const
     {
-        return client_api_hosts_.find(
-            hash_addr(seed_, a, p, sni), [&](const ClientApiHostEntry &e) {
-                return e.api_host_id == sni && e.prefix == p && e.addr == a;
-            });
+        return client_api_hosts_.find(hash_.addr(a, p, sni), [&](const ClientApiHostEntry &e) {
+            return e.api_host_id == sni && e.prefix == p && e.addr == a;
+        });
     }
     uint32_t find_api_host(std::string_view name) const
     {
-        return api_hosts_.find(hash_str(seed_, name),
+        return api_hosts_.find(hash_.str(name),
                                [&](const ApiHostEntry &e) { return e.name == name; });
     }
     uint32_t find_cohort(std::string_view label, uint64_t h) const
@@ -346,7 +307,7 @@ struct AggImpl {
     }
     uint32_t find_cohort(std::string_view label) const
     {
-        return find_cohort(label, hash_str(seed_, label));
+        return find_cohort(label, hash_.str(label));
     }
 
     // Groups of a client entity (kNoSlot when absent).
@@ -422,7 +383,7 @@ struct AggImpl {
                             c.last);
             if (g.host != kNoSlot)
                 member_gone(host_.entry(0), host_.cells(0), c.last);
-            clients_.erase(i, key_hash(seed_, c));
+            clients_.erase(i, hash_(c));
             break;
         }
         case EntityKind::client_api_host: {
@@ -430,21 +391,21 @@ struct AggImpl {
             uint32_t a = resolve_sni(p.api_host_id);
             if (a != kNoSlot)
                 member_gone(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
-            client_api_hosts_.erase(i, key_hash(seed_, p));
+            client_api_hosts_.erase(i, hash_(p));
             break;
         }
         case EntityKind::api_host: {
             const ApiHostEntry &a = api_hosts_.entry(i);
             api_hosts_.add_extra_bytes(-heap_bytes(a.name));
             sni_gen_[i] = static_cast<uint16_t>(sni_gen_[i] % kMaxGen + 1);
-            api_hosts_.erase(i, key_hash(seed_, a));
+            api_hosts_.erase(i, hash_(a));
             break;
         }
-        case EntityKind::subnet: subnets_.erase(i, key_hash(seed_, subnets_.entry(i))); break;
+        case EntityKind::subnet: subnets_.erase(i, hash_(subnets_.entry(i))); break;
         case EntityKind::cohort: {
             const CohortEntry &c = cohort_entities_.entry(i);
             cohort_entities_.add_extra_bytes(-heap_bytes(c.label));
-            cohort_entities_.erase(i, key_hash(seed_, c));
+            cohort_entities_.erase(i, hash_(c));
             break;
         }
         case EntityKind::host: host_.erase(i, 0); break;
@@ -512,7 +473,7 @@ struct AggImpl {
     void touch_api_host_entry(Update &u, std::string_view sni)
     {
         u.api = find_or_add(
-            api_hosts_, EntityKind::api_host, hash_str(seed_, sni),
+            api_hosts_, EntityKind::api_host, hash_.str(sni),
             [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
         if (u.api == kNoSlot)
             return;
@@ -529,7 +490,7 @@ struct AggImpl {
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         u.client = find_or_add(
-            clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+            clients_, EntityKind::client, hash_.addr(ca, cp),
             [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
             u.now);
         if (u.client == kNoSlot)
@@ -573,7 +534,7 @@ struct AggImpl {
         uint8_t sp = subnet_prefix(addr);
         Addr16 sa = mask_addr(u.client_addr, sp);
         touch_group(
-            u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+            u, subnets_, EntityKind::subnet, hash_.addr(sa, sp),
             [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
             [&](SubnetEntry &e) {
                 e.addr = sa;
@@ -605,7 +566,7 @@ struct AggImpl {
         uint8_t cp = u.client_prefix;
         uint32_t sid = u.sni_id;
         uint32_t pi = find_or_add(
-            client_api_hosts_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+            client_api_hosts_, EntityKind::client_api_host, hash_.addr(ca, cp, sid),
             [&](const ClientApiHostEntry &e) {
                 return e.api_host_id == sid && e.prefix == cp && e.addr == ca;
             },
@@ -647,7 +608,7 @@ struct AggImpl {
         sweep(subnets_, EntityKind::subnet);
         sweep(cohort_entities_, EntityKind::cohort);
         sweep(api_hosts_, EntityKind::api_host);  // never compacted: slots are ids
-        auto hasher = [this](const auto &e) { return key_hash(seed_, e); };
+        auto hasher = [this](const auto &e) { return hash_(e); };
         if (clients_.sparse())
             clients_.compact(hasher);
         if (client_api_hosts_.sparse())
@@ -721,7 +682,7 @@ struct AggImpl {
                 continue;
             if (!e->live || e->first > e->last || e->last > clock_)
                 throw Error("state: an entity's times are inconsistent");
-            uint64_t h = state_key_hash(*e);
+            uint64_t h = hash_(*e);
             if (t.find(h, [&](const E &x) { return same_key(x, *e); }) != kNoSlot)
                 throw Error("state: an entity is listed twice");
             while (t.size() >= limit(k) && t.size() > 0)
@@ -738,12 +699,6 @@ struct AggImpl {
             std::copy(cells.begin(), cells.end(), t.cells(i));
             after(i);
         }
-    }
-    uint64_t state_key_hash(const HostEntry &) const { return 0; }
-    template <class E>
-    uint64_t state_key_hash(const E &e) const
-    {
-        return key_hash(seed_, e);
     }
     static bool same_key(const ClientEntry &a, const ClientEntry &b)
     {
@@ -911,13 +866,13 @@ struct AggImpl {
             uint8_t np = is_v4(e.addr) ? p4 : p6;
             if (np >= e.prefix)
                 return;
-            uint64_t old_h = key_hash(seed_, e);
+            uint64_t old_h = hash_(e);
             E probe;
             probe.addr = mask_addr(e.addr, np);
             probe.prefix = np;
             if constexpr (std::is_same_v<E, ClientApiHostEntry>)
                 probe.api_host_id = e.api_host_id;
-            uint64_t new_h = key_hash(seed_, probe);
+            uint64_t new_h = hash_(probe);
             uint32_t j = t.find(new_h, [&](const E &x) {
                 if constexpr (std::is_same_v<E, ClientApiHostEntry>)
                     if (x.api_host_id != probe.api_host_id)
