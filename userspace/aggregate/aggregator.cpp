@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "aggregate/api_host_ids.h"
 #include "aggregate/entities.h"
 #include "aggregate/entity_hash.h"
 #include "aggregate/entity_table.h"
@@ -16,6 +17,7 @@
 namespace exf::agg {
 
 using detail::ApiHostEntry;
+using detail::ApiHostIds;
 using detail::ClientApiHostEntry;
 using detail::ClientEntry;
 using detail::CohortEntry;
@@ -30,13 +32,6 @@ using detail::TopSnis;
 
 namespace {
 
-// API host ids: slot in the low 20 bits, a generation (1..4095) above, so an id
-// held by a client or a client x API host entity goes stale when its API host
-// is dropped and the slot reused. 0 is "none".
-constexpr uint32_t kSniSlotBits = 20;
-constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
-constexpr uint32_t kMaxGen = 4095;
-static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
 constexpr int kEvictSample = 8;
 
 // Heap bytes of a string (0 when it fits the small-string buffer).
@@ -117,7 +112,7 @@ struct AggImpl {
     EntityTable<ClientApiHostEntry, CompactCell> client_api_hosts_;
     EntityTable<CohortEntry, WideCell> cohort_entities_;
     EntityTable<HostEntry, WideCell> host_;
-    std::vector<uint16_t> sni_gen_;  // per API host slot
+    ApiHostIds api_host_ids_;
     uint64_t clock_ = 0;
     uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
     EntityHasher hash_;
@@ -177,19 +172,6 @@ struct AggImpl {
         case EntityKind::host: return 1;
         }
         return 1;
-    }
-
-    // --- API host ids -------------------------------------------------------
-    uint32_t sni_id(uint32_t slot) const
-    {
-        return (uint32_t(sni_gen_[slot]) << kSniSlotBits) | slot;
-    }
-    uint32_t resolve_sni(uint32_t id) const
-    {
-        uint32_t slot = id & kSniSlotMask;
-        if (id == 0 || !api_hosts_.live(slot) || sni_gen_[slot] != (id >> kSniSlotBits))
-            return kNoSlot;
-        return slot;
     }
 
     // --- per-entity window updates --------------------------------------------
@@ -339,10 +321,8 @@ struct AggImpl {
         while (t.size() >= limit(k) && t.size() > 0)
             evict_one(t, k);
         i = t.insert(h);
-        if constexpr (std::is_same_v<E, ApiHostEntry>) {
-            if (sni_gen_.size() <= i)
-                sni_gen_.resize(i + 1, 1);
-        }
+        if constexpr (std::is_same_v<E, ApiHostEntry>)
+            api_host_ids_.used(i);
         E &e = t.entry(i);
         e.first = e.last = now;
         fresh = true;
@@ -388,7 +368,7 @@ struct AggImpl {
         }
         case EntityKind::client_api_host: {
             const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = resolve_sni(p.api_host_id);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
             if (a != kNoSlot)
                 member_gone(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
             client_api_hosts_.erase(i, hash_(p));
@@ -397,7 +377,7 @@ struct AggImpl {
         case EntityKind::api_host: {
             const ApiHostEntry &a = api_hosts_.entry(i);
             api_hosts_.add_extra_bytes(-heap_bytes(a.name));
-            sni_gen_[i] = static_cast<uint16_t>(sni_gen_[i] % kMaxGen + 1);
+            api_host_ids_.retire(i);
             api_hosts_.erase(i, hash_(a));
             break;
         }
@@ -481,7 +461,7 @@ struct AggImpl {
             api_hosts_.entry(u.api).name.assign(sni);
             api_hosts_.add_extra_bytes(heap_bytes(api_hosts_.entry(u.api).name));
         }
-        u.sni_id = sni_id(u.api);
+        u.sni_id = api_host_ids_.id(u.api);
     }
 
     void touch_client(Update &u)
@@ -633,7 +613,7 @@ struct AggImpl {
         t.for_each_live([&](uint32_t i) {
             const E &e = t.entry(i);
             if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                w.u32(sni_id(i));
+                w.u32(api_host_ids_.id(i));
                 w.str(e.name);
                 w.u64(e.first);
                 w.u64(e.last);
@@ -689,8 +669,7 @@ struct AggImpl {
                 evict_one(t, k);
             uint32_t i = t.insert(h);
             if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                if (sni_gen_.size() <= i)
-                    sni_gen_.resize(i + 1, 1);
+                api_host_ids_.used(i);
                 api_hosts_.add_extra_bytes(heap_bytes(e->name));
             }
             if constexpr (std::is_same_v<E, CohortEntry>)
@@ -792,7 +771,7 @@ struct AggImpl {
                 e.live = true;
                 return e;
             },
-            [&](uint32_t i) { ids.now[saved_id] = sni_id(i); });
+            [&](uint32_t i) { ids.now[saved_id] = api_host_ids_.id(i); });
     }
 
     void restore_cohorts(StateReader &r, const SavedIds &ids)
@@ -915,7 +894,7 @@ struct AggImpl {
         });
         client_api_hosts_.for_each_live([&](uint32_t i) {
             const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = resolve_sni(p.api_host_id);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
             if (a != kNoSlot)
                 member_count(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
         });
@@ -975,8 +954,7 @@ struct AggImpl {
         switch (k) {
         case EntityKind::client: return clients_.memory_bytes();
         case EntityKind::subnet: return subnets_.memory_bytes();
-        case EntityKind::api_host:
-            return api_hosts_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
+        case EntityKind::api_host: return api_hosts_.memory_bytes() + api_host_ids_.memory_bytes();
         case EntityKind::client_api_host: return client_api_hosts_.memory_bytes();
         case EntityKind::cohort: return cohort_entities_.memory_bytes();
         case EntityKind::host: return host_.memory_bytes();
@@ -1079,7 +1057,7 @@ struct AggImpl {
             const ClientApiHostEntry &p = client_api_hosts_.entry(i);
             key.addr = p.addr;
             key.prefix = p.prefix;
-            uint32_t a = resolve_sni(p.api_host_id);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
             if (a != kNoSlot)
                 key.name = api_hosts_.entry(a).name;  // empty once the API host is gone
             break;
@@ -1102,7 +1080,8 @@ struct AggImpl {
             uint32_t a = find_api_host(normalize_sni(key.name));
             if (a == kNoSlot)
                 return kNoSlot;
-            return find_client_api_host(mask_addr(key.addr, key.prefix), key.prefix, sni_id(a));
+            return find_client_api_host(mask_addr(key.addr, key.prefix), key.prefix,
+                                        api_host_ids_.id(a));
         }
         case EntityKind::cohort: return find_cohort(key.name);
         case EntityKind::host: return host_.live(0) ? 0 : kNoSlot;
@@ -1115,7 +1094,7 @@ struct AggImpl {
         std::vector<SniShare> out;
         auto collect = [&](const auto &top, uint64_t scale) {
             for (int j = 0; j < kTopK; j++) {
-                uint32_t a = resolve_sni(top.id[j]);
+                uint32_t a = api_host_ids_.slot(top.id[j], api_hosts_);
                 if (a != kNoSlot)
                     out.push_back({api_hosts_.entry(a).name, detail::load(top.w[j]) * scale});
             }
