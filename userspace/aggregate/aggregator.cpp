@@ -11,6 +11,7 @@
 #include "aggregate/entities.h"
 #include "aggregate/entity_hash.h"
 #include "aggregate/entity_table.h"
+#include "aggregate/eviction.h"
 #include "common/error.h"
 #include "common/state_codec.h"
 
@@ -23,6 +24,7 @@ using detail::ClientEntry;
 using detail::CohortEntry;
 using detail::EntityHasher;
 using detail::EntityTable;
+using detail::EvictionSampler;
 using detail::HostEntry;
 using detail::kHasTop;
 using detail::kNoSlot;
@@ -31,8 +33,6 @@ using detail::SubnetEntry;
 using detail::TopSnis;
 
 namespace {
-
-constexpr int kEvictSample = 8;
 
 // Heap bytes of a string (0 when it fits the small-string buffer).
 int64_t heap_bytes(const std::string &s)
@@ -114,7 +114,7 @@ struct AggImpl {
     EntityTable<HostEntry, WideCell> host_;
     ApiHostIds api_host_ids_;
     uint64_t clock_ = 0;
-    uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
+    EvictionSampler eviction_;
     EntityHasher hash_;
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
@@ -145,14 +145,6 @@ struct AggImpl {
         if (now > clock_)
             clock_ = now;
         return clock_;
-    }
-
-    uint64_t rand()
-    {
-        rng_ ^= rng_ << 13;
-        rng_ ^= rng_ >> 7;
-        rng_ ^= rng_ << 17;
-        return rng_;
     }
 
     uint8_t client_prefix(const Addr16 &a) const { return cfg_.client_prefix(a); }
@@ -318,35 +310,29 @@ struct AggImpl {
         uint32_t i = t.find(h, eq);
         if (i != kNoSlot || !create)
             return i;
-        while (t.size() >= limit(k) && t.size() > 0)
-            evict_one(t, k);
-        i = t.insert(h);
-        if constexpr (std::is_same_v<E, ApiHostEntry>)
-            api_host_ids_.used(i);
+        i = insert(t, k, h);
         E &e = t.entry(i);
         e.first = e.last = now;
         fresh = true;
         return i;
     }
 
+    // A slot for a new entity, evicting one first when the kind is at its limit.
+    template <class E, class C>
+    uint32_t insert(EntityTable<E, C> &t, EntityKind k, uint64_t h)
+    {
+        while (t.size() >= limit(k) && t.size() > 0)
+            evict_one(t, k);
+        uint32_t i = t.insert(h);
+        if constexpr (std::is_same_v<E, ApiHostEntry>)
+            api_host_ids_.used(i);
+        return i;
+    }
+
     template <class E, class C>
     void evict_one(EntityTable<E, C> &t, EntityKind k)
     {
-        uint32_t best = kNoSlot, hw = t.high_water();
-        int found = 0;
-        for (int tries = 0; tries < 8 * kEvictSample && found < kEvictSample; tries++) {
-            uint32_t i = static_cast<uint32_t>(rand() % hw);
-            if (!t.live(i))
-                continue;
-            found++;
-            if (best == kNoSlot || t.entry(i).last < t.entry(best).last)
-                best = i;
-        }
-        if (best == kNoSlot)
-            for (uint32_t i = 0; i < hw && best == kNoSlot; i++)
-                if (t.live(i))
-                    best = i;
-        drop(k, best);
+        drop(k, eviction_.victim(t));
         evicted_[size_t(k)]++;
     }
 
@@ -665,13 +651,9 @@ struct AggImpl {
             uint64_t h = hash_(*e);
             if (t.find(h, [&](const E &x) { return same_key(x, *e); }) != kNoSlot)
                 throw Error("state: an entity is listed twice");
-            while (t.size() >= limit(k) && t.size() > 0)
-                evict_one(t, k);
-            uint32_t i = t.insert(h);
-            if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                api_host_ids_.used(i);
+            uint32_t i = insert(t, k, h);
+            if constexpr (std::is_same_v<E, ApiHostEntry>)
                 api_hosts_.add_extra_bytes(heap_bytes(e->name));
-            }
             if constexpr (std::is_same_v<E, CohortEntry>)
                 cohort_entities_.add_extra_bytes(heap_bytes(e->label));
             t.entry(i) = std::move(*e);
