@@ -11,6 +11,7 @@
 #include "aggregate/entities.h"
 #include "aggregate/entity_hash.h"
 #include "aggregate/entity_table.h"
+#include "aggregate/entity_tables.h"
 #include "aggregate/eviction.h"
 #include "common/error.h"
 #include "common/state_codec.h"
@@ -24,6 +25,7 @@ using detail::ClientEntry;
 using detail::CohortEntry;
 using detail::EntityHasher;
 using detail::EntityTable;
+using detail::EntityTables;
 using detail::EvictionSampler;
 using detail::HostEntry;
 using detail::kHasTop;
@@ -106,12 +108,7 @@ struct AggImpl {
     uint64_t longest_ = 0;
     CohortMatcher cohort_matcher_;
     std::vector<uint64_t> cohort_hash_;  // per cohort label index
-    EntityTable<ClientEntry, CompactCell> clients_;
-    EntityTable<SubnetEntry, WideCell> subnets_;
-    EntityTable<ApiHostEntry, WideCell> api_hosts_;
-    EntityTable<ClientApiHostEntry, CompactCell> client_api_hosts_;
-    EntityTable<CohortEntry, WideCell> cohort_entities_;
-    EntityTable<HostEntry, WideCell> host_;
+    EntityTables tables_;
     ApiHostIds api_host_ids_;
     uint64_t clock_ = 0;
     EvictionSampler eviction_;
@@ -119,10 +116,7 @@ struct AggImpl {
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
 
-    explicit AggImpl(const AggConfig &c)
-        : cfg_(c), clients_(c.windows_ms.size(), 10), subnets_(c.windows_ms.size(), 10),
-          api_hosts_(c.windows_ms.size(), 8), client_api_hosts_(c.windows_ms.size(), 10),
-          cohort_entities_(c.windows_ms.size(), 4), host_(c.windows_ms.size(), 0)
+    explicit AggImpl(const AggConfig &c) : cfg_(c), tables_(c.windows_ms.size())
     {
         longest_ = *std::max_element(c.windows_ms.begin(), c.windows_ms.end());
         set_cohorts();
@@ -261,23 +255,24 @@ struct AggImpl {
     }
     uint32_t find_subnet(const Addr16 &a, uint8_t p) const
     {
-        return subnets_.find(hash_.addr(a, p),
-                             [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
+        return tables_.subnets.find(
+            hash_.addr(a, p), [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_client_api_host(const Addr16 &a, uint8_t p, uint32_t sni) const
     {
-        return client_api_hosts_.find(hash_.addr(a, p, sni), [&](const ClientApiHostEntry &e) {
-            return e.api_host_id == sni && e.prefix == p && e.addr == a;
-        });
+        return tables_.client_api_hosts.find(
+            hash_.addr(a, p, sni), [&](const ClientApiHostEntry &e) {
+                return e.api_host_id == sni && e.prefix == p && e.addr == a;
+            });
     }
     uint32_t find_api_host(std::string_view name) const
     {
-        return api_hosts_.find(hash_.str(name),
-                               [&](const ApiHostEntry &e) { return e.name == name; });
+        return tables_.api_hosts.find(hash_.str(name),
+                                      [&](const ApiHostEntry &e) { return e.name == name; });
     }
     uint32_t find_cohort(std::string_view label, uint64_t h) const
     {
-        return cohort_entities_.find(h, [&](const CohortEntry &e) { return e.label == label; });
+        return tables_.cohorts.find(h, [&](const CohortEntry &e) { return e.label == label; });
     }
     uint32_t find_cohort(std::string_view label) const
     {
@@ -295,7 +290,7 @@ struct AggImpl {
         g.subnet = find_subnet(mask_addr(c.addr, sp), sp);
         if (auto l = cohort_matcher_.match(c.addr))
             g.cohort = find_cohort(cohort_matcher_.label(*l), cohort_hash_[*l]);
-        g.host = host_.live(0) ? 0 : kNoSlot;
+        g.host = tables_.host.live(0) ? 0 : kNoSlot;
         return g;
     }
 
@@ -340,54 +335,48 @@ struct AggImpl {
     {
         switch (k) {
         case EntityKind::client: {
-            const ClientEntry &c = clients_.entry(i);
+            const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_gone(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+                member_gone(tables_.subnets.entry(g.subnet), tables_.subnets.cells(g.subnet),
+                            c.last);
             if (g.cohort != kNoSlot)
-                member_gone(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
+                member_gone(tables_.cohorts.entry(g.cohort), tables_.cohorts.cells(g.cohort),
                             c.last);
             if (g.host != kNoSlot)
-                member_gone(host_.entry(0), host_.cells(0), c.last);
-            clients_.erase(i, hash_(c));
+                member_gone(tables_.host.entry(0), tables_.host.cells(0), c.last);
+            tables_.clients.erase(i, hash_(c));
             break;
         }
         case EntityKind::client_api_host: {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_gone(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
-            client_api_hosts_.erase(i, hash_(p));
+                member_gone(tables_.api_hosts.entry(a), tables_.api_hosts.cells(a), p.last);
+            tables_.client_api_hosts.erase(i, hash_(p));
             break;
         }
         case EntityKind::api_host: {
-            const ApiHostEntry &a = api_hosts_.entry(i);
-            api_hosts_.add_extra_bytes(-heap_bytes(a.name));
+            const ApiHostEntry &a = tables_.api_hosts.entry(i);
+            tables_.api_hosts.add_extra_bytes(-heap_bytes(a.name));
             api_host_ids_.retire(i);
-            api_hosts_.erase(i, hash_(a));
+            tables_.api_hosts.erase(i, hash_(a));
             break;
         }
-        case EntityKind::subnet: subnets_.erase(i, hash_(subnets_.entry(i))); break;
+        case EntityKind::subnet: tables_.subnets.erase(i, hash_(tables_.subnets.entry(i))); break;
         case EntityKind::cohort: {
-            const CohortEntry &c = cohort_entities_.entry(i);
-            cohort_entities_.add_extra_bytes(-heap_bytes(c.label));
-            cohort_entities_.erase(i, hash_(c));
+            const CohortEntry &c = tables_.cohorts.entry(i);
+            tables_.cohorts.add_extra_bytes(-heap_bytes(c.label));
+            tables_.cohorts.erase(i, hash_(c));
             break;
         }
-        case EntityKind::host: host_.erase(i, 0); break;
+        case EntityKind::host: tables_.host.erase(i, 0); break;
         }
     }
 
     void evict_one(EntityKind k)
     {
-        switch (k) {
-        case EntityKind::client: evict_one(clients_, k); break;
-        case EntityKind::subnet: evict_one(subnets_, k); break;
-        case EntityKind::api_host: evict_one(api_hosts_, k); break;
-        case EntityKind::client_api_host: evict_one(client_api_hosts_, k); break;
-        case EntityKind::cohort: evict_one(cohort_entities_, k); break;
-        case EntityKind::host: evict_one(host_, k); break;
-        }
+        tables_.visit(k, [&](auto &t) { evict_one(t, k); });
     }
 
     // --- the update -----------------------------------------------------------
@@ -439,13 +428,13 @@ struct AggImpl {
     void touch_api_host_entry(Update &u, std::string_view sni)
     {
         u.api = find_or_add(
-            api_hosts_, EntityKind::api_host, hash_.str(sni),
+            tables_.api_hosts, EntityKind::api_host, hash_.str(sni),
             [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
         if (u.api == kNoSlot)
             return;
         if (u.api_fresh) {
-            api_hosts_.entry(u.api).name.assign(sni);
-            api_hosts_.add_extra_bytes(heap_bytes(api_hosts_.entry(u.api).name));
+            tables_.api_hosts.entry(u.api).name.assign(sni);
+            tables_.api_hosts.add_extra_bytes(heap_bytes(tables_.api_hosts.entry(u.api).name));
         }
         u.sni_id = api_host_ids_.id(u.api);
     }
@@ -456,12 +445,12 @@ struct AggImpl {
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         u.client = find_or_add(
-            clients_, EntityKind::client, hash_.addr(ca, cp),
+            tables_.clients, EntityKind::client, hash_.addr(ca, cp),
             [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
             u.now);
         if (u.client == kNoSlot)
             return;
-        ClientEntry &c = clients_.entry(u.client);
+        ClientEntry &c = tables_.clients.entry(u.client);
         if (fresh) {
             c.addr = ca;
             c.prefix = cp;
@@ -469,8 +458,8 @@ struct AggImpl {
             u.client_had = true;
             u.client_old = c.last;
         }
-        advance(c, clients_.cells(u.client), u.now);
-        count_traffic(c, clients_.cells(u.client), u.d, u.conc);
+        advance(c, tables_.clients.cells(u.client), u.now);
+        count_traffic(c, tables_.clients.cells(u.client), u.d, u.conc);
         if (u.sni_id && u.d)
             c.top.add(u.sni_id, kib_up(u.d->bytes_out));
     }
@@ -500,7 +489,7 @@ struct AggImpl {
         uint8_t sp = subnet_prefix(addr);
         Addr16 sa = mask_addr(u.client_addr, sp);
         touch_group(
-            u, subnets_, EntityKind::subnet, hash_.addr(sa, sp),
+            u, tables_.subnets, EntityKind::subnet, hash_.addr(sa, sp),
             [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
             [&](SubnetEntry &e) {
                 e.addr = sa;
@@ -509,37 +498,37 @@ struct AggImpl {
         if (auto l = cohort_matcher_.match(u.client_addr)) {
             const std::string &label = cohort_matcher_.label(*l);
             touch_group(
-                u, cohort_entities_, EntityKind::cohort, cohort_hash_[*l],
+                u, tables_.cohorts, EntityKind::cohort, cohort_hash_[*l],
                 [&](const CohortEntry &e) { return e.label == label; },
                 [&](CohortEntry &e) {
                     e.label = label;
-                    cohort_entities_.add_extra_bytes(heap_bytes(e.label));
+                    tables_.cohorts.add_extra_bytes(heap_bytes(e.label));
                 });
         }
         touch_group(
-            u, host_, EntityKind::host, 0, [](const HostEntry &) { return true; },
+            u, tables_.host, EntityKind::host, 0, [](const HostEntry &) { return true; },
             [](HostEntry &) {});
     }
 
     // The API host's counters and its client x API host.
     void touch_api_host(const Update &u)
     {
-        ApiHostEntry &a = api_hosts_.entry(u.api);
-        advance(a, api_hosts_.cells(u.api), u.now);
-        count_traffic(a, api_hosts_.cells(u.api), u.d, u.conc);
+        ApiHostEntry &a = tables_.api_hosts.entry(u.api);
+        advance(a, tables_.api_hosts.cells(u.api), u.now);
+        count_traffic(a, tables_.api_hosts.cells(u.api), u.d, u.conc);
         bool fresh;
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         uint32_t sid = u.sni_id;
         uint32_t pi = find_or_add(
-            client_api_hosts_, EntityKind::client_api_host, hash_.addr(ca, cp, sid),
+            tables_.client_api_hosts, EntityKind::client_api_host, hash_.addr(ca, cp, sid),
             [&](const ClientApiHostEntry &e) {
                 return e.api_host_id == sid && e.prefix == cp && e.addr == ca;
             },
             u.create, fresh, u.now);
         if (pi == kNoSlot)
             return;
-        ClientApiHostEntry &p = client_api_hosts_.entry(pi);
+        ClientApiHostEntry &p = tables_.client_api_hosts.entry(pi);
         bool p_had = !fresh;
         uint64_t p_old = p.last;
         if (fresh) {
@@ -547,12 +536,12 @@ struct AggImpl {
             p.prefix = cp;
             p.api_host_id = sid;
         }
-        advance(p, client_api_hosts_.cells(pi), u.now);
-        count_traffic(p, client_api_hosts_.cells(pi), u.d, u.conc);
+        advance(p, tables_.client_api_hosts.cells(pi), u.now);
+        count_traffic(p, tables_.client_api_hosts.cells(pi), u.d, u.conc);
         // find_or_add() may have evicted another pair of this API host:
         // its counters are already settled against a.last == now.
-        member_seen(api_hosts_.entry(u.api), api_hosts_.cells(u.api), u.api_fresh, p_had, p_old,
-                    u.now);
+        member_seen(tables_.api_hosts.entry(u.api), tables_.api_hosts.cells(u.api), u.api_fresh,
+                    p_had, p_old, u.now);
     }
 
     size_t expire(uint64_t now_in)
@@ -569,20 +558,20 @@ struct AggImpl {
             });
         };
         // Members before their groups, so that groups see them leave.
-        sweep(clients_, EntityKind::client);
-        sweep(client_api_hosts_, EntityKind::client_api_host);
-        sweep(subnets_, EntityKind::subnet);
-        sweep(cohort_entities_, EntityKind::cohort);
-        sweep(api_hosts_, EntityKind::api_host);  // never compacted: slots are ids
+        sweep(tables_.clients, EntityKind::client);
+        sweep(tables_.client_api_hosts, EntityKind::client_api_host);
+        sweep(tables_.subnets, EntityKind::subnet);
+        sweep(tables_.cohorts, EntityKind::cohort);
+        sweep(tables_.api_hosts, EntityKind::api_host);  // never compacted: slots are ids
         auto hasher = [this](const auto &e) { return hash_(e); };
-        if (clients_.sparse())
-            clients_.compact(hasher);
-        if (client_api_hosts_.sparse())
-            client_api_hosts_.compact(hasher);
-        if (subnets_.sparse())
-            subnets_.compact(hasher);
-        if (cohort_entities_.sparse())
-            cohort_entities_.compact(hasher);
+        if (tables_.clients.sparse())
+            tables_.clients.compact(hasher);
+        if (tables_.client_api_hosts.sparse())
+            tables_.client_api_hosts.compact(hasher);
+        if (tables_.subnets.sparse())
+            tables_.subnets.compact(hasher);
+        if (tables_.cohorts.sparse())
+            tables_.cohorts.compact(hasher);
         return n;
     }
 
@@ -623,12 +612,12 @@ struct AggImpl {
         for (uint64_t len : windows_ms())
             w.u64(len);
         w.u64(clock_);
-        save_table(w, api_hosts_);
-        save_table(w, cohort_entities_);
-        save_table(w, subnets_);
-        save_table(w, host_);
-        save_table(w, clients_);
-        save_table(w, client_api_hosts_);
+        save_table(w, tables_.api_hosts);
+        save_table(w, tables_.cohorts);
+        save_table(w, tables_.subnets);
+        save_table(w, tables_.host);
+        save_table(w, tables_.clients);
+        save_table(w, tables_.client_api_hosts);
     }
 
     // Reads one table written by save_table: read_header(StateReader &)
@@ -653,9 +642,9 @@ struct AggImpl {
                 throw Error("state: an entity is listed twice");
             uint32_t i = insert(t, k, h);
             if constexpr (std::is_same_v<E, ApiHostEntry>)
-                api_hosts_.add_extra_bytes(heap_bytes(e->name));
+                tables_.api_hosts.add_extra_bytes(heap_bytes(e->name));
             if constexpr (std::is_same_v<E, CohortEntry>)
-                cohort_entities_.add_extra_bytes(heap_bytes(e->label));
+                tables_.cohorts.add_extra_bytes(heap_bytes(e->label));
             t.entry(i) = std::move(*e);
             std::copy(cells.begin(), cells.end(), t.cells(i));
             after(i);
@@ -742,7 +731,7 @@ struct AggImpl {
     {
         uint32_t saved_id = 0;
         restore_table(
-            r, api_hosts_, EntityKind::api_host, 32,
+            r, tables_.api_hosts, EntityKind::api_host, 32,
             [&](StateReader &rd) -> std::optional<ApiHostEntry> {
                 ApiHostEntry e;
                 saved_id = rd.u32();
@@ -759,7 +748,7 @@ struct AggImpl {
     void restore_cohorts(StateReader &r, const SavedIds &ids)
     {
         restore_table(
-            r, cohort_entities_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
+            r, tables_.cohorts, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
             [&](StateReader &rd) -> std::optional<CohortEntry> {
                 CohortEntry e;
                 e.label = read_name(rd);
@@ -791,10 +780,10 @@ struct AggImpl {
         SavedIds ids;
         restore_api_hosts(r, ids);
         restore_cohorts(r, ids);
-        restore_plain(r, subnets_, EntityKind::subnet, ids);
-        restore_plain(r, host_, EntityKind::host, ids);
-        restore_plain(r, clients_, EntityKind::client, ids);
-        restore_plain(r, client_api_hosts_, EntityKind::client_api_host, ids);
+        restore_plain(r, tables_.subnets, EntityKind::subnet, ids);
+        restore_plain(r, tables_.host, EntityKind::host, ids);
+        restore_plain(r, tables_.clients, EntityKind::client, ids);
+        restore_plain(r, tables_.client_api_hosts, EntityKind::client_api_host, ids);
     }
 
     // --- reconfiguration ------------------------------------------------------
@@ -859,26 +848,27 @@ struct AggImpl {
                     tbl.cells(i)[w].members[0] = tbl.cells(i)[w].members[1] = 0;
             });
         };
-        zero(subnets_);
-        zero(cohort_entities_);
-        zero(host_);
-        zero(api_hosts_);
-        clients_.for_each_live([&](uint32_t i) {
-            const ClientEntry &c = clients_.entry(i);
+        zero(tables_.subnets);
+        zero(tables_.cohorts);
+        zero(tables_.host);
+        zero(tables_.api_hosts);
+        tables_.clients.for_each_live([&](uint32_t i) {
+            const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_count(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+                member_count(tables_.subnets.entry(g.subnet), tables_.subnets.cells(g.subnet),
+                             c.last);
             if (g.cohort != kNoSlot)
-                member_count(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
+                member_count(tables_.cohorts.entry(g.cohort), tables_.cohorts.cells(g.cohort),
                              c.last);
             if (g.host != kNoSlot)
-                member_count(host_.entry(0), host_.cells(0), c.last);
+                member_count(tables_.host.entry(0), tables_.host.cells(0), c.last);
         });
-        client_api_hosts_.for_each_live([&](uint32_t i) {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
+        tables_.client_api_hosts.for_each_live([&](uint32_t i) {
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_count(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
+                member_count(tables_.api_hosts.entry(a), tables_.api_hosts.cells(a), p.last);
         });
     }
 
@@ -891,12 +881,7 @@ struct AggImpl {
                     if (nc.windows_ms[i] == cfg_.windows_ms[j])
                         map[i] = static_cast<int>(j);
             size_t n = nc.windows_ms.size();
-            clients_.reshape(n, map);
-            subnets_.reshape(n, map);
-            api_hosts_.reshape(n, map);
-            client_api_hosts_.reshape(n, map);
-            cohort_entities_.reshape(n, map);
-            host_.reshape(n, map);
+            tables_.for_each_table([&](auto &t) { t.reshape(n, map); });
         }
         bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 ||
                          nc.client_prefix_v6 != cfg_.client_prefix_v6;
@@ -905,11 +890,11 @@ struct AggImpl {
         cfg_ = nc;
         longest_ = *std::max_element(cfg_.windows_ms.begin(), cfg_.windows_ms.end());
         if (client_px) {
-            rekey(clients_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
-            rekey(client_api_hosts_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(tables_.clients, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(tables_.client_api_hosts, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
         }
         if (subnet_px)
-            rekey(subnets_, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
+            rekey(tables_.subnets, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
         set_cohorts();
         for (size_t k = 0; k < kEntityKinds; k++)
             while (size(EntityKind(k)) > limit(EntityKind(k)))
@@ -920,28 +905,13 @@ struct AggImpl {
     // --- queries --------------------------------------------------------------
     size_t size(EntityKind k) const
     {
-        switch (k) {
-        case EntityKind::client: return clients_.size();
-        case EntityKind::subnet: return subnets_.size();
-        case EntityKind::api_host: return api_hosts_.size();
-        case EntityKind::client_api_host: return client_api_hosts_.size();
-        case EntityKind::cohort: return cohort_entities_.size();
-        case EntityKind::host: return host_.size();
-        }
-        return 0;
+        return tables_.visit(k, [](const auto &t) { return t.size(); });
     }
 
     size_t memory(EntityKind k) const
     {
-        switch (k) {
-        case EntityKind::client: return clients_.memory_bytes();
-        case EntityKind::subnet: return subnets_.memory_bytes();
-        case EntityKind::api_host: return api_hosts_.memory_bytes() + api_host_ids_.memory_bytes();
-        case EntityKind::client_api_host: return client_api_hosts_.memory_bytes();
-        case EntityKind::cohort: return cohort_entities_.memory_bytes();
-        case EntityKind::host: return host_.memory_bytes();
-        }
-        return 0;
+        size_t ids = k == EntityKind::api_host ? api_host_ids_.memory_bytes() : 0;
+        return ids + tables_.visit(k, [](const auto &t) { return t.memory_bytes(); });
     }
 
     size_t memory() const
@@ -990,18 +960,8 @@ struct AggImpl {
         if (w >= window_count())
             return {};
         uint64_t t = std::max(now, clock_);
-        switch (k) {
-        case EntityKind::client: return compute(clients_.entry(i), clients_.cells(i), w, t, est);
-        case EntityKind::subnet: return compute(subnets_.entry(i), subnets_.cells(i), w, t, est);
-        case EntityKind::api_host:
-            return compute(api_hosts_.entry(i), api_hosts_.cells(i), w, t, est);
-        case EntityKind::client_api_host:
-            return compute(client_api_hosts_.entry(i), client_api_hosts_.cells(i), w, t, est);
-        case EntityKind::cohort:
-            return compute(cohort_entities_.entry(i), cohort_entities_.cells(i), w, t, est);
-        case EntityKind::host: return compute(host_.entry(i), host_.cells(i), w, t, est);
-        }
-        return {};
+        return tables_.visit(
+            k, [&](const auto &tbl) { return compute(tbl.entry(i), tbl.cells(i), w, t, est); });
     }
 
     // When an entity of any kind was first and last seen, and its open flows.
@@ -1011,16 +971,10 @@ struct AggImpl {
     };
     Activity activity(EntityKind k, uint32_t i) const
     {
-        auto b = [](const auto &e) { return Activity{e.first, e.last, uint32_t(e.conc)}; };
-        switch (k) {
-        case EntityKind::client: return b(clients_.entry(i));
-        case EntityKind::subnet: return b(subnets_.entry(i));
-        case EntityKind::api_host: return b(api_hosts_.entry(i));
-        case EntityKind::client_api_host: return b(client_api_hosts_.entry(i));
-        case EntityKind::cohort: return b(cohort_entities_.entry(i));
-        case EntityKind::host: return b(host_.entry(i));
-        }
-        return {};
+        return tables_.visit(k, [&](const auto &t) {
+            const auto &e = t.entry(i);
+            return Activity{e.first, e.last, uint32_t(e.conc)};
+        });
     }
 
     EntityKey key_of(EntityKind k, uint32_t i) const
@@ -1028,24 +982,24 @@ struct AggImpl {
         EntityKey key;
         switch (k) {
         case EntityKind::client:
-            key.addr = clients_.entry(i).addr;
-            key.prefix = clients_.entry(i).prefix;
+            key.addr = tables_.clients.entry(i).addr;
+            key.prefix = tables_.clients.entry(i).prefix;
             break;
         case EntityKind::subnet:
-            key.addr = subnets_.entry(i).addr;
-            key.prefix = subnets_.entry(i).prefix;
+            key.addr = tables_.subnets.entry(i).addr;
+            key.prefix = tables_.subnets.entry(i).prefix;
             break;
         case EntityKind::client_api_host: {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
             key.addr = p.addr;
             key.prefix = p.prefix;
-            uint32_t a = api_host_ids_.slot(p.api_host_id, api_hosts_);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                key.name = api_hosts_.entry(a).name;  // empty once the API host is gone
+                key.name = tables_.api_hosts.entry(a).name;  // empty once the API host is gone
             break;
         }
-        case EntityKind::api_host: key.name = api_hosts_.entry(i).name; break;
-        case EntityKind::cohort: key.name = cohort_entities_.entry(i).label; break;
+        case EntityKind::api_host: key.name = tables_.api_hosts.entry(i).name; break;
+        case EntityKind::cohort: key.name = tables_.cohorts.entry(i).label; break;
         case EntityKind::host: break;
         }
         return key;
@@ -1055,7 +1009,7 @@ struct AggImpl {
     {
         switch (k) {
         case EntityKind::client:
-            return find_client(clients_, mask_addr(key.addr, key.prefix), key.prefix);
+            return find_client(tables_.clients, mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::subnet: return find_subnet(mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::api_host: return find_api_host(normalize_sni(key.name));
         case EntityKind::client_api_host: {
@@ -1066,7 +1020,7 @@ struct AggImpl {
                                         api_host_ids_.id(a));
         }
         case EntityKind::cohort: return find_cohort(key.name);
-        case EntityKind::host: return host_.live(0) ? 0 : kNoSlot;
+        case EntityKind::host: return tables_.host.live(0) ? 0 : kNoSlot;
         }
         return kNoSlot;
     }
@@ -1076,16 +1030,17 @@ struct AggImpl {
         std::vector<SniShare> out;
         auto collect = [&](const auto &top, uint64_t scale) {
             for (int j = 0; j < kTopK; j++) {
-                uint32_t a = api_host_ids_.slot(top.id[j], api_hosts_);
+                uint32_t a = api_host_ids_.slot(top.id[j], tables_.api_hosts);
                 if (a != kNoSlot)
-                    out.push_back({api_hosts_.entry(a).name, detail::load(top.w[j]) * scale});
+                    out.push_back(
+                        {tables_.api_hosts.entry(a).name, detail::load(top.w[j]) * scale});
             }
         };
         switch (k) {
-        case EntityKind::client: collect(clients_.entry(i).top, 1024); break;
-        case EntityKind::subnet: collect(subnets_.entry(i).top, 1); break;
-        case EntityKind::cohort: collect(cohort_entities_.entry(i).top, 1); break;
-        case EntityKind::host: collect(host_.entry(i).top, 1); break;
+        case EntityKind::client: collect(tables_.clients.entry(i).top, 1024); break;
+        case EntityKind::subnet: collect(tables_.subnets.entry(i).top, 1); break;
+        case EntityKind::cohort: collect(tables_.cohorts.entry(i).top, 1); break;
+        case EntityKind::host: collect(tables_.host.entry(i).top, 1); break;
         default: break;
         }
         std::stable_sort(out.begin(), out.end(), [](const SniShare &a, const SniShare &b) {
@@ -1097,14 +1052,7 @@ struct AggImpl {
     template <class F>
     void for_each_slot(EntityKind k, F &&f) const
     {
-        switch (k) {
-        case EntityKind::client: clients_.for_each_live(f); break;
-        case EntityKind::subnet: subnets_.for_each_live(f); break;
-        case EntityKind::api_host: api_hosts_.for_each_live(f); break;
-        case EntityKind::client_api_host: client_api_hosts_.for_each_live(f); break;
-        case EntityKind::cohort: cohort_entities_.for_each_live(f); break;
-        case EntityKind::host: host_.for_each_live(f); break;
-        }
+        tables_.visit(k, [&](const auto &t) { t.for_each_live(f); });
     }
 
     EntityRef ref(EntityKind k, uint32_t i) const { return EntityRef(this, k, i); }
