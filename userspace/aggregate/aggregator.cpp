@@ -3,13 +3,12 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <type_traits>
-#include <unordered_map>
 
 #include "aggregate/api_host_ids.h"
 #include "aggregate/entities.h"
 #include "aggregate/entity_hash.h"
+#include "aggregate/entity_state.h"
 #include "aggregate/entity_table.h"
 #include "aggregate/entity_tables.h"
 #include "aggregate/eviction.h"
@@ -28,9 +27,14 @@ using detail::EntityTable;
 using detail::EntityTables;
 using detail::EvictionSampler;
 using detail::HostEntry;
+using detail::kApiHostHeaderMin;
+using detail::kCohortHeaderMin;
 using detail::kHasTop;
 using detail::kNoSlot;
 using detail::kTopK;
+using detail::read_api_host_header;
+using detail::read_cohort_header;
+using detail::SavedIds;
 using detail::SubnetEntry;
 using detail::TopSnis;
 
@@ -576,32 +580,19 @@ struct AggImpl {
     }
 
     // --- state file -------------------------------------------------------------
-    // Every live entity with its cells, groups before their members (a
-    // member evicted while reading, past a lower limit, leaves its groups).
-    // Client, subnet, client x API host and host headers are plain bytes;
-    // API host ids (slot and generation) are re-mapped when read, since the
-    // slots differ.
+    // Every live entity, its header (entity_state.h) then its cells; groups
+    // before their members (a member evicted while reading, past a lower
+    // limit, leaves its groups).
     template <class E, class C>
     void save_table(StateWriter &w, const EntityTable<E, C> &t) const
     {
         w.u64(t.size());
         t.for_each_live([&](uint32_t i) {
             const E &e = t.entry(i);
-            if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                w.u32(api_host_ids_.id(i));
-                w.str(e.name);
-                w.u64(e.first);
-                w.u64(e.last);
-                w.u32(e.conc);
-            } else if constexpr (std::is_same_v<E, CohortEntry>) {
-                w.str(e.label);
-                w.pod(e.top);
-                w.u64(e.first);
-                w.u64(e.last);
-                w.u32(e.conc);
-            } else {
-                w.pod(e);
-            }
+            if constexpr (std::is_same_v<E, ApiHostEntry>)
+                write_header(w, e, api_host_ids_.id(i));
+            else
+                write_header(w, e);
             w.raw(t.cells(i), window_count() * sizeof(C));
         });
     }
@@ -650,72 +641,6 @@ struct AggImpl {
             after(i);
         }
     }
-    static bool same_key(const ClientEntry &a, const ClientEntry &b)
-    {
-        return a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const SubnetEntry &a, const SubnetEntry &b)
-    {
-        return a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const ClientApiHostEntry &a, const ClientApiHostEntry &b)
-    {
-        return a.api_host_id == b.api_host_id && a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const ApiHostEntry &a, const ApiHostEntry &b) { return a.name == b.name; }
-    static bool same_key(const CohortEntry &a, const CohortEntry &b) { return a.label == b.label; }
-    static bool same_key(const HostEntry &, const HostEntry &) { return true; }
-
-    // Saved API host id -> its id now (0 when it was left out).
-    struct SavedIds {
-        std::unordered_map<uint32_t, uint32_t> now;
-
-        uint32_t id(uint32_t saved) const
-        {
-            auto it = now.find(saved);
-            return it == now.end() ? 0 : it->second;
-        }
-        template <class W>
-        void remap(TopSnis<W> &top) const
-        {
-            for (int k = 0; k < kTopK; k++)
-                if ((top.id[k] = id(top.id[k])) == 0)
-                    top.w[k] = 0;
-        }
-    };
-
-    static std::string read_name(StateReader &r)
-    {
-        std::string n = r.str();
-        if (n.empty() || n.size() > kMaxSniBytes)
-            throw Error("state: an API host or cohort name is empty or too long");
-        return n;
-    }
-
-    // A header save_table wrote as plain bytes; nullopt when its API host
-    // was left out.
-    template <class E>
-    static std::optional<E> read_plain_header(StateReader &r, const SavedIds &ids)
-    {
-        E e = r.pod<E>();
-        // A damaged flag byte must not be read as a bool (undefined
-        // behaviour): look at its byte first.
-        if constexpr (requires { e.live; }) {
-            unsigned char flag;
-            std::memcpy(&flag, &e.live, 1);
-            if (flag > 1)
-                throw Error("state: an entity's live flag is neither 0 nor 1");
-        }
-        if constexpr (requires { e.prefix; })
-            if (e.prefix > 128)
-                throw Error("state: an entity's prefix is out of range");
-        if constexpr (requires { e.top; })
-            ids.remap(e.top);
-        if constexpr (requires { e.api_host_id; })
-            if ((e.api_host_id = ids.id(e.api_host_id)) == 0)
-                return std::nullopt;  // its API host was evicted above
-        return e;
-    }
 
     void restore_windows_and_clock(StateReader &r)
     {
@@ -731,16 +656,9 @@ struct AggImpl {
     {
         uint32_t saved_id = 0;
         restore_table(
-            r, tables_.api_hosts, EntityKind::api_host, 32,
+            r, tables_.api_hosts, EntityKind::api_host, kApiHostHeaderMin,
             [&](StateReader &rd) -> std::optional<ApiHostEntry> {
-                ApiHostEntry e;
-                saved_id = rd.u32();
-                e.name = read_name(rd);
-                e.first = rd.u64();
-                e.last = rd.u64();
-                e.conc = rd.u32();
-                e.live = true;
-                return e;
+                return read_api_host_header(rd, saved_id);
             },
             [&](uint32_t i) { ids.now[saved_id] = api_host_ids_.id(i); });
     }
@@ -748,17 +666,9 @@ struct AggImpl {
     void restore_cohorts(StateReader &r, const SavedIds &ids)
     {
         restore_table(
-            r, tables_.cohorts, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
+            r, tables_.cohorts, EntityKind::cohort, kCohortHeaderMin,
             [&](StateReader &rd) -> std::optional<CohortEntry> {
-                CohortEntry e;
-                e.label = read_name(rd);
-                e.top = rd.pod<TopSnis<uint64_t>>();
-                e.first = rd.u64();
-                e.last = rd.u64();
-                e.conc = rd.u32();
-                e.live = true;
-                ids.remap(e.top);
-                return e;
+                return read_cohort_header(rd, ids);
             },
             [](uint32_t) {});
     }
