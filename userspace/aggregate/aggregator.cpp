@@ -11,6 +11,7 @@
 #include "aggregate/entity_state.h"
 #include "aggregate/entity_table.h"
 #include "aggregate/entity_tables.h"
+#include "aggregate/entity_windows.h"
 #include "aggregate/eviction.h"
 #include "common/error.h"
 #include "common/state_codec.h"
@@ -164,92 +165,6 @@ struct AggImpl {
         return 1;
     }
 
-    // --- per-entity window updates --------------------------------------------
-    // Rolls the entity's buckets forward to now (its windows' current buckets).
-    template <class E, class C>
-    void advance(E &e, C *cells, uint64_t now)
-    {
-        if (now <= e.last)
-            return;
-        for (size_t w = 0; w < window_count(); w++)
-            roll(cells[w], e.last, now, windows_ms()[w], e.conc);
-        e.last = now;
-    }
-
-    // Adds the traffic (when d) and the flow opened or closed (conc_delta) to
-    // the current bucket of every window.
-    template <class E, class C>
-    void count_traffic(E &e, C *cells, const Traffic *d, int conc_delta)
-    {
-        if (conc_delta > 0)
-            detail::add(e.conc, 1);
-        else if (conc_delta < 0 && e.conc > 0)
-            e.conc--;
-        for (size_t w = 0; w < window_count(); w++) {
-            C &c = cells[w];
-            if (d) {
-                detail::add(c.out[0], d->bytes_out);
-                detail::add(c.in[0], d->bytes_in);
-                detail::add(c.flows[0], d->flows_opened);
-            }
-            if (conc_delta > 0 && detail::load(c.peak[0]) < e.conc)
-                detail::store(c.peak[0], e.conc);
-        }
-    }
-
-    // Distinct clients: a member (client, or client x API host for API hosts)
-    // is counted in the group's bucket holding its last activity. It was last
-    // active at `old` (had_old) and is active now; the group is at `now`.
-    // A member last active before the group was created (the group was
-    // evicted or is new) was not counted in it.
-    template <class G>
-    void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old,
-                     uint64_t now)
-    {
-        bool counted = had_old && !g_fresh && old >= g.first;
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w];
-            if (counted) {
-                uint64_t bo = old / len, bn = now / len;
-                if (bo == bn)
-                    continue;  // already counted in the current bucket
-                if (bo + 1 == bn && gc[w].members[1] > 0)
-                    gc[w].members[1]--;
-            }
-            detail::add(gc[w].members[0], 1);
-        }
-    }
-
-    // The member last active at m_last leaves (dropped or recounted).
-    template <class G>
-    void member_gone(const G &g, WideCell *gc, uint64_t m_last)
-    {
-        if (m_last < g.first)
-            return;
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
-            if (bm == bg && gc[w].members[0] > 0)
-                gc[w].members[0]--;
-            else if (bm + 1 == bg && gc[w].members[1] > 0)
-                gc[w].members[1]--;
-        }
-    }
-
-    template <class G>
-    void member_count(G &g, WideCell *gc, uint64_t m_last)
-    {
-        if (m_last < g.first)
-            return;
-        advance(g, gc, m_last);
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
-            if (bm == bg)
-                detail::add(gc[w].members[0], 1);
-            else if (bm + 1 == bg)
-                detail::add(gc[w].members[1], 1);
-        }
-    }
-
     // --- lookups --------------------------------------------------------------
     uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a,
                          uint8_t p) const
@@ -342,13 +257,13 @@ struct AggImpl {
             const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_gone(tables_.subnets.entry(g.subnet), tables_.subnets.cells(g.subnet),
-                            c.last);
+                member_gone(windows_ms(), tables_.subnets.entry(g.subnet),
+                            tables_.subnets.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_gone(tables_.cohorts.entry(g.cohort), tables_.cohorts.cells(g.cohort),
-                            c.last);
+                member_gone(windows_ms(), tables_.cohorts.entry(g.cohort),
+                            tables_.cohorts.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
-                member_gone(tables_.host.entry(0), tables_.host.cells(0), c.last);
+                member_gone(windows_ms(), tables_.host.entry(0), tables_.host.cells(0), c.last);
             tables_.clients.erase(i, hash_(c));
             break;
         }
@@ -356,7 +271,8 @@ struct AggImpl {
             const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
             uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_gone(tables_.api_hosts.entry(a), tables_.api_hosts.cells(a), p.last);
+                member_gone(windows_ms(), tables_.api_hosts.entry(a), tables_.api_hosts.cells(a),
+                            p.last);
             tables_.client_api_hosts.erase(i, hash_(p));
             break;
         }
@@ -462,8 +378,8 @@ struct AggImpl {
             u.client_had = true;
             u.client_old = c.last;
         }
-        advance(c, tables_.clients.cells(u.client), u.now);
-        count_traffic(c, tables_.clients.cells(u.client), u.d, u.conc);
+        advance(windows_ms(), c, tables_.clients.cells(u.client), u.now);
+        count_traffic(windows_ms(), c, tables_.clients.cells(u.client), u.d, u.conc);
         if (u.sni_id && u.d)
             c.top.add(u.sni_id, kib_up(u.d->bytes_out));
     }
@@ -480,12 +396,12 @@ struct AggImpl {
         E &g = tbl.entry(gi);
         if (g_fresh)
             init(g);
-        advance(g, tbl.cells(gi), u.now);
-        count_traffic(g, tbl.cells(gi), u.d, u.conc);
+        advance(windows_ms(), g, tbl.cells(gi), u.now);
+        count_traffic(windows_ms(), g, tbl.cells(gi), u.d, u.conc);
         if (u.sni_id && u.d)
             g.top.add(u.sni_id, u.d->bytes_out);
         if (u.client != kNoSlot)
-            member_seen(g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
+            member_seen(windows_ms(), g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
     }
 
     void touch_groups(const Update &u, const Addr16 &addr)
@@ -518,8 +434,8 @@ struct AggImpl {
     void touch_api_host(const Update &u)
     {
         ApiHostEntry &a = tables_.api_hosts.entry(u.api);
-        advance(a, tables_.api_hosts.cells(u.api), u.now);
-        count_traffic(a, tables_.api_hosts.cells(u.api), u.d, u.conc);
+        advance(windows_ms(), a, tables_.api_hosts.cells(u.api), u.now);
+        count_traffic(windows_ms(), a, tables_.api_hosts.cells(u.api), u.d, u.conc);
         bool fresh;
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
@@ -540,12 +456,12 @@ struct AggImpl {
             p.prefix = cp;
             p.api_host_id = sid;
         }
-        advance(p, tables_.client_api_hosts.cells(pi), u.now);
-        count_traffic(p, tables_.client_api_hosts.cells(pi), u.d, u.conc);
+        advance(windows_ms(), p, tables_.client_api_hosts.cells(pi), u.now);
+        count_traffic(windows_ms(), p, tables_.client_api_hosts.cells(pi), u.d, u.conc);
         // find_or_add() may have evicted another pair of this API host:
         // its counters are already settled against a.last == now.
-        member_seen(tables_.api_hosts.entry(u.api), tables_.api_hosts.cells(u.api), u.api_fresh,
-                    p_had, p_old, u.now);
+        member_seen(windows_ms(), tables_.api_hosts.entry(u.api), tables_.api_hosts.cells(u.api),
+                    u.api_fresh, p_had, p_old, u.now);
     }
 
     size_t expire(uint64_t now_in)
@@ -703,8 +619,8 @@ struct AggImpl {
         E &dst = t.entry(dst_i);
         E &src = t.entry(src_i);
         uint64_t at = std::max(dst.last, src.last);
-        advance(dst, t.cells(dst_i), at);
-        advance(src, t.cells(src_i), at);
+        advance(windows_ms(), dst, t.cells(dst_i), at);
+        advance(windows_ms(), src, t.cells(src_i), at);
         for (size_t w = 0; w < window_count(); w++)
             merge_into(t.cells(dst_i)[w], t.cells(src_i)[w]);
         dst.first = std::min(dst.first, src.first);
@@ -766,19 +682,20 @@ struct AggImpl {
             const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_count(tables_.subnets.entry(g.subnet), tables_.subnets.cells(g.subnet),
-                             c.last);
+                member_count(windows_ms(), tables_.subnets.entry(g.subnet),
+                             tables_.subnets.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_count(tables_.cohorts.entry(g.cohort), tables_.cohorts.cells(g.cohort),
-                             c.last);
+                member_count(windows_ms(), tables_.cohorts.entry(g.cohort),
+                             tables_.cohorts.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
-                member_count(tables_.host.entry(0), tables_.host.cells(0), c.last);
+                member_count(windows_ms(), tables_.host.entry(0), tables_.host.cells(0), c.last);
         });
         tables_.client_api_hosts.for_each_live([&](uint32_t i) {
             const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
             uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_count(tables_.api_hosts.entry(a), tables_.api_hosts.cells(a), p.last);
+                member_count(windows_ms(), tables_.api_hosts.entry(a), tables_.api_hosts.cells(a),
+                             p.last);
         });
     }
 
@@ -837,41 +754,14 @@ struct AggImpl {
         return n;
     }
 
-    template <class E, class C>
-    WindowValue compute(const E &e, const C *cells, size_t w, uint64_t t, Estimate est) const
-    {
-        uint64_t len = windows_ms()[w];
-        BucketPair p = view(cells[w], e.last, t, len, e.conc);
-        auto pick = [&](uint64_t cur, uint64_t prev) {
-            switch (est) {
-            case Estimate::lower: return cur;
-            case Estimate::upper: return sat_add(cur, prev);
-            case Estimate::sliding: break;
-            }
-            return sliding_estimate(cur, prev, t, len);
-        };
-        auto clamp32 = [](uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : uint32_t(v); };
-        WindowValue v;
-        v.bytes_out = pick(p.out[0], p.out[1]);
-        v.bytes_in = pick(p.in[0], p.in[1]);
-        v.tls_flows = pick(p.flows[0], p.flows[1]);
-        bool window_is_bucket = t % len == len - 1;
-        uint64_t peak = p.peak[0];
-        if (est == Estimate::upper || (est == Estimate::sliding && !window_is_bucket))
-            peak = std::max(peak, p.peak[1]);
-        v.peak_concurrent = clamp32(peak);
-        if constexpr (kHasMembers<C>)
-            v.distinct_clients = clamp32(pick(p.members[0], p.members[1]));
-        return v;
-    }
-
     WindowValue value(EntityKind k, uint32_t i, size_t w, uint64_t now, Estimate est) const
     {
         if (w >= window_count())
             return {};
         uint64_t t = std::max(now, clock_);
-        return tables_.visit(
-            k, [&](const auto &tbl) { return compute(tbl.entry(i), tbl.cells(i), w, t, est); });
+        return tables_.visit(k, [&](const auto &tbl) {
+            return window_value(windows_ms(), tbl.entry(i), tbl.cells(i), w, t, est);
+        });
     }
 
     // When an entity of any kind was first and last seen, and its open flows.
