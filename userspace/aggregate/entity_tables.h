@@ -25,8 +25,7 @@ struct EntityTables {
     explicit EntityTables(size_t windows)
         : clients(windows, 10), subnets(windows, 10), api_hosts(windows, 8),
           client_api_hosts(windows, 10), cohorts(windows, 4), host(windows, 0)
-    {
-    }
+    {}
 
     // f(the table of kind k); every kind's f must return the same type.
     template <class F>

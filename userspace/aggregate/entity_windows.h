@@ -28,7 +28,8 @@ void advance(const std::vector<uint64_t> &windows, E &e, C *cells, uint64_t now)
 // Adds the traffic (when d) and the flow opened or closed (conc_delta) to
 // the current bucket of every window.
 template <class E, class C>
-void count_traffic(const std::vector<uint64_t> &windows, E &e, C *cells, const Traffic *d, int conc_delta)
+void count_traffic(const std::vector<uint64_t> &windows, E &e, C *cells, const Traffic *d,
+                   int conc_delta)
 {
     if (conc_delta > 0)
         detail::add(e.conc, 1);
@@ -52,8 +53,8 @@ void count_traffic(const std::vector<uint64_t> &windows, E &e, C *cells, const T
 // A member last active before the group was created (the group was
 // evicted or is new) was not counted in it.
 template <class G>
-void member_seen(const std::vector<uint64_t> &windows, const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old,
-                 uint64_t now)
+void member_seen(const std::vector<uint64_t> &windows, const G &g, WideCell *gc, bool g_fresh,
+                 bool had_old, uint64_t old, uint64_t now)
 {
     bool counted = had_old && !g_fresh && old >= g.first;
     for (size_t w = 0; w < windows.size(); w++) {
@@ -100,10 +101,10 @@ void member_count(const std::vector<uint64_t> &windows, G &g, WideCell *gc, uint
     }
 }
 
-
 // The entity's value over window w at time t.
 template <class E, class C>
-WindowValue window_value(const std::vector<uint64_t> &windows, const E &e, const C *cells, size_t w, uint64_t t, Estimate est)
+WindowValue window_value(const std::vector<uint64_t> &windows, const E &e, const C *cells, size_t w,
+                         uint64_t t, Estimate est)
 {
     uint64_t len = windows[w];
     BucketPair p = view(cells[w], e.last, t, len, e.conc);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <set>
 
@@ -783,23 +784,40 @@ void read_json_output(const toml::table &t, Reader &r, output::OutputConfig &o)
         r.error(t, "path: \"-\" for standard output or a file path");
 }
 
+// The key's value named by its string, out of names; an issue listing the
+// names when it is another. Returns the string (fallback when absent).
+template <class T>
+std::string read_choice(const toml::table &t, Reader &r, const char *key, std::string fallback,
+                        std::initializer_list<std::pair<std::string_view, T>> names, T &out)
+{
+    std::string s = std::move(fallback);
+    if (auto *n = t.get(key); n && r.string(*n, key, s)) {
+        auto it = std::find_if(names.begin(), names.end(), [&](auto &p) { return p.first == s; });
+        if (it != names.end()) {
+            out = it->second;
+        } else {
+            std::string list;
+            for (size_t i = 0; i < names.size(); i++)
+                list += (i == 0                  ? ""
+                         : i + 1 == names.size() ? " or "
+                                                 : ", ") +
+                        std::string(names.begin()[i].first);
+            r.error(*n, std::string(key) + ": expected " + list);
+        }
+    }
+    return s;
+}
+
 // Returns the transport's name as written (unix when absent).
 std::string read_syslog_transport(const toml::table &t, Reader &r, output::OutputConfig &o)
 {
-    std::string tr = "unix";
-    if (auto *n = t.get("transport"); n && r.string(*n, "transport", tr)) {
-        if (tr == "unix")
-            o.transport = output::Transport::unix_socket;
-        else if (tr == "udp")
-            o.transport = output::Transport::udp;
-        else if (tr == "tcp")
-            o.transport = output::Transport::tcp;
-        else if (tr == "tls")
-            o.transport = output::Transport::tls;
-        else
-            r.error(*n, "transport: expected unix, udp, tcp or tls");
-    }
-    return tr;
+    using output::Transport;
+    return read_choice<Transport>(t, r, "transport", "unix",
+                                  {{"unix", Transport::unix_socket},
+                                   {"udp", Transport::udp},
+                                   {"tcp", Transport::tcp},
+                                   {"tls", Transport::tls}},
+                                  o.transport);
 }
 
 // A socket path for unix, host:port for the network transports.
@@ -831,19 +849,13 @@ void read_syslog_address(const toml::table &t, Reader &r, output::OutputConfig &
 
 void read_syslog_format(const toml::table &t, Reader &r, output::OutputConfig &o)
 {
-    std::string fmt = "rfc5424";
-    if (auto *n = t.get("format"); n && r.string(*n, "format", fmt)) {
-        if (fmt == "rfc5424")
-            o.format = output::Format::rfc5424;
-        else if (fmt == "rfc5424-json")
-            o.format = output::Format::rfc5424_json;
-        else if (fmt == "cef")
-            o.format = output::Format::cef;
-        else if (fmt == "rfc3164")
-            o.format = output::Format::rfc3164;
-        else
-            r.error(*n, "format: expected rfc5424, rfc5424-json, cef or rfc3164");
-    }
+    using output::Format;
+    read_choice<Format>(t, r, "format", "rfc5424",
+                        {{"rfc5424", Format::rfc5424},
+                         {"rfc5424-json", Format::rfc5424_json},
+                         {"cef", Format::cef},
+                         {"rfc3164", Format::rfc3164}},
+                        o.format);
 }
 
 // facility and app_name: who the syslog header says sent the alert.

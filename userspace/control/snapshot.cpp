@@ -534,14 +534,22 @@ void write_maps(Writer &w, const MetricsSnapshot &m)
     w.sample(m.client_capacity, l("map", "clients"));
 }
 
+// A writer of families with one sample per item: labels(index, item) names
+// the sample, get(item) gives its value.
+template <class T, class Labels>
+auto family_per(Writer &w, const std::vector<T> &items, Labels labels)
+{
+    return [&w, &items, labels](const char *name, const char *type, const char *help, auto get) {
+        w.family(name, type, help);
+        for (size_t i = 0; i < items.size(); i++)
+            w.sample(uint64_t(get(items[i])), labels(i, items[i]));
+    };
+}
+
 void write_aggregate(Writer &w, const MetricsSnapshot &m)
 {
-    auto per_kind = [&](const char *name, const char *type, const char *help, auto get) {
-        w.family(name, type, help);
-        for (auto &k : m.kinds)
-            w.sample(uint64_t(get(k)), l("kind", k.name));
-    };
     using K = MetricsSnapshot::Kind;
+    auto per_kind = family_per(w, m.kinds, [](size_t, const K &k) { return l("kind", k.name); });
     per_kind("aggregate_entities", "gauge", "Entities aggregated, by kind.",
              [](const K &k) { return k.entities; });
     per_kind("aggregate_entity_limit", "gauge", "Entity limit by kind (eviction past it).",
@@ -573,13 +581,10 @@ void write_harvest_and_detect(Writer &w, const MetricsSnapshot &m)
 
 void write_outputs(Writer &w, const MetricsSnapshot &m)
 {
-    auto per_output = [&](const char *name, const char *type, const char *help, auto get) {
-        w.family(name, type, help);
-        for (size_t i = 0; i < m.outputs.size(); i++)
-            w.sample(uint64_t(get(m.outputs[i])),
-                     l("output", std::to_string(i)) + "," + l("type", m.outputs[i].type));
-    };
     using O = MetricsSnapshot::Out;
+    auto per_output = family_per(w, m.outputs, [](size_t i, const O &o) {
+        return l("output", std::to_string(i)) + "," + l("type", o.type);
+    });
     per_output("output_spool_depth", "gauge", "Alerts waiting in the output's spool.",
                [](const O &o) { return o.spooled; });
     per_output("output_sent_total", "counter", "Alerts delivered.",
