@@ -335,7 +335,8 @@ TEST_CASE("reconfigure keeps counters of windows that stay", "[aggregate]")
     agg.add_traffic(1000, A("10.0.0.2"), "", out(1));
     AggConfig cfg;
     cfg.windows_ms = {kDay, 5 * kMin, kMin};  // 24h and 1m stay (moved), 5m is new
-    REQUIRE(agg.reconfigure(cfg));
+    std::string why;
+    REQUIRE(agg.reconfigure(cfg, why));
     REQUIRE(agg.windows() == 3);
     CHECK(agg.window_ms(0) == kDay);
     CHECK(agg.value(EntityKind::client, key, 0, 1000).bytes_out == 100);
@@ -368,7 +369,8 @@ TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start
     cfg.client_prefix_v6 = 48;
     cfg.subnet_prefix_v4 = 16;
     cfg.subnet_prefix_v6 = 32;
-    REQUIRE(agg.reconfigure(cfg));
+    std::string why;
+    REQUIRE(agg.reconfigure(cfg, why));
     CHECK(agg.size(EntityKind::client) == 2);
     auto k4 = agg.client_key(v4(0x0a000077));
     CHECK(format_key(EntityKind::client, k4) == "10.0.0.0/24");
@@ -390,7 +392,7 @@ TEST_CASE("reconfigure to shorter prefixes merges entities and longer ones start
     // Back to longer prefixes: old entities keep their keys; new traffic
     // creates /32 clients and /24 subnets next to them.
     AggConfig dflt;
-    REQUIRE(agg.reconfigure(dflt));
+    REQUIRE(agg.reconfigure(dflt, why));
     agg.add_traffic(2000, v4(0x0a000001), "", out(5));
     CHECK(agg.size(EntityKind::client) == 3);
     CHECK(agg.value(EntityKind::client, agg.client_key(v4(0x0a000001)), 0, 2000).bytes_out == 5);
@@ -415,7 +417,8 @@ TEST_CASE("reconfigure changes cohorts and limits and rejects bad configurations
     AggConfig next = cfg;
     next.cohorts = parse_cohorts("10.0.0.0/29 corp\n10.0.0.8/29 lab\n", "n").rules;
     next.max_clients = 6;
-    REQUIRE(agg.reconfigure(next));
+    std::string why;
+    REQUIRE(agg.reconfigure(next, why));
     CHECK(agg.size(EntityKind::client) == 6);
     CHECK(agg.evictions(EntityKind::client) == 4);
     auto corp = agg.value(EntityKind::cohort, agg.cohort_key("corp"), 0, 1010);
@@ -430,8 +433,7 @@ TEST_CASE("reconfigure changes cohorts and limits and rejects bad configurations
     AggConfig bad = next;
     bad.subnet_prefix_v4 = 31;
     bad.client_prefix_v4 = 30;
-    std::string why;
-    CHECK_FALSE(agg.reconfigure(bad, &why));
+    CHECK_FALSE(agg.reconfigure(bad, why));
     CHECK(why == "IPv4 subnet prefix /31 is longer than the client prefix /30");
     CHECK(agg.config().client_prefix_v4 == 32);
     CHECK(agg.size(EntityKind::client) == 6);
@@ -510,7 +512,8 @@ TEST_CASE("Incremental distinct counts equal a full recount under churn", "[aggr
                 agg.expire(t);
         }
         auto before = snapshot(t);
-        REQUIRE(agg.reconfigure(cfg));
+        std::string why;
+        REQUIRE(agg.reconfigure(cfg, why));
         auto after = snapshot(t);
         INFO("round " << round);
         REQUIRE(before == after);
@@ -568,7 +571,8 @@ TEST_CASE("Random reconfiguration conserves totals in a window that stays", "[ag
             total += b;
             with_sni += sni.empty() ? 0 : b;
         }
-        REQUIRE(agg.reconfigure(cfgs[rng() % cfgs.size()]));
+        std::string why;
+        REQUIRE(agg.reconfigure(cfgs[rng() % cfgs.size()], why));
         INFO("round " << round);
         REQUIRE(sum(EntityKind::host) == total);
         REQUIRE(sum(EntityKind::client) == total);

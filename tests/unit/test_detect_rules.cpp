@@ -274,7 +274,8 @@ TEST_CASE("Allow list: counted but never alerted", "[detect]")
     c.rules.push_back(
         make_rule("subnet", agg::EntityKind::subnet, Metric::bytes_out, 10 * kMin, 1000));
     AllowEntry e;
-    e.cidr = agg::parse_cidr("198.51.100.0/24");
+    std::string why;
+    e.cidr = agg::parse_cidr("198.51.100.0/24", why);
     c.allow.push_back(e);
     Detector d(c);
     uint64_t t = 1'200'000;
@@ -445,7 +446,8 @@ TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones
     REQUIRE(r.size() == 2);
     c.rules.pop_back();
     c.rules[0].threshold = 2000;  // a new threshold: the alert carries on
-    REQUIRE(d.reconfigure(c));
+    std::string why;
+    REQUIRE(d.reconfigure(c, why));
     r = eval(d, a, t + 1000);
     REQUIRE(r.size() == 1);
     CHECK(r[0].rule == "other");
@@ -453,8 +455,7 @@ TEST_CASE("Reconfigure keeps open alerts of kept rules and resolves dropped ones
     // An invalid configuration changes nothing.
     DetectConfig bad = c;
     bad.rules.push_back(bad.rules[0]);
-    std::string why;
-    CHECK_FALSE(d.reconfigure(bad, &why));
+    CHECK_FALSE(d.reconfigure(bad, why));
     CHECK(why.find("same name") != std::string::npos);
     CHECK(eval(d, a, t + 2000).empty());
 }
@@ -473,7 +474,8 @@ TEST_CASE("Reconfigure: an open alert's live view and later records carry the ne
     // Lowered, the condition still holds: the live view says so at once,
     // and so does the next update.
     c.rules[0].threshold = 2000;
-    REQUIRE(d.reconfigure(c));
+    std::string why;
+    REQUIRE(d.reconfigure(c, why));
     REQUIRE(d.open_alerts().size() == 1);
     CHECK(d.open_alerts()[0].threshold == 2000);
     auto r = eval(d, a, t + 5 * kMin);
@@ -483,7 +485,7 @@ TEST_CASE("Reconfigure: an open alert's live view and later records carry the ne
 
     // Raised above the value: the alert resolves, against the new threshold.
     c.rules[0].threshold = 1'000'000;
-    REQUIRE(d.reconfigure(c));
+    REQUIRE(d.reconfigure(c, why));
     REQUIRE(d.open_alerts().size() == 1);
     CHECK(d.open_alerts()[0].threshold == 1'000'000);
     CHECK(eval(d, a, t + 5 * kMin + 1000).empty());
@@ -513,7 +515,7 @@ TEST_CASE("Reconfigure: an open alert's live view and later records carry the ne
     REQUIRE(r[0].baseline);
     CHECK(r[0].threshold == Approx(5 * *r[0].baseline));
     b.rules[0].baseline->factor = 6.0;
-    REQUIRE(db.reconfigure(b));
+    REQUIRE(db.reconfigure(b, why));
     REQUIRE(db.open_alerts().size() == 1);
     CHECK(db.open_alerts()[0].threshold == Approx(6 * *r[0].baseline));
 }

@@ -3,77 +3,43 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
-#include <random>
 #include <type_traits>
-#include <unordered_map>
 
+#include "aggregate/api_host_ids.h"
 #include "aggregate/entities.h"
+#include "aggregate/entity_hash.h"
+#include "aggregate/entity_state.h"
 #include "aggregate/entity_table.h"
+#include "aggregate/entity_tables.h"
+#include "aggregate/entity_windows.h"
+#include "aggregate/eviction.h"
 #include "common/error.h"
 #include "common/state_codec.h"
 
 namespace exf::agg {
 
 using detail::ApiHostEntry;
+using detail::ApiHostIds;
 using detail::ClientApiHostEntry;
 using detail::ClientEntry;
 using detail::CohortEntry;
+using detail::EntityHasher;
 using detail::EntityTable;
+using detail::EntityTables;
+using detail::EvictionSampler;
 using detail::HostEntry;
+using detail::kApiHostHeaderMin;
+using detail::kCohortHeaderMin;
 using detail::kHasTop;
 using detail::kNoSlot;
 using detail::kTopK;
-using detail::mix64;
+using detail::read_api_host_header;
+using detail::read_cohort_header;
+using detail::SavedIds;
 using detail::SubnetEntry;
 using detail::TopSnis;
 
 namespace {
-
-// API host ids: slot in the low 20 bits, a generation (1..4095) above, so an id
-// held by a client or a client x API host entity goes stale when its API host
-// is dropped and the slot reused. 0 is "none".
-constexpr uint32_t kSniSlotBits = 20;
-constexpr uint32_t kSniSlotMask = (1u << kSniSlotBits) - 1;
-constexpr uint32_t kMaxGen = 4095;
-static_assert(kMaxApiHosts.hi <= (1u << kSniSlotBits), "an API host's slot must fit its id");
-constexpr int kEvictSample = 8;
-
-uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
-}
-
-// Keyed with a per-aggregator random seed: clients choose their addresses
-// (and SNIs), so index collisions must not be predictable.
-uint64_t hash_addr(uint64_t seed, const Addr16 &a, uint8_t prefix, uint32_t extra = 0)
-{
-    uint64_t h = mix64(seed ^ load64(a.data()) ^
-                       (((uint64_t(prefix) << 32) | extra) * 0x9e3779b97f4a7c15ull));
-    return mix64(h ^ load64(a.data() + 8));
-}
-
-uint64_t hash_str(uint64_t seed, std::string_view s)
-{
-    uint64_t h = seed ^ (s.size() * 0x9e3779b97f4a7c15ull);
-    size_t i = 0;
-    for (; i + 8 <= s.size(); i += 8)
-        h = mix64(h ^ load64(reinterpret_cast<const uint8_t *>(s.data()) + i));
-    uint64_t tail = 0;
-    std::memcpy(&tail, s.data() + i, s.size() - i);
-    return mix64(h ^ tail ^ 0xff51afd7ed558ccdull);
-}
-
-uint64_t key_hash(uint64_t seed, const ClientEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const SubnetEntry &e) { return hash_addr(seed, e.addr, e.prefix); }
-uint64_t key_hash(uint64_t seed, const ClientApiHostEntry &e)
-{
-    return hash_addr(seed, e.addr, e.prefix, e.api_host_id);
-}
-uint64_t key_hash(uint64_t seed, const ApiHostEntry &e) { return hash_str(seed, e.name); }
-uint64_t key_hash(uint64_t seed, const CohortEntry &e) { return hash_str(seed, e.label); }
 
 // Heap bytes of a string (0 when it fits the small-string buffer).
 int64_t heap_bytes(const std::string &s)
@@ -147,26 +113,16 @@ struct AggImpl {
     uint64_t longest_ = 0;
     CohortMatcher cohort_matcher_;
     std::vector<uint64_t> cohort_hash_;  // per cohort label index
-    EntityTable<ClientEntry, CompactCell> clients_;
-    EntityTable<SubnetEntry, WideCell> subnets_;
-    EntityTable<ApiHostEntry, WideCell> api_hosts_;
-    EntityTable<ClientApiHostEntry, CompactCell> client_api_hosts_;
-    EntityTable<CohortEntry, WideCell> cohort_entities_;
-    EntityTable<HostEntry, WideCell> host_;
-    std::vector<uint16_t> sni_gen_;  // per API host slot
+    EntityTables tables_;
+    ApiHostIds api_host_ids_;
     uint64_t clock_ = 0;
-    uint64_t rng_ = 0x853c49e6748fea9bull;  // eviction sampling (deterministic)
-    uint64_t seed_;                         // hashing (random per aggregator)
+    EvictionSampler eviction_;
+    EntityHasher hash_;
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
 
-    explicit AggImpl(const AggConfig &c)
-        : cfg_(c), clients_(c.windows_ms.size(), 10), subnets_(c.windows_ms.size(), 10),
-          api_hosts_(c.windows_ms.size(), 8), client_api_hosts_(c.windows_ms.size(), 10),
-          cohort_entities_(c.windows_ms.size(), 4), host_(c.windows_ms.size(), 0)
+    explicit AggImpl(const AggConfig &c) : cfg_(c), tables_(c.windows_ms.size())
     {
-        std::random_device rd;
-        seed_ = (uint64_t(rd()) << 32) ^ rd();
         longest_ = *std::max_element(c.windows_ms.begin(), c.windows_ms.end());
         set_cohorts();
     }
@@ -179,7 +135,7 @@ struct AggImpl {
         cohort_matcher_ = CohortMatcher(cfg_.cohorts);
         cohort_hash_.clear();
         for (uint32_t i = 0; i < cohort_matcher_.labels(); i++)
-            cohort_hash_.push_back(hash_str(seed_, cohort_matcher_.label(i)));
+            cohort_hash_.push_back(hash_.str(cohort_matcher_.label(i)));
         cohort_hash_.shrink_to_fit();
     }
 
@@ -188,14 +144,6 @@ struct AggImpl {
         if (now > clock_)
             clock_ = now;
         return clock_;
-    }
-
-    uint64_t rand()
-    {
-        rng_ ^= rng_ << 13;
-        rng_ ^= rng_ >> 7;
-        rng_ ^= rng_ << 17;
-        return rng_;
     }
 
     uint8_t client_prefix(const Addr16 &a) const { return cfg_.client_prefix(a); }
@@ -217,136 +165,37 @@ struct AggImpl {
         return 1;
     }
 
-    // --- API host ids -------------------------------------------------------
-    uint32_t sni_id(uint32_t slot) const
-    {
-        return (uint32_t(sni_gen_[slot]) << kSniSlotBits) | slot;
-    }
-    uint32_t resolve_sni(uint32_t id) const
-    {
-        uint32_t slot = id & kSniSlotMask;
-        if (id == 0 || !api_hosts_.live(slot) || sni_gen_[slot] != (id >> kSniSlotBits))
-            return kNoSlot;
-        return slot;
-    }
-
-    // --- per-entity window updates --------------------------------------------
-    // Rolls the entity's buckets forward to now (its windows' current buckets).
-    template <class E, class C>
-    void advance(E &e, C *cells, uint64_t now)
-    {
-        if (now <= e.last)
-            return;
-        for (size_t w = 0; w < window_count(); w++)
-            roll(cells[w], e.last, now, windows_ms()[w], e.conc);
-        e.last = now;
-    }
-
-    // Adds the traffic (when d) and the flow opened or closed (conc_delta) to
-    // the current bucket of every window.
-    template <class E, class C>
-    void count_traffic(E &e, C *cells, const Traffic *d, int conc_delta)
-    {
-        if (conc_delta > 0)
-            detail::add(e.conc, 1);
-        else if (conc_delta < 0 && e.conc > 0)
-            e.conc--;
-        for (size_t w = 0; w < window_count(); w++) {
-            C &c = cells[w];
-            if (d) {
-                detail::add(c.out[0], d->bytes_out);
-                detail::add(c.in[0], d->bytes_in);
-                detail::add(c.flows[0], d->flows_opened);
-            }
-            if (conc_delta > 0 && detail::load(c.peak[0]) < e.conc)
-                detail::store(c.peak[0], e.conc);
-        }
-    }
-
-    // Distinct clients: a member (client, or client x API host for API hosts)
-    // is counted in the group's bucket holding its last activity. It was last
-    // active at `old` (had_old) and is active now; the group is at `now`.
-    // A member last active before the group was created (the group was
-    // evicted or is new) was not counted in it.
-    template <class G>
-    void member_seen(const G &g, WideCell *gc, bool g_fresh, bool had_old, uint64_t old,
-                     uint64_t now)
-    {
-        bool counted = had_old && !g_fresh && old >= g.first;
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w];
-            if (counted) {
-                uint64_t bo = old / len, bn = now / len;
-                if (bo == bn)
-                    continue;  // already counted in the current bucket
-                if (bo + 1 == bn && gc[w].members[1] > 0)
-                    gc[w].members[1]--;
-            }
-            detail::add(gc[w].members[0], 1);
-        }
-    }
-
-    // The member last active at m_last leaves (dropped or recounted).
-    template <class G>
-    void member_gone(const G &g, WideCell *gc, uint64_t m_last)
-    {
-        if (m_last < g.first)
-            return;
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
-            if (bm == bg && gc[w].members[0] > 0)
-                gc[w].members[0]--;
-            else if (bm + 1 == bg && gc[w].members[1] > 0)
-                gc[w].members[1]--;
-        }
-    }
-
-    template <class G>
-    void member_count(G &g, WideCell *gc, uint64_t m_last)
-    {
-        if (m_last < g.first)
-            return;
-        advance(g, gc, m_last);
-        for (size_t w = 0; w < window_count(); w++) {
-            uint64_t len = windows_ms()[w], bm = m_last / len, bg = g.last / len;
-            if (bm == bg)
-                detail::add(gc[w].members[0], 1);
-            else if (bm + 1 == bg)
-                detail::add(gc[w].members[1], 1);
-        }
-    }
-
     // --- lookups --------------------------------------------------------------
     uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a,
                          uint8_t p) const
     {
-        return t.find(hash_addr(seed_, a, p),
+        return t.find(hash_.addr(a, p),
                       [&](const ClientEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_subnet(const Addr16 &a, uint8_t p) const
     {
-        return subnets_.find(hash_addr(seed_, a, p),
-                             [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
+        return tables_.subnets.find(
+            hash_.addr(a, p), [&](const SubnetEntry &e) { return e.prefix == p && e.addr == a; });
     }
     uint32_t find_client_api_host(const Addr16 &a, uint8_t p, uint32_t sni) const
     {
-        return client_api_hosts_.find(
-            hash_addr(seed_, a, p, sni), [&](const ClientApiHostEntry &e) {
+        return tables_.client_api_hosts.find(
+            hash_.addr(a, p, sni), [&](const ClientApiHostEntry &e) {
                 return e.api_host_id == sni && e.prefix == p && e.addr == a;
             });
     }
     uint32_t find_api_host(std::string_view name) const
     {
-        return api_hosts_.find(hash_str(seed_, name),
-                               [&](const ApiHostEntry &e) { return e.name == name; });
+        return tables_.api_hosts.find(hash_.str(name),
+                                      [&](const ApiHostEntry &e) { return e.name == name; });
     }
     uint32_t find_cohort(std::string_view label, uint64_t h) const
     {
-        return cohort_entities_.find(h, [&](const CohortEntry &e) { return e.label == label; });
+        return tables_.cohorts.find(h, [&](const CohortEntry &e) { return e.label == label; });
     }
     uint32_t find_cohort(std::string_view label) const
     {
-        return find_cohort(label, hash_str(seed_, label));
+        return find_cohort(label, hash_.str(label));
     }
 
     // Groups of a client entity (kNoSlot when absent).
@@ -360,7 +209,7 @@ struct AggImpl {
         g.subnet = find_subnet(mask_addr(c.addr, sp), sp);
         if (auto l = cohort_matcher_.match(c.addr))
             g.cohort = find_cohort(cohort_matcher_.label(*l), cohort_hash_[*l]);
-        g.host = host_.live(0) ? 0 : kNoSlot;
+        g.host = tables_.host.live(0) ? 0 : kNoSlot;
         return g;
     }
 
@@ -375,37 +224,29 @@ struct AggImpl {
         uint32_t i = t.find(h, eq);
         if (i != kNoSlot || !create)
             return i;
-        while (t.size() >= limit(k) && t.size() > 0)
-            evict_one(t, k);
-        i = t.insert(h);
-        if constexpr (std::is_same_v<E, ApiHostEntry>) {
-            if (sni_gen_.size() <= i)
-                sni_gen_.resize(i + 1, 1);
-        }
+        i = insert(t, k, h);
         E &e = t.entry(i);
         e.first = e.last = now;
         fresh = true;
         return i;
     }
 
+    // A slot for a new entity, evicting one first when the kind is at its limit.
+    template <class E, class C>
+    uint32_t insert(EntityTable<E, C> &t, EntityKind k, uint64_t h)
+    {
+        while (t.size() >= limit(k) && t.size() > 0)
+            evict_one(t, k);
+        uint32_t i = t.insert(h);
+        if constexpr (std::is_same_v<E, ApiHostEntry>)
+            api_host_ids_.used(i);
+        return i;
+    }
+
     template <class E, class C>
     void evict_one(EntityTable<E, C> &t, EntityKind k)
     {
-        uint32_t best = kNoSlot, hw = t.high_water();
-        int found = 0;
-        for (int tries = 0; tries < 8 * kEvictSample && found < kEvictSample; tries++) {
-            uint32_t i = static_cast<uint32_t>(rand() % hw);
-            if (!t.live(i))
-                continue;
-            found++;
-            if (best == kNoSlot || t.entry(i).last < t.entry(best).last)
-                best = i;
-        }
-        if (best == kNoSlot)
-            for (uint32_t i = 0; i < hw && best == kNoSlot; i++)
-                if (t.live(i))
-                    best = i;
-        drop(k, best);
+        drop(k, eviction_.victim(t));
         evicted_[size_t(k)]++;
     }
 
@@ -413,54 +254,49 @@ struct AggImpl {
     {
         switch (k) {
         case EntityKind::client: {
-            const ClientEntry &c = clients_.entry(i);
+            const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_gone(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+                member_gone(windows_ms(), tables_.subnets.entry(g.subnet),
+                            tables_.subnets.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_gone(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
-                            c.last);
+                member_gone(windows_ms(), tables_.cohorts.entry(g.cohort),
+                            tables_.cohorts.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
-                member_gone(host_.entry(0), host_.cells(0), c.last);
-            clients_.erase(i, key_hash(seed_, c));
+                member_gone(windows_ms(), tables_.host.entry(0), tables_.host.cells(0), c.last);
+            tables_.clients.erase(i, hash_(c));
             break;
         }
         case EntityKind::client_api_host: {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = resolve_sni(p.api_host_id);
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_gone(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
-            client_api_hosts_.erase(i, key_hash(seed_, p));
+                member_gone(windows_ms(), tables_.api_hosts.entry(a), tables_.api_hosts.cells(a),
+                            p.last);
+            tables_.client_api_hosts.erase(i, hash_(p));
             break;
         }
         case EntityKind::api_host: {
-            const ApiHostEntry &a = api_hosts_.entry(i);
-            api_hosts_.add_extra_bytes(-heap_bytes(a.name));
-            sni_gen_[i] = static_cast<uint16_t>(sni_gen_[i] % kMaxGen + 1);
-            api_hosts_.erase(i, key_hash(seed_, a));
+            const ApiHostEntry &a = tables_.api_hosts.entry(i);
+            tables_.api_hosts.add_extra_bytes(-heap_bytes(a.name));
+            api_host_ids_.retire(i);
+            tables_.api_hosts.erase(i, hash_(a));
             break;
         }
-        case EntityKind::subnet: subnets_.erase(i, key_hash(seed_, subnets_.entry(i))); break;
+        case EntityKind::subnet: tables_.subnets.erase(i, hash_(tables_.subnets.entry(i))); break;
         case EntityKind::cohort: {
-            const CohortEntry &c = cohort_entities_.entry(i);
-            cohort_entities_.add_extra_bytes(-heap_bytes(c.label));
-            cohort_entities_.erase(i, key_hash(seed_, c));
+            const CohortEntry &c = tables_.cohorts.entry(i);
+            tables_.cohorts.add_extra_bytes(-heap_bytes(c.label));
+            tables_.cohorts.erase(i, hash_(c));
             break;
         }
-        case EntityKind::host: host_.erase(i, 0); break;
+        case EntityKind::host: tables_.host.erase(i, 0); break;
         }
     }
 
     void evict_one(EntityKind k)
     {
-        switch (k) {
-        case EntityKind::client: evict_one(clients_, k); break;
-        case EntityKind::subnet: evict_one(subnets_, k); break;
-        case EntityKind::api_host: evict_one(api_hosts_, k); break;
-        case EntityKind::client_api_host: evict_one(client_api_hosts_, k); break;
-        case EntityKind::cohort: evict_one(cohort_entities_, k); break;
-        case EntityKind::host: evict_one(host_, k); break;
-        }
+        tables_.visit(k, [&](auto &t) { evict_one(t, k); });
     }
 
     // --- the update -----------------------------------------------------------
@@ -512,15 +348,15 @@ struct AggImpl {
     void touch_api_host_entry(Update &u, std::string_view sni)
     {
         u.api = find_or_add(
-            api_hosts_, EntityKind::api_host, hash_str(seed_, sni),
+            tables_.api_hosts, EntityKind::api_host, hash_.str(sni),
             [&](const ApiHostEntry &e) { return e.name == sni; }, u.create, u.api_fresh, u.now);
         if (u.api == kNoSlot)
             return;
         if (u.api_fresh) {
-            api_hosts_.entry(u.api).name.assign(sni);
-            api_hosts_.add_extra_bytes(heap_bytes(api_hosts_.entry(u.api).name));
+            tables_.api_hosts.entry(u.api).name.assign(sni);
+            tables_.api_hosts.add_extra_bytes(heap_bytes(tables_.api_hosts.entry(u.api).name));
         }
-        u.sni_id = sni_id(u.api);
+        u.sni_id = api_host_ids_.id(u.api);
     }
 
     void touch_client(Update &u)
@@ -529,12 +365,12 @@ struct AggImpl {
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         u.client = find_or_add(
-            clients_, EntityKind::client, hash_addr(seed_, ca, cp),
+            tables_.clients, EntityKind::client, hash_.addr(ca, cp),
             [&](const ClientEntry &e) { return e.prefix == cp && e.addr == ca; }, u.create, fresh,
             u.now);
         if (u.client == kNoSlot)
             return;
-        ClientEntry &c = clients_.entry(u.client);
+        ClientEntry &c = tables_.clients.entry(u.client);
         if (fresh) {
             c.addr = ca;
             c.prefix = cp;
@@ -542,8 +378,8 @@ struct AggImpl {
             u.client_had = true;
             u.client_old = c.last;
         }
-        advance(c, clients_.cells(u.client), u.now);
-        count_traffic(c, clients_.cells(u.client), u.d, u.conc);
+        advance(windows_ms(), c, tables_.clients.cells(u.client), u.now);
+        count_traffic(windows_ms(), c, tables_.clients.cells(u.client), u.d, u.conc);
         if (u.sni_id && u.d)
             c.top.add(u.sni_id, kib_up(u.d->bytes_out));
     }
@@ -560,12 +396,12 @@ struct AggImpl {
         E &g = tbl.entry(gi);
         if (g_fresh)
             init(g);
-        advance(g, tbl.cells(gi), u.now);
-        count_traffic(g, tbl.cells(gi), u.d, u.conc);
+        advance(windows_ms(), g, tbl.cells(gi), u.now);
+        count_traffic(windows_ms(), g, tbl.cells(gi), u.d, u.conc);
         if (u.sni_id && u.d)
             g.top.add(u.sni_id, u.d->bytes_out);
         if (u.client != kNoSlot)
-            member_seen(g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
+            member_seen(windows_ms(), g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
     }
 
     void touch_groups(const Update &u, const Addr16 &addr)
@@ -573,7 +409,7 @@ struct AggImpl {
         uint8_t sp = subnet_prefix(addr);
         Addr16 sa = mask_addr(u.client_addr, sp);
         touch_group(
-            u, subnets_, EntityKind::subnet, hash_addr(seed_, sa, sp),
+            u, tables_.subnets, EntityKind::subnet, hash_.addr(sa, sp),
             [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
             [&](SubnetEntry &e) {
                 e.addr = sa;
@@ -582,37 +418,37 @@ struct AggImpl {
         if (auto l = cohort_matcher_.match(u.client_addr)) {
             const std::string &label = cohort_matcher_.label(*l);
             touch_group(
-                u, cohort_entities_, EntityKind::cohort, cohort_hash_[*l],
+                u, tables_.cohorts, EntityKind::cohort, cohort_hash_[*l],
                 [&](const CohortEntry &e) { return e.label == label; },
                 [&](CohortEntry &e) {
                     e.label = label;
-                    cohort_entities_.add_extra_bytes(heap_bytes(e.label));
+                    tables_.cohorts.add_extra_bytes(heap_bytes(e.label));
                 });
         }
         touch_group(
-            u, host_, EntityKind::host, 0, [](const HostEntry &) { return true; },
+            u, tables_.host, EntityKind::host, 0, [](const HostEntry &) { return true; },
             [](HostEntry &) {});
     }
 
     // The API host's counters and its client x API host.
     void touch_api_host(const Update &u)
     {
-        ApiHostEntry &a = api_hosts_.entry(u.api);
-        advance(a, api_hosts_.cells(u.api), u.now);
-        count_traffic(a, api_hosts_.cells(u.api), u.d, u.conc);
+        ApiHostEntry &a = tables_.api_hosts.entry(u.api);
+        advance(windows_ms(), a, tables_.api_hosts.cells(u.api), u.now);
+        count_traffic(windows_ms(), a, tables_.api_hosts.cells(u.api), u.d, u.conc);
         bool fresh;
         const Addr16 &ca = u.client_addr;
         uint8_t cp = u.client_prefix;
         uint32_t sid = u.sni_id;
         uint32_t pi = find_or_add(
-            client_api_hosts_, EntityKind::client_api_host, hash_addr(seed_, ca, cp, sid),
+            tables_.client_api_hosts, EntityKind::client_api_host, hash_.addr(ca, cp, sid),
             [&](const ClientApiHostEntry &e) {
                 return e.api_host_id == sid && e.prefix == cp && e.addr == ca;
             },
             u.create, fresh, u.now);
         if (pi == kNoSlot)
             return;
-        ClientApiHostEntry &p = client_api_hosts_.entry(pi);
+        ClientApiHostEntry &p = tables_.client_api_hosts.entry(pi);
         bool p_had = !fresh;
         uint64_t p_old = p.last;
         if (fresh) {
@@ -620,12 +456,12 @@ struct AggImpl {
             p.prefix = cp;
             p.api_host_id = sid;
         }
-        advance(p, client_api_hosts_.cells(pi), u.now);
-        count_traffic(p, client_api_hosts_.cells(pi), u.d, u.conc);
+        advance(windows_ms(), p, tables_.client_api_hosts.cells(pi), u.now);
+        count_traffic(windows_ms(), p, tables_.client_api_hosts.cells(pi), u.d, u.conc);
         // find_or_add() may have evicted another pair of this API host:
         // its counters are already settled against a.last == now.
-        member_seen(api_hosts_.entry(u.api), api_hosts_.cells(u.api), u.api_fresh, p_had, p_old,
-                    u.now);
+        member_seen(windows_ms(), tables_.api_hosts.entry(u.api), tables_.api_hosts.cells(u.api),
+                    u.api_fresh, p_had, p_old, u.now);
     }
 
     size_t expire(uint64_t now_in)
@@ -642,50 +478,37 @@ struct AggImpl {
             });
         };
         // Members before their groups, so that groups see them leave.
-        sweep(clients_, EntityKind::client);
-        sweep(client_api_hosts_, EntityKind::client_api_host);
-        sweep(subnets_, EntityKind::subnet);
-        sweep(cohort_entities_, EntityKind::cohort);
-        sweep(api_hosts_, EntityKind::api_host);  // never compacted: slots are ids
-        auto hasher = [this](const auto &e) { return key_hash(seed_, e); };
-        if (clients_.sparse())
-            clients_.compact(hasher);
-        if (client_api_hosts_.sparse())
-            client_api_hosts_.compact(hasher);
-        if (subnets_.sparse())
-            subnets_.compact(hasher);
-        if (cohort_entities_.sparse())
-            cohort_entities_.compact(hasher);
+        sweep(tables_.clients, EntityKind::client);
+        sweep(tables_.client_api_hosts, EntityKind::client_api_host);
+        sweep(tables_.subnets, EntityKind::subnet);
+        sweep(tables_.cohorts, EntityKind::cohort);
+        sweep(tables_.api_hosts, EntityKind::api_host);  // never compacted: slots are ids
+        auto hasher = [this](const auto &e) { return hash_(e); };
+        if (tables_.clients.sparse())
+            tables_.clients.compact(hasher);
+        if (tables_.client_api_hosts.sparse())
+            tables_.client_api_hosts.compact(hasher);
+        if (tables_.subnets.sparse())
+            tables_.subnets.compact(hasher);
+        if (tables_.cohorts.sparse())
+            tables_.cohorts.compact(hasher);
         return n;
     }
 
     // --- state file -------------------------------------------------------------
-    // Every live entity with its cells, groups before their members (a
-    // member evicted while reading, past a lower limit, leaves its groups).
-    // Client, subnet, client x API host and host headers are plain bytes;
-    // API host ids (slot and generation) are re-mapped when read, since the
-    // slots differ.
+    // Every live entity, its header (entity_state.h) then its cells; groups
+    // before their members (a member evicted while reading, past a lower
+    // limit, leaves its groups).
     template <class E, class C>
     void save_table(StateWriter &w, const EntityTable<E, C> &t) const
     {
         w.u64(t.size());
         t.for_each_live([&](uint32_t i) {
             const E &e = t.entry(i);
-            if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                w.u32(sni_id(i));
-                w.str(e.name);
-                w.u64(e.first);
-                w.u64(e.last);
-                w.u32(e.conc);
-            } else if constexpr (std::is_same_v<E, CohortEntry>) {
-                w.str(e.label);
-                w.pod(e.top);
-                w.u64(e.first);
-                w.u64(e.last);
-                w.u32(e.conc);
-            } else {
-                w.pod(e);
-            }
+            if constexpr (std::is_same_v<E, ApiHostEntry>)
+                write_header(w, e, api_host_ids_.id(i));
+            else
+                write_header(w, e);
             w.raw(t.cells(i), window_count() * sizeof(C));
         });
     }
@@ -696,12 +519,12 @@ struct AggImpl {
         for (uint64_t len : windows_ms())
             w.u64(len);
         w.u64(clock_);
-        save_table(w, api_hosts_);
-        save_table(w, cohort_entities_);
-        save_table(w, subnets_);
-        save_table(w, host_);
-        save_table(w, clients_);
-        save_table(w, client_api_hosts_);
+        save_table(w, tables_.api_hosts);
+        save_table(w, tables_.cohorts);
+        save_table(w, tables_.subnets);
+        save_table(w, tables_.host);
+        save_table(w, tables_.clients);
+        save_table(w, tables_.client_api_hosts);
     }
 
     // Reads one table written by save_table: read_header(StateReader &)
@@ -721,49 +544,21 @@ struct AggImpl {
                 continue;
             if (!e->live || e->first > e->last || e->last > clock_)
                 throw Error("state: an entity's times are inconsistent");
-            uint64_t h = state_key_hash(*e);
+            uint64_t h = hash_(*e);
             if (t.find(h, [&](const E &x) { return same_key(x, *e); }) != kNoSlot)
                 throw Error("state: an entity is listed twice");
-            while (t.size() >= limit(k) && t.size() > 0)
-                evict_one(t, k);
-            uint32_t i = t.insert(h);
-            if constexpr (std::is_same_v<E, ApiHostEntry>) {
-                if (sni_gen_.size() <= i)
-                    sni_gen_.resize(i + 1, 1);
-                api_hosts_.add_extra_bytes(heap_bytes(e->name));
-            }
+            uint32_t i = insert(t, k, h);
+            if constexpr (std::is_same_v<E, ApiHostEntry>)
+                tables_.api_hosts.add_extra_bytes(heap_bytes(e->name));
             if constexpr (std::is_same_v<E, CohortEntry>)
-                cohort_entities_.add_extra_bytes(heap_bytes(e->label));
+                tables_.cohorts.add_extra_bytes(heap_bytes(e->label));
             t.entry(i) = std::move(*e);
             std::copy(cells.begin(), cells.end(), t.cells(i));
             after(i);
         }
     }
-    uint64_t state_key_hash(const HostEntry &) const { return 0; }
-    template <class E>
-    uint64_t state_key_hash(const E &e) const
-    {
-        return key_hash(seed_, e);
-    }
-    static bool same_key(const ClientEntry &a, const ClientEntry &b)
-    {
-        return a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const SubnetEntry &a, const SubnetEntry &b)
-    {
-        return a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const ClientApiHostEntry &a, const ClientApiHostEntry &b)
-    {
-        return a.api_host_id == b.api_host_id && a.prefix == b.prefix && a.addr == b.addr;
-    }
-    static bool same_key(const ApiHostEntry &a, const ApiHostEntry &b) { return a.name == b.name; }
-    static bool same_key(const CohortEntry &a, const CohortEntry &b) { return a.label == b.label; }
-    static bool same_key(const HostEntry &, const HostEntry &) { return true; }
 
-    // Into a fresh aggregator configured with the windows the state was
-    // saved with; throws exf::Error on anything inconsistent.
-    void restore(StateReader &r)
+    void restore_windows_and_clock(StateReader &r)
     {
         if (r.count(8) != window_count())
             throw Error("state: the aggregator's windows differ");
@@ -771,81 +566,50 @@ struct AggImpl {
             if (r.u64() != len)
                 throw Error("state: the aggregator's windows differ");
         clock_ = r.u64();
-        std::unordered_map<uint32_t, uint32_t> sni_ids;  // saved id -> id now
-        auto remap = [&](uint32_t id) -> uint32_t {
-            auto it = sni_ids.find(id);
-            return it == sni_ids.end() ? 0 : it->second;
-        };
-        auto remap_top = [&](auto &top) {
-            for (int k = 0; k < kTopK; k++)
-                if ((top.id[k] = remap(top.id[k])) == 0)
-                    top.w[k] = 0;
-        };
-        auto name = [](StateReader &rd) {
-            std::string n = rd.str();
-            if (n.empty() || n.size() > kMaxSniBytes)
-                throw Error("state: an API host or cohort name is empty or too long");
-            return n;
-        };
-        auto none = [](uint32_t) {};
+    }
+
+    void restore_api_hosts(StateReader &r, SavedIds &ids)
+    {
         uint32_t saved_id = 0;
         restore_table(
-            r, api_hosts_, EntityKind::api_host, 32,
+            r, tables_.api_hosts, EntityKind::api_host, kApiHostHeaderMin,
             [&](StateReader &rd) -> std::optional<ApiHostEntry> {
-                ApiHostEntry e;
-                saved_id = rd.u32();
-                e.name = name(rd);
-                e.first = rd.u64();
-                e.last = rd.u64();
-                e.conc = rd.u32();
-                e.live = true;
-                return e;
+                return read_api_host_header(rd, saved_id);
             },
-            [&](uint32_t i) { sni_ids[saved_id] = sni_id(i); });
+            [&](uint32_t i) { ids.now[saved_id] = api_host_ids_.id(i); });
+    }
+
+    void restore_cohorts(StateReader &r, const SavedIds &ids)
+    {
         restore_table(
-            r, cohort_entities_, EntityKind::cohort, 32 + sizeof(TopSnis<uint64_t>),
+            r, tables_.cohorts, EntityKind::cohort, kCohortHeaderMin,
             [&](StateReader &rd) -> std::optional<CohortEntry> {
-                CohortEntry e;
-                e.label = name(rd);
-                e.top = rd.pod<TopSnis<uint64_t>>();
-                e.first = rd.u64();
-                e.last = rd.u64();
-                e.conc = rd.u32();
-                e.live = true;
-                remap_top(e.top);
-                return e;
+                return read_cohort_header(rd, ids);
             },
-            none);
-        auto plain = [&](auto tag) {
-            using E = decltype(tag);
-            return [&](StateReader &rd) -> std::optional<E> {
-                E e = rd.pod<E>();
-                // A damaged flag byte must not be read as a bool (undefined
-                // behaviour): look at its byte first.
-                if constexpr (requires { e.live; }) {
-                    unsigned char flag;
-                    std::memcpy(&flag, &e.live, 1);
-                    if (flag > 1)
-                        throw Error("state: an entity's live flag is neither 0 nor 1");
-                }
-                if constexpr (requires { e.prefix; })
-                    if (e.prefix > 128)
-                        throw Error("state: an entity's prefix is out of range");
-                if constexpr (requires { e.top; })
-                    remap_top(e.top);
-                if constexpr (requires { e.api_host_id; })
-                    if ((e.api_host_id = remap(e.api_host_id)) == 0)
-                        return std::nullopt;  // its API host was evicted above
-                return e;
-            };
-        };
-        restore_table(r, subnets_, EntityKind::subnet, sizeof(SubnetEntry), plain(SubnetEntry{}),
-                      none);
-        restore_table(r, host_, EntityKind::host, sizeof(HostEntry), plain(HostEntry{}), none);
-        restore_table(r, clients_, EntityKind::client, sizeof(ClientEntry), plain(ClientEntry{}),
-                      none);
-        restore_table(r, client_api_hosts_, EntityKind::client_api_host, sizeof(ClientApiHostEntry),
-                      plain(ClientApiHostEntry{}), none);
+            [](uint32_t) {});
+    }
+
+    template <class E, class C>
+    void restore_plain(StateReader &r, EntityTable<E, C> &t, EntityKind k, const SavedIds &ids)
+    {
+        restore_table(
+            r, t, k, sizeof(E), [&](StateReader &rd) { return read_plain_header<E>(rd, ids); },
+            [](uint32_t) {});
+    }
+
+    // Into a fresh aggregator configured with the windows the state was
+    // saved with, in save()'s order; throws exf::Error on anything
+    // inconsistent.
+    void restore(StateReader &r)
+    {
+        restore_windows_and_clock(r);
+        SavedIds ids;
+        restore_api_hosts(r, ids);
+        restore_cohorts(r, ids);
+        restore_plain(r, tables_.subnets, EntityKind::subnet, ids);
+        restore_plain(r, tables_.host, EntityKind::host, ids);
+        restore_plain(r, tables_.clients, EntityKind::client, ids);
+        restore_plain(r, tables_.client_api_hosts, EntityKind::client_api_host, ids);
     }
 
     // --- reconfiguration ------------------------------------------------------
@@ -855,8 +619,8 @@ struct AggImpl {
         E &dst = t.entry(dst_i);
         E &src = t.entry(src_i);
         uint64_t at = std::max(dst.last, src.last);
-        advance(dst, t.cells(dst_i), at);
-        advance(src, t.cells(src_i), at);
+        advance(windows_ms(), dst, t.cells(dst_i), at);
+        advance(windows_ms(), src, t.cells(src_i), at);
         for (size_t w = 0; w < window_count(); w++)
             merge_into(t.cells(dst_i)[w], t.cells(src_i)[w]);
         dst.first = std::min(dst.first, src.first);
@@ -878,13 +642,13 @@ struct AggImpl {
             uint8_t np = is_v4(e.addr) ? p4 : p6;
             if (np >= e.prefix)
                 return;
-            uint64_t old_h = key_hash(seed_, e);
+            uint64_t old_h = hash_(e);
             E probe;
             probe.addr = mask_addr(e.addr, np);
             probe.prefix = np;
             if constexpr (std::is_same_v<E, ClientApiHostEntry>)
                 probe.api_host_id = e.api_host_id;
-            uint64_t new_h = key_hash(seed_, probe);
+            uint64_t new_h = hash_(probe);
             uint32_t j = t.find(new_h, [&](const E &x) {
                 if constexpr (std::is_same_v<E, ClientApiHostEntry>)
                     if (x.api_host_id != probe.api_host_id)
@@ -910,26 +674,28 @@ struct AggImpl {
                     tbl.cells(i)[w].members[0] = tbl.cells(i)[w].members[1] = 0;
             });
         };
-        zero(subnets_);
-        zero(cohort_entities_);
-        zero(host_);
-        zero(api_hosts_);
-        clients_.for_each_live([&](uint32_t i) {
-            const ClientEntry &c = clients_.entry(i);
+        zero(tables_.subnets);
+        zero(tables_.cohorts);
+        zero(tables_.host);
+        zero(tables_.api_hosts);
+        tables_.clients.for_each_live([&](uint32_t i) {
+            const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
             if (g.subnet != kNoSlot)
-                member_count(subnets_.entry(g.subnet), subnets_.cells(g.subnet), c.last);
+                member_count(windows_ms(), tables_.subnets.entry(g.subnet),
+                             tables_.subnets.cells(g.subnet), c.last);
             if (g.cohort != kNoSlot)
-                member_count(cohort_entities_.entry(g.cohort), cohort_entities_.cells(g.cohort),
-                             c.last);
+                member_count(windows_ms(), tables_.cohorts.entry(g.cohort),
+                             tables_.cohorts.cells(g.cohort), c.last);
             if (g.host != kNoSlot)
-                member_count(host_.entry(0), host_.cells(0), c.last);
+                member_count(windows_ms(), tables_.host.entry(0), tables_.host.cells(0), c.last);
         });
-        client_api_hosts_.for_each_live([&](uint32_t i) {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
-            uint32_t a = resolve_sni(p.api_host_id);
+        tables_.client_api_hosts.for_each_live([&](uint32_t i) {
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                member_count(api_hosts_.entry(a), api_hosts_.cells(a), p.last);
+                member_count(windows_ms(), tables_.api_hosts.entry(a), tables_.api_hosts.cells(a),
+                             p.last);
         });
     }
 
@@ -942,12 +708,7 @@ struct AggImpl {
                     if (nc.windows_ms[i] == cfg_.windows_ms[j])
                         map[i] = static_cast<int>(j);
             size_t n = nc.windows_ms.size();
-            clients_.reshape(n, map);
-            subnets_.reshape(n, map);
-            api_hosts_.reshape(n, map);
-            client_api_hosts_.reshape(n, map);
-            cohort_entities_.reshape(n, map);
-            host_.reshape(n, map);
+            tables_.for_each_table([&](auto &t) { t.reshape(n, map); });
         }
         bool client_px = nc.client_prefix_v4 != cfg_.client_prefix_v4 ||
                          nc.client_prefix_v6 != cfg_.client_prefix_v6;
@@ -956,11 +717,11 @@ struct AggImpl {
         cfg_ = nc;
         longest_ = *std::max_element(cfg_.windows_ms.begin(), cfg_.windows_ms.end());
         if (client_px) {
-            rekey(clients_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
-            rekey(client_api_hosts_, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(tables_.clients, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
+            rekey(tables_.client_api_hosts, cfg_.client_prefix_v4, cfg_.client_prefix_v6);
         }
         if (subnet_px)
-            rekey(subnets_, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
+            rekey(tables_.subnets, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
         set_cohorts();
         for (size_t k = 0; k < kEntityKinds; k++)
             while (size(EntityKind(k)) > limit(EntityKind(k)))
@@ -971,29 +732,13 @@ struct AggImpl {
     // --- queries --------------------------------------------------------------
     size_t size(EntityKind k) const
     {
-        switch (k) {
-        case EntityKind::client: return clients_.size();
-        case EntityKind::subnet: return subnets_.size();
-        case EntityKind::api_host: return api_hosts_.size();
-        case EntityKind::client_api_host: return client_api_hosts_.size();
-        case EntityKind::cohort: return cohort_entities_.size();
-        case EntityKind::host: return host_.size();
-        }
-        return 0;
+        return tables_.visit(k, [](const auto &t) { return t.size(); });
     }
 
     size_t memory(EntityKind k) const
     {
-        switch (k) {
-        case EntityKind::client: return clients_.memory_bytes();
-        case EntityKind::subnet: return subnets_.memory_bytes();
-        case EntityKind::api_host:
-            return api_hosts_.memory_bytes() + sni_gen_.capacity() * sizeof(uint16_t);
-        case EntityKind::client_api_host: return client_api_hosts_.memory_bytes();
-        case EntityKind::cohort: return cohort_entities_.memory_bytes();
-        case EntityKind::host: return host_.memory_bytes();
-        }
-        return 0;
+        size_t ids = k == EntityKind::api_host ? api_host_ids_.memory_bytes() : 0;
+        return ids + tables_.visit(k, [](const auto &t) { return t.memory_bytes(); });
     }
 
     size_t memory() const
@@ -1009,51 +754,14 @@ struct AggImpl {
         return n;
     }
 
-    template <class E, class C>
-    WindowValue compute(const E &e, const C *cells, size_t w, uint64_t t, Estimate est) const
-    {
-        uint64_t len = windows_ms()[w];
-        BucketPair p = view(cells[w], e.last, t, len, e.conc);
-        auto pick = [&](uint64_t cur, uint64_t prev) {
-            switch (est) {
-            case Estimate::lower: return cur;
-            case Estimate::upper: return sat_add(cur, prev);
-            case Estimate::sliding: break;
-            }
-            return sliding_estimate(cur, prev, t, len);
-        };
-        auto clamp32 = [](uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : uint32_t(v); };
-        WindowValue v;
-        v.bytes_out = pick(p.out[0], p.out[1]);
-        v.bytes_in = pick(p.in[0], p.in[1]);
-        v.tls_flows = pick(p.flows[0], p.flows[1]);
-        bool window_is_bucket = t % len == len - 1;
-        uint64_t peak = p.peak[0];
-        if (est == Estimate::upper || (est == Estimate::sliding && !window_is_bucket))
-            peak = std::max(peak, p.peak[1]);
-        v.peak_concurrent = clamp32(peak);
-        if constexpr (kHasMembers<C>)
-            v.distinct_clients = clamp32(pick(p.members[0], p.members[1]));
-        return v;
-    }
-
     WindowValue value(EntityKind k, uint32_t i, size_t w, uint64_t now, Estimate est) const
     {
         if (w >= window_count())
             return {};
         uint64_t t = std::max(now, clock_);
-        switch (k) {
-        case EntityKind::client: return compute(clients_.entry(i), clients_.cells(i), w, t, est);
-        case EntityKind::subnet: return compute(subnets_.entry(i), subnets_.cells(i), w, t, est);
-        case EntityKind::api_host:
-            return compute(api_hosts_.entry(i), api_hosts_.cells(i), w, t, est);
-        case EntityKind::client_api_host:
-            return compute(client_api_hosts_.entry(i), client_api_hosts_.cells(i), w, t, est);
-        case EntityKind::cohort:
-            return compute(cohort_entities_.entry(i), cohort_entities_.cells(i), w, t, est);
-        case EntityKind::host: return compute(host_.entry(i), host_.cells(i), w, t, est);
-        }
-        return {};
+        return tables_.visit(k, [&](const auto &tbl) {
+            return window_value(windows_ms(), tbl.entry(i), tbl.cells(i), w, t, est);
+        });
     }
 
     // When an entity of any kind was first and last seen, and its open flows.
@@ -1063,16 +771,10 @@ struct AggImpl {
     };
     Activity activity(EntityKind k, uint32_t i) const
     {
-        auto b = [](const auto &e) { return Activity{e.first, e.last, uint32_t(e.conc)}; };
-        switch (k) {
-        case EntityKind::client: return b(clients_.entry(i));
-        case EntityKind::subnet: return b(subnets_.entry(i));
-        case EntityKind::api_host: return b(api_hosts_.entry(i));
-        case EntityKind::client_api_host: return b(client_api_hosts_.entry(i));
-        case EntityKind::cohort: return b(cohort_entities_.entry(i));
-        case EntityKind::host: return b(host_.entry(i));
-        }
-        return {};
+        return tables_.visit(k, [&](const auto &t) {
+            const auto &e = t.entry(i);
+            return Activity{e.first, e.last, uint32_t(e.conc)};
+        });
     }
 
     EntityKey key_of(EntityKind k, uint32_t i) const
@@ -1080,24 +782,24 @@ struct AggImpl {
         EntityKey key;
         switch (k) {
         case EntityKind::client:
-            key.addr = clients_.entry(i).addr;
-            key.prefix = clients_.entry(i).prefix;
+            key.addr = tables_.clients.entry(i).addr;
+            key.prefix = tables_.clients.entry(i).prefix;
             break;
         case EntityKind::subnet:
-            key.addr = subnets_.entry(i).addr;
-            key.prefix = subnets_.entry(i).prefix;
+            key.addr = tables_.subnets.entry(i).addr;
+            key.prefix = tables_.subnets.entry(i).prefix;
             break;
         case EntityKind::client_api_host: {
-            const ClientApiHostEntry &p = client_api_hosts_.entry(i);
+            const ClientApiHostEntry &p = tables_.client_api_hosts.entry(i);
             key.addr = p.addr;
             key.prefix = p.prefix;
-            uint32_t a = resolve_sni(p.api_host_id);
+            uint32_t a = api_host_ids_.slot(p.api_host_id, tables_.api_hosts);
             if (a != kNoSlot)
-                key.name = api_hosts_.entry(a).name;  // empty once the API host is gone
+                key.name = tables_.api_hosts.entry(a).name;  // empty once the API host is gone
             break;
         }
-        case EntityKind::api_host: key.name = api_hosts_.entry(i).name; break;
-        case EntityKind::cohort: key.name = cohort_entities_.entry(i).label; break;
+        case EntityKind::api_host: key.name = tables_.api_hosts.entry(i).name; break;
+        case EntityKind::cohort: key.name = tables_.cohorts.entry(i).label; break;
         case EntityKind::host: break;
         }
         return key;
@@ -1107,17 +809,18 @@ struct AggImpl {
     {
         switch (k) {
         case EntityKind::client:
-            return find_client(clients_, mask_addr(key.addr, key.prefix), key.prefix);
+            return find_client(tables_.clients, mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::subnet: return find_subnet(mask_addr(key.addr, key.prefix), key.prefix);
         case EntityKind::api_host: return find_api_host(normalize_sni(key.name));
         case EntityKind::client_api_host: {
             uint32_t a = find_api_host(normalize_sni(key.name));
             if (a == kNoSlot)
                 return kNoSlot;
-            return find_client_api_host(mask_addr(key.addr, key.prefix), key.prefix, sni_id(a));
+            return find_client_api_host(mask_addr(key.addr, key.prefix), key.prefix,
+                                        api_host_ids_.id(a));
         }
         case EntityKind::cohort: return find_cohort(key.name);
-        case EntityKind::host: return host_.live(0) ? 0 : kNoSlot;
+        case EntityKind::host: return tables_.host.live(0) ? 0 : kNoSlot;
         }
         return kNoSlot;
     }
@@ -1127,16 +830,17 @@ struct AggImpl {
         std::vector<SniShare> out;
         auto collect = [&](const auto &top, uint64_t scale) {
             for (int j = 0; j < kTopK; j++) {
-                uint32_t a = resolve_sni(top.id[j]);
+                uint32_t a = api_host_ids_.slot(top.id[j], tables_.api_hosts);
                 if (a != kNoSlot)
-                    out.push_back({api_hosts_.entry(a).name, detail::load(top.w[j]) * scale});
+                    out.push_back(
+                        {tables_.api_hosts.entry(a).name, detail::load(top.w[j]) * scale});
             }
         };
         switch (k) {
-        case EntityKind::client: collect(clients_.entry(i).top, 1024); break;
-        case EntityKind::subnet: collect(subnets_.entry(i).top, 1); break;
-        case EntityKind::cohort: collect(cohort_entities_.entry(i).top, 1); break;
-        case EntityKind::host: collect(host_.entry(i).top, 1); break;
+        case EntityKind::client: collect(tables_.clients.entry(i).top, 1024); break;
+        case EntityKind::subnet: collect(tables_.subnets.entry(i).top, 1); break;
+        case EntityKind::cohort: collect(tables_.cohorts.entry(i).top, 1); break;
+        case EntityKind::host: collect(tables_.host.entry(i).top, 1); break;
         default: break;
         }
         std::stable_sort(out.begin(), out.end(), [](const SniShare &a, const SniShare &b) {
@@ -1148,14 +852,7 @@ struct AggImpl {
     template <class F>
     void for_each_slot(EntityKind k, F &&f) const
     {
-        switch (k) {
-        case EntityKind::client: clients_.for_each_live(f); break;
-        case EntityKind::subnet: subnets_.for_each_live(f); break;
-        case EntityKind::api_host: api_hosts_.for_each_live(f); break;
-        case EntityKind::client_api_host: client_api_hosts_.for_each_live(f); break;
-        case EntityKind::cohort: cohort_entities_.for_each_live(f); break;
-        case EntityKind::host: host_.for_each_live(f); break;
-        }
+        tables_.visit(k, [&](const auto &t) { t.for_each_live(f); });
     }
 
     EntityRef ref(EntityKind k, uint32_t i) const { return EntityRef(this, k, i); }
@@ -1214,12 +911,11 @@ void Aggregator::restore_state(StateReader &r)
     impl_ = std::move(fresh);
 }
 
-bool Aggregator::reconfigure(const AggConfig &cfg, std::string *error)
+bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
 {
     auto problems = cfg.validate();
     if (!problems.empty()) {
-        if (error)
-            *error = join(problems);
+        why = join(problems);
         return false;
     }
     impl_->reconfigure(cfg);

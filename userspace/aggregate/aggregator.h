@@ -180,8 +180,8 @@ public:
     //    clients follow the new rules from their next update;
     //  - lower limits evict down to them.
     // Distinct-client counts are then recounted. On an invalid configuration
-    // nothing changes, false is returned and *error (if given) says why.
-    bool reconfigure(const AggConfig &cfg, std::string *error = nullptr);
+    // nothing changes, false is returned and why holds every problem.
+    bool reconfigure(const AggConfig &cfg, std::string &why);
 
     // --- state file (state/state_file.h) ---------------------------------
     // Every entity with its windows and the clock. restore_state() replaces

@@ -35,11 +35,10 @@ uint64_t load_be64(const uint8_t *p)
 
 }  // namespace
 
-std::optional<CohortRule> parse_cidr(std::string_view text, std::string *why)
+std::optional<CohortRule> parse_cidr(std::string_view text, std::string &why)
 {
     auto fail = [&](std::string msg) -> std::optional<CohortRule> {
-        if (why)
-            *why = std::move(msg);
+        why = std::move(msg);
         return std::nullopt;
     };
     std::string_view addr_text = text, len_text;
@@ -123,7 +122,7 @@ CohortParse parse_cohorts(std::string_view text, const std::string &source_name)
         std::string_view cidr = line.substr(0, sp);
         std::string_view label = trim(line.substr(sp));
         std::string why;
-        auto rule = parse_cidr(cidr, &why);
+        auto rule = parse_cidr(cidr, why);
         if (!rule) {
             err(why);
         } else if (label.empty()) {

@@ -47,8 +47,8 @@ struct CohortParse {
 };
 
 // Parses "CIDR" (IPv4 or IPv6, "/len" optional) into a rule without label.
-// On failure returns nullopt and sets *why.
-std::optional<CohortRule> parse_cidr(std::string_view text, std::string *why = nullptr);
+// On failure returns nullopt and sets why.
+std::optional<CohortRule> parse_cidr(std::string_view text, std::string &why);
 std::string format_cidr(const CohortRule &r);
 
 CohortParse parse_cohorts(std::string_view text, const std::string &source_name);

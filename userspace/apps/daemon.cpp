@@ -590,9 +590,9 @@ private:
             (reloaded ? state_.reloads_ok : state_.reloads_error)++;
         if (reloaded) {
             std::string why;
-            if (!aggregator_.reconfigure(cfg_.aggregate, &why))
+            if (!aggregator_.reconfigure(cfg_.aggregate, why))
                 spdlog::error("SIGHUP: aggregation settings not applied: {}", why);
-            if (!detector_.reconfigure(cfg_.detect, &why))
+            if (!detector_.reconfigure(cfg_.detect, why))
                 spdlog::error("SIGHUP: detection rules not applied: {}", why);
             replace_changed_outputs();
         }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <set>
 
@@ -728,7 +729,7 @@ void read_allow(const toml::table &t, Reader &r, detect::AllowEntry &a)
         named++;
         std::string s, why;
         if (r.string(*n, "cidr", s)) {
-            if (auto c = agg::parse_cidr(s, &why))
+            if (auto c = agg::parse_cidr(s, why))
                 a.cidr = *c;
             else
                 r.error(*n, "cidr: '" + s + "': " + why);
@@ -764,6 +765,147 @@ void read_allow(const toml::table &t, Reader &r, detect::AllowEntry &a)
         r.error(*n, "comment: expected a string");
 }
 
+// The key's string into out, when the table has the key.
+void read_optional_string(const toml::table &t, Reader &r, const char *key, std::string &out)
+{
+    if (auto *n = t.get(key))
+        r.string(*n, key, out);
+}
+
+void read_json_output(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    o.format = output::Format::json;
+    for (auto *k : {"transport", "address", "format", "facility", "app_name", "ca_file",
+                    "server_name", "cert_file", "key_file"})
+        if (auto *n = t.get(k))
+            r.error(*n, std::string(k) + ": only for syslog outputs");
+    read_optional_string(t, r, "path", o.path);
+    if (o.path.empty())
+        r.error(t, "path: \"-\" for standard output or a file path");
+}
+
+// The key's value named by its string, out of names; an issue listing the
+// names when it is another. Returns the string (fallback when absent).
+template <class T>
+std::string read_choice(const toml::table &t, Reader &r, const char *key, std::string fallback,
+                        std::initializer_list<std::pair<std::string_view, T>> names, T &out)
+{
+    std::string s = std::move(fallback);
+    if (auto *n = t.get(key); n && r.string(*n, key, s)) {
+        auto it = std::find_if(names.begin(), names.end(), [&](auto &p) { return p.first == s; });
+        if (it != names.end()) {
+            out = it->second;
+        } else {
+            std::string list;
+            for (size_t i = 0; i < names.size(); i++)
+                list += (i == 0                  ? ""
+                         : i + 1 == names.size() ? " or "
+                                                 : ", ") +
+                        std::string(names.begin()[i].first);
+            r.error(*n, std::string(key) + ": expected " + list);
+        }
+    }
+    return s;
+}
+
+// Returns the transport's name as written (unix when absent).
+std::string read_syslog_transport(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    using output::Transport;
+    return read_choice<Transport>(t, r, "transport", "unix",
+                                  {{"unix", Transport::unix_socket},
+                                   {"udp", Transport::udp},
+                                   {"tcp", Transport::tcp},
+                                   {"tls", Transport::tls}},
+                                  o.transport);
+}
+
+// A socket path for unix, host:port for the network transports.
+void read_syslog_address(const toml::table &t, Reader &r, output::OutputConfig &o,
+                         const std::string &transport_name)
+{
+    bool unix_socket = o.transport == output::Transport::unix_socket;
+    auto *n = t.get("address");
+    if (!n) {
+        if (!unix_socket)
+            r.error(t, "[[outputs]]: a " + transport_name +
+                           " syslog output needs an address (host:port)");
+        return;
+    }
+    if (!r.string(*n, "address", o.address))
+        return;
+    bool is_path = !o.address.empty() && o.address[0] == '/';
+    if (unix_socket && !is_path)
+        r.error(*n, "address: a unix transport takes a socket path like /dev/log");
+    else if (!unix_socket && (is_path || o.address.rfind(':') == std::string::npos))
+        r.error(*n, "address: expected host:port (or [IPv6]:port)");
+    else if (!unix_socket)
+        try {
+            output::parse_host_port(o.address, output::default_port(o.transport));
+        } catch (const Error &e) {
+            r.error(*n, e.what());
+        }
+}
+
+void read_syslog_format(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    using output::Format;
+    read_choice<Format>(t, r, "format", "rfc5424",
+                        {{"rfc5424", Format::rfc5424},
+                         {"rfc5424-json", Format::rfc5424_json},
+                         {"cef", Format::cef},
+                         {"rfc3164", Format::rfc3164}},
+                        o.format);
+}
+
+// facility and app_name: who the syslog header says sent the alert.
+void read_syslog_sender(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    if (auto *n = t.get("facility")) {
+        std::string f;
+        if (r.string(*n, "facility", f)) {
+            int v = output::facility_from_name(f);
+            if (v < 0)
+                r.error(*n, "facility: '" + f +
+                                "' is not a syslog facility (e.g. local0, auth, daemon)");
+            else
+                o.facility = v;
+        }
+    }
+    read_optional_string(t, r, "app_name", o.app_name);
+    if (o.app_name.empty() || o.app_name.size() > 48)
+        if (auto *n = t.get("app_name"))
+            r.error(*n, "app_name: 1 to 48 characters");
+}
+
+void read_syslog_tls(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    read_optional_string(t, r, "ca_file", o.ca_file);
+    read_optional_string(t, r, "server_name", o.server_name);
+    read_optional_string(t, r, "cert_file", o.cert_file);
+    read_optional_string(t, r, "key_file", o.key_file);
+    if (o.transport == output::Transport::tls && o.ca_file.empty())
+        r.error(t, "[[outputs]]: a tls output needs ca_file (the CA the collector's "
+                   "certificate chains to)");
+    if (o.transport != output::Transport::tls)
+        for (auto *k : {"ca_file", "server_name", "cert_file", "key_file"})
+            if (auto *n = t.get(k))
+                r.error(*n, std::string(k) + ": only for tls outputs");
+    if (o.cert_file.empty() != o.key_file.empty())
+        r.error(t, "[[outputs]]: cert_file and key_file go together");
+}
+
+void read_syslog_output(const toml::table &t, Reader &r, output::OutputConfig &o)
+{
+    if (auto *n = t.get("path"))
+        r.error(*n, "path: only for json outputs (syslog outputs take an address)");
+    std::string transport_name = read_syslog_transport(t, r, o);
+    read_syslog_address(t, r, o, transport_name);
+    read_syslog_format(t, r, o);
+    read_syslog_sender(t, r, o);
+    read_syslog_tls(t, r, o);
+}
+
 void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const std::string &file)
 {
     r.only(t, "[[outputs]]",
@@ -775,101 +917,16 @@ void read_output(const toml::table &t, Reader &r, output::OutputConfig &o, const
         n && r.string(*n, "type", type) && type != "syslog" && type != "json")
         r.error(*n, "type: expected \"syslog\" or \"json\"");
     o.type = type == "json" ? output::OutputType::json : output::OutputType::syslog;
-    auto str = [&](const char *key, std::string &out) {
-        if (auto *n = t.get(key))
-            r.string(*n, key, out);
-    };
-    if (o.type == output::OutputType::json) {
-        o.format = output::Format::json;
-        for (auto *k : {"transport", "address", "format", "facility", "app_name", "ca_file",
-                        "server_name", "cert_file", "key_file"})
-            if (auto *n = t.get(k))
-                r.error(*n, std::string(k) + ": only for syslog outputs");
-        str("path", o.path);
-        if (o.path.empty())
-            r.error(t, "path: \"-\" for standard output or a file path");
-    } else {
-        if (auto *n = t.get("path"))
-            r.error(*n, "path: only for json outputs (syslog outputs take an address)");
-        std::string tr = "unix";
-        if (auto *n = t.get("transport"); n && r.string(*n, "transport", tr)) {
-            if (tr == "unix")
-                o.transport = output::Transport::unix_socket;
-            else if (tr == "udp")
-                o.transport = output::Transport::udp;
-            else if (tr == "tcp")
-                o.transport = output::Transport::tcp;
-            else if (tr == "tls")
-                o.transport = output::Transport::tls;
-            else
-                r.error(*n, "transport: expected unix, udp, tcp or tls");
-        }
-        if (auto *n = t.get("address")) {
-            if (r.string(*n, "address", o.address)) {
-                bool is_path = !o.address.empty() && o.address[0] == '/';
-                if (o.transport == output::Transport::unix_socket && !is_path)
-                    r.error(*n, "address: a unix transport takes a socket path like /dev/log");
-                else if (o.transport != output::Transport::unix_socket &&
-                         (is_path || o.address.rfind(':') == std::string::npos))
-                    r.error(*n, "address: expected host:port (or [IPv6]:port)");
-                else if (o.transport != output::Transport::unix_socket)
-                    try {
-                        output::parse_host_port(o.address, output::default_port(o.transport));
-                    } catch (const Error &e) {
-                        r.error(*n, e.what());
-                    }
-            }
-        } else if (o.transport != output::Transport::unix_socket) {
-            r.error(t, "[[outputs]]: a " + tr + " syslog output needs an address (host:port)");
-        }
-        std::string fmt = "rfc5424";
-        if (auto *n = t.get("format"); n && r.string(*n, "format", fmt)) {
-            if (fmt == "rfc5424")
-                o.format = output::Format::rfc5424;
-            else if (fmt == "rfc5424-json")
-                o.format = output::Format::rfc5424_json;
-            else if (fmt == "cef")
-                o.format = output::Format::cef;
-            else if (fmt == "rfc3164")
-                o.format = output::Format::rfc3164;
-            else
-                r.error(*n, "format: expected rfc5424, rfc5424-json, cef or rfc3164");
-        }
-        if (auto *n = t.get("facility")) {
-            std::string f;
-            if (r.string(*n, "facility", f)) {
-                int v = output::facility_from_name(f);
-                if (v < 0)
-                    r.error(*n, "facility: '" + f +
-                                    "' is not a syslog facility (e.g. local0, auth, daemon)");
-                else
-                    o.facility = v;
-            }
-        }
-        str("app_name", o.app_name);
-        if (o.app_name.empty() || o.app_name.size() > 48)
-            if (auto *n = t.get("app_name"))
-                r.error(*n, "app_name: 1 to 48 characters");
-        str("ca_file", o.ca_file);
-        str("server_name", o.server_name);
-        str("cert_file", o.cert_file);
-        str("key_file", o.key_file);
-        if (o.transport == output::Transport::tls && o.ca_file.empty())
-            r.error(t, "[[outputs]]: a tls output needs ca_file (the CA the collector's "
-                       "certificate chains to)");
-        if (o.transport != output::Transport::tls)
-            for (auto *k : {"ca_file", "server_name", "cert_file", "key_file"})
-                if (auto *n = t.get(k))
-                    r.error(*n, std::string(k) + ": only for tls outputs");
-        if (o.cert_file.empty() != o.key_file.empty())
-            r.error(t, "[[outputs]]: cert_file and key_file go together");
-    }
+    if (o.type == output::OutputType::json)
+        read_json_output(t, r, o);
+    else
+        read_syslog_output(t, r, o);
     if (auto *n = t.get("spool_size")) {
         uint64_t v;
         if (r.uint_in(*n, "spool_size", 1, 10'000'000, v))
             o.spool_size = uint32_t(v);
     }
-    str("spool_file", o.spool_file);
+    read_optional_string(t, r, "spool_file", o.spool_file);
 }
 
 void read_detect(const toml::table &t, Reader &r, detect::DetectConfig &d)

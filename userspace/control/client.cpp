@@ -184,44 +184,71 @@ std::optional<json> request(const std::string &socket, const json &req, std::str
     return j;
 }
 
-std::string render_status(const json &s)
+namespace {
+
+// Each step renders the lines of one part of the status answer.
+std::string identity_lines(const json &s)
 {
-    std::string o;
-    uint64_t started = u64(s, "started_ms");
-    o += "exfilmon " + str(s, "version") + ", pid " + std::to_string(u64(s, "pid")) + ", backend " +
-         str(s, "backend") + ", up " + human_duration(u64(s, "uptime_s")) + " (since " +
-         utc(started) + ")\n";
+    std::string o = "exfilmon " + str(s, "version") + ", pid " + std::to_string(u64(s, "pid")) +
+                    ", backend " + str(s, "backend") + ", up " +
+                    human_duration(u64(s, "uptime_s")) + " (since " + utc(u64(s, "started_ms")) +
+                    ")\n";
     o +=
         "config:      " +
         (s.contains("config") && s["config"].is_string() ? str(s, "config") : "built-in defaults") +
         "\n";
+    return o;
+}
+
+std::string attached_lines(const json &s)
+{
+    std::string o;
     for (auto &i : s.value("interfaces", json::array()))
         o += "attached:    " + str(i, "name") + " (ifindex " + std::to_string(u64(i, "ifindex")) +
              ") since " + utc(u64(i, "since_ms")) + "\n";
     if (s.value("interfaces", json::array()).empty())
         o += "attached:    no interface\n";
+    return o;
+}
+
+// "flows 12/65536 (0.0%) 3 evicted".
+std::string map_occupancy(const json &maps, const char *name)
+{
+    auto m = maps.value(name, json::object());
+    uint64_t e = u64(m, "entries"), c = u64(m, "capacity");
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "%s %llu/%llu (%.1f%%)", name, (unsigned long long)e,
+                  (unsigned long long)c, c ? 100.0 * double(e) / double(c) : 0.0);
+    std::string r = buf;
+    if (m.contains("evictions"))
+        r += " " + std::to_string(u64(m, "evictions")) + " evicted";
+    return r;
+}
+
+std::string maps_line(const json &s)
+{
     auto maps = s.value("maps", json::object());
-    auto occ = [&](const char *name) {
-        auto m = maps.value(name, json::object());
-        uint64_t e = u64(m, "entries"), c = u64(m, "capacity");
-        char buf[96];
-        std::snprintf(buf, sizeof(buf), "%s %llu/%llu (%.1f%%)", name, (unsigned long long)e,
-                      (unsigned long long)c, c ? 100.0 * double(e) / double(c) : 0.0);
-        std::string r = buf;
-        if (m.contains("evictions"))
-            r += " " + std::to_string(u64(m, "evictions")) + " evicted";
-        return r;
-    };
-    o += "maps:        " + occ("flows") + ", " + occ("clients") + "\n";
+    return "maps:        " + map_occupancy(maps, "flows") + ", " + map_occupancy(maps, "clients") +
+           "\n";
+}
+
+std::string events_line(const json &s)
+{
     auto ev = s.value("events", json::object());
-    o += "events:      received " + std::to_string(u64(ev, "received")) + ", queue drops " +
-         std::to_string(u64(ev, "queue_dropped")) + ", queue waits " +
-         std::to_string(u64(ev, "queue_waited")) + ", ring buffer full " +
-         std::to_string(u64(ev, "ringbuf_full")) + "\n";
+    return "events:      received " + std::to_string(u64(ev, "received")) + ", queue drops " +
+           std::to_string(u64(ev, "queue_dropped")) + ", queue waits " +
+           std::to_string(u64(ev, "queue_waited")) + ", ring buffer full " +
+           std::to_string(u64(ev, "ringbuf_full")) + "\n";
+}
+
+// The traffic counters, then every other health counter that is not zero.
+std::string datapath_lines(const json &s)
+{
     auto h = s.value("health", json::object());
-    o += "traffic:     packets " + std::to_string(u64(h, "packets")) + ", bytes " +
-         std::to_string(u64(h, "bytes")) + ", TLS flows " + std::to_string(u64(h, "tls_flows")) +
-         ", QUIC flows " + std::to_string(u64(h, "quic_flows")) + "\n";
+    std::string o = "traffic:     packets " + std::to_string(u64(h, "packets")) + ", bytes " +
+                    std::to_string(u64(h, "bytes")) + ", TLS flows " +
+                    std::to_string(u64(h, "tls_flows")) + ", QUIC flows " +
+                    std::to_string(u64(h, "quic_flows")) + "\n";
     std::string other;
     for (auto &[k, v] : h.items())
         if (k != "packets" && k != "bytes" && k != "tls_flows" && k != "quic_flows" &&
@@ -229,13 +256,22 @@ std::string render_status(const json &s)
             other += (other.empty() ? "" : ", ") + ascii_escape(k) + " " +
                      std::to_string(v.get<uint64_t>());
     o += "datapath:    " + (other.empty() ? std::string("no failures") : other) + "\n";
+    return o;
+}
+
+std::string anomalies_line(const json &s)
+{
     std::string an;
     auto anomalies = s.value("anomalies", json::object());
     for (auto &[k, v] : anomalies.items())
         an += (an.empty() ? "" : ", ") + ascii_escape(k) + " " + std::to_string(v.get<uint64_t>());
-    o += "anomalies:   " + (an.empty() ? std::string("none") : an) + "\n";
+    return "anomalies:   " + (an.empty() ? std::string("none") : an) + "\n";
+}
+
+std::string aggregate_line(const json &s)
+{
     auto ag = s.value("aggregate", json::object());
-    o += "aggregate:   " + human_bytes(u64(ag, "memory_bytes")) + ";";
+    std::string o = "aggregate:   " + human_bytes(u64(ag, "memory_bytes")) + ";";
     auto kinds = ag.value("kinds", json::object());
     for (auto &[k, v] : kinds.items())
         o += " " + ascii_escape(k) + " " + std::to_string(u64(v, "entities")) + "/" +
@@ -243,37 +279,60 @@ std::string render_status(const json &s)
              (u64(v, "evictions") ? " (" + std::to_string(u64(v, "evictions")) + " evicted)" : "") +
              ",";
     o.back() = '\n';
+    return o;
+}
+
+std::string detect_lines(const json &s)
+{
     auto d = s.value("detect", json::object());
-    o += "detect:      " + std::to_string(u64(d, "rules")) + " rules, " +
-         std::to_string(u64(d, "evaluations")) + " evaluations (last " +
-         std::to_string(u64(d, "last_eval_us")) + " us), opened " +
-         std::to_string(u64(d, "opened")) + ", resolved " + std::to_string(u64(d, "resolved")) +
-         ", open now " + std::to_string(u64(d, "open_now")) + "\n";
+    std::string o = "detect:      " + std::to_string(u64(d, "rules")) + " rules, " +
+                    std::to_string(u64(d, "evaluations")) + " evaluations (last " +
+                    std::to_string(u64(d, "last_eval_us")) + " us), opened " +
+                    std::to_string(u64(d, "opened")) + ", resolved " +
+                    std::to_string(u64(d, "resolved")) + ", open now " +
+                    std::to_string(u64(d, "open_now")) + "\n";
     auto alerts = s.value("alerts", json::array());
     o += "open alerts: " + std::to_string(alerts.size()) + "\n";
     for (auto &a : alerts)
         o += "  " + pad(str(a, "severity"), 9) + pad(str(a, "rule"), 30) + " " +
              pad(str(a, "entity_kind"), 11) + pad(str(a, "entity"), 48) + " since " +
              utc(u64(a, "since_ms")) + (a.value("shadow", false) ? " (shadow)" : "") + "\n";
-    for (auto &out : s.value("outputs", json::array())) {
-        o += "output " + std::to_string(u64(out, "index")) + ":    " + str(out, "describe") +
-             ": sent " + std::to_string(u64(out, "sent")) + ", dropped " +
-             std::to_string(u64(out, "dropped")) + ", spooled " +
-             std::to_string(u64(out, "spooled")) + ", reconnects " +
-             std::to_string(u64(out, "reconnects"));
-        if (!str(out, "spool_file").empty()) {
-            o += ", spool file " + std::string(out.value("spool_file_ok", true) ? "ok" : "FAILING");
-            if (uint64_t n = u64(out, "spool_write_errors"))
-                o += " (" + std::to_string(n) + " write errors)";
-        }
-        if (!str(out, "last_error").empty())
-            o += ", last error: " + str(out, "last_error");
-        o += "\n";
-    }
-    auto r = s.value("reloads", json::object());
-    o += "reloads:     ok " + std::to_string(u64(r, "ok")) + ", rejected " +
-         std::to_string(u64(r, "error")) + "\n";
     return o;
+}
+
+std::string output_line(const json &out)
+{
+    std::string o = "output " + std::to_string(u64(out, "index")) + ":    " + str(out, "describe") +
+                    ": sent " + std::to_string(u64(out, "sent")) + ", dropped " +
+                    std::to_string(u64(out, "dropped")) + ", spooled " +
+                    std::to_string(u64(out, "spooled")) + ", reconnects " +
+                    std::to_string(u64(out, "reconnects"));
+    if (!str(out, "spool_file").empty()) {
+        o += ", spool file " + std::string(out.value("spool_file_ok", true) ? "ok" : "FAILING");
+        if (uint64_t n = u64(out, "spool_write_errors"))
+            o += " (" + std::to_string(n) + " write errors)";
+    }
+    if (!str(out, "last_error").empty())
+        o += ", last error: " + str(out, "last_error");
+    return o + "\n";
+}
+
+std::string reloads_line(const json &s)
+{
+    auto r = s.value("reloads", json::object());
+    return "reloads:     ok " + std::to_string(u64(r, "ok")) + ", rejected " +
+           std::to_string(u64(r, "error")) + "\n";
+}
+
+}  // namespace
+
+std::string render_status(const json &s)
+{
+    std::string o = identity_lines(s) + attached_lines(s) + maps_line(s) + events_line(s) +
+                    datapath_lines(s) + anomalies_line(s) + aggregate_line(s) + detect_lines(s);
+    for (auto &out : s.value("outputs", json::array()))
+        o += output_line(out);
+    return o + reloads_line(s);
 }
 
 std::string render_top(const json &t)

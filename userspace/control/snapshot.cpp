@@ -100,44 +100,56 @@ const char *sort_name(agg::SortBy s)
     return "?";
 }
 
-json status_json(const DaemonView &v)
+namespace {
+
+json interfaces_json(const SensorState &s)
 {
-    const auto &s = v.sensor;
-    json j = {{"ok", true},
-              {"version", EXFILMON_VERSION},
-              {"pid", ::getpid()},
-              {"backend", s.backend},
-              {"config", s.config_path.empty() ? json() : json(s.config_path)},
-              {"started_ms", s.start_wall_ms},
-              {"uptime_s", (v.wall_ms - std::min(v.wall_ms, s.start_wall_ms)) / 1000}};
     json ifs = json::array();
     for (auto &i : s.interfaces)
         ifs.push_back({{"name", i.name}, {"ifindex", i.ifindex}, {"since_ms", i.since_ms}});
-    j["interfaces"] = std::move(ifs);
-    j["maps"] = {{"flows",
-                  {{"entries", s.flow_entries},
-                   {"capacity", s.flow_capacity},
-                   {"evictions", s.flow_evictions}}},
-                 {"clients",
-                  {{"entries", s.client_entries},
-                   {"capacity", s.client_capacity},
-                   {"evictions", s.client_evictions}}}};
+    return ifs;
+}
+
+json maps_json(const SensorState &s)
+{
+    return {{"flows",
+             {{"entries", s.flow_entries},
+              {"capacity", s.flow_capacity},
+              {"evictions", s.flow_evictions}}},
+            {"clients",
+             {{"entries", s.client_entries},
+              {"capacity", s.client_capacity},
+              {"evictions", s.client_evictions}}}};
+}
+
+json health_json(const SensorState &s)
+{
     json health = json::object();
     for (unsigned i = 0; i < EXF_C__MAX; i++)
         health[std::string(counter_name(i))] = s.health[i];
-    j["health"] = std::move(health);
-    j["events"] = {{"received", s.events_received},
-                   {"queue_dropped", s.events_dropped},
-                   {"queue_waited", s.events_waited},
-                   {"harvest_drained", s.events_harvest_drained},
-                   {"harvest_drain_full", s.harvest_drain_full},
-                   {"ringbuf_full", s.health[EXF_C_RB_FULL]}};
-    json anomalies = json::object();
-    for (auto &[name, n] : v.tracker.anomalies())
-        anomalies[name] = n;
-    j["anomalies"] = std::move(anomalies);
+    return health;
+}
 
-    const auto &a = v.aggregator;
+json events_json(const SensorState &s)
+{
+    return {{"received", s.events_received},
+            {"queue_dropped", s.events_dropped},
+            {"queue_waited", s.events_waited},
+            {"harvest_drained", s.events_harvest_drained},
+            {"harvest_drain_full", s.harvest_drain_full},
+            {"ringbuf_full", s.health[EXF_C_RB_FULL]}};
+}
+
+json anomalies_json(const FlowTracker &tracker)
+{
+    json anomalies = json::object();
+    for (auto &[name, n] : tracker.anomalies())
+        anomalies[name] = n;
+    return anomalies;
+}
+
+json aggregate_json(const agg::Aggregator &a)
+{
     json windows = json::array(), kinds = json::object();
     for (size_t w = 0; w < a.windows(); w++)
         windows.push_back(agg::window_name(a.window_ms(w)));
@@ -146,26 +158,33 @@ json status_json(const DaemonView &v)
                                     {"limit", entity_limit(a.config(), k)},
                                     {"evictions", a.evictions(k)},
                                     {"expirations", a.expirations(k)}};
-    j["aggregate"] = {{"windows", windows},
-                      {"memory_bytes", a.memory_bytes()},
-                      {"updates", a.updates()},
-                      {"kinds", kinds}};
+    return {{"windows", windows},
+            {"memory_bytes", a.memory_bytes()},
+            {"updates", a.updates()},
+            {"kinds", kinds}};
+}
 
-    const auto &d = v.detector.stats();
-    j["detect"] = {{"rules", v.detector.config().rules.size()},
-                   {"evaluations", d.evaluations},
-                   {"opened", d.opened},
-                   {"updated", d.updated},
-                   {"resolved", d.resolved},
-                   {"summaries", d.summaries},
-                   {"muted", d.muted},
-                   {"suppressed", d.suppressed},
-                   {"allowed", d.allowed},
-                   {"open_now", d.open_now},
-                   {"last_eval_us", d.last_eval_us},
-                   {"memory_bytes", v.detector.memory_bytes()}};
+json detect_json(const detect::Detector &detector)
+{
+    const auto &d = detector.stats();
+    return {{"rules", detector.config().rules.size()},
+            {"evaluations", d.evaluations},
+            {"opened", d.opened},
+            {"updated", d.updated},
+            {"resolved", d.resolved},
+            {"summaries", d.summaries},
+            {"muted", d.muted},
+            {"suppressed", d.suppressed},
+            {"allowed", d.allowed},
+            {"open_now", d.open_now},
+            {"last_eval_us", d.last_eval_us},
+            {"memory_bytes", detector.memory_bytes()}};
+}
+
+json open_alerts_json(const detect::Detector &detector)
+{
     json alerts = json::array();
-    for (auto &o : v.detector.open_alerts())
+    for (auto &o : detector.open_alerts())
         alerts.push_back({{"id", o.id},
                           {"rule", o.rule},
                           {"severity", detect::severity_name(o.severity)},
@@ -177,28 +196,59 @@ json status_json(const DaemonView &v)
                           {"value", o.value},
                           {"threshold", o.threshold},
                           {"since_ms", o.opened_wall_ms}});
-    j["alerts"] = std::move(alerts);
+    return alerts;
+}
 
+json output_json(size_t index, const std::string &type, const output::Output &out)
+{
+    auto st = out.stats();
+    return {{"index", index},
+            {"type", type},
+            {"describe", out.describe()},
+            {"queued", st.queued},
+            {"sent", st.sent},
+            {"dropped", st.dropped},
+            {"reconnects", st.reconnects},
+            {"spooled", st.spooled_now},
+            {"connect_failures", st.connect_failures},
+            {"write_errors", st.write_errors},
+            {"connected", st.connected},
+            {"last_error", st.last_error},
+            {"spool_file", st.spool_file.empty() ? json() : json(st.spool_file)},
+            {"spool_file_ok", st.spool_file_ok},
+            {"spool_write_errors", st.spool_write_errors}};
+}
+
+json outputs_json(const DaemonView &v)
+{
+    const auto &types = v.sensor.output_types;
     json outs = json::array();
-    for (size_t i = 0; i < v.outputs.size(); i++) {
-        auto st = v.outputs[i]->stats();
-        outs.push_back({{"index", i},
-                        {"type", i < s.output_types.size() ? s.output_types[i] : ""},
-                        {"describe", v.outputs[i]->describe()},
-                        {"queued", st.queued},
-                        {"sent", st.sent},
-                        {"dropped", st.dropped},
-                        {"reconnects", st.reconnects},
-                        {"spooled", st.spooled_now},
-                        {"connect_failures", st.connect_failures},
-                        {"write_errors", st.write_errors},
-                        {"connected", st.connected},
-                        {"last_error", st.last_error},
-                        {"spool_file", st.spool_file.empty() ? json() : json(st.spool_file)},
-                        {"spool_file_ok", st.spool_file_ok},
-                        {"spool_write_errors", st.spool_write_errors}});
-    }
-    j["outputs"] = std::move(outs);
+    for (size_t i = 0; i < v.outputs.size(); i++)
+        outs.push_back(output_json(i, i < types.size() ? types[i] : "", *v.outputs[i]));
+    return outs;
+}
+
+}  // namespace
+
+json status_json(const DaemonView &v)
+{
+    const auto &s = v.sensor;
+    json j = {{"ok", true},
+              {"version", EXFILMON_VERSION},
+              {"pid", ::getpid()},
+              {"backend", s.backend},
+              {"config", s.config_path.empty() ? json() : json(s.config_path)},
+              {"started_ms", s.start_wall_ms},
+              {"uptime_s", (v.wall_ms - std::min(v.wall_ms, s.start_wall_ms)) / 1000}};
+    j["interfaces"] = interfaces_json(s);
+    j["maps"] = maps_json(s);
+    j["health"] = health_json(s);
+    j["events"] = events_json(s);
+    j["anomalies"] = anomalies_json(v.tracker);
+    j["aggregate"] = aggregate_json(v.aggregator);
+    j["detect"] = detect_json(v.detector);
+    j["alerts"] = open_alerts_json(v.detector);
+    j["outputs"] = outputs_json(v);
     j["harvest"] = {{"count", s.harvests}, {"last_duration_s", s.last_harvest_s}};
     j["reloads"] = {{"ok", s.reloads_ok}, {"error", s.reloads_error}};
     return j;
@@ -423,15 +473,17 @@ std::string l(const char *k, std::string_view v)
     return std::string(k) + "=\"" + label(v) + "\"";
 }
 
-}  // namespace
-
-std::string render_metrics(const MetricsSnapshot &m)
+// Each step writes one group of families, in the order the exposition lists them.
+void write_process(Writer &w, const MetricsSnapshot &m)
 {
-    Writer w;
     w.family("build_info", "gauge", "exfilmon version (always 1).");
     w.sample(uint64_t(1), l("version", m.version));
     w.family("start_time_seconds", "gauge", "Unix time the daemon started.");
     w.sample(uint64_t(m.start_wall_ms / 1000));  // whole seconds
+}
+
+void write_datapath(Writer &w, const MetricsSnapshot &m)
+{
     w.family("packets_total", "counter", "Packets the datapath saw (wire segments).");
     w.sample(m.health[EXF_C_PACKETS]);
     w.family("bytes_total", "counter", "IP-level bytes of the packets the datapath parsed.");
@@ -444,6 +496,10 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.family("parse_anomalies_total", "counter", "ClientHello and event anomalies, by reason.");
     for (auto &[name, n] : m.anomalies)
         w.sample(n, l("reason", name));
+}
+
+void write_events(Writer &w, const MetricsSnapshot &m)
+{
     w.family("events_total", "counter", "Ring buffer events received.");
     w.sample(m.events_received);
     w.family("ringbuf_drops_total", "counter", "Events lost: ring buffer full in the kernel.");
@@ -461,6 +517,10 @@ std::string render_metrics(const MetricsSnapshot &m)
              "Harvests during which the staging buffer for those events reached its limit "
              "(64 MiB) and the ring buffer reader waited.");
     w.sample(m.harvest_drain_full);
+}
+
+void write_maps(Writer &w, const MetricsSnapshot &m)
+{
     w.family("map_entries", "gauge", "Entries in the datapath's tables at the last harvest.");
     w.sample(m.flow_entries, l("map", "flows"));
     w.sample(m.client_entries, l("map", "clients"));
@@ -472,20 +532,38 @@ std::string render_metrics(const MetricsSnapshot &m)
     w.family("map_capacity", "gauge", "Size of the datapath's tables.");
     w.sample(m.flow_capacity, l("map", "flows"));
     w.sample(m.client_capacity, l("map", "clients"));
-    w.family("aggregate_entities", "gauge", "Entities aggregated, by kind.");
-    for (auto &k : m.kinds)
-        w.sample(k.entities, l("kind", k.name));
-    w.family("aggregate_entity_limit", "gauge", "Entity limit by kind (eviction past it).");
-    for (auto &k : m.kinds)
-        w.sample(k.limit, l("kind", k.name));
-    w.family("aggregate_evictions_total", "counter", "Entities evicted at the limit, by kind.");
-    for (auto &k : m.kinds)
-        w.sample(k.evictions, l("kind", k.name));
-    w.family("aggregate_expirations_total", "counter", "Idle entities expired, by kind.");
-    for (auto &k : m.kinds)
-        w.sample(k.expirations, l("kind", k.name));
+}
+
+// A writer of families with one sample per item: labels(index, item) names
+// the sample, get(item) gives its value.
+template <class T, class Labels>
+auto family_per(Writer &w, const std::vector<T> &items, Labels labels)
+{
+    return [&w, &items, labels](const char *name, const char *type, const char *help, auto get) {
+        w.family(name, type, help);
+        for (size_t i = 0; i < items.size(); i++)
+            w.sample(uint64_t(get(items[i])), labels(i, items[i]));
+    };
+}
+
+void write_aggregate(Writer &w, const MetricsSnapshot &m)
+{
+    using K = MetricsSnapshot::Kind;
+    auto per_kind = family_per(w, m.kinds, [](size_t, const K &k) { return l("kind", k.name); });
+    per_kind("aggregate_entities", "gauge", "Entities aggregated, by kind.",
+             [](const K &k) { return k.entities; });
+    per_kind("aggregate_entity_limit", "gauge", "Entity limit by kind (eviction past it).",
+             [](const K &k) { return k.limit; });
+    per_kind("aggregate_evictions_total", "counter", "Entities evicted at the limit, by kind.",
+             [](const K &k) { return k.evictions; });
+    per_kind("aggregate_expirations_total", "counter", "Idle entities expired, by kind.",
+             [](const K &k) { return k.expirations; });
     w.family("aggregate_memory_bytes", "gauge", "Memory the aggregator allocated.");
     w.sample(m.aggregate_memory_bytes);
+}
+
+void write_harvest_and_detect(Writer &w, const MetricsSnapshot &m)
+{
     w.family("harvests_total", "counter", "Harvests of the datapath's tables.");
     w.sample(m.harvests);
     w.family("harvest_duration_seconds", "gauge", "Duration of the last harvest.");
@@ -499,13 +577,14 @@ std::string render_metrics(const MetricsSnapshot &m)
         w.sample(n, l("rule", k[0]) + "," + l("severity", k[1]) + "," + l("state", k[2]));
     w.family("alerts_open", "gauge", "Alerts open at the last evaluation.");
     w.sample(m.alerts_open);
-    auto per_output = [&](const char *name, const char *type, const char *help, auto get) {
-        w.family(name, type, help);
-        for (size_t i = 0; i < m.outputs.size(); i++)
-            w.sample(uint64_t(get(m.outputs[i])),
-                     l("output", std::to_string(i)) + "," + l("type", m.outputs[i].type));
-    };
+}
+
+void write_outputs(Writer &w, const MetricsSnapshot &m)
+{
     using O = MetricsSnapshot::Out;
+    auto per_output = family_per(w, m.outputs, [](size_t i, const O &o) {
+        return l("output", std::to_string(i)) + "," + l("type", o.type);
+    });
     per_output("output_spool_depth", "gauge", "Alerts waiting in the output's spool.",
                [](const O &o) { return o.spooled; });
     per_output("output_sent_total", "counter", "Alerts delivered.",
@@ -527,9 +606,28 @@ std::string render_metrics(const MetricsSnapshot &m)
     per_output("output_spool_file_ok", "gauge",
                "0 while the spool file cannot be written (alerts in memory only), else 1.",
                [](const O &o) { return o.spool_file_ok ? 1 : 0; });
+}
+
+void write_reloads(Writer &w, const MetricsSnapshot &m)
+{
     w.family("config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
     w.sample(m.reloads_ok, l("result", "ok"));
     w.sample(m.reloads_error, l("result", "error"));
+}
+
+}  // namespace
+
+std::string render_metrics(const MetricsSnapshot &m)
+{
+    Writer w;
+    write_process(w, m);
+    write_datapath(w, m);
+    write_events(w, m);
+    write_maps(w, m);
+    write_aggregate(w, m);
+    write_harvest_and_detect(w, m);
+    write_outputs(w, m);
+    write_reloads(w, m);
     return w.take();
 }
 

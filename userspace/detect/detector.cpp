@@ -762,12 +762,11 @@ Detector::~Detector() = default;
 Detector::Detector(Detector &&) noexcept = default;
 Detector &Detector::operator=(Detector &&) noexcept = default;
 
-bool Detector::reconfigure(DetectConfig cfg, std::string *error)
+bool Detector::reconfigure(DetectConfig cfg, std::string &why)
 {
     auto problems = validate(cfg);
     if (!problems.empty()) {
-        if (error)
-            *error = problems.front();
+        why = problems.front();
         return false;
     }
     impl_->apply(std::move(cfg));

@@ -91,8 +91,9 @@ public:
     // A new configuration: alerts and baselines of rules kept under the same
     // name, entity, metric and window carry on (thresholds, severity and
     // the rest take the new values); the others are dropped (their open
-    // alerts are resolved at the next evaluation). False and *error when invalid.
-    bool reconfigure(DetectConfig cfg, std::string *error = nullptr);
+    // alerts are resolved at the next evaluation). When invalid: nothing
+    // changes, false is returned and why holds the first problem.
+    bool reconfigure(DetectConfig cfg, std::string &why);
     const DetectConfig &config() const;
 
     // A flow's ClientHello is known: tally its JA4 for the client's entities

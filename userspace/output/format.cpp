@@ -415,91 +415,129 @@ std::string format_rfc5424_json(const AlertRecord &a, int facility, const std::s
     return rfc5424_header(a, facility, app_name, procid) + "- " + format_json(a);
 }
 
+namespace {
+
+// The CEF signature name: what happened to which metric.
+std::string cef_name(const AlertRecord &a)
+{
+    if (a.state == AlertState::summary)
+        return "alert storm summary";
+    return a.entity_kind + " " + a.metric +
+           (a.state == AlertState::resolved ? " back under threshold" : " over threshold");
+}
+
+std::string cef_header(const AlertRecord &a, int facility)
+{
+    return pri(facility, a.severity) + bsd_time(a.time_ms) + " " + header_field(a.host, 255) +
+           " CEF:0|exfilmon|exfilmon|" EXFILMON_VERSION "|" + cef_header_escape(a.rule) + "|" +
+           cef_header_escape(cef_name(a)) + "|" + std::to_string(cef_severity(a.severity)) + "|";
+}
+
+// "name count, name count": a top list as one extension value.
+std::string named_counts(const std::vector<detect::NamedCount> &top)
+{
+    std::string s;
+    for (const auto &t : top)
+        s += (s.empty() ? "" : ", ") + clean_utf8(t.name, kWireCap) + " " + std::to_string(t.value);
+    return s;
+}
+
+// The extension's key=value pairs, in the order they are added.
+class CefExtension {
+public:
+    void add(const char *k, std::string v) { ext_.emplace_back(k, std::move(v)); }
+    void text(const char *k, const std::string &v, size_t cap = kWireCap)
+    {
+        ext_.emplace_back(k, cef_ext_escape(v, cap));
+    }
+    // A custom field: its label, then its value.
+    void labelled(const char *label_key, const char *label, const char *k, std::string v)
+    {
+        add(label_key, label);
+        add(k, std::move(v));
+    }
+    std::string str() const
+    {
+        std::string s;
+        for (size_t i = 0; i < ext_.size(); i++)
+            s += (i ? " " : "") + ext_[i].first + "=" + ext_[i].second;
+        return s;
+    }
+
+private:
+    std::vector<std::pair<std::string, std::string>> ext_;
+};
+
+// The standard CEF keys: when, where, what, who and how much.
+void add_cef_event(CefExtension &e, const AlertRecord &a)
+{
+    e.add("rt", std::to_string(a.time_ms));
+    e.text("dvchost", a.host);
+    e.add("act", detect::state_name(a.state));
+    e.text("externalId", a.id);
+    e.add("cat", a.shadow ? "exfiltration/shadow" : "exfiltration");
+    if (a.client && full_address(*a.client))
+        e.add("src", *a.client);
+    if (a.sni)
+        e.text("dhost", *a.sni);
+    e.add("in", std::to_string(a.bytes_in));
+    e.add("out", std::to_string(a.bytes_out));
+    e.add("cnt", std::to_string(a.count));
+    e.add("start", std::to_string(a.opened_ms));
+}
+
+// cs1..cs6: the rule, its entity and metric, the window, the top API hosts.
+void add_cef_strings(CefExtension &e, const AlertRecord &a)
+{
+    e.add("cs1Label", "rule");
+    e.text("cs1", a.rule);
+    e.add("cs2Label", "entity");
+    e.text("cs2", a.entity, kEntityCap);
+    e.add("cs3Label", "entityKind");
+    e.text("cs3", a.entity_kind);
+    e.add("cs4Label", "metric");
+    e.text("cs4", a.metric);
+    e.labelled("cs5Label", "window", "cs5", duration(a.window_ms));
+    if (std::string tops = named_counts(a.top_snis); !tops.empty()) {
+        e.add("cs6Label", "topSni");
+        e.text("cs6", tops, 4 * (kWireCap + 24));
+    }
+}
+
+// cfp*, cn*, flexNumber1, deviceCustomDate1: the figures the rule compared.
+void add_cef_figures(CefExtension &e, const AlertRecord &a)
+{
+    e.labelled("cfp1Label", "value", "cfp1", format_number(a.value));
+    e.labelled("cfp2Label", "threshold", "cfp2", format_number(a.threshold));
+    if (a.baseline)
+        e.labelled("cfp3Label", "baseline", "cfp3", format_number(*a.baseline));
+    e.labelled("cn1Label", "tlsFlows", "cn1", std::to_string(a.tls_flows));
+    e.labelled("cn2Label", "peakConcurrent", "cn2", std::to_string(a.peak_concurrent));
+    if (a.distinct_clients)
+        e.labelled("cn3Label", "distinctClients", "cn3", std::to_string(*a.distinct_clients));
+    if (a.state == AlertState::summary || a.suppressed)
+        e.labelled("flexNumber1Label", "suppressed", "flexNumber1", std::to_string(a.suppressed));
+    e.labelled("deviceCustomDate1Label", "firstSeen", "deviceCustomDate1",
+               std::to_string(a.first_seen_ms));
+}
+
+}  // namespace
+
 std::string format_cef(const AlertRecord &a, int facility, const std::string &app_name, int procid)
 {
     (void)app_name;
     (void)procid;
-    std::string name;
-    if (a.state == AlertState::summary)
-        name = "alert storm summary";
-    else
-        name = a.entity_kind + " " + a.metric +
-               (a.state == AlertState::resolved ? " back under threshold" : " over threshold");
-    std::string s = pri(facility, a.severity) + bsd_time(a.time_ms) + " " +
-                    header_field(a.host, 255) + " CEF:0|exfilmon|exfilmon|" EXFILMON_VERSION "|" +
-                    cef_header_escape(a.rule) + "|" + cef_header_escape(name) + "|" +
-                    std::to_string(cef_severity(a.severity)) + "|";
-    std::vector<std::pair<std::string, std::string>> ext;
-    auto add = [&](const char *k, std::string v) { ext.emplace_back(k, std::move(v)); };
-    auto text = [&](const char *k, const std::string &v, size_t cap = kWireCap) {
-        ext.emplace_back(k, cef_ext_escape(v, cap));
-    };
-    add("rt", std::to_string(a.time_ms));
-    text("dvchost", a.host);
-    add("act", detect::state_name(a.state));
-    text("externalId", a.id);
-    add("cat", a.shadow ? "exfiltration/shadow" : "exfiltration");
-    if (a.client && full_address(*a.client))
-        add("src", *a.client);
-    if (a.sni)
-        text("dhost", *a.sni);
-    add("in", std::to_string(a.bytes_in));
-    add("out", std::to_string(a.bytes_out));
-    add("cnt", std::to_string(a.count));
-    add("start", std::to_string(a.opened_ms));
-    add("cs1Label", "rule");
-    text("cs1", a.rule);
-    add("cs2Label", "entity");
-    text("cs2", a.entity, kEntityCap);
-    add("cs3Label", "entityKind");
-    text("cs3", a.entity_kind);
-    add("cs4Label", "metric");
-    text("cs4", a.metric);
-    add("cs5Label", "window");
-    add("cs5", duration(a.window_ms));
-    std::string tops;
-    for (const auto &t : a.top_snis)
-        tops += (tops.empty() ? "" : ", ") + clean_utf8(t.name, kWireCap) + " " +
-                std::to_string(t.value);
-    if (!tops.empty()) {
-        add("cs6Label", "topSni");
-        text("cs6", tops, 4 * (kWireCap + 24));
+    CefExtension e;
+    add_cef_event(e, a);
+    add_cef_strings(e, a);
+    add_cef_figures(e, a);
+    if (std::string ja4 = named_counts(a.top_ja4); !ja4.empty()) {
+        e.add("flexString1Label", "topJa4");
+        e.text("flexString1", ja4, 4 * (kWireCap + 24));
     }
-    add("cfp1Label", "value");
-    add("cfp1", format_number(a.value));
-    add("cfp2Label", "threshold");
-    add("cfp2", format_number(a.threshold));
-    if (a.baseline) {
-        add("cfp3Label", "baseline");
-        add("cfp3", format_number(*a.baseline));
-    }
-    add("cn1Label", "tlsFlows");
-    add("cn1", std::to_string(a.tls_flows));
-    add("cn2Label", "peakConcurrent");
-    add("cn2", std::to_string(a.peak_concurrent));
-    if (a.distinct_clients) {
-        add("cn3Label", "distinctClients");
-        add("cn3", std::to_string(*a.distinct_clients));
-    }
-    if (a.state == AlertState::summary || a.suppressed) {
-        add("flexNumber1Label", "suppressed");
-        add("flexNumber1", std::to_string(a.suppressed));
-    }
-    add("deviceCustomDate1Label", "firstSeen");
-    add("deviceCustomDate1", std::to_string(a.first_seen_ms));
-    std::string ja4;
-    for (const auto &t : a.top_ja4)
-        ja4 += (ja4.empty() ? "" : ", ") + clean_utf8(t.name, kWireCap) + " " +
-               std::to_string(t.value);
-    if (!ja4.empty()) {
-        add("flexString1Label", "topJa4");
-        text("flexString1", ja4, 4 * (kWireCap + 24));
-    }
-    text("msg", sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); }),
-         2048);
-    for (size_t i = 0; i < ext.size(); i++)
-        s += (i ? " " : "") + ext[i].first + "=" + ext[i].second;
-    return s;
+    e.text("msg", sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); }),
+           2048);
+    return cef_header(a, facility) + e.str();
 }
 
 std::string format_rfc3164(const AlertRecord &a, int facility, const std::string &app_name,

@@ -147,7 +147,7 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
     out.saved_mono_ms = mono;
     out.aggregator.restore_state(r);
     std::string why;
-    if (!same_layout(saved, ctx.aggregate) && !out.aggregator.reconfigure(ctx.aggregate, &why))
+    if (!same_layout(saved, ctx.aggregate) && !out.aggregator.reconfigure(ctx.aggregate, why))
         throw Error("the saved windows cannot take today's settings: " + why);
     out.detector.restore_state(r);
     out.harvest.restore(r);
