@@ -21,7 +21,12 @@ TEST_CASE("exfilmon version and usage errors", "[cli]")
     auto bin = exfilmon_binary().string();
     auto v = run_program({bin, "version"});
     CHECK(v.status == 0);
-    CHECK(v.out == std::string("exfilmon ") + EXFILMON_VERSION + "\n");
+    // The version first (as --version prints it), then what a bug report needs.
+    CHECK(v.out.rfind(std::string("exfilmon ") + EXFILMON_VERSION + "\ncommit: ", 0) == 0);
+    for (const char *line : {"\nbuild type: ", "\nlibbpf: ", "\nkernel: "})
+        CHECK(v.out.find(line) != std::string::npos);
+    CHECK(run_program({bin, "--version"}).out ==
+          std::string("exfilmon ") + EXFILMON_VERSION + "\n");
     CHECK(run_program({bin}).status == 2);
     CHECK(run_program({bin, "no-such-command"}).status == 2);
     auto help = run_program({bin, "run", "--help"});

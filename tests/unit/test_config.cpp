@@ -442,6 +442,13 @@ struct DocRow {
     std::string key, type;
 };
 
+// The "[section]" a "## [section] ..." heading names; "" for other headings.
+std::string heading_section(const std::string &line)
+{
+    auto b = line.find('['), e = line.rfind(']');
+    return b == std::string::npos ? "" : line.substr(b, e - b + 1);
+}
+
 // The document's tables: "## [section]" headings, then rows "| `key` | type | ...".
 std::vector<DocRow> documented_rows()
 {
@@ -451,8 +458,7 @@ std::vector<DocRow> documented_rows()
     std::string line, section;
     while (std::getline(in, line)) {
         if (line.rfind("## ", 0) == 0) {
-            auto b = line.find('['), e = line.rfind(']');
-            section = b == std::string::npos ? "" : line.substr(b, e - b + 1);
+            section = heading_section(line);
             continue;
         }
         if (section.empty() || line.rfind("| `", 0) != 0)
@@ -645,6 +651,47 @@ void check_documented_type(const DocRow &row)
     }
 }
 
+// The "[section] key" entries of exfilmon.toml(5) (its scdoc source): under
+// each "## [section]" heading, a line "*key* (type; default)" per key.
+std::set<std::string> man_page_keys()
+{
+    std::ifstream in(exf::test::source_dir() / "docs" / "man" / "exfilmon.toml.5.scd");
+    REQUIRE(in);
+    static const std::regex term(R"(^\*([a-z0-9_.]+)\* \()");
+    std::set<std::string> keys;
+    std::string line, section;
+    std::smatch m;
+    while (std::getline(in, line)) {
+        if (line.rfind("## ", 0) == 0)
+            section = heading_section(line);
+        else if (!section.empty() && std::regex_search(line, m, term))
+            keys.insert(section + " " + m[1].str());
+    }
+    return keys;
+}
+
+// A reference (docs/configuration.md, the man page) lists every key the
+// parser accepts and no other.
+void check_documents_exactly_the_parser_keys(const std::set<std::string> &documented)
+{
+    auto accepted = config_keys();
+    std::set<std::string> keys(accepted.begin(), accepted.end());
+    REQUIRE(keys.size() > 50);
+    for (auto &k : keys) {
+        INFO("accepted, not documented: " << k);
+        CHECK_FALSE(documented.count(k) == 0);
+    }
+    for (auto &k : documented) {
+        INFO("documented, not accepted: " << k);
+        CHECK_FALSE(keys.count(k) == 0);
+    }
+    std::string all;
+    for (auto &k : keys)
+        all += k + "\n";
+    INFO(all);
+    CHECK(documented == keys);
+}
+
 }  // namespace
 
 TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts", "[config]")
@@ -652,18 +699,14 @@ TEST_CASE("docs/configuration.md documents exactly the keys the parser accepts",
     std::set<std::string> documented;
     for (auto &row : documented_rows())
         documented.insert(row.key);
-    auto accepted = config_keys();
-    std::set<std::string> keys(accepted.begin(), accepted.end());
-    REQUIRE(keys.size() > 50);
-    for (auto &k : keys)
-        CHECK_FALSE(documented.count(k) == 0);
-    for (auto &k : documented)
-        CHECK_FALSE(keys.count(k) == 0);
-    std::string all;
-    for (auto &k : keys)
-        all += k + "\n";
-    INFO(all);
-    CHECK(documented == keys);
+    check_documents_exactly_the_parser_keys(documented);
+}
+
+TEST_CASE("The exfilmon.toml(5) man page documents exactly the keys the parser accepts "
+          "(as docs/configuration.md)",
+          "[config]")
+{
+    check_documents_exactly_the_parser_keys(man_page_keys());
 }
 
 TEST_CASE("docs/configuration.md gives each key the type and range the parser takes", "[config]")

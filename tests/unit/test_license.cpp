@@ -18,8 +18,8 @@ const std::string kApache = "Apache-2.0";
 const std::string kBpfDual = "(GPL-2.0-only OR BSD-2-Clause)";
 
 // The folders that hold sources, and what below them is data, not source.
-const std::vector<std::string> kSourceDirs = {"bpf",   "userspace", "tests", "bench",
-                                              "cmake", "scripts",   ".ci",   "configs/deb"};
+const std::vector<std::string> kSourceDirs = {"bpf",     "userspace", "tests",   "bench",   "cmake",
+                                              "scripts", ".ci",       "configs", "docs/man"};
 bool is_data(const std::string &rel)
 {
     return rel.starts_with("tests/fuzz/corpus/") || rel.starts_with("bench/results/");
@@ -36,7 +36,8 @@ std::string first_lines(const fs::path &p, int n)
 
 bool is_source(const fs::path &p)
 {
-    static const std::vector<std::string> kExt = {".c", ".cpp", ".h", ".sh", ".py", ".cmake"};
+    static const std::vector<std::string> kExt = {".c",    ".cpp", ".h",    ".sh",
+                                                  ".bash", ".py",  ".cmake"};
     if (p.filename() == "CMakeLists.txt")
         return true;
     for (const auto &e : kExt)

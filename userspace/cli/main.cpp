@@ -3,7 +3,9 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 // Each subcommand is a Command: its options, and what it runs.
 #include <CLI/CLI.hpp>
-
+#include <bpf/libbpf.h>
+#include <linux/version.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +24,7 @@
 #include "config/config.h"
 #include "config/run_checks.h"
 #include "control/client.h"
+#include "exfilmon_build_info.h"
 
 namespace {
 
@@ -71,15 +74,34 @@ private:
     std::vector<std::string> interfaces_;
 };
 
+// What a bug report needs: the version, the commit and build type, and the
+// libbpf and kernel interface the binary was built against (and runs on).
 class VersionCommand : public Command {
 public:
     explicit VersionCommand(CLI::App &app)
-        : Command(app.add_subcommand("version", "print the version"))
+        : Command(app.add_subcommand(
+              "version", "print the version, git commit, build type, libbpf and kernel features"))
     {}
     int run() override
     {
-        std::cout << "exfilmon " << EXFILMON_VERSION << "\n";
+        std::cout << "exfilmon " << EXFILMON_VERSION << "\n"
+                  << "commit: " << EXFILMON_GIT_COMMIT << "\n"
+                  << "build type: " << EXFILMON_BUILD_TYPE << "\n"
+                  << "libbpf: " << EXFILMON_LIBBPF_BUILD_VERSION << " (built against), "
+                  << libbpf_version_string() << " (running)\n"
+                  << "kernel: needs BTF and the BPF ring buffer (Linux 5.8+), tc clsact; "
+                  << "built against Linux " << (LINUX_VERSION_CODE >> 16) << "."
+                  << ((LINUX_VERSION_CODE >> 8) & 0xff)
+                  << " headers; this kernel: " << running_kernel() << ", BTF "
+                  << (fs::exists("/sys/kernel/btf/vmlinux") ? "yes" : "no") << "\n";
         return 0;
+    }
+
+private:
+    static std::string running_kernel()
+    {
+        struct utsname u {};
+        return ::uname(&u) == 0 ? u.release : "unknown";
     }
 };
 
