@@ -7,7 +7,7 @@
 #                               and fail if any does (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.c' '*.cpp' '*.h')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.c' '*.cpp' '*.h')
 if [[ ${1:-} != --check ]]; then
     clang-format -i "${files[@]}"
     exit 0

@@ -11,9 +11,10 @@ BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbp
 # file and dpkg-dev: CPack's .deb (dpkg-shlibdeps) in the package test.
 # python3: bench/results_table.py --check, the unit test of the results table.
 # clang-tidy: scripts/tidy.sh, run by .ci/run.
+# clickhouse-server, clickhouse-client: the fleet tests start a ClickHouse of their own.
 # man-db: the man page test; bash-completion: the completion test; lintian
 # and logrotate: the package test (lintian on the .deb, its logrotate rule).
-TEST_PKGS=(clang-tidy file dpkg-dev man-db bash-completion lintian logrotate python3 iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
+TEST_PKGS=(clang-tidy clickhouse-server clickhouse-client file dpkg-dev man-db bash-completion lintian logrotate python3 iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")

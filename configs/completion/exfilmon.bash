@@ -15,10 +15,11 @@ _exfilmon_help()
     "${words[0]}" "$@" --help 2>/dev/null
 }
 
-# The subcommands: the "Subcommands:" section of `exfilmon --help`.
+# The subcommands (of subcommand $1, e.g. fleet; none: the top level's): the
+# "Subcommands:" section of `exfilmon [$1] --help`.
 _exfilmon_subcommands()
 {
-    _exfilmon_help | sed -n '/^Subcommands:/,$s/^  \([a-z][a-z-]*\) .*/\1/p'
+    _exfilmon_help "$@" | sed -n '/^Subcommands:/,$s/^  \([a-z][a-z-]*\) .*/\1/p'
 }
 
 # The options of subcommand $1 (none: the global ones): "-c,--config TEXT".
@@ -56,11 +57,16 @@ _exfilmon()
     local cur prev words cword split
     _init_completion -s || return
 
-    local sub= i
+    # The subcommand, and the subcommand's own one (fleet init).
+    local sub= subsub= i
     for ((i = 1; i < cword; i++)); do
         if [[ ${words[i]} != -* ]]; then
-            sub=${words[i]}
-            break
+            if [[ -z $sub ]]; then
+                sub=${words[i]}
+            elif [[ $sub == fleet ]]; then
+                subsub=${words[i]}
+                break
+            fi
         fi
     done
 
@@ -89,9 +95,11 @@ _exfilmon()
     $split && return
 
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$(_exfilmon_options $sub)" -- "$cur"))
+        COMPREPLY=($(compgen -W "$(_exfilmon_options $sub $subsub)" -- "$cur"))
     elif [[ -z $sub ]]; then
         COMPREPLY=($(compgen -W "$(_exfilmon_subcommands)" -- "$cur"))
+    elif [[ $sub == fleet && -z $subsub ]]; then
+        COMPREPLY=($(compgen -W "$(_exfilmon_subcommands fleet)" -- "$cur"))
     elif [[ $sub == replay || $sub == check-config ]]; then
         # The capture file (replay; "-" is standard input) or the configuration.
         _filedir

@@ -45,7 +45,9 @@ expect() {
     echo "ok: '$line' -> $(echo $got)"
 }
 
-expect "$bin " run detach version demo check-config replay status top
+expect "$bin " run detach version demo check-config replay status top fleet
+expect "$bin fleet " init schema
+expect "$bin fleet init -" -h --help -c --config
 expect "$bin r" run replay
 expect "$bin -" -h --help --version
 expect "$bin run -" -h --help -c --config -i --interface -v --verbose

@@ -391,6 +391,50 @@ TEST_CASE("Control socket and metrics settings and their errors", "[config]")
     CHECK(only_issue("control = 1\n") == "t.toml:1:11: control: expected a table [control]");
 }
 
+TEST_CASE("The [fleet] table: absent no export, its values and their errors", "[config][fleet]")
+{
+    Config d;
+    CHECK_FALSE(d.fleet.enabled);
+    auto r = parse_config("[fleet]\n", "t.toml");
+    REQUIRE(r.ok());
+    CHECK(r.config.fleet.enabled);
+    CHECK(r.config.fleet.clickhouse == "http://127.0.0.1:8123");
+    CHECK(r.config.fleet.database == "exfilmon");
+    CHECK(r.config.fleet.user == "default");
+    CHECK(r.config.fleet.interval_ms == 10000);
+
+    auto set = parse_config("[fleet]\nclickhouse = \"https://[2001:db8::5]:8443/\"\n"
+                            "database = \"edge_fleet\"\nuser = \"exfilmon\"\n"
+                            "password_file = \"/etc/exfilmon/ch.pw\"\nsensor = \"edge-7\"\n"
+                            "interval = \"30s\"\nca_file = \"/etc/exfilmon/ca.pem\"\n",
+                            "t.toml");
+    for (auto &i : set.issues)
+        FAIL(i.format());
+    auto &f = set.config.fleet;
+    CHECK(f.clickhouse == "https://[2001:db8::5]:8443/");
+    CHECK(f.database == "edge_fleet");
+    CHECK(f.user == "exfilmon");
+    CHECK(f.password_file == "/etc/exfilmon/ch.pw");
+    CHECK(f.sensor == "edge-7");
+    CHECK(f.interval_ms == 30000);
+    CHECK(f.ca_file == "/etc/exfilmon/ca.pem");
+
+    CHECK(only_issue("[fleet]\nclickhouse = \"127.0.0.1:8123\"\n") ==
+          "t.toml:2:14: clickhouse: '127.0.0.1:8123': expected http://HOST[:PORT] or "
+          "https://HOST[:PORT]");
+    CHECK(only_issue("[fleet]\nclickhouse = \"http://h:70000\"\n") ==
+          "t.toml:2:14: clickhouse: 'http://h:70000': port 70000 is outside 1..65535");
+    CHECK(only_issue("[fleet]\ndatabase = \"exf-fleet\"\n") ==
+          "t.toml:2:12: database: 'exf-fleet' may hold only letters, digits and '_'");
+    CHECK(only_issue("[fleet]\npassword_file = \"ch.pw\"\n") ==
+          "t.toml:2:17: password_file: expected an absolute path");
+    CHECK(only_issue("[fleet]\npassword = \"x\"\n") ==
+          "t.toml:2:12: unknown key 'password' in [fleet]");
+    CHECK(only_issue("[fleet]\ninterval = \"500ms\"\n") ==
+          "t.toml:2:12: interval: must be between 1s and 1h");
+    CHECK(only_issue("[fleet]\nuser = \"\"\n") == "t.toml:2:8: user: must be 1 to 64 characters");
+}
+
 namespace {
 
 // One row of docs/configuration.md: "[section] key" and its type column.

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "apps/daemon.h"
+#include "apps/fleet_admin.h"
 #include "apps/replay.h"
 #include "common/units.h"
 #include "config/config.h"
@@ -291,6 +292,32 @@ private:
     std::string format_ = "table", interval_ = "2s";
 };
 
+// `exfilmon fleet init|schema`: the fleet's tables in ClickHouse.
+class FleetCommand : public Command {
+public:
+    explicit FleetCommand(CLI::App &app)
+        : Command(app.add_subcommand("fleet", "the fleet's tables in ClickHouse ([fleet])"))
+    {
+        cmd_->require_subcommand(1);
+        init_ = cmd_->add_subcommand(
+            "init", "create the database, tables and rollups where missing (idempotent)");
+        schema_ = cmd_->add_subcommand("schema", "print the SQL that init runs");
+        for (auto *sub : {init_, schema_})
+            sub->add_option("-c,--config", path_, "configuration file with a [fleet] table")
+                ->required();
+    }
+    int run() override
+    {
+        if (schema_->parsed())
+            return exf::run_fleet_schema(path_, std::cout, std::cerr);
+        return exf::run_fleet_init(path_, std::cout, std::cerr);
+    }
+
+private:
+    CLI::App *init_ = nullptr, *schema_ = nullptr;
+    std::string path_;
+};
+
 int run_cli(int argc, char **argv)
 {
     CLI::App app{"exfilmon: eBPF sensor for data exfiltration through TLS APIs"};
@@ -305,6 +332,7 @@ int run_cli(int argc, char **argv)
     commands.push_back(std::make_unique<ReplayCommand>(app));
     commands.push_back(std::make_unique<StatusCommand>(app));
     commands.push_back(std::make_unique<TopCommand>(app));
+    commands.push_back(std::make_unique<FleetCommand>(app));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {

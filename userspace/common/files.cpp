@@ -85,4 +85,22 @@ std::string read_whole_file(const std::string &path)
     return data;
 }
 
+std::string writable_by_others(const std::string &path)
+{
+    struct stat st {};
+    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
+        // A sticky directory (/tmp) lets others add files, not replace ours.
+        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
+            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
+            char mode[8];
+            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
+            return (p == std::filesystem::path(path) ? std::string("the file")
+                                                     : "its directory " + p.string()) +
+                   " is writable by others (mode " + mode +
+                   "): refusing it; remove that permission (chmod o-w)";
+        }
+    }
+    return "";
+}
+
 }  // namespace exf

@@ -3,8 +3,7 @@
 // Checks on the files a configuration names, each returning "" when the file
 // is fine, else why not ("Is a directory", "No such file or directory",
 // "its directory /var/lib/x: Permission denied"): the caller puts the key
-// and the path in front of it. Whether a file the daemon trusts is writable
-// by others: config/config.h writable_by_others.
+// and the path in front of it.
 #include <string>
 
 namespace exf {
@@ -20,5 +19,9 @@ std::string writable_file_problem(const std::string &path, int *err = nullptr);
 // The whole content of a file; throws exf::Error "PATH: strerror" (a
 // directory: "PATH: Is a directory").
 std::string read_whole_file(const std::string &path);
+
+// Why a file the daemon trusts (configuration, cohorts) must be refused: it,
+// or its directory unless sticky, is writable by others. "" when it is not.
+std::string writable_by_others(const std::string &path);
 
 }  // namespace exf

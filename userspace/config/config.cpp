@@ -21,6 +21,8 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "common/units.h"
+#include "fleet/clickhouse.h"
+#include "fleet/schema.h"
 
 namespace exf {
 
@@ -515,16 +517,76 @@ void read_metrics(const toml::table &t, Reader &r, Config &c)
     r.with(t, "listen", [&](const toml::node &n) { read_listen(n, r, c); });
 }
 
+// A path key that must be absolute when set ("" : unset).
+void read_abs_path(const toml::table &t, Reader &r, const char *key, std::string &out)
+{
+    r.with(t, key, [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, key, s))
+            return;
+        if (!s.empty() && s[0] != '/')
+            r.error(n, std::string(key) + ": expected an absolute path");
+        else
+            out = s;
+    });
+}
+
+void read_fleet(const toml::table &t, Reader &r, Config &c)
+{
+    r.only(t, "[fleet]",
+           {"clickhouse", "database", "user", "password_file", "sensor", "interval", "ca_file",
+            "cert_file", "key_file"});
+    auto &f = c.fleet;
+    f.enabled = true;
+    r.with(t, "clickhouse", [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, "clickhouse", s))
+            return;
+        if (auto why = fleet::clickhouse_url_problem(s); !why.empty())
+            r.error(n, "clickhouse: '" + s + "': " + why);
+        else
+            f.clickhouse = s;
+    });
+    r.with(t, "database", [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, "database", s))
+            return;
+        if (auto why = fleet::database_name_problem(s); !why.empty())
+            r.error(n, "database: '" + s + "' " + why);
+        else
+            f.database = s;
+    });
+    r.with(t, "user", [&](const toml::node &n) {
+        std::string s;
+        if (r.string(n, "user", s) && (s.empty() || s.size() > 64))
+            r.error(n, "user: must be 1 to 64 characters");
+        else if (!s.empty())
+            f.user = s;
+    });
+    r.with(t, "sensor", [&](const toml::node &n) {
+        std::string s;
+        if (r.string(n, "sensor", s) && s.size() > 255)
+            r.error(n, "sensor: at most 255 bytes");
+        else
+            f.sensor = s;
+    });
+    read_abs_path(t, r, "password_file", f.password_file);
+    read_abs_path(t, r, "ca_file", f.ca_file);
+    read_abs_path(t, r, "cert_file", f.cert_file);
+    read_abs_path(t, r, "key_file", f.key_file);
+    read_duration_in(t, r, "interval", 1000, 3600000, "between 1s and 1h", f.interval_ms);
+}
+
 void read_root(const toml::table &root, Reader &r, Config &c)
 {
     r.only(root, "the top level",
            {"capture", "bpf", "aggregate", "daemon", "log", "detect", "rules", "allow",
-            "sni_overrides", "outputs", "control", "metrics"});
+            "sni_overrides", "outputs", "control", "metrics", "fleet"});
     using Section = void (*)(const toml::table &, Reader &, Config &);
     static const std::pair<const char *, Section> sections[] = {
-        {"capture", read_capture}, {"bpf", read_bpf}, {"aggregate", read_aggregate},
-        {"daemon", read_daemon},   {"log", read_log}, {"control", read_control},
-        {"metrics", read_metrics},
+        {"capture", read_capture}, {"bpf", read_bpf},     {"aggregate", read_aggregate},
+        {"daemon", read_daemon},   {"log", read_log},     {"control", read_control},
+        {"metrics", read_metrics}, {"fleet", read_fleet},
     };
     for (auto &[key, read] : sections)
         if (auto *t = r.table(root, key))
@@ -1092,6 +1154,7 @@ std::vector<std::string> config_keys()
 [log]
 [control]
 [metrics]
+[fleet]
 [detect]
 [[rules]]
 metric = "bytes_out"
@@ -1109,24 +1172,6 @@ baseline = {}
     read_root(root, r, c);
     read_detection(root, r, c, "skeleton");
     return {keys.begin(), keys.end()};
-}
-
-std::string writable_by_others(const std::string &path)
-{
-    struct stat st {};
-    for (auto &p : {std::filesystem::path(path), std::filesystem::absolute(path).parent_path()}) {
-        // A sticky directory (/tmp) lets others add files, not replace ours.
-        if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWOTH) &&
-            !(p != std::filesystem::path(path) && (st.st_mode & S_ISVTX))) {
-            char mode[8];
-            std::snprintf(mode, sizeof(mode), "%04o", unsigned(st.st_mode & 07777));
-            return (p == std::filesystem::path(path) ? std::string("the file")
-                                                     : "its directory " + p.string()) +
-                   " is writable by others (mode " + mode +
-                   "): refusing it; remove that permission (chmod o-w)";
-        }
-    }
-    return "";
 }
 
 ConfigResult load_config(const std::string &path)

@@ -12,6 +12,7 @@
 #include "aggregate/aggregator.h"
 #include "capture/bpf_sensor.h"
 #include "detect/rules.h"
+#include "fleet/fleet_config.h"
 #include "output/output.h"
 
 namespace exf {
@@ -52,6 +53,9 @@ struct Config {
     // (RFC 5424) only when the daemon runs, never in replay.
     std::vector<output::OutputConfig> outputs;
     bool outputs_configured = false;
+    // [fleet]: traffic summaries to ClickHouse, fleet-wide rules
+    // (docs/fleet.md); absent, nothing is exported.
+    fleet::FleetConfig fleet;
 };
 
 struct ConfigIssue {
@@ -85,10 +89,6 @@ ConfigResult parse_config(std::string_view text, const std::string &source_name)
 // directory writable by others (common/files.h); then parse_config. These
 // refusals are issues about the whole file (line 0) saying why.
 ConfigResult load_config(const std::string &path);
-
-// Why a file the daemon trusts (configuration, cohorts) must be refused: it,
-// or its directory unless sticky, is writable by others. "" when it is not.
-std::string writable_by_others(const std::string &path);
 
 // Every key the parser accepts, as "[table] key" ("[[rules]] name",
 // "[[rules]] baseline.factor", "[sni_overrides.\"NAME\"] scale"), sorted:

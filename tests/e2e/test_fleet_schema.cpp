@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: Apache-2.0
+// The fleet's tables in a real ClickHouse (Debian's clickhouse-server,
+// started by the test on loopback): `exfilmon fleet init` creates them once
+// and names the fix for each way it can fail; the schema counts a batch
+// sent twice once.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fleet/clickhouse.h"
+#include "fleet/schema.h"
+#include "support/netns.h"
+#include "support/proc.h"
+#include "support/servers.h"
+#include "support/test_env.h"
+
+using namespace exf::test;
+
+namespace {
+
+bool require_clickhouse()
+{
+    return require_root() &&
+           require(std::filesystem::exists("/usr/sbin/clickhouse-server"),
+                   "clickhouse-server is not installed (scripts/install-deps.sh installs it)");
+}
+
+// A configuration file with this [fleet] table (mode 0600).
+std::string fleet_config(Lab &lab, const std::string &name, const std::string &fleet_table)
+{
+    auto path = lab.dir() / (name + ".toml");
+    std::ofstream(path) << "[fleet]\n" << fleet_table;
+    ::chmod(path.c_str(), 0600);
+    return path.string();
+}
+
+ProcResult fleet(const std::string &sub, const std::string &config)
+{
+    return run_program({exfilmon_binary().string(), "fleet", sub, "--config", config});
+}
+
+}  // namespace
+
+TEST_CASE("fleet init creates the database and tables once and a second run changes nothing",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    auto cfg =
+        fleet_config(lab, "fleet", "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_init\"\n");
+    auto first = fleet("init", cfg);
+    INFO(first.out << first.err);
+    REQUIRE(first.status == 0);
+    for (auto t : {"schema_info", "traffic", "traffic_hourly", "alerts"})
+        CHECK(first.out.find(std::string("created: table exf_init.") + t) != std::string::npos);
+    CHECK(first.out.find("recorded: schema version 1") != std::string::npos);
+    CHECK(ch.query("SHOW TABLES FROM exf_init") ==
+          "alerts\nschema_info\ntraffic\ntraffic_hourly\n");
+
+    auto second = fleet("init", cfg);
+    INFO(second.out << second.err);
+    REQUIRE(second.status == 0);
+    CHECK(second.out.find("created") == std::string::npos);
+    CHECK(second.out.find("exists: table exf_init.traffic\n") != std::string::npos);
+    CHECK(second.out.find("exists: schema version 1") != std::string::npos);
+    CHECK(ch.query("SELECT count(), max(version) FROM exf_init.schema_info") == "1\t1\n");
+
+    // What `fleet schema` prints is what init ran: a DBA applying it by hand
+    // to a fresh database gets the same tables.
+    auto sql = fleet("schema", cfg);
+    REQUIRE(sql.status == 0);
+    CHECK(sql.out == exf::fleet::schema_sql("exf_init"));
+}
+
+TEST_CASE("fleet init names the fix for a dead server, a refused user and another schema version",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    auto pw = lab.dir() / "password";
+    auto write_password = [&](const std::string &text, mode_t mode) {
+        std::ofstream(pw) << text << "\n";
+        ::chmod(pw.c_str(), mode);
+    };
+    auto user_config = "clickhouse = \"" + ch.url() +
+                       "\"\nuser = \"exfilmon\"\npassword_file = \"" + pw.string() + "\"\n";
+
+    SECTION("nobody listens at the URL: exit 1, naming the URL and the key")
+    {
+        auto r = fleet("init", fleet_config(lab, "dead",
+                                            "clickhouse = \"http://127.0.0.1:" +
+                                                std::to_string(free_tcp_port("")) + "\"\n"));
+        CHECK(r.status == 1);
+        CHECK(r.err.find("cannot reach ClickHouse at http://127.0.0.1:") != std::string::npos);
+        CHECK(r.err.find("[fleet] clickhouse") != std::string::npos);
+    }
+    SECTION("a wrong password: exit 2, naming the user and the keys; the right one works")
+    {
+        write_password("not-the-password", 0600);
+        auto r = fleet("init", fleet_config(lab, "user", user_config));
+        CHECK(r.status == 2);
+        CHECK(r.err.find("refused user 'exfilmon'") != std::string::npos);
+        CHECK(r.err.find("[fleet] user and password_file") != std::string::npos);
+        write_password(ch.options().password, 0600);
+        auto ok = fleet("init", fleet_config(lab, "user", user_config));
+        INFO(ok.err);
+        CHECK(ok.status == 0);
+    }
+    SECTION("a password file others can write is refused like the configuration")
+    {
+        write_password(ch.options().password, 0666);
+        auto r = fleet("init", fleet_config(lab, "user", user_config));
+        CHECK(r.status == 2);
+        CHECK(r.err.find("password_file " + pw.string()) != std::string::npos);
+        CHECK(r.err.find("writable by others") != std::string::npos);
+    }
+    SECTION("a database holding another schema version: exit 2, nothing written")
+    {
+        ch.query("CREATE DATABASE exf_other");
+        ch.query("CREATE TABLE exf_other.schema_info (version UInt32) ENGINE = TinyLog");
+        ch.query("INSERT INTO exf_other.schema_info VALUES (99)");
+        auto r = fleet(
+            "init", fleet_config(lab, "other",
+                                 "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_other\"\n"));
+        CHECK(r.status == 2);
+        CHECK(r.err.find("has schema version 99, this exfilmon uses 1") != std::string::npos);
+        CHECK(ch.query("SELECT count() FROM exf_other.schema_info") == "1\n");
+    }
+    SECTION("no [fleet] table: exit 2")
+    {
+        auto path = lab.dir() / "empty.toml";
+        std::ofstream(path) << "[log]\nlevel = \"info\"\n";
+        auto r = fleet("init", path.string());
+        CHECK(r.status == 2);
+        CHECK(r.err.find("no [fleet] table") != std::string::npos);
+    }
+}
+
+TEST_CASE("A batch the fleet table receives twice counts once when read with FINAL",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    exf::fleet::FleetConfig cfg;
+    cfg.clickhouse = ch.url();
+    cfg.database = "exf_once";
+    REQUIRE(
+        fleet("init", fleet_config(lab, "once",
+                                   "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_once\"\n"))
+            .status == 0);
+    exf::fleet::ClickHouse client(cfg);
+    auto row = [](int period, const std::string &client_addr, const std::string &ja4,
+                  uint64_t bytes_out) {
+        return "{\"period_start\":" + std::to_string(1765100000 + period * 10) +
+               ",\"period_ms\":10000,\"sensor\":\"edge-1\",\"client\":\"" + client_addr +
+               "\",\"subnet\":\"203.0.113.0/24\",\"cohort\":\"\",\"sni\":\"api.example.com\","
+               "\"ja4\":\"" +
+               ja4 + "\",\"bytes_in\":100,\"bytes_out\":" + std::to_string(bytes_out) +
+               ",\"packets_in\":2,\"packets_out\":3,\"tls_flows\":1,\"peak_concurrent\":1}\n";
+    };
+    // Rows that differ only in the client or the JA4 are distinct rows.
+    std::string batch = row(0, "203.0.113.7", "t13d1516h2_8daaf6152771_e5627efa2ab1", 1000) +
+                        row(0, "203.0.113.7", "t13d1517h2_8daaf6152771_b6f405a00624", 2000) +
+                        row(0, "203.0.113.8", "t13d1516h2_8daaf6152771_e5627efa2ab1", 4000);
+    REQUIRE(client.insert_json_rows("exf_once.traffic", batch).ok());
+    // The same batch again (a retry after a timeout), then a later period.
+    REQUIRE(client.insert_json_rows("exf_once.traffic", batch).ok());
+    REQUIRE(client.insert_json_rows("exf_once.traffic", row(1, "203.0.113.7", "x", 8000)).ok());
+
+    CHECK(ch.query("SELECT sum(bytes_out), count() FROM exf_once.traffic FINAL") == "15000\t4\n");
+    CHECK(ch.query("SELECT client, sum(bytes_out) FROM exf_once.traffic FINAL GROUP BY client "
+                   "ORDER BY client") == "203.0.113.7\t11000\n203.0.113.8\t4000\n");
+    // Without FINAL the retried batch is there twice until parts merge: the
+    // reason every fleet query reads FINAL.
+    CHECK(ch.query("SELECT sum(bytes_out) FROM exf_once.traffic") == "22000\n");
+
+    // A batch with a bad row is refused whole, naming the problem.
+    auto bad = client.insert_json_rows("exf_once.traffic", row(2, "203.0.113.9", "y", 1) +
+                                                               "{\"period_start\":\"x\"}\n");
+    CHECK_FALSE(bad.ok());
+    CHECK(bad.failure == exf::fleet::Failure::refused);
+    CHECK(ch.query("SELECT count() FROM exf_once.traffic FINAL WHERE client = '203.0.113.9'") ==
+          "0\n");
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// [fleet]: where an edge sensor sends its traffic summaries, and where the
+// fleet evaluator reads them (docs/fleet.md). Absent: no export.
+#include <cstdint>
+#include <string>
+
+namespace exf::fleet {
+
+struct FleetConfig {
+    bool enabled = false;  // a [fleet] table is present
+    // ClickHouse's HTTP interface: http://HOST[:PORT] or https://...
+    std::string clickhouse = "http://127.0.0.1:8123";
+    std::string database = "exfilmon";
+    std::string user = "default";
+    std::string password_file;  // "" : no password; never inline
+    std::string sensor;         // "" : the host name
+    uint64_t interval_ms = 10000;
+    // https: the CA the server's certificate must chain to ("" : the
+    // system's), and an optional client certificate.
+    std::string ca_file, cert_file, key_file;
+};
+
+}  // namespace exf::fleet
