@@ -130,7 +130,7 @@ subs=$(bash --norc --noprofile -c '
     COMP_LINE="$2 "; COMP_POINT=${#COMP_LINE}; COMP_WORDS=("$2" ""); COMP_CWORD=1
     _exfilmon 2>/dev/null
     echo "${COMPREPLY[*]}"' _ "$comp" "$bin")
-[[ $subs == "run detach version demo check-config replay status top" ]] ||
+[[ $subs == "run detach version demo check-config replay status top fleet" ]] ||
     fail "the installed completion offers: $subs"
 
 # The logrotate rule, pointed at a directory here (and at root: the host has
