@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/addr.h"
 #include "fleet/clickhouse.h"
+#include "fleet/periods.h"
 #include "fleet/schema.h"
 #include "support/netns.h"
 #include "support/proc.h"
@@ -161,23 +163,30 @@ TEST_CASE("A batch the fleet table receives twice counts once when read with FIN
                                    "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_once\"\n"))
             .status == 0);
     exf::fleet::ClickHouse client(cfg);
-    auto row = [](int period, const std::string &client_addr, const std::string &ja4,
-                  uint64_t bytes_out) {
-        return "{\"period_start\":" + std::to_string(1765100000 + period * 10) +
-               ",\"period_ms\":10000,\"sensor\":\"edge-1\",\"client\":\"" + client_addr +
-               "\",\"subnet\":\"203.0.113.0/24\",\"cohort\":\"\",\"sni\":\"api.example.com\","
-               "\"ja4\":\"" +
-               ja4 + "\",\"bytes_in\":100,\"bytes_out\":" + std::to_string(bytes_out) +
-               ",\"packets_in\":2,\"packets_out\":3,\"tls_flows\":1,\"peak_concurrent\":1}\n";
+    // Rows as a sensor makes them (fleet/periods.h), so that the JSON and the
+    // table are checked against each other.
+    exf::fleet::PeriodTable periods(10000, [](const exf::Addr16 &a) {
+        return exf::fleet::ClientNames{exf::format_addr(a), "203.0.113.0/24", ""};
+    });
+    auto add = [&](uint64_t at_ms, const char *client_addr, const std::string &ja4,
+                   uint64_t bytes_out) {
+        periods.add(at_ms, *exf::parse_addr(client_addr), "api.example.com", ja4,
+                    {100, bytes_out, 2, 3, 1});
     };
+    const uint64_t t0 = 1765100000000;
     // Rows that differ only in the client or the JA4 are distinct rows.
-    std::string batch = row(0, "203.0.113.7", "t13d1516h2_8daaf6152771_e5627efa2ab1", 1000) +
-                        row(0, "203.0.113.7", "t13d1517h2_8daaf6152771_b6f405a00624", 2000) +
-                        row(0, "203.0.113.8", "t13d1516h2_8daaf6152771_e5627efa2ab1", 4000);
+    add(t0, "203.0.113.7", "t13d1516h2_8daaf6152771_e5627efa2ab1", 1000);
+    add(t0, "203.0.113.7", "t13d1517h2_8daaf6152771_b6f405a00624", 2000);
+    add(t0, "203.0.113.8", "t13d1516h2_8daaf6152771_e5627efa2ab1", 4000);
+    std::string batch = exf::fleet::to_json_rows(periods.close_due(t0 + 10000), "edge-1");
     REQUIRE(client.insert_json_rows("exf_once.traffic", batch).ok());
     // The same batch again (a retry after a timeout), then a later period.
     REQUIRE(client.insert_json_rows("exf_once.traffic", batch).ok());
-    REQUIRE(client.insert_json_rows("exf_once.traffic", row(1, "203.0.113.7", "x", 8000)).ok());
+    add(t0 + 10000, "203.0.113.7", "x", 8000);
+    REQUIRE(client
+                .insert_json_rows("exf_once.traffic",
+                                  exf::fleet::to_json_rows(periods.close_due(t0 + 20000), "edge-1"))
+                .ok());
 
     CHECK(ch.query("SELECT sum(bytes_out), count() FROM exf_once.traffic FINAL") == "15000\t4\n");
     CHECK(ch.query("SELECT client, sum(bytes_out) FROM exf_once.traffic FINAL GROUP BY client "
@@ -187,8 +196,10 @@ TEST_CASE("A batch the fleet table receives twice counts once when read with FIN
     CHECK(ch.query("SELECT sum(bytes_out) FROM exf_once.traffic") == "22000\n");
 
     // A batch with a bad row is refused whole, naming the problem.
-    auto bad = client.insert_json_rows("exf_once.traffic", row(2, "203.0.113.9", "y", 1) +
-                                                               "{\"period_start\":\"x\"}\n");
+    add(t0 + 20000, "203.0.113.9", "y", 1);
+    auto bad = client.insert_json_rows(
+        "exf_once.traffic", exf::fleet::to_json_rows(periods.close_due(t0 + 30000), "edge-1") +
+                                "{\"period_start\":\"x\"}\n");
     CHECK_FALSE(bad.ok());
     CHECK(bad.failure == exf::fleet::Failure::refused);
     CHECK(ch.query("SELECT count() FROM exf_once.traffic FINAL WHERE client = '203.0.113.9'") ==
