@@ -12,6 +12,16 @@ namespace {
 // rows that differ only there.
 constexpr const char *kRowKey = "sensor, client, subnet, cohort, sni, ja4";
 
+// The row key's columns, as declared.
+constexpr const char *kKeyColumns = R"(
+    sensor String,
+    client String,
+    subnet String,
+    cohort String,
+    sni String,
+    ja4 String,
+)";
+
 constexpr const char *kCounters = R"(    bytes_in UInt64,
     bytes_out UInt64,
     packets_in UInt64,
@@ -23,14 +33,8 @@ std::string traffic(const std::string &db)
 {
     return "CREATE TABLE IF NOT EXISTS " + db + R"(.traffic (
     period_start DateTime,
-    period_ms UInt32,
-    sensor String,
-    client String,
-    subnet String,
-    cohort String,
-    sni String,
-    ja4 String,
-)" + kCounters +
+    period_ms UInt32,)" +
+           kKeyColumns + kCounters +
            R"(
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(period_start)
@@ -44,14 +48,8 @@ ORDER BY (period_start, )" +
 std::string traffic_hourly(const std::string &db)
 {
     return "CREATE TABLE IF NOT EXISTS " + db + R"(.traffic_hourly (
-    hour DateTime,
-    sensor String,
-    client String,
-    subnet String,
-    cohort String,
-    sni String,
-    ja4 String,
-)" + kCounters +
+    hour DateTime,)" +
+           kKeyColumns + kCounters +
            R"(,
     version UInt32
 ) ENGINE = ReplacingMergeTree(version)
