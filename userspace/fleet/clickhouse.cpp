@@ -100,7 +100,7 @@ std::string read_password_file(const std::string &path)
 }
 
 ClickHouse::ClickHouse(const FleetConfig &cfg, std::chrono::milliseconds timeout)
-    : url_(cfg.clickhouse), user_(cfg.user)
+    : url_(cfg.clickhouse), user_(cfg.user), database_(cfg.database)
 {
     if (auto why = clickhouse_url_problem(url_); !why.empty())
         throw Error("[fleet] clickhouse '" + url_ + "': " + why);

@@ -55,11 +55,12 @@ public:
     Reply insert_json_rows(const std::string &table, const std::string &rows);
 
     const std::string &url() const { return url_; }
+    const std::string &database() const { return database_; }
 
 private:
     Reply post(const std::string &path, const std::string &body);
 
-    std::string url_, user_, password_;
+    std::string url_, user_, password_, database_;
     std::unique_ptr<httplib::Client> http_;
 };
 
