@@ -1033,6 +1033,38 @@ TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical",
     REQUIRE(diffs.empty());
 }
 
+// The parity test above proves the two builds' output identical, so replay
+// runs the faster userspace build unless told otherwise, even when it could
+// load the BPF program (root: the case where auto would pick bpf).
+TEST_CASE("replay runs the userspace datapath by default, the BPF program when asked",
+          "[bpf][replay]")
+{
+    if (!exf::test::require_root())
+        return;
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap";
+    exf::test::write_pcap(built, built_capture());
+    const std::string bin = exf::test::exfilmon_binary().string();
+    auto run = [&](std::vector<std::string> extra) {
+        std::vector<std::string> argv = {bin, "replay", "--format", "json", "--flows"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        argv.push_back(built.string());
+        return exf::test::run_program(argv);
+    };
+    auto plain = run({}), bpf = run({"--datapath", "bpf"}), automatic = run({"--datapath", "auto"});
+    INFO("default: " << plain.err << "bpf: " << bpf.err << "auto: " << automatic.err);
+    REQUIRE(plain.status == 0);
+    REQUIRE(bpf.status == 0);
+    REQUIRE(automatic.status == 0);
+    CHECK(plain.err.find("exfilmon replay: datapath user (") != std::string::npos);
+    CHECK(bpf.err.find("exfilmon replay: datapath bpf (") != std::string::npos);
+    CHECK(automatic.err.find("exfilmon replay: datapath bpf (") != std::string::npos);
+    CHECK(plain.out == bpf.out);
+    CHECK(plain.out == automatic.out);
+    auto help = exf::test::run_program({bin, "replay", "--help"});
+    CHECK(help.out.find("the default") != std::string::npos);
+}
+
 TEST_CASE("replay of a built capture reports its flows and escapes attacker bytes", "[replay]")
 {
     // The userspace datapath: no root needed.

@@ -154,8 +154,9 @@ std::unique_ptr<PcapReader> open_capture(const std::string &capture)
     }
 }
 
-// --datapath bpf: the BPF program or an error; auto: the BPF program when it
-// loads, else its userspace build, saying why; user: the userspace build.
+// --datapath user (the default): the userspace build; bpf: the BPF program or
+// an error; auto: the BPF program when it loads, else the userspace build,
+// saying why.
 std::unique_ptr<Datapath> choose_datapath(DatapathChoice choice, const SensorOptions &sensor,
                                           std::ostream &err)
 {
