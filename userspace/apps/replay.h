@@ -56,6 +56,10 @@ struct ReplayOptions {
     // for byte (the parity tests), at several times the speed and without
     // loading and verifying the program; bpf is the explicit fallback.
     DatapathChoice datapath = DatapathChoice::user;
+    // 1: one thread; 2: the datapath on one, the flow tracker, harvests and
+    // rules on a second (the same output); 0: 2 when the process may run on
+    // two CPUs or more.
+    unsigned threads = 0;
 };
 
 // A later stage plugged into a replay (the aggregator, the detector). Every

@@ -181,6 +181,11 @@ public:
                          "root or CAP_BPF), auto (bpf when it can be loaded, else user)")
             ->check(CLI::IsMember({"auto", "bpf", "user"}))
             ->capture_default_str();
+        cmd_->add_option("--threads", opts_.threads,
+                         "1, or 2: the datapath on one thread, the TLS parsing, harvests and "
+                         "rules on another (the same output); default 2 when the process may "
+                         "run on two CPUs")
+            ->check(CLI::Range(1u, 2u));
     }
     int run() override
     {
