@@ -379,23 +379,16 @@ public:
             return;
         }
         PacketRef pkt;  // the frame in the reader's buffer, aligned as the kernel aligns packets
-        static const uint8_t kNoBytes[1] = {0};
         try {
             while (reader_.next(pkt)) {
-                packets_++;
-                last_ts_ = pkt.ts_ns;
-                std::span<const uint8_t> frame = pkt.frame;
-                if (frame.empty())
-                    frame = std::span<const uint8_t>(kNoBytes, 0);
-                dp_.process(frame, pkt.ts_ns);
+                process(pkt);
                 dp_.drain_events([this](std::span<const uint8_t> ev) { on_event(ev); });
                 for (auto *s : stages_)
                     s->on_packet(pkt.ts_ns, dp_, tracker_);
                 flush_alerts();
             }
         } catch (const std::exception &e) {
-            failure_ =
-                name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
+            failure_ = packet_failure(e);
         }
         if (failure_.empty())
             failure_ = reader_.error();
@@ -409,48 +402,71 @@ public:
     }
 
     // run_packets over two threads: this one reads and runs the datapath,
-    // a second one takes the batches (see Batch) in order.
+    // a second one takes the batches (see Batch) in order. When the second
+    // fails, this one stops at its next hand-over, so the datapath may have
+    // seen a few thousand packets more than the failing one (the message
+    // names that packet).
     void run_pipelined(DetectReplayStage &det)
     {
         BatchQueue q;
         std::string late_failure;  // the second thread's
-        std::thread analyser([&] { analyse(q, det, late_failure); });
-        auto b = q.take_empty();
-        PacketRef pkt;
-        static const uint8_t kNoBytes[1] = {0};
-        try {
-            while (reader_.next(pkt)) {
-                packets_++;
-                last_ts_ = pkt.ts_ns;
-                std::span<const uint8_t> frame = pkt.frame;
-                if (frame.empty())
-                    frame = std::span<const uint8_t>(kNoBytes, 0);
-                dp_.process(frame, pkt.ts_ns);
-                dp_.drain_events([&](std::span<const uint8_t> ev) { b->add_event(packets_, ev); });
-                const auto due = det.due_at(pkt.ts_ns);
-                if (due.harvest || due.evaluate)
-                    b->add_due(packets_, due, dp_);
-                if ((b->full() || due.harvest) && !q.push(std::exchange(b, q.take_empty())))
-                    break;  // the second thread failed: its message says where
+        {
+            std::thread analyser([&] { analyse(q, det, late_failure); });
+            // However this block is left: the second thread ends and is joined.
+            struct Joiner {
+                BatchQueue &q;
+                std::thread &t;
+                ~Joiner()
+                {
+                    q.close();
+                    t.join();
+                }
+            } joiner{q, analyser};
+            auto b = q.take_empty();
+            PacketRef pkt;
+            try {
+                while (reader_.next(pkt)) {
+                    process(pkt);
+                    dp_.drain_events(
+                        [&](std::span<const uint8_t> ev) { b->add_event(packets_, ev); });
+                    const auto due = det.due_at(pkt.ts_ns);
+                    if (due.harvest || due.evaluate)
+                        b->add_due(packets_, due, dp_);
+                    if ((b->full() || due.harvest) && !q.push(std::exchange(b, q.take_empty())))
+                        break;  // the second thread failed: its message says where
+                }
+            } catch (const std::exception &e) {
+                failure_ = packet_failure(e);
             }
-        } catch (const std::exception &e) {
-            failure_ =
-                name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
+            if (failure_.empty() && !q.stopped())
+                failure_ = reader_.error();
+            try {
+                dp_.drain_events([&](std::span<const uint8_t> ev) { b->add_event(0, ev); });
+            } catch (const std::exception &e) {
+                if (failure_.empty())
+                    failure_ = name_ + ": reading events: " + e.what();
+            }
+            q.push(std::move(b));
         }
-        if (failure_.empty() && !q.stopped())
-            failure_ = reader_.error();
-        try {
-            dp_.drain_events([&](std::span<const uint8_t> ev) { b->add_event(0, ev); });
-        } catch (const std::exception &e) {
-            if (failure_.empty())
-                failure_ = name_ + ": reading events: " + e.what();
-        }
-        q.push(std::move(b));
-        q.close();
-        analyser.join();
         if (!late_failure.empty())
             failure_ = late_failure;  // the earlier packet of the two
         tracker_.finish();
+    }
+
+    // One packet through the datapath (both loops).
+    void process(const PacketRef &pkt)
+    {
+        static const uint8_t kNoBytes[1] = {0};
+        packets_++;
+        last_ts_ = pkt.ts_ns;
+        std::span<const uint8_t> frame = pkt.frame;
+        if (frame.empty())
+            frame = std::span<const uint8_t>(kNoBytes, 0);
+        dp_.process(frame, pkt.ts_ns);
+    }
+    std::string packet_failure(const std::exception &e) const
+    {
+        return name_ + ": packet " + std::to_string(reader_.packets_read()) + ": " + e.what();
     }
 
     // The second thread: each batch's events and due steps, in order, as
