@@ -11,6 +11,9 @@
 #   user       exfilmon replay --datapath user --format json: the datapath's
 #              userspace build, TLS reassembly and parsing, JA4, aggregation
 #              windows, the built-in rules (the whole replay pipeline)
+#   user1      the same on one thread (--threads 1; user runs two threads,
+#              the datapath on one, the rest on the other, where it may
+#              use two CPUs): the single-core figure
 #   bpf        exfilmon replay --datapath bpf --format json: the same with
 #              the real BPF program, one BPF_PROG_TEST_RUN per packet (root)
 #   ndpiReader ndpiReader -i FILE -q (nDPI 4.2: flow table, protocol
@@ -37,7 +40,7 @@
 #
 # Usage: bench/offline_replay.sh [--rounds N] [--packets N] [--clients N]
 #            [--seed N] [--rate PPS] [--capture FILE]
-#            [--tools "user bpf ndpiReader tshark softflowd"] [--keep]
+#            [--tools "user user1 bpf ndpiReader tshark softflowd"] [--keep]
 #
 # Installs what is missing from Debian (tshark, libndpi-bin, softflowd,
 # time; DEBIAN_FRONTEND=noninteractive) and builds exfilmon and gen_capture
@@ -62,7 +65,7 @@ CLIENTS=5000
 SEED=1
 RATE=20000
 CAPTURE=""
-TOOLS="user bpf ndpiReader tshark softflowd"
+TOOLS="user user1 bpf ndpiReader tshark softflowd"
 KEEP=0
 while (($#)); do
     case $1 in
@@ -75,7 +78,7 @@ while (($#)); do
     --tools) TOOLS=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     *) echo "usage: $0 [--rounds N] [--packets N] [--clients N] [--seed N] [--rate PPS]" \
-            "[--capture FILE] [--tools \"user bpf ndpiReader tshark softflowd\"] [--keep]" >&2
+            "[--capture FILE] [--tools \"user user1 bpf ndpiReader tshark softflowd\"] [--keep]" >&2
         exit 2 ;;
     esac
 done
@@ -151,6 +154,7 @@ echo "file: $(stat -c %s "$CAPTURE") bytes"
 tool_cmd() {
     case $1 in
     user) echo "$EXFILMON replay $CAPTURE --datapath user --format json" ;;
+    user1) echo "$EXFILMON replay $CAPTURE --datapath user --threads 1 --format json" ;;
     bpf) echo "$EXFILMON replay $CAPTURE --datapath bpf --format json" ;;
     ndpiReader) echo "ndpiReader -i $CAPTURE -q" ;;
     tshark) echo "tshark -n -r $CAPTURE -Y tls.handshake.type==1 -T fields -e ip.src -e ipv6.src -e tls.handshake.extensions_server_name" ;;
@@ -216,7 +220,7 @@ for t in "${tools[@]}"; do
         "$t" "$ROUNDS" "${MPPS[$t]}" "${MWALL[$t]}" "${MRSS[$t]}" "${MCPU[$t]}" \
         "$(awk -v p="$PACKETS" -v c="${MCPU[$t]}" 'BEGIN { print (c > 0 ? p / c : 0) }')"
 done
-for t in user bpf; do
+for t in user user1 bpf; do
     has_tool $t || continue
     for v in ndpiReader tshark softflowd; do
         has_tool $v || continue
@@ -245,8 +249,15 @@ for t in user bpf; do
     result_line "offline.${t}_pps" "${MPPS[$t]}" "$(pps_sorted $t | head -1)" "$(pps_sorted $t | tail -1)" \
         "$ROUNDS" packets/s "$target"
 done
+if has_tool user1; then
+    result_line offline.user1_pps "${MPPS[user1]}" "$(pps_sorted user1 | head -1)" "$(pps_sorted user1 | tail -1)" \
+        "$ROUNDS" packets/s none
+fi
 if has_tool user && has_tool softflowd; then
     result_line offline.user_pps_vs_softflowd "$(ratio "${MPPS[user]}" "${MPPS[softflowd]}")" - - "$ROUNDS" "" ">= 1"
+fi
+if has_tool user1 && has_tool softflowd; then
+    result_line offline.user1_pps_vs_softflowd "$(ratio "${MPPS[user1]}" "${MPPS[softflowd]}")" - - "$ROUNDS" "" none
 fi
 if has_tool user && has_tool ndpiReader; then
     result_line offline.user_rss_vs_ndpiReader "$(ratio "${MRSS[user]}" "${MRSS[ndpiReader]}")" - - "$ROUNDS" "" "<= 1"

@@ -55,6 +55,8 @@ ROWS = [
     ("completeness.ebpf_lifetime_cpu_vs_libpcap_backend", "Live completeness, eBPF daemon CPU over its whole life / libpcap backend's", "live-completeness"),
     ("offline.user_pps", "Offline replay, `--datapath user`, packets/s", "offline-replay"),
     ("offline.user_pps_vs_softflowd", "Offline replay, `--datapath user` packets/s / softflowd's", "offline-replay"),
+    ("offline.user1_pps", "Offline replay, `--datapath user --threads 1` (one core), packets/s", "offline-replay"),
+    ("offline.user1_pps_vs_softflowd", "Offline replay, `--datapath user --threads 1` packets/s / softflowd's", "offline-replay"),
     ("offline.user_rss_vs_ndpiReader", "Offline replay, `--datapath user` peak RSS / ndpiReader's", "offline-replay"),
     ("offline.bpf_pps", "Offline replay, `--datapath bpf`, packets/s", "offline-replay"),
     ("offline.test_run_floor_pps_empty", "Offline replay floor: the empty program, one test run per packet, packets/s", "offline-replay"),

@@ -1033,6 +1033,38 @@ TEST_CASE("replay JSON of --datapath bpf and --datapath user is byte-identical",
     REQUIRE(diffs.empty());
 }
 
+// The parity test above proves the two builds' output identical, so replay
+// runs the faster userspace build unless told otherwise, even when it could
+// load the BPF program (root: the case where auto would pick bpf).
+TEST_CASE("replay runs the userspace datapath by default, the BPF program when asked",
+          "[bpf][replay]")
+{
+    if (!exf::test::require_root())
+        return;
+    TempDir tmp;
+    const fs::path built = tmp.path / "built.pcap";
+    exf::test::write_pcap(built, built_capture());
+    const std::string bin = exf::test::exfilmon_binary().string();
+    auto run = [&](std::vector<std::string> extra) {
+        std::vector<std::string> argv = {bin, "replay", "--format", "json", "--flows"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        argv.push_back(built.string());
+        return exf::test::run_program(argv);
+    };
+    auto plain = run({}), bpf = run({"--datapath", "bpf"}), automatic = run({"--datapath", "auto"});
+    INFO("default: " << plain.err << "bpf: " << bpf.err << "auto: " << automatic.err);
+    REQUIRE(plain.status == 0);
+    REQUIRE(bpf.status == 0);
+    REQUIRE(automatic.status == 0);
+    CHECK(plain.err.find("exfilmon replay: datapath user (") != std::string::npos);
+    CHECK(bpf.err.find("exfilmon replay: datapath bpf (") != std::string::npos);
+    CHECK(automatic.err.find("exfilmon replay: datapath bpf (") != std::string::npos);
+    CHECK(plain.out == bpf.out);
+    CHECK(plain.out == automatic.out);
+    auto help = exf::test::run_program({bin, "replay", "--help"});
+    CHECK(help.out.find("the default") != std::string::npos);
+}
+
 TEST_CASE("replay of a built capture reports its flows and escapes attacker bytes", "[replay]")
 {
     // The userspace datapath: no root needed.
@@ -1198,6 +1230,23 @@ const char *const kPer64Rule = "[[rules]]\nname = \"per-64\"\nentity = \"client\
                                "metric = \"bytes_out\"\nwindow = \"1m\"\nthreshold = \"50KiB\"\n"
                                "severity = \"critical\"\n";
 
+// Many flows over 20 s of packet time, clients in two families, some over
+// the per-64 rule's threshold: the pipelined replay (--threads 2) hands this
+// over in many batches, each harvest with the tables of its own packet.
+std::vector<TimedFrame> busy_capture()
+{
+    using namespace exf::test;
+    Builder b;
+    for (int i = 0; i < 800; i++) {
+        const std::string client = i % 2 ? "192.0.2." + std::to_string(1 + i % 60)
+                                         : "2001:db8:7:" + std::to_string(i % 30) + "::1";
+        b.tcp(client, uint16_t(40000 + i), i % 2 ? "198.51.100.1" : "2001:db8:1::1", 443, 1,
+              client_hello(300, "host" + std::to_string(i % 7) + ".example"), {0}, {0},
+              size_t(8000 + 1000 * (i % 13)), i % 10 ? FIN : RST);
+    }
+    return b.frames;
+}
+
 // The numbers of a table row whose cells include `cell`: all of its numeric cells.
 std::vector<uint64_t> row_numbers(const std::string &table, const std::string &first,
                                   const std::string &second)
@@ -1260,6 +1309,30 @@ TEST_CASE("replay table: alerts first as a table, clients under the entity the r
     CHECK(sum[1] >= 50 * 1024);  // the entity reached the threshold
     CHECK(a[1] < 50 * 1024);     // no address alone did
     CHECK(t.out.find("2001:db8:5::/64") < t.out.find("192.0.2.30 "));  // by bytes out
+}
+
+TEST_CASE("replay over two threads prints what one thread prints", "[replay]")
+{
+    TempDir tmp;
+    const fs::path cap = tmp.path / "busy.pcap", cfg = tmp.path / "rules.toml";
+    exf::test::write_pcap(cap, busy_capture());
+    std::ofstream(cfg) << kPer64Rule;
+    const std::string bin = exf::test::exfilmon_binary().string();
+    for (const std::string format : {"json", "table"}) {
+        auto run = [&](const std::string &threads) {
+            return exf::test::run_program({bin, "replay", "--format", format, "--flows", "--config",
+                                           cfg.string(), "--threads", threads, cap.string()});
+        };
+        auto one = run("1"), two = run("2");
+        INFO(format << "\none thread: " << one.err << "two threads: " << two.err);
+        REQUIRE(one.status == 0);
+        REQUIRE(two.status == 0);
+        CHECK(one.out.find("alert") != std::string::npos);  // the rules ran and fired
+        CHECK(one.out.size() > 50000);
+        CHECK(two.out == one.out);
+        CHECK(two.err == one.err);
+    }
+    CHECK(exf::test::run_program({bin, "replay", "--threads", "3", cap.string()}).status == 2);
 }
 
 TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchanged", "[replay]")

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
-// `exfilmon replay FILE`: a capture file run through a Datapath (the real BPF
-// program via BPF_PROG_TEST_RUN, or its userspace build), packet time as the
+// `exfilmon replay FILE`: a capture file run through a Datapath (its
+// userspace build by default, or the real BPF program via BPF_PROG_TEST_RUN
+// with --datapath bpf), packet time as the
 // clock; after every packet the datapath's events go to a FlowTracker; at the
 // end one report per client and, with --flows, per flow.
 //
@@ -51,7 +52,14 @@ struct ReplayOptions {
     std::string config_path;  // empty: built-in defaults ([bpf] tls_ports, table sizes)
     ReplayFormat format = ReplayFormat::table;
     bool flows = false;
-    DatapathChoice datapath = DatapathChoice::automatic;
+    // The userspace build by default: its output is the BPF program's, byte
+    // for byte (the parity tests), at several times the speed and without
+    // loading and verifying the program; bpf is the explicit fallback.
+    DatapathChoice datapath = DatapathChoice::user;
+    // 1: one thread; 2: the datapath on one, the flow tracker, harvests and
+    // rules on a second (the same output); 0: 2 when the process may run on
+    // two CPUs or more.
+    unsigned threads = 0;
 };
 
 // A later stage plugged into a replay (the aggregator, the detector). Every

@@ -198,10 +198,17 @@ public:
             ->capture_default_str();
         cmd_->add_flag("--flows", opts_.flows, "also report every TLS/QUIC flow");
         cmd_->add_option("--datapath", datapath_,
-                         "bpf (the BPF program via BPF_PROG_TEST_RUN: root or CAP_BPF), "
-                         "user (its userspace build), auto (bpf when it can be loaded)")
+                         "user (the datapath's userspace build, the default: the same "
+                         "output, proven byte-identical by the parity tests, and faster), "
+                         "bpf (the real BPF program via one BPF_PROG_TEST_RUN per packet: "
+                         "root or CAP_BPF), auto (bpf when it can be loaded, else user)")
             ->check(CLI::IsMember({"auto", "bpf", "user"}))
             ->capture_default_str();
+        cmd_->add_option("--threads", opts_.threads,
+                         "1, or 2: the datapath on one thread, the TLS parsing, harvests and "
+                         "rules on another (the same output); default 2 when the process may "
+                         "run on two CPUs")
+            ->check(CLI::Range(1u, 2u));
     }
     int run() override
     {
@@ -214,7 +221,7 @@ public:
 
 private:
     exf::ReplayOptions opts_;
-    std::string format_ = "table", datapath_ = "auto";
+    std::string format_ = "table", datapath_ = "user";
 };
 
 // status and top: clients of the running daemon's control socket.
