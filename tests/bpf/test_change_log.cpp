@@ -23,7 +23,10 @@ using namespace exf::test;
 
 namespace {
 
-std::string bytes_of(const void *p, size_t n) { return std::string(static_cast<const char *>(p), n); }
+std::string bytes_of(const void *p, size_t n)
+{
+    return std::string(static_cast<const char *>(p), n);
+}
 
 // The tables as the harvest knows them: rebuilt from ChangeReader reads.
 struct Mirror {

@@ -244,8 +244,7 @@ void ChangeReader::read_clients_by_key(const std::vector<exf_client_key> &keys,
     }
 }
 
-void ChangeReader::read_flows_by_key(const std::vector<exf_flow_key> &keys,
-                                     TableChanges &out) const
+void ChangeReader::read_flows_by_key(const std::vector<exf_flow_key> &keys, TableChanges &out) const
 {
     exf_flow f;
     for (const auto &k : keys) {
