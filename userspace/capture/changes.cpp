@@ -135,6 +135,10 @@ bool ChangeReader::full_read_due(const LoggedKeys &keys, uint64_t flows_new,
 {
     if (first_ || keys.overflow || (full_every_ && since_full_ + 1 >= full_every_))
         return true;
+    // Entry counts of a full read taken while entries were created are
+    // not exact: read again once the tables are quiet (then it is).
+    if (recount_ && !flows_new && !clients_new)
+        return true;
     // Evictions are seen only in a full read: one is possible when entries
     // were created into a table close to full.
     uint64_t slack = eviction_slack(ncpu_);
@@ -158,7 +162,8 @@ TableChanges ChangeReader::read()
                      after[EXF_C_CLIENT_NEW] == created[EXF_C_CLIENT_NEW];
         flow_entries_ = out.tables.flows.size();
         client_entries_ = out.tables.clients.size();
-        first_ = !exact;  // not exact: the next read is a full one too
+        first_ = false;
+        recount_ = !exact;
         since_full_ = 0;
     } else {
         out.full = false;

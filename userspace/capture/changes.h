@@ -23,8 +23,9 @@ struct TableChanges {
     std::vector<exf_flow_key> flows_gone;
     std::vector<exf_client_key> clients_gone;
     // Entries in the tables: counted at full reads, then followed by the
-    // datapath's creation counters (exact while nothing was evicted: any
-    // possible eviction makes the read a full one).
+    // datapath's creation counters (any possible eviction makes the read a
+    // full one). Entries created during a full read may be counted twice
+    // (evictions then lag, never lead) until a full read of quiet tables.
     uint64_t flow_entries = 0, client_entries = 0;
     // What this read cost, for the benchmarks.
     uint64_t keys_read = 0;
@@ -64,6 +65,7 @@ private:
     unsigned full_every_;
     unsigned since_full_ = 0;
     bool first_ = true;
+    bool recount_ = false;           // the last full read's entry counts may be off
     exf_change_ctl *ctl_ = nullptr;  // mapped
     const exf_flow_key *log_ = nullptr;
     size_t ctl_bytes_ = 0, log_bytes_ = 0;
