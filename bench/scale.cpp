@@ -28,7 +28,7 @@
 //       harvests are those of a table that size.
 //
 //   scale table   --clients N --flows M [--runs R] [--change PCT]
-//                 [--samples S] [--rounds R2] [--no-sni]
+//                 [--samples S] [--rounds R2] [--no-sni] [--reader full|changes]
 //       Fills the real flow and client maps with M flows of N clients
 //       (bpf_map_update_batch; values patterned on a flow the program
 //       itself created), feeds the FlowTracker the ClientHellos of the
@@ -38,7 +38,10 @@
 //       aggregator), and the rule evaluation that follows. First harvest
 //       (fresh HarvestStage, Aggregator, Detector; R times), steady state
 //       with nothing changed (R times), and with PCT % of the flows (and
-//       their clients) changed before each (R times). Wall and thread CPU
+//       their clients) changed before each (R times; --reader changes:
+//       the steady harvests read the change log as the eBPF source does,
+//       and the changes are client data packets run through the program,
+//       which logs them). Wall and thread CPU
 //       time, RSS, memory per client. Then the kernel's established-packet
 //       cost with these tables: BPF_PROG_TEST_RUN of client data packets
 //       of S distinct flows picked at random from the table (each once per
@@ -77,6 +80,7 @@
 #include "aggregate/aggregator.h"
 #include "baseline/empty_program.h"
 #include "capture/bpf_sensor.h"
+#include "capture/changes.h"
 #include "capture/maps.h"
 #include "capture/test_run.h"
 #include "common/addr.h"
@@ -613,6 +617,23 @@ void change_flows(exf::BpfSensor &s, Filled &t, double share, Rng &rng, uint64_t
     }
 }
 
+// Changes a share of the flows through the program itself: one client data
+// packet each (BPF_PROG_TEST_RUN), so that the datapath logs them as it
+// would live (the change log, capture/changes.h).
+void change_flows_by_packets(exf::BpfSensor &s, const Filled &t, double share, Rng &rng,
+                             FrameKit &kit)
+{
+    size_t n = std::max<size_t>(1, size_t(double(t.flows.size()) * share));
+    std::unordered_set<size_t> picked;
+    while (picked.size() < n)
+        picked.insert(size_t(rng.below(t.flows.size())));
+    for (size_t j : picked) {
+        const FilledFlow &ff = t.flows[j];
+        auto kind = ff.tls ? FrameKit::data : FrameKit::data80;
+        run_frame(s.ingress_fd(), kit.frame(kind, ff.client, ff.cport, ff.server));
+    }
+}
+
 // A hello event as the ring buffer hands it over (bpf/lib/datapath.h
 // exf_emit_hello: a large event when the payload is over EXF_CHUNK_SMALL).
 std::vector<uint8_t> hello_event(const FilledFlow &ff, const exf_flow &f, const Bytes &hello)
@@ -673,14 +694,20 @@ struct HarvestTiming {
 };
 
 // One harvest_now() and the evaluation after it, as run_daemon() does them.
-HarvestTiming harvest_once(exf::BpfSensor &s, Daemon &d)
+// With a ChangeReader: as the eBPF source reads (only what changed).
+HarvestTiming harvest_once(exf::BpfSensor &s, Daemon &d, exf::ChangeReader *reader = nullptr)
 {
     HarvestTiming t;
     double w0 = now_s(), c0 = thread_cpu_s();
     (void)exf::read_health(s.health_fd());
-    auto tables = s.tables();
+    exf::TableChanges changes;
+    if (reader)
+        changes = reader->read();
+    else
+        changes.tables = s.tables();
+    const exf::Tables &tables = changes.tables;
     double w1 = now_s(), c1 = thread_cpu_s();
-    d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker, mono_ms());
+    d.harvest->run(*d.aggregator, changes, d.tracker, mono_ms());
     double w2 = now_s(), c2 = thread_cpu_s();
     auto records = d.detector->evaluate(*d.aggregator, mono_ms(), wall_ms());
     double w3 = now_s(), c3 = thread_cpu_s();
@@ -726,6 +753,7 @@ struct Options {
     uint64_t n_clients = 1000, n_flows = 10000;
     unsigned runs = 5;
     double change = 5;
+    std::string reader = "full";  // --reader full|changes
     unsigned samples = 20000;
     unsigned rounds = 5;
     bool sni = true;
@@ -734,15 +762,15 @@ struct Options {
 
 [[noreturn]] void usage()
 {
-    std::fprintf(stderr,
-                 "usage: scale events [--seconds S] [--rate FLOWS/S] [--loop daemon|tight] "
-                 "[--drain FLOWS]\n"
-                 "                    [--clients C] [--prefill-clients N] [--prefill-flows M]\n"
-                 "                    [--queue Q] [--ring BYTES] [--hello BYTES] [--tag T]\n"
-                 "                    [--harvest-drain on|off]\n"
-                 "       scale table --clients N --flows M [--runs R] [--change PCT] "
-                 "[--samples S]\n"
-                 "                    [--rounds R2] [--no-sni] [--tag T]\n");
+    std::fprintf(
+        stderr, "usage: scale events [--seconds S] [--rate FLOWS/S] [--loop daemon|tight] "
+                "[--drain FLOWS]\n"
+                "                    [--clients C] [--prefill-clients N] [--prefill-flows M]\n"
+                "                    [--queue Q] [--ring BYTES] [--hello BYTES] [--tag T]\n"
+                "                    [--harvest-drain on|off]\n"
+                "       scale table --clients N --flows M [--runs R] [--change PCT] "
+                "[--samples S]\n"
+                "                    [--rounds R2] [--no-sni] [--tag T] [--reader full|changes]\n");
     std::exit(2);
 }
 
@@ -793,7 +821,11 @@ Options parse(int argc, char **argv)
             o.runs = unsigned(std::stoul(next()));
         else if (a == "--change")
             o.change = std::stod(next());
-        else if (a == "--samples")
+        else if (a == "--reader") {
+            o.reader = next();
+            if (o.reader != "full" && o.reader != "changes")
+                usage();
+        } else if (a == "--samples")
             o.samples = unsigned(std::stoul(next()));
         else if (a == "--rounds")
             o.rounds = unsigned(std::stoul(next()));
@@ -902,12 +934,19 @@ int table_main(const Options &o)
         rss_first = std::max(rss_first, rss_bytes());
     }
     report("first", first, rss_first);
+    // --reader changes: the steady harvests read the change log (its first
+    // read, a full one, is not timed), with no periodic full read.
+    std::unique_ptr<exf::ChangeReader> reader;
+    if (o.reader == "changes") {
+        reader = std::make_unique<exf::ChangeReader>(sensor, 0);
+        harvest_once(sensor, d, reader.get());
+    }
     // Steady state, nothing changed.
     std::vector<HarvestTiming> steady0;
     std::vector<double> rc_ms, rc_cpu, rf_ms, rf_cpu, fc_ms;
     for (unsigned r = 0; r < o.runs; r++) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        steady0.push_back(harvest_once(sensor, d));
+        steady0.push_back(harvest_once(sensor, d, reader.get()));
         // The kernel read's parts, separately (not part of the harvest).
         double w0 = now_s(), c0 = thread_cpu_s();
         auto cl = exf::read_clients(sensor.clients_fd());
@@ -932,9 +971,13 @@ int table_main(const Options &o)
     // Steady state, o.change % of the flows changed before each.
     std::vector<HarvestTiming> steadyc;
     Rng rng(777);
+    FrameKit change_kit(517);
     for (unsigned r = 0; r < o.runs; r++) {
-        change_flows(sensor, filled, o.change / 100, rng, mono_ns());
-        steadyc.push_back(harvest_once(sensor, d));
+        if (reader)
+            change_flows_by_packets(sensor, filled, o.change / 100, rng, change_kit);
+        else
+            change_flows(sensor, filled, o.change / 100, rng, mono_ns());
+        steadyc.push_back(harvest_once(sensor, d, reader.get()));
     }
     char phase[32];
     std::snprintf(phase, sizeof phase, "steady%g", o.change);

@@ -103,7 +103,11 @@ struct exf_flow {
 	__u8 client;     /* enum exf_client_side */
 	__u8 kind;       /* enum exf_flow_kind */
 	__u8 hello_segs; /* hello events emitted */
-};                       /* 64 bytes */
+	/* The harvest epoch in which the entry was last logged as changed
+	 * (struct exf_change_ctl): written by the datapath, not a count. */
+	__u32 epoch;
+	__u32 pad;
+}; /* 72 bytes */
 
 struct exf_client_key {
 	__u8 addr[16];
@@ -122,7 +126,31 @@ struct exf_client_stats {
 	__u64 first_ns; /* when the entry was created: set on the creating CPU
 	                 * only (the others hold 0), so readers take the max.
 	                 * A new value means a new entry (evicted, then seen again). */
-};                      /* 64 bytes, one per CPU */
+	__u32 epoch;    /* this CPU's copy was last logged as changed in this
+	                 * harvest epoch (struct exf_change_ctl); not a count */
+	__u32 pad;
+}; /* 72 bytes, one per CPU */
+
+/*
+ * The change log: what the harvest reads instead of the whole tables.
+ * Userspace bumps epoch at each harvest. The datapath, on the first change
+ * of a flow entry (or of a CPU's copy of a client entry) in an epoch,
+ * claims a slot of buffer epoch % EXF_CHG_BUFS (an atomic add on its count)
+ * and writes the entry's key there (map exf_changes: EXF_CHG_BUFS buffers of
+ * cap keys). A client is logged as a flow key with proto 0 and its address
+ * in lo_addr. A count above cap means keys were dropped: that harvest reads
+ * the whole tables. Each buffer is read at the two harvests after its epoch
+ * (the second for a CPU that read the epoch just before the bump), then
+ * emptied (count = 0) before it is written again.
+ */
+#define EXF_CHG_BUFS 3
+#define EXF_CHG_CLIENT 0 /* exf_flow_key.proto of a logged client */
+struct exf_change_ctl {
+	__u32 epoch; /* never 0 once userspace set it up (entries start at 0) */
+	__u32 cap;   /* keys per buffer (set by userspace) */
+	__u32 count[EXF_CHG_BUFS];
+	__u32 pad;
+}; /* 24 bytes */
 
 /*
  * The per-CPU flow cache (map exf_fcache, a PERCPU_ARRAY of EXF_FC_SLOTS).

@@ -53,6 +53,7 @@ static __always_inline __u8 exf_src_side(const struct exf_pkt *p)
 #define EXF_FW_KIND_SHIFT 16
 
 typedef __u32 __attribute__((may_alias)) exf_u32_alias;
+typedef __u64 __attribute__((may_alias)) exf_u64_alias;
 
 static __always_inline exf_u32_alias *exf_flow_word(struct exf_flow *f)
 {
@@ -77,6 +78,67 @@ static __always_inline int exf_flow_classify(struct exf_flow *f, __u8 kind, __u8
 	__u32 want = (old & ~((0xffu << EXF_FW_KIND_SHIFT) | (0xffu << EXF_FW_CLIENT_SHIFT))) |
 	             ((__u32)kind << EXF_FW_KIND_SHIFT) | ((__u32)client << EXF_FW_CLIENT_SHIFT);
 	return __sync_val_compare_and_swap(exf_flow_word(f), old, want) == old;
+}
+
+/* ---- The change log (struct exf_change_ctl in exfilmon_shared.h) ----
+ * The harvest reads only the entries logged here. *epoch is the entry's
+ * mark: an entry is logged once per epoch (two CPUs may both log it: a
+ * duplicate key costs the reader one lookup). Call it before changing the
+ * entry. Userspace builds (libpcap backend, replay) read whole tables and
+ * have no log. */
+static __always_inline struct exf_flow_key *exf_change_slot(__u32 *epoch)
+{
+#if defined(__bpf__)
+	__u32 zero = 0;
+	struct exf_change_ctl *ctl = bpf_map_lookup_elem(&exf_change_ctl, &zero);
+	if (!ctl)
+		return NULL;
+	__u32 e = *(volatile __u32 *)&ctl->epoch;
+	if (*epoch == e)
+		return NULL;
+	*epoch = e;
+	__u32 b = e % EXF_CHG_BUFS;
+	exf_opaque(b); /* the verifier does not follow a remainder's bound */
+	if (b >= EXF_CHG_BUFS)
+		return NULL;
+	/* Counted past cap too: the reader sees the overflow. */
+	__u32 i = __sync_fetch_and_add(&ctl->count[b], 1);
+	__u32 cap = ctl->cap;
+	if (i >= cap)
+		return NULL;
+	__u32 at = b * cap + i;
+	return bpf_map_lookup_elem(&exf_changes, &at);
+#else
+	(void)epoch;
+	return NULL;
+#endif
+}
+
+static __always_inline void exf_flow_changed(struct exf_flow *f, const struct exf_flow_key *k)
+{
+	/* Keys sit at offset 0 of 8-byte aligned structs (exf_fc_index). */
+	exf_u64_alias *slot = (exf_u64_alias *)exf_change_slot(&f->epoch);
+	const exf_u64_alias *w = (const exf_u64_alias *)k;
+	if (!slot)
+		return;
+	slot[0] = w[0];
+	slot[1] = w[1];
+	slot[2] = w[2];
+	slot[3] = w[3];
+	slot[4] = w[4];
+}
+
+static __always_inline void exf_client_changed(struct exf_client_stats *s, const __u8 *addr)
+{
+	exf_u64_alias *slot = (exf_u64_alias *)exf_change_slot(&s->epoch);
+	if (!slot)
+		return;
+	/* addr: a flow key's lo_addr or hi_addr, 8-byte aligned in it. */
+	slot[0] = ((const exf_u64_alias *)addr)[0];
+	slot[1] = ((const exf_u64_alias *)addr)[1];
+	slot[2] = 0;
+	slot[3] = 0;
+	slot[4] = 0;
 }
 
 /* Fill a new flow from its first packet (or a SYN reusing a 5-tuple).
@@ -129,15 +191,19 @@ static __always_inline struct exf_client_stats *exf_client_get(const __u8 *addr,
 
 	__builtin_memcpy(ck.addr, addr, 16);
 	s = exf_map_lookup(&exf_clients, &ck);
-	if (s)
+	if (s) {
+		exf_client_changed(s, addr);
 		return s;
+	}
 	struct exf_client_stats zero = {};
 	zero.first_ns = now;
 	/* Another CPU may create it first (EEXIST): then take that one. */
 	if (exf_map_update(&exf_clients, &ck, &zero, BPF_NOEXIST) == 0)
 		exf_count(EXF_C_CLIENT_NEW, 1);
 	s = exf_map_lookup(&exf_clients, &ck);
-	if (!s)
+	if (s)
+		exf_client_changed(s, addr);
+	else
 		exf_count(EXF_C_CLIENT_UPDATE_FAIL, 1);
 	return s;
 }
@@ -153,8 +219,6 @@ static __always_inline const __u8 *exf_client_addr(const struct exf_flow_key *k,
  * structs (struct exf_pkt on the stack, struct exf_fc_slot in the map), so
  * these are plain 8-byte loads (a memcpy of the 2-byte aligned struct
  * would be 20 half-word loads in BPF). */
-typedef __u64 __attribute__((may_alias)) exf_u64_alias;
-
 static __always_inline __u32 exf_fc_index(const struct exf_flow_key *k)
 {
 	const exf_u64_alias *w = (const exf_u64_alias *)k;
@@ -196,6 +260,7 @@ static __always_inline void exf_fc_flush(struct exf_fc_slot *c, __u64 now)
 	c->bytes[1] = 0;
 	struct exf_flow *f = exf_map_lookup(&exf_flows, &c->key);
 	if (f) {
+		exf_flow_changed(f, &c->key);
 		__sync_fetch_and_add(&f->pkts[0], pk0);
 		__sync_fetch_and_add(&f->pkts[1], pk1);
 		__sync_fetch_and_add(&f->bytes[0], by0);
@@ -340,6 +405,7 @@ static __always_inline void exf_emit_end(const struct exf_pkt *p, const struct e
 	e->hdr.reason = reason;
 	e->hdr.was_closed = was_closed;
 	e->flow = *f;
+	e->flow.epoch = 0; /* the harvest's change mark: not part of what is sent */
 	exf_rb_submit(e, exf_wake_flags());
 	exf_count(EXF_C_END_EVENTS, 1);
 }
@@ -537,6 +603,7 @@ static __always_inline void exf_flow_add_pkt(struct exf_flow *f, const struct ex
 {
 	__u32 d = p->dir & 1;
 
+	exf_flow_changed(f, &p->key);
 	__sync_fetch_and_add(&f->pkts[d], p->segs);
 	__sync_fetch_and_add(&f->bytes[d], p->wire_bytes);
 	f->last_ns = now;

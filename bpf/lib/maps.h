@@ -29,4 +29,23 @@ struct {
 	__type(value, struct exf_fc_slot);
 } exf_fcache SEC(".maps");
 
+/* The change log (struct exf_change_ctl): one control entry, and the
+ * buffers of changed keys (EXF_CHG_BUFS * cap; sized by the loader). Both
+ * mapped into userspace, which reads them without a system call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct exf_change_ctl);
+} exf_change_ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EXF_CHG_BUFS * 4096);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct exf_flow_key);
+} exf_changes SEC(".maps");
+
 #endif /* EXF_LIB_MAPS_H */

@@ -54,6 +54,9 @@ void exf_u_rb_submit(void *p);
 void exf_u_rb_discard(void *p);
 /* Runs the datapath on one frame as the given instance. */
 void exf_u_handle(struct exf_uinstance *inst, struct exf_uskb *skb);
+/* The flow cache slot of a flow key (the kernel's index: the harvest reads
+ * the slots of the flows that changed). */
+__u32 exf_u_fc_index(const struct exf_flow_key *k);
 
 #ifdef __cplusplus
 }

@@ -128,13 +128,6 @@ private:
 // IP-level size of a built frame (no VLAN): for IPv4 the total length.
 uint64_t ip_bytes(const Bytes &f, size_t l2 = 14) { return f.size() - l2; }
 
-FrameSpec reverse(FrameSpec s)
-{
-    std::swap(s.src, s.dst);
-    std::swap(s.sport, s.dport);
-    return s;
-}
-
 // A complete TLS-over-TCP exchange; returns the IP bytes sent each way.
 struct Exchange {
     uint64_t pkts_in = 0, pkts_out = 0, bytes_in = 0, bytes_out = 0;

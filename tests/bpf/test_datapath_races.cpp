@@ -93,13 +93,6 @@ unsigned run_on_two_cpus(unsigned flows, std::chrono::seconds budget,
     return ran;
 }
 
-FrameSpec reverse(FrameSpec s)
-{
-    std::swap(s.src, s.dst);
-    std::swap(s.sport, s.dport);
-    return s;
-}
-
 class Sensor {
 public:
     Sensor() : sensor_(options()) {}

@@ -191,4 +191,11 @@ Bytes quic_initial(size_t len, uint32_t version)
     return b;
 }
 
+FrameSpec reverse(FrameSpec s)
+{
+    std::swap(s.src, s.dst);
+    std::swap(s.sport, s.dport);
+    return s;
+}
+
 }  // namespace exf::test

@@ -44,6 +44,8 @@ struct FrameSpec {
 };
 
 Bytes build_frame(const FrameSpec &s);
+// The same flow in the other direction (addresses and ports swapped).
+FrameSpec reverse(FrameSpec s);
 
 // A syntactically valid TLS 1.2-record ClientHello of exactly total_len
 // bytes (record header included; padded with a padding extension), carrying

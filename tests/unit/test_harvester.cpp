@@ -231,3 +231,36 @@ TEST_CASE("EventQueue waits for the consumer while the queue is full", "[pipelin
     size_t n = q.pop_all([](std::span<const uint8_t>) {});
     CHECK(n == 4);
 }
+
+TEST_CASE("Flow harvester: a change read reports a pending flow again and ends a flow gone from "
+          "the table",
+          "[pipeline]")
+{
+    constexpr uint64_t s = 1'000'000'000ull, idle = 120 * s;
+    FlowHarvester h;
+    bool hello_parsed = false;
+    auto ready = [&](const FlowRow &) { return hello_parsed; };
+    auto a = flow_row(3000, 1 * s, 2 * s, 5000), b = flow_row(3001, 1 * s, 2 * s, 700);
+    auto d = h.harvest_changed({a, b}, {}, ready, 3 * s, idle);
+    REQUIRE(d.size() == 2);
+    CHECK(find(d, 3000)->pending);
+    // Nothing logged since: a pending flow is reported again (its client's
+    // bytes stay held) until it is ready, as a full harvest does.
+    d = h.harvest_changed({}, {}, ready, 4 * s, idle);
+    REQUIRE(d.size() == 2);
+    CHECK(find(d, 3000)->pending);
+    hello_parsed = true;
+    d = h.harvest_changed({}, {}, ready, 5 * s, idle);
+    REQUIRE(d.size() == 2);
+    CHECK_FALSE(find(d, 3000)->pending);
+    CHECK(find(d, 3000)->opened);
+    CHECK(find(d, 3000)->bytes_out == 5000);
+    CHECK(h.harvest_changed({}, {}, ready, 6 * s, idle).empty());
+    // A logged flow gone from the table ends, at its last packet; the
+    // other, not logged, stays as accounted.
+    d = h.harvest_changed({}, {b.key}, ready, 7 * s, idle);
+    REQUIRE(d.size() == 1);
+    CHECK(find(d, 3001)->closed);
+    CHECK(find(d, 3001)->flow.last_ns == 2 * s);
+    CHECK(h.tracked() == 1);
+}

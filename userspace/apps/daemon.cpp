@@ -525,17 +525,18 @@ private:
         // then read never exceeds the evictions (those created in between
         // are in the table, not in this count).
         auto before = source_->health();
-        // Clients before flows: see HarvestStage::run (owed_).
-        auto tables = source_->tables();
+        // What changed since the last harvest, clients before flows: see
+        // HarvestStage::run (owed_).
+        auto changes = source_->changes();
         state_.health = source_->health();
-        state_.flow_entries = tables.flows.size();
-        state_.client_entries = tables.clients.size();
+        state_.flow_entries = changes.flow_entries;
+        state_.client_entries = changes.client_entries;
         // The datapath never deletes a flow or client entry: those created
         // and no longer in the table were evicted (LRU). Read a moment
         // apart, the figure may lag (never lead): it never goes back.
         count_evictions(before[EXF_C_FLOW_NEW], state_.flow_entries, state_.flow_evictions);
         count_evictions(before[EXF_C_CLIENT_NEW], state_.client_entries, state_.client_evictions);
-        harvest_.run(aggregator_, tables.flows, tables.clients, tracker_, monotonic_ms());
+        harvest_.run(aggregator_, changes, tracker_, monotonic_ms());
         state_.harvests++;
         state_.last_harvest_s =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "capture/bpf_sensor.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include <linux/magic.h>
@@ -54,8 +55,8 @@ std::vector<std::string> validate(const SensorOptions &o)
 
 namespace {
 
-constexpr const char *kPinnedMaps[] = {"exf_flows", "exf_clients", "exf_fcache", "exf_health",
-                                       "exf_events"};
+constexpr const char *kPinnedMaps[] = {"exf_flows",  "exf_clients",    "exf_fcache", "exf_health",
+                                       "exf_events", "exf_change_ctl", "exf_changes"};
 
 // Mounts bpffs on /sys/fs/bpf if the pin path lies there and it is not mounted.
 void ensure_bpffs(const std::string &pin_path)
@@ -99,6 +100,9 @@ void BpfSensor::open_and_configure()
         err = bpf_map__set_max_entries(skel_->maps.exf_clients, opts.client_table_size);
     if (!err)
         err = bpf_map__set_max_entries(skel_->maps.exf_events, opts.ringbuf_bytes);
+    if (!err)
+        err = bpf_map__set_max_entries(skel_->maps.exf_changes,
+                                       EXF_CHG_BUFS * change_log_capacity(opts));
     if (err) {
         exfilmon::destroy(skel_);
         skel_ = nullptr;
@@ -152,6 +156,8 @@ BpfSensor::BpfSensor(const SensorOptions &opts) : opts_(opts)
         open_and_configure();
         err = exfilmon::load(skel_);
     }
+    if (!err)
+        err = init_change_log();
     if (reused_pins_ && !err)
         spdlog::info("reusing the maps pinned under {}: counts continue", opts.pin_path);
     if (err) {
@@ -182,6 +188,31 @@ int BpfSensor::clients_fd() const { return bpf_map__fd(skel_->maps.exf_clients);
 int BpfSensor::health_fd() const { return bpf_map__fd(skel_->maps.exf_health); }
 int BpfSensor::events_fd() const { return bpf_map__fd(skel_->maps.exf_events); }
 int BpfSensor::fcache_fd() const { return bpf_map__fd(skel_->maps.exf_fcache); }
+int BpfSensor::change_ctl_fd() const { return bpf_map__fd(skel_->maps.exf_change_ctl); }
+int BpfSensor::changes_fd() const { return bpf_map__fd(skel_->maps.exf_changes); }
+
+uint32_t change_log_capacity(const SensorOptions &o)
+{
+    uint64_t cap = (uint64_t(o.flow_table_size) + o.client_table_size) / 8;
+    return uint32_t(std::clamp<uint64_t>(cap, 4096, 1u << 20));
+}
+
+// Epoch 0 is what new entries carry: the first epoch is 1. A log taken over
+// from an earlier run keeps its epoch (entries carry epochs of it).
+int BpfSensor::init_change_log()
+{
+    uint32_t zero = 0;
+    exf_change_ctl ctl{};
+    if (bpf_map_lookup_elem(change_ctl_fd(), &zero, &ctl))
+        return -errno;
+    if (ctl.epoch != 0 && ctl.cap == change_log_capacity(opts_))
+        return 0;
+    ctl.cap = change_log_capacity(opts_);
+    ctl.epoch = std::max(ctl.epoch, 1u);
+    if (bpf_map_update_elem(change_ctl_fd(), &zero, &ctl, BPF_ANY))
+        return -errno;
+    return 0;
+}
 Tables BpfSensor::tables() const { return read_tables(flows_fd(), clients_fd(), fcache_fd()); }
 
 }  // namespace exf

@@ -54,6 +54,8 @@ public:
     int health_fd() const;
     int events_fd() const;
     int fcache_fd() const;
+    int change_ctl_fd() const;  // the change log (capture/changes.h)
+    int changes_fd() const;
     // The flow and client tables with the flow cache folded in (maps.h).
     Tables tables() const;
     const SensorOptions &options() const { return opts_; }
@@ -63,11 +65,16 @@ public:
 
 private:
     void open_and_configure();
+    int init_change_log();
     SensorOptions opts_;
     std::optional<OwnerLock> pin_lock_;
     ::exfilmon *skel_ = nullptr;
     bool reused_pins_ = false;
 };
+
+// Keys per buffer of the change log: enough for an eighth of the tables to
+// change between two harvests; more reads the whole tables.
+uint32_t change_log_capacity(const SensorOptions &opts);
 
 // Checks options against the bounds above: every problem found, in a fixed
 // order; empty when valid.

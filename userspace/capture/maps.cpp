@@ -89,48 +89,57 @@ std::vector<Row> read_table(int fd, unsigned ncpu_values, Fold fold)
 
 }  // namespace
 
-std::vector<ClientRow> read_clients(int fd)
+unsigned possible_cpus()
 {
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0)
         throw_errno("count possible CPUs", ncpu);
+    return unsigned(ncpu);
+}
+
+ClientRow sum_client(const exf_client_key &k, const exf_client_stats *v, unsigned ncpu)
+{
+    ClientRow r{k, {}};
+    for (unsigned c = 0; c < ncpu; c++) {
+        r.stats.tls_flows_opened += v[c].tls_flows_opened;
+        r.stats.tls_flows_closed += v[c].tls_flows_closed;
+        r.stats.pkts_in += v[c].pkts_in;
+        r.stats.pkts_out += v[c].pkts_out;
+        r.stats.bytes_in += v[c].bytes_in;
+        r.stats.bytes_out += v[c].bytes_out;
+        r.stats.last_ns = std::max(r.stats.last_ns, v[c].last_ns);
+        r.stats.first_ns = std::max(r.stats.first_ns, v[c].first_ns);
+    }
+    return r;
+}
+
+FlowRow flow_row(const exf_flow_key &k, const exf_flow &f)
+{
+    FlowRow r{k, f};
+    r.flow.epoch = 0;  // the datapath's change mark, not part of the reading
+    return r;
+}
+
+std::vector<ClientRow> read_clients(int fd)
+{
+    unsigned ncpu = possible_cpus();
     return read_table<exf_client_key, exf_client_stats, ClientRow>(
-        fd, unsigned(ncpu), [ncpu](const exf_client_key &k, const exf_client_stats *v) {
-            ClientRow r{k, {}};
-            for (int c = 0; c < ncpu; c++) {
-                r.stats.tls_flows_opened += v[c].tls_flows_opened;
-                r.stats.tls_flows_closed += v[c].tls_flows_closed;
-                r.stats.pkts_in += v[c].pkts_in;
-                r.stats.pkts_out += v[c].pkts_out;
-                r.stats.bytes_in += v[c].bytes_in;
-                r.stats.bytes_out += v[c].bytes_out;
-                if (v[c].last_ns > r.stats.last_ns)
-                    r.stats.last_ns = v[c].last_ns;
-                if (v[c].first_ns > r.stats.first_ns)
-                    r.stats.first_ns = v[c].first_ns;
-            }
-            return r;
+        fd, ncpu, [ncpu](const exf_client_key &k, const exf_client_stats *v) {
+            return sum_client(k, v, ncpu);
         });
 }
 
 std::vector<FlowRow> read_flows(int fd)
 {
     return read_table<exf_flow_key, exf_flow, FlowRow>(
-        fd, 1, [](const exf_flow_key &k, const exf_flow *v) {
-            return FlowRow{k, *v};
-        });
+        fd, 1, [](const exf_flow_key &k, const exf_flow *v) { return flow_row(k, *v); });
 }
 
-namespace {
-
-// Every slot of every CPU, at index slot * ncpu + cpu.
 std::vector<exf_fc_slot> read_fcache_all(int fd)
 {
-    int ncpu = libbpf_num_possible_cpus();
-    if (ncpu <= 0)
-        throw_errno("count possible CPUs", ncpu);
+    unsigned ncpu = possible_cpus();
     std::vector<uint32_t> keys(EXF_FC_SLOTS);
-    std::vector<exf_fc_slot> vals(size_t(EXF_FC_SLOTS) * size_t(ncpu));
+    std::vector<exf_fc_slot> vals(size_t(EXF_FC_SLOTS) * ncpu);
     uint32_t count = EXF_FC_SLOTS, out_batch = 0;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     int err =
@@ -139,16 +148,14 @@ std::vector<exf_fc_slot> read_fcache_all(int fd)
         // No batch support: one lookup per slot.
         count = 0;
         for (uint32_t i = 0; i < EXF_FC_SLOTS; i++) {
-            if (bpf_map_lookup_elem(fd, &i, &vals[size_t(count) * size_t(ncpu)]))
+            if (bpf_map_lookup_elem(fd, &i, &vals[size_t(count) * ncpu]))
                 throw_errno("read the flow cache", errno);
             count++;
         }
     }
-    vals.resize(size_t(count) * size_t(ncpu));
+    vals.resize(size_t(count) * ncpu);
     return vals;
 }
-
-}  // namespace
 
 std::vector<exf_fc_slot> read_fcache(int fd)
 {
@@ -161,80 +168,87 @@ std::vector<exf_fc_slot> read_fcache(int fd)
 
 void clear_fcache(int fd)
 {
-    int ncpu = libbpf_num_possible_cpus();
-    if (ncpu <= 0)
-        throw_errno("count possible CPUs", ncpu);
-    std::vector<exf_fc_slot> zero(static_cast<size_t>(ncpu));
+    std::vector<exf_fc_slot> zero(possible_cpus());
     std::memset(zero.data(), 0, zero.size() * sizeof(exf_fc_slot));
     for (uint32_t i = 0; i < EXF_FC_SLOTS; i++)
         if (bpf_map_update_elem(fd, &i, zero.data(), BPF_ANY))
             throw_errno("clear the flow cache", errno);
 }
 
+bool stable_slot(const exf_fc_slot &before, const exf_fc_slot &after)
+{
+    return before.used && after.used && before.tick == after.tick &&
+           before.client == after.client && before.kind == after.kind &&
+           std::memcmp(&before.key, &after.key, sizeof(before.key)) == 0 &&
+           after.pkts[0] >= before.pkts[0] && after.pkts[1] >= before.pkts[1];
+}
+
 namespace {
 
-bool same_slot(const exf_fc_slot &a, const exf_fc_slot &b)
+void add_pending(exf_client_stats &s, const exf_client_stats &a)
 {
-    return a.tick == b.tick && a.client == b.client && a.kind == b.kind &&
-           std::memcmp(&a.key, &b.key, sizeof(a.key)) == 0;
+    s.pkts_in += a.pkts_in;
+    s.bytes_in += a.bytes_in;
+    s.pkts_out += a.pkts_out;
+    s.bytes_out += a.bytes_out;
+    s.last_ns = std::max(s.last_ns, a.last_ns);
 }
 
 }  // namespace
 
-void fold_fcache(Tables &t, std::span<const exf_fc_slot> slots)
+CacheFold::CacheFold(std::span<const exf_fc_slot> slots) : slots_(slots), next_(slots.size(), 0)
 {
-    // Indexes over the (at most EXF_FC_SLOTS per CPU) slots, not over the
-    // tables: each table row is then one lookup in a small index, and no
-    // index of the whole tables is built per read.
-    DenseMap<exf_flow_key, uint32_t> flow_slots;  // key -> first slot + 1 (chained by next)
-    std::vector<uint32_t> next(slots.size(), 0);
-    struct ClientSums {
-        exf_client_stats add{};
-        uint32_t order = 0;  // first slot naming the client
-        bool in_table = false;
-    };
-    DenseMap<exf_client_key, ClientSums> client_sums;
-    std::vector<exf_client_key> client_order;
     for (uint32_t i = 0; i < slots.size(); i++) {
         const auto &c = slots[i];
         if (!c.used || !(c.pkts[0] | c.pkts[1]))
             continue;
-        auto [head, added] = flow_slots.try_emplace(c.key);
-        if (added) {
-            *head = i + 1;
-        } else {
-            // Append to the key's chain (order does not change the sums).
-            uint32_t j = *head - 1;
-            while (next[j])
-                j = next[j] - 1;
-            next[j] = i + 1;
-        }
-        if (c.kind != EXF_KIND_TLS && c.kind != EXF_KIND_QUIC)
-            continue;
-        exf_client_key ck;
-        std::memcpy(ck.addr, c.client == EXF_CLIENT_LO ? c.key.lo_addr : c.key.hi_addr, 16);
-        auto [cs, cadded] = client_sums.try_emplace(ck);
-        if (cadded) {
-            cs->order = uint32_t(client_order.size());
-            client_order.push_back(ck);
-        }
-        unsigned in = c.client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
-        exf_client_stats &s = cs->add;
-        s.pkts_in += c.pkts[in];
-        s.bytes_in += c.bytes[in];
-        s.pkts_out += c.pkts[in ^ 1];
-        s.bytes_out += c.bytes[in ^ 1];
-        s.last_ns = std::max(s.last_ns, c.last_ns);
+        chain_flow(i);
+        if (c.kind == EXF_KIND_TLS || c.kind == EXF_KIND_QUIC)
+            sum_client(c);
     }
-    if (flow_slots.empty())
+}
+
+void CacheFold::chain_flow(uint32_t i)
+{
+    auto [head, added] = flow_slots_.try_emplace(slots_[i].key);
+    if (added) {
+        *head = i + 1;
         return;
-    for (auto &row : t.flows) {
-        const uint32_t *head = flow_slots.find(row.key);
+    }
+    // Append to the key's chain (order does not change the sums).
+    uint32_t j = *head - 1;
+    while (next_[j])
+        j = next_[j] - 1;
+    next_[j] = i + 1;
+}
+
+void CacheFold::sum_client(const exf_fc_slot &c)
+{
+    exf_client_key ck;
+    std::memcpy(ck.addr, c.client == EXF_CLIENT_LO ? c.key.lo_addr : c.key.hi_addr, 16);
+    auto [cs, added] = client_sums_.try_emplace(ck);
+    if (added)
+        client_order_.push_back(ck);
+    unsigned in = c.client == EXF_CLIENT_LO ? EXF_CDIR_LO_TO_HI : EXF_CDIR_HI_TO_LO;
+    exf_client_stats &s = cs->add;
+    s.pkts_in += c.pkts[in];
+    s.bytes_in += c.bytes[in];
+    s.pkts_out += c.pkts[in ^ 1];
+    s.bytes_out += c.bytes[in ^ 1];
+    s.last_ns = std::max(s.last_ns, c.last_ns);
+}
+
+void CacheFold::add_to_flows(std::vector<FlowRow> &flows) const
+{
+    if (flow_slots_.empty())
+        return;
+    for (auto &row : flows) {
+        const uint32_t *head = flow_slots_.find(row.key);
         if (!head)
             continue;
         exf_flow &f = row.flow;
-        for (uint32_t j = *head; j; j = next[j - 1]) {
-            const auto &c = slots[j - 1];
+        for (uint32_t j = *head; j; j = next_[j - 1]) {
+            const auto &c = slots_[j - 1];
             for (int d = 0; d < 2; d++) {
                 f.pkts[d] += c.pkts[d];
                 f.bytes[d] += c.bytes[d];
@@ -242,29 +256,39 @@ void fold_fcache(Tables &t, std::span<const exf_fc_slot> slots)
             f.last_ns = std::max(f.last_ns, c.last_ns);
         }
     }
-    if (client_sums.empty())
+}
+
+void CacheFold::add_to_clients(std::vector<ClientRow> &clients)
+{
+    if (client_sums_.empty())
         return;
-    auto add = [](exf_client_stats &s, const exf_client_stats &a) {
-        s.pkts_in += a.pkts_in;
-        s.bytes_in += a.bytes_in;
-        s.pkts_out += a.pkts_out;
-        s.bytes_out += a.bytes_out;
-        s.last_ns = std::max(s.last_ns, a.last_ns);
-    };
-    for (auto &row : t.clients)
-        if (ClientSums *cs = client_sums.find(row.key); cs && !cs->in_table) {
-            add(row.stats, cs->add);
+    for (auto &row : clients)
+        if (ClientSums *cs = client_sums_.find(row.key); cs && !cs->in_table) {
+            add_pending(row.stats, cs->add);
             cs->in_table = true;
         }
+}
+
+bool CacheFold::add_missing_client(std::vector<ClientRow> &clients, const exf_client_key &k)
+{
+    ClientSums *cs = client_sums_.find(k);
+    if (!cs || cs->in_table)
+        return false;
+    ClientRow r{k, {}};
+    add_pending(r.stats, cs->add);
+    clients.push_back(r);
+    cs->in_table = true;
+    return true;
+}
+
+void fold_fcache(Tables &t, std::span<const exf_fc_slot> slots)
+{
+    CacheFold fold(slots);
+    fold.add_to_flows(t.flows);
+    fold.add_to_clients(t.clients);
     // Clients missing from the table get rows, in the order their slots come.
-    for (const auto &ck : client_order) {
-        ClientSums *cs = client_sums.find(ck);
-        if (cs->in_table)
-            continue;
-        ClientRow r{ck, {}};
-        add(r.stats, cs->add);
-        t.clients.push_back(r);
-    }
+    for (const auto &ck : fold.clients_in_order())
+        fold.add_missing_client(t.clients, ck);
 }
 
 Tables read_tables(int flows_fd, int clients_fd, int fcache_fd)
@@ -277,11 +301,9 @@ Tables read_tables(int flows_fd, int clients_fd, int fcache_fd)
     // Keep the slots that hold the same flow and tick in both reads, with
     // the second read's counts (pending counts only grow within a tick).
     std::vector<exf_fc_slot> stable;
-    for (size_t i = 0; i < after.size() && i < before.size(); i++) {
-        const auto &b = before[i], &c = after[i];
-        if (b.used && c.used && same_slot(b, c) && c.pkts[0] >= b.pkts[0] && c.pkts[1] >= b.pkts[1])
-            stable.push_back(c);
-    }
+    for (size_t i = 0; i < after.size() && i < before.size(); i++)
+        if (stable_slot(before[i], after[i]))
+            stable.push_back(after[i]);
     fold_fcache(t, stable);
     return t;
 }

@@ -28,3 +28,5 @@ void exf_u_handle(struct exf_uinstance *inst, struct exf_uskb *skb)
     exf_handle(skb);
     exf_ucur = 0;
 }
+
+__u32 exf_u_fc_index(const struct exf_flow_key *k) { return exf_fc_index(k); }

@@ -29,6 +29,10 @@ public:
     // maps taken over from an earlier run, the caller restores (restore())
     // or primes (HarvestStage::prime) first, so that they are not new.
     std::vector<ClientDelta> harvest(const std::vector<ClientRow> &rows);
+    // The same from part of the table: the rows that changed, and the
+    // clients known to have left it. The others are as last accounted.
+    std::vector<ClientDelta> harvest_changed(const std::vector<ClientRow> &rows,
+                                             const std::vector<exf_client_key> &gone);
     size_t tracked() const { return last_.size(); }
     // The counters as accounted, for the state file: restored, the next
     // harvest reports only what the kernel counted since they were saved.
@@ -40,6 +44,9 @@ private:
         exf_client_stats stats;  // as last accounted
         uint64_t stamp;          // the harvest that last saw the client
     };
+    // Accounts one row (stamping it; seen counts the clients stamped);
+    // true with d filled when it moved.
+    bool account(const ClientRow &r, uint64_t stamp, size_t &seen, ClientDelta &d);
     // Updated in place (no table rebuilt per harvest); clients missing from
     // a harvest's rows are dropped at its end.
     DenseMap<Addr16, Last> last_;
@@ -71,6 +78,13 @@ public:
     std::vector<FlowDelta> harvest(const std::vector<FlowRow> &rows,
                                    const std::function<bool(const FlowRow &)> &ready,
                                    uint64_t now_ns = 0, uint64_t idle_ns = 0);
+    // The same from part of the table: the rows that changed, and the flows
+    // known to have left it; the others are as last accounted. Idle closes
+    // are found among the rows given (a full harvest finds the others).
+    std::vector<FlowDelta> harvest_changed(const std::vector<FlowRow> &rows,
+                                           const std::vector<exf_flow_key> &gone,
+                                           const std::function<bool(const FlowRow &)> &ready,
+                                           uint64_t now_ns = 0, uint64_t idle_ns = 0);
     size_t tracked() const { return last_.size(); }
     // As Harvester's: the flows as accounted.
     void save(StateWriter &w) const;
@@ -83,9 +97,13 @@ private:
         bool idle;       // ... as an idle close
         uint64_t stamp;  // the harvest that last saw the flow in the table
     };
+    struct Pass;  // one harvest's context (deltas.cpp)
+    void account(const FlowRow &r, Pass &pass);
+    void end_missing(Pass &pass);
     // Updated in place; flows missing from a harvest's rows (or whose
     // 5-tuple holds a new flow) are ended and dropped during that harvest.
     DenseMap<exf_flow_key, Seen> last_;
+    std::vector<FlowRow> pending_;  // reported pending by the last harvest
     uint64_t stamp_ = 0;
 };
 

@@ -10,12 +10,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "aggregate/aggregator.h"
+#include "capture/changes.h"
 #include "capture/maps.h"
 #include "common/addr.h"
 #include "flows/flow_tracker.h"
@@ -52,130 +55,22 @@ public:
              bool wait_for_hellos = true)
     {
         const uint64_t now_ns = now_ms * 1000000ull;
-        auto sni_of = [&](const exf_flow_key &k) -> const std::string * {
-            auto *rec = tracker.lookup(k);
-            return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
-                                                                                   : nullptr;
-        };
-        // Ready: the tracker has decided about the flow's ClientHello (parsed
-        // or malformed), or it is too old to still expect one (no hello at
-        // all, or a QUIC flow before Initial decryption exists). The kernel's
-        // HELLO_DONE flag is not enough: the event may still be queued.
-        auto ready = [&](const FlowRow &r) {
-            auto *rec = tracker.lookup(r.key);
-            return !wait_for_hellos ||
-                   (rec &&
-                    (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
-                   now_ns > r.flow.first_ns + kHelloWaitNs;
-        };
-        DenseMap<Addr16, Sums> attributed, pending;
-        struct Edge {
-            uint64_t ns;
-            bool close;
-            Addr16 client;
-            const std::string *sni;
-        };
-        std::vector<Edge> edges;
-        // Inputs in a fixed order (flows by first seen, then key; clients by
-        // address), not the tables' hash order: the aggregator's results
-        // that depend on order (top SNIs, ties) are then the same whatever
-        // the source (kernel maps, the userspace datapath).
-        auto deltas = flows_.harvest(flow_rows, ready, now_ns, kFlowIdleNs);
-        std::sort(deltas.begin(), deltas.end(), [](const FlowDelta &x, const FlowDelta &y) {
-            if (x.flow.first_ns != y.flow.first_ns)
-                return x.flow.first_ns < y.flow.first_ns;
-            return std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0;
-        });
-        for (auto &d : deltas) {
-            // A flow with traffic keeps its tracker record (its SNI) ahead
-            // of idle ones when the tracker is full.
-            if (d.pkts_in || d.pkts_out)
-                tracker.touch(d.key);
-            Addr16 client;
-            std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
-            if (d.pending) {
-                pending.try_emplace(client).first->add(d);
-                continue;
-            }
-            const std::string *sni = sni_of(d.key);
-            // Opens and closes are applied below in the order they happened.
-            if (d.opened)
-                edges.push_back({d.flow.first_ns, false, client, sni});
-            if (d.resumed)
-                edges.push_back({d.flow.last_ns, false, client, sni});
-            if (d.closed)
-                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni});
-            if (!sni)
-                continue;  // its traffic is counted for the client alone, below
-            if (!d.opened && !d.pkts_in && !d.pkts_out)
-                continue;  // an end only
-            a.add_traffic(now_ms, client, *sni,
-                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
-            attributed.try_emplace(client).first->add(d);
-        }
-        // Concurrency from the flows' own first and last packet times, so
-        // that flows opened and closed between two harvests still overlap
-        // (or not) as they did; a close before an open at the same time.
-        std::stable_sort(edges.begin(), edges.end(), [](const Edge &x, const Edge &y) {
-            return x.ns != y.ns ? x.ns < y.ns : x.close > y.close;
-        });
-        for (auto &e : edges) {
-            std::string_view sni = e.sni ? std::string_view(*e.sni) : std::string_view();
-            if (e.close)
-                a.flow_closed(now_ms, e.client, sni);
-            else
-                a.flow_opened(now_ms, e.client, sni);
-        }
-        // Per client: what its table delta (plus bytes held for flows that
-        // were pending) leaves after the attributed and pending flows, and
-        // after what earlier harvests attributed ahead of the client table
-        // (owed_: the two tables are read at different moments, so a flow's
-        // packets may show in its delta before they show in its client's).
-        // Hash tables for the lookups; the clients are then taken in address
-        // order (a sorted vector: at a million clients a std::map's tree
-        // would be most of the harvest's userspace time).
-        DenseMap<Addr16, Sums> in_by_client;
-        auto changed = clients_.harvest(client_rows);
-        in_by_client.reserve(changed.size() + attributed.size() + pending.size() + held_.size() +
-                             owed_.size());
-        for (auto &c : changed)
-            *in_by_client.try_emplace(c.client).first = {c.delta.bytes_in, c.delta.bytes_out,
-                                                         c.delta.pkts_in, c.delta.pkts_out,
-                                                         c.delta.tls_flows_opened};
-        for (auto *m : {&attributed, &pending, &held_, &owed_})
-            m->for_each(
-                [&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
-        std::vector<std::pair<Addr16, Sums>> order;
-        order.reserve(in_by_client.size());
-        in_by_client.for_each(
-            [&](const Addr16 &client, const Sums &row) { order.emplace_back(client, row); });
-        std::sort(order.begin(), order.end(), [](const auto &x, const auto &y) {
-            return std::memcmp(x.first.data(), y.first.data(), 16) < 0;
-        });
-        DenseMap<Addr16, Sums> held_next, owed_next;
-        for (auto &[client, row] : order) {
-            Sums in = row, taken;
-            if (auto *h = held_.find(client))
-                in.plus(*h);
-            for (auto *m : {&attributed, &pending, &owed_})
-                if (auto *it = m->find(client))
-                    taken.plus(*it);
-            Sums owed;
-            agg::Traffic t{split(in.bytes_in, taken.bytes_in, owed.bytes_in),
-                           split(in.bytes_out, taken.bytes_out, owed.bytes_out),
-                           split(in.pkts_in, taken.pkts_in, owed.pkts_in),
-                           split(in.pkts_out, taken.pkts_out, owed.pkts_out),
-                           split(in.flows, taken.flows, owed.flows)};
-            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
-                a.add_traffic(now_ms, client, "", t);
-            if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
-                *owed_next.try_emplace(client).first = owed;
-            if (auto *p = pending.find(client))
-                *held_next.try_emplace(client).first = *p;
-        }
-        owed_ = std::move(owed_next);
-        held_ = std::move(held_next);
-        a.expire(now_ms);
+        auto flows = flows_.harvest(flow_rows, ready_fn(tracker, now_ns, wait_for_hellos), now_ns,
+                                    kFlowIdleNs);
+        apply(a, flows, clients_.harvest(client_rows), tracker, now_ms);
+    }
+
+    // The same from what changed since the last read (capture/changes.h):
+    // the entries not given are as last accounted.
+    void run(agg::Aggregator &a, const TableChanges &c, const FlowTracker &tracker, uint64_t now_ms)
+    {
+        if (c.full)
+            return run(a, c.tables.flows, c.tables.clients, tracker, now_ms);
+        const uint64_t now_ns = now_ms * 1000000ull;
+        auto flows = flows_.harvest_changed(c.tables.flows, c.flows_gone,
+                                            ready_fn(tracker, now_ns, true), now_ns, kFlowIdleNs);
+        apply(a, flows, clients_.harvest_changed(c.tables.clients, c.clients_gone), tracker,
+              now_ms);
     }
 
     // The tables as they are now become the accounted state, and nothing
@@ -246,6 +141,170 @@ private:
             flows += o.flows;
         }
     };
+    struct Edge {
+        uint64_t ns;
+        bool close;
+        Addr16 client;
+        const std::string *sni;
+    };
+    using ClientSums = DenseMap<Addr16, Sums>;
+
+    // Ready: the tracker has decided about the flow's ClientHello (parsed
+    // or malformed), or it is too old to still expect one (no hello at
+    // all, or a QUIC flow before Initial decryption exists). The kernel's
+    // HELLO_DONE flag is not enough: the event may still be queued.
+    static std::function<bool(const FlowRow &)> ready_fn(const FlowTracker &tracker,
+                                                         uint64_t now_ns, bool wait_for_hellos)
+    {
+        return [&tracker, now_ns, wait_for_hellos](const FlowRow &r) {
+            auto *rec = tracker.lookup(r.key);
+            return !wait_for_hellos ||
+                   (rec &&
+                    (rec->hello == HelloState::done || rec->hello == HelloState::malformed)) ||
+                   now_ns > r.flow.first_ns + kHelloWaitNs;
+        };
+    }
+
+    static const std::string *sni_of(const FlowTracker &tracker, const exf_flow_key &k)
+    {
+        auto *rec = tracker.lookup(k);
+        return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
+                                                                               : nullptr;
+    }
+
+    // One harvest's deltas into the aggregator: flows attributed to their
+    // API hosts, opens and closes, then each client's remainder.
+    void apply(agg::Aggregator &a, std::vector<FlowDelta> &flows,
+               const std::vector<ClientDelta> &clients, const FlowTracker &tracker, uint64_t now_ms)
+    {
+        ClientSums attributed, pending;
+        auto edges = attribute_flows(a, flows, tracker, now_ms, attributed, pending);
+        apply_edges(a, edges, now_ms);
+        account_clients(a, clients, attributed, pending, now_ms);
+        a.expire(now_ms);
+    }
+
+    // Inputs in a fixed order (flows by first seen, then key; clients by
+    // address), not the tables' hash order: the aggregator's results that
+    // depend on order (top SNIs, ties) are then the same whatever the
+    // source (kernel maps, the userspace datapath).
+    std::vector<Edge> attribute_flows(agg::Aggregator &a, std::vector<FlowDelta> &deltas,
+                                      const FlowTracker &tracker, uint64_t now_ms,
+                                      ClientSums &attributed, ClientSums &pending)
+    {
+        std::vector<Edge> edges;
+        std::sort(deltas.begin(), deltas.end(), [](const FlowDelta &x, const FlowDelta &y) {
+            if (x.flow.first_ns != y.flow.first_ns)
+                return x.flow.first_ns < y.flow.first_ns;
+            return std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0;
+        });
+        for (auto &d : deltas) {
+            // A flow with traffic keeps its tracker record (its SNI) ahead
+            // of idle ones when the tracker is full.
+            if (d.pkts_in || d.pkts_out)
+                tracker.touch(d.key);
+            Addr16 client;
+            std::memcpy(client.data(), flow_client_addr(d.key, d.flow), 16);
+            if (d.pending) {
+                pending.try_emplace(client).first->add(d);
+                continue;
+            }
+            const std::string *sni = sni_of(tracker, d.key);
+            // Opens and closes are applied below in the order they happened.
+            if (d.opened)
+                edges.push_back({d.flow.first_ns, false, client, sni});
+            if (d.resumed)
+                edges.push_back({d.flow.last_ns, false, client, sni});
+            if (d.closed)
+                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni});
+            if (!sni)
+                continue;  // its traffic is counted for the client alone, below
+            if (!d.opened && !d.pkts_in && !d.pkts_out)
+                continue;  // an end only
+            a.add_traffic(now_ms, client, *sni,
+                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            attributed.try_emplace(client).first->add(d);
+        }
+        return edges;
+    }
+
+    // Concurrency from the flows' own first and last packet times, so that
+    // flows opened and closed between two harvests still overlap (or not)
+    // as they did; a close before an open at the same time.
+    static void apply_edges(agg::Aggregator &a, std::vector<Edge> &edges, uint64_t now_ms)
+    {
+        std::stable_sort(edges.begin(), edges.end(), [](const Edge &x, const Edge &y) {
+            return x.ns != y.ns ? x.ns < y.ns : x.close > y.close;
+        });
+        for (auto &e : edges) {
+            std::string_view sni = e.sni ? std::string_view(*e.sni) : std::string_view();
+            if (e.close)
+                a.flow_closed(now_ms, e.client, sni);
+            else
+                a.flow_opened(now_ms, e.client, sni);
+        }
+    }
+
+    // Every client with a table delta or flow bytes of its own, in address
+    // order (a sorted vector: at a million clients a std::map's tree would
+    // be most of the harvest's userspace time), with its table delta.
+    std::vector<std::pair<Addr16, Sums>> clients_in_order(const std::vector<ClientDelta> &changed,
+                                                          const ClientSums &attributed,
+                                                          const ClientSums &pending) const
+    {
+        ClientSums in_by_client;
+        in_by_client.reserve(changed.size() + attributed.size() + pending.size() + held_.size() +
+                             owed_.size());
+        for (auto &c : changed)
+            *in_by_client.try_emplace(c.client).first = {c.delta.bytes_in, c.delta.bytes_out,
+                                                         c.delta.pkts_in, c.delta.pkts_out,
+                                                         c.delta.tls_flows_opened};
+        for (auto *m : {&attributed, &pending, &held_, &owed_})
+            m->for_each(
+                [&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
+        std::vector<std::pair<Addr16, Sums>> order;
+        order.reserve(in_by_client.size());
+        in_by_client.for_each(
+            [&](const Addr16 &client, const Sums &row) { order.emplace_back(client, row); });
+        std::sort(order.begin(), order.end(), [](const auto &x, const auto &y) {
+            return std::memcmp(x.first.data(), y.first.data(), 16) < 0;
+        });
+        return order;
+    }
+
+    // Per client: what its table delta (plus bytes held for flows that
+    // were pending) leaves after the attributed and pending flows, and
+    // after what earlier harvests attributed ahead of the client table
+    // (owed_: the two tables are read at different moments, so a flow's
+    // packets may show in its delta before they show in its client's).
+    void account_clients(agg::Aggregator &a, const std::vector<ClientDelta> &changed,
+                         const ClientSums &attributed, const ClientSums &pending, uint64_t now_ms)
+    {
+        ClientSums held_next, owed_next;
+        for (auto &[client, row] : clients_in_order(changed, attributed, pending)) {
+            Sums in = row, taken;
+            if (auto *h = held_.find(client))
+                in.plus(*h);
+            for (const ClientSums *m : {&attributed, &pending, &std::as_const(owed_)})
+                if (auto *it = m->find(client))
+                    taken.plus(*it);
+            Sums owed;
+            agg::Traffic t{split(in.bytes_in, taken.bytes_in, owed.bytes_in),
+                           split(in.bytes_out, taken.bytes_out, owed.bytes_out),
+                           split(in.pkts_in, taken.pkts_in, owed.pkts_in),
+                           split(in.pkts_out, taken.pkts_out, owed.pkts_out),
+                           split(in.flows, taken.flows, owed.flows)};
+            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
+                a.add_traffic(now_ms, client, "", t);
+            if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
+                *owed_next.try_emplace(client).first = owed;
+            if (auto *p = pending.find(client))
+                *held_next.try_emplace(client).first = *p;
+        }
+        owed_ = std::move(owed_next);
+        held_ = std::move(held_next);
+    }
+
     // total - minus, or 0 with the shortfall added to *owed.
     static uint64_t split(uint64_t total, uint64_t minus, uint64_t &owed)
     {

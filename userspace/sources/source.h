@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "capture/changes.h"
 #include "capture/maps.h"
 #include "config/config.h"
 
@@ -26,6 +27,16 @@ public:
     // The flow and client tables (flow cache folded in), read together.
     virtual Tables tables() = 0;
     std::vector<ClientRow> clients() { return tables().clients; }
+    // What changed since the previous call (the harvest's read): the eBPF
+    // backend reads its change log; others read the whole tables.
+    virtual TableChanges changes()
+    {
+        TableChanges c;
+        c.tables = tables();
+        c.flow_entries = c.tables.flows.size();
+        c.client_entries = c.tables.clients.size();
+        return c;
+    }
     virtual HealthCounters health() = 0;
     // Events queued since the last call (consumer thread only).
     virtual size_t pop_events(const EventFn &fn) = 0;

@@ -16,7 +16,7 @@ namespace {
 class EbpfSource final : public LiveSource {
 public:
     EbpfSource(const Config &cfg, const std::vector<std::string> &interfaces)
-        : sensor_(cfg.bpf), queue_(cfg.event_queue_size)
+        : sensor_(cfg.bpf), changes_(sensor_), queue_(cfg.event_queue_size)
     {
         for (auto &ifname : interfaces) {
             names_.push_back(ifname);
@@ -40,6 +40,7 @@ public:
                 att->leave_attached();
     }
     Tables tables() override { return sensor_.tables(); }
+    TableChanges changes() override { return changes_.read(); }
     HealthCounters health() override { return read_health(sensor_.health_fd()); }
     size_t pop_events(const EventFn &fn) override { return queue_.pop_all(fn); }
     uint64_t events_received() const override { return queue_.received(); }
@@ -95,6 +96,7 @@ public:
 private:
     std::vector<std::string> names_;
     BpfSensor sensor_;
+    ChangeReader changes_;
     EventQueue queue_;
     std::vector<std::unique_ptr<TcAttachment>> attached_;
     std::unique_ptr<EventConsumer> consumer_;
