@@ -377,20 +377,29 @@ struct Detector::Impl {
         r.baseline = t.baseline;
         r.opened_ms = t.opened_wall;
         r.count = t.count;
-        const auto &key = t.key;
+        name_entity(r, rule.entity, t.key);
+        add_figures(r, a, rule, t.key, now_ms, wall_ms);
+        r.top_ja4 = ja4.top(rule.entity, t.key);
+        return r;
+    }
+
+    // What the record is about: its entity text and the client, subnet, SNI
+    // or cohort fields that the entity kind has.
+    void name_entity(AlertRecord &r, agg::EntityKind kind, const agg::EntityKey &key) const
+    {
         auto addr_text = [&] {
             std::string s = format_addr(key.addr);
             if (key.prefix < agg::family_bits(key.addr))
                 s += "/" + std::to_string(key.prefix);
             return s;
         };
-        switch (rule.entity) {
+        switch (kind) {
         case agg::EntityKind::client:
             r.client = addr_text();
             r.entity = *r.client;
             break;
         case agg::EntityKind::subnet:
-            r.subnet = agg::format_key(rule.entity, key);
+            r.subnet = agg::format_key(kind, key);
             r.entity = *r.subnet;
             break;
         case agg::EntityKind::api_host:
@@ -408,6 +417,13 @@ struct Detector::Impl {
             break;
         case agg::EntityKind::host: r.entity = host; break;
         }
+    }
+
+    // The entity's figures in the rule's window now, when the aggregator
+    // still holds it (times as wall clock).
+    void add_figures(AlertRecord &r, const agg::Aggregator &a, const Rule &rule,
+                     const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms) const
+    {
         auto to_wall = [&](uint64_t t_ms) {
             return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms;
         };
@@ -432,8 +448,6 @@ struct Detector::Impl {
         } else if (is_group(rule.entity)) {
             r.distinct_clients = 0;
         }
-        r.top_ja4 = ja4.top(rule.entity, key);
-        return r;
     }
 
     static size_t window_index(const agg::Aggregator &a, uint64_t window_ms)
