@@ -7,6 +7,7 @@
 #include <bitset>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace exf::tls {
 
@@ -189,58 +190,85 @@ struct BodyOutcome {
     HelloAnomaly anomaly;
 };
 
-BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
-{
-    const size_t n = b.size();
-    const BodyOutcome more{ParseStatus::need_more, HelloAnomaly::none};
-    auto bad = [](HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; };
+constexpr BodyOutcome kBodyMore{ParseStatus::need_more, HelloAnomaly::none};
+
+BodyOutcome bad_body(HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; }
+
+// One walk over a body, field by field in wire order. Each step returns the
+// outcome when the walk ends in it, nothing when the next step follows.
+struct BodyWalk {
+    std::span<const uint8_t> b;
+    size_t n;    // bytes at hand
+    size_t len;  // declared body length
+    ClientHello *out;
+    size_t pos = 0;
+    size_t end = 0;  // of the extensions block
     // First content anomaly, and first tolerated length inconsistency (which
     // is reported in preference: it says the hello is not what it claims).
     HelloAnomaly soft = HelloAnomaly::none;
     HelloAnomaly framing = HelloAnomaly::none;
-    auto note = [&soft](HelloAnomaly a) {
+
+    void note(HelloAnomaly a)
+    {
         if (soft == HelloAnomaly::none)
             soft = a;
-    };
-    auto note_framing = [&framing](HelloAnomaly a) {
+    }
+    void note_framing(HelloAnomaly a)
+    {
         if (framing == HelloAnomaly::none)
             framing = a;
-    };
+    }
     // The walk is over: complete once the whole message is at hand.
-    auto done = [&]() {
+    BodyOutcome done() const
+    {
         if (n < len)
-            return more;
+            return kBodyMore;
         return BodyOutcome{ParseStatus::complete, framing != HelloAnomaly::none ? framing : soft};
-    };
+    }
     // A length that runs past its end: the vector is not taken, nothing after it is.
-    auto stop = [&](HelloAnomaly a) {
+    BodyOutcome stop(HelloAnomaly a)
+    {
         note_framing(a);
         return done();
-    };
+    }
 
+    std::optional<BodyOutcome> session_id();
+    std::optional<BodyOutcome> cipher_suites();
+    std::optional<BodyOutcome> compression_methods();
+    std::optional<BodyOutcome> extensions_block();
+    BodyOutcome extensions();
+};
+
+// Version, random and session id: the strict part.
+std::optional<BodyOutcome> BodyWalk::session_id()
+{
     if (n < 35)
-        return more;
-    size_t pos = 34;
+        return kBodyMore;
+    pos = 34;
     const size_t sid_len = b[pos++];
     // After the session id come at least the two length fields (3 bytes).
     if (sid_len > 32 || sid_len + 3 > len - pos)
-        return bad(HelloAnomaly::bad_session_id_length);
+        return bad_body(HelloAnomaly::bad_session_id_length);
     if (n < pos + sid_len + 2)
-        return more;
+        return kBodyMore;
     if (out) {
         out->legacy_version = be16(b.data());
         std::memcpy(out->random.data(), &b[2], 32);
         out->session_id.assign(&b[pos], &b[pos] + sid_len);
     }
     pos += sid_len;
+    return std::nullopt;
+}
 
-    // CipherSuite cipher_suites<2..2^16-2>
+// CipherSuite cipher_suites<2..2^16-2>
+std::optional<BodyOutcome> BodyWalk::cipher_suites()
+{
     const size_t cs_len = be16(&b[pos]);
     pos += 2;
     if (cs_len > len - pos)
         return stop(HelloAnomaly::bad_cipher_suites_length);
     if (n < pos + cs_len)
-        return more;
+        return kBodyMore;
     if (cs_len % 2 != 0)
         note_framing(HelloAnomaly::bad_cipher_suites_length);  // odd byte skipped
     if (cs_len < 2)
@@ -251,30 +279,39 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
             out->cipher_suites.push_back(be16(&b[pos + i]));
     }
     pos += cs_len;
+    return std::nullopt;
+}
 
-    // CompressionMethod compression_methods<1..2^8-1>
+// CompressionMethod compression_methods<1..2^8-1>
+std::optional<BodyOutcome> BodyWalk::compression_methods()
+{
     if (pos == len)
         return stop(HelloAnomaly::bad_compression_length);
     if (n < pos + 1)
-        return more;
+        return kBodyMore;
     const size_t comp_len = b[pos++];
     if (comp_len > len - pos)
         return stop(HelloAnomaly::bad_compression_length);
     if (n < pos + comp_len)
-        return more;
+        return kBodyMore;
     if (comp_len == 0)
         note(HelloAnomaly::empty_compression_methods);
     if (out)
         out->compression_methods.assign(&b[pos], &b[pos] + comp_len);
     pos += comp_len;
+    return std::nullopt;
+}
 
-    // Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos.
+// Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos: its
+// length, which sets `end`.
+std::optional<BodyOutcome> BodyWalk::extensions_block()
+{
     if (pos == len)
         return done();
     if (len - pos < 2)
         return stop(HelloAnomaly::bad_extensions_length);
     if (n < pos + 2)
-        return more;
+        return kBodyMore;
     const size_t exts_len = be16(&b[pos]);
     pos += 2;
     if (exts_len > len - pos)
@@ -282,17 +319,22 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     // Bytes after the block are not part of any field: ignored.
     if (exts_len < len - pos)
         note_framing(HelloAnomaly::bad_extensions_length);
-    const size_t end = pos + exts_len;
+    end = pos + exts_len;
     if (out)
         out->has_extensions_block = true;
+    return std::nullopt;
+}
 
+// The extensions up to `end`.
+BodyOutcome BodyWalk::extensions()
+{
     // Seen extension types, only for the full parse.
     std::unique_ptr<std::bitset<65536>> seen;
     if (out)
         seen = std::make_unique<std::bitset<65536>>();
     while (end - pos >= 4) {
         if (n < pos + 4)
-            return more;
+            return kBodyMore;
         const uint16_t type = be16(&b[pos]);
         const size_t ext_len = be16(&b[pos + 2]);
         pos += 4;
@@ -307,7 +349,7 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
         if (ext_len > end - pos)
             return stop(HelloAnomaly::bad_extension_length);
         if (n < pos + ext_len)
-            return more;
+            return kBodyMore;
         if (out) {
             const HelloAnomaly a = parse_extension(type, b.subspan(pos, ext_len), *out);
             if (a != HelloAnomaly::none)
@@ -319,6 +361,20 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     if (pos != end)
         note_framing(HelloAnomaly::bad_extension_length);
     return done();
+}
+
+BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
+{
+    BodyWalk w{b, b.size(), len, out};
+    if (auto r = w.session_id())
+        return *r;
+    if (auto r = w.cipher_suites())
+        return *r;
+    if (auto r = w.compression_methods())
+        return *r;
+    if (auto r = w.extensions_block())
+        return *r;
+    return w.extensions();
 }
 
 // Checks the handshake header bytes present in `hs` (any length). Returns
