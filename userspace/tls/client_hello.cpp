@@ -464,106 +464,146 @@ bool is_ip_literal(std::string_view host)
     return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
 }
 
-ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out)
-{
-    if (out)
-        out->clear();
+namespace {
+
+// One walk over the records that carry a ClientHello.
+struct RecordWalk {
+    std::span<const uint8_t> data;
+    std::vector<uint8_t> &scratch;
     // Handshake bytes gathered so far: a view into the first record while the
     // message fits in it, else the scratch copy of all fragments.
-    std::span<const uint8_t> hs;
+    std::span<const uint8_t> hs{};
     bool copied = false;
     size_t pos = 0;  // start of the current record
     uint32_t records = 0;
     uint16_t first_version = 0;
     size_t total = 0;  // handshake header + body, once known
-
-    // A record-layer error at `pos`: report an earlier body error first.
-    auto record_error = [&](HelloAnomaly a) {
-        if (total) {
-            const size_t have = std::min(hs.size(), total) - kHandshakeHeaderSize;
-            const BodyOutcome bo = parse_body(hs.subspan(kHandshakeHeaderSize, have),
-                                              total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed)
-                return malformed(bo.anomaly);
-        }
-        return malformed(a);
-    };
-
     HelloAnomaly truncation = HelloAnomaly::none;
     size_t needed = 0;
     size_t consumed = 0;
-    for (;;) {
-        // Handshake bytes the whole message needs (a lower bound until known).
-        const size_t want_total = total ? total : kHandshakeHeaderSize + kMinBody;
-        const size_t left = data.size() - pos;
-        if (left >= 1 && data[pos] != kContentHandshake)
-            return record_error(records == 0 ? HelloAnomaly::not_handshake
-                                             : HelloAnomaly::record_type_changed);
-        if (left >= 2 && data[pos + 1] != 0x03)
-            return record_error(HelloAnomaly::bad_record_version);
-        if (left < kRecordHeaderSize) {
-            truncation = HelloAnomaly::truncated_record;
-            needed = pos + kRecordHeaderSize + (want_total - hs.size());
-            break;
-        }
-        const size_t rec_len = be16(&data[pos + 3]);
-        if (rec_len == 0)
-            return record_error(HelloAnomaly::empty_record);
-        if (rec_len > kMaxRecordFragment)
-            return record_error(HelloAnomaly::record_too_long);
-        if (records++ == 0)
-            first_version = be16(&data[pos + 1]);
 
-        const size_t before = hs.size();  // handshake bytes from earlier records
-        const size_t got = std::min(rec_len, left - kRecordHeaderSize);
-        // Copy only what the message can still use.
-        const size_t take = total ? std::min(got, total - before) : got;
-        const auto frag = data.subspan(pos + kRecordHeaderSize, take);
-        if (records == 1) {
-            hs = frag;
-        } else {
-            if (!copied) {
-                scratch_.assign(hs.begin(), hs.end());
-                copied = true;
-            }
-            scratch_.insert(scratch_.end(), frag.begin(), frag.end());
-            hs = scratch_;
-        }
-        if (const HelloAnomaly a = check_handshake_header(hs); a != HelloAnomaly::none)
-            return record_error(a);
-        if (!total && hs.size() >= kHandshakeHeaderSize)
-            total = kHandshakeHeaderSize + be24(&hs[1]);
-        if (total && hs.size() >= total) {
-            consumed = pos + kRecordHeaderSize + (total - before);
-            hs = hs.first(total);
-            break;
-        }
-        if (got < rec_len) {
-            truncation = HelloAnomaly::truncated_record;
-            const size_t want = (total ? total : want_total) - before;
-            needed = pos + kRecordHeaderSize + std::min(want, rec_len);
-            if (want > rec_len)
-                needed += kRecordHeaderSize + (want - rec_len);
-            break;
-        }
-        pos += kRecordHeaderSize + rec_len;
-        if (pos == data.size()) {
-            truncation = HelloAnomaly::truncated_handshake;
-            needed = pos + kRecordHeaderSize + ((total ? total : want_total) - hs.size());
-            break;
-        }
+    HelloAnomaly read_record(bool &ended);
+    void gather(std::span<const uint8_t> frag);
+    bool ends_after(size_t before, size_t got, size_t rec_len, size_t want_total);
+    std::optional<ParseResult> body_error() const;
+    ParseResult record_error(HelloAnomaly a) const;
+    ParseResult need_more() const;
+    ParseResult complete(ClientHello *out) const;
+};
+
+// The record at `pos`: checks its header and adds its fragment to the
+// handshake bytes. Returns the record-layer or handshake-header anomaly, or
+// none with `ended` set once the message is complete or the input cut short.
+HelloAnomaly RecordWalk::read_record(bool &ended)
+{
+    // Handshake bytes the whole message needs (a lower bound until known).
+    const size_t want_total = total ? total : kHandshakeHeaderSize + kMinBody;
+    const size_t left = data.size() - pos;
+    if (left >= 1 && data[pos] != kContentHandshake)
+        return records == 0 ? HelloAnomaly::not_handshake : HelloAnomaly::record_type_changed;
+    if (left >= 2 && data[pos + 1] != 0x03)
+        return HelloAnomaly::bad_record_version;
+    if (left < kRecordHeaderSize) {
+        truncation = HelloAnomaly::truncated_record;
+        needed = pos + kRecordHeaderSize + (want_total - hs.size());
+        ended = true;
+        return HelloAnomaly::none;
     }
+    const size_t rec_len = be16(&data[pos + 3]);
+    if (rec_len == 0)
+        return HelloAnomaly::empty_record;
+    if (rec_len > kMaxRecordFragment)
+        return HelloAnomaly::record_too_long;
+    if (records++ == 0)
+        first_version = be16(&data[pos + 1]);
 
-    if (truncation != HelloAnomaly::none) {
-        if (total) {
-            const BodyOutcome bo =
-                parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed)
-                return malformed(bo.anomaly);
-        }
-        return make(ParseStatus::need_more, truncation, 0, needed);
+    const size_t before = hs.size();  // handshake bytes from earlier records
+    const size_t got = std::min(rec_len, left - kRecordHeaderSize);
+    // Copy only what the message can still use.
+    const size_t take = total ? std::min(got, total - before) : got;
+    gather(data.subspan(pos + kRecordHeaderSize, take));
+    if (const HelloAnomaly a = check_handshake_header(hs); a != HelloAnomaly::none)
+        return a;
+    if (!total && hs.size() >= kHandshakeHeaderSize)
+        total = kHandshakeHeaderSize + be24(&hs[1]);
+    ended = ends_after(before, got, rec_len, want_total);
+    return HelloAnomaly::none;
+}
+
+// Adds one record's fragment to the handshake bytes; copies only once the
+// message spans records.
+void RecordWalk::gather(std::span<const uint8_t> frag)
+{
+    if (records == 1) {
+        hs = frag;
+        return;
     }
+    if (!copied) {
+        scratch.assign(hs.begin(), hs.end());
+        copied = true;
+    }
+    scratch.insert(scratch.end(), frag.begin(), frag.end());
+    hs = scratch;
+}
 
+// After the current record: true when the message is complete (consumed
+// set) or the record or the input is cut short (truncation and needed set);
+// false with pos on the next record.
+bool RecordWalk::ends_after(size_t before, size_t got, size_t rec_len, size_t want_total)
+{
+    if (total && hs.size() >= total) {
+        consumed = pos + kRecordHeaderSize + (total - before);
+        hs = hs.first(total);
+        return true;
+    }
+    if (got < rec_len) {
+        truncation = HelloAnomaly::truncated_record;
+        const size_t want = (total ? total : want_total) - before;
+        needed = pos + kRecordHeaderSize + std::min(want, rec_len);
+        if (want > rec_len)
+            needed += kRecordHeaderSize + (want - rec_len);
+        return true;
+    }
+    pos += kRecordHeaderSize + rec_len;
+    if (pos == data.size()) {
+        truncation = HelloAnomaly::truncated_handshake;
+        needed = pos + kRecordHeaderSize + ((total ? total : want_total) - hs.size());
+        return true;
+    }
+    return false;
+}
+
+// The body bytes at hand already make the hello malformed: that earlier
+// error is reported before a later record-layer error or a truncation.
+std::optional<ParseResult> RecordWalk::body_error() const
+{
+    if (!total)
+        return std::nullopt;
+    const size_t have = std::min(hs.size(), total) - kHandshakeHeaderSize;
+    const BodyOutcome bo =
+        parse_body(hs.subspan(kHandshakeHeaderSize, have), total - kHandshakeHeaderSize, nullptr);
+    if (bo.status == ParseStatus::malformed)
+        return malformed(bo.anomaly);
+    return std::nullopt;
+}
+
+ParseResult RecordWalk::record_error(HelloAnomaly a) const
+{
+    if (auto e = body_error())
+        return *e;
+    return malformed(a);
+}
+
+ParseResult RecordWalk::need_more() const
+{
+    if (auto e = body_error())
+        return *e;
+    return make(ParseStatus::need_more, truncation, 0, needed);
+}
+
+// The whole message is at hand: the full parse.
+ParseResult RecordWalk::complete(ClientHello *out) const
+{
     const BodyOutcome bo =
         parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, out);
     if (bo.status != ParseStatus::complete)
@@ -575,6 +615,22 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
         out->is_quic = false;
     }
     return make(ParseStatus::complete, bo.anomaly, consumed);
+}
+
+}  // namespace
+
+ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out)
+{
+    if (out)
+        out->clear();
+    RecordWalk w{data, scratch_};
+    for (bool ended = false; !ended;) {
+        if (const HelloAnomaly a = w.read_record(ended); a != HelloAnomaly::none)
+            return w.record_error(a);
+    }
+    if (w.truncation != HelloAnomaly::none)
+        return w.need_more();
+    return w.complete(out);
 }
 
 ParseResult ClientHelloParser::parse_handshake(std::span<const uint8_t> msg, ClientHello *out,
