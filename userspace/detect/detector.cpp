@@ -377,20 +377,29 @@ struct Detector::Impl {
         r.baseline = t.baseline;
         r.opened_ms = t.opened_wall;
         r.count = t.count;
-        const auto &key = t.key;
+        name_entity(r, rule.entity, t.key);
+        add_figures(r, a, rule, t.key, now_ms, wall_ms);
+        r.top_ja4 = ja4.top(rule.entity, t.key);
+        return r;
+    }
+
+    // What the record is about: its entity text and the client, subnet, SNI
+    // or cohort fields that the entity kind has.
+    void name_entity(AlertRecord &r, agg::EntityKind kind, const agg::EntityKey &key) const
+    {
         auto addr_text = [&] {
             std::string s = format_addr(key.addr);
             if (key.prefix < agg::family_bits(key.addr))
                 s += "/" + std::to_string(key.prefix);
             return s;
         };
-        switch (rule.entity) {
+        switch (kind) {
         case agg::EntityKind::client:
             r.client = addr_text();
             r.entity = *r.client;
             break;
         case agg::EntityKind::subnet:
-            r.subnet = agg::format_key(rule.entity, key);
+            r.subnet = agg::format_key(kind, key);
             r.entity = *r.subnet;
             break;
         case agg::EntityKind::api_host:
@@ -408,6 +417,13 @@ struct Detector::Impl {
             break;
         case agg::EntityKind::host: r.entity = host; break;
         }
+    }
+
+    // The entity's figures in the rule's window now, when the aggregator
+    // still holds it (times as wall clock).
+    void add_figures(AlertRecord &r, const agg::Aggregator &a, const Rule &rule,
+                     const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms) const
+    {
         auto to_wall = [&](uint64_t t_ms) {
             return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms;
         };
@@ -432,8 +448,6 @@ struct Detector::Impl {
         } else if (is_group(rule.entity)) {
             r.distinct_clients = 0;
         }
-        r.top_ja4 = ja4.top(rule.entity, key);
-        return r;
     }
 
     static size_t window_index(const agg::Aggregator &a, uint64_t window_ms)
@@ -497,74 +511,105 @@ struct Detector::Impl {
             it = bucket - it->second.last_bucket > keep ? rs.levels.erase(it) : std::next(it);
     }
 
+    // One rule over every entity of its kind: tracks updated, alerts opened,
+    // re-sent and resolved into out.
     void evaluate_rule(const agg::Aggregator &a, RuleState &rs, uint64_t now_ms, uint64_t wall_ms,
                        std::vector<AlertRecord> &out)
     {
-        const Rule &rule = rs.rule;
-        size_t w = window_index(a, rule.window_ms);
+        size_t w = window_index(a, rs.rule.window_ms);
         if (w == SIZE_MAX)
             return;  // the configuration adds every rule window to the aggregator
         std::vector<Candidate> fresh;
         std::string kbuf;  // the entity's key_bytes, reused from entity to entity
-        a.for_each(rule.entity, [&](const agg::EntityRef &ref) {
-            agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
-            double x = metric_value(rule.metric, v);
-            if (rule.metric == Metric::out_in_ratio && double(v.bytes_out) < rule.min_bytes_out)
-                x = 0;
-            agg::EntityKey key = ref.key();
-            double scale = sni_scale(rule.entity, key);
-            std::string &k = kbuf;
-            k.clear();
-            Track *t = nullptr;
-            bool base_fire = false;
-            std::optional<double> base;
-            if (rule.baseline) {
-                key_bytes_into(key, k);
-                auto it = rs.tracks.find(k);
-                t = it == rs.tracks.end() ? nullptr : &it->second;
-                base = baseline_for(rs, k, x, now_ms, t && t->open, base_fire, scale);
-            }
-            bool thr_fire = rule.threshold && x > 0 && x >= *rule.threshold * scale;
-            if (!thr_fire && !base_fire)
-                return;
-            if (allowed(rule, rule.entity, key)) {
-                stats.allowed++;
-                return;
-            }
-            double thr = compared_with(rule, scale, x, base);
-            if (k.empty()) {
-                key_bytes_into(key, k);
-                auto it = rs.tracks.find(k);
-                t = it == rs.tracks.end() ? nullptr : &it->second;
-            }
-            if (!t) {
-                if (tracked() >= cfg.max_open) {
-                    stats.suppressed++;
-                    return;
-                }
-                Track nt;
-                nt.key = std::move(key);
-                t = &rs.tracks.emplace(k, std::move(nt)).first->second;
-            }
-            t->seen = epoch;
-            t->last_true_ms = now_ms;
-            t->value = x;
-            t->threshold = thr;
-            t->baseline = base;
-            if (t->open) {
-                t->count++;
-                if (!t->muted && now_ms - t->last_sent_ms >= cfg.realert_ms) {
-                    t->last_sent_ms = now_ms;
-                    out.push_back(record(a, rs, *t, AlertState::update, now_ms, wall_ms));
-                    stats.updated++;
-                }
-                return;
-            }
-            if (++t->streak >= rule.sustain)
-                fresh.push_back({k, x, thr, base});
+        a.for_each(rs.rule.entity, [&](const agg::EntityRef &ref) {
+            observe(a, rs, ref, w, now_ms, wall_ms, kbuf, fresh, out);
         });
+        open_fresh(a, rs, fresh, now_ms, wall_ms, out);
+        end_unseen(a, rs, w, now_ms, wall_ms, out);
+        sweep_levels(rs, now_ms);
+    }
 
-        // Opens, the heaviest first; past the storm limit, muted and summarized.
+    // One entity: when the rule holds for it, its track is updated and either
+    // re-sent (open) or, once sustained, a candidate to open (into fresh).
+    void observe(const agg::Aggregator &a, RuleState &rs, const agg::EntityRef &ref, size_t w,
+                 uint64_t now_ms, uint64_t wall_ms, std::string &k, std::vector<Candidate> &fresh,
+                 std::vector<AlertRecord> &out)
+    {
+        const Rule &rule = rs.rule;
+        agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
+        double x = metric_value(rule.metric, v);
+        if (rule.metric == Metric::out_in_ratio && double(v.bytes_out) < rule.min_bytes_out)
+            x = 0;
+        agg::EntityKey key = ref.key();
+        double scale = sni_scale(rule.entity, key);
+        k.clear();
+        Track *t = nullptr;
+        bool base_fire = false;
+        std::optional<double> base;
+        if (rule.baseline) {
+            t = find_track(rs, key, k);
+            base = baseline_for(rs, k, x, now_ms, t && t->open, base_fire, scale);
+        }
+        bool thr_fire = rule.threshold && x > 0 && x >= *rule.threshold * scale;
+        if (!thr_fire && !base_fire)
+            return;
+        if (allowed(rule, rule.entity, key)) {
+            stats.allowed++;
+            return;
+        }
+        double thr = compared_with(rule, scale, x, base);
+        if (k.empty())  // without a baseline, the key bytes wait until the rule holds
+            t = find_track(rs, key, k);
+        if (!t && !(t = start_track(rs, std::move(key), k)))
+            return;
+        t->seen = epoch;
+        t->last_true_ms = now_ms;
+        t->value = x;
+        t->threshold = thr;
+        t->baseline = base;
+        if (t->open)
+            still_open(a, rs, *t, now_ms, wall_ms, out);
+        else if (++t->streak >= rule.sustain)
+            fresh.push_back({k, x, thr, base});
+    }
+
+    // The entity's track, or null; k receives its key bytes.
+    static Track *find_track(RuleState &rs, const agg::EntityKey &key, std::string &k)
+    {
+        key_bytes_into(key, k);
+        auto it = rs.tracks.find(k);
+        return it == rs.tracks.end() ? nullptr : &it->second;
+    }
+
+    // A new track; null (counted as suppressed) when max_open are tracked already.
+    Track *start_track(RuleState &rs, agg::EntityKey key, const std::string &k)
+    {
+        if (tracked() >= cfg.max_open) {
+            stats.suppressed++;
+            return nullptr;
+        }
+        Track nt;
+        nt.key = std::move(key);
+        return &rs.tracks.emplace(k, std::move(nt)).first->second;
+    }
+
+    // An open alert that still holds: counted, and re-sent every realert_ms unless muted.
+    void still_open(const agg::Aggregator &a, const RuleState &rs, Track &t, uint64_t now_ms,
+                    uint64_t wall_ms, std::vector<AlertRecord> &out)
+    {
+        t.count++;
+        if (!t.muted && now_ms - t.last_sent_ms >= cfg.realert_ms) {
+            t.last_sent_ms = now_ms;
+            out.push_back(record(a, rs, t, AlertState::update, now_ms, wall_ms));
+            stats.updated++;
+        }
+    }
+
+    // Opens, the heaviest first; past the storm limit, muted and summarized.
+    void open_fresh(const agg::Aggregator &a, RuleState &rs, std::vector<Candidate> &fresh,
+                    uint64_t now_ms, uint64_t wall_ms, std::vector<AlertRecord> &out)
+    {
+        const Rule &rule = rs.rule;
         std::stable_sort(fresh.begin(), fresh.end(),
                          [](const Candidate &x, const Candidate &y) { return x.value > y.value; });
         size_t n_muted = 0;
@@ -587,18 +632,31 @@ struct Detector::Impl {
                     heaviest_muted = &t;
             }
         }
-        if (n_muted) {
-            Track s = *heaviest_muted;
-            s.id = make_id(rule, rule.entity, s.key, wall_ms ^ 0x5u);
-            auto rec = record(a, rs, s, AlertState::summary, now_ms, wall_ms);
-            rec.suppressed = n_muted;
-            out.push_back(std::move(rec));
-            stats.summaries++;
-            stats.muted += n_muted;
-        }
+        if (n_muted)
+            summarize_muted(a, rs, *heaviest_muted, n_muted, now_ms, wall_ms, out);
+    }
 
-        // Not holding this evaluation: pending ones start over; open ones
-        // resolve after resolve_after.
+    // One summary record for the alerts muted past the storm limit, named
+    // after the heaviest of them.
+    void summarize_muted(const agg::Aggregator &a, const RuleState &rs, const Track &heaviest,
+                         size_t n_muted, uint64_t now_ms, uint64_t wall_ms,
+                         std::vector<AlertRecord> &out)
+    {
+        Track s = heaviest;
+        s.id = make_id(rs.rule, rs.rule.entity, s.key, wall_ms ^ 0x5u);
+        auto rec = record(a, rs, s, AlertState::summary, now_ms, wall_ms);
+        rec.suppressed = n_muted;
+        out.push_back(std::move(rec));
+        stats.summaries++;
+        stats.muted += n_muted;
+    }
+
+    // Not holding this evaluation: pending ones start over; open ones
+    // resolve after resolve_after.
+    void end_unseen(const agg::Aggregator &a, RuleState &rs, size_t w, uint64_t now_ms,
+                    uint64_t wall_ms, std::vector<AlertRecord> &out)
+    {
+        const Rule &rule = rs.rule;
         for (auto it = rs.tracks.begin(); it != rs.tracks.end();) {
             Track &t = it->second;
             if (t.seen == epoch) {
@@ -626,7 +684,6 @@ struct Detector::Impl {
             }
             it = rs.tracks.erase(it);
         }
-        sweep_levels(rs, now_ms);
     }
 
     // --- state file -----------------------------------------------------------

@@ -140,6 +140,13 @@ public:
 
 private:
     void run();
+    static void block_sigpipe();
+    bool wait_for_work(uint64_t &seen_pushed);
+    Clock::time_point next_wake(Clock::time_point now, bool open) const;
+    void deliver();
+    void write_batch();
+    bool account_write(WriteResult r, const std::string &why);
+    void finish();
     void connect(Clock::time_point now);
     void broken(const std::string &why);
     void check_acks();
@@ -425,93 +432,136 @@ void QueuedOutput::persist_new()
     }
 }
 
+// The worker: wait for work, deliver what it can, and when told to stop,
+// leave what is undelivered in the spool file.
 void QueuedOutput::run()
+{
+    block_sigpipe();
+    uint64_t seen_pushed = 0;
+    while (wait_for_work(seen_pushed))
+        deliver();
+    finish();
+}
+
+// A closed stdout pipe is an error, not death.
+void QueuedOutput::block_sigpipe()
 {
     sigset_t pipe;
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);  // a closed stdout pipe is an error, not death
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+}
 
-    uint64_t seen_pushed = 0;
-    for (;;) {
-        auto now = Clock::now();
-        Clock::time_point wake;
-        bool open = sink_->is_open();
-        {
-            std::unique_lock lk(mu_);
-            if (stop_ && (q_.empty() || now >= stop_at_))
-                break;
-            if (!open)
-                wake = next_attempt_;
-            else if (q_.size() > in_flight_ && now >= busy_until_)
-                wake = now;  // more to write
-            else if (in_flight_)
-                wake = now + ack_poll_;
-            else if (q_.size() > in_flight_)
-                wake = busy_until_;
-            else
-                wake = now + kIdlePoll;
-            if (spool_ && !spool_ok_)
-                wake = std::min(wake, spool_retry_at_);
-            if (stop_)
-                wake = std::min(wake, stop_at_);
-            bool was_stopping = stop_;
-            cv_.wait_until(lk, wake,
-                           [&] { return pushed_ != seen_pushed || stop_ != was_stopping; });
-            seen_pushed = pushed_;
-        }
-        persist_new();
-        note_drops();
-        now = Clock::now();
-        if (!sink_->is_open()) {
-            if (now >= next_attempt_)
-                connect(now);
-            continue;
-        }
-        check_acks();
-        if (!sink_->alive()) {
-            broken("connection closed by the collector");
-            continue;
-        }
-        if (now < busy_until_)
-            continue;
-        for (size_t i = 0; i < kWriteBatch; i++) {
-            const std::string *m;
-            {
-                std::lock_guard lk(mu_);
-                if (in_flight_ >= q_.size())
-                    break;
-                m = &q_[in_flight_];
-            }
-            std::string why;
-            auto r = sink_->write(*m, op_deadline(kWriteTimeout), why);
-            if (r == WriteResult::ok && sink_->acks_later()) {
-                in_flight_++;
-                ends_.push_back(sink_->bytes_written());
-            } else if (r == WriteResult::ok) {
-                pop_delivered(1);
-            } else if (r == WriteResult::again) {
-                busy_until_ = Clock::now() + kRetryBusy;
-                break;
-            } else if (r == WriteResult::too_big) {
-                problem(why + ", dropped");
-                pop_delivered(1);
-                std::lock_guard lk(mu_);
-                stats_.sent--;
-                stats_.dropped++;
-            } else {
-                {
-                    std::lock_guard lk(mu_);
-                    stats_.write_errors++;
-                }
-                broken(why);
-                break;
-            }
-        }
-        check_acks();
+// Sleeps until the next thing to do is due, a message arrives or a stop is
+// asked for. False: stop now (nothing left, or the grace period is over).
+bool QueuedOutput::wait_for_work(uint64_t &seen_pushed)
+{
+    auto now = Clock::now();
+    bool open = sink_->is_open();
+    std::unique_lock lk(mu_);
+    if (stop_ && (q_.empty() || now >= stop_at_))
+        return false;
+    auto wake = next_wake(now, open);
+    bool was_stopping = stop_;
+    cv_.wait_until(lk, wake, [&] { return pushed_ != seen_pushed || stop_ != was_stopping; });
+    seen_pushed = pushed_;
+    return true;
+}
+
+// When the worker has something to do unprompted. Called with mu_ held.
+Clock::time_point QueuedOutput::next_wake(Clock::time_point now, bool open) const
+{
+    Clock::time_point wake;
+    if (!open)
+        wake = next_attempt_;
+    else if (q_.size() > in_flight_ && now >= busy_until_)
+        wake = now;  // more to write
+    else if (in_flight_)
+        wake = now + ack_poll_;
+    else if (q_.size() > in_flight_)
+        wake = busy_until_;
+    else
+        wake = now + kIdlePoll;
+    if (spool_ && !spool_ok_)
+        wake = std::min(wake, spool_retry_at_);
+    if (stop_)
+        wake = std::min(wake, stop_at_);
+    return wake;
+}
+
+// One round: spool the new messages, then connect, or collect the
+// acknowledgements and write what is not yet in flight.
+void QueuedOutput::deliver()
+{
+    persist_new();
+    note_drops();
+    auto now = Clock::now();
+    if (!sink_->is_open()) {
+        if (now >= next_attempt_)
+            connect(now);
+        return;
     }
+    check_acks();
+    if (!sink_->alive()) {
+        broken("connection closed by the collector");
+        return;
+    }
+    if (now < busy_until_)
+        return;
+    write_batch();
+    check_acks();
+}
 
-    // Stopping: what was acknowledged leaves; the rest stays in the spool file.
+// Writes up to kWriteBatch messages past those in flight; stops early when
+// the receiver is busy or the connection breaks.
+void QueuedOutput::write_batch()
+{
+    for (size_t i = 0; i < kWriteBatch; i++) {
+        const std::string *m;
+        {
+            std::lock_guard lk(mu_);
+            if (in_flight_ >= q_.size())
+                return;
+            m = &q_[in_flight_];  // only this thread pops: the reference stays valid
+        }
+        std::string why;
+        auto r = sink_->write(*m, op_deadline(kWriteTimeout), why);
+        if (!account_write(r, why))
+            return;
+    }
+}
+
+// Accounts for one write's result. False: write no more in this batch.
+bool QueuedOutput::account_write(WriteResult r, const std::string &why)
+{
+    if (r == WriteResult::ok && sink_->acks_later()) {
+        in_flight_++;
+        ends_.push_back(sink_->bytes_written());
+    } else if (r == WriteResult::ok) {
+        pop_delivered(1);
+    } else if (r == WriteResult::again) {
+        busy_until_ = Clock::now() + kRetryBusy;
+        return false;
+    } else if (r == WriteResult::too_big) {
+        problem(why + ", dropped");
+        pop_delivered(1);
+        std::lock_guard lk(mu_);
+        stats_.sent--;
+        stats_.dropped++;
+    } else {
+        {
+            std::lock_guard lk(mu_);
+            stats_.write_errors++;
+        }
+        broken(why);
+        return false;
+    }
+    return true;
+}
+
+// Stopping: what was acknowledged leaves; the rest stays in the spool file.
+void QueuedOutput::finish()
+{
     if (sink_->is_open())
         check_acks();
     std::lock_guard lk(mu_);

@@ -7,6 +7,7 @@
 #include <bitset>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace exf::tls {
 
@@ -189,58 +190,85 @@ struct BodyOutcome {
     HelloAnomaly anomaly;
 };
 
-BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
-{
-    const size_t n = b.size();
-    const BodyOutcome more{ParseStatus::need_more, HelloAnomaly::none};
-    auto bad = [](HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; };
+constexpr BodyOutcome kBodyMore{ParseStatus::need_more, HelloAnomaly::none};
+
+BodyOutcome bad_body(HelloAnomaly a) { return BodyOutcome{ParseStatus::malformed, a}; }
+
+// One walk over a body, field by field in wire order. Each step returns the
+// outcome when the walk ends in it, nothing when the next step follows.
+struct BodyWalk {
+    std::span<const uint8_t> b;
+    size_t n;    // bytes at hand
+    size_t len;  // declared body length
+    ClientHello *out;
+    size_t pos = 0;
+    size_t end = 0;  // of the extensions block
     // First content anomaly, and first tolerated length inconsistency (which
     // is reported in preference: it says the hello is not what it claims).
     HelloAnomaly soft = HelloAnomaly::none;
     HelloAnomaly framing = HelloAnomaly::none;
-    auto note = [&soft](HelloAnomaly a) {
+
+    void note(HelloAnomaly a)
+    {
         if (soft == HelloAnomaly::none)
             soft = a;
-    };
-    auto note_framing = [&framing](HelloAnomaly a) {
+    }
+    void note_framing(HelloAnomaly a)
+    {
         if (framing == HelloAnomaly::none)
             framing = a;
-    };
+    }
     // The walk is over: complete once the whole message is at hand.
-    auto done = [&]() {
+    BodyOutcome done() const
+    {
         if (n < len)
-            return more;
+            return kBodyMore;
         return BodyOutcome{ParseStatus::complete, framing != HelloAnomaly::none ? framing : soft};
-    };
+    }
     // A length that runs past its end: the vector is not taken, nothing after it is.
-    auto stop = [&](HelloAnomaly a) {
+    BodyOutcome stop(HelloAnomaly a)
+    {
         note_framing(a);
         return done();
-    };
+    }
 
+    std::optional<BodyOutcome> session_id();
+    std::optional<BodyOutcome> cipher_suites();
+    std::optional<BodyOutcome> compression_methods();
+    std::optional<BodyOutcome> extensions_block();
+    BodyOutcome extensions();
+};
+
+// Version, random and session id: the strict part.
+std::optional<BodyOutcome> BodyWalk::session_id()
+{
     if (n < 35)
-        return more;
-    size_t pos = 34;
+        return kBodyMore;
+    pos = 34;
     const size_t sid_len = b[pos++];
     // After the session id come at least the two length fields (3 bytes).
     if (sid_len > 32 || sid_len + 3 > len - pos)
-        return bad(HelloAnomaly::bad_session_id_length);
+        return bad_body(HelloAnomaly::bad_session_id_length);
     if (n < pos + sid_len + 2)
-        return more;
+        return kBodyMore;
     if (out) {
         out->legacy_version = be16(b.data());
         std::memcpy(out->random.data(), &b[2], 32);
         out->session_id.assign(&b[pos], &b[pos] + sid_len);
     }
     pos += sid_len;
+    return std::nullopt;
+}
 
-    // CipherSuite cipher_suites<2..2^16-2>
+// CipherSuite cipher_suites<2..2^16-2>
+std::optional<BodyOutcome> BodyWalk::cipher_suites()
+{
     const size_t cs_len = be16(&b[pos]);
     pos += 2;
     if (cs_len > len - pos)
         return stop(HelloAnomaly::bad_cipher_suites_length);
     if (n < pos + cs_len)
-        return more;
+        return kBodyMore;
     if (cs_len % 2 != 0)
         note_framing(HelloAnomaly::bad_cipher_suites_length);  // odd byte skipped
     if (cs_len < 2)
@@ -251,30 +279,39 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
             out->cipher_suites.push_back(be16(&b[pos + i]));
     }
     pos += cs_len;
+    return std::nullopt;
+}
 
-    // CompressionMethod compression_methods<1..2^8-1>
+// CompressionMethod compression_methods<1..2^8-1>
+std::optional<BodyOutcome> BodyWalk::compression_methods()
+{
     if (pos == len)
         return stop(HelloAnomaly::bad_compression_length);
     if (n < pos + 1)
-        return more;
+        return kBodyMore;
     const size_t comp_len = b[pos++];
     if (comp_len > len - pos)
         return stop(HelloAnomaly::bad_compression_length);
     if (n < pos + comp_len)
-        return more;
+        return kBodyMore;
     if (comp_len == 0)
         note(HelloAnomaly::empty_compression_methods);
     if (out)
         out->compression_methods.assign(&b[pos], &b[pos] + comp_len);
     pos += comp_len;
+    return std::nullopt;
+}
 
-    // Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos.
+// Extension extensions<0..2^16-1>, absent in SSL 3.0-style hellos: its
+// length, which sets `end`.
+std::optional<BodyOutcome> BodyWalk::extensions_block()
+{
     if (pos == len)
         return done();
     if (len - pos < 2)
         return stop(HelloAnomaly::bad_extensions_length);
     if (n < pos + 2)
-        return more;
+        return kBodyMore;
     const size_t exts_len = be16(&b[pos]);
     pos += 2;
     if (exts_len > len - pos)
@@ -282,17 +319,22 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     // Bytes after the block are not part of any field: ignored.
     if (exts_len < len - pos)
         note_framing(HelloAnomaly::bad_extensions_length);
-    const size_t end = pos + exts_len;
+    end = pos + exts_len;
     if (out)
         out->has_extensions_block = true;
+    return std::nullopt;
+}
 
+// The extensions up to `end`.
+BodyOutcome BodyWalk::extensions()
+{
     // Seen extension types, only for the full parse.
     std::unique_ptr<std::bitset<65536>> seen;
     if (out)
         seen = std::make_unique<std::bitset<65536>>();
     while (end - pos >= 4) {
         if (n < pos + 4)
-            return more;
+            return kBodyMore;
         const uint16_t type = be16(&b[pos]);
         const size_t ext_len = be16(&b[pos + 2]);
         pos += 4;
@@ -307,7 +349,7 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
         if (ext_len > end - pos)
             return stop(HelloAnomaly::bad_extension_length);
         if (n < pos + ext_len)
-            return more;
+            return kBodyMore;
         if (out) {
             const HelloAnomaly a = parse_extension(type, b.subspan(pos, ext_len), *out);
             if (a != HelloAnomaly::none)
@@ -319,6 +361,20 @@ BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
     if (pos != end)
         note_framing(HelloAnomaly::bad_extension_length);
     return done();
+}
+
+BodyOutcome parse_body(std::span<const uint8_t> b, size_t len, ClientHello *out)
+{
+    BodyWalk w{b, b.size(), len, out};
+    if (auto r = w.session_id())
+        return *r;
+    if (auto r = w.cipher_suites())
+        return *r;
+    if (auto r = w.compression_methods())
+        return *r;
+    if (auto r = w.extensions_block())
+        return *r;
+    return w.extensions();
 }
 
 // Checks the handshake header bytes present in `hs` (any length). Returns
@@ -408,106 +464,146 @@ bool is_ip_literal(std::string_view host)
     return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
 }
 
-ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out)
-{
-    if (out)
-        out->clear();
+namespace {
+
+// One walk over the records that carry a ClientHello.
+struct RecordWalk {
+    std::span<const uint8_t> data;
+    std::vector<uint8_t> &scratch;
     // Handshake bytes gathered so far: a view into the first record while the
     // message fits in it, else the scratch copy of all fragments.
-    std::span<const uint8_t> hs;
+    std::span<const uint8_t> hs{};
     bool copied = false;
     size_t pos = 0;  // start of the current record
     uint32_t records = 0;
     uint16_t first_version = 0;
     size_t total = 0;  // handshake header + body, once known
-
-    // A record-layer error at `pos`: report an earlier body error first.
-    auto record_error = [&](HelloAnomaly a) {
-        if (total) {
-            const size_t have = std::min(hs.size(), total) - kHandshakeHeaderSize;
-            const BodyOutcome bo = parse_body(hs.subspan(kHandshakeHeaderSize, have),
-                                              total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed)
-                return malformed(bo.anomaly);
-        }
-        return malformed(a);
-    };
-
     HelloAnomaly truncation = HelloAnomaly::none;
     size_t needed = 0;
     size_t consumed = 0;
-    for (;;) {
-        // Handshake bytes the whole message needs (a lower bound until known).
-        const size_t want_total = total ? total : kHandshakeHeaderSize + kMinBody;
-        const size_t left = data.size() - pos;
-        if (left >= 1 && data[pos] != kContentHandshake)
-            return record_error(records == 0 ? HelloAnomaly::not_handshake
-                                             : HelloAnomaly::record_type_changed);
-        if (left >= 2 && data[pos + 1] != 0x03)
-            return record_error(HelloAnomaly::bad_record_version);
-        if (left < kRecordHeaderSize) {
-            truncation = HelloAnomaly::truncated_record;
-            needed = pos + kRecordHeaderSize + (want_total - hs.size());
-            break;
-        }
-        const size_t rec_len = be16(&data[pos + 3]);
-        if (rec_len == 0)
-            return record_error(HelloAnomaly::empty_record);
-        if (rec_len > kMaxRecordFragment)
-            return record_error(HelloAnomaly::record_too_long);
-        if (records++ == 0)
-            first_version = be16(&data[pos + 1]);
 
-        const size_t before = hs.size();  // handshake bytes from earlier records
-        const size_t got = std::min(rec_len, left - kRecordHeaderSize);
-        // Copy only what the message can still use.
-        const size_t take = total ? std::min(got, total - before) : got;
-        const auto frag = data.subspan(pos + kRecordHeaderSize, take);
-        if (records == 1) {
-            hs = frag;
-        } else {
-            if (!copied) {
-                scratch_.assign(hs.begin(), hs.end());
-                copied = true;
-            }
-            scratch_.insert(scratch_.end(), frag.begin(), frag.end());
-            hs = scratch_;
-        }
-        if (const HelloAnomaly a = check_handshake_header(hs); a != HelloAnomaly::none)
-            return record_error(a);
-        if (!total && hs.size() >= kHandshakeHeaderSize)
-            total = kHandshakeHeaderSize + be24(&hs[1]);
-        if (total && hs.size() >= total) {
-            consumed = pos + kRecordHeaderSize + (total - before);
-            hs = hs.first(total);
-            break;
-        }
-        if (got < rec_len) {
-            truncation = HelloAnomaly::truncated_record;
-            const size_t want = (total ? total : want_total) - before;
-            needed = pos + kRecordHeaderSize + std::min(want, rec_len);
-            if (want > rec_len)
-                needed += kRecordHeaderSize + (want - rec_len);
-            break;
-        }
-        pos += kRecordHeaderSize + rec_len;
-        if (pos == data.size()) {
-            truncation = HelloAnomaly::truncated_handshake;
-            needed = pos + kRecordHeaderSize + ((total ? total : want_total) - hs.size());
-            break;
-        }
+    HelloAnomaly read_record(bool &ended);
+    void gather(std::span<const uint8_t> frag);
+    bool ends_after(size_t before, size_t got, size_t rec_len, size_t want_total);
+    std::optional<ParseResult> body_error() const;
+    ParseResult record_error(HelloAnomaly a) const;
+    ParseResult need_more() const;
+    ParseResult complete(ClientHello *out) const;
+};
+
+// The record at `pos`: checks its header and adds its fragment to the
+// handshake bytes. Returns the record-layer or handshake-header anomaly, or
+// none with `ended` set once the message is complete or the input cut short.
+HelloAnomaly RecordWalk::read_record(bool &ended)
+{
+    // Handshake bytes the whole message needs (a lower bound until known).
+    const size_t want_total = total ? total : kHandshakeHeaderSize + kMinBody;
+    const size_t left = data.size() - pos;
+    if (left >= 1 && data[pos] != kContentHandshake)
+        return records == 0 ? HelloAnomaly::not_handshake : HelloAnomaly::record_type_changed;
+    if (left >= 2 && data[pos + 1] != 0x03)
+        return HelloAnomaly::bad_record_version;
+    if (left < kRecordHeaderSize) {
+        truncation = HelloAnomaly::truncated_record;
+        needed = pos + kRecordHeaderSize + (want_total - hs.size());
+        ended = true;
+        return HelloAnomaly::none;
     }
+    const size_t rec_len = be16(&data[pos + 3]);
+    if (rec_len == 0)
+        return HelloAnomaly::empty_record;
+    if (rec_len > kMaxRecordFragment)
+        return HelloAnomaly::record_too_long;
+    if (records++ == 0)
+        first_version = be16(&data[pos + 1]);
 
-    if (truncation != HelloAnomaly::none) {
-        if (total) {
-            const BodyOutcome bo =
-                parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, nullptr);
-            if (bo.status == ParseStatus::malformed)
-                return malformed(bo.anomaly);
-        }
-        return make(ParseStatus::need_more, truncation, 0, needed);
+    const size_t before = hs.size();  // handshake bytes from earlier records
+    const size_t got = std::min(rec_len, left - kRecordHeaderSize);
+    // Copy only what the message can still use.
+    const size_t take = total ? std::min(got, total - before) : got;
+    gather(data.subspan(pos + kRecordHeaderSize, take));
+    if (const HelloAnomaly a = check_handshake_header(hs); a != HelloAnomaly::none)
+        return a;
+    if (!total && hs.size() >= kHandshakeHeaderSize)
+        total = kHandshakeHeaderSize + be24(&hs[1]);
+    ended = ends_after(before, got, rec_len, want_total);
+    return HelloAnomaly::none;
+}
+
+// Adds one record's fragment to the handshake bytes; copies only once the
+// message spans records.
+void RecordWalk::gather(std::span<const uint8_t> frag)
+{
+    if (records == 1) {
+        hs = frag;
+        return;
     }
+    if (!copied) {
+        scratch.assign(hs.begin(), hs.end());
+        copied = true;
+    }
+    scratch.insert(scratch.end(), frag.begin(), frag.end());
+    hs = scratch;
+}
 
+// After the current record: true when the message is complete (consumed
+// set) or the record or the input is cut short (truncation and needed set);
+// false with pos on the next record.
+bool RecordWalk::ends_after(size_t before, size_t got, size_t rec_len, size_t want_total)
+{
+    if (total && hs.size() >= total) {
+        consumed = pos + kRecordHeaderSize + (total - before);
+        hs = hs.first(total);
+        return true;
+    }
+    if (got < rec_len) {
+        truncation = HelloAnomaly::truncated_record;
+        const size_t want = (total ? total : want_total) - before;
+        needed = pos + kRecordHeaderSize + std::min(want, rec_len);
+        if (want > rec_len)
+            needed += kRecordHeaderSize + (want - rec_len);
+        return true;
+    }
+    pos += kRecordHeaderSize + rec_len;
+    if (pos == data.size()) {
+        truncation = HelloAnomaly::truncated_handshake;
+        needed = pos + kRecordHeaderSize + ((total ? total : want_total) - hs.size());
+        return true;
+    }
+    return false;
+}
+
+// The body bytes at hand already make the hello malformed: that earlier
+// error is reported before a later record-layer error or a truncation.
+std::optional<ParseResult> RecordWalk::body_error() const
+{
+    if (!total)
+        return std::nullopt;
+    const size_t have = std::min(hs.size(), total) - kHandshakeHeaderSize;
+    const BodyOutcome bo =
+        parse_body(hs.subspan(kHandshakeHeaderSize, have), total - kHandshakeHeaderSize, nullptr);
+    if (bo.status == ParseStatus::malformed)
+        return malformed(bo.anomaly);
+    return std::nullopt;
+}
+
+ParseResult RecordWalk::record_error(HelloAnomaly a) const
+{
+    if (auto e = body_error())
+        return *e;
+    return malformed(a);
+}
+
+ParseResult RecordWalk::need_more() const
+{
+    if (auto e = body_error())
+        return *e;
+    return make(ParseStatus::need_more, truncation, 0, needed);
+}
+
+// The whole message is at hand: the full parse.
+ParseResult RecordWalk::complete(ClientHello *out) const
+{
     const BodyOutcome bo =
         parse_body(hs.subspan(kHandshakeHeaderSize), total - kHandshakeHeaderSize, out);
     if (bo.status != ParseStatus::complete)
@@ -519,6 +615,22 @@ ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, Clien
         out->is_quic = false;
     }
     return make(ParseStatus::complete, bo.anomaly, consumed);
+}
+
+}  // namespace
+
+ParseResult ClientHelloParser::parse_record(std::span<const uint8_t> data, ClientHello *out)
+{
+    if (out)
+        out->clear();
+    RecordWalk w{data, scratch_};
+    for (bool ended = false; !ended;) {
+        if (const HelloAnomaly a = w.read_record(ended); a != HelloAnomaly::none)
+            return w.record_error(a);
+    }
+    if (w.truncation != HelloAnomaly::none)
+        return w.need_more();
+    return w.complete(out);
 }
 
 ParseResult ClientHelloParser::parse_handshake(std::span<const uint8_t> msg, ClientHello *out,
