@@ -30,13 +30,6 @@ namespace {
 
 constexpr uint64_t kT0 = 1765100000000;
 
-bool require_clickhouse()
-{
-    return require_root() &&
-           require(fs::exists("/usr/sbin/clickhouse-server"),
-                   "clickhouse-server is not installed (scripts/install-deps.sh installs it)");
-}
-
 // A started ClickHouse with the fleet schema in database "exf".
 struct FleetServer {
     Lab lab;

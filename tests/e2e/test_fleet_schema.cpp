@@ -23,13 +23,6 @@ using namespace exf::test;
 
 namespace {
 
-bool require_clickhouse()
-{
-    return require_root() &&
-           require(std::filesystem::exists("/usr/sbin/clickhouse-server"),
-                   "clickhouse-server is not installed (scripts/install-deps.sh installs it)");
-}
-
 // A configuration file with this [fleet] table (mode 0600).
 std::string fleet_config(Lab &lab, const std::string &name, const std::string &fleet_table)
 {

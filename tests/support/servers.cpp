@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "support/test_env.h"
 
 namespace exf::test {
 
@@ -840,6 +841,13 @@ void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, u
 }
 
 // ---- ClickHouse -------------------------------------------------------------
+
+bool require_clickhouse()
+{
+    return require_root() &&
+           require(std::filesystem::exists("/usr/sbin/clickhouse-server"),
+                   "clickhouse-server is not installed (scripts/install-deps.sh installs it)");
+}
 
 ClickHouseServer::ClickHouseServer(Lab &lab, ClickHouseOptions opts)
     : lab_(lab), opts_(std::move(opts)), dir_(lab.dir() / opts_.name)

@@ -339,6 +339,10 @@ struct ClickHouseOptions {
     std::string name = "clickhouse";  // subdirectory of lab.dir()
 };
 
+// The gate of every ClickHouse test (test_env.h's rule): root, and Debian's
+// clickhouse-server installed (scripts/install-deps.sh).
+bool require_clickhouse();
+
 // Debian's clickhouse-server with a configuration of its own: loopback
 // ports, data, logs and users under lab.dir()/name, nothing of /etc or
 // /var touched. Stopped (SIGTERM, then SIGKILL) by stop() or the destructor.
