@@ -302,7 +302,7 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     const std::string head = "[[rules]]\nname = \"r\"\nentity = \"client\"\n";
     CHECK(only_issue(head + "metric = \"bytes\"\nthreshold = 5\n") ==
           "t.toml:4:10: metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-          "distinct_clients or out_in_ratio");
+          "distinct_clients, out_in_ratio or distinct_sensors");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = \"2 gigs\"\n") ==
           "t.toml:5:13: threshold: '2 gigs' is not a size (e.g. 4MiB, 500KB, 65536)");
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==

@@ -43,6 +43,7 @@
 #include "flows/flow_tracker.h"
 #include "harvest/drain.h"
 #include "harvest/harvest_stage.h"
+#include "output/dispatch.h"
 #include "output/output.h"
 #include "sources/source.h"
 #include "state/state_file.h"
@@ -144,11 +145,7 @@ uint64_t wall_ms()
 // The outputs of a configuration; without [[outputs]], syslog on /dev/log.
 std::vector<output::OutputConfig> output_configs(const Config &cfg)
 {
-    if (cfg.outputs_configured)
-        return cfg.outputs;
-    output::OutputConfig dflt;
-    dflt.origin = "built-in default";
-    return {dflt};
+    return output::output_configs(cfg.outputs, cfg.outputs_configured);
 }
 
 bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
@@ -158,55 +155,6 @@ bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
            a.ca_file == b.ca_file && a.server_name == b.server_name && a.cert_file == b.cert_file &&
            a.key_file == b.key_file && a.spool_size == b.spool_size &&
            a.spool_file == b.spool_file && a.path == b.path;
-}
-
-// Opens the outputs without starting their threads; one that cannot work at
-// all (unreadable CA file) is an error naming its table.
-std::vector<std::unique_ptr<output::Output>>
-open_outputs(const std::vector<output::OutputConfig> &cfgs)
-{
-    std::vector<std::unique_ptr<output::Output>> outs;
-    for (auto &c : cfgs) {
-        try {
-            outs.push_back(output::open_output(c));
-        } catch (const Error &e) {
-            throw Error("[[outputs]] at " + c.origin + ": " + e.what());
-        }
-        spdlog::info("alerts to {}", outs.back()->describe());
-    }
-    return outs;
-}
-
-std::vector<std::unique_ptr<output::Output>>
-start_outputs(const std::vector<output::OutputConfig> &cfgs)
-{
-    auto outs = open_outputs(cfgs);
-    for (auto &o : outs)
-        o->start();
-    return outs;
-}
-
-// Every record is logged (SNI and entity sanitized); shadow rules stop there.
-void dispatch(const std::vector<detect::AlertRecord> &records,
-              std::vector<std::unique_ptr<output::Output>> &outs)
-{
-    for (auto &r : records) {
-        auto msg = fmt::format(
-            "{}alert {} {} rule={} severity={} {}={} {}={} threshold={}{}",
-            r.shadow ? "shadow " : "", detect::state_name(r.state), r.id, r.rule,
-            detect::severity_name(r.severity), r.entity_kind, ascii_escape(r.entity, kLogFieldMax),
-            r.metric, format_number(r.value), format_number(r.threshold),
-            r.state == detect::AlertState::summary ? fmt::format(" suppressed={}", r.suppressed)
-                                                   : std::string());
-        if (r.severity == detect::Severity::critical && !r.shadow)
-            spdlog::warn("{}", msg);
-        else
-            spdlog::info("{}", msg);
-        if (r.shadow)
-            continue;
-        for (auto &o : outs)
-            o->send(r);
-    }
 }
 
 // The output's type for metrics labels: syslog_unix, syslog_udp, syslog_tcp,
@@ -328,7 +276,7 @@ public:
           source_(cfg_.backend == "pcap" ? make_pcap_source(cfg_, interfaces)
                                          : make_ebpf_source(cfg_, interfaces)),
           aggregator_(cfg_.aggregate), detector_(cfg_.detect), out_cfgs_(output_configs(cfg_)),
-          outputs_(open_outputs(out_cfgs_)),  // their threads start after the drop
+          outputs_(output::open_outputs(out_cfgs_)),  // their threads start after the drop
           saved_state_(cfg_.state_dir),
           state_ctx_{opts.config_path.empty()
                          ? std::string()
@@ -555,7 +503,7 @@ private:
         for (auto &r : records)
             state_
                 .alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
-        dispatch(records, outputs_);
+        output::dispatch(records, outputs_);
         publish();
     }
 
@@ -616,12 +564,12 @@ private:
         // their spool files first.
         outputs_.clear();
         try {
-            outputs_ = start_outputs(next_outs);
+            outputs_ = output::start_outputs(next_outs);
             out_cfgs_ = next_outs;
             state_.output_types = output_types(out_cfgs_);
         } catch (const Error &e) {
             spdlog::error("SIGHUP: outputs not changed: {}", e.what());
-            outputs_ = start_outputs(out_cfgs_);
+            outputs_ = output::start_outputs(out_cfgs_);
         }
     }
 

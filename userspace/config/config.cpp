@@ -534,8 +534,8 @@ void read_abs_path(const toml::table &t, Reader &r, const char *key, std::string
 void read_fleet(const toml::table &t, Reader &r, Config &c)
 {
     r.only(t, "[fleet]",
-           {"clickhouse", "database", "user", "password_file", "sensor", "interval", "ca_file",
-            "cert_file", "key_file"});
+           {"clickhouse", "database", "user", "password_file", "sensor", "interval", "retention",
+            "ca_file", "cert_file", "key_file"});
     auto &f = c.fleet;
     f.enabled = true;
     r.with(t, "clickhouse", [&](const toml::node &n) {
@@ -575,6 +575,8 @@ void read_fleet(const toml::table &t, Reader &r, Config &c)
     read_abs_path(t, r, "cert_file", f.cert_file);
     read_abs_path(t, r, "key_file", f.key_file);
     read_duration_in(t, r, "interval", 1000, 3600000, "between 1s and 1h", f.interval_ms);
+    read_duration_in(t, r, "retention", 86'400'000, 3650ull * 86'400'000, "between 1d and 3650d",
+                     f.retention_ms);
 }
 
 void read_root(const toml::table &root, Reader &r, Config &c)
@@ -660,7 +662,7 @@ bool read_rule_metric(const toml::table &t, Reader &r, detect::Rule &rule)
     auto m = detect::parse_metric(s);
     if (!m) {
         r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-                    "distinct_clients or out_in_ratio");
+                    "distinct_clients, out_in_ratio or distinct_sensors");
         return false;
     }
     rule.metric = *m;

@@ -28,6 +28,13 @@ struct NamedCount {
     uint64_t value = 0;  // SNI: bytes out (estimate); JA4: flows
 };
 
+// One edge host's part of a fleet alert's entity.
+struct SensorShare {
+    std::string name;        // the sensor's [fleet] sensor name
+    uint64_t bytes_out = 0;  // over the rule's window
+    double share = 0;        // of the entity's bytes out, 0..1
+};
+
 struct AlertRecord {
     uint64_t time_ms = 0;  // Unix epoch milliseconds (packet time in replay)
     std::string host;      // the sensor's host name
@@ -64,6 +71,13 @@ struct AlertRecord {
     uint64_t opened_ms = 0;                    // Unix epoch ms the alert opened
     uint32_t count = 0;                        // evaluations the condition held since it opened
     uint64_t suppressed = 0;                   // summary: entities left out of this storm
+    // "local": one sensor's own rules (the formats leave scope and sensors
+    // out); "fleet": the fleet evaluator's, over the sums of all sensors,
+    // with the sensors the entity's traffic went through, heaviest first.
+    std::string scope = "local";
+    std::optional<uint32_t> distinct_sensors;  // fleet: sensors the entity used
+    std::vector<SensorShare> sensors;          // fleet: at most 16, heaviest first
+    bool fleet() const { return scope == "fleet"; }
 };
 
 }  // namespace exf::detect

@@ -13,6 +13,7 @@
 #include "common/dense_map.h"
 #include "common/error.h"
 #include "common/state_codec.h"
+#include "detect/figures.h"
 
 namespace exf::detect {
 
@@ -35,20 +36,6 @@ void key_bytes_into(const agg::EntityKey &k, std::string &s)
     s += k.name;
 }
 
-double metric_value(Metric m, const agg::WindowValue &v)
-{
-    switch (m) {
-    case Metric::bytes_out: return double(v.bytes_out);
-    case Metric::bytes_in: return double(v.bytes_in);
-    case Metric::tls_flows: return double(v.tls_flows);
-    case Metric::concurrent_flows: return double(v.peak_concurrent);
-    case Metric::distinct_clients: return double(v.distinct_clients);
-    case Metric::out_in_ratio:
-        return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
-    }
-    return 0;
-}
-
 // The window's value: the sliding estimate (aggregate/windows.h), except for
 // an entity younger than the window, whose traffic is all inside it: then the
 // two buckets' sum, which is exact.
@@ -58,6 +45,78 @@ agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t wind
     bool young = ref.first_seen_ms() + window_ms > now_ms;
     return ref.value(w, now_ms, young ? agg::Estimate::upper : agg::Estimate::sliding);
 }
+
+bool is_group(agg::EntityKind k);
+
+// The value a rule compares: out_in_ratio only counts from min_bytes_out.
+double rule_value(const Rule &rule, const Figures &f)
+{
+    if (rule.metric == Metric::out_in_ratio && double(f.window.bytes_out) < rule.min_bytes_out)
+        return 0;
+    return metric_value(rule.metric, f);
+}
+
+size_t window_index(const agg::Aggregator &a, uint64_t window_ms)
+{
+    for (size_t i = 0; i < a.windows(); i++)
+        if (a.window_ms(i) == window_ms)
+            return i;
+    return SIZE_MAX;
+}
+
+// One sensor's figures: its own aggregator (times on its clock, converted to
+// wall clock for records). Every entity there went through this sensor.
+class AggregatorFigures final : public FigureSource {
+public:
+    explicit AggregatorFigures(const agg::Aggregator &a) : a_(a) {}
+
+    bool for_each(const Rule &rule, uint64_t now_ms, const Visit &fn) override
+    {
+        size_t w = window_index(a_, rule.window_ms);
+        if (w == SIZE_MAX)
+            return false;  // the configuration adds every rule window to the aggregator
+        a_.for_each(rule.entity, [&](const agg::EntityRef &ref) {
+            fn(ref.key(), figures(window_value(ref, w, rule.window_ms, now_ms)));
+        });
+        return true;
+    }
+
+    std::optional<Figures> find(const Rule &rule, const agg::EntityKey &key,
+                                uint64_t now_ms) override
+    {
+        auto ref = a_.find(rule.entity, key);
+        if (!ref)
+            return std::nullopt;
+        size_t w = window_index(a_, rule.window_ms);
+        return figures(w < a_.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
+                                        : agg::WindowValue{});
+    }
+
+    void describe(const Rule &rule, const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms,
+                  AlertRecord &r) override
+    {
+        auto ref = a_.find(rule.entity, key);
+        if (!ref)
+            return;
+        uint64_t seen = ref->first_seen_ms();
+        r.first_seen_ms = seen <= now_ms ? wall_ms - (now_ms - seen) : wall_ms;
+        if (rule.entity == agg::EntityKind::api_host ||
+            rule.entity == agg::EntityKind::client_api_host) {
+            r.top_snis.push_back({key.name, r.bytes_out});
+        } else {
+            for (auto &s : ref->top_snis())
+                r.top_snis.push_back({s.sni, s.bytes_out});
+        }
+    }
+
+private:
+    static Figures figures(const agg::WindowValue &v)
+    {
+        bool traffic = v.bytes_out || v.bytes_in || v.tls_flows || v.peak_concurrent;
+        return {v, traffic ? 1u : 0u};
+    }
+    const agg::Aggregator &a_;
+};
 
 bool is_group(agg::EntityKind k)
 {
@@ -357,8 +416,8 @@ struct Detector::Impl {
         return buf;
     }
 
-    AlertRecord record(const agg::Aggregator &a, const RuleState &rs, const Track &t,
-                       AlertState state, uint64_t now_ms, uint64_t wall_ms) const
+    AlertRecord record(FigureSource &src, const RuleState &rs, const Track &t, AlertState state,
+                       uint64_t now_ms, uint64_t wall_ms) const
     {
         const Rule &rule = rs.rule;
         AlertRecord r;
@@ -378,8 +437,9 @@ struct Detector::Impl {
         r.opened_ms = t.opened_wall;
         r.count = t.count;
         name_entity(r, rule.entity, t.key);
-        add_figures(r, a, rule, t.key, now_ms, wall_ms);
-        r.top_ja4 = ja4.top(rule.entity, t.key);
+        add_figures(r, src, rule, t.key, now_ms, wall_ms);
+        if (r.top_ja4.empty())
+            r.top_ja4 = ja4.top(rule.entity, t.key);
         return r;
     }
 
@@ -419,43 +479,25 @@ struct Detector::Impl {
         }
     }
 
-    // The entity's figures in the rule's window now, when the aggregator
-    // still holds it (times as wall clock).
-    void add_figures(AlertRecord &r, const agg::Aggregator &a, const Rule &rule,
-                     const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms) const
+    // The entity's figures in the rule's window now, when the source still
+    // holds it, and what the source says about it (times as wall clock).
+    static void add_figures(AlertRecord &r, FigureSource &src, const Rule &rule,
+                            const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms)
     {
-        auto to_wall = [&](uint64_t t_ms) {
-            return t_ms <= now_ms ? wall_ms - (now_ms - t_ms) : wall_ms;
-        };
-        if (auto ref = a.find(rule.entity, key)) {
-            size_t w = window_index(a, rule.window_ms);
-            agg::WindowValue v = w < a.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
-                                                 : agg::WindowValue{};
-            r.bytes_out = v.bytes_out;
-            r.bytes_in = v.bytes_in;
-            r.tls_flows = v.tls_flows;
-            r.peak_concurrent = v.peak_concurrent;
+        auto f = src.find(rule, key, now_ms);
+        if (!f) {
             if (is_group(rule.entity))
-                r.distinct_clients = v.distinct_clients;
-            r.first_seen_ms = to_wall(ref->first_seen_ms());
-            if (rule.entity == agg::EntityKind::api_host ||
-                rule.entity == agg::EntityKind::client_api_host) {
-                r.top_snis.push_back({key.name, v.bytes_out});
-            } else {
-                for (auto &s : ref->top_snis())
-                    r.top_snis.push_back({s.sni, s.bytes_out});
-            }
-        } else if (is_group(rule.entity)) {
-            r.distinct_clients = 0;
+                r.distinct_clients = 0;
+            return;
         }
-    }
-
-    static size_t window_index(const agg::Aggregator &a, uint64_t window_ms)
-    {
-        for (size_t i = 0; i < a.windows(); i++)
-            if (a.window_ms(i) == window_ms)
-                return i;
-        return SIZE_MAX;
+        const agg::WindowValue &v = f->window;
+        r.bytes_out = v.bytes_out;
+        r.bytes_in = v.bytes_in;
+        r.tls_flows = v.tls_flows;
+        r.peak_concurrent = v.peak_concurrent;
+        if (is_group(rule.entity))
+            r.distinct_clients = v.distinct_clients;
+        src.describe(rule, key, now_ms, wall_ms, r);
     }
 
     // The learned level's verdict for one entity; updates the level once per window.
@@ -513,34 +555,29 @@ struct Detector::Impl {
 
     // One rule over every entity of its kind: tracks updated, alerts opened,
     // re-sent and resolved into out.
-    void evaluate_rule(const agg::Aggregator &a, RuleState &rs, uint64_t now_ms, uint64_t wall_ms,
+    void evaluate_rule(FigureSource &src, RuleState &rs, uint64_t now_ms, uint64_t wall_ms,
                        std::vector<AlertRecord> &out)
     {
-        size_t w = window_index(a, rs.rule.window_ms);
-        if (w == SIZE_MAX)
-            return;  // the configuration adds every rule window to the aggregator
         std::vector<Candidate> fresh;
         std::string kbuf;  // the entity's key_bytes, reused from entity to entity
-        a.for_each(rs.rule.entity, [&](const agg::EntityRef &ref) {
-            observe(a, rs, ref, w, now_ms, wall_ms, kbuf, fresh, out);
+        bool read = src.for_each(rs.rule, now_ms, [&](const agg::EntityKey &key, const Figures &f) {
+            observe(src, rs, key, f, now_ms, wall_ms, kbuf, fresh, out);
         });
-        open_fresh(a, rs, fresh, now_ms, wall_ms, out);
-        end_unseen(a, rs, w, now_ms, wall_ms, out);
+        if (!read)
+            return;
+        open_fresh(src, rs, fresh, now_ms, wall_ms, out);
+        end_unseen(src, rs, now_ms, wall_ms, out);
         sweep_levels(rs, now_ms);
     }
 
     // One entity: when the rule holds for it, its track is updated and either
     // re-sent (open) or, once sustained, a candidate to open (into fresh).
-    void observe(const agg::Aggregator &a, RuleState &rs, const agg::EntityRef &ref, size_t w,
+    void observe(FigureSource &src, RuleState &rs, const agg::EntityKey &key, const Figures &f,
                  uint64_t now_ms, uint64_t wall_ms, std::string &k, std::vector<Candidate> &fresh,
                  std::vector<AlertRecord> &out)
     {
         const Rule &rule = rs.rule;
-        agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
-        double x = metric_value(rule.metric, v);
-        if (rule.metric == Metric::out_in_ratio && double(v.bytes_out) < rule.min_bytes_out)
-            x = 0;
-        agg::EntityKey key = ref.key();
+        double x = rule_value(rule, f);
         double scale = sni_scale(rule.entity, key);
         k.clear();
         Track *t = nullptr;
@@ -560,7 +597,7 @@ struct Detector::Impl {
         double thr = compared_with(rule, scale, x, base);
         if (k.empty())  // without a baseline, the key bytes wait until the rule holds
             t = find_track(rs, key, k);
-        if (!t && !(t = start_track(rs, std::move(key), k)))
+        if (!t && !(t = start_track(rs, key, k)))
             return;
         t->seen = epoch;
         t->last_true_ms = now_ms;
@@ -568,7 +605,7 @@ struct Detector::Impl {
         t->threshold = thr;
         t->baseline = base;
         if (t->open)
-            still_open(a, rs, *t, now_ms, wall_ms, out);
+            still_open(src, rs, *t, now_ms, wall_ms, out);
         else if (++t->streak >= rule.sustain)
             fresh.push_back({k, x, thr, base});
     }
@@ -582,31 +619,31 @@ struct Detector::Impl {
     }
 
     // A new track; null (counted as suppressed) when max_open are tracked already.
-    Track *start_track(RuleState &rs, agg::EntityKey key, const std::string &k)
+    Track *start_track(RuleState &rs, const agg::EntityKey &key, const std::string &k)
     {
         if (tracked() >= cfg.max_open) {
             stats.suppressed++;
             return nullptr;
         }
         Track nt;
-        nt.key = std::move(key);
+        nt.key = key;
         return &rs.tracks.emplace(k, std::move(nt)).first->second;
     }
 
     // An open alert that still holds: counted, and re-sent every realert_ms unless muted.
-    void still_open(const agg::Aggregator &a, const RuleState &rs, Track &t, uint64_t now_ms,
+    void still_open(FigureSource &src, const RuleState &rs, Track &t, uint64_t now_ms,
                     uint64_t wall_ms, std::vector<AlertRecord> &out)
     {
         t.count++;
         if (!t.muted && now_ms - t.last_sent_ms >= cfg.realert_ms) {
             t.last_sent_ms = now_ms;
-            out.push_back(record(a, rs, t, AlertState::update, now_ms, wall_ms));
+            out.push_back(record(src, rs, t, AlertState::update, now_ms, wall_ms));
             stats.updated++;
         }
     }
 
     // Opens, the heaviest first; past the storm limit, muted and summarized.
-    void open_fresh(const agg::Aggregator &a, RuleState &rs, std::vector<Candidate> &fresh,
+    void open_fresh(FigureSource &src, RuleState &rs, std::vector<Candidate> &fresh,
                     uint64_t now_ms, uint64_t wall_ms, std::vector<AlertRecord> &out)
     {
         const Rule &rule = rs.rule;
@@ -623,7 +660,7 @@ struct Detector::Impl {
             t.last_sent_ms = now_ms;
             t.id = make_id(rule, rule.entity, t.key, wall_ms);
             if (i < cfg.storm_limit) {
-                out.push_back(record(a, rs, t, AlertState::open, now_ms, wall_ms));
+                out.push_back(record(src, rs, t, AlertState::open, now_ms, wall_ms));
                 stats.opened++;
             } else {
                 t.muted = true;
@@ -633,18 +670,18 @@ struct Detector::Impl {
             }
         }
         if (n_muted)
-            summarize_muted(a, rs, *heaviest_muted, n_muted, now_ms, wall_ms, out);
+            summarize_muted(src, rs, *heaviest_muted, n_muted, now_ms, wall_ms, out);
     }
 
     // One summary record for the alerts muted past the storm limit, named
     // after the heaviest of them.
-    void summarize_muted(const agg::Aggregator &a, const RuleState &rs, const Track &heaviest,
+    void summarize_muted(FigureSource &src, const RuleState &rs, const Track &heaviest,
                          size_t n_muted, uint64_t now_ms, uint64_t wall_ms,
                          std::vector<AlertRecord> &out)
     {
         Track s = heaviest;
         s.id = make_id(rs.rule, rs.rule.entity, s.key, wall_ms ^ 0x5u);
-        auto rec = record(a, rs, s, AlertState::summary, now_ms, wall_ms);
+        auto rec = record(src, rs, s, AlertState::summary, now_ms, wall_ms);
         rec.suppressed = n_muted;
         out.push_back(std::move(rec));
         stats.summaries++;
@@ -653,8 +690,8 @@ struct Detector::Impl {
 
     // Not holding this evaluation: pending ones start over; open ones
     // resolve after resolve_after.
-    void end_unseen(const agg::Aggregator &a, RuleState &rs, size_t w, uint64_t now_ms,
-                    uint64_t wall_ms, std::vector<AlertRecord> &out)
+    void end_unseen(FigureSource &src, RuleState &rs, uint64_t now_ms, uint64_t wall_ms,
+                    std::vector<AlertRecord> &out)
     {
         const Rule &rule = rs.rule;
         for (auto it = rs.tracks.begin(); it != rs.tracks.end();) {
@@ -673,13 +710,9 @@ struct Detector::Impl {
             }
             if (!t.muted) {
                 // The figures now; value is the metric now (below the threshold).
-                if (auto ref = a.find(rule.entity, t.key)) {
-                    t.value =
-                        metric_value(rule.metric, window_value(*ref, w, rule.window_ms, now_ms));
-                } else {
-                    t.value = 0;
-                }
-                out.push_back(record(a, rs, t, AlertState::resolved, now_ms, wall_ms));
+                auto f = src.find(rule, t.key, now_ms);
+                t.value = f ? metric_value(rule.metric, *f) : 0;
+                out.push_back(record(src, rs, t, AlertState::resolved, now_ms, wall_ms));
                 stats.resolved++;
             }
             it = rs.tracks.erase(it);
@@ -729,7 +762,7 @@ struct Detector::Impl {
         RuleState rs;
         rs.rule.name = r.str();
         uint8_t entity = r.u8(), metric = r.u8();
-        if (entity >= agg::kEntityKinds || metric > uint8_t(Metric::out_in_ratio))
+        if (entity >= agg::kEntityKinds || metric > uint8_t(Metric::distinct_sensors))
             throw Error("state: a rule's entity or metric is out of range");
         rs.rule.entity = agg::EntityKind(entity);
         rs.rule.metric = Metric(metric);
@@ -852,18 +885,24 @@ void Detector::on_tls(const agg::Aggregator &a, uint64_t, const Addr16 &client,
 std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms,
                                             uint64_t wall_ms)
 {
+    AggregatorFigures figures(a);
+    return evaluate(figures, now_ms, wall_ms);
+}
+
+std::vector<AlertRecord> Detector::evaluate(FigureSource &src, uint64_t now_ms, uint64_t wall_ms)
+{
     auto t0 = std::chrono::steady_clock::now();
     std::vector<AlertRecord> out;
     impl_->epoch++;
     for (auto &rs : impl_->retired)
         for (auto &[k, t] : rs.tracks)
             if (t.open && !t.muted) {
-                out.push_back(impl_->record(a, rs, t, AlertState::resolved, now_ms, wall_ms));
+                out.push_back(impl_->record(src, rs, t, AlertState::resolved, now_ms, wall_ms));
                 impl_->stats.resolved++;
             }
     impl_->retired.clear();
     for (auto &rs : impl_->rules)
-        impl_->evaluate_rule(a, rs, now_ms, wall_ms, out);
+        impl_->evaluate_rule(src, rs, now_ms, wall_ms, out);
     auto &s = impl_->stats;
     s.evaluations++;
     s.open_now = 0;
@@ -874,6 +913,50 @@ std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t n
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
             .count());
     return out;
+}
+
+bool Detector::resume(const OpenAlert &a, uint64_t now_ms)
+{
+    for (auto &rs : impl_->rules) {
+        const Rule &rule = rs.rule;
+        if (rule.name != a.rule || rule.entity != a.kind || rule.metric != a.metric)
+            continue;
+        std::string k = key_bytes(a.key);
+        if (rs.tracks.contains(k))
+            return false;
+        Impl::Track t;
+        t.key = a.key;
+        t.id = a.id;
+        t.open = true;
+        t.streak = rule.sustain;
+        t.seen = impl_->epoch;
+        t.opened_ms = now_ms;
+        t.opened_wall = a.opened_wall_ms;
+        t.last_sent_ms = now_ms;
+        t.last_true_ms = now_ms;
+        t.count = std::max<uint32_t>(a.count, 1);
+        t.value = a.value;
+        t.threshold = a.threshold;
+        rs.tracks.emplace(std::move(k), std::move(t));
+        return true;
+    }
+    return false;
+}
+
+double metric_value(Metric m, const Figures &f)
+{
+    const agg::WindowValue &v = f.window;
+    switch (m) {
+    case Metric::bytes_out: return double(v.bytes_out);
+    case Metric::bytes_in: return double(v.bytes_in);
+    case Metric::tls_flows: return double(v.tls_flows);
+    case Metric::concurrent_flows: return double(v.peak_concurrent);
+    case Metric::distinct_clients: return double(v.distinct_clients);
+    case Metric::out_in_ratio:
+        return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
+    case Metric::distinct_sensors: return double(f.distinct_sensors);
+    }
+    return 0;
 }
 
 const DetectStats &Detector::stats() const { return impl_->stats; }

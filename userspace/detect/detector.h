@@ -46,6 +46,7 @@
 #include "aggregate/aggregator.h"
 #include "common/addr.h"
 #include "detect/alert.h"
+#include "detect/figures.h"
 #include "detect/rules.h"
 
 namespace exf {
@@ -78,6 +79,7 @@ struct OpenAlert {
     Metric metric = Metric::bytes_out;
     double value = 0, threshold = 0;  // at the last evaluation it held
     uint64_t opened_wall_ms = 0;      // Unix epoch ms it opened
+    uint32_t count = 0;               // resume(): evaluations it held so far (0 taken as 1)
 };
 
 class Detector {
@@ -104,6 +106,18 @@ public:
 
     // Evaluates every rule now; returns the records to emit, in order.
     std::vector<AlertRecord> evaluate(const agg::Aggregator &a, uint64_t now_ms, uint64_t wall_ms);
+    // The same over figures from elsewhere: the fleet's sums of all sensors
+    // (fleet/fleet_figures.h). A rule the source cannot read now is skipped,
+    // its alerts left as they are.
+    std::vector<AlertRecord> evaluate(FigureSource &src, uint64_t now_ms, uint64_t wall_ms);
+
+    // An alert a previous run opened (the fleet evaluator reads them back
+    // from its alerts table): tracked as open, with its ID, under the rule of
+    // that name, entity and metric, so that it is updated and resolved and
+    // never opened twice. It resolves after resolve_after unless it holds
+    // again. False when no such rule is configured or the entity is tracked
+    // already.
+    bool resume(const OpenAlert &a, uint64_t now_ms);
 
     // --- state file (state/state_file.h) ---------------------------------
     // Alerts (open with their IDs, and pending ones), baselines. Restored,

@@ -14,6 +14,7 @@ const char *metric_name(Metric m)
     case Metric::concurrent_flows: return "concurrent_flows";
     case Metric::distinct_clients: return "distinct_clients";
     case Metric::out_in_ratio: return "out_in_ratio";
+    case Metric::distinct_sensors: return "distinct_sensors";
     }
     return "?";
 }
@@ -21,7 +22,7 @@ const char *metric_name(Metric m)
 std::optional<Metric> parse_metric(std::string_view s)
 {
     for (auto m : {Metric::bytes_out, Metric::bytes_in, Metric::tls_flows, Metric::concurrent_flows,
-                   Metric::distinct_clients, Metric::out_in_ratio})
+                   Metric::distinct_clients, Metric::out_in_ratio, Metric::distinct_sensors})
         if (s == metric_name(m))
             return m;
     return std::nullopt;

@@ -20,6 +20,9 @@
 //   out_in_ratio       bytes_out / max(bytes_in, 1) (responses far larger
 //                      than requests), considered only once bytes_out reaches
 //                      the rule's min_bytes_out
+//   distinct_sensors   edge hosts (sensors) the entity's traffic went
+//                      through: the fleet evaluator's sums; one sensor's
+//                      own rules read 1 for an entity with traffic
 //
 // A rule fires for an entity when its value reaches `threshold` (scaled by
 // the entity's SNI override) or, for baseline rules, once the entity's level
@@ -46,6 +49,7 @@ enum class Metric : uint8_t {
     concurrent_flows,
     distinct_clients,
     out_in_ratio,
+    distinct_sensors,
 };
 const char *metric_name(Metric m);
 std::optional<Metric> parse_metric(std::string_view s);

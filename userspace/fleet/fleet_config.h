@@ -16,6 +16,10 @@ struct FleetConfig {
     std::string password_file;  // "" : no password; never inline
     std::string sensor;         // "" : the host name
     uint64_t interval_ms = 10000;
+    // The fleet evaluator drops traffic older than this (whole day
+    // partitions; ClickHouse 18.16 has no TTL). At least the longest rule
+    // window.
+    uint64_t retention_ms = 30ull * 86'400'000;
     // https: the CA the server's certificate must chain to ("" : the
     // system's), and an optional client certificate.
     std::string ca_file, cert_file, key_file;

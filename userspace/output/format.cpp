@@ -224,6 +224,9 @@ std::string sentence(const AlertRecord &a,
         s += ", baseline " + metric_value(a.metric, *a.baseline);
     if (a.shadow)
         s += ", shadow";
+    if (a.fleet())
+        s += ", fleet of " + std::to_string(a.distinct_sensors.value_or(a.sensors.size())) +
+             " sensors";
     if (a.state == AlertState::resolved)
         s += ", resolved";
     return s + ")";
@@ -236,15 +239,35 @@ struct Field {
     std::string value;
     bool text = false;  // outside string: sanitize, escape, cap
     size_t cap = kWireCap;
+    std::string figures;  // sensor: " BYTES SHARE", after the name, not escaped
 };
+
+// " 52428800 0.5": a sensor's bytes out and its share, after its name.
+std::string sensor_figures(const detect::SensorShare &s)
+{
+    return " " + std::to_string(s.bytes_out) + " " + format_number(s.share);
+}
+
+// Fleet alerts only: scope, distinct_sensors and one "sensor" per edge host
+// ("NAME BYTES SHARE": the share follows the last space, the bytes the one before).
+void add_fleet_fields(std::vector<Field> &f, const AlertRecord &a)
+{
+    if (!a.fleet())
+        return;
+    f.push_back({"scope", "fleet", false, 0, ""});
+    if (a.distinct_sensors)
+        f.push_back({"distinct_sensors", std::to_string(*a.distinct_sensors), false, 0, ""});
+    for (const auto &s : a.sensors)
+        f.push_back({"sensor", s.name, true, kWireCap, sensor_figures(s)});
+}
 
 std::vector<Field> fields(const AlertRecord &a)
 {
     std::vector<Field> f;
     auto str = [&](const char *n, const std::string &v, size_t cap = kWireCap) {
-        f.push_back({n, v, true, cap});
+        f.push_back({n, v, true, cap, ""});
     };
-    auto num = [&](const char *n, const std::string &v) { f.push_back({n, v, false, 0}); };
+    auto num = [&](const char *n, const std::string &v) { f.push_back({n, v, false, 0, ""}); };
     str("id", a.id);
     num("state", detect::state_name(a.state));
     str("rule", a.rule);
@@ -273,9 +296,10 @@ std::vector<Field> fields(const AlertRecord &a)
         num("distinct_clients", std::to_string(*a.distinct_clients));
     // "NAME COUNT": the count follows the last space.
     for (const auto &t : a.top_snis)
-        f.push_back({"top_sni", t.name, true, kWireCap});
+        f.push_back({"top_sni", t.name, true, kWireCap, ""});
     for (const auto &t : a.top_ja4)
-        f.push_back({"top_ja4", t.name, true, kWireCap});
+        f.push_back({"top_ja4", t.name, true, kWireCap, ""});
+    add_fleet_fields(f, a);
     num("first_seen", rfc3339(a.first_seen_ms));
     num("opened", rfc3339(a.opened_ms));
     num("count", std::to_string(a.count));
@@ -404,7 +428,7 @@ std::string format_rfc5424(const AlertRecord &a, int facility, const std::string
         std::string v = f.text ? sd_escape(clean_utf8(f.value, f.cap)) : f.value;
         if (f.name == "top_sni" || f.name == "top_ja4")
             v += " " + std::to_string(counts[top++]);
-        s += " " + f.name + "=\"" + v + "\"";
+        s += " " + f.name + "=\"" + v + f.figures + "\"";
     }
     return s + "] " + sentence(a, ascii_escape);
 }
@@ -521,6 +545,25 @@ void add_cef_figures(CefExtension &e, const AlertRecord &a)
                std::to_string(a.first_seen_ms));
 }
 
+// Fleet alerts: exfilmonScope=fleet, the number of sensors (flexNumber2)
+// and the sensors with their bytes out and share (flexString2).
+void add_cef_fleet(CefExtension &e, const AlertRecord &a)
+{
+    if (!a.fleet())
+        return;
+    e.add("exfilmonScope", "fleet");
+    if (a.distinct_sensors)
+        e.labelled("flexNumber2Label", "distinctSensors", "flexNumber2",
+                   std::to_string(*a.distinct_sensors));
+    std::string list;
+    for (const auto &s : a.sensors)
+        list += (list.empty() ? "" : ", ") + s.name.substr(0, kWireCap) + sensor_figures(s);
+    if (!list.empty()) {
+        e.add("flexString2Label", "sensors");
+        e.text("flexString2", list, 16 * (kWireCap + 40));
+    }
+}
+
 }  // namespace
 
 std::string format_cef(const AlertRecord &a, int facility, const std::string &app_name, int procid)
@@ -535,6 +578,7 @@ std::string format_cef(const AlertRecord &a, int facility, const std::string &ap
         e.add("flexString1Label", "topJa4");
         e.text("flexString1", ja4, 4 * (kWireCap + 24));
     }
+    add_cef_fleet(e, a);
     e.text("msg", sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); }),
            2048);
     return cef_header(a, facility) + e.str();
@@ -565,6 +609,9 @@ std::string format_rfc3164(const AlertRecord &a, int facility, const std::string
         if (f.name == "top_sni" || f.name == "top_ja4") {
             std::string raw = f.value.substr(0, f.cap) + " " + std::to_string(counts[top++]);
             v = kv_value(raw, raw.size());
+        } else if (!f.figures.empty()) {
+            std::string raw = f.value.substr(0, f.cap) + f.figures;
+            v = kv_value(raw, raw.size());
         }
         s += " " + f.name + "=" + v;
     }
@@ -572,6 +619,26 @@ std::string format_rfc3164(const AlertRecord &a, int facility, const std::string
         s.resize(kRfc3164Max);
     return s;
 }
+
+namespace {
+
+// Fleet alerts: scope, distinct_sensors, sensors [{name, bytes_out, share}].
+void add_json_fleet(nlohmann::ordered_json &x, const AlertRecord &a)
+{
+    if (!a.fleet())
+        return;
+    x["scope"] = "fleet";
+    if (a.distinct_sensors)
+        x["distinct_sensors"] = *a.distinct_sensors;
+    auto arr = nlohmann::ordered_json::array();
+    for (const auto &s : a.sensors)
+        arr.push_back({{"name", json_text(s.name)},
+                       {"bytes_out", s.bytes_out},
+                       {"share", json_number(s.share)}});
+    x["sensors"] = std::move(arr);
+}
+
+}  // namespace
 
 std::string format_json(const AlertRecord &a)
 {
@@ -639,6 +706,7 @@ std::string format_json(const AlertRecord &a)
     if (a.state == AlertState::summary || a.suppressed)
         x["suppressed"] = a.suppressed;
     x["shadow"] = a.shadow;
+    add_json_fleet(x, a);
     j["exfilmon"] = std::move(x);
     j["message"] = sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); });
     return j.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
