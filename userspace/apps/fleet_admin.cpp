@@ -19,16 +19,10 @@ constexpr int kFailedExit = 1;
 // The [fleet] settings of the file, or nullopt after printing why not.
 std::optional<fleet::FleetConfig> fleet_settings(const std::string &path, std::ostream &err)
 {
-    auto res = load_config(path);
-    for (auto &i : res.issues)
-        err << i.format() << "\n";
-    if (!res.ok())
+    auto cfg = load_fleet_config(path, err);
+    if (!cfg)
         return std::nullopt;
-    if (!res.config.fleet.enabled) {
-        err << path << ": no [fleet] table: add one naming the ClickHouse server (docs/fleet.md)\n";
-        return std::nullopt;
-    }
-    return res.config.fleet;
+    return cfg->fleet;
 }
 
 int failed(const fleet::Reply &r, std::ostream &err)
@@ -82,6 +76,20 @@ int record_version(fleet::ClickHouse &ch, const std::string &db, std::ostream &o
 }
 
 }  // namespace
+
+std::optional<Config> load_fleet_config(const std::string &path, std::ostream &err)
+{
+    auto res = load_config(path);
+    for (auto &i : res.issues)
+        err << i.format() << "\n";
+    if (!res.ok())
+        return std::nullopt;
+    if (!res.config.fleet.enabled) {
+        err << path << ": no [fleet] table: add one naming the ClickHouse server (docs/fleet.md)\n";
+        return std::nullopt;
+    }
+    return std::move(res.config);
+}
 
 int run_fleet_schema(const std::string &config_path, std::ostream &out, std::ostream &err)
 {

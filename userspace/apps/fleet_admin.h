@@ -6,9 +6,16 @@
 // configuration error (no [fleet] table, a bad key, a refused user, a
 // database holding another schema version).
 #include <iosfwd>
+#include <optional>
 #include <string>
 
+#include "config/config.h"
+
 namespace exf {
+
+// The configuration of `path` when it loads and has a [fleet] table; else
+// nullopt after printing why (exit 2).
+std::optional<Config> load_fleet_config(const std::string &path, std::ostream &err);
 
 // Prints the SQL `init` runs, for a DBA to apply by hand.
 int run_fleet_schema(const std::string &config_path, std::ostream &out, std::ostream &err);

@@ -19,6 +19,7 @@
 
 #include "apps/daemon.h"
 #include "apps/fleet_admin.h"
+#include "apps/fleet_eval.h"
 #include "apps/replay.h"
 #include "common/units.h"
 #include "config/config.h"
@@ -299,30 +300,42 @@ private:
     std::string format_ = "table", interval_ = "2s";
 };
 
-// `exfilmon fleet init|schema`: the fleet's tables in ClickHouse.
+// `exfilmon fleet --config FILE`: the fleet evaluator; `exfilmon fleet
+// init|schema`: the fleet's tables in ClickHouse.
 class FleetCommand : public Command {
 public:
     explicit FleetCommand(CLI::App &app)
-        : Command(app.add_subcommand("fleet", "the fleet's tables in ClickHouse ([fleet])"))
+        : Command(app.add_subcommand(
+              "fleet", "evaluate [[rules]] over all sensors in ClickHouse ([fleet]); init, schema"))
     {
-        cmd_->require_subcommand(1);
+        cmd_->require_subcommand(0, 1);
+        cmd_->add_option("-c,--config", eval_.config_path,
+                         "configuration file with a [fleet] table");
+        cmd_->add_flag("--once", eval_.once, "evaluate once, then exit");
         init_ = cmd_->add_subcommand(
             "init", "create the database, tables and rollups where missing (idempotent)");
         schema_ = cmd_->add_subcommand("schema", "print the SQL that init runs");
         for (auto *sub : {init_, schema_})
             sub->add_option("-c,--config", path_, "configuration file with a [fleet] table")
                 ->required();
+        cmd_->callback([this] {
+            if (!init_->parsed() && !schema_->parsed() && eval_.config_path.empty())
+                throw CLI::RequiredError("--config");
+        });
     }
     int run() override
     {
         if (schema_->parsed())
             return exf::run_fleet_schema(path_, std::cout, std::cerr);
-        return exf::run_fleet_init(path_, std::cout, std::cerr);
+        if (init_->parsed())
+            return exf::run_fleet_init(path_, std::cout, std::cerr);
+        return exf::run_fleet_evaluator(eval_, std::cout, std::cerr);
     }
 
 private:
     CLI::App *init_ = nullptr, *schema_ = nullptr;
     std::string path_;
+    exf::FleetEvalOptions eval_;
 };
 
 int run_cli(int argc, char **argv)

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: Apache-2.0
+// The fleet evaluator (`exfilmon fleet --config FILE`) against a real
+// ClickHouse started by the test, with rows of two edge sensors written
+// straight into the traffic table as a sensor writes them
+// (fleet/periods.h): a pull split over both hosts, each under the
+// threshold, raises exactly one fleet alert naming both sensors with their
+// shares, through real outputs (rsyslog and the JSON file); normal clients
+// raise nothing; a retried batch changes nothing; a restarted evaluator
+// opens nothing twice.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "aggregate/entity_key.h"
+#include "common/addr.h"
+#include "fleet/clickhouse.h"
+#include "fleet/periods.h"
+#include "support/netns.h"
+#include "support/proc.h"
+#include "support/servers.h"
+#include "support/test_env.h"
+
+using namespace exf::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr uint64_t kMiB = 1048576;
+constexpr uint64_t kPeriodMs = 10000;
+
+exf::fleet::ClientNames names_of(const exf::Addr16 &a)
+{
+    return {exf::format_addr(a),
+            exf::agg::format_key(exf::agg::EntityKind::subnet, exf::agg::prefix_key(a, 24)), ""};
+}
+
+// One sensor's closed period with these clients' bytes out, as JSON rows.
+std::string period_rows(const std::string &sensor, uint64_t start_ms,
+                        const std::vector<std::pair<const char *, uint64_t>> &clients)
+{
+    exf::fleet::PeriodTable periods(kPeriodMs, names_of);
+    for (auto &[addr, bytes] : clients)
+        periods.add(start_ms, *exf::parse_addr(addr), "api.example.com",
+                    "t13d1516h2_8daaf6152771_e5627efa2ab1", {bytes / 100, bytes, 10, 20, 2});
+    return exf::fleet::to_json_rows(periods.close_due(start_ms + kPeriodMs), sensor);
+}
+
+std::vector<nlohmann::json> json_lines(const std::filesystem::path &p)
+{
+    std::vector<nlohmann::json> out;
+    std::ifstream in(p);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty())
+            out.push_back(nlohmann::json::parse(line));
+    return out;
+}
+
+ProcResult evaluate_once(const std::string &config)
+{
+    return run_program({exfilmon_binary().string(), "fleet", "--config", config, "--once"});
+}
+
+}  // namespace
+
+TEST_CASE("The fleet evaluator raises one alert for a pull split over two sensors, once",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    RsyslogServer rsyslog(lab, {});
+    rsyslog.start();
+    auto alerts_json = lab.dir() / "fleet-alerts.json";
+    auto config = (lab.dir() / "fleet.toml").string();
+    std::ofstream(config)
+        << "[fleet]\nclickhouse = \"" << ch.url()
+        << "\"\ndatabase = \"exf_eval\"\n"
+           "[detect]\ninterval = \"1s\"\n"
+           "[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
+           "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
+           "severity = \"critical\"\n"
+           "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:"
+        << rsyslog.port()
+        << "\"\nformat = \"rfc5424\"\n"
+           "[[outputs]]\ntype = \"json\"\npath = \""
+        << alerts_json.string() << "\"\n";
+    ::chmod(config.c_str(), 0600);
+    auto init = run_program({exfilmon_binary().string(), "fleet", "init", "--config", config});
+    INFO(init.out << init.err);
+    REQUIRE(init.status == 0);
+
+    // Two periods of each sensor in the last minutes: 203.0.113.7 pulls
+    // 60 MiB through each (60 % of the threshold), ten normal clients 4 MiB.
+    exf::fleet::FleetConfig fc;
+    fc.clickhouse = ch.url();
+    fc.database = "exf_eval";
+    exf::fleet::ClickHouse client(fc);
+    uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+    uint64_t p0 = now / kPeriodMs * kPeriodMs - 120'000;
+    for (uint64_t p : {p0, p0 + kPeriodMs}) {
+        auto a = period_rows("edge-a", p,
+                             {{"203.0.113.7", 30 * kMiB},
+                              {"198.51.100.10", 2 * kMiB},
+                              {"198.51.100.11", 2 * kMiB},
+                              {"198.51.100.12", 2 * kMiB},
+                              {"198.51.100.13", 2 * kMiB},
+                              {"198.51.100.14", 2 * kMiB}});
+        auto b = period_rows("edge-b", p,
+                             {{"203.0.113.7", 30 * kMiB},
+                              {"198.51.100.20", 2 * kMiB},
+                              {"198.51.100.21", 2 * kMiB},
+                              {"198.51.100.22", 2 * kMiB},
+                              {"198.51.100.23", 2 * kMiB},
+                              {"198.51.100.24", 2 * kMiB}});
+        REQUIRE(client.insert_json_rows("exf_eval.traffic", a).ok());
+        REQUIRE(client.insert_json_rows("exf_eval.traffic", b).ok());
+        // edge-a's batch again: a retry after a timeout whose insert landed.
+        REQUIRE(client.insert_json_rows("exf_eval.traffic", a).ok());
+    }
+    CHECK(ch.query("SELECT sensor, sum(bytes_out) FROM exf_eval.traffic FINAL WHERE client = "
+                   "'203.0.113.7' GROUP BY sensor ORDER BY sensor") ==
+          "edge-a\t62914560\nedge-b\t62914560\n");
+
+    auto first = evaluate_once(config);
+    INFO(first.out << first.err);
+    REQUIRE(first.status == 0);
+    REQUIRE(rsyslog.wait_for_count(1));
+
+    auto alerts = json_lines(alerts_json);
+    REQUIRE(alerts.size() == 1);
+    auto &x = alerts[0]["exfilmon"];
+    CHECK(x["state"] == "open");
+    CHECK(x["scope"] == "fleet");
+    CHECK(x["client"] == "203.0.113.7");
+    CHECK(x["bytes_out"] == 120 * kMiB);  // the retried batch counted once
+    CHECK(x["distinct_sensors"] == 2);
+    REQUIRE(x["sensors"].size() == 2);
+    CHECK(x["sensors"][0]["name"] == "edge-a");
+    CHECK(x["sensors"][0]["bytes_out"] == 60 * kMiB);
+    CHECK(x["sensors"][0]["share"] == 0.5);
+    CHECK(x["sensors"][1]["name"] == "edge-b");
+    CHECK(x["sensors"][1]["share"] == 0.5);
+    CHECK(alerts[0]["rule"]["name"] == "fleet-client-pull");
+    std::string id = alerts[0]["event"]["id"];
+
+    auto syslog = rsyslog.messages();
+    REQUIRE(syslog.size() == 1);
+    CHECK(syslog[0].find("OPEN [exfilmon@32473 id=\"" + id + "\"") != std::string::npos);
+    CHECK(syslog[0].find(" scope=\"fleet\" distinct_sensors=\"2\" sensor=\"edge-a 62914560 0.5\" "
+                         "sensor=\"edge-b 62914560 0.5\"") != std::string::npos);
+    CHECK(ch.query("SELECT id, state, rule FROM exf_eval.alerts FINAL") ==
+          id + "\topen\tfleet-client-pull\n");
+
+    // Started again (once, then as a service for a few intervals): the open
+    // alert carries on under its ID; nothing opens twice.
+    auto second = evaluate_once(config);
+    INFO(second.out << second.err);
+    REQUIRE(second.status == 0);
+    CHECK((second.out + second.err).find("1 open alerts taken back") != std::string::npos);
+    auto &svc = lab.spawn("", {exfilmon_binary().string(), "fleet", "--config", config});
+    std::this_thread::sleep_for(3500ms);
+    CHECK(svc.stop(SIGTERM, 10s) == 0);
+    std::this_thread::sleep_for(500ms);
+    CHECK(json_lines(alerts_json).size() == 1);
+    CHECK(rsyslog.messages().size() == 1);
+    CHECK(ch.query("SELECT count() FROM exf_eval.alerts FINAL WHERE state = 'open'") == "1\n");
+}
+
+TEST_CASE(
+    "The fleet evaluator names the fix for a dead server, a refused user and a missing schema",
+    "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    auto config = [&](const std::string &name, const std::string &fleet) {
+        auto path = (lab.dir() / (name + ".toml")).string();
+        std::ofstream(path) << "[fleet]\n"
+                            << fleet << "[[outputs]]\ntype = \"json\"\npath = \""
+                            << (lab.dir() / "a.json").string() << "\"\n";
+        ::chmod(path.c_str(), 0600);
+        return path;
+    };
+    auto url = "clickhouse = \"" + ch.url() + "\"\n";
+
+    auto no_schema = evaluate_once(config("none", url + "database = \"exf_none\"\n"));
+    CHECK(no_schema.status == 2);
+    CHECK(no_schema.err.find("run exfilmon fleet init --config FILE") != std::string::npos);
+
+    auto pw = lab.dir() / "pw";
+    std::ofstream(pw) << "wrong\n";
+    ::chmod(pw.c_str(), 0600);
+    auto refused = evaluate_once(
+        config("refused", url + "user = \"exfilmon\"\npassword_file = \"" + pw.string() + "\"\n"));
+    CHECK(refused.status == 2);
+    CHECK(refused.err.find("check [fleet] user and password_file") != std::string::npos);
+
+    auto bad_url = evaluate_once(config("url", "clickhouse = \"ftp://127.0.0.1\"\n"));
+    CHECK(bad_url.status == 2);
+    CHECK(bad_url.err.find("clickhouse: 'ftp://127.0.0.1': expected http://HOST[:PORT]") !=
+          std::string::npos);
+
+    REQUIRE(run_program({exfilmon_binary().string(), "fleet", "init", "--config",
+                         config("v", url + "database = \"exf_v\"\n")})
+                .status == 0);
+    ch.query("INSERT INTO exf_v.schema_info VALUES (7)");
+    auto other = evaluate_once(config("v", url + "database = \"exf_v\"\n"));
+    CHECK(other.status == 2);
+    CHECK(other.err.find("has schema version 7, this exfilmon uses 1") != std::string::npos);
+
+    auto short_retention = evaluate_once(
+        config("ret", url + "retention = \"1d\"\n[[rules]]\nname = \"long\"\nentity = \"client\"\n"
+                            "metric = \"bytes_out\"\nwindow = \"7d\"\nthreshold = \"1GiB\"\n"));
+    CHECK(short_retention.status == 2);
+    CHECK(short_retention.err.find("raise retention to at least the longest window") !=
+          std::string::npos);
+
+    ch.stop();
+    auto dead = evaluate_once(config("dead", url));
+    CHECK(dead.status == 1);
+    CHECK(dead.err.find("cannot reach ClickHouse at " + ch.url()) != std::string::npos);
+}

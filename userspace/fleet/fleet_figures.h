@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The fleet's figures for the detector (detect/figures.h): every rule's
+// entities summed over all sensors in ClickHouse (fleet/rule_sql.h), so the
+// daemon's detector runs the fleet's lifecycle unchanged. Alert records get
+// scope "fleet", the number of sensors and each sensor's share of the bytes.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "detect/figures.h"
+#include "fleet/clickhouse.h"
+#include "fleet/rule_sql.h"
+
+namespace exf::fleet {
+
+class FleetFigures final : public detect::FigureSource {
+public:
+    // min_scale: the smallest [sni_overrides] scale (1 when none is lower).
+    FleetFigures(ClickHouse &ch, std::string database, double min_scale);
+
+    // Whole hours before this are in traffic_hourly (the rollup's progress).
+    void set_rolled_to(uint64_t hour_s) { rolled_to_s_ = hour_s; }
+
+    bool for_each(const detect::Rule &rule, uint64_t now_ms, const Visit &fn) override;
+    std::optional<detect::Figures> find(const detect::Rule &rule, const agg::EntityKey &key,
+                                        uint64_t now_ms) override;
+    void describe(const detect::Rule &rule, const agg::EntityKey &key, uint64_t now_ms,
+                  uint64_t wall_ms, detect::AlertRecord &r) override;
+
+    // The last failed read of this evaluation (Reply::ok() when none):
+    // its rule was skipped, its alerts left as they were.
+    const Reply &last_failure() const { return failure_; }
+    void clear_failure() { failure_ = {}; }
+
+private:
+    struct Entity {
+        detect::Figures figures;
+        uint64_t first_seen_s = 0;
+    };
+    struct KeyLess {
+        bool operator()(const agg::EntityKey &a, const agg::EntityKey &b) const;
+    };
+    using Rows = std::map<agg::EntityKey, Entity, KeyLess>;
+    std::optional<Rows> read(const detect::Rule &rule, const Span &span,
+                             const agg::EntityKey *only);
+    std::vector<std::pair<std::string, uint64_t>> breakdown(const detect::Rule &rule,
+                                                            const agg::EntityKey &key,
+                                                            uint64_t now_ms, Breakdown by,
+                                                            size_t limit);
+    const Entity *cached(const detect::Rule &rule, const agg::EntityKey &key) const;
+
+    ClickHouse &ch_;
+    std::string db_;
+    double min_scale_;
+    uint64_t rolled_to_s_ = 0;
+    std::map<std::string, Rows> by_rule_;  // this evaluation's rows, per rule name
+    Reply failure_;
+};
+
+}  // namespace exf::fleet
