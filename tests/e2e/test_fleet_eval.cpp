@@ -20,6 +20,7 @@
 #include "common/addr.h"
 #include "fleet/clickhouse.h"
 #include "fleet/periods.h"
+#include "fleet/rule_sql.h"
 #include "support/netns.h"
 #include "support/proc.h"
 #include "support/servers.h"
@@ -58,6 +59,13 @@ std::vector<nlohmann::json> json_lines(const std::filesystem::path &p)
         if (!line.empty())
             out.push_back(nlohmann::json::parse(line));
     return out;
+}
+
+uint64_t now_ms()
+{
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count());
 }
 
 ProcResult evaluate_once(const std::string &config)
@@ -230,4 +238,96 @@ TEST_CASE(
     auto dead = evaluate_once(config("dead", url));
     CHECK(dead.status == 1);
     CHECK(dead.err.find("cannot reach ClickHouse at " + ch.url()) != std::string::npos);
+}
+
+TEST_CASE("The fleet evaluator rolls closed hours up once, reads long windows from them and drops "
+          "expired days",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    auto alerts_json = lab.dir() / "fleet-alerts.json";
+    auto config = (lab.dir() / "fleet.toml").string();
+    std::ofstream(config) << "[fleet]\nclickhouse = \"" << ch.url()
+                          << "\"\ndatabase = \"exf_roll\"\nretention = \"30d\"\n"
+                             "[[rules]]\nname = \"fleet-day-pull\"\nentity = \"client\"\n"
+                             "metric = \"bytes_out\"\nwindow = \"24h\"\nthreshold = \"100MiB\"\n"
+                             "[[outputs]]\ntype = \"json\"\npath = \""
+                          << alerts_json.string() << "\"\n";
+    ::chmod(config.c_str(), 0600);
+    REQUIRE(run_program({exfilmon_binary().string(), "fleet", "init", "--config", config}).status ==
+            0);
+    exf::fleet::FleetConfig fc;
+    fc.clickhouse = ch.url();
+    fc.database = "exf_roll";
+    exf::fleet::ClickHouse client(fc);
+
+    // 203.0.113.9 pulls 20 MiB through each sensor in each of three closed
+    // hours (120 MiB in the day, no hour near the threshold); 192.0.2.50's
+    // traffic is 40 days old, past the retention.
+    const uint64_t hour_ms = 3'600'000;
+    uint64_t this_hour = now_ms() / hour_ms * hour_ms;
+    for (uint64_t h = 5; h >= 3; h--)
+        for (const char *sensor : {"edge-a", "edge-b"})
+            REQUIRE(client
+                        .insert_json_rows("exf_roll.traffic",
+                                          period_rows(sensor, this_hour - h * hour_ms + 600'000,
+                                                      {{"203.0.113.9", 20 * kMiB}}))
+                        .ok());
+    REQUIRE(client
+                .insert_json_rows(
+                    "exf_roll.traffic",
+                    period_rows("edge-a", this_hour - 40 * 24 * hour_ms, {{"192.0.2.50", kMiB}}))
+                .ok());
+
+    // A third sensor's hour that only the rollup holds: a long window that
+    // reads the rollup counts it.
+    REQUIRE(client
+                .insert_json_rows("exf_roll.traffic_hourly",
+                                  nlohmann::json{{"hour", (this_hour - 8 * hour_ms) / 1000},
+                                                 {"sensor", "edge-c"},
+                                                 {"client", "203.0.113.9"},
+                                                 {"subnet", "203.0.113.0/24"},
+                                                 {"cohort", ""},
+                                                 {"sni", "api.example.com"},
+                                                 {"ja4", ""},
+                                                 {"bytes_in", 0},
+                                                 {"bytes_out", 30 * kMiB},
+                                                 {"packets_in", 0},
+                                                 {"packets_out", 0},
+                                                 {"tls_flows", 0},
+                                                 {"peak_concurrent", 0},
+                                                 {"version", 1}}
+                                          .dump() +
+                                      "\n")
+                .ok());
+
+    auto run = evaluate_once(config);
+    INFO(run.out << run.err);
+    REQUIRE(run.status == 0);
+    CHECK(run.out.find("retention: dropped exf_roll.traffic partition") != std::string::npos);
+    CHECK(ch.query("SELECT count() FROM exf_roll.traffic WHERE client = '192.0.2.50'") == "0\n");
+    const std::string hourly = "SELECT count(), sum(bytes_out), uniqExact(hour) FROM "
+                               "exf_roll.traffic_hourly FINAL WHERE client = '203.0.113.9' "
+                               "AND sensor != 'edge-c'";
+    CHECK(ch.query(hourly) == "6\t125829120\t3\n");
+
+    auto alerts = json_lines(alerts_json);
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0]["exfilmon"]["bytes_out"] == 150 * kMiB);
+    CHECK(alerts[0]["exfilmon"]["distinct_sensors"] == 3);
+
+    // An hour rolled up again (a rerun, a later version) replaces its rows.
+    REQUIRE(client
+                .query(exf::fleet::rollup_sql("exf_roll", (this_hour - 4 * hour_ms) / 1000,
+                                              uint32_t(now_ms() / 1000) + 1))
+                .ok());
+    CHECK(ch.query(hourly) == "6\t125829120\t3\n");
+    auto again = evaluate_once(config);
+    REQUIRE(again.status == 0);
+    CHECK(ch.query(hourly) == "6\t125829120\t3\n");
+    CHECK(json_lines(alerts_json).size() == 1);
 }

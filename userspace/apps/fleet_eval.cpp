@@ -174,20 +174,13 @@ private:
 
     // Closed hours into traffic_hourly, each once (a rerun replaces it: a
     // newer version under FINAL). The first pass starts after the newest
-    // hour there, or at the oldest traffic within retention.
+    // hour there or, in an empty rollup, at the oldest traffic the longest
+    // rule window reads.
     void roll_up(uint64_t now_s)
     {
         try {
-            if (!rolled_to_s_) {
-                uint64_t last = number(fleet::last_rolled_hour_sql(db_));
-                uint64_t first = number(fleet::first_period_sql(db_));
-                uint64_t oldest =
-                    (now_s - std::min(now_s, cfg_.fleet.retention_ms / 1000)) / kHourS * kHourS;
-                rolled_to_s_ =
-                    last ? last + kHourS
-                         : std::max(first ? first / kHourS * kHourS : now_s / kHourS * kHourS,
-                                    oldest);
-            }
+            if (!rolled_to_s_)
+                rolled_to_s_ = first_hour_to_roll(now_s);
             uint64_t closed_to = (now_s - kRollupGraceS) / kHourS * kHourS;
             for (uint64_t n = 0; rolled_to_s_ < closed_to && n < kRollupHoursPerPass; n++) {
                 auto r = ch_.query(fleet::rollup_sql(db_, rolled_to_s_, uint32_t(now_s)));
@@ -199,6 +192,18 @@ private:
             spdlog::warn("fleet: hourly rollup: {}", e.what());
         }
         figures_.set_rolled_to(rolled_to_s_);
+    }
+
+    uint64_t first_hour_to_roll(uint64_t now_s)
+    {
+        if (uint64_t last = number(fleet::last_rolled_hour_sql(db_)))
+            return last + kHourS;
+        uint64_t longest_ms = kHourS * 1000;
+        for (auto &r : cfg_.detect.rules)
+            longest_ms = std::max(longest_ms, r.window_ms);
+        uint64_t oldest_read = (now_s - std::min(now_s, longest_ms / 1000)) / kHourS * kHourS;
+        uint64_t first = number(fleet::first_period_sql(db_)) / kHourS * kHourS;
+        return std::max(first, oldest_read);
     }
 
     // Retention without TTL (18.16): whole partitions older than
