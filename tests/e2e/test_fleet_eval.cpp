@@ -167,6 +167,11 @@ TEST_CASE("The fleet evaluator raises one alert for a pull split over two sensor
                          "sensor=\"edge-b 62914560 0.5\"") != std::string::npos);
     CHECK(ch.query("SELECT id, state, rule FROM exf_eval.alerts FINAL") ==
           id + "\topen\tfleet-client-pull\n");
+    // docs/fleet.md's query for the alerts open now.
+    CHECK(ch.query("SELECT id, rule, argMax(entity, time_ms) AS last_entity, argMax(state, "
+                   "time_ms) AS last_state FROM exf_eval.alerts FINAL GROUP BY id, rule HAVING "
+                   "last_state IN ('open', 'update') ORDER BY id") ==
+          id + "\tfleet-client-pull\t203.0.113.7\topen\n");
 
     // Started again (once, then as a service for a few intervals): the open
     // alert carries on under its ID; nothing opens twice.

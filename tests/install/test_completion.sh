@@ -48,6 +48,8 @@ expect() {
 expect "$bin " run detach version demo check-config replay status top fleet
 expect "$bin fleet " init schema
 expect "$bin fleet init -" -h --help -c --config
+expect "$bin fleet -" -h --help -c --config --once
+expect "$bin fleet --config $work/fleet.toml -" -h --help -c --config --once
 expect "$bin r" run replay
 expect "$bin -" -h --help --version
 expect "$bin run -" -h --help -c --config -i --interface -v --verbose

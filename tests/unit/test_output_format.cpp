@@ -458,3 +458,45 @@ TEST_CASE("Output a client address with a NUL inside is not passed as src or sou
     auto j = nlohmann::json::parse(format_json(a));
     CHECK_FALSE(j.contains("source"));
 }
+
+TEST_CASE("Output a fleet alert carries its scope and sensors in every format", "[output]")
+{
+    auto a = fixed_alert();
+    a.scope = "fleet";
+    a.distinct_sensors = 2;
+    a.sensors = {{"edge-a", 1500000000, 0.665}, {"edge \"b\"]", 754857830, 0.335}};
+    a.top_snis.clear();
+    a.top_ja4.clear();
+
+    auto sd = format_rfc5424(a, 16, "exfilmon", 4242);
+    CHECK(sd.find(" peak_concurrent=\"7\" scope=\"fleet\" distinct_sensors=\"2\" "
+                  "sensor=\"edge-a 1500000000 0.665\" sensor=\"edge \\\"b\\\"\\] 754857830 0.335\" "
+                  "first_seen=") != std::string::npos);
+    CHECK(sd.ends_with("(rule client-bulk-pull, fleet of 2 sensors)"));
+    auto parsed = parse_rfc5424(sd);
+    REQUIRE(parsed.ok);
+    CHECK(param(parsed, "sensor") ==
+          std::vector<std::string>{"edge-a 1500000000 0.665", "edge \"b\"] 754857830 0.335"});
+
+    auto cef = format_cef(a, 16, "exfilmon", 4242);
+    CHECK(cef.find(" exfilmonScope=fleet flexNumber2Label=distinctSensors flexNumber2=2 "
+                   "flexString2Label=sensors flexString2=edge-a 1500000000 0.665, "
+                   "edge \"b\"] 754857830 0.335 msg=") != std::string::npos);
+
+    auto j = nlohmann::json::parse(format_json(a));
+    CHECK(j["exfilmon"]["scope"] == "fleet");
+    CHECK(j["exfilmon"]["distinct_sensors"] == 2);
+    CHECK(j["exfilmon"]["sensors"] ==
+          nlohmann::json::parse(R"([{"name":"edge-a","bytes_out":1500000000,"share":0.665},)"
+                                R"({"name":"edge \"b\"]","bytes_out":754857830,"share":0.335}])"));
+
+    CHECK(format_rfc3164(a, 16, "exfilmon", 4242)
+              .find(" scope=fleet distinct_sensors=2 sensor=\"edge-a 1500000000 0.665\" "
+                    "sensor=\"edge \\\"b\\\"] 754857830 0.335\" first_seen=") != std::string::npos);
+
+    // A local alert says none of it (the byte-for-byte tests above).
+    auto local = fixed_alert();
+    CHECK(format_rfc5424(local, 16, "exfilmon", 1).find("scope") == std::string::npos);
+    CHECK_FALSE(nlohmann::json::parse(format_json(local))["exfilmon"].contains("scope"));
+    CHECK(format_cef(local, 16, "exfilmon", 1).find("exfilmonScope") == std::string::npos);
+}
