@@ -909,6 +909,7 @@ void Aggregator::restore_state(StateReader &r)
     auto fresh = std::make_unique<AggImpl>(impl_->cfg_);
     fresh->restore(r);
     impl_ = std::move(fresh);
+    generation_++;
 }
 
 bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
@@ -919,6 +920,7 @@ bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
         return false;
     }
     impl_->reconfigure(cfg);
+    generation_++;
     return true;
 }
 
@@ -1024,6 +1026,17 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
 void Aggregator::for_each(EntityKind kind, const std::function<void(const EntityRef &)> &fn) const
 {
     impl_->for_each_slot(kind, [&](uint32_t i) { fn(impl_->ref(kind, i)); });
+}
+
+void Aggregator::for_each_active_since(EntityKind kind, uint64_t since_ms,
+                                       const std::function<void(const EntityRef &)> &fn) const
+{
+    impl_->tables_.visit(kind, [&](const auto &t) {
+        t.for_each_live([&](uint32_t i) {
+            if (t.entry(i).last >= since_ms)
+                fn(impl_->ref(kind, i));
+        });
+    });
 }
 
 std::vector<SniShare> Aggregator::top_snis(EntityKind kind, const EntityKey &key) const

@@ -228,6 +228,10 @@ struct Detector::Impl {
         std::unordered_map<std::string, Track> tracks;
         std::unordered_map<std::string, Level> levels;
         uint64_t last_sweep_bucket = 0;
+        // What the last evaluation covered (visits_all): the aggregator's
+        // clock and generation then, and the rule's window bucket.
+        bool covered = false;
+        uint64_t covered_clock = 0, covered_generation = 0, covered_bucket = 0;
     };
     struct Candidate {
         std::string k;
@@ -521,12 +525,72 @@ struct Detector::Impl {
             return;  // the configuration adds every rule window to the aggregator
         std::vector<Candidate> fresh;
         std::string kbuf;  // the entity's key_bytes, reused from entity to entity
-        a.for_each(rs.rule.entity, [&](const agg::EntityRef &ref) {
+        auto visit = [&](const agg::EntityRef &ref) {
+            stats.last_eval_entities++;
             observe(a, rs, ref, w, now_ms, wall_ms, kbuf, fresh, out);
-        });
+        };
+        if (visits_all(a, rs, now_ms)) {
+            a.for_each(rs.rule.entity, visit);
+        } else {
+            a.for_each_active_since(rs.rule.entity, rs.covered_clock, visit);
+            revisit_tracks(a, rs, visit);
+        }
+        rs.covered = true;
+        rs.covered_clock = a.clock_ms();
+        rs.covered_generation = a.generation();
+        rs.covered_bucket = now_ms / rs.rule.window_ms;
         open_fresh(a, rs, fresh, now_ms, wall_ms, out);
         end_unseen(a, rs, w, now_ms, wall_ms, out);
         sweep_levels(rs, now_ms);
+    }
+
+    // Whether an entity's value on the metric can only fall while it gets no
+    // update: sliding sums decay, peaks and distinct members roll off
+    // (aggregate/entity_windows.h). A ratio can rise as its denominator
+    // rolls off first.
+    static bool idle_value_never_rises(Metric m)
+    {
+        switch (m) {
+        case Metric::bytes_out:
+        case Metric::bytes_in:
+        case Metric::tls_flows:
+        case Metric::concurrent_flows:
+        case Metric::distinct_clients: return true;
+        case Metric::out_in_ratio: return false;
+        }
+        return false;
+    }
+
+    // Whether this evaluation visits every entity of the rule's kind, or only
+    // those updated since the last one and those with a track. An idle
+    // entity's value has not risen, so a rule that did not hold for it still
+    // does not: this keeps the evaluation's cost with the traffic, not the
+    // tables. Every entity is visited at the first evaluation, after a new
+    // configuration on either side (values and thresholds may have moved),
+    // for metrics that may rise while idle, and for a baseline at the first
+    // evaluation of each window, where the levels learn. So an entity whose
+    // learning ends while it is idle is compared with its level from its
+    // next update on.
+    bool visits_all(const agg::Aggregator &a, const RuleState &rs, uint64_t now_ms) const
+    {
+        return !rs.covered || rs.covered_generation != a.generation() ||
+               !idle_value_never_rises(rs.rule.metric) ||
+               (rs.rule.baseline && now_ms / rs.rule.window_ms != rs.covered_bucket);
+    }
+
+    // The tracked entities the pass over updated ones did not reach: a
+    // pending alert counts its streak, and an open one stays open, only
+    // while the rule holds.
+    template <class Visit>
+    void revisit_tracks(const agg::Aggregator &a, const RuleState &rs, Visit &&visit) const
+    {
+        std::vector<agg::EntityKey> keys;  // observe() must not run while tracks are iterated
+        for (auto &[k, t] : rs.tracks)
+            if (t.seen != epoch)
+                keys.push_back(t.key);
+        for (auto &key : keys)
+            if (auto ref = a.find(rs.rule.entity, key))
+                visit(*ref);
     }
 
     // One entity: when the rule holds for it, its track is updated and either
@@ -789,7 +853,8 @@ struct Detector::Impl {
         for (uint64_t n = r.count(32); n; n--)
             saved.push_back(load_rule(r));
         // As apply(): the same rule carries on, with today's settings.
-        for (auto &rs : rules)
+        for (auto &rs : rules) {
+            rs.covered = false;
             for (auto &old : saved)
                 if (old.rule.name == rs.rule.name && old.rule.entity == rs.rule.entity &&
                     old.rule.metric == rs.rule.metric && old.rule.window_ms == rs.rule.window_ms) {
@@ -799,6 +864,7 @@ struct Detector::Impl {
                     old.tracks.clear();
                     break;
                 }
+        }
         for (auto &old : saved) {
             std::erase_if(old.tracks, [](const auto &kt) { return !kt.second.open; });
             if (!old.tracks.empty())
@@ -855,6 +921,7 @@ std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t n
     auto t0 = std::chrono::steady_clock::now();
     std::vector<AlertRecord> out;
     impl_->epoch++;
+    impl_->stats.last_eval_entities = 0;
     for (auto &rs : impl_->retired)
         for (auto &[k, t] : rs.tracks)
             if (t.open && !t.muted) {
