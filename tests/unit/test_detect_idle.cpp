@@ -117,11 +117,13 @@ TEST_CASE("A streak on an idle entity goes on while the rule holds for it", "[de
     CHECK(d.stats().last_eval_entities == 3);  // two updated clients and the streak
 }
 
-TEST_CASE("A ratio rising while the entity is idle is still caught", "[detect]")
+TEST_CASE(
+    "A ratio rising while the entity is idle is still caught, by the entities above min_bytes_out",
+    "[detect]")
 {
     agg::Aggregator a(windows());
     auto rule = client_rule(Metric::out_in_ratio, kMin, 100);
-    rule.min_bytes_out = 1;
+    rule.min_bytes_out = 1000;
     Detector d(one_rule(rule));
     uint64_t t0 = 600'000;  // a bucket start
     pull(a, t0 + 59'000, "192.0.2.9", 0, 10'000);
@@ -135,6 +137,9 @@ TEST_CASE("A ratio rising while the entity is idle is still caught", "[detect]")
     REQUIRE(r.size() == 1);
     CHECK(r[0].entity == "192.0.2.9");
     CHECK(r[0].value > 100);
+    // The two updated clients, and the one idle client whose bytes out reach
+    // min_bytes_out (the others' ratio counts as 0 and cannot rise).
+    CHECK(d.stats().last_eval_entities == 3);
 }
 
 TEST_CASE("After the aggregator is reconfigured every entity is looked at again", "[detect]")

@@ -232,6 +232,9 @@ struct Detector::Impl {
         // clock and generation then, and the rule's window bucket.
         bool covered = false;
         uint64_t covered_clock = 0, covered_generation = 0, covered_bucket = 0;
+        // out_in_ratio: the entities whose bytes out reached min_bytes_out at
+        // the last evaluation, the only ones whose ratio may rise while idle.
+        std::vector<agg::EntityKey> watch, next_watch;
     };
     struct Candidate {
         std::string k;
@@ -529,12 +532,14 @@ struct Detector::Impl {
             stats.last_eval_entities++;
             observe(a, rs, ref, w, now_ms, wall_ms, kbuf, fresh, out);
         };
+        rs.next_watch.clear();
         if (visits_all(a, rs, now_ms)) {
             a.for_each(rs.rule.entity, visit);
         } else {
             a.for_each_active_since(rs.rule.entity, rs.covered_clock, visit);
-            revisit_tracks(a, rs, visit);
+            revisit_idle(a, rs, visit);
         }
+        std::swap(rs.watch, rs.next_watch);
         rs.covered = true;
         rs.covered_clock = a.clock_ms();
         rs.covered_generation = a.generation();
@@ -547,16 +552,18 @@ struct Detector::Impl {
     // Whether an entity's value on the metric can only fall while it gets no
     // update: sliding sums decay, peaks and distinct members roll off
     // (aggregate/entity_windows.h). A ratio can rise as its denominator
-    // rolls off first.
-    static bool idle_value_never_rises(Metric m)
+    // rolls off first: only entities on the watch list can, those whose
+    // bytes out reached min_bytes_out (below it the ratio counts as 0, and
+    // bytes out fall while idle too).
+    static bool idle_value_never_rises(const Rule &rule)
     {
-        switch (m) {
+        switch (rule.metric) {
         case Metric::bytes_out:
         case Metric::bytes_in:
         case Metric::tls_flows:
         case Metric::concurrent_flows:
         case Metric::distinct_clients: return true;
-        case Metric::out_in_ratio: return false;
+        case Metric::out_in_ratio: return rule.min_bytes_out > 0;
         }
         return false;
     }
@@ -574,23 +581,30 @@ struct Detector::Impl {
     bool visits_all(const agg::Aggregator &a, const RuleState &rs, uint64_t now_ms) const
     {
         return !rs.covered || rs.covered_generation != a.generation() ||
-               !idle_value_never_rises(rs.rule.metric) ||
+               !idle_value_never_rises(rs.rule) ||
                (rs.rule.baseline && now_ms / rs.rule.window_ms != rs.covered_bucket);
     }
 
-    // The tracked entities the pass over updated ones did not reach: a
-    // pending alert counts its streak, and an open one stays open, only
-    // while the rule holds.
+    // The idle entities that still need a look: tracked ones (a pending
+    // alert counts its streak, and an open one stays open, only while the
+    // rule holds) and watched ones. Those updated since were visited already.
     template <class Visit>
-    void revisit_tracks(const agg::Aggregator &a, const RuleState &rs, Visit &&visit) const
+    void revisit_idle(const agg::Aggregator &a, RuleState &rs, Visit &&visit) const
     {
-        std::vector<agg::EntityKey> keys;  // observe() must not run while tracks are iterated
-        for (auto &[k, t] : rs.tracks)
-            if (t.seen != epoch)
-                keys.push_back(t.key);
-        for (auto &key : keys)
-            if (auto ref = a.find(rs.rule.entity, key))
+        // observe() must not run while the tracks are iterated.
+        std::vector<agg::EntityKey> keys = std::move(rs.watch);
+        std::string k;
+        std::erase_if(keys, [&](const agg::EntityKey &key) {
+            key_bytes_into(key, k);
+            return rs.tracks.count(k) > 0;
+        });
+        for (auto &kt : rs.tracks)
+            keys.push_back(kt.second.key);
+        for (auto &key : keys) {
+            auto ref = a.find(rs.rule.entity, key);
+            if (ref && ref->last_seen_ms() < rs.covered_clock)
                 visit(*ref);
+        }
     }
 
     // One entity: when the rule holds for it, its track is updated and either
@@ -602,8 +616,12 @@ struct Detector::Impl {
         const Rule &rule = rs.rule;
         agg::WindowValue v = window_value(ref, w, rule.window_ms, now_ms);
         double x = metric_value(rule.metric, v);
-        if (rule.metric == Metric::out_in_ratio && double(v.bytes_out) < rule.min_bytes_out)
-            x = 0;
+        if (rule.metric == Metric::out_in_ratio) {
+            if (double(v.bytes_out) < rule.min_bytes_out)
+                x = 0;
+            else
+                rs.next_watch.push_back(ref.key());
+        }
         agg::EntityKey key = ref.key();
         double scale = sni_scale(rule.entity, key);
         k.clear();
