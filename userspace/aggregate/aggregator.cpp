@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <type_traits>
 
 #include "aggregate/api_host_ids.h"
@@ -869,6 +870,13 @@ WindowValue EntityRef::value(size_t window, uint64_t now_ms, Estimate e) const
 }
 std::vector<SniShare> EntityRef::top_snis() const { return impl_->top_snis(kind_, slot_); }
 
+// Unique in the process, so that two aggregators never share one.
+static uint64_t next_generation()
+{
+    static std::atomic<uint64_t> last{0};
+    return ++last;
+}
+
 // ---------------------------------------------------------------------------
 Aggregator::Aggregator(const AggConfig &cfg)
 {
@@ -876,6 +884,7 @@ Aggregator::Aggregator(const AggConfig &cfg)
     if (!problems.empty())
         throw Error("aggregator configuration: " + join(problems));
     impl_ = std::make_unique<AggImpl>(cfg);
+    generation_ = next_generation();
 }
 
 Aggregator::~Aggregator() = default;
@@ -909,6 +918,7 @@ void Aggregator::restore_state(StateReader &r)
     auto fresh = std::make_unique<AggImpl>(impl_->cfg_);
     fresh->restore(r);
     impl_ = std::move(fresh);
+    generation_ = next_generation();
 }
 
 bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
@@ -919,6 +929,7 @@ bool Aggregator::reconfigure(const AggConfig &cfg, std::string &why)
         return false;
     }
     impl_->reconfigure(cfg);
+    generation_ = next_generation();
     return true;
 }
 
@@ -1024,6 +1035,17 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
 void Aggregator::for_each(EntityKind kind, const std::function<void(const EntityRef &)> &fn) const
 {
     impl_->for_each_slot(kind, [&](uint32_t i) { fn(impl_->ref(kind, i)); });
+}
+
+void Aggregator::for_each_active_since(EntityKind kind, uint64_t since_ms,
+                                       const std::function<void(const EntityRef &)> &fn) const
+{
+    impl_->tables_.visit(kind, [&](const auto &t) {
+        t.for_each_live([&](uint32_t i) {
+            if (t.entry(i).last >= since_ms)
+                fn(impl_->ref(kind, i));
+        });
+    });
 }
 
 std::vector<SniShare> Aggregator::top_snis(EntityKind kind, const EntityKey &key) const

@@ -178,6 +178,7 @@ json detect_json(const detect::Detector &detector)
             {"allowed", d.allowed},
             {"open_now", d.open_now},
             {"last_eval_us", d.last_eval_us},
+            {"last_eval_entities", d.last_eval_entities},
             {"memory_bytes", detector.memory_bytes()}};
 }
 

@@ -76,7 +76,24 @@ public:
         if (w == SIZE_MAX)
             return false;  // the configuration adds every rule window to the aggregator
         a_.for_each(rule.entity, [&](const agg::EntityRef &ref) {
-            fn(ref.key(), figures(window_value(ref, w, rule.window_ms, now_ms)));
+            fn(ref.key(), figures(ref, window_value(ref, w, rule.window_ms, now_ms)));
+        });
+        return true;
+    }
+
+    std::optional<SourceMark> mark() const override
+    {
+        return SourceMark{a_.clock_ms(), a_.generation()};
+    }
+
+    bool for_each_updated(const Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                          const Visit &fn) override
+    {
+        size_t w = window_index(a_, rule.window_ms);
+        if (w == SIZE_MAX)
+            return false;
+        a_.for_each_active_since(rule.entity, since_ms, [&](const agg::EntityRef &ref) {
+            fn(ref.key(), figures(ref, window_value(ref, w, rule.window_ms, now_ms)));
         });
         return true;
     }
@@ -88,8 +105,8 @@ public:
         if (!ref)
             return std::nullopt;
         size_t w = window_index(a_, rule.window_ms);
-        return figures(w < a_.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
-                                        : agg::WindowValue{});
+        return figures(*ref, w < a_.windows() ? window_value(*ref, w, rule.window_ms, now_ms)
+                                              : agg::WindowValue{});
     }
 
     void describe(const Rule &rule, const agg::EntityKey &key, uint64_t now_ms, uint64_t wall_ms,
@@ -110,10 +127,10 @@ public:
     }
 
 private:
-    static Figures figures(const agg::WindowValue &v)
+    static Figures figures(const agg::EntityRef &ref, const agg::WindowValue &v)
     {
         bool traffic = v.bytes_out || v.bytes_in || v.tls_flows || v.peak_concurrent;
-        return {v, traffic ? 1u : 0u};
+        return {v, traffic ? 1u : 0u, ref.last_seen_ms()};
     }
     const agg::Aggregator &a_;
 };
@@ -287,6 +304,14 @@ struct Detector::Impl {
         std::unordered_map<std::string, Track> tracks;
         std::unordered_map<std::string, Level> levels;
         uint64_t last_sweep_bucket = 0;
+        // What the last evaluation covered (visits_all): the aggregator's
+        // clock and generation then, and the rule's window bucket.
+        bool covered = false;
+        SourceMark covered_mark;
+        uint64_t covered_bucket = 0;
+        // out_in_ratio: the entities whose bytes out reached min_bytes_out at
+        // the last evaluation, the only ones whose ratio may rise while idle.
+        std::vector<agg::EntityKey> watch, next_watch;
     };
     struct Candidate {
         std::string k;
@@ -560,14 +585,89 @@ struct Detector::Impl {
     {
         std::vector<Candidate> fresh;
         std::string kbuf;  // the entity's key_bytes, reused from entity to entity
-        bool read = src.for_each(rs.rule, now_ms, [&](const agg::EntityKey &key, const Figures &f) {
+        auto visit = [&](const agg::EntityKey &key, const Figures &f) {
+            stats.last_eval_entities++;
             observe(src, rs, key, f, now_ms, wall_ms, kbuf, fresh, out);
-        });
+        };
+        auto mark = src.mark();
+        rs.next_watch.clear();
+        bool read = visits_all(mark, rs, now_ms) ? src.for_each(rs.rule, now_ms, visit)
+                                                 : revisit(src, rs, now_ms, visit);
         if (!read)
             return;
+        std::swap(rs.watch, rs.next_watch);
+        rs.covered = mark.has_value();
+        rs.covered_mark = mark.value_or(SourceMark{});
+        rs.covered_bucket = now_ms / rs.rule.window_ms;
         open_fresh(src, rs, fresh, now_ms, wall_ms, out);
         end_unseen(src, rs, now_ms, wall_ms, out);
         sweep_levels(rs, now_ms);
+    }
+
+    // Whether an entity's value on the metric can only fall while it gets no
+    // update: sliding sums decay, peaks and distinct members roll off
+    // (aggregate/entity_windows.h). A ratio can rise as its denominator
+    // rolls off first: only entities on the watch list can, those whose
+    // bytes out reached min_bytes_out (below it the ratio counts as 0, and
+    // bytes out fall while idle too).
+    static bool idle_value_never_rises(const Rule &rule)
+    {
+        switch (rule.metric) {
+        case Metric::bytes_out:
+        case Metric::bytes_in:
+        case Metric::tls_flows:
+        case Metric::concurrent_flows:
+        case Metric::distinct_clients: return true;
+        case Metric::distinct_sensors: return true;
+        case Metric::out_in_ratio: return rule.min_bytes_out > 0;
+        }
+        return false;
+    }
+
+    // Whether this evaluation visits every entity of the rule's kind, or only
+    // those updated since the last one (the source's mark then) and those
+    // with a track or on the watch list. An idle entity's value has not
+    // risen, so a rule that did not hold for it still does not: this keeps
+    // the evaluation's cost with the traffic, not the tables. Every entity
+    // is visited for a source that cannot tell what was updated, at the
+    // first evaluation, after a new configuration on either side (values and
+    // thresholds may have moved), for metrics that may rise while idle, and
+    // for a baseline at the first evaluation of each window, where the
+    // levels learn. So an entity whose learning ends while it is idle is
+    // compared with its level from its next update on.
+    bool visits_all(const std::optional<SourceMark> &mark, const RuleState &rs,
+                    uint64_t now_ms) const
+    {
+        return !mark || !rs.covered || rs.covered_mark.generation != mark->generation ||
+               !idle_value_never_rises(rs.rule) ||
+               (rs.rule.baseline && now_ms / rs.rule.window_ms != rs.covered_bucket);
+    }
+
+    // The entities updated since the last evaluation, then the idle ones
+    // that still need a look: tracked ones (a pending alert counts its
+    // streak, and an open one stays open, only while the rule holds) and
+    // watched ones. False when the source could not be read.
+    bool revisit(FigureSource &src, RuleState &rs, uint64_t now_ms,
+                 const FigureSource::Visit &visit) const
+    {
+        uint64_t since = rs.covered_mark.clock_ms;
+        if (!src.for_each_updated(rs.rule, now_ms, since, visit))
+            return false;
+        // observe() must not run while the tracks are iterated.
+        std::vector<agg::EntityKey> keys = std::move(rs.watch);
+        std::string k;
+        std::erase_if(keys, [&](const agg::EntityKey &key) {
+            key_bytes_into(key, k);
+            return rs.tracks.count(k) > 0;
+        });
+        for (auto &kt : rs.tracks)
+            keys.push_back(kt.second.key);
+        for (auto &key : keys) {
+            auto f = src.find(rs.rule, key, now_ms);
+            if (f && f->updated_ms < since)  // the others were visited above
+                visit(key, *f);
+        }
+        return true;
     }
 
     // One entity: when the rule holds for it, its track is updated and either
@@ -578,6 +678,8 @@ struct Detector::Impl {
     {
         const Rule &rule = rs.rule;
         double x = rule_value(rule, f);
+        if (rule.metric == Metric::out_in_ratio && x > 0)
+            rs.next_watch.push_back(key);
         double scale = sni_scale(rule.entity, key);
         k.clear();
         Track *t = nullptr;
@@ -822,7 +924,8 @@ struct Detector::Impl {
         for (uint64_t n = r.count(32); n; n--)
             saved.push_back(load_rule(r));
         // As apply(): the same rule carries on, with today's settings.
-        for (auto &rs : rules)
+        for (auto &rs : rules) {
+            rs.covered = false;
             for (auto &old : saved)
                 if (old.rule.name == rs.rule.name && old.rule.entity == rs.rule.entity &&
                     old.rule.metric == rs.rule.metric && old.rule.window_ms == rs.rule.window_ms) {
@@ -832,6 +935,7 @@ struct Detector::Impl {
                     old.tracks.clear();
                     break;
                 }
+        }
         for (auto &old : saved) {
             std::erase_if(old.tracks, [](const auto &kt) { return !kt.second.open; });
             if (!old.tracks.empty())
@@ -894,6 +998,7 @@ std::vector<AlertRecord> Detector::evaluate(FigureSource &src, uint64_t now_ms, 
     auto t0 = std::chrono::steady_clock::now();
     std::vector<AlertRecord> out;
     impl_->epoch++;
+    impl_->stats.last_eval_entities = 0;
     for (auto &rs : impl_->retired)
         for (auto &[k, t] : rs.tracks)
             if (t.open && !t.muted) {

@@ -65,6 +65,10 @@ struct DetectStats {
     uint64_t allowed = 0;       // crossings by allow-listed entities (evaluations)
     uint64_t open_now = 0;      // alerts open at the last evaluation
     uint64_t last_eval_us = 0;  // duration of the last evaluation
+    // Entities the last evaluation looked at, summed over the rules: those
+    // updated since the evaluation before, and those with an alert or
+    // streak, unless every entity was due (detector.cpp, visits_all).
+    uint64_t last_eval_entities = 0;
 };
 
 // An alert open now, for the live view (`exfilmon status`, `top`).

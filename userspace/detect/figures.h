@@ -19,6 +19,14 @@ namespace exf::detect {
 struct Figures {
     agg::WindowValue window;        // over the rule's window
     uint32_t distinct_sensors = 0;  // edge hosts the entity's traffic went through
+    uint64_t updated_ms = 0;        // its last update on the source's clock (SourceMark)
+};
+
+// Where a source stood at an evaluation, so that the next one may visit
+// only the entities updated since (the detector's visits_all).
+struct SourceMark {
+    uint64_t clock_ms = 0;    // entities updated at or after it count as updated since
+    uint64_t generation = 0;  // changes when values may move without an update
 };
 
 class FigureSource {
@@ -30,6 +38,18 @@ public:
     // be evaluated now (a window the source does not keep, a failed read):
     // its alerts are then left as they are.
     virtual bool for_each(const Rule &rule, uint64_t now_ms, const Visit &fn) = 0;
+    // Where the source stands now; nullopt for a source that cannot tell
+    // which entities were updated (the fleet's sums): every evaluation then
+    // visits every entity.
+    virtual std::optional<SourceMark> mark() const { return std::nullopt; }
+    // As for_each, for the entities updated at or after since_ms (a
+    // SourceMark's clock) only.
+    virtual bool for_each_updated(const Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                                  const Visit &fn)
+    {
+        (void)since_ms;
+        return for_each(rule, now_ms, fn);
+    }
     // One entity's figures at now_ms; nullopt when the source no longer
     // holds it.
     virtual std::optional<Figures> find(const Rule &rule, const agg::EntityKey &key,
