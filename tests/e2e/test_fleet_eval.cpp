@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "aggregate/entity_key.h"
@@ -61,6 +63,33 @@ std::vector<nlohmann::json> json_lines(const std::filesystem::path &p)
     return out;
 }
 
+// Two periods from p0 of two sensors: 203.0.113.7 pulls 30 MiB a period
+// through each (60 MiB each in all: 60 % of a 100 MiB threshold), ten
+// normal clients 2 MiB a period. edge-a's batches are sent twice: a retry
+// after a timeout whose insert had landed.
+std::vector<std::string> split_pull_batches(uint64_t p0)
+{
+    std::vector<std::string> out;
+    for (uint64_t p : {p0, p0 + kPeriodMs}) {
+        auto a = period_rows("edge-a", p,
+                             {{"203.0.113.7", 30 * kMiB},
+                              {"198.51.100.10", 2 * kMiB},
+                              {"198.51.100.11", 2 * kMiB},
+                              {"198.51.100.12", 2 * kMiB},
+                              {"198.51.100.13", 2 * kMiB},
+                              {"198.51.100.14", 2 * kMiB}});
+        auto b = period_rows("edge-b", p,
+                             {{"203.0.113.7", 30 * kMiB},
+                              {"198.51.100.20", 2 * kMiB},
+                              {"198.51.100.21", 2 * kMiB},
+                              {"198.51.100.22", 2 * kMiB},
+                              {"198.51.100.23", 2 * kMiB},
+                              {"198.51.100.24", 2 * kMiB}});
+        out.insert(out.end(), {a, b, a});
+    }
+    return out;
+}
+
 uint64_t now_ms()
 {
     return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -104,8 +133,7 @@ TEST_CASE("The fleet evaluator raises one alert for a pull split over two sensor
     INFO(init.out << init.err);
     REQUIRE(init.status == 0);
 
-    // Two periods of each sensor in the last minutes: 203.0.113.7 pulls
-    // 60 MiB through each (60 % of the threshold), ten normal clients 4 MiB.
+    // Two periods of each sensor in the last minutes (split_pull_batches).
     exf::fleet::FleetConfig fc;
     fc.clickhouse = ch.url();
     fc.database = "exf_eval";
@@ -114,26 +142,8 @@ TEST_CASE("The fleet evaluator raises one alert for a pull split over two sensor
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count());
     uint64_t p0 = now / kPeriodMs * kPeriodMs - 120'000;
-    for (uint64_t p : {p0, p0 + kPeriodMs}) {
-        auto a = period_rows("edge-a", p,
-                             {{"203.0.113.7", 30 * kMiB},
-                              {"198.51.100.10", 2 * kMiB},
-                              {"198.51.100.11", 2 * kMiB},
-                              {"198.51.100.12", 2 * kMiB},
-                              {"198.51.100.13", 2 * kMiB},
-                              {"198.51.100.14", 2 * kMiB}});
-        auto b = period_rows("edge-b", p,
-                             {{"203.0.113.7", 30 * kMiB},
-                              {"198.51.100.20", 2 * kMiB},
-                              {"198.51.100.21", 2 * kMiB},
-                              {"198.51.100.22", 2 * kMiB},
-                              {"198.51.100.23", 2 * kMiB},
-                              {"198.51.100.24", 2 * kMiB}});
-        REQUIRE(client.insert_json_rows("exf_eval.traffic", a).ok());
-        REQUIRE(client.insert_json_rows("exf_eval.traffic", b).ok());
-        // edge-a's batch again: a retry after a timeout whose insert landed.
-        REQUIRE(client.insert_json_rows("exf_eval.traffic", a).ok());
-    }
+    for (auto &batch : split_pull_batches(p0))
+        REQUIRE(client.insert_json_rows("exf_eval.traffic", batch).ok());
     CHECK(ch.query("SELECT sensor, sum(bytes_out) FROM exf_eval.traffic FINAL WHERE client = "
                    "'203.0.113.7' GROUP BY sensor ORDER BY sensor") ==
           "edge-a\t62914560\nedge-b\t62914560\n");
@@ -335,4 +345,119 @@ TEST_CASE("The fleet evaluator rolls closed hours up once, reads long windows fr
     REQUIRE(again.status == 0);
     CHECK(ch.query(hourly) == "6\t125829120\t3\n");
     CHECK(json_lines(alerts_json).size() == 1);
+}
+
+namespace {
+
+// A configuration for the evaluator over `database` at `url`, with the
+// split-pull rule and a JSON file output.
+std::string split_pull_config(Lab &lab, const std::string &name, const std::string &url,
+                              const std::string &database, const std::filesystem::path &json)
+{
+    auto path = (lab.dir() / (name + ".toml")).string();
+    std::ofstream(path) << "[fleet]\nclickhouse = \"" << url << "\"\ndatabase = \"" << database
+                        << "\"\n[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
+                           "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
+                           "[[outputs]]\ntype = \"json\"\npath = \""
+                        << json.string() << "\"\n";
+    ::chmod(path.c_str(), 0600);
+    return path;
+}
+
+void fleet_init(const std::string &config)
+{
+    auto r = run_program({exfilmon_binary().string(), "fleet", "init", "--config", config});
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+}
+
+// What must be equal between two evaluators' alerts.
+nlohmann::json alert_gist(const nlohmann::json &a)
+{
+    auto &x = a["exfilmon"];
+    return {a["rule"]["name"],     x["state"],  x["entity"], x["bytes_out"], x["tls_flows"],
+            x["distinct_sensors"], x["sensors"]};
+}
+
+}  // namespace
+
+TEST_CASE("A two-shard Distributed fleet sharded by client raises the same alerts as one server",
+          "[e2e][sanitize][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    auto options = [](const char *name, std::string extra = "") {
+        ClickHouseOptions o;
+        o.name = name;
+        o.extra_config = std::move(extra);
+        return o;
+    };
+    ClickHouseServer shard1(lab, options("shard1"));
+    ClickHouseServer shard2(lab, options("shard2"));
+    auto replica = [](const ClickHouseServer &s) {
+        return "<shard><replica><host>127.0.0.1</host><port>" + std::to_string(s.tcp_port()) +
+               "</port></replica></shard>";
+    };
+    ClickHouseServer front(lab, options("front", "  <remote_servers><exf_two_shards>" +
+                                                     replica(shard1) + replica(shard2) +
+                                                     "</exf_two_shards></remote_servers>\n"));
+    shard1.start();
+    shard2.start();
+    front.start();
+    auto one_json = lab.dir() / "one.json", two_json = lab.dir() / "two.json";
+    // Each shard holds its part in exf_local; the front's exf_fleet reads them
+    // through Distributed tables (docs/fleet.md, "A larger fleet"); exf_one
+    // on the front is the single server to compare with.
+    for (auto *s : {&shard1, &shard2})
+        fleet_init(split_pull_config(lab, "local", s->url(), "exf_local", one_json));
+    auto one = split_pull_config(lab, "one", front.url(), "exf_one", one_json);
+    auto two = split_pull_config(lab, "two", front.url(), "exf_fleet", two_json);
+    fleet_init(one);
+    fleet_init(two);
+    for (std::string t : {"traffic", "traffic_hourly"}) {
+        front.query("CREATE TABLE exf_fleet." + t + "_all AS exf_fleet." + t +
+                    " ENGINE = Distributed(exf_two_shards, exf_local, " + t +
+                    ", cityHash64(client))");
+        front.query("DROP TABLE exf_fleet." + t);
+        front.query("RENAME TABLE exf_fleet." + t + "_all TO exf_fleet." + t);
+    }
+
+    uint64_t p0 = now_ms() / kPeriodMs * kPeriodMs - 120'000;
+    exf::fleet::FleetConfig fc;
+    fc.clickhouse = front.url();
+    exf::fleet::ClickHouse client(fc);
+    std::set<std::string> distinct_rows;
+    for (auto &batch : split_pull_batches(p0)) {
+        REQUIRE(client.insert_json_rows("exf_one.traffic", batch).ok());
+        REQUIRE(client.insert_json_rows("exf_fleet.traffic", batch).ok());
+        std::istringstream lines(batch);
+        for (std::string line; std::getline(lines, line);)
+            distinct_rows.insert(line);
+    }
+    // The Distributed table forwards to the shards in the background (and
+    // the shards merge the retried copies away at their own pace).
+    const std::string all = "SELECT count() FROM exf_fleet.traffic FINAL";
+    const std::string want = std::to_string(distinct_rows.size()) + "\n";
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (front.query(all) != want && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(200ms);
+    REQUIRE(front.query(all) == want);
+    // Both shards hold rows, and each client's rows are on one shard only.
+    CHECK(shard1.query("SELECT count() > 0 FROM exf_local.traffic") == "1\n");
+    CHECK(shard2.query("SELECT count() > 0 FROM exf_local.traffic") == "1\n");
+    const std::string pull = "SELECT count() FROM exf_local.traffic WHERE client = '203.0.113.7'";
+    CHECK((shard1.query(pull) == "0\n") != (shard2.query(pull) == "0\n"));
+
+    for (auto *cfg : {&one, &two}) {
+        auto r = evaluate_once(*cfg);
+        INFO(r.out << r.err);
+        REQUIRE(r.status == 0);
+    }
+    auto a1 = json_lines(one_json), a2 = json_lines(two_json);
+    REQUIRE(a1.size() == 1);
+    REQUIRE(a2.size() == 1);
+    CHECK(alert_gist(a2[0]) == alert_gist(a1[0]));
+    CHECK(a2[0]["exfilmon"]["bytes_out"] == 120 * kMiB);
+    CHECK(a2[0]["exfilmon"]["sensors"].size() == 2);
 }

@@ -892,8 +892,8 @@ ClickHouseServer::ClickHouseServer(Lab &lab, ClickHouseOptions opts)
                                         "/users.xml</users_config>\n"
                                         "  <default_profile>default</default_profile>\n"
                                         "  <default_database>default</default_database>\n"
-                                        "  <mark_cache_size>5368709</mark_cache_size>\n"
-                                        "</yandex>\n");
+                                        "  <mark_cache_size>5368709</mark_cache_size>\n" +
+                                        opts_.extra_config + "</yandex>\n");
     auto user = [](const std::string &name, const std::string &password) {
         return "    <" + name + "><password>" + password +
                "</password><networks><ip>::/0</ip></networks>"

@@ -337,6 +337,9 @@ struct ClickHouseOptions {
     // none), for the tests of authentication.
     std::string password = "exf-test-password";
     std::string name = "clickhouse";  // subdirectory of lab.dir()
+    // More of config.xml, inside <yandex> (a Distributed table's
+    // <remote_servers>, for example).
+    std::string extra_config;
 };
 
 // The gate of every ClickHouse test (test_env.h's rule): root, and Debian's
@@ -362,6 +365,8 @@ public:
 
     // "http://127.0.0.1:PORT"
     std::string url() const;
+    // Its native protocol port (what another server's <remote_servers> names).
+    uint16_t tcp_port() const { return tcp_port_; }
     const ClickHouseOptions &options() const { return opts_; }
     // Runs one statement as "default" over HTTP (curl, from the server's
     // namespace); returns the answer, throws exf::Error with it on failure.

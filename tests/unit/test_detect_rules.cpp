@@ -519,3 +519,70 @@ TEST_CASE("Reconfigure: an open alert's live view and later records carry the ne
     REQUIRE(db.open_alerts().size() == 1);
     CHECK(db.open_alerts()[0].threshold == Approx(6 * *r[0].baseline));
 }
+
+TEST_CASE("distinct_sensors on one sensor reads 1 for an entity with traffic", "[detect]")
+{
+    agg::Aggregator a(windows());
+    Detector d(one_rule(
+        make_rule("spread", agg::EntityKind::client, Metric::distinct_sensors, 10 * kMin, 1)));
+    uint64_t t = 1'000'000;
+    pull(a, t, "203.0.113.7", 10);
+    auto r = eval(d, a, t);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].metric == "distinct_sensors");
+    CHECK(r[0].value == 1);
+    CHECK(r[0].scope == "local");
+    CHECK_FALSE(r[0].distinct_sensors);
+    CHECK(r[0].sensors.empty());
+
+    // Two sensors are the fleet's: a rule at 2 never fires on one.
+    Detector two(one_rule(
+        make_rule("spread", agg::EntityKind::client, Metric::distinct_sensors, 10 * kMin, 2)));
+    CHECK(eval(two, a, t).empty());
+}
+
+TEST_CASE("An alert resumed from a previous run is updated and resolved, never opened again",
+          "[detect]")
+{
+    agg::Aggregator a(windows());
+    auto cfg =
+        one_rule(make_rule("bulk", agg::EntityKind::client, Metric::bytes_out, 10 * kMin, 1000));
+    Detector d(cfg);
+    uint64_t t = 1'000'000;
+    OpenAlert prev;
+    prev.id = "00112233445566ff";
+    prev.rule = "bulk";
+    prev.kind = agg::EntityKind::client;
+    prev.key = a.client_key(A("203.0.113.7"));
+    prev.metric = Metric::bytes_out;
+    prev.opened_wall_ms = kWall + t - kMin;
+    prev.count = 60;
+    REQUIRE(d.resume(prev, t));
+    CHECK_FALSE(d.resume(prev, t));  // tracked already
+    auto other = prev;
+    other.rule = "no-such-rule";
+    CHECK_FALSE(d.resume(other, t));
+    auto wrong_metric = prev;
+    wrong_metric.metric = Metric::tls_flows;
+    CHECK_FALSE(d.resume(wrong_metric, t));
+
+    // Still above: no open, an update after realert under the same ID.
+    pull(a, t, "203.0.113.7", 1500);
+    CHECK(eval(d, a, t).empty());
+    auto r = eval(d, a, t + 5 * kMin);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::update);
+    CHECK(r[0].id == prev.id);
+    CHECK(r[0].opened_ms == prev.opened_wall_ms);
+    CHECK(d.open_alerts().size() == 1);
+
+    // A resumed alert that no longer holds resolves after resolve_after.
+    agg::Aggregator none(windows());
+    Detector quiet(cfg);
+    REQUIRE(quiet.resume(prev, t));
+    CHECK(eval(quiet, none, t + kMin).empty());
+    r = eval(quiet, none, t + 2 * kMin);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].state == AlertState::resolved);
+    CHECK(r[0].id == prev.id);
+}

@@ -261,8 +261,8 @@ std::string retention_problem(const Config &cfg)
 {
     for (auto &r : cfg.detect.rules)
         if (r.window_ms > cfg.fleet.retention_ms)
-            return "[fleet] retention is shorter than rule '" + r.name +
-                   "''s window: raise retention to at least the longest window";
+            return "[fleet] retention is shorter than the window of rule '" + r.name +
+                   "': raise retention to at least the longest window";
     return "";
 }
 
