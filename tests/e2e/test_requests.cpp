@@ -8,15 +8,22 @@
 // sensor's per-client count compares with the log's records of that
 // address.
 //
+// The same packets, captured on that veth, replayed by `exfilmon replay
+// --format json` (the userspace build of the datapath) give the same
+// "requests" per client.
+//
 // Sequential request-response traffic must be within 5 % of the log.
 // Concurrent HTTP/2 streams are counted by turn, not by stream, so they
 // must come out below the log: that case asserts the direction only.
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,6 +31,7 @@
 #include "capture/maps.h"
 #include "common/addr.h"
 #include "support/netns.h"
+#include "support/proc.h"
 #include "support/servers.h"
 #include "support/test_env.h"
 
@@ -123,6 +131,7 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
     opts.items_json_bytes = 6000;
     opts.downloads = {{"300k", 300000}};
     NginxServer nginx(lab, srv, opts);
+    auto cap = lab.start_capture(srv, veth.a, "srv", "tcp port 443");
 
     std::vector<CurlJob> jobs;
     size_t want = 0;
@@ -148,6 +157,19 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
     }
     REQUIRE(nginx.wait_for_requests(want));
     auto truth = exf::test::totals_by_client(nginx.access_log());
+    auto st = cap.stop();
+    REQUIRE(st.complete());
+    auto replay = exf::test::run_program(
+        {exf::test::exfilmon_binary().string(), "replay", cap.pcap.string(), "--format", "json"});
+    INFO("replay stderr: " << replay.err);
+    REQUIRE(replay.status == 0);
+    std::map<std::string, uint64_t> replayed;
+    std::istringstream lines(replay.out);
+    for (std::string line; std::getline(lines, line);) {
+        auto j = nlohmann::json::parse(line);
+        if (j["type"] == "client")
+            replayed[j["client"].get<std::string>()] = j["requests"].get<uint64_t>();
+    }
 
     std::map<std::string, uint64_t> counted;
     for (const auto &r : sensor.tables().clients)
@@ -162,6 +184,7 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
                     (unsigned long long)got, ratio);
         INFO(c.name << ": log " << t.requests << ", counted " << got);
         CHECK(t.requests == c.urls.size());
+        CHECK(replayed[c.source] == got);
         if (c.sequential) {
             CHECK(t.client_ports.size() == 1);  // one keep-alive connection
             CHECK(ratio >= 0.95);
