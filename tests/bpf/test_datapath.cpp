@@ -370,6 +370,18 @@ TEST_CASE(
     c.sport = 41000;
     auto key = key_of(c);
     auto x = open_tls(h, c);
+    // The server's handshake flight: it moves the flow's turn (a request
+    // count change takes the slow path); the server's data below does not.
+    {
+        FrameSpec s = reverse(c);
+        s.tcp_flags = PSH | ACK;
+        s.seq = 4001;
+        s.payload.assign(1200, 0x16);
+        auto b = build_frame(s);
+        REQUIRE(h.send(b) == kPass);
+        x.pkts_out++;
+        x.bytes_out += ip_bytes(b);
+    }
     // The hello made the flow steady: it is installed in its slot.
     auto slots = h.cache();
     REQUIRE(slots.size() == 1);

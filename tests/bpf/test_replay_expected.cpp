@@ -1365,7 +1365,7 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
             keys.push_back(k);
         CHECK(keys == std::vector<std::string>{"type", "client", "tls_flows", "bytes_in",
                                                "bytes_out", "packets_in", "packets_out", "sni",
-                                               "entity"});
+                                               "entity", "requests"});
         entity[c["client"].get<std::string>()] = c.value("entity", "");
     }
     CHECK(entity["2001:db8:5::20"] == "2001:db8:5::/64");
