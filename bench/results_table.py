@@ -66,6 +66,13 @@ ROWS = [
     ("scale.idle_harvest_ms_1m_1m", "Harvest, 1M clients / 1M flows, nothing changed", "userspace-scale"),
     ("scale.lossless_flows_per_s", "Events, highest new TLS flows/s tried without loss (tables: see the command)", "userspace-scale"),
     ("alert.latency_s", "Alert after the threshold crossing", "alert-latency"),
+    ("requests.cost_tls_est_v4_64", "Request counting, ns added per established TLS packet, IPv4 64 B (A/B against the program without it)", "request-counting"),
+    ("requests.cost_tls_est_v4_1514", "Request counting, ns added per established TLS packet, client data IPv4 1514 B (A/B)", "request-counting"),
+    ("requests.cost_tls_est_v6vlan_1518", "Request counting, ns added per established TLS packet, IPv6 + VLAN 1518 B (A/B)", "request-counting"),
+    ("requests.cost_tls_est_s2c_v4_1514", "Request counting, ns added per established TLS packet, server data IPv4 1514 B (A/B)", "request-counting"),
+    ("requests.cost_quic_est_v4_1242", "Request counting, ns added per established QUIC datagram, IPv4 1242 B (A/B)", "request-counting"),
+    ("requests.accuracy_sequential_worst_pct", "Requests counted vs nginx's access log, sequential HTTP/1.1 and HTTP/2 (6 cases), worst error", "request-counting"),
+    ("requests.h2_concurrent_ratio", "Requests counted / logged, 10 concurrent HTTP/2 streams on one connection (counted low by design)", "request-counting"),
 ]
 
 

@@ -21,6 +21,8 @@ const volatile __u32 exf_n_tls_ports = 2;
 const volatile __u8 exf_use_pkt_time = 0;
 /* Wake the ring buffer reader when more than this is waiting (half the ring). */
 const volatile __u64 exf_rb_wake_bytes = 2 * 1024 * 1024;
+/* The smallest payload that takes a turn ([bpf] request_min_bytes). */
+const volatile __u32 exf_request_min_bytes = EXF_REQUEST_MIN_BYTES;
 
 #include "lib/datapath.h"
 

@@ -27,6 +27,9 @@
 #define EXF_FC_SLOTS 1024     /* per-CPU flow cache slots (a power of two) */
 #define EXF_FC_SHIFT 54       /* 64 - log2(EXF_FC_SLOTS): index from a 64-bit hash */
 #define EXF_TICK_SHIFT 22     /* packet-time ticks (replay): 2^22 ns, about 4.2 ms */
+/* Default of [bpf] request_min_bytes: the smallest TCP/UDP payload that
+ * counts as a turn of either side (docs/datapath.md, "Requests"). */
+#define EXF_REQUEST_MIN_BYTES 46
 
 /* Canonical direction of a flow: the (addr, port) endpoint that compares
  * lower is "lo". Counters in struct exf_flow are indexed by this. */
@@ -57,6 +60,18 @@ enum exf_flow_kind {
 #define EXF_FF_MIDSTREAM (1u << 3)  /* first packet seen was not a SYN */
 #define EXF_FF_TARGET_SET (1u << 4) /* hello_target known (offset 0 seen) */
 #define EXF_FF_ISN_EXACT (1u << 5)  /* client_isn taken from the SYN or SYN-ACK */
+
+/* Whose turn it is in a flow's request/response exchange (struct
+ * exf_flow.turn). Only payloads of at least request_min_bytes move it; a
+ * client payload that moves it from EXF_TURN_SERVER to EXF_TURN_CLIENT is one
+ * request (docs/datapath.md, "Requests"). */
+enum exf_turn {
+	EXF_TURN_HANDSHAKE = 0,  /* the ClientHello was sent: the server's flight is next */
+	EXF_TURN_CLIENT_FIN = 1, /* the server's handshake flight was seen: the
+	                          * client's next payload ends the handshake */
+	EXF_TURN_SERVER = 2,     /* the server spoke: the client's next payload is a request */
+	EXF_TURN_CLIENT = 3,     /* a request was counted: the server's answer is next */
+};
 
 /* TCP flag bits recorded per canonical direction in exf_flow.tcp_seen:
  * bits 0..7 for lo->hi, 8..15 for hi->lo. */
@@ -106,8 +121,9 @@ struct exf_flow {
 	/* The harvest epoch in which the entry was last logged as changed
 	 * (struct exf_change_ctl): written by the datapath, not a count. */
 	__u32 epoch;
-	__u32 pad;
-}; /* 72 bytes */
+	__u32 turn;     /* enum exf_turn; changed by compare-and-swap */
+	__u64 requests; /* client turns: requests (docs/datapath.md) */
+};                      /* 80 bytes */
 
 struct exf_client_key {
 	__u8 addr[16];
@@ -129,7 +145,8 @@ struct exf_client_stats {
 	__u32 epoch;    /* this CPU's copy was last logged as changed in this
 	                 * harvest epoch (struct exf_change_ctl); not a count */
 	__u32 pad;
-}; /* 72 bytes, one per CPU */
+	__u64 requests; /* requests over the client's flows (struct exf_flow) */
+};                      /* 80 bytes, one per CPU */
 
 /*
  * The change log: what the harvest reads instead of the whole tables.
@@ -164,6 +181,10 @@ struct exf_change_ctl {
  * A flow that goes quiet keeps its last pending counts in the slot until
  * the slot is needed again: readers add every used slot's pending counts to
  * the flow (if still in the table) and, for TLS/QUIC, to its client.
+ * A payload that would move the flow's turn (enum exf_turn) is never counted
+ * here: the slot knows which directions' payloads leave the turn as it is
+ * (quiet), valid while the generation of its index in exf_fc_gen is the one
+ * it was installed with (every turn change bumps that generation).
  */
 struct exf_fc_slot {
 	struct exf_flow_key key;
@@ -176,8 +197,18 @@ struct exf_fc_slot {
 	__u8 client;    /* enum exf_client_side */
 	__u8 kind;      /* enum exf_flow_kind */
 	__u8 used;      /* key holds a flow; pending counts are that flow's */
-	__u8 pad;
-}; /* 96 bytes */
+	__u8 quiet;     /* bit d: a payload in direction d leaves the turn as it is */
+	__u32 gen;      /* exf_fc_gen[index] when installed */
+	__u32 pad;
+}; /* 104 bytes */
+
+/* One entry of map exf_fc_gen per flow cache index, a cache line each so
+ * that a turn change of one flow does not evict its neighbours' entries
+ * from other CPUs' caches. */
+struct exf_fc_gen_entry {
+	__u32 gen;
+	__u32 pad[15];
+}; /* 64 bytes */
 
 enum exf_event_type {
 	EXF_EV_HELLO = 1,    /* client payload chunk (ClientHello or QUIC Initial) */

@@ -6,8 +6,8 @@
  * compiles it for the libpcap backend and the userspace replay path, with
  * the helpers and maps of exf_common.h mapped to userspace implementations.
  * The includer defines the maps (exf_flows, exf_clients, exf_health,
- * exf_events) and the settings (exf_tls_ports, exf_n_tls_ports,
- * exf_use_pkt_time).
+ * exf_events, exf_fcache, exf_fc_gen) and the settings (exf_tls_ports,
+ * exf_n_tls_ports, exf_use_pkt_time, exf_request_min_bytes).
  */
 #ifndef EXF_LIB_DATAPATH_H
 #define EXF_LIB_DATAPATH_H
@@ -170,6 +170,8 @@ static __always_inline int exf_flow_init(struct exf_flow *nf, const struct exf_p
 		/* First seen mid-stream: the client is the side not on a TLS port;
 		 * unknown if neither or both are (then the ClientHello decides). */
 		nf->flags = EXF_FF_MIDSTREAM;
+		/* No handshake to skip: the client's next payload is a request. */
+		nf->turn = EXF_TURN_SERVER;
 		if (dst_tls && !src_tls)
 			nf->client = src;
 		else if (src_tls && !dst_tls)
@@ -211,6 +213,65 @@ static __always_inline struct exf_client_stats *exf_client_get(const __u8 *addr,
 static __always_inline const __u8 *exf_client_addr(const struct exf_flow_key *k, __u8 client)
 {
 	return client == EXF_CLIENT_LO ? k->lo_addr : k->hi_addr;
+}
+
+/* ---- Requests: the turns of a flow's exchange (enum exf_turn) ----
+ * Only payloads of at least exf_request_min_bytes take a turn: pure ACKs and
+ * small control records (HTTP/2 WINDOW_UPDATE, PING, SETTINGS ack, TLS key
+ * updates) do not. The client's Finished flight ends the handshake; after
+ * it, each client payload that follows a server payload is one request. */
+
+/* The turn after a payload of either side (the same turn: no change). */
+static __always_inline __u32 exf_turn_next(__u32 turn, __u8 from_client)
+{
+	if (from_client) {
+		if (turn == EXF_TURN_CLIENT_FIN)
+			return EXF_TURN_SERVER;
+		return turn == EXF_TURN_SERVER ? EXF_TURN_CLIENT : turn;
+	}
+	if (turn == EXF_TURN_HANDSHAKE)
+		return EXF_TURN_CLIENT_FIN;
+	return turn == EXF_TURN_CLIENT ? EXF_TURN_SERVER : turn;
+}
+
+static __always_inline struct exf_fc_gen_entry *exf_turn_gen(__u32 idx)
+{
+	return exf_map_lookup(&exf_fc_gen, &idx);
+}
+
+/* Directions (bit: enum exf_cdir) whose payloads leave the turn as it is. */
+static __always_inline __u8 exf_turn_quiet(const struct exf_flow *f, __u32 turn)
+{
+	__u32 cdir = f->client == EXF_CLIENT_HI ? EXF_CDIR_HI_TO_LO : EXF_CDIR_LO_TO_HI;
+	__u8 quiet = 0;
+
+	if (f->kind != EXF_KIND_TLS && f->kind != EXF_KIND_QUIC)
+		return 3;
+	if (exf_turn_next(turn, 1) == turn)
+		quiet |= 1u << cdir;
+	if (exf_turn_next(turn, 0) == turn)
+		quiet |= 1u << (cdir ^ 1);
+	return quiet;
+}
+
+/* A payload of at least exf_request_min_bytes from one side: moves the turn
+ * (the CPU whose compare-and-swap does it, once) and bumps the generation of
+ * the flow's cache index, so that every CPU's cached copy of the turn is
+ * stale. Returns 1 when that was a request. */
+static __always_inline int exf_take_turn(struct exf_flow *f, __u8 from_client, __u32 idx)
+{
+	__u32 turn = *(volatile __u32 *)&f->turn;
+	__u32 next = exf_turn_next(turn, from_client);
+
+	if (next == turn || __sync_val_compare_and_swap(&f->turn, turn, next) != turn)
+		return 0;
+	struct exf_fc_gen_entry *g = exf_turn_gen(idx);
+	if (g)
+		__sync_fetch_and_add(&g->gen, 1);
+	if (next != EXF_TURN_CLIENT)
+		return 0;
+	__sync_fetch_and_add(&f->requests, 1);
+	return 1;
 }
 
 /* ---- The per-CPU flow cache (struct exf_fc_slot in exfilmon_shared.h) ---- */
@@ -292,7 +353,8 @@ static __always_inline void exf_fc_flush(struct exf_fc_slot *c, __u64 now)
 /* After the slow path: cache the flow if nothing but counting is left to do
  * for its packets. A slot another flow used in this tick is left to it. */
 static __always_inline void exf_fc_install(struct exf_fc_slot *c, const struct exf_pkt *p,
-                                           const struct exf_flow *f, __u64 tick, __u64 now)
+                                           const struct exf_flow *f, __u32 idx, __u64 tick,
+                                           __u64 now)
 {
 	if (f->flags & EXF_FF_CLOSED)
 		return;
@@ -309,6 +371,14 @@ static __always_inline void exf_fc_install(struct exf_fc_slot *c, const struct e
 			return;
 		exf_fc_flush(c, now);
 	}
+	struct exf_fc_gen_entry *g = exf_turn_gen(idx);
+	if (!g)
+		return;
+	/* The generation before the turn: a change in between makes the slot
+	 * stale at once, never wrong. */
+	c->gen = *(volatile __u32 *)&g->gen;
+	asm volatile("" ::: "memory");
+	c->quiet = exf_turn_quiet(f, *(volatile __u32 *)&f->turn);
 	c->key = p->key;
 	c->last_ns = now;
 	c->tick = tick;
@@ -316,6 +386,20 @@ static __always_inline void exf_fc_install(struct exf_fc_slot *c, const struct e
 	c->client = f->client;
 	c->kind = f->kind;
 	c->used = 1;
+}
+
+/* The packet leaves its flow's turn as this CPU's slot knows it: too small
+ * to take a turn, or from a side whose payloads leave the cached turn as it
+ * is, with no turn change since the slot was installed. */
+static __always_inline int exf_fc_turn_kept(const struct exf_fc_slot *c, const struct exf_pkt *p,
+                                            __u32 d, __u32 idx)
+{
+	if (p->payload_len < exf_request_min_bytes)
+		return 1;
+	if (!(c->quiet & (1u << d)))
+		return 0;
+	const struct exf_fc_gen_entry *g = exf_turn_gen(idx);
+	return g && *(volatile const __u32 *)&g->gen == c->gen;
 }
 
 /* Waking the reader costs an inter-processor interrupt per event (about 6 us
@@ -712,7 +796,8 @@ static __always_inline void exf_tcp_close(const struct exf_pkt *p, struct exf_fl
  * the flow, or NULL when it is not tracked. Each one-time transition (flow
  * created, classified, closed, ended by reuse) is claimed atomically, so
  * that it happens once when two CPUs handle the flow at the same moment. */
-static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u64 now)
+static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p, __u32 idx,
+                                                 __u64 now)
 {
 	__u8 src = exf_src_side(p);
 	__u8 newly = 0;
@@ -733,6 +818,11 @@ static __always_inline struct exf_flow *exf_slow(EXF_SKB *skb, struct exf_pkt *p
 		exf_client_add_pkt(s, f, p, newly, from_client, now);
 	if (newly)
 		exf_count(f->kind == EXF_KIND_TLS ? EXF_C_TLS_FLOWS : EXF_C_QUIC_FLOWS, 1);
+	/* The client's payloads up to its hello's end are the hello, no turn. */
+	if (p->payload_len >= exf_request_min_bytes &&
+	    (!from_client || (f->flags & EXF_FF_HELLO_DONE)) &&
+	    exf_take_turn(f, from_client, idx) && s)
+		s->requests++;
 
 	if (p->proto == EXF_IPPROTO_TCP) {
 		if (from_client && p->payload_len > 0 && !(f->flags & EXF_FF_HELLO_DONE))
@@ -787,7 +877,7 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 	int mine = c && c->used && exf_key_eq(&c->key, &p.key);
 	if (mine && c->tick == tick && !(p.tcp_flags & (EXF_TCP_SYN | EXF_TCP_FIN | EXF_TCP_RST))) {
 		__u32 bits = (__u32)p.tcp_flags << (d * 8);
-		if ((c->tcp_seen & bits) == bits) {
+		if ((c->tcp_seen & bits) == bits && exf_fc_turn_kept(c, &p, d, idx)) {
 			c->pkts[d] += p.segs;
 			c->bytes[d] += p.wire_bytes;
 			if (exf_use_pkt_time)
@@ -801,9 +891,9 @@ static __always_inline void exf_handle(EXF_SKB *skb)
 	 * (its end event, a reuse) reads them. */
 	if (mine)
 		exf_fc_flush(c, now);
-	struct exf_flow *f = exf_slow(skb, &p, now);
+	struct exf_flow *f = exf_slow(skb, &p, idx, now);
 	if (f && c)
-		exf_fc_install(c, &p, f, tick, now);
+		exf_fc_install(c, &p, f, idx, tick, now);
 }
 
 #endif /* EXF_LIB_DATAPATH_H */

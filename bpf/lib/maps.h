@@ -29,6 +29,16 @@ struct {
 	__type(value, struct exf_fc_slot);
 } exf_fcache SEC(".maps");
 
+/* The turn generations of the flow cache indices (struct exf_fc_gen_entry): one
+ * array shared by all CPUs, the only state the fast path reads that another
+ * CPU writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EXF_FC_SLOTS);
+	__type(key, __u32);
+	__type(value, struct exf_fc_gen_entry);
+} exf_fc_gen SEC(".maps");
+
 /* The change log (struct exf_change_ctl): one control entry, and the
  * buffers of changed keys (EXF_CHG_BUFS * cap; sized by the loader). Both
  * mapped into userspace, which reads them without a system call. */

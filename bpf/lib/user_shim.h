@@ -34,15 +34,17 @@ enum exf_umap_kind {
 	EXF_UMAP_CLIENTS,
 	EXF_UMAP_HEALTH,
 	EXF_UMAP_EVENTS,
-	EXF_UMAP_FCACHE
+	EXF_UMAP_FCACHE,
+	EXF_UMAP_FC_GEN
 };
 
 /* The instance the current thread runs (its maps and settings). */
 struct exf_uinstance {
-	struct exf_umap flows, clients, health, events, fcache;
+	struct exf_umap flows, clients, health, events, fcache, fc_gen;
 	__u16 tls_ports[EXF_MAX_TLS_PORTS];
 	__u32 n_tls_ports;
 	__u8 use_pkt_time;
+	__u32 request_min_bytes;
 	__u64 now_ns; /* the clock when use_pkt_time is 0 (set by the caller) */
 };
 

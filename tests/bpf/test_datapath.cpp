@@ -4,9 +4,15 @@
 // maps, the health counters and the ring buffer events.
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "capture/bpf_sensor.h"
@@ -364,6 +370,18 @@ TEST_CASE(
     c.sport = 41000;
     auto key = key_of(c);
     auto x = open_tls(h, c);
+    // The server's handshake flight: it moves the flow's turn (a request
+    // count change takes the slow path); the server's data below does not.
+    {
+        FrameSpec s = reverse(c);
+        s.tcp_flags = PSH | ACK;
+        s.seq = 4001;
+        s.payload.assign(1200, 0x16);
+        auto b = build_frame(s);
+        REQUIRE(h.send(b) == kPass);
+        x.pkts_out++;
+        x.bytes_out += ip_bytes(b);
+    }
     // The hello made the flow steady: it is installed in its slot.
     auto slots = h.cache();
     REQUIRE(slots.size() == 1);
@@ -981,4 +999,171 @@ TEST_CASE("Malformed input at every truncation and with bogus header lengths", "
         CHECK(hc[EXF_C_BAD_TCP] == 3);
         CHECK(h.flow_count() == 0);
     }
+}
+
+namespace {
+
+// One TLS 1.3 connection's packets after its ClientHello, as curl and nginx
+// send them (sizes measured: docs/datapath.md, "Requests"): the server's
+// handshake flight, the client's Finished, then `requests` exchanges of a
+// 112-byte request and a 3 KiB response in three segments, with the client's
+// pure ACKs and small control records (HTTP/2 SETTINGS ack, WINDOW_UPDATE)
+// in between. send_c / send_s send one client / server payload.
+struct Conversation {
+    std::function<void(size_t)> send_c, send_s;
+    void handshake()
+    {
+        send_s(1267);  // ServerHello .. server Finished
+        send_c(93);    // client Finished: ends the handshake, no request
+        send_s(51);    // session ticket
+    }
+    void exchange()
+    {
+        send_c(112);  // the request
+        send_c(38);   // a control record: no turn
+        send_s(1448);
+        send_c(0);  // pure ACK
+        send_s(1448);
+        send_c(40);  // WINDOW_UPDATE: no turn
+        send_s(445);
+    }
+};
+
+// A conversation on the flow of c, each side's packets through `send`
+// (which CPU runs them is the caller's choice).
+Conversation conversation(FrameSpec c, const std::function<void(const Bytes &)> &send_c,
+                          const std::function<void(const Bytes &)> &send_s, size_t hello_len)
+{
+    auto cseq = std::make_shared<uint32_t>(uint32_t(1001 + hello_len));
+    auto sseq = std::make_shared<uint32_t>(5001);
+    FrameSpec s = reverse(c);
+    Conversation v;
+    v.send_c = [=](size_t n) {
+        FrameSpec f = c;
+        f.tcp_flags = n ? PSH | ACK : ACK;
+        f.seq = *cseq;
+        f.payload.assign(n, 0x17);
+        *cseq += uint32_t(n);
+        send_c(build_frame(f));
+    };
+    v.send_s = [=](size_t n) {
+        FrameSpec f = s;
+        f.tcp_flags = PSH | ACK;
+        f.seq = *sseq;
+        f.payload.assign(n, 0x17);
+        *sseq += uint32_t(n);
+        send_s(build_frame(f));
+    };
+    return v;
+}
+
+}  // namespace
+
+TEST_CASE("Requests: each client turn after the handshake counts once, on the fast path too",
+          "[bpf][requests]")
+{
+    if (!require_root())
+        return;
+    Harness h;
+    FrameSpec c;
+    c.src = "192.0.2.10";
+    c.dst = "198.51.100.1";
+    open_tls(h, c);
+    auto send = [&](const Bytes &b) { REQUIRE(h.send(b) == kPass); };
+    auto v = conversation(c, send, send, 517);
+    v.handshake();
+    for (int i = 0; i < 10; i++)
+        v.exchange();
+    // A request in two segments is one turn; a server payload below
+    // request_min_bytes (a PING) gives the client no new turn.
+    v.send_c(600);
+    v.send_c(600);
+    v.send_s(30);
+    v.send_c(112);
+    v.send_s(2000);
+    v.send_c(0);
+    v.send_s(1448);  // more of the same answer: the fast path's
+
+    auto f = h.flow_of(c);
+    REQUIRE(f);
+    CHECK(f->requests == 11);
+    CHECK(f->turn == EXF_TURN_SERVER);
+    auto cs = h.client("192.0.2.10");
+    REQUIRE(cs);
+    CHECK(cs->requests == 11);
+    // The fast path counted the packets between the turns: the flow's slot
+    // holds pending counts (all packets ran within one tick).
+    auto slots = h.cache();
+    CHECK(std::any_of(slots.begin(), slots.end(),
+                      [](const exf_fc_slot &s) { return s.used && (s.pkts[0] | s.pkts[1]); }));
+}
+
+TEST_CASE("Requests: request_min_bytes sets the smallest payload that takes a turn",
+          "[bpf][requests]")
+{
+    if (!require_root())
+        return;
+    // 50 bytes: a repeated HTTP/2 GET, HPACK-compressed. Counted with the
+    // default (46), not with 60.
+    for (uint32_t min : {0u, 60u}) {
+        SensorOptions o;
+        if (min)
+            o.request_min_bytes = min;
+        Harness h(o);
+        FrameSpec c;
+        open_tls(h, c);
+        auto send = [&](const Bytes &b) { REQUIRE(h.send(b) == kPass); };
+        auto v = conversation(c, send, send, 517);
+        v.handshake();
+        for (int i = 0; i < 5; i++) {
+            v.send_c(50);
+            v.send_s(1448);
+        }
+        v.send_c(60);
+        auto f = h.flow_of(c);
+        REQUIRE(f);
+        CHECK(f->requests == (min ? 1 : 6));
+    }
+}
+
+TEST_CASE("Requests: a flow whose two directions run on two CPUs counts every turn",
+          "[bpf][requests]")
+{
+    // Ingress and egress of one flow often run on different CPUs: the
+    // server's answer changes the turn on one CPU while the other CPU's
+    // cache slot still holds the flow. Without the shared turn generation
+    // that slot would count the next request on the fast path as more of
+    // the previous one.
+    if (!require_root())
+        return;
+    REQUIRE(std::thread::hardware_concurrency() >= 2);
+    Harness h;  // pins this thread to its CPU
+    int here = sched_getcpu();
+    REQUIRE(here >= 0);
+    int other = here == 0 ? 1 : 0;
+    FrameSpec c;
+    open_tls(h, c);
+    auto on_here = [&](const Bytes &b) { REQUIRE(h.send(b) == kPass); };
+    auto on_other = [&](const Bytes &b) {
+        uint32_t rc = 0;
+        std::thread t([&] {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(other, &one);
+            if (pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0)
+                rc = h.send(b);
+        });
+        t.join();
+        REQUIRE(rc == kPass);
+    };
+    auto v = conversation(c, on_here, on_other, 517);
+    v.handshake();
+    for (int i = 0; i < 20; i++)
+        v.exchange();
+    auto f = h.flow_of(c);
+    REQUIRE(f);
+    CHECK(f->requests == 20);
+    auto cs = h.client(c.src);
+    REQUIRE(cs);
+    CHECK(cs->requests == 20);
 }

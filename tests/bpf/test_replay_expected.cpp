@@ -120,12 +120,13 @@ struct Output {
     std::vector<std::string> errors;
 };
 
-const char *const kClientFields[] = {"type",        "client",    "tls_flows",
-                                     "bytes_in",    "bytes_out", "packets_in",
-                                     "packets_out", "sni",       "entity"};
-const char *const kFlowFields[] = {
-    "type", "client",      "client_port", "server",   "server_port", "transport",  "sni",
-    "alpn", "tls_version", "ja4",         "bytes_in", "bytes_out",   "packets_in", "packets_out"};
+const char *const kClientFields[] = {"type",      "client",     "tls_flows",   "bytes_in",
+                                     "bytes_out", "packets_in", "packets_out", "sni",
+                                     "entity",    "requests"};
+const char *const kFlowFields[] = {"type",        "client",      "client_port", "server",
+                                   "server_port", "transport",   "sni",         "alpn",
+                                   "tls_version", "ja4",         "bytes_in",    "bytes_out",
+                                   "packets_in",  "packets_out", "requests"};
 
 Output parse_output(const std::string &text)
 {
@@ -1364,7 +1365,7 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
             keys.push_back(k);
         CHECK(keys == std::vector<std::string>{"type", "client", "tls_flows", "bytes_in",
                                                "bytes_out", "packets_in", "packets_out", "sni",
-                                               "entity"});
+                                               "entity", "requests"});
         entity[c["client"].get<std::string>()] = c.value("entity", "");
     }
     CHECK(entity["2001:db8:5::20"] == "2001:db8:5::/64");

@@ -399,8 +399,11 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
       << "  access_log " << d("access.log") << " exf;\n"
       << "  keepalive_timeout 65;\n"
       << "  keepalive_requests 10000;\n"
-      << "  server_tokens off;\n"
-      << "  server {\n";
+      << "  server_tokens off;\n";
+    if (opts_.gzip)
+        c << "  gzip on;\n  gzip_types application/json;\n  gzip_min_length 0;\n"
+          << "  gzip_buffers 16 1k;\n";
+    c << "  server {\n";
     for (auto port : opts_.ports) {
         const char *h2 = opts_.http2 ? " http2" : "";
         c << "    listen " << port << " ssl" << h2 << " default_server;\n";
@@ -565,9 +568,11 @@ std::vector<std::string> curl_argv(const CurlJob &job)
                 a.insert(a.end(), {"--resolve", r});
         }
     }
-    if (job.parallel > 1)
-        a.insert(a.end(), {"--parallel", "--parallel-immediate", "--parallel-max",
-                           std::to_string(job.parallel)});
+    if (job.parallel > 1) {
+        a.insert(a.end(), {"--parallel", "--parallel-max", std::to_string(job.parallel)});
+        if (job.parallel_immediate)
+            a.push_back("--parallel-immediate");
+    }
     a.insert(a.end(), {"-w", std::string(kCurlMark) +
                                  "%{url_effective}\t%{http_code}\t%{exitcode}\t%{size_download}\t"
                                  "%{size_header}\t%{size_upload}\t%{size_request}\t%{local_ip}\t"

@@ -94,6 +94,9 @@ struct NginxOptions {
     std::vector<uint16_t> ports = {443};  // TLS listeners, e.g. {443, 8443}
     bool ipv6 = true;                     // also listen on [::]:port
     bool http2 = false;                   // `listen ... ssl http2`
+    // gzip JSON for clients that accept it: HTTP/1.1 responses then go out
+    // chunked (no Content-Length), in nginx's output buffers as they fill.
+    bool gzip = false;
     std::string tls_protocols = "TLSv1.2 TLSv1.3";
     // /download/<name>: files of random bytes of these sizes, made at start.
     std::map<std::string, uint64_t> downloads = {{"5m", 5u << 20}};
@@ -208,8 +211,12 @@ struct CurlJob {
     std::filesystem::path ca_cert;  // --cacert (empty: -k, no verification)
     std::vector<std::string> urls;  // https://HOST[:PORT]/PATH
     int parallel = 1;               // > 1: --parallel --parallel-max N
-    std::filesystem::path upload;   // non-empty: -T FILE (PUT) for every URL
-    bool http2 = false;             // false: --http1.1
+    // With parallel > 1: true opens a connection per transfer at once
+    // (--parallel-immediate); false lets HTTP/2 transfers share one
+    // connection as concurrent streams.
+    bool parallel_immediate = true;
+    std::filesystem::path upload;  // non-empty: -T FILE (PUT) for every URL
+    bool http2 = false;            // false: --http1.1
     std::vector<std::string> extra_args;
 };
 

@@ -61,6 +61,7 @@ TEST_CASE("Built-in defaults equal the shipped configs/exfilmon.toml", "[config]
     CHECK(r.config.bpf.client_table_size == d.bpf.client_table_size);
     CHECK(r.config.bpf.ringbuf_bytes == d.bpf.ringbuf_bytes);
     CHECK(r.config.bpf.tls_ports == d.bpf.tls_ports);
+    CHECK(r.config.bpf.request_min_bytes == d.bpf.request_min_bytes);
     CHECK(r.config.report_interval_ms == d.report_interval_ms);
     CHECK(r.config.harvest_interval_ms == d.harvest_interval_ms);
     CHECK(r.config.event_queue_size == d.event_queue_size);
@@ -147,6 +148,7 @@ flow_table_size = 4096
 client_table_size = 1024
 ringbuf_size = "1MiB"
 tls_ports = [443, 9443, 10443]
+request_min_bytes = 60
 [daemon]
 report_interval = "2s"
 [log]
@@ -159,6 +161,7 @@ level = "debug"
     CHECK(r.config.bpf.client_table_size == 1024);
     CHECK(r.config.bpf.ringbuf_bytes == (1u << 20));
     CHECK(r.config.bpf.tls_ports == std::vector<uint16_t>{443, 9443, 10443});
+    CHECK(r.config.bpf.request_min_bytes == 60);
     CHECK(r.config.report_interval_ms == 2000);
     CHECK(r.config.log_level == "debug");
 }
@@ -183,6 +186,8 @@ TEST_CASE("Each configuration error names FILE:LINE:COLUMN", "[config]")
           "t.toml:2:16: ringbuf_size: '4 lots' is not a size (e.g. 4MiB, 500KB, 65536)");
     CHECK(only_issue("[bpf]\ntls_ports = [443, 70000]\n") ==
           "t.toml:2:19: tls_ports: 70000 is out of range [1, 65535]");
+    CHECK(only_issue("[bpf]\nrequest_min_bytes = 0\n") ==
+          "t.toml:2:21: request_min_bytes: 0 is out of range [1, 65535]");
     CHECK(only_issue("[daemon]\nreport_interval = \"5 minutes\"\n") ==
           "t.toml:2:19: report_interval: '5 minutes' is not a duration (e.g. 500ms, 5s, 10m, 1h)");
     CHECK(only_issue("[log]\nlevel = \"loud\"\n") ==

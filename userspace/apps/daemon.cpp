@@ -181,7 +181,7 @@ bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 {
     return a.flow_table_size == b.flow_table_size && a.client_table_size == b.client_table_size &&
            a.ringbuf_bytes == b.ringbuf_bytes && a.tls_ports == b.tls_ports && a.pin == b.pin &&
-           a.pin_path == b.pin_path;
+           a.pin_path == b.pin_path && a.request_min_bytes == b.request_min_bytes;
 }
 
 // SIGHUP: an invalid file is rejected with its messages and the running

@@ -50,13 +50,15 @@ std::vector<std::string> validate(const SensorOptions &o)
         problems.push_back("between 1 and " + std::to_string(EXF_MAX_TLS_PORTS) + " TLS ports");
     if (std::find(o.tls_ports.begin(), o.tls_ports.end(), uint16_t(0)) != o.tls_ports.end())
         problems.push_back("TLS port 0 is not valid");
+    table(o.request_min_bytes, "request_min_bytes", kRequestMinBytes);
     return problems;
 }
 
 namespace {
 
-constexpr const char *kPinnedMaps[] = {"exf_flows",  "exf_clients",    "exf_fcache", "exf_health",
-                                       "exf_events", "exf_change_ctl", "exf_changes"};
+constexpr const char *kPinnedMaps[] = {"exf_flows",      "exf_clients", "exf_fcache",
+                                       "exf_fc_gen",     "exf_health",  "exf_events",
+                                       "exf_change_ctl", "exf_changes"};
 
 // Mounts bpffs on /sys/fs/bpf if the pin path lies there and it is not mounted.
 void ensure_bpffs(const std::string &pin_path)
@@ -115,6 +117,7 @@ void BpfSensor::open_and_configure()
     skel_->rodata->exf_n_tls_ports = uint32_t(opts.tls_ports.size());
     skel_->rodata->exf_use_pkt_time = opts.packet_time ? 1 : 0;
     skel_->rodata->exf_rb_wake_bytes = opts.ringbuf_bytes / 2;
+    skel_->rodata->exf_request_min_bytes = opts.request_min_bytes;
     if (opts.pin) {
         for (auto *name : kPinnedMaps) {
             auto *m = bpf_object__find_map_by_name(skel_->obj, name);

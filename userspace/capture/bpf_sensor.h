@@ -22,12 +22,17 @@ namespace exf {
 inline constexpr Range kFlowTableSize{1024, 1u << 26};
 inline constexpr Range kClientTableSize{256, 1u << 26};
 inline constexpr Range kRingbufBytes{64u << 10, 1u << 30};  // and a power of two
+// At least 1: a pure ACK (no payload) never takes a turn.
+inline constexpr Range kRequestMinBytes{1, 65535};
 
 struct SensorOptions {
     uint32_t flow_table_size = 262144;
     uint32_t client_table_size = 131072;
     uint32_t ringbuf_bytes = 4u << 20;  // power of two, >= page size
     std::vector<uint16_t> tls_ports{443, 8443};
+    // The smallest TCP/UDP payload that takes a turn in the request count
+    // (docs/datapath.md, "Requests").
+    uint32_t request_min_bytes = EXF_REQUEST_MIN_BYTES;
     bool packet_time = false;  // replay: timestamps from skb->tstamp
     // Pin the maps under pin_path (bpffs, mounted if needed) and reuse maps
     // pinned there by an earlier run, so counts survive a daemon restart.

@@ -107,6 +107,7 @@ ClientRow sum_client(const exf_client_key &k, const exf_client_stats *v, unsigne
         r.stats.pkts_out += v[c].pkts_out;
         r.stats.bytes_in += v[c].bytes_in;
         r.stats.bytes_out += v[c].bytes_out;
+        r.stats.requests += v[c].requests;
         r.stats.last_ns = std::max(r.stats.last_ns, v[c].last_ns);
         r.stats.first_ns = std::max(r.stats.first_ns, v[c].first_ns);
     }

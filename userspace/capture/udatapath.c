@@ -12,6 +12,8 @@ static __thread struct exf_uinstance *exf_ucur;
 #define exf_health (exf_ucur->health)
 #define exf_events (exf_ucur->events)
 #define exf_fcache (exf_ucur->fcache)
+#define exf_fc_gen (exf_ucur->fc_gen)
+#define exf_request_min_bytes (exf_ucur->request_min_bytes)
 #define exf_tls_ports (exf_ucur->tls_ports)
 #define exf_n_tls_ports (exf_ucur->n_tls_ports)
 #define exf_use_pkt_time (exf_ucur->use_pkt_time)

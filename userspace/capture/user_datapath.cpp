@@ -153,6 +153,8 @@ public:
         inst_.health = {&health_, EXF_UMAP_HEALTH};
         inst_.events = {&events_, EXF_UMAP_EVENTS};
         inst_.fcache = {&fcache_, EXF_UMAP_FCACHE};
+        inst_.fc_gen = {&fc_gen_, EXF_UMAP_FC_GEN};
+        inst_.request_min_bytes = o.request_min_bytes;
         for (size_t i = 0; i < o.tls_ports.size(); i++)
             inst_.tls_ports[i] = o.tls_ports[i];
         inst_.n_tls_ports = uint32_t(o.tls_ports.size());
@@ -223,6 +225,7 @@ public:
     LruMap<sizeof(exf_client_key), exf_client_stats> clients_;
     HealthCounters health_{};
     std::array<exf_fc_slot, EXF_FC_SLOTS> fcache_{};  // one CPU's flow cache
+    std::array<exf_fc_gen_entry, EXF_FC_SLOTS> fc_gen_{};
     EventQueue events_;
     exf_uinstance inst_;
     std::vector<uint8_t> aligned_;  // frames copied to the kernel's alignment
@@ -326,6 +329,12 @@ void *exf_u_map_lookup(struct exf_umap *m, const void *key)
         std::memcpy(&idx, key, sizeof(idx));
         auto *c = static_cast<std::array<exf_fc_slot, EXF_FC_SLOTS> *>(m->impl);
         return idx < c->size() ? &(*c)[idx] : nullptr;
+    }
+    case EXF_UMAP_FC_GEN: {
+        uint32_t idx;
+        std::memcpy(&idx, key, sizeof(idx));
+        auto *g = static_cast<std::array<exf_fc_gen_entry, EXF_FC_SLOTS> *>(m->impl);
+        return idx < g->size() ? &(*g)[idx] : nullptr;
     }
     default: return nullptr;
     }

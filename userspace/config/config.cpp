@@ -273,7 +273,7 @@ void read_bpf(const toml::table &t, Reader &r, Config &c)
 {
     r.only(t, "[bpf]",
            {"flow_table_size", "client_table_size", "ringbuf_size", "tls_ports", "pin", "pin_path",
-            "keep_attached"});
+            "keep_attached", "request_min_bytes"});
     read_bool(t, r, "pin", c.bpf.pin);
     read_bool(t, r, "keep_attached", c.bpf.keep_attached);
     r.with(t, "pin_path", [&](const toml::node &n) {
@@ -303,6 +303,10 @@ void read_bpf(const toml::table &t, Reader &r, Config &c)
             c.bpf.ringbuf_bytes = uint32_t(v);
     });
     r.with(t, "tls_ports", [&](const toml::node &n) { read_tls_ports(n, r, c.bpf.tls_ports); });
+    r.with(t, "request_min_bytes", [&](const toml::node &n) {
+        if (r.uint_in(n, "request_min_bytes", kRequestMinBytes, v))
+            c.bpf.request_min_bytes = uint32_t(v);
+    });
 }
 
 // "between 1s and 30d": the bounds of one aggregation window.

@@ -48,6 +48,7 @@ FlowReport flow_report(const exf_flow_key &k, const exf_flow &f)
     r.packets_out = f.pkts[in ^ 1];
     r.bytes_in = f.bytes[in];
     r.bytes_out = f.bytes[in ^ 1];
+    r.requests = f.requests;
     return r;
 }
 
@@ -273,6 +274,7 @@ ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
         c.bytes_out = row.stats.bytes_out;
         c.packets_in = row.stats.pkts_in;
         c.packets_out = row.stats.pkts_out;
+        c.requests = row.stats.requests;
         if (auto it = snis.find(c.addr); it != snis.end())
             c.sni.assign(it->second.begin(), it->second.end());
         rep.clients.push_back(std::move(c));
@@ -294,6 +296,7 @@ std::string client_json(const ClientReport &c)
     j["packets_out"] = c.packets_out;
     j["sni"] = c.sni;
     j["entity"] = c.entity;
+    j["requests"] = c.requests;
     return dump(j);
 }
 
@@ -321,6 +324,7 @@ std::string flow_json(const FlowReport &f)
     j["bytes_out"] = f.bytes_out;
     j["packets_in"] = f.packets_in;
     j["packets_out"] = f.packets_out;
+    j["requests"] = f.requests;
     return dump(j);
 }
 

@@ -11,16 +11,19 @@
 //    rules' alerts included, marked "shadow":true under "exfilmon"), then
 //      {"type":"client","client":"203.0.113.7","tls_flows":N,"bytes_in":N,
 //       "bytes_out":N,"packets_in":N,"packets_out":N,"sni":["a.example",...],
-//       "entity":"203.0.113.7"}
+//       "entity":"203.0.113.7","requests":N}
 //    per client address, sorted by address (the 16-byte form: IPv4 first),
 //    with tls_flows = the client table's tls_flows_opened, sni the distinct
 //    SNIs of that client's flows, sorted, and entity the client entity the
 //    address counts for in the rules and alerts (its [aggregate] client
-//    prefix: "2001:db8:1:2::/64" for 2001:db8:1:2::7 by default); then,
+//    prefix: "2001:db8:1:2::/64" for 2001:db8:1:2::7 by default), requests
+//    the client table's request count (client turns, docs/datapath.md
+//    "Requests"; so is a flow's); then,
 //    with --flows,
 //      {"type":"flow","client":..,"client_port":N,"server":..,"server_port":N,
 //       "transport":"tcp"|"quic","sni":..,"alpn":[..],"tls_version":..,
-//       "ja4":..,"bytes_in":N,"bytes_out":N,"packets_in":N,"packets_out":N}
+//       "ja4":..,"bytes_in":N,"bytes_out":N,"packets_in":N,"packets_out":N,
+//       "requests":N}
 //    per TLS/QUIC flow: the flow table's plus those ended by a 5-tuple reuse
 //    (their final counters from the REUSE event), sorted by client address,
 //    then first seen. sni, alpn, tls_version and ja4 are null while no
@@ -71,6 +74,7 @@ struct ClientReport {
     std::string client;
     std::string entity;  // the client entity of the rules: "2001:db8::/64"
     uint64_t tls_flows = 0, bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
+    uint64_t requests = 0;
     std::vector<std::string> sni;  // distinct, sorted (raw bytes)
 };
 
@@ -81,6 +85,7 @@ struct FlowReport {
     std::string transport;  // "tcp" | "quic"
     uint64_t first_ns = 0;
     uint64_t bytes_in = 0, bytes_out = 0, packets_in = 0, packets_out = 0;
+    uint64_t requests = 0;
     bool reused = false;         // ended by a 5-tuple reuse (final counters from the event)
     std::optional<TlsMeta> tls;  // nullopt: no ClientHello known
     std::vector<std::string> anomalies;
