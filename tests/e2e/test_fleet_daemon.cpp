@@ -376,7 +376,9 @@ TEST_CASE("Fleet export: ClickHouse stopped in the middle of the run loses and d
     for (auto &e : std::filesystem::directory_iterator(rig.state_dir / "fleet-spool"))
         files += e.path().extension() == ".jsonl";
     CHECK(files >= 2);
-    CHECK(metric_value(rig.metrics(), "exfilmon_fleet_failures_total") >= 2);
+    // The metrics are published at each harvest.
+    CHECK(eventually(
+        [&] { return metric_value(rig.metrics(), "exfilmon_fleet_failures_total") >= 2; }, 3s));
     std::this_thread::sleep_for(2s);
     rig.ch.start();
     wait_all(curls);

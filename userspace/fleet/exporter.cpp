@@ -154,21 +154,34 @@ void Exporter::drop_oldest_over_limit()
     }
 }
 
-bool Exporter::next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at)
+// With mu_ held: a batch waits in memory that the spool can take now (after
+// a failed write, the next try is with the next send).
+bool Exporter::unspooled() const
+{
+    return !opts_.spool_dir.empty() && !spool_failing_ &&
+           std::any_of(queue_.begin(), queue_.end(), [](const Batch &b) { return !b.on_disk; });
+}
+
+bool Exporter::next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at, bool &send)
 {
     std::unique_lock lk(mu_);
     for (;;) {
         if (stopping_)
             return false;
-        if (!queue_.empty() && std::chrono::steady_clock::now() >= retry_at)
+        send = !queue_.empty() && std::chrono::steady_clock::now() >= retry_at;
+        // A batch submitted during a backoff goes to disk at once, not at
+        // the next try.
+        if (send || unspooled())
             break;
         if (queue_.empty())
             wake_.wait(lk);
         else
             wake_.wait_until(lk, retry_at);
     }
-    b = queue_.front();
-    sending_ = true;
+    if (send) {
+        b = queue_.front();
+        sending_ = true;
+    }
     return true;
 }
 
@@ -189,6 +202,7 @@ void Exporter::spool_pending()
         std::string why;
         bool ok = write_atomically(file_of(b.period_start_ms), b.rows, why);
         std::lock_guard lk(mu_);
+        spool_failing_ = !ok;
         if (!ok) {
             if (stats_.spool_write_errors++ == 0)
                 spdlog::warn("fleet: {}; periods wait in memory", why);
@@ -241,8 +255,11 @@ void Exporter::run()
 {
     auto retry_at = std::chrono::steady_clock::now();
     Batch b;
-    while (next_batch(b, retry_at)) {
+    bool send = false;
+    while (next_batch(b, retry_at, send)) {
         spool_pending();
+        if (!send)
+            continue;
         Reply r = ch_.insert_json_rows(ch_.database() + ".traffic", b.rows);
         if (r.ok()) {
             delivered(b);

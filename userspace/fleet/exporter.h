@@ -79,8 +79,10 @@ private:
         uint64_t generation;  // bumped when a submit replaces the rows
     };
     void run();
-    // Waits for a batch to send (a copy of the oldest); false when stopping.
-    bool next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at);
+    // Waits for a batch to send (send: a copy of the oldest in b) or to
+    // spool; false when stopping.
+    bool next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at, bool &send);
+    bool unspooled() const;
     void spool_pending();
     void delivered(const Batch &b);
     void failed(const std::string &why);
@@ -98,6 +100,7 @@ private:
     ExportStats stats_;
     bool stopping_ = false;
     bool sending_ = false;
+    bool spool_failing_ = false;  // the last spool write failed
     std::thread thread_;
 };
 
