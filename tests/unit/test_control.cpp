@@ -341,7 +341,7 @@ TEST_CASE("Prometheus text rendering", "[control]")
     }
 }
 
-TEST_CASE("The fleet export's figures in status, its table and the metrics; none without it",
+TEST_CASE("The fleet export's figures in status, its table and the metrics, and none without it",
           "[control][fleet]")
 {
     Fixture f;
