@@ -111,6 +111,7 @@ TEST_CASE("The fleet exporter sends periods in order and a server outage loses a
         return;
     FleetServer fs_;
     exf::fleet::Exporter exporter(fs_.cfg, fs_.options());
+    exporter.start();
     for (int n : {0, 1, 2})
         submit(exporter, n);
     REQUIRE(exporter.drain(20s));
@@ -147,6 +148,7 @@ TEST_CASE("Periods a stopped sensor left in its spool are sent by the next run a
     fs_.ch.stop();
     {
         exf::fleet::Exporter first(fs_.cfg, fs_.options());
+        first.start();
         for (int n : {0, 1, 2})
             submit(first, n);
         REQUIRE(eventually([&] { return spool_files(fs_.lab.dir() / "spool") == 3; }));
@@ -157,6 +159,7 @@ TEST_CASE("Periods a stopped sensor left in its spool are sent by the next run a
     exf::fleet::ClickHouse direct(fs_.cfg);
     REQUIRE(direct.insert_json_rows("exf.traffic", period_rows(1)).ok());
     exf::fleet::Exporter second(fs_.cfg, fs_.options());
+    second.start();
     REQUIRE(second.drain(30s));
     CHECK(fs_.sums() == expected_sums({0, 1, 2}));
     CHECK(second.stats().batches_sent == 3);
@@ -174,6 +177,7 @@ TEST_CASE("A full fleet spool drops the oldest periods and counts them", "[e2e][
     auto opts = fs_.options(2);
     opts.backoff_min = opts.backoff_max = 2s;
     exf::fleet::Exporter exporter(fs_.cfg, opts);
+    exporter.start();
     submit(exporter, 0);
     REQUIRE(eventually([&] { return exporter.stats().failures == 1; }));
     for (int n : {1, 2, 3})

@@ -341,6 +341,57 @@ TEST_CASE("Prometheus text rendering", "[control]")
     }
 }
 
+TEST_CASE("The fleet export's figures in status, its table and the metrics, and none without it",
+          "[control][fleet]")
+{
+    Fixture f;
+    auto off = ask(f, R"({"cmd":"status"})");
+    CHECK(off.contains("fleet"));
+    CHECK(off["fleet"].is_null());
+    CHECK(render_status(off).find("fleet:") == std::string::npos);
+    CHECK(render_metrics(metrics_snapshot(f.view())).find("exfilmon_fleet_") == std::string::npos);
+
+    FleetStatus fl{"http://192.0.2.5:8123", "exf", "edge-1", 10000, {}, 1};
+    fl.exporter.batches_sent = 4;
+    fl.exporter.rows_sent = 40;
+    fl.exporter.bytes_sent = 4096;
+    fl.exporter.failures = 2;
+    fl.exporter.dropped_batches = 1;
+    fl.exporter.spool_depth = 3;
+    fl.exporter.last_success_ms = kWall;
+    fl.exporter.last_error = "cannot reach ClickHouse at http://192.0.2.5:8123";
+    f.state.fleet = fl;
+    auto s = ask(f, R"({"cmd":"status"})");
+    CHECK(s["fleet"] == json({{"clickhouse", "http://192.0.2.5:8123"},
+                              {"database", "exf"},
+                              {"sensor", "edge-1"},
+                              {"interval_ms", 10000},
+                              {"batches_sent", 4},
+                              {"rows_sent", 40},
+                              {"bytes_sent", 4096},
+                              {"failures", 2},
+                              {"dropped_periods", 1},
+                              {"spool_depth", 3},
+                              {"spool_write_errors", 0},
+                              {"periods_waiting", 1},
+                              {"last_success_ms", kWall},
+                              {"last_error", "cannot reach ClickHouse at http://192.0.2.5:8123"}}));
+    CHECK(render_status(s).find(
+              "fleet:       http://192.0.2.5:8123 database exf as edge-1: sent 40 rows (4.0KiB) in "
+              "4 periods, spooled 4, failures 2, dropped 1, last success 2027-01-15T08:00:00Z, "
+              "last error: cannot reach ClickHouse at http://192.0.2.5:8123\n") !=
+          std::string::npos);
+    auto text = render_metrics(metrics_snapshot(f.view()));
+    INFO(text);
+    for (auto *line :
+         {"exfilmon_fleet_rows_sent_total 40\n", "exfilmon_fleet_bytes_sent_total 4096\n",
+          "exfilmon_fleet_periods_sent_total 4\n", "exfilmon_fleet_failures_total 2\n",
+          "exfilmon_fleet_dropped_periods_total 1\n", "exfilmon_fleet_spool_depth 4\n",
+          "exfilmon_fleet_spool_write_errors_total 0\n",
+          "exfilmon_fleet_last_success_seconds 1800000000\n"})
+        CHECK(text.find(line) != std::string::npos);
+}
+
 TEST_CASE("control socket serves one request per connection root only", "[control]")
 {
     Fixture f;

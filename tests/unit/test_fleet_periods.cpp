@@ -12,6 +12,8 @@
 #include <sstream>
 
 #include "common/addr.h"
+#include "common/error.h"
+#include "common/state_codec.h"
 #include "fleet/periods.h"
 #include "fleet/schema.h"
 
@@ -149,4 +151,69 @@ TEST_CASE("Fleet JSON rows carry exactly the traffic table's columns", "[fleet]"
     CHECK(j["peak_concurrent"] == 1);
     // A byte that is not UTF-8 is replaced, not a reason to lose the row.
     CHECK(j["sni"] == "api.example.com\xef\xbf\xbd");
+}
+
+TEST_CASE("Fleet periods: addresses with the same names make one row, sums and peaks added",
+          "[fleet]")
+{
+    // Two addresses named as one client (a prefix shortened by a reload
+    // within the period): two rows would share the table's key and count
+    // once there.
+    PeriodTable t(10000, [](const Addr16 &) {
+        return fleet::ClientNames{"2001:db8::/56", "", ""};
+    });
+    auto a = addr("2001:db8::1"), b = addr("2001:db8:0:1::1");
+    t.flow_opened(kT0, a, "api.example.com", "j");
+    t.add(kT0, a, "api.example.com", "j", bytes(1, 100, 1));
+    t.flow_opened(kT0, b, "api.example.com", "j");
+    t.add(kT0, b, "api.example.com", "j", bytes(2, 200, 1));
+    t.add(kT0, b, "other.example.com", "j", bytes(3, 300));
+    auto rows = t.close_due(kT0 + 7000);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].sni == "api.example.com");
+    CHECK(rows[0].traffic.bytes_out == 300);
+    CHECK(rows[0].traffic.bytes_in == 3);
+    CHECK(rows[0].traffic.pkts_out == 4);
+    CHECK(rows[0].traffic.flows_opened == 2);
+    CHECK(rows[0].peak_concurrent == 2);
+    CHECK(rows[1].sni == "other.example.com");
+    CHECK(rows[1].traffic.bytes_out == 300);
+}
+
+TEST_CASE("Fleet periods: the open period carries on through the state file", "[fleet]")
+{
+    PeriodTable t(10000, names);
+    auto c = addr("198.51.100.9");
+    t.flow_opened(kT0, c, "api.example.com", "j");
+    t.flow_opened(kT0, c, "api.example.com", "j");
+    t.flow_closed(kT0, c, "api.example.com", "j");
+    t.add(kT0, c, "api.example.com", "j", bytes(5, 50, 2));
+    t.add(kT0, addr("2001:db8::7"), "", "", bytes(1, 1));
+    StateWriter w;
+    t.save(w);
+
+    PeriodTable back(10000, names);
+    StateReader r(w.bytes());
+    back.restore(r);
+    CHECK(r.done());
+    CHECK(back.open_period_start_ms() == t.open_period_start_ms());
+    back.add(kT0 + 1000, c, "api.example.com", "j", bytes(1, 10));
+    t.add(kT0 + 1000, c, "api.example.com", "j", bytes(1, 10));
+    auto want = fleet::to_json_rows(t.close_due(kT0 + 7000), "edge-1");
+    auto got = fleet::to_json_rows(back.close_due(kT0 + 7000), "edge-1");
+    CHECK(got == want);
+    CHECK(got.find("\"bytes_out\":60") != std::string::npos);
+    CHECK(got.find("\"peak_concurrent\":2") != std::string::npos);
+    // The flow still open is carried into the next period.
+    back.add(kT0 + 8000, c, "api.example.com", "j", bytes(1, 1));
+    auto next = back.close_due(kT0 + 17000);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].peak_concurrent == 1);
+
+    // Bad bytes: an error, the table unchanged.
+    std::string cut = w.bytes().substr(0, w.bytes().size() - 3);
+    StateReader bad(cut);
+    PeriodTable keep(10000, names);
+    CHECK_THROWS_AS(keep.restore(bad), Error);
+    CHECK(keep.open_period_start_ms() == 0);
 }

@@ -96,6 +96,24 @@ uint64_t out_10m(const agg::Aggregator &a, const char *client, uint64_t now)
 
 }  // namespace
 
+TEST_CASE("State file: the fleet export's part, when written, comes back as it was", "[state]")
+{
+    Stages s;
+    CHECK(state_file::decode(s.encode(), s.ctx, kT0 + 2000, kBoot).fleet.empty());
+    std::string part("periods\0and rows", 16);
+    auto bytes =
+        state_file::encode(s.ctx, s.agg, s.det, s.harvest, kT0, 1'800'000'000'000ull, kBoot, part);
+    auto d = state_file::decode(bytes, s.ctx, kT0 + 2000, kBoot);
+    CHECK(d.fleet == part);
+    CHECK(d.harvest_valid);
+    CHECK(out_10m(d.aggregator, "203.0.113.7", kT0 + 2000) == 3'000'000);
+    // Cut inside the part: refused, as any truncated state.
+    auto payload = bytes.substr(32, bytes.size() - 32 - 4);
+    CHECK_THROWS_AS(
+        state_file::decode(state_file::header_for(payload) + payload, s.ctx, kT0 + 2000, kBoot),
+        Error);
+}
+
 TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[state]")
 {
     Stages s;

@@ -23,6 +23,7 @@
 
 #include "aggregate/aggregator.h"
 #include "aggregate/entity_key.h"
+#include "apps/daemon_fleet.h"
 #include "apps/tls_attribution.h"
 #include "capture/bpf_sensor.h"
 #include "capture/maps.h"
@@ -231,6 +232,10 @@ bool reload(const std::string &path, Config &cfg)
         spdlog::warn("SIGHUP: [daemon] state_dir changed: restart to apply");
         next.state_dir = cfg.state_dir;
     }
+    if (!(next.fleet == cfg.fleet)) {
+        spdlog::warn("SIGHUP: [fleet] changed: restart to apply");
+        next.fleet = cfg.fleet;
+    }
     if (next.log_level != cfg.log_level)
         spdlog::set_level(spdlog::level::from_str(next.log_level));
     cfg = next;
@@ -264,11 +269,12 @@ void install_signal_handlers()
 }
 
 // The live pipeline, wired: source -> flow tracker -> harvest -> aggregator
-// -> detector -> outputs, with the state file, the control socket and the
-// metrics endpoint beside it. Construction opens everything that needs
-// privileges; run() drops them, starts the threads and loops until a stop
-// signal. Everything here runs on the main thread, except the source's
-// reader, the outputs' senders and the metrics server (which get copies).
+// -> detector -> outputs, with the state file, the control socket, the
+// metrics endpoint and the fleet export ([fleet]) beside it. Construction
+// opens everything that needs privileges; run() drops them, starts the
+// threads and loops until a stop signal. Everything here runs on the main
+// thread, except the source's reader, the outputs' senders, the fleet
+// exporter's sender and the metrics server (which get copies).
 class Daemon {
 public:
     Daemon(const DaemonOptions &opts, Config cfg, const std::vector<std::string> &interfaces)
@@ -295,10 +301,15 @@ public:
                           r.tls.ja4);
             attribute_tls(detector_, aggregator_, r);
         });
+        if (cfg_.fleet.enabled)
+            fleet_ = std::make_unique<FleetExport>(
+                cfg_.fleet, saved_state_.enabled() ? cfg_.state_dir : std::string(), aggregator_);
         // Counts, windows and alerts from before a restart (never the
         // lifetime totals of taken-over maps as new traffic).
+        StateFleetPart fleet_part{[this](std::string_view b) { fleet_->restore_state(b); },
+                                  fleet_.get()};
         saved_state_.start_from_state(state_ctx_, *source_, aggregator_, detector_, harvest_,
-                                      tracker_, monotonic_ms());
+                                      tracker_, monotonic_ms(), fleet_ ? &fleet_part : nullptr);
         open_control();
     }
 
@@ -360,6 +371,8 @@ private:
             spdlog::info("{}", keep_only_capabilities({}));
         for (auto &o : outputs_)
             o->start();
+        if (fleet_)
+            fleet_->start();
         source_->start();
         if (metrics_)
             metrics_->start();
@@ -384,7 +397,23 @@ private:
                 reload_now();
             pop_events();
             run_due_steps(monotonic_ms());
+            step_fleet();
         }
+    }
+
+    // A period that closed is written into the state file at once (the
+    // regular save then waits a whole interval again), and handed to the
+    // exporter once that write ended (apps/daemon_fleet.h).
+    void step_fleet()
+    {
+        if (!fleet_)
+            return;
+        if (fleet_->wants_state_save() && !saved_state_.writing()) {
+            save_state(false);
+            save_every_.start(monotonic_ms());
+        }
+        uint64_t finished = saved_state_.finished();  // collects a write that ended
+        fleet_->hand_over(finished, saved_state_.written());
     }
 
     void run_due_steps(uint64_t now)
@@ -418,6 +447,10 @@ private:
             if (!o->flush(2000))
                 spdlog::warn("stopping: {} alert(s) not delivered to {}", o->stats().spooled_now,
                              o->describe());
+        if (fleet_) {
+            uint64_t finished = saved_state_.finished();  // collects a write that ended
+            fleet_->stop(finished, saved_state_.written(), std::chrono::seconds(2));
+        }
         if (cfg_.bpf.pin && cfg_.bpf.keep_attached)
             source_->leave_attached();
         spdlog::info("stopping");
@@ -437,6 +470,8 @@ private:
         state_.events_received = source_->events_received();
         state_.events_dropped = source_->events_dropped();
         state_.events_waited = source_->events_waited();
+        if (fleet_)
+            state_.fleet = fleet_->status();
         return {state_, aggregator_, detector_, tracker_, outputs_, monotonic_ms(), wall_ms()};
     }
 
@@ -484,7 +519,7 @@ private:
         // apart, the figure may lag (never lead): it never goes back.
         count_evictions(before[EXF_C_FLOW_NEW], state_.flow_entries, state_.flow_evictions);
         count_evictions(before[EXF_C_CLIENT_NEW], state_.client_entries, state_.client_evictions);
-        harvest_.run(aggregator_, changes, tracker_, monotonic_ms());
+        harvest_.run(aggregator_, changes, tracker_, monotonic_ms(), fleet_.get());
         state_.harvests++;
         state_.last_harvest_s =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -509,12 +544,16 @@ private:
 
     void save_state(bool wait)
     {
-        if (wait)
-            saved_state_.save_and_wait(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(),
-                                       wall_ms());
-        else
-            saved_state_.save(state_ctx_, aggregator_, detector_, harvest_, monotonic_ms(),
-                              wall_ms());
+        if (!saved_state_.enabled())
+            return;
+        std::string fleet = fleet_ ? fleet_->save_state() : std::string();
+        uint64_t save = wait
+                            ? saved_state_.save_and_wait(state_ctx_, aggregator_, detector_,
+                                                         harvest_, monotonic_ms(), wall_ms(), fleet)
+                            : saved_state_.save(state_ctx_, aggregator_, detector_, harvest_,
+                                                monotonic_ms(), wall_ms(), fleet);
+        if (fleet_)
+            fleet_->state_save_started(save);
     }
 
     // Interfaces that went away or came back.
@@ -590,6 +629,7 @@ private:
     const StateContext state_ctx_;
     std::unique_ptr<control::ControlServer> ctl_;
     std::unique_ptr<control::MetricsServer> metrics_;
+    std::unique_ptr<FleetExport> fleet_;  // [fleet]: after the aggregator it names clients by
     uint64_t events_ = 0;
     Periodic harvest_every_, eval_every_, save_every_, report_every_, maintain_every_;
     const bool to_terminal_ = report_to_terminal();

@@ -317,6 +317,29 @@ std::string output_line(const json &out)
     return o + "\n";
 }
 
+// "" without [fleet].
+std::string fleet_line(const json &s)
+{
+    auto it = s.find("fleet");
+    if (it == s.end() || !it->is_object())
+        return "";
+    const json &f = *it;
+    std::string o = "fleet:       " + str(f, "clickhouse") + " database " + str(f, "database") +
+                    " as " + str(f, "sensor") + ": sent " + std::to_string(u64(f, "rows_sent")) +
+                    " rows (" + human_bytes(u64(f, "bytes_sent")) + ") in " +
+                    std::to_string(u64(f, "batches_sent")) + " periods, spooled " +
+                    std::to_string(u64(f, "spool_depth") + u64(f, "periods_waiting")) +
+                    ", failures " + std::to_string(u64(f, "failures")) + ", dropped " +
+                    std::to_string(u64(f, "dropped_periods"));
+    uint64_t last = u64(f, "last_success_ms");
+    o += ", last success " + (last ? utc(last) : std::string("never"));
+    if (uint64_t n = u64(f, "spool_write_errors"))
+        o += ", " + std::to_string(n) + " spool write errors";
+    if (!str(f, "last_error").empty())
+        o += ", last error: " + str(f, "last_error");
+    return o + "\n";
+}
+
 std::string reloads_line(const json &s)
 {
     auto r = s.value("reloads", json::object());
@@ -332,7 +355,7 @@ std::string render_status(const json &s)
                     datapath_lines(s) + anomalies_line(s) + aggregate_line(s) + detect_lines(s);
     for (auto &out : s.value("outputs", json::array()))
         o += output_line(out);
-    return o + reloads_line(s);
+    return o + fleet_line(s) + reloads_line(s);
 }
 
 std::string render_top(const json &t)

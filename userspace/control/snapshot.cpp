@@ -229,6 +229,29 @@ json outputs_json(const DaemonView &v)
     return outs;
 }
 
+// null without [fleet].
+json fleet_json(const SensorState &s)
+{
+    if (!s.fleet)
+        return nullptr;
+    const auto &f = *s.fleet;
+    const auto &e = f.exporter;
+    return {{"clickhouse", f.clickhouse},
+            {"database", f.database},
+            {"sensor", f.sensor},
+            {"interval_ms", f.interval_ms},
+            {"batches_sent", e.batches_sent},
+            {"rows_sent", e.rows_sent},
+            {"bytes_sent", e.bytes_sent},
+            {"failures", e.failures},
+            {"dropped_periods", e.dropped_batches},
+            {"spool_depth", e.spool_depth},
+            {"spool_write_errors", e.spool_write_errors},
+            {"periods_waiting", f.periods_waiting},
+            {"last_success_ms", e.last_success_ms},
+            {"last_error", e.last_error}};
+}
+
 }  // namespace
 
 json status_json(const DaemonView &v)
@@ -252,6 +275,7 @@ json status_json(const DaemonView &v)
     j["outputs"] = outputs_json(v);
     j["harvest"] = {{"count", s.harvests}, {"last_duration_s", s.last_harvest_s}};
     j["reloads"] = {{"ok", s.reloads_ok}, {"error", s.reloads_error}};
+    j["fleet"] = fleet_json(s);
     return j;
 }
 
@@ -422,6 +446,7 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
     }
     m.reloads_ok = s.reloads_ok;
     m.reloads_error = s.reloads_error;
+    m.fleet = s.fleet;
     return m;
 }
 
@@ -609,6 +634,35 @@ void write_outputs(Writer &w, const MetricsSnapshot &m)
                [](const O &o) { return o.spool_file_ok ? 1 : 0; });
 }
 
+// Only with [fleet].
+void write_fleet(Writer &w, const MetricsSnapshot &m)
+{
+    if (!m.fleet)
+        return;
+    const auto &e = m.fleet->exporter;
+    w.family("fleet_rows_sent_total", "counter", "Rows the fleet export inserted into ClickHouse.");
+    w.sample(e.rows_sent);
+    w.family("fleet_bytes_sent_total", "counter", "Bytes of rows (JSONEachRow) inserted.");
+    w.sample(e.bytes_sent);
+    w.family("fleet_periods_sent_total", "counter", "Periods (batches) inserted.");
+    w.sample(e.batches_sent);
+    w.family("fleet_failures_total", "counter",
+             "Inserts that failed (each retry counts); the period stays spooled.");
+    w.sample(e.failures);
+    w.family("fleet_dropped_periods_total", "counter", "Periods lost: the spool was full.");
+    w.sample(e.dropped_batches);
+    w.family("fleet_spool_depth", "gauge",
+             "Periods waiting to be sent (spool on disk and memory, and closed periods waiting "
+             "for the state file).");
+    w.sample(e.spool_depth + m.fleet->periods_waiting);
+    w.family("fleet_spool_write_errors_total", "counter",
+             "Spool file writes that failed (the period waits in memory).");
+    w.sample(e.spool_write_errors);
+    w.family("fleet_last_success_seconds", "gauge",
+             "Unix time of the last insert that succeeded (0: none yet).");
+    w.sample(double(e.last_success_ms) / 1000.0);
+}
+
 void write_reloads(Writer &w, const MetricsSnapshot &m)
 {
     w.family("config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
@@ -629,6 +683,7 @@ std::string render_metrics(const MetricsSnapshot &m)
     write_harvest_and_detect(w, m);
     write_outputs(w, m);
     write_reloads(w, m);
+    write_fleet(w, m);
     return w.take();
 }
 

@@ -32,7 +32,10 @@
 // since_ms}], outputs [{index, type, describe, queued, sent, dropped,
 // reconnects, spooled, connect_failures, write_errors, connected,
 // last_error, spool_file, spool_file_ok, spool_write_errors}], harvest {count, last_duration_s},
-// reloads {ok, error}.
+// reloads {ok, error}, fleet (null without [fleet]) {clickhouse, database,
+// sensor, interval_ms, batches_sent, rows_sent, bytes_sent, failures,
+// dropped_periods, spool_depth, spool_write_errors, periods_waiting,
+// last_success_ms (0: none yet), last_error ("" after a success)}.
 //
 // top: kind, window, window_ms, sort, now_ms and rows [{entity, bytes_out,
 // bytes_in, tls_flows, peak_concurrent, concurrent, distinct_clients (groups
@@ -54,6 +57,7 @@
 #include "aggregate/aggregator.h"
 #include "capture/maps.h"
 #include "detect/detector.h"
+#include "fleet/exporter.h"
 #include "output/output.h"
 
 namespace exf {
@@ -66,6 +70,16 @@ struct InterfaceInfo {
     std::string name;
     unsigned ifindex = 0;
     uint64_t since_ms = 0;  // Unix epoch ms it was attached
+};
+
+// The fleet export's figures ([fleet]; apps/daemon_fleet.h).
+struct FleetStatus {
+    std::string clickhouse, database, sensor;
+    uint64_t interval_ms = 0;
+    fleet::ExportStats exporter;
+    // Closed periods waiting for the state file to be written before they
+    // go to the exporter (0, or 1 for a moment).
+    uint64_t periods_waiting = 0;
 };
 
 // The daemon's own figures, kept by its main loop.
@@ -99,6 +113,7 @@ struct SensorState {
     std::map<std::array<std::string, 3>, uint64_t> alerts;
     // One per output, in order: "syslog_unix", "syslog_tcp", ..., "json".
     std::vector<std::string> output_types;
+    std::optional<FleetStatus> fleet;  // nullopt: no [fleet]
 };
 
 // Everything the snapshots read. References: valid for one call.
@@ -174,6 +189,7 @@ struct MetricsSnapshot {
     };
     std::vector<Out> outputs;
     uint64_t reloads_ok = 0, reloads_error = 0;
+    std::optional<FleetStatus> fleet;
 };
 
 MetricsSnapshot metrics_snapshot(const DaemonView &v);
@@ -199,7 +215,12 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //   output_spool_write_errors_total (spool file writes that failed: disk
 //   full, read-only, I/O error), output_spool_file_ok (0 while the spool
 //   file cannot be written; 1 when it can or there is none),
-//   config_reloads_total{result="ok|error"}.
+//   config_reloads_total{result="ok|error"},
+//   with [fleet] only: fleet_rows_sent_total, fleet_bytes_sent_total,
+//   fleet_periods_sent_total, fleet_failures_total,
+//   fleet_dropped_periods_total, fleet_spool_depth (periods waiting: the
+//   spool and those waiting for the state file),
+//   fleet_spool_write_errors_total, fleet_last_success_seconds (0: none).
 std::string render_metrics(const MetricsSnapshot &m);
 
 }  // namespace exf::control

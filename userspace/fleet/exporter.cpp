@@ -56,13 +56,14 @@ bool write_atomically(const fs::path &path, const std::string &text, std::string
 Exporter::Exporter(const FleetConfig &cfg, ExporterOptions opts)
     : opts_(std::move(opts)), ch_(cfg, std::chrono::seconds(5)), backoff_(opts_.backoff_min)
 {
+    if (opts_.spool_dir.empty())
+        return;
     std::error_code ec;
     fs::create_directories(opts_.spool_dir, ec);
     if (ec)
         throw Error("fleet spool " + opts_.spool_dir.string() + ": " + ec.message());
     fs::permissions(opts_.spool_dir, fs::perms::owner_all, ec);
     load_spool();
-    thread_ = std::thread([this] { run(); });
 }
 
 Exporter::~Exporter()
@@ -72,12 +73,26 @@ Exporter::~Exporter()
         stopping_ = true;
     }
     wake_.notify_all();
-    thread_.join();
+    if (thread_.joinable())
+        thread_.join();
+}
+
+void Exporter::start()
+{
+    if (!thread_.joinable())
+        thread_ = std::thread([this] { run(); });
 }
 
 fs::path Exporter::file_of(uint64_t period_start_ms) const
 {
     return opts_.spool_dir / (std::to_string(period_start_ms) + kSuffix);
+}
+
+void Exporter::remove_file(uint64_t period_start_ms) const
+{
+    std::error_code ec;
+    if (!opts_.spool_dir.empty())
+        fs::remove(file_of(period_start_ms), ec);
 }
 
 // Batches an earlier run left, oldest first; torn temporary files go.
@@ -130,8 +145,7 @@ void Exporter::drop_oldest_over_limit()
         auto victim = queue_.begin() + (sending_ ? 1 : 0);
         if (victim == queue_.end())
             break;
-        std::error_code ec;
-        fs::remove(file_of(victim->period_start_ms), ec);
+        remove_file(victim->period_start_ms);
         queue_.erase(victim);
         if (stats_.dropped_batches++ == 0 || stats_.dropped_batches % 1000 == 0)
             spdlog::warn("fleet: the spool holds {} periods at most: the oldest are dropped ({} "
@@ -140,21 +154,34 @@ void Exporter::drop_oldest_over_limit()
     }
 }
 
-bool Exporter::next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at)
+// With mu_ held: a batch waits in memory that the spool can take now (after
+// a failed write, the next try is with the next send).
+bool Exporter::unspooled() const
+{
+    return !opts_.spool_dir.empty() && !spool_failing_ &&
+           std::any_of(queue_.begin(), queue_.end(), [](const Batch &b) { return !b.on_disk; });
+}
+
+bool Exporter::next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at, bool &send)
 {
     std::unique_lock lk(mu_);
     for (;;) {
         if (stopping_)
             return false;
-        if (!queue_.empty() && std::chrono::steady_clock::now() >= retry_at)
+        send = !queue_.empty() && std::chrono::steady_clock::now() >= retry_at;
+        // A batch submitted during a backoff goes to disk at once, not at
+        // the next try.
+        if (send || unspooled())
             break;
         if (queue_.empty())
             wake_.wait(lk);
         else
             wake_.wait_until(lk, retry_at);
     }
-    b = queue_.front();
-    sending_ = true;
+    if (send) {
+        b = queue_.front();
+        sending_ = true;
+    }
     return true;
 }
 
@@ -162,6 +189,8 @@ bool Exporter::next_batch(Batch &b, std::chrono::steady_clock::time_point retry_
 // waits survives a restart.
 void Exporter::spool_pending()
 {
+    if (opts_.spool_dir.empty())
+        return;
     std::vector<Batch> pending;
     {
         std::lock_guard lk(mu_);
@@ -173,6 +202,7 @@ void Exporter::spool_pending()
         std::string why;
         bool ok = write_atomically(file_of(b.period_start_ms), b.rows, why);
         std::lock_guard lk(mu_);
+        spool_failing_ = !ok;
         if (!ok) {
             if (stats_.spool_write_errors++ == 0)
                 spdlog::warn("fleet: {}; periods wait in memory", why);
@@ -184,10 +214,8 @@ void Exporter::spool_pending()
                 still_queued = true;
                 q.on_disk = q.on_disk || q.generation == b.generation;
             }
-        if (!still_queued) {  // dropped while it was being written
-            std::error_code ec;
-            fs::remove(file_of(b.period_start_ms), ec);
-        }
+        if (!still_queued)  // dropped while it was being written
+            remove_file(b.period_start_ms);
     }
 }
 
@@ -205,8 +233,7 @@ void Exporter::delivered(const Batch &b)
     backoff_ = opts_.backoff_min;
     // Replaced while it was in flight: the new rows go next.
     if (queue_.front().generation == b.generation) {
-        std::error_code ec;
-        fs::remove(file_of(b.period_start_ms), ec);
+        remove_file(b.period_start_ms);
         queue_.pop_front();
     }
     stats_.spool_depth = queue_.size();
@@ -228,8 +255,11 @@ void Exporter::run()
 {
     auto retry_at = std::chrono::steady_clock::now();
     Batch b;
-    while (next_batch(b, retry_at)) {
+    bool send = false;
+    while (next_batch(b, retry_at, send)) {
         spool_pending();
+        if (!send)
+            continue;
         Reply r = ch_.insert_json_rows(ch_.database() + ".traffic", b.rows);
         if (r.ok()) {
             delivered(b);
@@ -239,6 +269,15 @@ void Exporter::run()
         retry_at = std::chrono::steady_clock::now() + backoff_;
         backoff_ = std::min(backoff_ * 2, opts_.backoff_max);
     }
+}
+
+bool Exporter::durable(uint64_t period_start_ms) const
+{
+    std::lock_guard lk(mu_);
+    for (const auto &b : queue_)
+        if (b.period_start_ms == period_start_ms)
+            return b.on_disk;
+    return true;
 }
 
 ExportStats Exporter::stats() const

@@ -39,25 +39,34 @@ struct ExportStats {
 };
 
 struct ExporterOptions {
-    std::filesystem::path spool_dir;  // created (0700) when missing
-    size_t max_batches = 8640;        // a day of 10 s periods
+    // Created (0700) when missing; empty: no spool on disk, batches wait in
+    // memory only (a daemon without a state directory).
+    std::filesystem::path spool_dir;
+    size_t max_batches = 8640;  // a day of 10 s periods
     std::chrono::milliseconds backoff_min{1000}, backoff_max{30000};
 };
 
 class Exporter {
 public:
-    // Starts the thread; batches left in spool_dir by an earlier run are sent
-    // first, oldest first. Throws exf::Error when the configuration cannot
-    // be used (a bad URL, an unreadable password file) or spool_dir cannot
-    // be created.
+    // Takes the batches left in spool_dir by an earlier run (sent first,
+    // oldest first). Throws exf::Error when the configuration cannot be used
+    // (a bad URL, an unreadable password file) or spool_dir cannot be
+    // created.
     Exporter(const FleetConfig &cfg, ExporterOptions opts);
     ~Exporter();  // stops the thread; what is unsent stays in the spool
     Exporter(const Exporter &) = delete;
     Exporter &operator=(const Exporter &) = delete;
 
+    // Starts the sending thread (separate from construction: the daemon
+    // starts its threads once it dropped its privileges).
+    void start();
+
     // A closed period's rows (JSONEachRow lines, fleet/periods.h), keyed by
     // its start: a period submitted again replaces its waiting batch.
     void submit(uint64_t period_start_ms, std::string rows);
+    // True when a submitted period no longer depends on memory: in the
+    // spool on disk, delivered, or dropped (counted).
+    bool durable(uint64_t period_start_ms) const;
     ExportStats stats() const;
     // Waits until nothing waits to be sent, or the timeout; true when empty.
     bool drain(std::chrono::milliseconds timeout);
@@ -70,14 +79,17 @@ private:
         uint64_t generation;  // bumped when a submit replaces the rows
     };
     void run();
-    // Waits for a batch to send (a copy of the oldest); false when stopping.
-    bool next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at);
+    // Waits for a batch to send (send: a copy of the oldest in b) or to
+    // spool; false when stopping.
+    bool next_batch(Batch &b, std::chrono::steady_clock::time_point retry_at, bool &send);
+    bool unspooled() const;
     void spool_pending();
     void delivered(const Batch &b);
     void failed(const std::string &why);
     void drop_oldest_over_limit();
     void load_spool();
     std::filesystem::path file_of(uint64_t period_start_ms) const;
+    void remove_file(uint64_t period_start_ms) const;
 
     ExporterOptions opts_;
     ClickHouse ch_;  // used by the thread only
@@ -88,6 +100,7 @@ private:
     ExportStats stats_;
     bool stopping_ = false;
     bool sending_ = false;
+    bool spool_failing_ = false;  // the last spool write failed
     std::thread thread_;
 };
 

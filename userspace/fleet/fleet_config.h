@@ -23,6 +23,8 @@ struct FleetConfig {
     // https: the CA the server's certificate must chain to ("" : the
     // system's), and an optional client certificate.
     std::string ca_file, cert_file, key_file;
+
+    bool operator==(const FleetConfig &) const = default;
 };
 
 }  // namespace exf::fleet

@@ -16,6 +16,7 @@
 
 #include "aggregate/aggregator.h"
 #include "common/addr.h"
+#include "common/state_codec.h"
 
 namespace exf::fleet {
 
@@ -54,8 +55,20 @@ public:
     // The rows of the open period when it ended at or before now_ms (empty
     // otherwise), in a fixed order (client address, SNI, JA4). Each period
     // is returned once; the next one starts at the period now_ms is in.
+    // Addresses whose names are the same (a client prefix or cohort changed
+    // by a reload within the period) make one row: two rows with one key
+    // would count once in the table (docs/fleet.md, "Why the key is the
+    // whole row"). Their sums add up, and so do their peaks.
     std::vector<TrafficRow> close_due(uint64_t now_ms);
     uint64_t open_period_start_ms() const { return start_ms_; }
+    uint32_t period_ms() const { return period_ms_; }
+
+    // The open period (its start and every key's sums and open flows), for
+    // the daemon's state file: restored, counting goes on where it was.
+    // restore() throws exf::Error on bad input, changing nothing; the
+    // period length stays this table's.
+    void save(StateWriter &w) const;
+    void restore(StateReader &r);
 
 private:
     using Key = std::tuple<Addr16, std::string, std::string>;

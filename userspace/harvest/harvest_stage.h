@@ -27,6 +27,22 @@
 
 namespace exf {
 
+// What a harvest counts, handed over beside the aggregator to a stage that
+// keeps its own sums (the fleet's periods, apps/daemon_fleet.h): the same
+// traffic, opens and closes the aggregator gets, in the same order, each
+// with its flow's JA4. A flow whose SNI is not known counts for the client
+// alone, as in the aggregator: sni and ja4 are then "".
+class HarvestSink {
+public:
+    virtual ~HarvestSink() = default;
+    // Before each harvest's inputs (now_ms: the harvest's clock).
+    virtual void harvest_begins(uint64_t now_ms) = 0;
+    virtual void add_traffic(const Addr16 &client, std::string_view sni, std::string_view ja4,
+                             const agg::Traffic &t) = 0;
+    virtual void flow_opened(const Addr16 &client, std::string_view sni, std::string_view ja4) = 0;
+    virtual void flow_closed(const Addr16 &client, std::string_view sni, std::string_view ja4) = 0;
+};
+
 // One harvest: exact per-client deltas from the client table, and per-flow
 // deltas to attribute to API hosts the part of each client's traffic whose
 // flow's SNI is known; the rest goes to the client's entities alone. A flow
@@ -34,7 +50,8 @@ namespace exf {
 // back, together with the same amount of its client's delta, until it is.
 class HarvestStage {
 public:
-    void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms)
+    void run(agg::Aggregator &a, LiveSource &src, const FlowTracker &tracker, uint64_t now_ms,
+             HarvestSink *sink = nullptr)
     {
         // Clients first: the datapath adds each packet to its flow before
         // its client, so the flow table read after the client table holds
@@ -43,7 +60,7 @@ public:
         // shows them at a later harvest. (Read the other way round, a packet
         // could be counted as client-only first and attributed later: twice.)
         auto t = src.tables();
-        run(a, t.flows, t.clients, tracker, now_ms);
+        run(a, t.flows, t.clients, tracker, now_ms, true, sink);
     }
 
     // The same from tables read by the caller (replay: a Datapath's).
@@ -52,24 +69,25 @@ public:
     // before it is put into the windows, at its own time).
     void run(agg::Aggregator &a, const std::vector<FlowRow> &flow_rows,
              const std::vector<ClientRow> &client_rows, const FlowTracker &tracker, uint64_t now_ms,
-             bool wait_for_hellos = true)
+             bool wait_for_hellos = true, HarvestSink *sink = nullptr)
     {
         const uint64_t now_ns = now_ms * 1000000ull;
         auto flows = flows_.harvest(flow_rows, ready_fn(tracker, now_ns, wait_for_hellos), now_ns,
                                     kFlowIdleNs);
-        apply(a, flows, clients_.harvest(client_rows), tracker, now_ms);
+        apply({a, sink}, flows, clients_.harvest(client_rows), tracker, now_ms);
     }
 
     // The same from what changed since the last read (capture/changes.h):
     // the entries not given are as last accounted.
-    void run(agg::Aggregator &a, const TableChanges &c, const FlowTracker &tracker, uint64_t now_ms)
+    void run(agg::Aggregator &a, const TableChanges &c, const FlowTracker &tracker, uint64_t now_ms,
+             HarvestSink *sink = nullptr)
     {
         if (c.full)
-            return run(a, c.tables.flows, c.tables.clients, tracker, now_ms);
+            return run(a, c.tables.flows, c.tables.clients, tracker, now_ms, true, sink);
         const uint64_t now_ns = now_ms * 1000000ull;
         auto flows = flows_.harvest_changed(c.tables.flows, c.flows_gone,
                                             ready_fn(tracker, now_ns, true), now_ns, kFlowIdleNs);
-        apply(a, flows, clients_.harvest_changed(c.tables.clients, c.clients_gone), tracker,
+        apply({a, sink}, flows, clients_.harvest_changed(c.tables.clients, c.clients_gone), tracker,
               now_ms);
     }
 
@@ -141,13 +159,50 @@ private:
             flows += o.flows;
         }
     };
+    // A flow's API host and JA4, when its SNI is known (both null otherwise).
+    struct FlowNames {
+        const std::string *sni = nullptr, *ja4 = nullptr;
+        std::string_view sni_view() const { return sni ? std::string_view(*sni) : ""; }
+        std::string_view ja4_view() const { return ja4 ? std::string_view(*ja4) : ""; }
+    };
     struct Edge {
         uint64_t ns;
         bool close;
         Addr16 client;
-        const std::string *sni;
+        FlowNames names;
     };
     using ClientSums = DenseMap<Addr16, Sums>;
+
+    // Where a harvest's inputs go: the aggregator, and the sink when there
+    // is one, each input to both.
+    struct Feed {
+        agg::Aggregator &a;
+        HarvestSink *sink;
+        void begin(uint64_t now_ms) const
+        {
+            if (sink)
+                sink->harvest_begins(now_ms);
+        }
+        void traffic(uint64_t now_ms, const Addr16 &client, FlowNames n,
+                     const agg::Traffic &t) const
+        {
+            a.add_traffic(now_ms, client, n.sni_view(), t);
+            if (sink)
+                sink->add_traffic(client, n.sni_view(), n.ja4_view(), t);
+        }
+        void opened(uint64_t now_ms, const Addr16 &client, FlowNames n) const
+        {
+            a.flow_opened(now_ms, client, n.sni_view());
+            if (sink)
+                sink->flow_opened(client, n.sni_view(), n.ja4_view());
+        }
+        void closed(uint64_t now_ms, const Addr16 &client, FlowNames n) const
+        {
+            a.flow_closed(now_ms, client, n.sni_view());
+            if (sink)
+                sink->flow_closed(client, n.sni_view(), n.ja4_view());
+        }
+    };
 
     // Ready: the tracker has decided about the flow's ClientHello (parsed
     // or malformed), or it is too old to still expect one (no hello at
@@ -165,30 +220,32 @@ private:
         };
     }
 
-    static const std::string *sni_of(const FlowTracker &tracker, const exf_flow_key &k)
+    static FlowNames names_of(const FlowTracker &tracker, const exf_flow_key &k)
     {
         auto *rec = tracker.lookup(k);
-        return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
-                                                                               : nullptr;
+        if (rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty())
+            return {&*rec->tls.sni, &rec->tls.ja4};
+        return {};
     }
 
     // One harvest's deltas into the aggregator: flows attributed to their
     // API hosts, opens and closes, then each client's remainder.
-    void apply(agg::Aggregator &a, std::vector<FlowDelta> &flows,
+    void apply(const Feed &feed, std::vector<FlowDelta> &flows,
                const std::vector<ClientDelta> &clients, const FlowTracker &tracker, uint64_t now_ms)
     {
+        feed.begin(now_ms);
         ClientSums attributed, pending;
-        auto edges = attribute_flows(a, flows, tracker, now_ms, attributed, pending);
-        apply_edges(a, edges, now_ms);
-        account_clients(a, clients, attributed, pending, now_ms);
-        a.expire(now_ms);
+        auto edges = attribute_flows(feed, flows, tracker, now_ms, attributed, pending);
+        apply_edges(feed, edges, now_ms);
+        account_clients(feed, clients, attributed, pending, now_ms);
+        feed.a.expire(now_ms);
     }
 
     // Inputs in a fixed order (flows by first seen, then key; clients by
     // address), not the tables' hash order: the aggregator's results that
     // depend on order (top SNIs, ties) are then the same whatever the
     // source (kernel maps, the userspace datapath).
-    std::vector<Edge> attribute_flows(agg::Aggregator &a, std::vector<FlowDelta> &deltas,
+    std::vector<Edge> attribute_flows(const Feed &feed, std::vector<FlowDelta> &deltas,
                                       const FlowTracker &tracker, uint64_t now_ms,
                                       ClientSums &attributed, ClientSums &pending)
     {
@@ -209,20 +266,20 @@ private:
                 pending.try_emplace(client).first->add(d);
                 continue;
             }
-            const std::string *sni = sni_of(tracker, d.key);
+            FlowNames names = names_of(tracker, d.key);
             // Opens and closes are applied below in the order they happened.
             if (d.opened)
-                edges.push_back({d.flow.first_ns, false, client, sni});
+                edges.push_back({d.flow.first_ns, false, client, names});
             if (d.resumed)
-                edges.push_back({d.flow.last_ns, false, client, sni});
+                edges.push_back({d.flow.last_ns, false, client, names});
             if (d.closed)
-                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni});
-            if (!sni)
+                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, names});
+            if (!names.sni)
                 continue;  // its traffic is counted for the client alone, below
             if (!d.opened && !d.pkts_in && !d.pkts_out)
                 continue;  // an end only
-            a.add_traffic(now_ms, client, *sni,
-                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            feed.traffic(now_ms, client, names,
+                         {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
             attributed.try_emplace(client).first->add(d);
         }
         return edges;
@@ -231,17 +288,16 @@ private:
     // Concurrency from the flows' own first and last packet times, so that
     // flows opened and closed between two harvests still overlap (or not)
     // as they did; a close before an open at the same time.
-    static void apply_edges(agg::Aggregator &a, std::vector<Edge> &edges, uint64_t now_ms)
+    static void apply_edges(const Feed &feed, std::vector<Edge> &edges, uint64_t now_ms)
     {
         std::stable_sort(edges.begin(), edges.end(), [](const Edge &x, const Edge &y) {
             return x.ns != y.ns ? x.ns < y.ns : x.close > y.close;
         });
         for (auto &e : edges) {
-            std::string_view sni = e.sni ? std::string_view(*e.sni) : std::string_view();
             if (e.close)
-                a.flow_closed(now_ms, e.client, sni);
+                feed.closed(now_ms, e.client, e.names);
             else
-                a.flow_opened(now_ms, e.client, sni);
+                feed.opened(now_ms, e.client, e.names);
         }
     }
 
@@ -277,7 +333,7 @@ private:
     // after what earlier harvests attributed ahead of the client table
     // (owed_: the two tables are read at different moments, so a flow's
     // packets may show in its delta before they show in its client's).
-    void account_clients(agg::Aggregator &a, const std::vector<ClientDelta> &changed,
+    void account_clients(const Feed &feed, const std::vector<ClientDelta> &changed,
                          const ClientSums &attributed, const ClientSums &pending, uint64_t now_ms)
     {
         ClientSums held_next, owed_next;
@@ -295,7 +351,7 @@ private:
                            split(in.pkts_out, taken.pkts_out, owed.pkts_out),
                            split(in.flows, taken.flows, owed.flows)};
             if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
-                a.add_traffic(now_ms, client, "", t);
+                feed.traffic(now_ms, client, {}, t);
             if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
                 *owed_next.try_emplace(client).first = owed;
             if (auto *p = pending.find(client))

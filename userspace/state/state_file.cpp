@@ -75,7 +75,8 @@ std::string boot_id()
 
 std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
                            const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
-                           uint64_t wall_ms, const std::string &boot, size_t size_hint)
+                           uint64_t wall_ms, const std::string &boot, size_t size_hint,
+                           std::string_view fleet)
 {
     StateWriter w;
     w.reserve(size_hint);
@@ -88,6 +89,8 @@ std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
     a.save_state(w);
     d.save_state(w);
     h.save(w);
+    if (!fleet.empty())
+        w.str(fleet);
     return w.take();
 }
 
@@ -104,9 +107,9 @@ std::string header_for(std::string_view payload)
 
 std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
                    const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
-                   const std::string &boot)
+                   const std::string &boot, std::string_view fleet)
 {
-    std::string payload = encode_payload(ctx, a, d, h, mono_ms, wall_ms, boot);
+    std::string payload = encode_payload(ctx, a, d, h, mono_ms, wall_ms, boot, 0, fleet);
     return header_for(payload) + payload;
 }
 
@@ -151,6 +154,8 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
         throw Error("the saved windows cannot take today's settings: " + why);
     out.detector.restore_state(r);
     out.harvest.restore(r);
+    if (!r.done())
+        out.fleet = r.str();
     if (!r.done())
         throw Error("trailing bytes after the state");
     out.harvest_valid = !tables.empty() && tables == ctx.tables;
@@ -223,14 +228,14 @@ namespace {
 // may still be in the ring buffer: their bytes count for the client's
 // entities, and for the API host only when the hello was already parsed.
 void harvest_gap(LiveSource &src, agg::Aggregator &a, HarvestStage &h, const FlowTracker &tracker,
-                 uint64_t now_mono_ms)
+                 uint64_t now_mono_ms, HarvestSink *sink)
 {
     auto t = src.tables();
     uint64_t at = a.clock_ms();
     for (auto &c : t.clients)
         at = std::max<uint64_t>(at, c.stats.last_ns / 1000000);
     at = std::min(at, now_mono_ms);
-    h.run(a, t.flows, t.clients, tracker, at, false);
+    h.run(a, t.flows, t.clients, tracker, at, false, sink);
     spdlog::info("traffic counted while no daemon ran: added as of {:.1f} s before this start",
                  double(now_mono_ms - at) / 1000.0);
 }
@@ -239,7 +244,7 @@ void harvest_gap(LiveSource &src, agg::Aggregator &a, HarvestStage &h, const Flo
 
 void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::Aggregator &a,
                                  detect::Detector &d, HarvestStage &h, const FlowTracker &tracker,
-                                 uint64_t now_mono_ms)
+                                 uint64_t now_mono_ms, const StateFleetPart *fleet)
 {
     bool harvest_restored = false;
     std::string problem;
@@ -251,11 +256,14 @@ void StateFile::start_from_state(const StateContext &ctx, LiveSource &src, agg::
         bytes << f.rdbuf();
         try {
             auto s = state_file::decode(bytes.str(), ctx, now_mono_ms);
+            // First, as the only step that can still refuse the bytes.
+            if (fleet && !s.fleet.empty())
+                fleet->restore(s.fleet);
             a = std::move(s.aggregator);
             d = std::move(s.detector);
             if (s.harvest_valid) {
                 h = std::move(s.harvest);
-                harvest_gap(src, a, h, tracker, now_mono_ms);
+                harvest_gap(src, a, h, tracker, now_mono_ms, fleet ? fleet->sink : nullptr);
             }
             harvest_restored = s.harvest_valid;
             spdlog::info(
@@ -289,6 +297,9 @@ void StateFile::collect(bool wait)
     if (!wait && pending_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
         return;
     std::string err = pending_.get();
+    finished_ = started_;
+    if (err.empty())
+        written_ = started_;
     if (err.empty()) {
         if (!last_error_.empty())
             spdlog::info("state file {} written again", path_);
@@ -298,20 +309,33 @@ void StateFile::collect(bool wait)
     last_error_ = err;
 }
 
-void StateFile::save(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
-                     const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms)
+uint64_t StateFile::finished()
+{
+    collect(false);
+    return finished_;
+}
+
+bool StateFile::writing()
+{
+    collect(false);
+    return pending_.valid();
+}
+
+uint64_t StateFile::save(const StateContext &ctx, const agg::Aggregator &a,
+                         const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
+                         uint64_t wall_ms, std::string_view fleet)
 {
     if (!enabled())
-        return;
+        return 0;
     collect(false);
     if (pending_.valid()) {
         spdlog::debug("state file: the previous write is still under way; this save is skipped");
-        return;
+        return 0;
     }
     // The copy is taken here (the stages change at the next harvest); the
     // checksum and the disk are the writer thread's.
     std::string payload = state_file::encode_payload(
-        ctx, a, d, h, mono_ms, wall_ms, state_file::boot_id(), last_size_ + last_size_ / 8);
+        ctx, a, d, h, mono_ms, wall_ms, state_file::boot_id(), last_size_ + last_size_ / 8, fleet);
     last_size_ = payload.size();
     pending_ = std::async(std::launch::async, [path = path_, payload = std::move(payload)] {
         try {
@@ -321,19 +345,21 @@ void StateFile::save(const StateContext &ctx, const agg::Aggregator &a, const de
             return std::string(e.what());
         }
     });
+    return ++started_;
 }
 
-void StateFile::save_and_wait(const StateContext &ctx, const agg::Aggregator &a,
-                              const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
-                              uint64_t wall_ms)
+uint64_t StateFile::save_and_wait(const StateContext &ctx, const agg::Aggregator &a,
+                                  const detect::Detector &d, const HarvestStage &h,
+                                  uint64_t mono_ms, uint64_t wall_ms, std::string_view fleet)
 {
     if (!enabled())
-        return;
+        return 0;
     collect(true);
-    save(ctx, a, d, h, mono_ms, wall_ms);
+    uint64_t n = save(ctx, a, d, h, mono_ms, wall_ms, fleet);
     collect(true);
     if (last_error_.empty())
         spdlog::info("state saved to {}", path_);
+    return n;
 }
 
 }  // namespace exf

@@ -21,11 +21,18 @@
 //    counted (prime), never as new traffic. What they counted while no
 //    daemon ran is then unknown and not counted.
 //
+// The fleet export (apps/daemon_fleet.h) keeps a part of its own after the
+// harvest's: its open period and the closed periods not yet safe in its
+// spool. It is restored before the gap is harvested into it, so that what
+// the kernel counted while no daemon ran goes into the period of the start.
+// A file without that part (fleet export off) reads as before.
+//
 // Format: a simple versioned binary layout with a checksum (state_file.cpp),
 // the parts written by each stage (common/state_codec.h). Not JSON: the state
 // is mostly fixed-size records (addresses and counters per client and flow,
 // up to millions), copied as they are in memory.
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <initializer_list>
 #include <string>
@@ -60,14 +67,15 @@ std::string boot_id();
 // a copy of its tables), then the header that goes before it (magic,
 // version, length, checksum: computed by the writer thread). encode() is
 // both together, the file's bytes.
+// fleet: the fleet export's part ("" : none, nothing written).
 std::string encode_payload(const StateContext &ctx, const agg::Aggregator &a,
                            const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
                            uint64_t wall_ms, const std::string &boot = boot_id(),
-                           size_t size_hint = 0);
+                           size_t size_hint = 0, std::string_view fleet = {});
 std::string header_for(std::string_view payload);
 std::string encode(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
                    const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
-                   const std::string &boot = boot_id());
+                   const std::string &boot = boot_id(), std::string_view fleet = {});
 
 struct Decoded {
     Decoded(const agg::AggConfig &a, const detect::DetectConfig &d) : aggregator(a), detector(d) {}
@@ -76,6 +84,7 @@ struct Decoded {
     HarvestStage harvest;
     bool harvest_valid = false;  // the tables are the ones the state was read from
     uint64_t saved_mono_ms = 0;
+    std::string fleet;  // the fleet export's part; "" when none was written
 };
 // Throws exf::Error saying why the bytes cannot be used (corrupt, stale).
 Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mono_ms,
@@ -86,6 +95,14 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
 void write_atomically(const std::string &path, std::initializer_list<std::string_view> parts);
 
 }  // namespace state_file
+
+// What the fleet export gives the state file (apps/daemon_fleet.h): its
+// part of the state, restored from the file before the gap is harvested
+// into its sink.
+struct StateFleetPart {
+    std::function<void(std::string_view)> restore;  // throws exf::Error on bad bytes
+    HarvestSink *sink = nullptr;
+};
 
 class StateFile {
 public:
@@ -101,17 +118,27 @@ public:
     // Restores the stages from the file (see the top of this file) and primes
     // the harvest when the tables were carried over without a usable state.
     // Never throws for the file's sake: every problem is a logged warning.
+    // fleet: the fleet export, when on.
     void start_from_state(const StateContext &ctx, LiveSource &src, agg::Aggregator &a,
                           detect::Detector &d, HarvestStage &h, const FlowTracker &tracker,
-                          uint64_t now_mono_ms);
+                          uint64_t now_mono_ms, const StateFleetPart *fleet = nullptr);
 
     // Encodes the state now and writes it from a background thread (a save
-    // while the previous one is still being written is skipped).
-    void save(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
-              const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms);
+    // while the previous one is still being written is skipped). Returns the
+    // save's number (1, 2, ...), 0 when skipped or when no state is kept.
+    uint64_t save(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
+                  const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms,
+                  std::string_view fleet = {});
     // The same, waiting for the write (clean stop).
-    void save_and_wait(const StateContext &ctx, const agg::Aggregator &a, const detect::Detector &d,
-                       const HarvestStage &h, uint64_t mono_ms, uint64_t wall_ms);
+    uint64_t save_and_wait(const StateContext &ctx, const agg::Aggregator &a,
+                           const detect::Detector &d, const HarvestStage &h, uint64_t mono_ms,
+                           uint64_t wall_ms, std::string_view fleet = {});
+    // The last save whose write has ended (collected now if it just did),
+    // and the last one written: a save up to written() is on disk.
+    uint64_t finished();
+    uint64_t written() const { return written_; }
+    // A write is under way (a save now would be skipped).
+    bool writing();
 
 private:
     // Collects the write under way (if any), logging its failure once per cause.
@@ -120,6 +147,7 @@ private:
     std::future<std::string> pending_;  // the write's error, "" when written
     std::string last_error_;
     size_t last_size_ = 0;  // of the last payload: the next one's reservation
+    uint64_t started_ = 0, finished_ = 0, written_ = 0;  // save numbers
 };
 
 }  // namespace exf
