@@ -18,21 +18,25 @@ namespace exf::detect {
 
 namespace {
 
-// A map key for an entity: the masked address, its prefix and the name.
-std::string key_bytes(const agg::EntityKey &k)
-{
-    std::string s(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
-    s += char(k.prefix);
-    s += k.name;
-    return s;
-}
-
 // The same into s (its capacity reused).
 void key_bytes_into(const agg::EntityKey &k, std::string &s)
 {
     s.assign(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
     s += char(k.prefix);
     s += k.name;
+    if (!k.ja4.empty()) {  // kinds without a fingerprint keep the bytes they had
+        s += '\0';
+        s += k.ja4;
+    }
+}
+
+// A map key for an entity: the masked address, its prefix, the name and
+// the fingerprint.
+std::string key_bytes(const agg::EntityKey &k)
+{
+    std::string s;
+    key_bytes_into(k, s);
+    return s;
 }
 
 double metric_value(Metric m, const agg::WindowValue &v)
@@ -43,6 +47,7 @@ double metric_value(Metric m, const agg::WindowValue &v)
     case Metric::tls_flows: return double(v.tls_flows);
     case Metric::concurrent_flows: return double(v.peak_concurrent);
     case Metric::distinct_clients: return double(v.distinct_clients);
+    case Metric::distinct_subnets: return double(v.distinct_subnets);
     case Metric::out_in_ratio:
         return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
     }
@@ -57,12 +62,6 @@ agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t wind
 {
     bool young = ref.first_seen_ms() + window_ms > now_ms;
     return ref.value(w, now_ms, young ? agg::Estimate::upper : agg::Estimate::sliding);
-}
-
-bool is_group(agg::EntityKind k)
-{
-    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
-           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
 }
 
 uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
@@ -330,6 +329,7 @@ struct Detector::Impl {
                     (!a.sni.empty() && sni_matches(a.sni, key.name)))
                     return true;
                 break;
+            case agg::EntityKind::ja4_sni:
             case agg::EntityKind::api_host:
                 if (!a.sni.empty() && sni_matches(a.sni, key.name))
                     return true;
@@ -338,6 +338,7 @@ struct Detector::Impl {
                 if (!a.cohort.empty() && a.cohort == key.name)
                     return true;
                 break;
+            case agg::EntityKind::ja4:
             case agg::EntityKind::host: break;
             }
         }
@@ -380,6 +381,8 @@ struct Detector::Impl {
         name_entity(r, rule.entity, t.key);
         add_figures(r, a, rule, t.key, now_ms, wall_ms);
         r.top_ja4 = ja4.top(rule.entity, t.key);
+        if (r.ja4)  // a fingerprint cohort: its own JA4, with the flows it opened
+            r.top_ja4 = {{*r.ja4, r.tls_flows}};
         return r;
     }
 
@@ -416,6 +419,15 @@ struct Detector::Impl {
             r.entity = key.name;
             break;
         case agg::EntityKind::host: r.entity = host; break;
+        case agg::EntityKind::ja4:
+            r.ja4 = key.ja4;
+            r.entity = key.ja4;
+            break;
+        case agg::EntityKind::ja4_sni:
+            r.ja4 = key.ja4;
+            r.sni = key.name;
+            r.entity = agg::format_key(kind, key);
+            break;
         }
     }
 
@@ -435,18 +447,27 @@ struct Detector::Impl {
             r.bytes_in = v.bytes_in;
             r.tls_flows = v.tls_flows;
             r.peak_concurrent = v.peak_concurrent;
-            if (is_group(rule.entity))
+            if (agg::is_group(rule.entity))
                 r.distinct_clients = v.distinct_clients;
+            if (agg::counts_subnets(rule.entity))
+                r.distinct_subnets = v.distinct_subnets;
+            for (auto &c : ref->top_clients())
+                r.top_clients.push_back(
+                    {agg::format_key(agg::EntityKind::client, c.client), c.tls_flows});
             r.first_seen_ms = to_wall(ref->first_seen_ms());
             if (rule.entity == agg::EntityKind::api_host ||
-                rule.entity == agg::EntityKind::client_api_host) {
+                rule.entity == agg::EntityKind::client_api_host ||
+                rule.entity == agg::EntityKind::ja4_sni) {
                 r.top_snis.push_back({key.name, v.bytes_out});
             } else {
                 for (auto &s : ref->top_snis())
                     r.top_snis.push_back({s.sni, s.bytes_out});
             }
-        } else if (is_group(rule.entity)) {
-            r.distinct_clients = 0;
+        } else {
+            if (agg::is_group(rule.entity))
+                r.distinct_clients = 0;
+            if (agg::counts_subnets(rule.entity))
+                r.distinct_subnets = 0;
         }
     }
 
@@ -847,6 +868,7 @@ void Detector::on_tls(const agg::Aggregator &a, uint64_t, const Addr16 &client,
         t.add(agg::EntityKind::api_host, a.api_host_key(sni), ja4);
         t.add(agg::EntityKind::client_api_host, a.client_api_key(client, sni), ja4);
     }
+    // A fingerprint cohort's top JA4 is itself: its record names it (ja4).
 }
 
 std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms,

@@ -146,6 +146,7 @@ private:
         bool close;
         Addr16 client;
         const std::string *sni;
+        std::string_view ja4;
     };
     using ClientSums = DenseMap<Addr16, Sums>;
 
@@ -170,6 +171,12 @@ private:
         auto *rec = tracker.lookup(k);
         return rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty() ? &*rec->tls.sni
                                                                                : nullptr;
+    }
+    // The flow's JA4 ("" when its ClientHello is not parsed): its fingerprint cohort.
+    static std::string_view ja4_of(const FlowTracker &tracker, const exf_flow_key &k)
+    {
+        auto *rec = tracker.lookup(k);
+        return rec && rec->tls.known ? std::string_view(rec->tls.ja4) : std::string_view();
     }
 
     // One harvest's deltas into the aggregator: flows attributed to their
@@ -210,19 +217,22 @@ private:
                 continue;
             }
             const std::string *sni = sni_of(tracker, d.key);
+            std::string_view ja4 = ja4_of(tracker, d.key);
             // Opens and closes are applied below in the order they happened.
             if (d.opened)
-                edges.push_back({d.flow.first_ns, false, client, sni});
+                edges.push_back({d.flow.first_ns, false, client, sni, ja4});
             if (d.resumed)
-                edges.push_back({d.flow.last_ns, false, client, sni});
+                edges.push_back({d.flow.last_ns, false, client, sni, ja4});
             if (d.closed)
-                edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni});
-            if (!sni)
+                edges.push_back(
+                    {std::max(d.flow.last_ns, d.flow.first_ns), true, client, sni, ja4});
+            if (!sni && ja4.empty())
                 continue;  // its traffic is counted for the client alone, below
             if (!d.opened && !d.pkts_in && !d.pkts_out)
                 continue;  // an end only
-            a.add_traffic(now_ms, client, *sni,
-                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            a.add_traffic(now_ms, client, sni ? std::string_view(*sni) : std::string_view(),
+                          {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u},
+                          ja4);
             attributed.try_emplace(client).first->add(d);
         }
         return edges;
@@ -239,9 +249,9 @@ private:
         for (auto &e : edges) {
             std::string_view sni = e.sni ? std::string_view(*e.sni) : std::string_view();
             if (e.close)
-                a.flow_closed(now_ms, e.client, sni);
+                a.flow_closed(now_ms, e.client, sni, e.ja4);
             else
-                a.flow_opened(now_ms, e.client, sni);
+                a.flow_opened(now_ms, e.client, sni, e.ja4);
         }
     }
 
