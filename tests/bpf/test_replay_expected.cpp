@@ -1357,7 +1357,12 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
     std::string line;
     while (std::getline(lines, line)) {
         auto j = nlohmann::ordered_json::parse(line);
-        (j["type"] == "alert" ? alerts : clients).push_back(j);
+        if (j["type"] == "alert")
+            alerts.push_back(j);
+        else if (j["type"] == "client")
+            clients.push_back(j);
+        else
+            CHECK(j["type"] == "ja4");  // the fingerprint lines that follow
     }
     REQUIRE(alerts.size() == 1);
     CHECK(alerts[0]["exfilmon"]["entity"] == "2001:db8:5::/64");

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The aggregation stage: per entity (client, subnet, API host, client x API
-// host, cohort, host; entity_key.h) and per sliding window (windows.h), bytes
+// host, cohort, host, JA4, JA4 x API host; entity_key.h) and per sliding window (windows.h), bytes
 // out and in, TLS flows opened, peak concurrent flows, and for groups the
-// number of distinct clients. docs/aggregation.md has the design and figures.
+// number of distinct clients and of the distinct subnets they came from.
+// docs/aggregation.md has the design and figures.
 //
 // Single writer: one thread owns an Aggregator; nothing here locks. Const
 // queries may run on that thread between updates.
@@ -20,15 +21,20 @@
 //                                  238 B/client at 100k, 233 at 1M, index and
 //                                  slab slack included)
 //   client x API host 40 + 36 n   (184)
-//   subnet            88 + 64 n   (344)
-//   API host          56 + 64 n   (312) + 2 + the name past 15 bytes
-//   cohort           104 + 64 n   (360) + the label past 15 bytes
+//   subnet            88 + 72 n   (376)
+//   API host          56 + 72 n   (344) + 2 + the name past 15 bytes
+//   cohort           104 + 72 n   (392) + the label past 15 bytes
+//   ja4              208 + 72 n   (496) + the JA4 (37)
+//   ja4 x API host   192 + 72 n   (480) + the JA4 and the name past 15 bytes
+//   membership        48          (the members behind distinct counts)
 //   host             one entity
-// Slabs grow by chunks of 1024 entities (16 for cohorts, 256 for API hosts).
-// With the default limits the worst case is about 245 MB of clients, 210 MB
-// of client x API host, 94 MB of subnets, 40 MB of API hosts and 1.5 MB of
-// cohorts. memory_bytes() reports what is allocated; docs/aggregation.md has
-// the design and measurements.
+// Slabs grow by chunks of 1024 entities (16 for cohorts, 64 for JA4s, 256
+// for API hosts and JA4 x API hosts). With the default limits the worst case
+// is about 245 MB of clients, 210 MB of client x API host, 103 MB of
+// subnets, 42 MB of API hosts, 1.6 MB of cohorts, 9 MB of JA4s, 37 MB of
+// JA4 x API hosts and 67 MB of memberships (sizes from sizeof and the
+// formulas above). memory_bytes() reports what is allocated;
+// docs/aggregation.md has the design and measurements.
 //
 // Eviction: when a kind is at its limit, creating an entity evicts the least
 // recently updated of 8 sampled ones (approximate LRU; evictions(kind) counts
@@ -97,11 +103,11 @@ struct AggConfig {
     size_t max_api_hosts = size_t(1) << 16;  // at most 2^20
     size_t max_client_api_hosts = size_t(1) << 20;
     size_t max_cohorts = 4096;
-    size_t max_ja4 = size_t(1) << 16;       // fingerprints
-    size_t max_ja4_snis = size_t(1) << 18;  // fingerprint x API host
+    size_t max_ja4 = size_t(1) << 14;       // fingerprints
+    size_t max_ja4_snis = size_t(1) << 16;  // fingerprint x API host
     // (member, group) pairs behind the distinct counts the other kinds do
     // not hold themselves: a fingerprint's clients, a group's subnets.
-    size_t max_memberships = size_t(1) << 21;
+    size_t max_memberships = size_t(1) << 20;
 
     // The limit of a kind (the host: 1).
     size_t limit(EntityKind k) const;
