@@ -115,7 +115,7 @@ ProcResult replay(const fs::path &capture, const std::string &datapath,
 // One replay's stdout, parsed. Every line must be a JSON object with the
 // contract's fields and types.
 struct Output {
-    std::vector<json> clients, flows;
+    std::vector<json> clients, flows, ja4s;
     size_t alerts = 0;
     std::vector<std::string> errors;
 };
@@ -123,6 +123,9 @@ struct Output {
 const char *const kClientFields[] = {"type",      "client",     "tls_flows",   "bytes_in",
                                      "bytes_out", "packets_in", "packets_out", "sni",
                                      "entity",    "requests"};
+const char *const kJa4Fields[] = {
+    "type", "ja4",    "tls_flows", "bytes_in", "bytes_out", "distinct_clients", "distinct_subnets",
+    "sni",  "clients"};
 const char *const kFlowFields[] = {"type",        "client",      "client_port", "server",
                                    "server_port", "transport",   "sni",         "alpn",
                                    "tls_version", "ja4",         "bytes_in",    "bytes_out",
@@ -157,6 +160,9 @@ Output parse_output(const std::string &text)
         } else if (j["type"] == "flow") {
             want.assign(std::begin(kFlowFields), std::end(kFlowFields));
             o.flows.push_back(j);
+        } else if (j["type"] == "ja4") {
+            want.assign(std::begin(kJa4Fields), std::end(kJa4Fields));
+            o.ja4s.push_back(j);
         } else if (j["type"] == "alert") {
             // Detection (the built-in rules fire on some browser captures):
             // printed as raised, before the report.
@@ -1352,7 +1358,12 @@ TEST_CASE("replay JSON: client lines add the rule entity, existing fields unchan
     std::string line;
     while (std::getline(lines, line)) {
         auto j = nlohmann::ordered_json::parse(line);
-        (j["type"] == "alert" ? alerts : clients).push_back(j);
+        if (j["type"] == "alert")
+            alerts.push_back(j);
+        else if (j["type"] == "client")
+            clients.push_back(j);
+        else
+            CHECK(j["type"] == "ja4");  // the fingerprint lines that follow
     }
     REQUIRE(alerts.size() == 1);
     CHECK(alerts[0]["exfilmon"]["entity"] == "2001:db8:5::/64");
@@ -1583,4 +1594,70 @@ TEST_CASE("replay: QUIC on configured ports matches nDPI's expected SNI and JA4"
     INFO(matched << " of " << rows << " rows match; mismatches:\n" << join(mm));
     CHECK(rows == 6);
     CHECK(matched == rows);
+}
+
+TEST_CASE("replay JSON: each fingerprint's flows and clients are foxio-ja4's expected JA4s",
+          "[pcap][replay][ja4]")
+{
+    const fs::path dir = exf::test::shared_pcaps();
+    if (dir.empty())
+        return;
+    const Replays &all = replays(dir, "user");
+    Checker ck(dir, all);
+    // Per (capture, JA4): its flows and client addresses in the expected
+    // snapshot, for flows that are TLS flows under the counting rules
+    // (tunnelled ones are not: see the known exceptions above).
+    struct Cohort {
+        uint64_t flows = 0;
+        // Addresses (expected) or client entities (the output: an IPv6
+        // client as its /64): compared by number.
+        std::set<std::string> clients;
+    };
+    std::map<std::string, Cohort> want, got;
+    size_t tunnelled = 0;
+    for (const auto &r : exf::test::read_csv(dir / "foxio-ja4/expected.csv")) {
+        if (r.at("ja4").empty())
+            continue;
+        const std::string file = "foxio-ja4/" + r.at("file");
+        const std::string transport = r.at("transport") == "udp" ? "quic" : "tcp";
+        if (!ck.truth_has(file,
+                          tuple_key(transport, r.at("client_ip"), std::stoull(r.at("client_port")),
+                                    r.at("server_ip"), std::stoull(r.at("server_port"))))) {
+            tunnelled++;
+            continue;
+        }
+        Cohort &c = want[file + " " + r.at("ja4")];
+        c.flows++;
+        c.clients.insert(norm_addr(r.at("client_ip")));
+    }
+    for (const auto &file : all.captures) {
+        if (file.rfind("foxio-ja4/", 0) != 0)
+            continue;
+        for (const auto &j : ck.output(file)->ja4s) {
+            Cohort &c = got[file + " " + j["ja4"].get<std::string>()];
+            c.flows = j["tls_flows"].get<uint64_t>();
+            for (const auto &e : j["clients"])
+                c.clients.insert(e.get<std::string>());
+            CHECK(j["distinct_clients"].get<size_t>() == c.clients.size());
+            CHECK(j["distinct_subnets"].get<size_t>() >= 1);
+            CHECK(j["distinct_subnets"].get<size_t>() <= c.clients.size());
+        }
+    }
+    std::vector<std::string> mm;
+    for (const auto &[k, w] : want)
+        if (auto it = got.find(k); it == got.end())
+            mm.push_back(k + ": missing from the output");
+        else if (it->second.flows != w.flows || it->second.clients.size() != w.clients.size())
+            mm.push_back(k + ": " + std::to_string(it->second.flows) + " flows from " +
+                         std::to_string(it->second.clients.size()) + " clients, expected " +
+                         std::to_string(w.flows) + " from " + std::to_string(w.clients.size()));
+    for (const auto &[k, g] : got)
+        if (!want.count(k))
+            mm.push_back(k + ": not in the expected JA4s");
+    INFO(mm.size() << " mismatches of " << want.size() << " fingerprints (" << tunnelled
+                   << " tunnelled expected flows left out):\n"
+                   << join(mm));
+    CHECK(want.size() >= 30);
+    CHECK(tunnelled <= 4);
+    CHECK(mm.empty());
 }

@@ -134,6 +134,25 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     CHECK(sj["rows"][0]["entity"] == "api.example.test");
     CHECK(sj["rows"][0]["bytes_out"] == bytes_out);
     CHECK(sj["rows"][0]["distinct_clients"] == 1);
+    // The fingerprint cohort of curl's three flows, and its x API host.
+    for (const char *kind : {"ja4", "ja4_sni"}) {
+        auto fp = run_program({bin, "top", "--socket", sock, "--once", "--format", "json", "--kind",
+                               kind, "--window", "1h", "--sort", "distinct_subnets"});
+        INFO(kind << ": " << fp.out << fp.err);
+        REQUIRE(fp.status == 0);
+        auto fj = json::parse(fp.out);
+        CHECK(fj["kind"] == kind);
+        REQUIRE(fj["rows"].size() == 1);
+        const auto &fr = fj["rows"][0];
+        CHECK(fr["entity"].get<std::string>().rfind("t13", 0) == 0);  // TCP, TLS 1.3
+        CHECK(fr["bytes_out"] == bytes_out);
+        CHECK(fr["tls_flows"] == 3);
+        CHECK(fr["distinct_clients"] == 1);
+        CHECK(fr["distinct_subnets"] == 1);
+        REQUIRE(fr["top_clients"].size() == 1);
+        CHECK(fr["top_clients"][0]["client"] == "192.0.2.50");
+        CHECK(fr["top_clients"][0]["tls_flows"] == 3);
+    }
     auto table = run_program({bin, "top", "--socket", sock, "--once"});
     CHECK(table.status == 0);
     CHECK(table.out.find("192.0.2.50") != std::string::npos);
@@ -168,6 +187,10 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     CHECK(status["maps"]["flows"]["capacity"] == 4096);
     CHECK(status["events"]["queue_dropped"] == 0);
     CHECK(status["aggregate"]["kinds"]["client"]["entities"] == 1);
+    CHECK(status["aggregate"]["kinds"]["ja4"]["entities"] == 1);
+    CHECK(status["aggregate"]["kinds"]["ja4_sni"]["entities"] == 1);
+    CHECK(status["aggregate"]["kinds"]["ja4"]["evictions"] == 0);
+    CHECK(status["aggregate"]["memberships"]["entries"].get<uint64_t>() >= 1);
     CHECK(status["alerts"].empty());
     CHECK(status["outputs"].size() == 1);  // the default: syslog on /dev/log
     auto human = run_program({bin, "status", "--socket", sock});

@@ -268,8 +268,8 @@ TEST_CASE("exfilmon top refuses a ranking its kind does not have with exit 2", "
     auto r = run_program({bin, "top", "--kind", "client", "--sort", "distinct_clients", "--once",
                           "--socket", socket});
     CHECK(r.status == 2);
-    CHECK(r.err == "exfilmon top: sort: distinct_clients applies to subnet, cohort, sni and host "
-                   "only, not client\n");
+    CHECK(r.err == "exfilmon top: sort: distinct_clients applies to subnet, sni, cohort, host, "
+                   "ja4 and ja4_sni only, not client\n");
     // A group kind is asked for (and the missing daemon is then exit 1).
     auto group = run_program({bin, "top", "--kind", "subnet", "--sort", "distinct_clients",
                               "--once", "--socket", socket});

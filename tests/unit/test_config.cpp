@@ -307,13 +307,14 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
     const std::string head = "[[rules]]\nname = \"r\"\nentity = \"client\"\n";
     CHECK(only_issue(head + "metric = \"bytes\"\nthreshold = 5\n") ==
           "t.toml:4:10: metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-          "distinct_clients, out_in_ratio or distinct_sensors");
+          "distinct_clients, distinct_subnets, out_in_ratio or distinct_sensors");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = \"2 gigs\"\n") ==
           "t.toml:5:13: threshold: '2 gigs' is not a size (e.g. 4MiB, 500KB, 65536)");
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==
           "t.toml:5:13: threshold: tls_flows takes a count (an integer)");
     CHECK(only_issue(head + "metric = \"distinct_clients\"\nthreshold = 5\n") ==
-          "t.toml:4:10: metric: distinct_clients applies to subnet, cohort, sni and host only, not "
+          "t.toml:4:10: metric: distinct_clients applies to subnet, sni, cohort, host, ja4 and "
+          "ja4_sni only, not "
           "client");
     CHECK(only_issue(head + "metric = \"bytes_out\"\n") ==
           "t.toml:1:1: [[rules]]: 'r' needs a threshold, a baseline or both");

@@ -235,9 +235,11 @@ TEST_CASE("bad requests get an error response", "[control]")
     CHECK(err(R"({"cmd":"top","n":"5"})") == "n: expected an integer from 1 to 1000");
     // Distinct clients exist for groups only, as for rules.
     CHECK(err(R"({"cmd":"top","kind":"client","sort":"distinct_clients"})") ==
-          "sort: distinct_clients applies to subnet, cohort, sni and host only, not client");
+          "sort: distinct_clients applies to subnet, sni, cohort, host, ja4 and ja4_sni only, not "
+          "client");
     CHECK(err(R"({"cmd":"top","kind":"client_sni","sort":"distinct_clients"})") ==
-          "sort: distinct_clients applies to subnet, cohort, sni and host only, not client_sni");
+          "sort: distinct_clients applies to subnet, sni, cohort, host, ja4 and ja4_sni only, not "
+          "client_sni");
     CHECK(ask(f, R"({"cmd":"top","kind":"subnet","sort":"distinct_clients"})")["ok"] == true);
 }
 

@@ -586,3 +586,62 @@ TEST_CASE("An alert resumed from a previous run is updated and resolved, never o
     CHECK(r[0].state == AlertState::resolved);
     CHECK(r[0].id == prev.id);
 }
+
+TEST_CASE("A ja4_sni baseline rule fires on a cohort's burst, not on its steady traffic",
+          "[detect][ja4]")
+{
+    // "ja4_sni tls_flows over the window above 10x its learned level and
+    // above a floor", on a 1-minute window learned over 10 minutes.
+    constexpr const char *kJa4 = "t13d1812h1_85036bcba153_b26ce05bbdd6";
+    auto rule =
+        make_rule("cohort-burst", agg::EntityKind::ja4_sni, Metric::tls_flows, kMin, std::nullopt);
+    rule.baseline = Baseline{10.0, 50, 10 * kMin};
+    agg::Aggregator a(windows({kMin, 10 * kMin}));
+    Detector d(one_rule(rule));
+    auto flows = [&](uint64_t now, int n, int first_client) {
+        for (int i = 0; i < n; i++) {
+            int c = first_client + i;
+            std::string addr =
+                "2001:db8:" + std::to_string(c % 40 + 1) + ":" + std::to_string(c + 1) + "::1";
+            a.add_traffic(now, A(addr.c_str()), "api.example.com", {200, 3000, 2, 2, 1}, kJa4);
+        }
+    };
+    uint64_t t0 = 6'000'000, now = t0;
+    // Steady: 8 flows a minute from the cohort for 20 minutes: never fires.
+    for (; now <= t0 + 20 * kMin; now += 5000) {
+        if (now % kMin == 30'000)
+            flows(now, 8, 0);
+        CHECK(eval(d, a, now).empty());
+    }
+    // A burst: 120 flows from 120 clients over 40 /48s in the next minute.
+    now = t0 + 20 * kMin + 30'000;
+    flows(now, 120, 100);
+    auto r = eval(d, a, now + 5000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].entity_kind == "ja4_sni");
+    CHECK(r[0].entity == std::string(kJa4) + " -> api.example.com");
+    REQUIRE(r[0].ja4);
+    CHECK(*r[0].ja4 == kJa4);
+    REQUIRE(r[0].sni);
+    CHECK(*r[0].sni == "api.example.com");
+    REQUIRE(r[0].baseline);
+    CHECK(*r[0].baseline > 5);  // learning the 8 flows a minute
+    CHECK(*r[0].baseline <= 8);
+    CHECK(r[0].value >= 120);
+    REQUIRE(r[0].distinct_clients);
+    CHECK(*r[0].distinct_clients >= 120);
+    REQUIRE(r[0].distinct_subnets);
+    CHECK(*r[0].distinct_subnets == 40);
+    CHECK(r[0].top_clients.size() == 4);
+    REQUIRE(r[0].top_ja4.size() == 1);
+    CHECK(r[0].top_ja4[0].name == kJa4);
+
+    // A cohort bursting from its first minute is not learned yet: nothing.
+    agg::Aggregator b(windows({kMin, 10 * kMin}));
+    Detector d2(one_rule(rule));
+    for (int i = 0; i < 200; i++)
+        b.add_traffic(t0, A(("192.0.2." + std::to_string(i % 250 + 1)).c_str()), "api.example.com",
+                      {200, 3000, 2, 2, 1}, kJa4);
+    for (uint64_t n = t0; n < t0 + 5 * kMin; n += 5000)
+        CHECK(eval(d2, b, n).empty());
+}

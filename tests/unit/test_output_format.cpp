@@ -479,8 +479,8 @@ TEST_CASE("Output a fleet alert carries its scope and sensors in every format", 
           std::vector<std::string>{"edge-a 1500000000 0.665", "edge \"b\"] 754857830 0.335"});
 
     auto cef = format_cef(a, 16, "exfilmon", 4242);
-    CHECK(cef.find(" exfilmonScope=fleet flexNumber2Label=distinctSensors flexNumber2=2 "
-                   "flexString2Label=sensors flexString2=edge-a 1500000000 0.665, "
+    CHECK(cef.find(" exfilmonScope=fleet exfilmonDistinctSensors=2 "
+                   "exfilmonSensors=edge-a 1500000000 0.665, "
                    "edge \"b\"] 754857830 0.335 msg=") != std::string::npos);
 
     auto j = nlohmann::json::parse(format_json(a));

@@ -29,15 +29,23 @@ using detail::EntityTable;
 using detail::EntityTables;
 using detail::EvictionSampler;
 using detail::HostEntry;
+using detail::Ja4Entry;
+using detail::Ja4SniEntry;
 using detail::kApiHostHeaderMin;
+using detail::kClients;
 using detail::kCohortHeaderMin;
 using detail::kHasTop;
+using detail::kHasTopClients;
 using detail::kNoSlot;
+using detail::kSubnets;
 using detail::kTopK;
+using detail::MemberEntry;
+using detail::MemberRole;
 using detail::read_api_host_header;
 using detail::read_cohort_header;
 using detail::SavedIds;
 using detail::SubnetEntry;
+using detail::Tally;
 using detail::TopSnis;
 
 namespace {
@@ -97,6 +105,9 @@ std::vector<std::string> AggConfig::validate() const
     within(max_api_hosts, "max_api_hosts", kMaxApiHosts);
     within(max_client_api_hosts, "max_client_api_hosts", kMaxClientApiHosts);
     within(max_cohorts, "max_cohorts", kMaxCohorts);
+    within(max_ja4, "max_ja4", kMaxJa4);
+    within(max_ja4_snis, "max_ja4_snis", kMaxJa4Snis);
+    within(max_memberships, "max_memberships", kMaxMemberships);
     for (auto &r : cohorts) {
         if (r.prefix > family_bits(r.addr))
             p.push_back("cohort " + format_addr(r.addr) + "/" + std::to_string(r.prefix) +
@@ -106,6 +117,21 @@ std::vector<std::string> AggConfig::validate() const
                         ": empty label");
     }
     return p;
+}
+
+size_t AggConfig::limit(EntityKind k) const
+{
+    switch (k) {
+    case EntityKind::client: return max_clients;
+    case EntityKind::subnet: return max_subnets;
+    case EntityKind::api_host: return max_api_hosts;
+    case EntityKind::client_api_host: return max_client_api_hosts;
+    case EntityKind::cohort: return max_cohorts;
+    case EntityKind::ja4: return max_ja4;
+    case EntityKind::ja4_sni: return max_ja4_snis;
+    case EntityKind::host: break;
+    }
+    return 1;
 }
 
 // ---------------------------------------------------------------------------
@@ -121,6 +147,7 @@ struct AggImpl {
     EntityHasher hash_;
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
+    uint64_t members_evicted_ = 0, members_expired_ = 0;
 
     explicit AggImpl(const AggConfig &c) : cfg_(c), tables_(c.windows_ms.size())
     {
@@ -153,18 +180,7 @@ struct AggImpl {
         return is_v4(a) ? cfg_.subnet_prefix_v4 : cfg_.subnet_prefix_v6;
     }
 
-    size_t limit(EntityKind k) const
-    {
-        switch (k) {
-        case EntityKind::client: return cfg_.max_clients;
-        case EntityKind::subnet: return cfg_.max_subnets;
-        case EntityKind::api_host: return cfg_.max_api_hosts;
-        case EntityKind::client_api_host: return cfg_.max_client_api_hosts;
-        case EntityKind::cohort: return cfg_.max_cohorts;
-        case EntityKind::host: return 1;
-        }
-        return 1;
-    }
+    size_t limit(EntityKind k) const { return cfg_.limit(k); }
 
     // --- lookups --------------------------------------------------------------
     uint32_t find_client(const EntityTable<ClientEntry, CompactCell> &t, const Addr16 &a,
@@ -197,6 +213,16 @@ struct AggImpl {
     uint32_t find_cohort(std::string_view label) const
     {
         return find_cohort(label, hash_.str(label));
+    }
+    uint32_t find_ja4(std::string_view ja4) const
+    {
+        return tables_.ja4s.find(hash_.str(ja4), [&](const Ja4Entry &e) { return e.ja4 == ja4; });
+    }
+    uint32_t find_ja4_sni(std::string_view ja4, std::string_view sni) const
+    {
+        return tables_.ja4_snis.find(hash_.ja4_sni(ja4, sni), [&](const Ja4SniEntry &e) {
+            return e.ja4 == ja4 && e.sni == sni;
+        });
     }
 
     // Groups of a client entity (kNoSlot when absent).
@@ -236,8 +262,15 @@ struct AggImpl {
     template <class E, class C>
     uint32_t insert(EntityTable<E, C> &t, EntityKind k, uint64_t h)
     {
-        while (t.size() >= limit(k) && t.size() > 0)
-            evict_one(t, k);
+        if constexpr (std::is_same_v<E, MemberEntry>) {
+            while (t.size() >= cfg_.max_memberships && t.size() > 0) {
+                drop_member(eviction_.victim(t));
+                members_evicted_++;
+            }
+        } else {
+            while (t.size() >= limit(k) && t.size() > 0)
+                evict_one(t, k);
+        }
         uint32_t i = t.insert(h);
         if constexpr (std::is_same_v<E, ApiHostEntry>)
             api_host_ids_.used(i);
@@ -292,15 +325,21 @@ struct AggImpl {
             break;
         }
         case EntityKind::host: tables_.host.erase(i, 0); break;
+        case EntityKind::ja4: {
+            const Ja4Entry &e = tables_.ja4s.entry(i);
+            tables_.ja4s.add_extra_bytes(-heap_bytes(e.ja4));
+            tables_.ja4s.erase(i, hash_(e));
+            break;
+        }
+        case EntityKind::ja4_sni: {
+            const Ja4SniEntry &e = tables_.ja4_snis.entry(i);
+            tables_.ja4_snis.add_extra_bytes(-heap_bytes(e.ja4) - heap_bytes(e.sni));
+            tables_.ja4_snis.erase(i, hash_(e));
+            break;
+        }
         }
     }
 
-    void evict_one(EntityKind k)
-    {
-        tables_.visit(k, [&](auto &t) { evict_one(t, k); });
-    }
-
-    // --- the update -----------------------------------------------------------
     // One update's inputs and what its steps learn along the way.
     struct Update {
         uint64_t now;
@@ -309,13 +348,95 @@ struct AggImpl {
         bool create;  // a flow's close creates nothing
         Addr16 client_addr;
         uint8_t client_prefix;
+        Addr16 subnet_addr;
+        uint8_t subnet_prefix;
+        std::string_view ja4;                // "" when not known
         uint32_t api = kNoSlot, sni_id = 0;  // the API host's slot and id
+        std::string_view sni;                // folded
         bool api_fresh = false;
         uint32_t client = kNoSlot;
         bool client_had = false;  // the client existed before, last active at client_old
         uint64_t client_old = 0;
     };
 
+    // --- memberships (entities.h MemberEntry) ----------------------------------
+    static Tally tally(MemberRole r) { return r == MemberRole::client ? kClients : kSubnets; }
+
+    // f(group table, slot) for the membership's group when it is live.
+    template <class F>
+    void with_group(const MemberEntry &m, F &&f)
+    {
+        with_group_in(*this, m, f);
+    }
+    template <class F>
+    void with_group(const MemberEntry &m, F &&f) const
+    {
+        with_group_in(*this, m, f);
+    }
+    template <class Self, class F>
+    static void with_group_in(Self &self, const MemberEntry &m, F &f)
+    {
+        if (m.group_kind >= kEntityKinds)
+            return;
+        self.tables_.visit(EntityKind(m.group_kind), [&](auto &t) {
+            using Cell = std::remove_cvref_t<decltype(*t.cells(0))>;
+            if constexpr (std::is_same_v<Cell, WideCell>) {
+                uint32_t gi =
+                    t.find(m.group, [&](const auto &e) { return self.hash_(e) == m.group; });
+                if (gi != kNoSlot)
+                    f(t, gi);
+            }
+        });
+    }
+
+    // The membership leaves its group's distinct count.
+    void drop_member(uint32_t i)
+    {
+        const MemberEntry &m = tables_.members.entry(i);
+        with_group(m, [&](auto &t, uint32_t gi) {
+            member_gone(windows_ms(), t.entry(gi), t.cells(gi), m.last, tally(m.role));
+        });
+        tables_.members.erase(i, hash_(m));
+    }
+
+    // The member (a client, or a subnet: role) is active in group gi of tbl,
+    // kind gk under key hash gh, already advanced to now.
+    template <class G>
+    void touch_member(const Update &u, MemberRole role, const Addr16 &ma, uint8_t mp, EntityKind gk,
+                      uint64_t gh, EntityTable<G, WideCell> &tbl, uint32_t gi, bool g_fresh)
+    {
+        auto &t = tables_.members;
+        uint64_t h = hash_.member(ma, mp, role, gk, gh);
+        uint32_t mi = t.find(h, [&](const MemberEntry &m) {
+            return m.group == gh && m.group_kind == uint8_t(gk) && m.role == role &&
+                   m.prefix == mp && m.addr == ma;
+        });
+        bool had = mi != kNoSlot;
+        if (!had) {
+            if (!u.create)
+                return;
+            mi = insert(t, gk, h);
+            MemberEntry &m = t.entry(mi);
+            m.addr = ma;
+            m.prefix = mp;
+            m.role = role;
+            m.group_kind = uint8_t(gk);
+            m.group = gh;
+            m.first = m.last = u.now;
+        }
+        MemberEntry &m = t.entry(mi);
+        uint64_t old = m.last;
+        m.last = u.now;
+        member_seen(windows_ms(), tbl.entry(gi), tbl.cells(gi), g_fresh, had, old, u.now,
+                    tally(role));
+    }
+
+    void evict_one(EntityKind k)
+    {
+        tables_.visit(k, [&](auto &t) { evict_one(t, k); });
+    }
+
+    // --- the update -----------------------------------------------------------
     // Lower-case ASCII, cut at kMaxSniBytes, into buf.
     static std::string_view fold_sni(std::string_view raw, char (&buf)[kMaxSniBytes])
     {
@@ -328,21 +449,28 @@ struct AggImpl {
     }
 
     // conc: +1 flow opened, -1 flow closed (nothing created), 0 traffic only.
-    void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, const Traffic *d,
-               int conc)
+    void touch(uint64_t now_in, const Addr16 &addr, std::string_view sni_raw, std::string_view ja4,
+               const Traffic *d, int conc)
     {
         updates_++;
-        uint8_t cp = client_prefix(addr);
-        Update u{tick(now_in), d, conc, conc >= 0, mask_addr(addr, cp), cp};
+        uint8_t cp = client_prefix(addr), sp = subnet_prefix(addr);
+        Addr16 ca = mask_addr(addr, cp);
+        Update u{tick(now_in),      d,  conc,
+                 conc >= 0,         ca, cp,
+                 mask_addr(ca, sp), sp, ja4.substr(0, kMaxJa4Bytes),
+                 kNoSlot,           0,  {}};
         char buf[kMaxSniBytes];
         std::string_view sni = fold_sni(sni_raw, buf);
+        u.sni = sni;
         // The API host first: its id is part of the client x API host key.
         if (!sni.empty())
             touch_api_host_entry(u, sni);
         touch_client(u);
-        touch_groups(u, addr);
+        touch_groups(u);
         if (u.api != kNoSlot)
             touch_api_host(u);
+        if (!u.ja4.empty())
+            touch_fingerprint(u);
     }
 
     // Finds or adds the API host (its counters are updated in touch_api_host).
@@ -385,7 +513,10 @@ struct AggImpl {
             c.top.add(u.sni_id, kib_up(u.d->bytes_out));
     }
 
-    // One group of the client (subnet, cohort, host): init fills a new one's key.
+    // One group of the client (subnet, cohort, host, ja4, ja4_sni): init
+    // fills a new one's key. A fingerprint's clients are counted through
+    // memberships (it has no member entities), the others' through the
+    // client entity; every group but subnet counts its clients' subnets.
     template <class E, class Eq, class Init>
     void touch_group(const Update &u, EntityTable<E, WideCell> &tbl, EntityKind k, uint64_t h,
                      Eq &&eq, Init &&init)
@@ -399,16 +530,27 @@ struct AggImpl {
             init(g);
         advance(windows_ms(), g, tbl.cells(gi), u.now);
         count_traffic(windows_ms(), g, tbl.cells(gi), u.d, u.conc);
-        if (u.sni_id && u.d)
-            g.top.add(u.sni_id, u.d->bytes_out);
-        if (u.client != kNoSlot)
+        if constexpr (kHasTop<E>)
+            if (u.sni_id && u.d)
+                g.top.add(u.sni_id, u.d->bytes_out);
+        if constexpr (kHasTopClients<E>) {
+            if (u.d && u.d->flows_opened)
+                g.clients.add({u.client_addr, u.client_prefix}, u.d->flows_opened);
+            if (u.client != kNoSlot)
+                touch_member(u, MemberRole::client, u.client_addr, u.client_prefix, k, h, tbl, gi,
+                             g_fresh);
+        } else if (u.client != kNoSlot) {
             member_seen(windows_ms(), g, tbl.cells(gi), g_fresh, u.client_had, u.client_old, u.now);
+        }
+        if (counts_subnets(k))
+            touch_member(u, MemberRole::subnet, u.subnet_addr, u.subnet_prefix, k, h, tbl, gi,
+                         g_fresh);
     }
 
-    void touch_groups(const Update &u, const Addr16 &addr)
+    void touch_groups(const Update &u)
     {
-        uint8_t sp = subnet_prefix(addr);
-        Addr16 sa = mask_addr(u.client_addr, sp);
+        uint8_t sp = u.subnet_prefix;
+        const Addr16 &sa = u.subnet_addr;
         touch_group(
             u, tables_.subnets, EntityKind::subnet, hash_.addr(sa, sp),
             [&](const SubnetEntry &e) { return e.prefix == sp && e.addr == sa; },
@@ -429,6 +571,30 @@ struct AggImpl {
         touch_group(
             u, tables_.host, EntityKind::host, 0, [](const HostEntry &) { return true; },
             [](HostEntry &) {});
+    }
+
+    // The fingerprint cohort and, with an SNI, its fingerprint x API host.
+    void touch_fingerprint(const Update &u)
+    {
+        std::string_view ja4 = u.ja4;
+        touch_group(
+            u, tables_.ja4s, EntityKind::ja4, hash_.str(ja4),
+            [&](const Ja4Entry &e) { return e.ja4 == ja4; },
+            [&](Ja4Entry &e) {
+                e.ja4 = ja4;
+                tables_.ja4s.add_extra_bytes(heap_bytes(e.ja4));
+            });
+        if (u.sni.empty())
+            return;
+        std::string_view sni = u.sni;
+        touch_group(
+            u, tables_.ja4_snis, EntityKind::ja4_sni, hash_.ja4_sni(ja4, sni),
+            [&](const Ja4SniEntry &e) { return e.ja4 == ja4 && e.sni == sni; },
+            [&](Ja4SniEntry &e) {
+                e.ja4 = ja4;
+                e.sni = sni;
+                tables_.ja4_snis.add_extra_bytes(heap_bytes(e.ja4) + heap_bytes(e.sni));
+            });
     }
 
     // The API host's counters and its client x API host.
@@ -463,6 +629,8 @@ struct AggImpl {
         // its counters are already settled against a.last == now.
         member_seen(windows_ms(), tables_.api_hosts.entry(u.api), tables_.api_hosts.cells(u.api),
                     u.api_fresh, p_had, p_old, u.now);
+        touch_member(u, MemberRole::subnet, u.subnet_addr, u.subnet_prefix, EntityKind::api_host,
+                     hash_.str(u.sni), tables_.api_hosts, u.api, u.api_fresh);
     }
 
     size_t expire(uint64_t now_in)
@@ -479,20 +647,31 @@ struct AggImpl {
             });
         };
         // Members before their groups, so that groups see them leave.
+        tables_.members.for_each_live([&](uint32_t i) {
+            if (now - tables_.members.entry(i).last > longest_) {
+                drop_member(i);
+                members_expired_++;
+            }
+        });
         sweep(tables_.clients, EntityKind::client);
         sweep(tables_.client_api_hosts, EntityKind::client_api_host);
         sweep(tables_.subnets, EntityKind::subnet);
         sweep(tables_.cohorts, EntityKind::cohort);
+        sweep(tables_.ja4_snis, EntityKind::ja4_sni);
+        sweep(tables_.ja4s, EntityKind::ja4);
         sweep(tables_.api_hosts, EntityKind::api_host);  // never compacted: slots are ids
         auto hasher = [this](const auto &e) { return hash_(e); };
-        if (tables_.clients.sparse())
-            tables_.clients.compact(hasher);
-        if (tables_.client_api_hosts.sparse())
-            tables_.client_api_hosts.compact(hasher);
-        if (tables_.subnets.sparse())
-            tables_.subnets.compact(hasher);
-        if (tables_.cohorts.sparse())
-            tables_.cohorts.compact(hasher);
+        auto compact = [&](auto &t) {
+            if (t.sparse())
+                t.compact(hasher);
+        };
+        compact(tables_.clients);
+        compact(tables_.client_api_hosts);
+        compact(tables_.subnets);
+        compact(tables_.cohorts);
+        compact(tables_.ja4s);
+        compact(tables_.ja4_snis);
+        compact(tables_.members);
         return n;
     }
 
@@ -510,7 +689,8 @@ struct AggImpl {
                 write_header(w, e, api_host_ids_.id(i));
             else
                 write_header(w, e);
-            w.raw(t.cells(i), window_count() * sizeof(C));
+            if constexpr (!std::is_same_v<C, detail::NoCell>)
+                w.raw(t.cells(i), window_count() * sizeof(C));
         });
     }
 
@@ -524,8 +704,64 @@ struct AggImpl {
         save_table(w, tables_.cohorts);
         save_table(w, tables_.subnets);
         save_table(w, tables_.host);
+        save_table(w, tables_.ja4s);
+        save_table(w, tables_.ja4_snis);
         save_table(w, tables_.clients);
         save_table(w, tables_.client_api_hosts);
+        save_members(w);
+    }
+
+    // The hash a group's key has in this aggregator (its EntityHasher seed).
+    uint64_t group_hash(EntityKind k, const EntityKey &key) const
+    {
+        switch (k) {
+        case EntityKind::api_host:
+        case EntityKind::cohort: return hash_.str(key.name);
+        case EntityKind::ja4: return hash_.str(key.ja4);
+        case EntityKind::ja4_sni: return hash_.ja4_sni(key.ja4, key.name);
+        default: break;
+        }
+        return 0;  // host
+    }
+
+    // Memberships name their group by a seeded hash, which another
+    // aggregator does not share: each is written with its group's key (and
+    // left out when its group is gone).
+    void save_members(StateWriter &w) const
+    {
+        std::vector<std::pair<uint32_t, EntityKey>> kept;
+        tables_.members.for_each_live([&](uint32_t i) {
+            const MemberEntry &m = tables_.members.entry(i);
+            with_group(m, [&](auto &, uint32_t gi) {
+                kept.emplace_back(i, key_of(EntityKind(m.group_kind), gi));
+            });
+        });
+        w.u64(kept.size());
+        for (auto &[i, key] : kept) {
+            MemberEntry m = tables_.members.entry(i);
+            m.group = 0;
+            w.pod(m);
+            w.str(key.name);
+            w.str(key.ja4);
+        }
+    }
+
+    void restore_members(StateReader &r)
+    {
+        restore_table(
+            r, tables_.members, EntityKind::host, sizeof(MemberEntry) + 8,
+            [&](StateReader &rd) -> std::optional<MemberEntry> {
+                auto m = detail::read_plain_header<MemberEntry>(rd, {});
+                EntityKey key;
+                key.name = rd.str();
+                key.ja4 = rd.str();
+                if (!counts_subnets(EntityKind(m->group_kind)) ||
+                    (m->role != MemberRole::client && m->role != MemberRole::subnet))
+                    throw Error("state: a membership's group or role is out of range");
+                m->group = group_hash(EntityKind(m->group_kind), key);
+                return m;
+            },
+            [](uint32_t) {});
     }
 
     // Reads one table written by save_table: read_header(StateReader &)
@@ -535,10 +771,11 @@ struct AggImpl {
     void restore_table(StateReader &r, EntityTable<E, C> &t, EntityKind k, size_t min_header,
                        Read &&read_header, After &&after)
     {
-        uint64_t n = r.count(min_header + window_count() * sizeof(C));
+        constexpr bool kCells = !std::is_same_v<C, detail::NoCell>;
+        uint64_t n = r.count(min_header + (kCells ? window_count() * sizeof(C) : 0));
         for (uint64_t j = 0; j < n; j++) {
             std::optional<E> e = read_header(r);
-            std::vector<C> cells(window_count());
+            std::vector<C> cells(kCells ? window_count() : 0);
             for (auto &c : cells)
                 c = r.pod<C>();
             if (!e)
@@ -553,6 +790,10 @@ struct AggImpl {
                 tables_.api_hosts.add_extra_bytes(heap_bytes(e->name));
             if constexpr (std::is_same_v<E, CohortEntry>)
                 tables_.cohorts.add_extra_bytes(heap_bytes(e->label));
+            if constexpr (std::is_same_v<E, Ja4Entry>)
+                tables_.ja4s.add_extra_bytes(heap_bytes(e->ja4));
+            if constexpr (std::is_same_v<E, Ja4SniEntry>)
+                tables_.ja4_snis.add_extra_bytes(heap_bytes(e->ja4) + heap_bytes(e->sni));
             t.entry(i) = std::move(*e);
             std::copy(cells.begin(), cells.end(), t.cells(i));
             after(i);
@@ -590,6 +831,22 @@ struct AggImpl {
             [](uint32_t) {});
     }
 
+    void restore_fingerprints(StateReader &r, const SavedIds &ids)
+    {
+        restore_table(
+            r, tables_.ja4s, EntityKind::ja4, detail::kJa4HeaderMin,
+            [&](StateReader &rd) -> std::optional<Ja4Entry> {
+                return detail::read_ja4_header(rd, ids);
+            },
+            [](uint32_t) {});
+        restore_table(
+            r, tables_.ja4_snis, EntityKind::ja4_sni, detail::kJa4SniHeaderMin,
+            [&](StateReader &rd) -> std::optional<Ja4SniEntry> {
+                return detail::read_ja4_sni_header(rd);
+            },
+            [](uint32_t) {});
+    }
+
     template <class E, class C>
     void restore_plain(StateReader &r, EntityTable<E, C> &t, EntityKind k, const SavedIds &ids)
     {
@@ -609,8 +866,10 @@ struct AggImpl {
         restore_cohorts(r, ids);
         restore_plain(r, tables_.subnets, EntityKind::subnet, ids);
         restore_plain(r, tables_.host, EntityKind::host, ids);
+        restore_fingerprints(r, ids);
         restore_plain(r, tables_.clients, EntityKind::client, ids);
         restore_plain(r, tables_.client_api_hosts, EntityKind::client_api_host, ids);
+        restore_members(r);
     }
 
     // --- reconfiguration ------------------------------------------------------
@@ -671,14 +930,24 @@ struct AggImpl {
     {
         auto zero = [&](auto &tbl) {
             tbl.for_each_live([&](uint32_t i) {
-                for (size_t w = 0; w < window_count(); w++)
-                    tbl.cells(i)[w].members[0] = tbl.cells(i)[w].members[1] = 0;
+                for (size_t w = 0; w < window_count(); w++) {
+                    WideCell &c = tbl.cells(i)[w];
+                    c.members[0] = c.members[1] = c.subnets[0] = c.subnets[1] = 0;
+                }
             });
         };
         zero(tables_.subnets);
         zero(tables_.cohorts);
         zero(tables_.host);
         zero(tables_.api_hosts);
+        zero(tables_.ja4s);
+        zero(tables_.ja4_snis);
+        tables_.members.for_each_live([&](uint32_t i) {
+            const MemberEntry &m = tables_.members.entry(i);
+            with_group(m, [&](auto &t, uint32_t gi) {
+                member_count(windows_ms(), t.entry(gi), t.cells(gi), m.last, tally(m.role));
+            });
+        });
         tables_.clients.for_each_live([&](uint32_t i) {
             const ClientEntry &c = tables_.clients.entry(i);
             Groups g = groups_of(c);
@@ -723,11 +992,32 @@ struct AggImpl {
         }
         if (subnet_px)
             rekey(tables_.subnets, cfg_.subnet_prefix_v4, cfg_.subnet_prefix_v6);
+        if (client_px || subnet_px)
+            drop_stale_members();
         set_cohorts();
         for (size_t k = 0; k < kEntityKinds; k++)
             while (size(EntityKind(k)) > limit(EntityKind(k)))
                 evict_one(EntityKind(k));
+        while (tables_.members.size() > cfg_.max_memberships) {
+            drop_member(eviction_.victim(tables_.members));
+            members_evicted_++;
+        }
         recount();
+    }
+
+    // Memberships under a prefix no longer configured: their members are
+    // counted again, under the new prefix, from their next activity (merging
+    // them would need their per-group history, which they do not keep).
+    void drop_stale_members()
+    {
+        auto &t = tables_.members;
+        t.for_each_live([&](uint32_t i) {
+            const MemberEntry &m = t.entry(i);
+            uint8_t want =
+                m.role == MemberRole::client ? client_prefix(m.addr) : subnet_prefix(m.addr);
+            if (m.prefix != want)
+                t.erase(i, hash_(m));  // recount() follows
+        });
     }
 
     // --- queries --------------------------------------------------------------
@@ -744,7 +1034,7 @@ struct AggImpl {
 
     size_t memory() const
     {
-        size_t n = sizeof(AggImpl);
+        size_t n = sizeof(AggImpl) + tables_.members.memory_bytes();
         for (size_t k = 0; k < kEntityKinds; k++)
             n += memory(EntityKind(k));
         n += cohort_matcher_.memory_bytes() + cohort_hash_.capacity() * sizeof(uint64_t);
@@ -801,6 +1091,11 @@ struct AggImpl {
         }
         case EntityKind::api_host: key.name = tables_.api_hosts.entry(i).name; break;
         case EntityKind::cohort: key.name = tables_.cohorts.entry(i).label; break;
+        case EntityKind::ja4: key.ja4 = tables_.ja4s.entry(i).ja4; break;
+        case EntityKind::ja4_sni:
+            key.ja4 = tables_.ja4_snis.entry(i).ja4;
+            key.name = tables_.ja4_snis.entry(i).sni;
+            break;
         case EntityKind::host: break;
         }
         return key;
@@ -821,6 +1116,8 @@ struct AggImpl {
                                         api_host_ids_.id(a));
         }
         case EntityKind::cohort: return find_cohort(key.name);
+        case EntityKind::ja4: return find_ja4(key.ja4);
+        case EntityKind::ja4_sni: return find_ja4_sni(key.ja4, normalize_sni(key.name));
         case EntityKind::host: return tables_.host.live(0) ? 0 : kNoSlot;
         }
         return kNoSlot;
@@ -842,10 +1139,29 @@ struct AggImpl {
         case EntityKind::subnet: collect(tables_.subnets.entry(i).top, 1); break;
         case EntityKind::cohort: collect(tables_.cohorts.entry(i).top, 1); break;
         case EntityKind::host: collect(tables_.host.entry(i).top, 1); break;
+        case EntityKind::ja4: collect(tables_.ja4s.entry(i).top, 1); break;
         default: break;
         }
         std::stable_sort(out.begin(), out.end(), [](const SniShare &a, const SniShare &b) {
             return a.bytes_out > b.bytes_out;
+        });
+        return out;
+    }
+
+    std::vector<ClientShare> top_clients(EntityKind k, uint32_t i) const
+    {
+        std::vector<ClientShare> out;
+        auto collect = [&](const detail::TopClients &top) {
+            for (int j = 0; j < kTopK; j++)
+                if (top.id[j] != detail::ClientId{})
+                    out.push_back({prefix_key(top.id[j].addr, top.id[j].prefix), top.w[j]});
+        };
+        if (k == EntityKind::ja4)
+            collect(tables_.ja4s.entry(i).clients);
+        else if (k == EntityKind::ja4_sni)
+            collect(tables_.ja4_snis.entry(i).clients);
+        std::stable_sort(out.begin(), out.end(), [](const ClientShare &a, const ClientShare &b) {
+            return a.tls_flows > b.tls_flows;
         });
         return out;
     }
@@ -869,6 +1185,7 @@ WindowValue EntityRef::value(size_t window, uint64_t now_ms, Estimate e) const
     return impl_->value(kind_, slot_, window, now_ms, e);
 }
 std::vector<SniShare> EntityRef::top_snis() const { return impl_->top_snis(kind_, slot_); }
+std::vector<ClientShare> EntityRef::top_clients() const { return impl_->top_clients(kind_, slot_); }
 
 // Unique in the process, so that two aggregators never share one.
 static uint64_t next_generation()
@@ -892,19 +1209,21 @@ Aggregator::Aggregator(Aggregator &&) noexcept = default;
 Aggregator &Aggregator::operator=(Aggregator &&) noexcept = default;
 
 void Aggregator::add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni,
-                             const Traffic &d)
+                             const Traffic &d, std::string_view ja4)
 {
-    impl_->touch(now_ms, client, sni, &d, 0);
+    impl_->touch(now_ms, client, sni, ja4, &d, 0);
 }
 
-void Aggregator::flow_opened(uint64_t now_ms, const Addr16 &client, std::string_view sni)
+void Aggregator::flow_opened(uint64_t now_ms, const Addr16 &client, std::string_view sni,
+                             std::string_view ja4)
 {
-    impl_->touch(now_ms, client, sni, nullptr, +1);
+    impl_->touch(now_ms, client, sni, ja4, nullptr, +1);
 }
 
-void Aggregator::flow_closed(uint64_t now_ms, const Addr16 &client, std::string_view sni)
+void Aggregator::flow_closed(uint64_t now_ms, const Addr16 &client, std::string_view sni,
+                             std::string_view ja4)
 {
-    impl_->touch(now_ms, client, sni, nullptr, -1);
+    impl_->touch(now_ms, client, sni, ja4, nullptr, -1);
 }
 
 size_t Aggregator::expire(uint64_t now_ms) { return impl_->expire(now_ms); }
@@ -1010,6 +1329,7 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
         case SortBy::tls_flows: m = v.tls_flows; break;
         case SortBy::concurrent: m = v.peak_concurrent; break;
         case SortBy::distinct_clients: m = v.distinct_clients; break;
+        case SortBy::distinct_subnets: m = v.distinct_subnets; break;
         }
         if (m == 0)
             return;
@@ -1058,6 +1378,9 @@ size_t Aggregator::size(EntityKind kind) const { return impl_->size(kind); }
 uint64_t Aggregator::evictions(EntityKind kind) const { return impl_->evicted_[size_t(kind)]; }
 uint64_t Aggregator::expirations(EntityKind kind) const { return impl_->expired_[size_t(kind)]; }
 uint64_t Aggregator::updates() const { return impl_->updates_; }
+size_t Aggregator::memberships() const { return impl_->tables_.members.size(); }
+uint64_t Aggregator::membership_evictions() const { return impl_->members_evicted_; }
+uint64_t Aggregator::membership_expirations() const { return impl_->members_expired_; }
 size_t Aggregator::memory_bytes() const { return impl_->memory(); }
 size_t Aggregator::memory_bytes(EntityKind kind) const { return impl_->memory(kind); }
 

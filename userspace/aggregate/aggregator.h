@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The aggregation stage: per entity (client, subnet, API host, client x API
-// host, cohort, host; entity_key.h) and per sliding window (windows.h), bytes
+// host, cohort, host, JA4, JA4 x API host; entity_key.h) and per sliding window (windows.h), bytes
 // out and in, TLS flows opened, peak concurrent flows, and for groups the
-// number of distinct clients. docs/aggregation.md has the design and figures.
+// number of distinct clients and of the distinct subnets they came from.
+// docs/aggregation.md has the design and figures.
 //
 // Single writer: one thread owns an Aggregator; nothing here locks. Const
 // queries may run on that thread between updates.
@@ -20,15 +21,20 @@
 //                                  238 B/client at 100k, 233 at 1M, index and
 //                                  slab slack included)
 //   client x API host 40 + 36 n   (184)
-//   subnet            88 + 64 n   (344)
-//   API host          56 + 64 n   (312) + 2 + the name past 15 bytes
-//   cohort           104 + 64 n   (360) + the label past 15 bytes
+//   subnet            88 + 72 n   (376)
+//   API host          56 + 72 n   (344) + 2 + the name past 15 bytes
+//   cohort           104 + 72 n   (392) + the label past 15 bytes
+//   ja4              208 + 72 n   (496) + the JA4 (37)
+//   ja4 x API host   192 + 72 n   (480) + the JA4 and the name past 15 bytes
+//   membership        48          (the members behind distinct counts)
 //   host             one entity
-// Slabs grow by chunks of 1024 entities (16 for cohorts, 256 for API hosts).
-// With the default limits the worst case is about 245 MB of clients, 210 MB
-// of client x API host, 94 MB of subnets, 40 MB of API hosts and 1.5 MB of
-// cohorts. memory_bytes() reports what is allocated; docs/aggregation.md has
-// the design and measurements.
+// Slabs grow by chunks of 1024 entities (16 for cohorts, 64 for JA4s, 256
+// for API hosts and JA4 x API hosts). With the default limits the worst case
+// is about 245 MB of clients, 210 MB of client x API host, 103 MB of
+// subnets, 42 MB of API hosts, 1.6 MB of cohorts, 9 MB of JA4s, 37 MB of
+// JA4 x API hosts and 67 MB of memberships (sizes from sizeof and the
+// formulas above). memory_bytes() reports what is allocated;
+// docs/aggregation.md has the design and measurements.
 //
 // Eviction: when a kind is at its limit, creating an entity evicts the least
 // recently updated of 8 sampled ones (approximate LRU; evictions(kind) counts
@@ -67,12 +73,20 @@ struct Traffic {
 struct WindowValue {
     uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0;
     uint32_t peak_concurrent = 0;
-    uint32_t distinct_clients = 0;  // subnet, cohort, host, api_host; 0 otherwise
+    uint32_t distinct_clients = 0;  // groups (is_group()); 0 otherwise
+    uint32_t distinct_subnets = 0;  // groups but subnet (counts_subnets()); 0 otherwise
     bool operator==(const WindowValue &) const = default;
 };
 
 // `concurrent` sorts by the window's peak concurrent flows.
-enum class SortBy : uint8_t { bytes_out, bytes_in, tls_flows, concurrent, distinct_clients };
+enum class SortBy : uint8_t {
+    bytes_out,
+    bytes_in,
+    tls_flows,
+    concurrent,
+    distinct_clients,
+    distinct_subnets
+};
 
 struct AggConfig {
     // Window lengths, in the order window indices refer to them: within
@@ -89,6 +103,14 @@ struct AggConfig {
     size_t max_api_hosts = size_t(1) << 16;  // at most 2^20
     size_t max_client_api_hosts = size_t(1) << 20;
     size_t max_cohorts = 4096;
+    size_t max_ja4 = size_t(1) << 14;       // fingerprints
+    size_t max_ja4_snis = size_t(1) << 16;  // fingerprint x API host
+    // (member, group) pairs behind the distinct counts the other kinds do
+    // not hold themselves: a fingerprint's clients, a group's subnets.
+    size_t max_memberships = size_t(1) << 20;
+
+    // The limit of a kind (the host: 1).
+    size_t limit(EntityKind k) const;
 
     // Problems, one sentence each; empty when valid.
     std::vector<std::string> validate() const;
@@ -108,6 +130,13 @@ struct SniShare {
     // first seen: may over-count by the smallest kept share once more than
     // 4 SNIs were seen; clients count in KiB (each update rounded up).
     uint64_t bytes_out = 0;
+};
+
+struct ClientShare {
+    EntityKey client;  // the client entity (address and prefix)
+    // Space-saving estimate of the TLS flows it opened in the group since
+    // the group was first seen (over-counts as SniShare does).
+    uint64_t tls_flows = 0;
 };
 
 struct Row {
@@ -132,6 +161,9 @@ public:
     // Client, subnet, cohort and host: up to 4 heaviest SNIs by bytes out,
     // heaviest first. Empty for other kinds.
     std::vector<SniShare> top_snis() const;
+    // ja4 and ja4_sni: up to 4 clients opening the most TLS flows, heaviest
+    // first. Empty for other kinds.
+    std::vector<ClientShare> top_clients() const;
 
 private:
     friend struct AggImpl;
@@ -154,14 +186,19 @@ public:
     Aggregator &operator=(const Aggregator &) = delete;
 
     // --- inputs -----------------------------------------------------------
-    // Adds deltas to the client, its subnet, cohort and the host and, when
-    // sni is not empty, to the API host and client x API host.
-    void add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni, const Traffic &d);
+    // Adds deltas to the client, its subnet, cohort and the host, when
+    // sni is not empty to the API host and client x API host, and when the
+    // flow's JA4 is known (not empty) to the fingerprint and, with an SNI,
+    // to the fingerprint x API host.
+    void add_traffic(uint64_t now_ms, const Addr16 &client, std::string_view sni, const Traffic &d,
+                     std::string_view ja4 = {});
     // One more / one fewer open flow on the same entities (concurrency and
     // its per-window peak only: tls_flows counts Traffic::flows_opened).
     // flow_closed creates nothing and never goes below 0.
-    void flow_opened(uint64_t now_ms, const Addr16 &client, std::string_view sni);
-    void flow_closed(uint64_t now_ms, const Addr16 &client, std::string_view sni);
+    void flow_opened(uint64_t now_ms, const Addr16 &client, std::string_view sni,
+                     std::string_view ja4 = {});
+    void flow_closed(uint64_t now_ms, const Addr16 &client, std::string_view sni,
+                     std::string_view ja4 = {});
     // Drops entities idle for longer than the longest window (the host
     // entity stays) and compacts sparse tables. Returns how many it dropped.
     // Cost: one pass over every entity.
@@ -197,6 +234,10 @@ public:
     EntityKey client_api_key(const Addr16 &addr, std::string_view sni) const;
     EntityKey api_host_key(std::string_view sni) const { return name_key(normalize_sni(sni)); }
     EntityKey cohort_key(std::string_view label) const { return name_key(label); }
+    EntityKey ja4_key(std::string_view ja4, std::string_view sni = {}) const
+    {
+        return agg::ja4_key(ja4, sni);
+    }
     // Label of the cohort addr belongs to (matched as its client entity).
     std::optional<std::string> cohort_of(const Addr16 &addr) const;
 
@@ -230,6 +271,11 @@ public:
     // entity's values may have changed without an update (entities merged,
     // members recounted, windows replaced). No two aggregators share one.
     uint64_t generation() const { return generation_; }
+    // The (member, group) pairs behind distinct counts (AggConfig::
+    // max_memberships) and how many were evicted at that limit.
+    size_t memberships() const;
+    uint64_t membership_evictions() const;
+    uint64_t membership_expirations() const;
     // Bytes the structures allocate (slab chunks, indexes, free lists, heap
     // strings, cohort tables), in total or for one kind's table.
     size_t memory_bytes() const;

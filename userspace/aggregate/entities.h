@@ -15,27 +15,27 @@ namespace exf::agg::detail {
 // How many API hosts an entity's TopSnis tracks.
 inline constexpr int kTopK = 4;
 
-// Space-saving over kTopK SNIs (Metwally et al.): a new SNI takes the
+// Space-saving over kTopK ids (Metwally et al.): a new id takes the
 // lightest slot and inherits its weight, so a weight over-counts by at most
-// the lightest weight at the time it was taken.
-template <class W>
-struct TopSnis {
-    uint32_t id[kTopK] = {};
+// the lightest weight at the time it was taken. Id{} is "none".
+template <class Id, class W>
+struct SpaceSaving {
+    Id id[kTopK] = {};
     W w[kTopK] = {};
 
-    void add(uint32_t sni, uint64_t delta)
+    void add(const Id &key, uint64_t delta)
     {
         int empty = -1;
         for (int i = 0; i < kTopK; i++) {
-            if (id[i] == sni) {
+            if (id[i] == key) {
                 detail::add(w[i], delta);
                 return;
             }
-            if (id[i] == 0 && empty < 0)
+            if (id[i] == Id{} && empty < 0)
                 empty = i;
         }
         if (empty >= 0) {
-            id[empty] = sni;
+            id[empty] = key;
             detail::store(w[empty], delta);
             return;
         }
@@ -45,10 +45,23 @@ struct TopSnis {
         for (int i = 1; i < kTopK; i++)
             if (w[i] < w[min_i])
                 min_i = i;
-        id[min_i] = sni;
+        id[min_i] = key;
         detail::add(w[min_i], delta);
     }
 };
+
+// The heaviest API hosts (by their ids, api_host_ids.h).
+template <class W>
+using TopSnis = SpaceSaving<uint32_t, W>;
+
+// A client entity's key (prefix 0: none; client prefixes are at least 8).
+struct ClientId {
+    Addr16 addr{};
+    uint8_t prefix = 0;
+    bool operator==(const ClientId &) const = default;
+};
+// A fingerprint's heaviest clients, by TLS flows opened.
+using TopClients = SpaceSaving<ClientId, uint64_t>;
 
 struct ClientEntry {
     Addr16 addr{};
@@ -100,10 +113,50 @@ struct HostEntry {
     bool live = false;
 };
 
+struct Ja4Entry {  // a fingerprint cohort
+    std::string ja4;
+    uint64_t first = 0, last = 0;
+    TopSnis<uint64_t> top;
+    TopClients clients;
+    uint32_t conc = 0;
+    bool live = false;
+};
+
+struct Ja4SniEntry {  // fingerprint x API host
+    std::string ja4, sni;
+    uint64_t first = 0, last = 0;
+    TopClients clients;
+    uint32_t conc = 0;
+    bool live = false;
+};
+
+// One member of a group for the distinct counts the group's kind has no
+// member entities for: a client of a fingerprint (ja4, ja4_sni), a subnet
+// of a group (counts_subnets()). `last` is the member's last activity in
+// the group, as a client entity's is for its subnet. The group is named by
+// its kind and key hash (EntityHasher): a group evicted and created again
+// under the same key is the same group, and member_seen()/member_gone()
+// tell by the times whether the member was counted in it.
+enum class MemberRole : uint8_t { client = 1, subnet = 2 };
+struct MemberEntry {
+    Addr16 addr{};  // the client or subnet, masked
+    uint64_t first = 0, last = 0;
+    uint64_t group = 0;  // the group's key hash
+    uint8_t group_kind = 0;
+    uint8_t prefix = 0;
+    MemberRole role = MemberRole::client;
+    bool live = false;
+};
+
 template <class E>
 constexpr bool kHasTop = requires(E e)
 {
     e.top;
+};
+template <class E>
+constexpr bool kHasTopClients = requires(E e)
+{
+    e.clients;
 };
 
 }  // namespace exf::agg::detail

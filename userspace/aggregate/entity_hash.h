@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "aggregate/entities.h"
+#include "aggregate/entity_key.h"
 #include "aggregate/entity_table.h"
 #include "common/addr.h"
 
@@ -52,6 +53,25 @@ public:
     uint64_t operator()(const ApiHostEntry &e) const { return str(e.name); }
     uint64_t operator()(const CohortEntry &e) const { return str(e.label); }
     uint64_t operator()(const HostEntry &) const { return 0; }  // the one host entity
+    uint64_t operator()(const Ja4Entry &e) const { return str(e.ja4); }
+    uint64_t operator()(const Ja4SniEntry &e) const { return ja4_sni(e.ja4, e.sni); }
+    uint64_t operator()(const MemberEntry &e) const
+    {
+        return member(e.addr, e.prefix, e.role, EntityKind(e.group_kind), e.group);
+    }
+
+    // A fingerprint x API host key.
+    uint64_t ja4_sni(std::string_view ja4, std::string_view sni) const
+    {
+        return mix64(str(ja4) ^ (str(sni) * 0x9e3779b97f4a7c15ull));
+    }
+    // A membership key: (member address, prefix, role) in (group kind, group hash).
+    uint64_t member(const Addr16 &a, uint8_t prefix, MemberRole role, EntityKind k,
+                    uint64_t group) const
+    {
+        uint32_t tag = (uint32_t(role) << 8) | uint32_t(k);
+        return mix64(addr(a, prefix, tag) ^ (group * 0xc2b2ae3d27d4eb4full));
+    }
 
 private:
     static uint64_t load64(const uint8_t *p)

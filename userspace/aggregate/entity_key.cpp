@@ -12,6 +12,8 @@ const char *kind_name(EntityKind k)
     case EntityKind::client_api_host: return "client_api_host";
     case EntityKind::cohort: return "cohort";
     case EntityKind::host: return "host";
+    case EntityKind::ja4: return "ja4";
+    case EntityKind::ja4_sni: return "ja4_sni";
     }
     return "?";
 }
@@ -77,6 +79,14 @@ EntityKey client_api_key(const Addr16 &a, uint8_t prefix, std::string_view sni)
     return k;
 }
 
+EntityKey ja4_key(std::string_view ja4, std::string_view sni)
+{
+    EntityKey k;
+    k.ja4 = ja4.substr(0, kMaxJa4Bytes);
+    k.name = normalize_sni(sni);
+    return k;
+}
+
 std::string format_key(EntityKind kind, const EntityKey &key)
 {
     auto prefixed = [&] {
@@ -92,6 +102,8 @@ std::string format_key(EntityKind kind, const EntityKey &key)
     case EntityKind::api_host:
     case EntityKind::cohort: return key.name;
     case EntityKind::host: return "host";
+    case EntityKind::ja4: return key.ja4;
+    case EntityKind::ja4_sni: return key.ja4 + " -> " + key.name;
     }
     return "?";
 }

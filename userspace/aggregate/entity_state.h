@@ -22,6 +22,8 @@ namespace exf::agg::detail {
 // expects, to reject a count the bytes left cannot hold.
 inline constexpr size_t kApiHostHeaderMin = 32;
 inline constexpr size_t kCohortHeaderMin = 32 + sizeof(TopSnis<uint64_t>);
+inline constexpr size_t kJa4HeaderMin = 32 + sizeof(TopSnis<uint64_t>) + sizeof(TopClients);
+inline constexpr size_t kJa4SniHeaderMin = 40 + sizeof(TopClients);
 
 // Whether two headers name the same entity.
 inline bool same_key(const ClientEntry &a, const ClientEntry &b)
@@ -39,6 +41,16 @@ inline bool same_key(const ClientApiHostEntry &a, const ClientApiHostEntry &b)
 inline bool same_key(const ApiHostEntry &a, const ApiHostEntry &b) { return a.name == b.name; }
 inline bool same_key(const CohortEntry &a, const CohortEntry &b) { return a.label == b.label; }
 inline bool same_key(const HostEntry &, const HostEntry &) { return true; }
+inline bool same_key(const Ja4Entry &a, const Ja4Entry &b) { return a.ja4 == b.ja4; }
+inline bool same_key(const Ja4SniEntry &a, const Ja4SniEntry &b)
+{
+    return a.ja4 == b.ja4 && a.sni == b.sni;
+}
+inline bool same_key(const MemberEntry &a, const MemberEntry &b)
+{
+    return a.group == b.group && a.group_kind == b.group_kind && a.role == b.role &&
+           a.prefix == b.prefix && a.addr == b.addr;
+}
 
 // --- writing -----------------------------------------------------------------
 inline void write_header(StateWriter &w, const ApiHostEntry &e, uint32_t id)
@@ -54,6 +66,26 @@ inline void write_header(StateWriter &w, const CohortEntry &e)
 {
     w.str(e.label);
     w.pod(e.top);
+    w.u64(e.first);
+    w.u64(e.last);
+    w.u32(e.conc);
+}
+
+inline void write_header(StateWriter &w, const Ja4Entry &e)
+{
+    w.str(e.ja4);
+    w.pod(e.top);
+    w.pod(e.clients);
+    w.u64(e.first);
+    w.u64(e.last);
+    w.u32(e.conc);
+}
+
+inline void write_header(StateWriter &w, const Ja4SniEntry &e)
+{
+    w.str(e.ja4);
+    w.str(e.sni);
+    w.pod(e.clients);
     w.u64(e.first);
     w.u64(e.last);
     w.u32(e.conc);
@@ -115,6 +147,41 @@ inline CohortEntry read_cohort_header(StateReader &r, const SavedIds &ids)
     e.conc = r.u32();
     e.live = true;
     ids.remap(e.top);
+    return e;
+}
+
+inline std::string read_ja4(StateReader &r)
+{
+    std::string n = r.str();
+    if (n.empty() || n.size() > kMaxJa4Bytes)
+        throw Error("state: a JA4 is empty or too long");
+    return n;
+}
+
+inline Ja4Entry read_ja4_header(StateReader &r, const SavedIds &ids)
+{
+    Ja4Entry e;
+    e.ja4 = read_ja4(r);
+    e.top = r.pod<TopSnis<uint64_t>>();
+    e.clients = r.pod<TopClients>();
+    e.first = r.u64();
+    e.last = r.u64();
+    e.conc = r.u32();
+    e.live = true;
+    ids.remap(e.top);
+    return e;
+}
+
+inline Ja4SniEntry read_ja4_sni_header(StateReader &r)
+{
+    Ja4SniEntry e;
+    e.ja4 = read_ja4(r);
+    e.sni = read_name(r);
+    e.clients = r.pod<TopClients>();
+    e.first = r.u64();
+    e.last = r.u64();
+    e.conc = r.u32();
+    e.live = true;
     return e;
 }
 

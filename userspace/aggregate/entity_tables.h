@@ -11,6 +11,9 @@
 
 namespace exf::agg::detail {
 
+// The cell of a table without windows.
+struct NoCell {};
+
 struct EntityTables {
     // Members (clients, client x API hosts) keep compact cells; groups keep
     // wide ones, with distinct-member counts.
@@ -20,11 +23,16 @@ struct EntityTables {
     EntityTable<ClientApiHostEntry, CompactCell> client_api_hosts;
     EntityTable<CohortEntry, WideCell> cohorts;
     EntityTable<HostEntry, WideCell> host;
+    EntityTable<Ja4Entry, WideCell> ja4s;
+    EntityTable<Ja4SniEntry, WideCell> ja4_snis;
+    // Not a kind: the members behind distinct counts (entities.h), no cells.
+    EntityTable<MemberEntry, NoCell> members;
 
     // The second argument: log2 of the entries per slab chunk.
     explicit EntityTables(size_t windows)
         : clients(windows, 10), subnets(windows, 10), api_hosts(windows, 8),
-          client_api_hosts(windows, 10), cohorts(windows, 4), host(windows, 0)
+          client_api_hosts(windows, 10), cohorts(windows, 4), host(windows, 0), ja4s(windows, 6),
+          ja4_snis(windows, 8), members(0, 10)
     {}
 
     // f(the table of kind k); every kind's f must return the same type.
@@ -57,6 +65,8 @@ private:
         case EntityKind::api_host: return f(s.api_hosts);
         case EntityKind::client_api_host: return f(s.client_api_hosts);
         case EntityKind::cohort: return f(s.cohorts);
+        case EntityKind::ja4: return f(s.ja4s);
+        case EntityKind::ja4_sni: return f(s.ja4_snis);
         case EntityKind::host: break;
         }
         return f(s.host);

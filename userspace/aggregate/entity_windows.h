@@ -47,14 +47,20 @@ void count_traffic(const std::vector<uint64_t> &windows, E &e, C *cells, const T
     }
 }
 
+// Which of a group's distinct counts a member counts in.
+using Tally = uint32_t (WideCell::*)[2];
+inline constexpr Tally kClients = &WideCell::members;
+inline constexpr Tally kSubnets = &WideCell::subnets;
+
 // Distinct clients: a member (client, or client x API host for API hosts)
 // is counted in the group's bucket holding its last activity. It was last
 // active at `old` (had_old) and is active now; the group is at `now`.
 // A member last active before the group was created (the group was
-// evicted or is new) was not counted in it.
+// evicted or is new) was not counted in it. Distinct subnets: the same, the
+// member being a (subnet, group) membership, counted in `tally` kSubnets.
 template <class G>
 void member_seen(const std::vector<uint64_t> &windows, const G &g, WideCell *gc, bool g_fresh,
-                 bool had_old, uint64_t old, uint64_t now)
+                 bool had_old, uint64_t old, uint64_t now, Tally tally = kClients)
 {
     bool counted = had_old && !g_fresh && old >= g.first;
     for (size_t w = 0; w < windows.size(); w++) {
@@ -63,31 +69,33 @@ void member_seen(const std::vector<uint64_t> &windows, const G &g, WideCell *gc,
             uint64_t bo = old / len, bn = now / len;
             if (bo == bn)
                 continue;  // already counted in the current bucket
-            if (bo + 1 == bn && gc[w].members[1] > 0)
-                gc[w].members[1]--;
+            if (bo + 1 == bn && (gc[w].*tally)[1] > 0)
+                (gc[w].*tally)[1]--;
         }
-        detail::add(gc[w].members[0], 1);
+        detail::add((gc[w].*tally)[0], 1);
     }
 }
 
 // The member last active at m_last leaves (dropped or recounted).
 template <class G>
-void member_gone(const std::vector<uint64_t> &windows, const G &g, WideCell *gc, uint64_t m_last)
+void member_gone(const std::vector<uint64_t> &windows, const G &g, WideCell *gc, uint64_t m_last,
+                 Tally tally = kClients)
 {
     if (m_last < g.first)
         return;
     for (size_t w = 0; w < windows.size(); w++) {
         uint64_t len = windows[w], bm = m_last / len, bg = g.last / len;
-        if (bm == bg && gc[w].members[0] > 0)
-            gc[w].members[0]--;
-        else if (bm + 1 == bg && gc[w].members[1] > 0)
-            gc[w].members[1]--;
+        if (bm == bg && (gc[w].*tally)[0] > 0)
+            (gc[w].*tally)[0]--;
+        else if (bm + 1 == bg && (gc[w].*tally)[1] > 0)
+            (gc[w].*tally)[1]--;
     }
 }
 
 // Counts the member last active at m_last in its group (a recount).
 template <class G>
-void member_count(const std::vector<uint64_t> &windows, G &g, WideCell *gc, uint64_t m_last)
+void member_count(const std::vector<uint64_t> &windows, G &g, WideCell *gc, uint64_t m_last,
+                  Tally tally = kClients)
 {
     if (m_last < g.first)
         return;
@@ -95,9 +103,9 @@ void member_count(const std::vector<uint64_t> &windows, G &g, WideCell *gc, uint
     for (size_t w = 0; w < windows.size(); w++) {
         uint64_t len = windows[w], bm = m_last / len, bg = g.last / len;
         if (bm == bg)
-            detail::add(gc[w].members[0], 1);
+            detail::add((gc[w].*tally)[0], 1);
         else if (bm + 1 == bg)
-            detail::add(gc[w].members[1], 1);
+            detail::add((gc[w].*tally)[1], 1);
     }
 }
 
@@ -126,8 +134,10 @@ WindowValue window_value(const std::vector<uint64_t> &windows, const E &e, const
     if (est == Estimate::upper || (est == Estimate::sliding && !window_is_bucket))
         peak = std::max(peak, p.peak[1]);
     v.peak_concurrent = clamp32(peak);
-    if constexpr (kHasMembers<C>)
+    if constexpr (kHasMembers<C>) {
         v.distinct_clients = clamp32(pick(p.members[0], p.members[1]));
+        v.distinct_subnets = clamp32(pick(p.subnets[0], p.subnets[1]));
+    }
     return v;
 }
 

@@ -23,5 +23,8 @@ inline constexpr Range kMaxSubnets{1, 1ull << 24};
 inline constexpr Range kMaxApiHosts{1, 1ull << 20};  // API host ids hold a 20-bit slot
 inline constexpr Range kMaxClientApiHosts{1, 1ull << 26};
 inline constexpr Range kMaxCohorts{1, 1ull << 20};
+inline constexpr Range kMaxJa4{1, 1ull << 22};
+inline constexpr Range kMaxJa4Snis{1, 1ull << 24};
+inline constexpr Range kMaxMemberships{1, 1ull << 26};
 
 }  // namespace exf::agg

@@ -38,6 +38,8 @@
 // true count over the window lies in [n_cur, n_cur + n_prev] and the estimate
 // n_cur + floor(n_prev * (L-1-r) / L) has the same bound: |error| <= n_prev.
 // Members dropped by LRU eviction are no longer counted (see aggregator.h).
+// Distinct subnets of a group (every group but subnet) are counted the same
+// way, a member being one of the group's clients' subnets.
 //
 // Counter widths: compact cells (clients, client x API host) hold bytes in
 // 48 bits (saturating at 256 TiB per bucket), flows in 32 bits and peak
@@ -116,8 +118,9 @@ struct WideCell {
     uint64_t out[2] = {0, 0}, in[2] = {0, 0}, flows[2] = {0, 0};
     uint32_t peak[2] = {0, 0};
     uint32_t members[2] = {0, 0};  // distinct clients (groups only)
+    uint32_t subnets[2] = {0, 0};  // distinct subnets of those clients (groups only)
 };
-static_assert(sizeof(WideCell) == 64);
+static_assert(sizeof(WideCell) == 72);
 
 template <class C>
 constexpr bool kHasMembers = requires(C c)
@@ -140,28 +143,30 @@ void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
         c.in[1] = c.in[0];
         c.flows[1] = c.flows[0];
         c.peak[1] = c.peak[0];
-        if constexpr (kHasMembers<C>)
+        if constexpr (kHasMembers<C>) {
             c.members[1] = c.members[0];
+            c.subnets[1] = c.subnets[0];
+        }
     } else {
         store(c.out[1], 0);
         store(c.in[1], 0);
         store(c.flows[1], 0);
         store(c.peak[1], concurrent);
         if constexpr (kHasMembers<C>)
-            c.members[1] = 0;
+            c.members[1] = c.subnets[1] = 0;
     }
     store(c.out[0], 0);
     store(c.in[0], 0);
     store(c.flows[0], 0);
     store(c.peak[0], concurrent);
     if constexpr (kHasMembers<C>)
-        c.members[0] = 0;
+        c.members[0] = c.subnets[0] = 0;
 }
 
 // The two buckets of a cell as seen from query time t >= last, without
 // changing it.
 struct BucketPair {
-    uint64_t out[2], in[2], flows[2], peak[2], members[2];
+    uint64_t out[2], in[2], flows[2], peak[2], members[2], subnets[2];
 };
 
 template <class C>
@@ -176,16 +181,20 @@ BucketPair view(const C &c, uint64_t last, uint64_t t, uint64_t len, uint64_t co
             p.in[i] = load(c.in[i]);
             p.flows[i] = load(c.flows[i]);
             p.peak[i] = load(c.peak[i]);
-            if constexpr (kHasMembers<C>)
+            if constexpr (kHasMembers<C>) {
                 p.members[i] = c.members[i];
+                p.subnets[i] = c.subnets[i];
+            }
         }
     } else if (b1 == b0 + 1) {
         p.out[1] = load(c.out[0]);
         p.in[1] = load(c.in[0]);
         p.flows[1] = load(c.flows[0]);
         p.peak[1] = load(c.peak[0]);
-        if constexpr (kHasMembers<C>)
+        if constexpr (kHasMembers<C>) {
             p.members[1] = c.members[0];
+            p.subnets[1] = c.subnets[0];
+        }
         p.peak[0] = concurrent;
     } else {
         p.peak[0] = p.peak[1] = concurrent;
@@ -204,8 +213,10 @@ void merge_into(C &dst, const C &src)
         add(dst.in[i], load(src.in[i]));
         add(dst.flows[i], load(src.flows[i]));
         add(dst.peak[i], load(src.peak[i]));  // sum: never under-reports
-        if constexpr (kHasMembers<C>)
+        if constexpr (kHasMembers<C>) {
             add(dst.members[i], src.members[i]);
+            add(dst.subnets[i], src.subnets[i]);
+        }
     }
 }
 

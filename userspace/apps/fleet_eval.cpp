@@ -98,6 +98,11 @@ std::optional<detect::OpenAlert> open_alert(const std::vector<std::string> &row)
         break;
     case agg::EntityKind::cohort: k1 = field("cohort"); break;
     case agg::EntityKind::host: break;
+    case agg::EntityKind::ja4: k1 = field("ja4"); break;
+    case agg::EntityKind::ja4_sni:
+        k1 = field("ja4");
+        k2 = field("sni");
+        break;
     }
     auto key = fleet::entity_key(*kind, k1, k2);
     auto metric = detect::parse_metric(field("metric"));

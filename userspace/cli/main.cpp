@@ -262,13 +262,14 @@ public:
                          "control socket of the daemon ([control] socket)")
             ->capture_default_str();
         cmd_->add_option("--kind", opts_.kind, "what to rank")
-            ->check(CLI::IsMember({"client", "subnet", "sni", "client_sni", "cohort", "host"}))
+            ->check(CLI::IsMember(
+                {"client", "subnet", "sni", "client_sni", "cohort", "host", "ja4", "ja4_sni"}))
             ->capture_default_str();
         cmd_->add_option("--window", opts_.window, "one of the daemon's [aggregate] windows")
             ->capture_default_str();
         cmd_->add_option("--sort", opts_.sort, "ranking")
-            ->check(CLI::IsMember(
-                {"bytes_out", "bytes_in", "tls_flows", "concurrent", "distinct_clients"}))
+            ->check(CLI::IsMember({"bytes_out", "bytes_in", "tls_flows", "concurrent",
+                                   "distinct_clients", "distinct_subnets"}))
             ->capture_default_str();
         cmd_->add_option("-n", opts_.n, "rows")->check(CLI::Range(1, 1000))->capture_default_str();
         cmd_->add_option("--interval", interval_, "refresh interval (at least 100ms)")

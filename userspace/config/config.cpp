@@ -357,6 +357,9 @@ void read_aggregate_bounds(const toml::table &t, Reader &r, agg::AggConfig &a)
     bounded("max_api_hosts", agg::kMaxApiHosts, a.max_api_hosts);
     bounded("max_client_api_hosts", agg::kMaxClientApiHosts, a.max_client_api_hosts);
     bounded("max_cohorts", agg::kMaxCohorts, a.max_cohorts);
+    bounded("max_ja4", agg::kMaxJa4, a.max_ja4);
+    bounded("max_ja4_snis", agg::kMaxJa4Snis, a.max_ja4_snis);
+    bounded("max_memberships", agg::kMaxMemberships, a.max_memberships);
 }
 
 void read_cohorts_file(const toml::node &n, Reader &r, Config &c)
@@ -387,7 +390,7 @@ void read_aggregate(const toml::table &t, Reader &r, Config &c)
     r.only(t, "[aggregate]",
            {"windows", "client_prefix_v4", "client_prefix_v6", "subnet_prefix_v4",
             "subnet_prefix_v6", "cohorts_file", "max_clients", "max_subnets", "max_api_hosts",
-            "max_client_api_hosts", "max_cohorts"});
+            "max_client_api_hosts", "max_cohorts", "max_ja4", "max_ja4_snis", "max_memberships"});
     size_t issues_before = r.count();
     r.with(t, "windows", [&](const toml::node &n) { read_windows(n, r, c.aggregate.windows_ms); });
     read_aggregate_bounds(t, r, c.aggregate);
@@ -648,7 +651,7 @@ void read_rule_entity(const toml::table &t, Reader &r, detect::Rule &rule)
     if (auto k = detect::parse_rule_entity(s))
         rule.entity = *k;
     else
-        r.error(*n, "entity: expected client, subnet, sni, client_sni, cohort or host");
+        r.error(*n, "entity: expected " + detect::rule_entity_names());
 }
 
 // True when the rule names a known metric: its threshold and baseline are
@@ -665,8 +668,7 @@ bool read_rule_metric(const toml::table &t, Reader &r, detect::Rule &rule)
         return false;
     auto m = detect::parse_metric(s);
     if (!m) {
-        r.error(*n, "metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-                    "distinct_clients, out_in_ratio or distinct_sensors");
+        r.error(*n, "metric: expected " + detect::metric_names());
         return false;
     }
     rule.metric = *m;

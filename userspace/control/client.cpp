@@ -361,13 +361,15 @@ std::string render_status(const json &s)
 std::string render_top(const json &t)
 {
     std::string kind = str(t, "kind");
-    bool group = kind == "subnet" || kind == "cohort" || kind == "sni" || kind == "host";
+    auto k = parse_top_kind(kind);
+    bool group = k && agg::is_group(*k), subnets = k && agg::counts_subnets(*k);
     uint64_t now = u64(t, "now_ms");
     std::string o = "exfilmon top: " + kind + " by " + str(t, "sort") + " over " +
                     str(t, "window") + ", " + utc(now) + "\n\n";
     o += pad("ENTITY", 40) + pad("OUT", 11, true) + pad("IN", 11, true) + pad("FLOWS", 8, true) +
          pad("PEAK", 6, true) + pad("OPEN", 6, true) + (group ? pad("CLIENTS", 8, true) : "") +
-         pad("AGE", 8, true) + "  " + pad("TOP SNI", 28) + "ALERT\n";
+         (subnets ? pad("SUBNETS", 8, true) : "") + pad("AGE", 8, true) + "  " +
+         pad("TOP SNI", 28) + "ALERT\n";
     for (auto &r : t.value("rows", json::array())) {
         uint64_t first = u64(r, "first_seen_ms");
         std::string sni;
@@ -385,6 +387,7 @@ std::string render_top(const json &t)
              pad(std::to_string(u64(r, "peak_concurrent")), 6, true) +
              pad(std::to_string(u64(r, "concurrent")), 6, true) +
              (group ? pad(std::to_string(u64(r, "distinct_clients")), 8, true) : "") +
+             (subnets ? pad(std::to_string(u64(r, "distinct_subnets")), 8, true) : "") +
              pad(human_duration(now > first ? (now - first) / 1000 : 0), 8, true) + "  " +
              pad(sni, 28) + alert + "\n";
     }

@@ -17,9 +17,15 @@ using nlohmann::json;
 
 namespace {
 
-constexpr agg::EntityKind kKinds[] = {agg::EntityKind::client,   agg::EntityKind::subnet,
-                                      agg::EntityKind::api_host, agg::EntityKind::client_api_host,
-                                      agg::EntityKind::cohort,   agg::EntityKind::host};
+// Every kind, in its enum order.
+std::vector<agg::EntityKind> all_kinds()
+{
+    std::vector<agg::EntityKind> v;
+    for (size_t i = 0; i < agg::kEntityKinds; i++)
+        v.push_back(agg::EntityKind(i));
+    return v;
+}
+const std::vector<agg::EntityKind> kKinds = all_kinds();
 
 // Aggregator time (monotonic ms) to Unix epoch ms.
 uint64_t to_wall(const DaemonView &v, uint64_t t_ms)
@@ -27,18 +33,7 @@ uint64_t to_wall(const DaemonView &v, uint64_t t_ms)
     return t_ms <= v.now_ms ? v.wall_ms - (v.now_ms - t_ms) : v.wall_ms;
 }
 
-size_t entity_limit(const agg::AggConfig &c, agg::EntityKind k)
-{
-    switch (k) {
-    case agg::EntityKind::client: return c.max_clients;
-    case agg::EntityKind::subnet: return c.max_subnets;
-    case agg::EntityKind::api_host: return c.max_api_hosts;
-    case agg::EntityKind::client_api_host: return c.max_client_api_hosts;
-    case agg::EntityKind::cohort: return c.max_cohorts;
-    case agg::EntityKind::host: return 1;
-    }
-    return 0;
-}
+size_t entity_limit(const agg::AggConfig &c, agg::EntityKind k) { return c.limit(k); }
 
 std::string key_id(agg::EntityKind k, const agg::EntityKey &key)
 {
@@ -46,13 +41,9 @@ std::string key_id(agg::EntityKind k, const agg::EntityKey &key)
     s.append(reinterpret_cast<const char *>(key.addr.data()), key.addr.size());
     s += char(key.prefix);
     s += key.name;
+    s += '\0';
+    s += key.ja4;
     return s;
-}
-
-bool is_group(agg::EntityKind k)
-{
-    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
-           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
 }
 
 json error_response(const std::string &msg) { return {{"ok", false}, {"error", msg}}; }
@@ -70,8 +61,9 @@ std::optional<agg::EntityKind> parse_top_kind(std::string_view s)
 
 std::optional<agg::SortBy> parse_sort(std::string_view s)
 {
-    for (auto b : {agg::SortBy::bytes_out, agg::SortBy::bytes_in, agg::SortBy::tls_flows,
-                   agg::SortBy::concurrent, agg::SortBy::distinct_clients})
+    for (auto b :
+         {agg::SortBy::bytes_out, agg::SortBy::bytes_in, agg::SortBy::tls_flows,
+          agg::SortBy::concurrent, agg::SortBy::distinct_clients, agg::SortBy::distinct_subnets})
         if (s == sort_name(b))
             return b;
     return std::nullopt;
@@ -79,12 +71,13 @@ std::optional<agg::SortBy> parse_sort(std::string_view s)
 
 std::string top_request_problem(const TopRequest &req)
 {
-    // Ranking by distinct clients is the distinct_clients metric: it exists
-    // where a rule may use it.
-    if (req.sort == agg::SortBy::distinct_clients)
-        if (auto why = detect::metric_applies_problem(detect::Metric::distinct_clients, req.kind);
-            !why.empty())
-            return "sort: " + why;
+    // Ranking by distinct clients (subnets) is the distinct_clients
+    // (distinct_subnets) metric: it exists where a rule may use it.
+    auto metric = req.sort == agg::SortBy::distinct_clients   ? detect::Metric::distinct_clients
+                  : req.sort == agg::SortBy::distinct_subnets ? detect::Metric::distinct_subnets
+                                                              : detect::Metric::bytes_out;
+    if (auto why = detect::metric_applies_problem(metric, req.kind); !why.empty())
+        return "sort: " + why;
     return {};
 }
 
@@ -96,6 +89,7 @@ const char *sort_name(agg::SortBy s)
     case agg::SortBy::tls_flows: return "tls_flows";
     case agg::SortBy::concurrent: return "concurrent";
     case agg::SortBy::distinct_clients: return "distinct_clients";
+    case agg::SortBy::distinct_subnets: return "distinct_subnets";
     }
     return "?";
 }
@@ -161,7 +155,11 @@ json aggregate_json(const agg::Aggregator &a)
     return {{"windows", windows},
             {"memory_bytes", a.memory_bytes()},
             {"updates", a.updates()},
-            {"kinds", kinds}};
+            {"kinds", kinds},
+            {"memberships",
+             {{"entries", a.memberships()},
+              {"limit", a.config().max_memberships},
+              {"evictions", a.membership_evictions()}}}};
 }
 
 json detect_json(const detect::Detector &detector)
@@ -324,12 +322,23 @@ json top_json(const DaemonView &v, const TopRequest &req)
                     {"concurrent", r.concurrent},
                     {"first_seen_ms", to_wall(v, r.first_seen_ms)},
                     {"last_seen_ms", to_wall(v, r.last_seen_ms)}};
-        if (is_group(req.kind))
+        if (agg::is_group(req.kind))
             row["distinct_clients"] = r.value.distinct_clients;
+        if (agg::counts_subnets(req.kind))
+            row["distinct_subnets"] = r.value.distinct_subnets;
         json snis = json::array();
         for (auto &sh : a.top_snis(req.kind, r.key))
             snis.push_back({{"sni", sh.sni}, {"bytes_out", sh.bytes_out}});
         row["top_snis"] = std::move(snis);
+        if (req.kind == agg::EntityKind::ja4 || req.kind == agg::EntityKind::ja4_sni) {
+            json clients = json::array();
+            if (auto ref = a.find(req.kind, r.key))
+                for (auto &c : ref->top_clients())
+                    clients.push_back(
+                        {{"client", agg::format_key(agg::EntityKind::client, c.client)},
+                         {"tls_flows", c.tls_flows}});
+            row["top_clients"] = std::move(clients);
+        }
         json al = json::array();
         if (auto it = open.find(key_id(req.kind, r.key)); it != open.end())
             for (auto *o : it->second)
@@ -368,7 +377,7 @@ std::string handle_request(std::string_view line, const DaemonView &v)
                 if (k)
                     t.kind = *k;
                 else
-                    bad = "kind: expected client, subnet, sni, client_sni, cohort or host";
+                    bad = "kind: expected " + detect::rule_entity_names();
             }
             if (auto it = req.find("window"); it != req.end()) {
                 if (it->is_string())
@@ -381,8 +390,8 @@ std::string handle_request(std::string_view line, const DaemonView &v)
                 if (s)
                     t.sort = *s;
                 else
-                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent or "
-                          "distinct_clients";
+                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent, "
+                          "distinct_clients or distinct_subnets";
             }
             if (auto it = req.find("n"); it != req.end()) {
                 if (it->is_number_integer() && it->get<int64_t>() >= 1 &&
@@ -429,6 +438,9 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v)
     for (auto k : kKinds)
         m.kinds.push_back({agg::kind_name(k), a.size(k), entity_limit(a.config(), k),
                            a.evictions(k), a.expirations(k)});
+    // The members behind distinct counts, under their own limit, as a kind.
+    m.kinds.push_back({"membership", a.memberships(), a.config().max_memberships,
+                       a.membership_evictions(), a.membership_expirations()});
     m.aggregate_memory_bytes = a.memory_bytes();
     m.harvests = s.harvests;
     m.last_harvest_s = s.last_harvest_s;

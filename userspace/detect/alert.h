@@ -43,19 +43,22 @@ struct AlertRecord {
     std::string rule;  // rule name (from the configuration)
     Severity severity = Severity::warning;
     bool shadow = false;  // rule in shadow mode: logged, never sent
-    // The rule's vocabulary: client | subnet | sni | client_sni | cohort | host.
+    // The rule's vocabulary: client | subnet | sni | client_sni | cohort | host |
+    // ja4 | ja4_sni.
     std::string entity_kind;
     // The entity for people: "203.0.113.7", "203.0.113.0/24",
     // "2001:db8:1:2::/64", the SNI (wire), "203.0.113.7 -> api.example.com"
-    // (wire), the cohort label, or the sensor host name.
+    // (wire), the cohort label, the sensor host name, the JA4, or
+    // "<JA4> -> api.example.com" (wire).
     std::string entity;
     std::optional<std::string> client;  // client, client_sni: the address (masked prefix as "a/len"
                                         // when not a full address)
     std::optional<std::string> subnet;  // subnet: "203.0.113.0/24"
-    std::optional<std::string> sni;     // sni, client_sni: the API host (wire)
+    std::optional<std::string> sni;     // sni, client_sni, ja4_sni: the API host (wire)
+    std::optional<std::string> ja4;     // ja4, ja4_sni: the fingerprint (the cohort's)
     std::optional<std::string> cohort;  // cohort: the label
     std::string metric;  // bytes_out | bytes_in | tls_flows | concurrent_flows | distinct_clients |
-                         // out_in_ratio
+                         // out_in_ratio | distinct_subnets
     uint64_t window_ms = 0;
     double value = 0;                // the metric over the window
     double threshold = 0;            // what it was compared with (after SNI scaling; for
@@ -64,9 +67,12 @@ struct AlertRecord {
     // The entity's figures over the rule's window at time_ms.
     uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0;
     uint32_t peak_concurrent = 0;
-    std::optional<uint32_t> distinct_clients;  // subnet, cohort, sni, host
+    std::optional<uint32_t> distinct_clients;  // subnet, cohort, sni, host, ja4, ja4_sni
+    std::optional<uint32_t> distinct_subnets;  // cohort, sni, host, ja4, ja4_sni
     std::vector<NamedCount> top_snis;          // heaviest first, at most 4 (wire names)
     std::vector<NamedCount> top_ja4;           // most frequent first, at most 4
+    std::vector<NamedCount> top_clients;       // ja4, ja4_sni: client entity, TLS flows
+                                               // opened (estimate); heaviest first, at most 4
     uint64_t first_seen_ms = 0;                // Unix epoch ms the entity was first seen
     uint64_t opened_ms = 0;                    // Unix epoch ms the alert opened
     uint32_t count = 0;                        // evaluations the condition held since it opened

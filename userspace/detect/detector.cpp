@@ -19,21 +19,25 @@ namespace exf::detect {
 
 namespace {
 
-// A map key for an entity: the masked address, its prefix and the name.
-std::string key_bytes(const agg::EntityKey &k)
-{
-    std::string s(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
-    s += char(k.prefix);
-    s += k.name;
-    return s;
-}
-
 // The same into s (its capacity reused).
 void key_bytes_into(const agg::EntityKey &k, std::string &s)
 {
     s.assign(reinterpret_cast<const char *>(k.addr.data()), k.addr.size());
     s += char(k.prefix);
     s += k.name;
+    if (!k.ja4.empty()) {  // kinds without a fingerprint keep the bytes they had
+        s += '\0';
+        s += k.ja4;
+    }
+}
+
+// A map key for an entity: the masked address, its prefix, the name and
+// the fingerprint.
+std::string key_bytes(const agg::EntityKey &k)
+{
+    std::string s;
+    key_bytes_into(k, s);
+    return s;
 }
 
 // The window's value: the sliding estimate (aggregate/windows.h), except for
@@ -45,8 +49,6 @@ agg::WindowValue window_value(const agg::EntityRef &ref, size_t w, uint64_t wind
     bool young = ref.first_seen_ms() + window_ms > now_ms;
     return ref.value(w, now_ms, young ? agg::Estimate::upper : agg::Estimate::sliding);
 }
-
-bool is_group(agg::EntityKind k);
 
 // The value a rule compares: out_in_ratio only counts from min_bytes_out.
 double rule_value(const Rule &rule, const Figures &f)
@@ -117,8 +119,12 @@ public:
             return;
         uint64_t seen = ref->first_seen_ms();
         r.first_seen_ms = seen <= now_ms ? wall_ms - (now_ms - seen) : wall_ms;
+        for (auto &c : ref->top_clients())
+            r.top_clients.push_back(
+                {agg::format_key(agg::EntityKind::client, c.client), c.tls_flows});
         if (rule.entity == agg::EntityKind::api_host ||
-            rule.entity == agg::EntityKind::client_api_host) {
+            rule.entity == agg::EntityKind::client_api_host ||
+            rule.entity == agg::EntityKind::ja4_sni) {
             r.top_snis.push_back({key.name, r.bytes_out});
         } else {
             for (auto &s : ref->top_snis())
@@ -134,12 +140,6 @@ private:
     }
     const agg::Aggregator &a_;
 };
-
-bool is_group(agg::EntityKind k)
-{
-    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
-           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
-}
 
 uint64_t fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull)
 {
@@ -414,6 +414,7 @@ struct Detector::Impl {
                     (!a.sni.empty() && sni_matches(a.sni, key.name)))
                     return true;
                 break;
+            case agg::EntityKind::ja4_sni:
             case agg::EntityKind::api_host:
                 if (!a.sni.empty() && sni_matches(a.sni, key.name))
                     return true;
@@ -422,6 +423,7 @@ struct Detector::Impl {
                 if (!a.cohort.empty() && a.cohort == key.name)
                     return true;
                 break;
+            case agg::EntityKind::ja4:
             case agg::EntityKind::host: break;
             }
         }
@@ -465,6 +467,8 @@ struct Detector::Impl {
         add_figures(r, src, rule, t.key, now_ms, wall_ms);
         if (r.top_ja4.empty())
             r.top_ja4 = ja4.top(rule.entity, t.key);
+        if (r.ja4)  // a fingerprint cohort: its own JA4, with the flows it opened
+            r.top_ja4 = {{*r.ja4, r.tls_flows}};
         return r;
     }
 
@@ -501,6 +505,15 @@ struct Detector::Impl {
             r.entity = key.name;
             break;
         case agg::EntityKind::host: r.entity = host; break;
+        case agg::EntityKind::ja4:
+            r.ja4 = key.ja4;
+            r.entity = key.ja4;
+            break;
+        case agg::EntityKind::ja4_sni:
+            r.ja4 = key.ja4;
+            r.sni = key.name;
+            r.entity = agg::format_key(kind, key);
+            break;
         }
     }
 
@@ -511,8 +524,10 @@ struct Detector::Impl {
     {
         auto f = src.find(rule, key, now_ms);
         if (!f) {
-            if (is_group(rule.entity))
+            if (agg::is_group(rule.entity))
                 r.distinct_clients = 0;
+            if (agg::counts_subnets(rule.entity))
+                r.distinct_subnets = 0;
             return;
         }
         const agg::WindowValue &v = f->window;
@@ -520,8 +535,10 @@ struct Detector::Impl {
         r.bytes_in = v.bytes_in;
         r.tls_flows = v.tls_flows;
         r.peak_concurrent = v.peak_concurrent;
-        if (is_group(rule.entity))
+        if (agg::is_group(rule.entity))
             r.distinct_clients = v.distinct_clients;
+        if (agg::counts_subnets(rule.entity))
+            r.distinct_subnets = v.distinct_subnets;
         src.describe(rule, key, now_ms, wall_ms, r);
     }
 
@@ -617,7 +634,8 @@ struct Detector::Impl {
         case Metric::bytes_in:
         case Metric::tls_flows:
         case Metric::concurrent_flows:
-        case Metric::distinct_clients: return true;
+        case Metric::distinct_clients:
+        case Metric::distinct_subnets:
         case Metric::distinct_sensors: return true;
         case Metric::out_in_ratio: return rule.min_bytes_out > 0;
         }
@@ -984,6 +1002,7 @@ void Detector::on_tls(const agg::Aggregator &a, uint64_t, const Addr16 &client,
         t.add(agg::EntityKind::api_host, a.api_host_key(sni), ja4);
         t.add(agg::EntityKind::client_api_host, a.client_api_key(client, sni), ja4);
     }
+    // A fingerprint cohort's top JA4 is itself: its record names it (ja4).
 }
 
 std::vector<AlertRecord> Detector::evaluate(const agg::Aggregator &a, uint64_t now_ms,
@@ -1057,6 +1076,7 @@ double metric_value(Metric m, const Figures &f)
     case Metric::tls_flows: return double(v.tls_flows);
     case Metric::concurrent_flows: return double(v.peak_concurrent);
     case Metric::distinct_clients: return double(v.distinct_clients);
+    case Metric::distinct_subnets: return double(v.distinct_subnets);
     case Metric::out_in_ratio:
         return double(v.bytes_out) / double(std::max<uint64_t>(v.bytes_in, 1));
     case Metric::distinct_sensors: return double(f.distinct_sensors);

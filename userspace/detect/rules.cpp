@@ -2,6 +2,7 @@
 #include "detect/rules.h"
 
 #include <set>
+#include <vector>
 
 namespace exf::detect {
 
@@ -15,14 +16,23 @@ const char *metric_name(Metric m)
     case Metric::distinct_clients: return "distinct_clients";
     case Metric::out_in_ratio: return "out_in_ratio";
     case Metric::distinct_sensors: return "distinct_sensors";
+    case Metric::distinct_subnets: return "distinct_subnets";
     }
     return "?";
 }
 
+std::string metric_names()
+{
+    std::string s;
+    size_t n = std::size(kMetrics);
+    for (size_t i = 0; i < n; i++)
+        s += (i == 0 ? "" : i + 1 == n ? " or " : ", ") + std::string(metric_name(kMetrics[i]));
+    return s;
+}
+
 std::optional<Metric> parse_metric(std::string_view s)
 {
-    for (auto m : {Metric::bytes_out, Metric::bytes_in, Metric::tls_flows, Metric::concurrent_flows,
-                   Metric::distinct_clients, Metric::out_in_ratio, Metric::distinct_sensors})
+    for (auto m : kMetrics)
         if (s == metric_name(m))
             return m;
     return std::nullopt;
@@ -37,34 +47,57 @@ const char *rule_entity_name(agg::EntityKind k)
     case agg::EntityKind::client_api_host: return "client_sni";
     case agg::EntityKind::cohort: return "cohort";
     case agg::EntityKind::host: return "host";
+    case agg::EntityKind::ja4: return "ja4";
+    case agg::EntityKind::ja4_sni: return "ja4_sni";
     }
     return "?";
 }
 
 std::optional<agg::EntityKind> parse_rule_entity(std::string_view s)
 {
-    for (auto k :
-         {agg::EntityKind::client, agg::EntityKind::subnet, agg::EntityKind::api_host,
-          agg::EntityKind::client_api_host, agg::EntityKind::cohort, agg::EntityKind::host})
-        if (s == rule_entity_name(k))
-            return k;
+    for (size_t i = 0; i < agg::kEntityKinds; i++)
+        if (s == rule_entity_name(agg::EntityKind(i)))
+            return agg::EntityKind(i);
     return std::nullopt;
 }
 
+namespace {
+
+// "a, b and c" of the kinds pred holds for, in rule vocabulary.
+std::string kinds_where(bool (*pred)(agg::EntityKind), const char *last_sep)
+{
+    std::vector<std::string> names;
+    for (size_t i = 0; i < agg::kEntityKinds; i++)
+        if (pred(agg::EntityKind(i)))
+            names.push_back(rule_entity_name(agg::EntityKind(i)));
+    std::string s;
+    for (size_t i = 0; i < names.size(); i++)
+        s += (i == 0 ? "" : i + 1 == names.size() ? last_sep : ", ") + names[i];
+    return s;
+}
+
+bool any_kind(agg::EntityKind) { return true; }
+
+}  // namespace
+
+std::string rule_entity_names() { return kinds_where(any_kind, " or "); }
+
 bool metric_applies(Metric m, agg::EntityKind k)
 {
-    if (m != Metric::distinct_clients)
-        return true;
-    return k == agg::EntityKind::subnet || k == agg::EntityKind::cohort ||
-           k == agg::EntityKind::api_host || k == agg::EntityKind::host;
+    switch (m) {
+    case Metric::distinct_clients: return agg::is_group(k);
+    case Metric::distinct_subnets: return agg::counts_subnets(k);
+    default: return true;
+    }
 }
 
 std::string metric_applies_problem(Metric m, agg::EntityKind k)
 {
     if (metric_applies(m, k))
         return {};
-    return std::string(metric_name(m)) + " applies to subnet, cohort, sni and host only, not " +
-           rule_entity_name(k);
+    auto pred = m == Metric::distinct_clients ? agg::is_group : agg::counts_subnets;
+    return std::string(metric_name(m)) + " applies to " + kinds_where(pred, " and ") +
+           " only, not " + rule_entity_name(k);
 }
 
 std::optional<Severity> parse_severity(std::string_view s)

@@ -9,14 +9,18 @@
 // The rule vocabulary names entities as admins think of them; they map onto
 // the aggregator's kinds (aggregate/entity_key.h):
 //   client -> client, subnet -> subnet, sni -> api_host,
-//   client_sni -> client_api_host, cohort -> cohort, host -> host.
+//   client_sni -> client_api_host, cohort -> cohort, host -> host,
+//   ja4 -> ja4 (a fingerprint cohort), ja4_sni -> ja4_sni.
 //
 // Metrics, over the rule's window (a sliding estimate: aggregate/windows.h):
 //   bytes_out          server to client bytes: the exfiltration direction
 //   bytes_in           client to server bytes
 //   tls_flows          TLS flows opened (fan-out: many short connections)
 //   concurrent_flows   peak concurrent flows (fan-out: parallel connections)
-//   distinct_clients   clients seen (subnet, cohort, sni, host)
+//   distinct_clients   clients seen (groups: subnet, cohort, sni, host, ja4,
+//                      ja4_sni)
+//   distinct_subnets   subnets those clients came from (sni, cohort, host,
+//                      ja4, ja4_sni)
 //   out_in_ratio       bytes_out / max(bytes_in, 1) (responses far larger
 //                      than requests), considered only once bytes_out reaches
 //                      the rule's min_bytes_out
@@ -50,21 +54,32 @@ enum class Metric : uint8_t {
     distinct_clients,
     out_in_ratio,
     distinct_sensors,
+    distinct_subnets,
 };
+// Every metric, in the order they are listed to users.
+inline constexpr Metric kMetrics[] = {Metric::bytes_out,        Metric::bytes_in,
+                                      Metric::tls_flows,        Metric::concurrent_flows,
+                                      Metric::distinct_clients, Metric::distinct_subnets,
+                                      Metric::out_in_ratio,     Metric::distinct_sensors};
 const char *metric_name(Metric m);
+// "bytes_out, bytes_in, ... or out_in_ratio": for messages.
+std::string metric_names();
 std::optional<Metric> parse_metric(std::string_view s);
 // Whether the metric's thresholds are sizes ("2GiB"), counts or ratios.
 inline bool metric_is_size(Metric m) { return m == Metric::bytes_out || m == Metric::bytes_in; }
 inline bool metric_is_ratio(Metric m) { return m == Metric::out_in_ratio; }
 
-// "client", "subnet", "sni", "client_sni", "cohort", "host".
+// "client", "subnet", "sni", "client_sni", "cohort", "host", "ja4", "ja4_sni".
 const char *rule_entity_name(agg::EntityKind k);
 std::optional<agg::EntityKind> parse_rule_entity(std::string_view s);
-// distinct_clients only exists for groups: subnet, cohort, sni, host.
+// "client, subnet, sni, client_sni, cohort, host, ja4 or ja4_sni": for messages.
+std::string rule_entity_names();
+// distinct_clients only exists for groups (agg::is_group), distinct_subnets
+// for groups but subnet (agg::counts_subnets).
 bool metric_applies(Metric m, agg::EntityKind k);
 // "" when it applies, else the sentence saying where it does (rules, and
-// `exfilmon top --sort`): "distinct_clients applies to subnet, cohort, sni
-// and host only, not client".
+// `exfilmon top --sort`): "distinct_clients applies to subnet, sni, cohort,
+// host, ja4 and ja4_sni only, not client".
 std::string metric_applies_problem(Metric m, agg::EntityKind k);
 
 std::optional<Severity> parse_severity(std::string_view s);

@@ -43,7 +43,7 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
     }
     Rows rows;
     for (auto &f : tsv_rows(r.body)) {
-        if (f.size() < 9)
+        if (f.size() < 10)
             continue;
         auto key = entity_key(rule.entity, f[0], f[1]);
         if (!key)
@@ -57,6 +57,7 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
         w.distinct_clients = uint32_t(std::min<uint64_t>(number(f[6]), UINT32_MAX));
         e.figures.distinct_sensors = uint32_t(std::min<uint64_t>(number(f[7]), UINT32_MAX));
         e.first_seen_s = number(f[8]);
+        w.distinct_subnets = uint32_t(std::min<uint64_t>(number(f[9]), UINT32_MAX));
         rows.emplace(std::move(*key), e);
     }
     return rows;

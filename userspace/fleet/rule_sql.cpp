@@ -50,6 +50,8 @@ KindColumns kind_columns(agg::EntityKind kind)
     case agg::EntityKind::client_api_host: return {"client", "sni", "sni != ''"};
     case agg::EntityKind::cohort: return {"cohort", "''", "cohort != ''"};
     case agg::EntityKind::host: return {"''", "''", "1"};
+    case agg::EntityKind::ja4: return {"ja4", "''", "ja4 != ''"};
+    case agg::EntityKind::ja4_sni: return {"ja4", "sni", "ja4 != '' AND sni != ''"};
     }
     return {"''", "''", "0"};
 }
@@ -65,7 +67,7 @@ std::string keyed(const std::string &db, agg::EntityKind kind, const Span &sp,
         where += " AND k1 = " + sql_quote(k1) + " AND k2 = " + sql_quote(k2);
     }
     return std::string("SELECT ") + c.k1 + " AS k1, " + c.k2 +
-           " AS k2, t, sensor, client, sni, ja4, bytes_in, bytes_out, tls_flows, "
+           " AS k2, t, sensor, client, subnet, sni, ja4, bytes_in, bytes_out, tls_flows, "
            "peak_concurrent FROM (" +
            source(db, sp) + ") WHERE " + where;
 }
@@ -79,6 +81,7 @@ std::string metric_expr(const detect::Rule &rule)
     case detect::Metric::tls_flows: return "tls_flows";
     case detect::Metric::concurrent_flows: return "peak_concurrent";
     case detect::Metric::distinct_clients: return "distinct_clients";
+    case detect::Metric::distinct_subnets: return "distinct_subnets";
     case detect::Metric::distinct_sensors: return "distinct_sensors";
     case detect::Metric::out_in_ratio: return "bytes_out / greatest(bytes_in, 1)";
     }
@@ -164,6 +167,14 @@ std::optional<agg::EntityKey> entity_key(agg::EntityKind kind, const std::string
         return c;
     }
     case agg::EntityKind::host: return agg::host_key();
+    case agg::EntityKind::ja4:
+        if (k1.empty())
+            return std::nullopt;
+        return agg::ja4_key(k1);
+    case agg::EntityKind::ja4_sni:
+        if (k1.empty() || k2.empty())
+            return std::nullopt;
+        return agg::ja4_key(k1, k2);
     }
     return std::nullopt;
 }
@@ -177,6 +188,8 @@ std::pair<std::string, std::string> entity_columns(agg::EntityKind kind, const a
     case agg::EntityKind::cohort: return {key.name, ""};
     case agg::EntityKind::client_api_host: return {addr_text(key), key.name};
     case agg::EntityKind::host: return {"", ""};
+    case agg::EntityKind::ja4: return {key.ja4, ""};
+    case agg::EntityKind::ja4_sni: return {key.ja4, key.name};
     }
     return {"", ""};
 }
@@ -188,12 +201,14 @@ std::string rule_sql(const std::string &db, const detect::Rule &rule, const Span
     // period add up over sensors and keys; the largest period is the peak.
     std::string per_period =
         "SELECT k1, k2, t, sum(bytes_out) AS o, sum(bytes_in) AS i, sum(tls_flows) AS f, "
-        "sum(peak_concurrent) AS c, groupUniqArray(client) AS cl, groupUniqArray(sensor) AS se "
+        "sum(peak_concurrent) AS c, groupUniqArray(client) AS cl, groupUniqArray(sensor) AS se, "
+        "groupUniqArray(subnet) AS sn "
         "FROM (" +
         keyed(db, rule.entity, span, only) + ") GROUP BY k1, k2, t";
     return "SELECT k1, k2, sum(o) AS bytes_out, sum(i) AS bytes_in, sum(f) AS tls_flows, "
            "max(c) AS peak_concurrent, uniqExactArray(cl) AS distinct_clients, "
-           "uniqExactArray(se) AS distinct_sensors, toUInt32(min(t)) AS first_seen FROM (" +
+           "uniqExactArray(se) AS distinct_sensors, toUInt32(min(t)) AS first_seen, "
+           "uniqExactArray(sn) AS distinct_subnets FROM (" +
            per_period + ") GROUP BY k1, k2" + (only ? "" : having(rule, min_scale)) +
            " FORMAT TabSeparated";
 }

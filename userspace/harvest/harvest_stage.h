@@ -159,7 +159,8 @@ private:
             flows += o.flows;
         }
     };
-    // A flow's API host and JA4, when its SNI is known (both null otherwise).
+    // A flow's API host and JA4 (its fingerprint cohort), each null when
+    // its ClientHello is not parsed or does not carry it.
     struct FlowNames {
         const std::string *sni = nullptr, *ja4 = nullptr;
         std::string_view sni_view() const { return sni ? std::string_view(*sni) : ""; }
@@ -186,19 +187,19 @@ private:
         void traffic(uint64_t now_ms, const Addr16 &client, FlowNames n,
                      const agg::Traffic &t) const
         {
-            a.add_traffic(now_ms, client, n.sni_view(), t);
+            a.add_traffic(now_ms, client, n.sni_view(), t, n.ja4_view());
             if (sink)
                 sink->add_traffic(client, n.sni_view(), n.ja4_view(), t);
         }
         void opened(uint64_t now_ms, const Addr16 &client, FlowNames n) const
         {
-            a.flow_opened(now_ms, client, n.sni_view());
+            a.flow_opened(now_ms, client, n.sni_view(), n.ja4_view());
             if (sink)
                 sink->flow_opened(client, n.sni_view(), n.ja4_view());
         }
         void closed(uint64_t now_ms, const Addr16 &client, FlowNames n) const
         {
-            a.flow_closed(now_ms, client, n.sni_view());
+            a.flow_closed(now_ms, client, n.sni_view(), n.ja4_view());
             if (sink)
                 sink->flow_closed(client, n.sni_view(), n.ja4_view());
         }
@@ -223,9 +224,14 @@ private:
     static FlowNames names_of(const FlowTracker &tracker, const exf_flow_key &k)
     {
         auto *rec = tracker.lookup(k);
-        if (rec && rec->tls.known && rec->tls.sni && !rec->tls.sni->empty())
-            return {&*rec->tls.sni, &rec->tls.ja4};
-        return {};
+        if (!rec || !rec->tls.known)
+            return {};
+        FlowNames n;
+        if (rec->tls.sni && !rec->tls.sni->empty())
+            n.sni = &*rec->tls.sni;
+        if (!rec->tls.ja4.empty())
+            n.ja4 = &rec->tls.ja4;
+        return n;
     }
 
     // One harvest's deltas into the aggregator: flows attributed to their
@@ -274,7 +280,7 @@ private:
                 edges.push_back({d.flow.last_ns, false, client, names});
             if (d.closed)
                 edges.push_back({std::max(d.flow.last_ns, d.flow.first_ns), true, client, names});
-            if (!names.sni)
+            if (!names.sni && !names.ja4)
                 continue;  // its traffic is counted for the client alone, below
             if (!d.opened && !d.pkts_in && !d.pkts_out)
                 continue;  // an end only

@@ -282,6 +282,8 @@ std::vector<Field> fields(const AlertRecord &a)
         str("sni", *a.sni);
     if (a.cohort)
         str("cohort", *a.cohort);
+    if (a.ja4)
+        str("ja4", *a.ja4);
     str("metric", a.metric);
     num("window", duration(a.window_ms));
     num("value", format_number(a.value));
@@ -294,11 +296,15 @@ std::vector<Field> fields(const AlertRecord &a)
     num("peak_concurrent", std::to_string(a.peak_concurrent));
     if (a.distinct_clients)
         num("distinct_clients", std::to_string(*a.distinct_clients));
+    if (a.distinct_subnets)
+        num("distinct_subnets", std::to_string(*a.distinct_subnets));
     // "NAME COUNT": the count follows the last space.
     for (const auto &t : a.top_snis)
         f.push_back({"top_sni", t.name, true, kWireCap, ""});
     for (const auto &t : a.top_ja4)
         f.push_back({"top_ja4", t.name, true, kWireCap, ""});
+    for (const auto &t : a.top_clients)
+        f.push_back({"top_client", t.name, true, kWireCap, ""});
     add_fleet_fields(f, a);
     num("first_seen", rfc3339(a.first_seen_ms));
     num("opened", rfc3339(a.opened_ms));
@@ -310,15 +316,20 @@ std::vector<Field> fields(const AlertRecord &a)
     return f;
 }
 
-// The count that follows a top_sni / top_ja4 name, by position.
+// The count that follows a top_sni / top_ja4 / top_client name, by position.
 std::vector<uint64_t> top_counts(const AlertRecord &a)
 {
     std::vector<uint64_t> v;
-    for (const auto &t : a.top_snis)
-        v.push_back(t.value);
-    for (const auto &t : a.top_ja4)
-        v.push_back(t.value);
+    for (const auto *list : {&a.top_snis, &a.top_ja4, &a.top_clients})
+        for (const auto &t : *list)
+            v.push_back(t.value);
     return v;
+}
+
+// A field fields() gives as "NAME COUNT" (top_counts()).
+bool is_top_field(const std::string &name)
+{
+    return name == "top_sni" || name == "top_ja4" || name == "top_client";
 }
 
 std::string sd_escape(std::string_view s)
@@ -426,7 +437,7 @@ std::string format_rfc5424(const AlertRecord &a, int facility, const std::string
     size_t top = 0;
     for (const auto &f : fields(a)) {
         std::string v = f.text ? sd_escape(clean_utf8(f.value, f.cap)) : f.value;
-        if (f.name == "top_sni" || f.name == "top_ja4")
+        if (is_top_field(f.name))
             v += " " + std::to_string(counts[top++]);
         s += " " + f.name + "=\"" + v + f.figures + "\"";
     }
@@ -541,27 +552,28 @@ void add_cef_figures(CefExtension &e, const AlertRecord &a)
         e.labelled("cn3Label", "distinctClients", "cn3", std::to_string(*a.distinct_clients));
     if (a.state == AlertState::summary || a.suppressed)
         e.labelled("flexNumber1Label", "suppressed", "flexNumber1", std::to_string(a.suppressed));
+    if (a.distinct_subnets)
+        e.labelled("flexNumber2Label", "distinctSubnets", "flexNumber2",
+                   std::to_string(*a.distinct_subnets));
     e.labelled("deviceCustomDate1Label", "firstSeen", "deviceCustomDate1",
                std::to_string(a.first_seen_ms));
 }
 
-// Fleet alerts: exfilmonScope=fleet, the number of sensors (flexNumber2)
-// and the sensors with their bytes out and share (flexString2).
+// Fleet alerts, in exfilmon's own extension keys (the flex fields carry a
+// fingerprint cohort's figures): exfilmonScope=fleet, the number of
+// sensors, and the sensors with their bytes out and share.
 void add_cef_fleet(CefExtension &e, const AlertRecord &a)
 {
     if (!a.fleet())
         return;
     e.add("exfilmonScope", "fleet");
     if (a.distinct_sensors)
-        e.labelled("flexNumber2Label", "distinctSensors", "flexNumber2",
-                   std::to_string(*a.distinct_sensors));
+        e.add("exfilmonDistinctSensors", std::to_string(*a.distinct_sensors));
     std::string list;
     for (const auto &s : a.sensors)
         list += (list.empty() ? "" : ", ") + s.name.substr(0, kWireCap) + sensor_figures(s);
-    if (!list.empty()) {
-        e.add("flexString2Label", "sensors");
-        e.text("flexString2", list, 16 * (kWireCap + 40));
-    }
+    if (!list.empty())
+        e.text("exfilmonSensors", list, 16 * (kWireCap + 40));
 }
 
 }  // namespace
@@ -577,6 +589,10 @@ std::string format_cef(const AlertRecord &a, int facility, const std::string &ap
     if (std::string ja4 = named_counts(a.top_ja4); !ja4.empty()) {
         e.add("flexString1Label", "topJa4");
         e.text("flexString1", ja4, 4 * (kWireCap + 24));
+    }
+    if (std::string clients = named_counts(a.top_clients); !clients.empty()) {
+        e.add("flexString2Label", "topClients");
+        e.text("flexString2", clients, 4 * (kWireCap + 24));
     }
     add_cef_fleet(e, a);
     e.text("msg", sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); }),
@@ -606,7 +622,7 @@ std::string format_rfc3164(const AlertRecord &a, int facility, const std::string
     size_t top = 0;
     for (const auto &f : fields(a)) {
         std::string v = f.text ? kv_value(f.value, f.cap) : f.value;
-        if (f.name == "top_sni" || f.name == "top_ja4") {
+        if (is_top_field(f.name)) {
             std::string raw = f.value.substr(0, f.cap) + " " + std::to_string(counts[top++]);
             v = kv_value(raw, raw.size());
         } else if (!f.figures.empty()) {
@@ -676,6 +692,8 @@ std::string format_json(const AlertRecord &a)
         x["sni"] = json_text(*a.sni);
     if (a.cohort)
         x["cohort"] = json_text(*a.cohort);
+    if (a.ja4)
+        x["ja4"] = json_text(*a.ja4);
     x["metric"] = json_text(a.metric);
     x["window"] = duration(a.window_ms);
     x["window_ms"] = a.window_ms;
@@ -689,6 +707,8 @@ std::string format_json(const AlertRecord &a)
     x["peak_concurrent"] = a.peak_concurrent;
     if (a.distinct_clients)
         x["distinct_clients"] = *a.distinct_clients;
+    if (a.distinct_subnets)
+        x["distinct_subnets"] = *a.distinct_subnets;
     if (!a.top_snis.empty()) {
         J arr = J::array();
         for (const auto &t : a.top_snis)
@@ -700,6 +720,12 @@ std::string format_json(const AlertRecord &a)
         for (const auto &t : a.top_ja4)
             arr.push_back({{"ja4", json_text(t.name)}, {"flows", t.value}});
         x["top_ja4"] = std::move(arr);
+    }
+    if (!a.top_clients.empty()) {
+        J arr = J::array();
+        for (const auto &t : a.top_clients)
+            arr.push_back({{"client", json_text(t.name)}, {"tls_flows", t.value}});
+        x["top_clients"] = std::move(arr);
     }
     x["first_seen"] = rfc3339(a.first_seen_ms);
     x["count"] = a.count;

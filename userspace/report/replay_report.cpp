@@ -214,6 +214,52 @@ void write_clients_table(const ReplayReport &r, std::ostream &out)
         rows, {false, false, true, true, true, true, true, false});
 }
 
+// Per fingerprint: every TLS/QUIC flow whose ClientHello gave a JA4.
+std::vector<Ja4Report> ja4_reports(const Tables &tables, const FlowTracker &tracker,
+                                   const std::vector<FlowRecord> &reused, const agg::AggConfig &agg)
+{
+    std::map<std::string, Ja4Report> by;
+    auto add = [&](const exf_flow_key &k, const exf_flow &f, const FlowRecord *rec) {
+        if ((f.kind != EXF_KIND_TLS && f.kind != EXF_KIND_QUIC) || !rec || !rec->tls.known ||
+            rec->tls.ja4.empty())
+            return;
+        Ja4Report &j = by[rec->tls.ja4];
+        j.ja4 = rec->tls.ja4;
+        FlowReport fr = flow_report(k, f);
+        j.tls_flows++;
+        j.bytes_in += fr.bytes_in;
+        j.bytes_out += fr.bytes_out;
+        if (rec->tls.sni && !rec->tls.sni->empty())
+            j.sni.insert(*rec->tls.sni);
+        j.clients.insert(agg::format_key(agg::EntityKind::client, agg.client_key(fr.client_addr)));
+        uint8_t sp = agg::is_v4(fr.client_addr) ? agg.subnet_prefix_v4 : agg.subnet_prefix_v6;
+        j.subnets.insert(
+            agg::format_key(agg::EntityKind::subnet, agg::prefix_key(fr.client_addr, sp)));
+    };
+    for (const auto &row : tables.flows)
+        add(row.key, row.flow, tracker.lookup(row.key));
+    for (const auto &rec : reused)
+        if (rec.has_counters)
+            add(rec.key, rec.counters, &rec);
+    std::vector<Ja4Report> out;
+    for (auto &[k, j] : by)
+        out.push_back(std::move(j));
+    return out;
+}
+
+void write_ja4_table(const ReplayReport &r, std::ostream &out)
+{
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &j : r.ja4)
+        rows.push_back({j.ja4, std::to_string(j.tls_flows), std::to_string(j.bytes_out),
+                        std::to_string(j.bytes_in), std::to_string(j.clients.size()),
+                        std::to_string(j.subnets.size()),
+                        table_cell_list({j.sni.begin(), j.sni.end()}, 3)});
+    out << "\nFINGERPRINTS (" << r.ja4.size() << " JA4, by fingerprint)\n";
+    print_columns(out, {"JA4", "TLS_FLOWS", "BYTES_OUT", "BYTES_IN", "CLIENTS", "SUBNETS", "SNI"},
+                  rows, {false, true, true, true, true, true, false});
+}
+
 }  // namespace
 
 ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
@@ -281,6 +327,7 @@ ReplayReport build_report(const Datapath &dp, const FlowTracker &tracker,
     }
     std::sort(rep.clients.begin(), rep.clients.end(),
               [](const ClientReport &a, const ClientReport &b) { return a.addr < b.addr; });
+    rep.ja4 = ja4_reports(tables, tracker, reused, agg);
     return rep;
 }
 
@@ -297,6 +344,21 @@ std::string client_json(const ClientReport &c)
     j["sni"] = c.sni;
     j["entity"] = c.entity;
     j["requests"] = c.requests;
+    return dump(j);
+}
+
+std::string ja4_json(const Ja4Report &r)
+{
+    ojson j;
+    j["type"] = "ja4";
+    j["ja4"] = r.ja4;
+    j["tls_flows"] = r.tls_flows;
+    j["bytes_in"] = r.bytes_in;
+    j["bytes_out"] = r.bytes_out;
+    j["distinct_clients"] = r.clients.size();
+    j["distinct_subnets"] = r.subnets.size();
+    j["sni"] = std::vector<std::string>(r.sni.begin(), r.sni.end());
+    j["clients"] = std::vector<std::string>(r.clients.begin(), r.clients.end());
     return dump(j);
 }
 
@@ -346,6 +408,8 @@ void write_json(const ReplayReport &r, bool flows, std::ostream &out)
     if (flows)
         for (const auto &f : r.flows)
             out << flow_json(f) << "\n";
+    for (const auto &j : r.ja4)
+        out << ja4_json(j) << "\n";
 }
 
 void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool flows,
@@ -354,6 +418,7 @@ void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool f
     write_alerts_table(alerts, out);
     out << "\n";
     write_clients_table(r, out);
+    write_ja4_table(r, out);
     if (!flows)
         return;
     std::vector<const FlowReport *> fs;

@@ -26,7 +26,12 @@
 //       "requests":N}
 //    per TLS/QUIC flow: the flow table's plus those ended by a 5-tuple reuse
 //    (their final counters from the REUSE event), sorted by client address,
-//    then first seen. sni, alpn, tls_version and ja4 are null while no
+//    then first seen; then per JA4 fingerprint (a fingerprint cohort),
+//      {"type":"ja4","ja4":..,"tls_flows":N,"bytes_in":N,"bytes_out":N,
+//       "distinct_clients":N,"distinct_subnets":N,"sni":[..],"clients":[..]}
+//    sorted by ja4: its TLS/QUIC flows over the whole capture, the client
+//    entities and subnets ([aggregate] prefixes) they came from, their SNIs
+//    and client entities, sorted. sni, alpn, tls_version and ja4 are null while no
 //    ClientHello is known (a TCP flow whose first payload is not a complete
 //    ClientHello; a QUIC flow whose client Initials could not be decrypted
 //    or did not hold the whole ClientHello: the FlowTracker's default QUIC
@@ -50,6 +55,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,8 +97,15 @@ struct FlowReport {
     std::vector<std::string> anomalies;
 };
 
+struct Ja4Report {
+    std::string ja4;
+    uint64_t tls_flows = 0, bytes_in = 0, bytes_out = 0;
+    std::set<std::string> sni, clients, subnets;  // client entities, subnet entities
+};
+
 struct ReplayReport {
     std::vector<ClientReport> clients;  // by address
+    std::vector<Ja4Report> ja4;         // by fingerprint
     std::vector<FlowReport> flows;      // by client address, then first seen
     size_t flow_count = 0;              // TLS/QUIC flows, also when flows was not filled in
 };
@@ -114,5 +127,6 @@ void write_table(const ReplayReport &r, const std::vector<Alert> &alerts, bool f
 std::string client_json(const ClientReport &c);
 std::string flow_json(const FlowReport &f);
 std::string alert_json(const Alert &a);
+std::string ja4_json(const Ja4Report &j);
 
 }  // namespace exf

@@ -58,7 +58,8 @@ struct StateContext {
 // The state file's bytes and checks, without the daemon (unit-tested).
 namespace state_file {
 
-inline constexpr uint32_t kVersion = 1;
+// 2: group cells count distinct subnets; fingerprint kinds and memberships.
+inline constexpr uint32_t kVersion = 2;
 
 // This boot's id ("" when unreadable: then no state is ever restored).
 std::string boot_id();
