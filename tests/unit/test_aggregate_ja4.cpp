@@ -84,7 +84,7 @@ TEST_CASE("ja4 and ja4_sni count every client presenting the fingerprint", "[agg
           std::string(kPython) + " -> api.example.com");
 }
 
-TEST_CASE("distinct_subnets of sni, cohort and host; subnets and clients have none",
+TEST_CASE("distinct_subnets of sni, cohort and host, and none for subnets and clients",
           "[aggregate][ja4]")
 {
     AggConfig cfg;
