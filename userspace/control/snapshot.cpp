@@ -277,17 +277,19 @@ json status_json(const DaemonView &v)
     return j;
 }
 
-json top_json(const DaemonView &v, const TopRequest &req)
+namespace {
+
+// The window `top` reads: the one asked for, else 10 minutes, else the first.
+size_t top_window(const agg::Aggregator &a, const std::string &window)
 {
-    const auto &a = v.aggregator;
     size_t w = SIZE_MAX;
-    if (req.window.empty()) {
+    if (window.empty()) {
         for (size_t i = 0; i < a.windows() && w == SIZE_MAX; i++)
             if (a.window_ms(i) == 600'000)
                 w = i;
         if (w == SIZE_MAX && a.windows())
             w = 0;
-    } else if (auto ms = parse_duration_ms(req.window)) {
+    } else if (auto ms = parse_duration_ms(window)) {
         for (size_t i = 0; i < a.windows() && w == SIZE_MAX; i++)
             if (a.window_ms(i) == *ms)
                 w = i;
@@ -296,60 +298,83 @@ json top_json(const DaemonView &v, const TopRequest &req)
         std::string have;
         for (size_t i = 0; i < a.windows(); i++)
             have += (i ? ", " : "") + agg::window_name(a.window_ms(i));
-        throw std::invalid_argument("window '" + req.window +
+        throw std::invalid_argument("window '" + window +
                                     "' is not an aggregation window (configured: " + have + ")");
     }
+    return w;
+}
+
+using OpenByEntity = std::map<std::string, std::vector<const detect::OpenAlert *>>;
+
+// The entity's open alerts, and for a fingerprint cohort its top clients.
+void add_top_extras(json &row, const DaemonView &v, agg::EntityKind kind, const agg::Row &r,
+                    const OpenByEntity &open)
+{
+    const auto &a = v.aggregator;
+    if (kind == agg::EntityKind::ja4 || kind == agg::EntityKind::ja4_sni) {
+        json clients = json::array();
+        if (auto ref = a.find(kind, r.key))
+            for (auto &c : ref->top_clients())
+                clients.push_back({{"client", agg::format_key(agg::EntityKind::client, c.client)},
+                                   {"tls_flows", c.tls_flows}});
+        row["top_clients"] = std::move(clients);
+    }
+    json al = json::array();
+    if (auto it = open.find(key_id(kind, r.key)); it != open.end())
+        for (auto *o : it->second)
+            al.push_back({{"rule", o->rule},
+                          {"severity", detect::severity_name(o->severity)},
+                          {"shadow", o->shadow},
+                          {"since_ms", o->opened_wall_ms}});
+    row["alert"] = !al.empty();
+    row["alerts"] = std::move(al);
+}
+
+json top_row(const DaemonView &v, agg::EntityKind kind, size_t w, agg::Row r,
+             const OpenByEntity &open)
+{
+    const auto &a = v.aggregator;
+    // As the detector reads them: an entity first seen less than a window
+    // ago has all its traffic inside it, and the two buckets' sum is exact
+    // (the sliding estimate would scale part of it down).
+    if (r.first_seen_ms + a.window_ms(w) > std::max(v.now_ms, a.clock_ms()))
+        if (auto ref = a.find(kind, r.key))
+            r.value = ref->value(w, v.now_ms, agg::Estimate::upper);
+    json row = {{"entity", agg::format_key(kind, r.key)},
+                {"bytes_out", r.value.bytes_out},
+                {"bytes_in", r.value.bytes_in},
+                {"tls_flows", r.value.tls_flows},
+                {"peak_concurrent", r.value.peak_concurrent},
+                {"concurrent", r.concurrent},
+                {"first_seen_ms", to_wall(v, r.first_seen_ms)},
+                {"last_seen_ms", to_wall(v, r.last_seen_ms)}};
+    if (agg::is_group(kind))
+        row["distinct_clients"] = r.value.distinct_clients;
+    if (agg::counts_subnets(kind))
+        row["distinct_subnets"] = r.value.distinct_subnets;
+    json snis = json::array();
+    for (auto &sh : a.top_snis(kind, r.key))
+        snis.push_back({{"sni", sh.sni}, {"bytes_out", sh.bytes_out}});
+    row["top_snis"] = std::move(snis);
+    add_top_extras(row, v, kind, r, open);
+    return row;
+}
+
+}  // namespace
+
+json top_json(const DaemonView &v, const TopRequest &req)
+{
+    const auto &a = v.aggregator;
+    size_t w = top_window(a, req.window);
     // Open alerts by entity (the rule's entity kind is the aggregator's).
-    std::map<std::string, std::vector<const detect::OpenAlert *>> open;
+    OpenByEntity open;
     auto alerts = v.detector.open_alerts();
     for (auto &o : alerts)
         if (o.kind == req.kind)
             open[key_id(o.kind, o.key)].push_back(&o);
-
     json rows = json::array();
-    for (auto &r : a.top(req.kind, w, req.sort, req.n, v.now_ms)) {
-        // As the detector reads them: an entity first seen less than a
-        // window ago has all its traffic inside it, and the two buckets'
-        // sum is exact (the sliding estimate would scale part of it down).
-        if (r.first_seen_ms + a.window_ms(w) > std::max(v.now_ms, a.clock_ms()))
-            if (auto ref = a.find(req.kind, r.key))
-                r.value = ref->value(w, v.now_ms, agg::Estimate::upper);
-        json row = {{"entity", agg::format_key(req.kind, r.key)},
-                    {"bytes_out", r.value.bytes_out},
-                    {"bytes_in", r.value.bytes_in},
-                    {"tls_flows", r.value.tls_flows},
-                    {"peak_concurrent", r.value.peak_concurrent},
-                    {"concurrent", r.concurrent},
-                    {"first_seen_ms", to_wall(v, r.first_seen_ms)},
-                    {"last_seen_ms", to_wall(v, r.last_seen_ms)}};
-        if (agg::is_group(req.kind))
-            row["distinct_clients"] = r.value.distinct_clients;
-        if (agg::counts_subnets(req.kind))
-            row["distinct_subnets"] = r.value.distinct_subnets;
-        json snis = json::array();
-        for (auto &sh : a.top_snis(req.kind, r.key))
-            snis.push_back({{"sni", sh.sni}, {"bytes_out", sh.bytes_out}});
-        row["top_snis"] = std::move(snis);
-        if (req.kind == agg::EntityKind::ja4 || req.kind == agg::EntityKind::ja4_sni) {
-            json clients = json::array();
-            if (auto ref = a.find(req.kind, r.key))
-                for (auto &c : ref->top_clients())
-                    clients.push_back(
-                        {{"client", agg::format_key(agg::EntityKind::client, c.client)},
-                         {"tls_flows", c.tls_flows}});
-            row["top_clients"] = std::move(clients);
-        }
-        json al = json::array();
-        if (auto it = open.find(key_id(req.kind, r.key)); it != open.end())
-            for (auto *o : it->second)
-                al.push_back({{"rule", o->rule},
-                              {"severity", detect::severity_name(o->severity)},
-                              {"shadow", o->shadow},
-                              {"since_ms", o->opened_wall_ms}});
-        row["alert"] = !al.empty();
-        row["alerts"] = std::move(al);
-        rows.push_back(std::move(row));
-    }
+    for (auto &r : a.top(req.kind, w, req.sort, req.n, v.now_ms))
+        rows.push_back(top_row(v, req.kind, w, r, open));
     return {{"ok", true},
             {"kind", detect::rule_entity_name(req.kind)},
             {"window", agg::window_name(a.window_ms(w))},

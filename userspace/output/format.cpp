@@ -656,14 +656,28 @@ void add_json_fleet(nlohmann::ordered_json &x, const AlertRecord &a)
 
 }  // namespace
 
-std::string format_json(const AlertRecord &a)
+namespace {
+
+using OJ = nlohmann::ordered_json;
+
+// A top list as objects: {"<name_key>": NAME, "<value_key>": COUNT}.
+OJ named_array(const std::vector<detect::NamedCount> &v, const char *name_key,
+               const char *value_key)
 {
-    using J = nlohmann::ordered_json;
-    J j;
+    OJ arr = OJ::array();
+    for (const auto &t : v)
+        arr.push_back({{name_key, json_text(t.name)}, {value_key, t.value}});
+    return arr;
+}
+
+// The Elastic Common Schema fields: event, log, rule, host, observer,
+// source and tls.
+void add_json_ecs(OJ &j, const AlertRecord &a)
+{
     j["@timestamp"] = rfc3339(a.time_ms);
     j["event"] = {{"kind", "alert"},
-                  {"category", J::array({"network"})},
-                  {"type", J::array({"info"})},
+                  {"category", OJ::array({"network"})},
+                  {"type", OJ::array({"info"})},
                   {"action", detect::state_name(a.state)},
                   {"id", json_text(a.id)},
                   {"severity", cef_severity(a.severity)},
@@ -679,7 +693,11 @@ std::string format_json(const AlertRecord &a)
         j["source"] = {{"ip", *a.client}};
     if (a.sni)
         j["tls"] = {{"client", {{"server_name", json_text(*a.sni)}}}};
-    J x;
+}
+
+// exfilmon's own object: what the alert is about.
+void add_json_subject(OJ &x, const AlertRecord &a)
+{
     x["state"] = detect::state_name(a.state);
     x["severity"] = detect::severity_name(a.severity);
     x["entity_kind"] = json_text(a.entity_kind);
@@ -694,6 +712,11 @@ std::string format_json(const AlertRecord &a)
         x["cohort"] = json_text(*a.cohort);
     if (a.ja4)
         x["ja4"] = json_text(*a.ja4);
+}
+
+// exfilmon's own object: the rule's comparison and the entity's figures.
+void add_json_figures(OJ &x, const AlertRecord &a)
+{
     x["metric"] = json_text(a.metric);
     x["window"] = duration(a.window_ms);
     x["window_ms"] = a.window_ms;
@@ -709,29 +732,28 @@ std::string format_json(const AlertRecord &a)
         x["distinct_clients"] = *a.distinct_clients;
     if (a.distinct_subnets)
         x["distinct_subnets"] = *a.distinct_subnets;
-    if (!a.top_snis.empty()) {
-        J arr = J::array();
-        for (const auto &t : a.top_snis)
-            arr.push_back({{"name", json_text(t.name)}, {"bytes_out", t.value}});
-        x["top_sni"] = std::move(arr);
-    }
-    if (!a.top_ja4.empty()) {
-        J arr = J::array();
-        for (const auto &t : a.top_ja4)
-            arr.push_back({{"ja4", json_text(t.name)}, {"flows", t.value}});
-        x["top_ja4"] = std::move(arr);
-    }
-    if (!a.top_clients.empty()) {
-        J arr = J::array();
-        for (const auto &t : a.top_clients)
-            arr.push_back({{"client", json_text(t.name)}, {"tls_flows", t.value}});
-        x["top_clients"] = std::move(arr);
-    }
+    if (!a.top_snis.empty())
+        x["top_sni"] = named_array(a.top_snis, "name", "bytes_out");
+    if (!a.top_ja4.empty())
+        x["top_ja4"] = named_array(a.top_ja4, "ja4", "flows");
+    if (!a.top_clients.empty())
+        x["top_clients"] = named_array(a.top_clients, "client", "tls_flows");
     x["first_seen"] = rfc3339(a.first_seen_ms);
     x["count"] = a.count;
     if (a.state == AlertState::summary || a.suppressed)
         x["suppressed"] = a.suppressed;
     x["shadow"] = a.shadow;
+}
+
+}  // namespace
+
+std::string format_json(const AlertRecord &a)
+{
+    OJ j;
+    add_json_ecs(j, a);
+    OJ x;
+    add_json_subject(x, a);
+    add_json_figures(x, a);
     add_json_fleet(x, a);
     j["exfilmon"] = std::move(x);
     j["message"] = sentence(a, [](std::string_view v, size_t cap) { return clean_utf8(v, cap); });
