@@ -10,6 +10,7 @@
 
 #include "aggregate/aggregator.h"
 #include "common/addr.h"
+#include "common/state_codec.h"
 #include "detect/detector.h"
 
 using namespace exf;
@@ -644,4 +645,32 @@ TEST_CASE("A ja4_sni baseline rule fires on a cohort's burst, not on its steady 
                       {200, 3000, 2, 2, 1}, kJa4);
     for (uint64_t n = t0; n < t0 + 5 * kMin; n += 5000)
         CHECK(eval(d2, b, n).empty());
+}
+
+TEST_CASE("Open alerts of two fingerprint cohorts on one API host survive the state file apart",
+          "[detect][ja4]")
+{
+    auto rule =
+        make_rule("cohort-flows", agg::EntityKind::ja4_sni, Metric::tls_flows, 10 * kMin, 10);
+    agg::Aggregator a(windows());
+    Detector d(one_rule(rule));
+    uint64_t t = 1'200'000;
+    for (const char *ja4 :
+         {"t13d1812h1_85036bcba153_b26ce05bbdd6", "t13d1516h2_8daaf6152771_e5627efa2ab1"})
+        for (int i = 1; i <= 12; i++)
+            a.add_traffic(t, A(("192.0.2." + std::to_string(i)).c_str()), "api.example.com",
+                          {200, 3000, 2, 2, 1}, ja4);
+    REQUIRE(eval(d, a, t).size() == 2);
+
+    StateWriter w;
+    d.save_state(w);
+    Detector back(one_rule(rule));
+    StateReader r(w.bytes());
+    back.restore_state(r);
+    auto open = back.open_alerts();
+    REQUIRE(open.size() == 2);
+    CHECK(open[0].key.ja4 != open[1].key.ja4);
+    // Carried on, not opened again.
+    for (auto &rec : eval(back, a, t + 1000))
+        CHECK(rec.state != AlertState::open);
 }

@@ -857,6 +857,7 @@ struct Detector::Impl {
             w.pod(t.key.addr);
             w.u8(t.key.prefix);
             w.str(t.key.name);
+            w.str(t.key.ja4);
             w.str(t.id);
             w.u32(t.streak);
             w.u8(uint8_t(t.open) | uint8_t(t.muted) << 1 | uint8_t(t.baseline.has_value()) << 2);
@@ -899,6 +900,7 @@ struct Detector::Impl {
             t.key.addr = r.pod<Addr16>();
             t.key.prefix = r.u8();
             t.key.name = r.str();
+            t.key.ja4 = r.str();
             t.id = r.str();
             t.streak = r.u32();
             uint8_t flags = r.u8();
