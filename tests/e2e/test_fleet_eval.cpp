@@ -240,7 +240,7 @@ TEST_CASE(
     ch.query("INSERT INTO exf_v.schema_info VALUES (7)");
     auto other = evaluate_once(config("v", url + "database = \"exf_v\"\n"));
     CHECK(other.status == 2);
-    CHECK(other.err.find("has schema version 7, this exfilmon uses 1") != std::string::npos);
+    CHECK(other.err.find("has schema version 7, this exfilmon uses 2") != std::string::npos);
 
     auto short_retention = evaluate_once(
         config("ret", url + "retention = \"1d\"\n[[rules]]\nname = \"long\"\nentity = \"client\"\n"

@@ -54,7 +54,7 @@ TEST_CASE("fleet init creates the database and tables once and a second run chan
     REQUIRE(first.status == 0);
     for (auto t : {"schema_info", "traffic", "traffic_hourly", "alerts"})
         CHECK(first.out.find(std::string("created: table exf_init.") + t) != std::string::npos);
-    CHECK(first.out.find("recorded: schema version 1") != std::string::npos);
+    CHECK(first.out.find("recorded: schema version 2") != std::string::npos);
     CHECK(ch.query("SHOW TABLES FROM exf_init") ==
           "alerts\nschema_info\ntraffic\ntraffic_hourly\n");
 
@@ -63,8 +63,8 @@ TEST_CASE("fleet init creates the database and tables once and a second run chan
     REQUIRE(second.status == 0);
     CHECK(second.out.find("created") == std::string::npos);
     CHECK(second.out.find("exists: table exf_init.traffic\n") != std::string::npos);
-    CHECK(second.out.find("exists: schema version 1") != std::string::npos);
-    CHECK(ch.query("SELECT count(), max(version) FROM exf_init.schema_info") == "1\t1\n");
+    CHECK(second.out.find("exists: schema version 2") != std::string::npos);
+    CHECK(ch.query("SELECT count(), max(version) FROM exf_init.schema_info") == "1\t2\n");
 
     // What `fleet schema` prints is what init ran: a DBA applying it by hand
     // to a fresh database gets the same tables.
@@ -127,8 +127,41 @@ TEST_CASE("fleet init names the fix for a dead server, a refused user and anothe
             "init", fleet_config(lab, "other",
                                  "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_other\"\n"));
         CHECK(r.status == 2);
-        CHECK(r.err.find("has schema version 99, this exfilmon uses 1") != std::string::npos);
+        CHECK(r.err.find("has schema version 99, this exfilmon uses 2") != std::string::npos);
         CHECK(ch.query("SELECT count() FROM exf_other.schema_info") == "1\n");
+    }
+    SECTION("a version 1 database: exit 2 with the statements that upgrade it, which do")
+    {
+        auto cfg =
+            fleet_config(lab, "old", "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_old\"\n");
+        // What version 1 created: these tables without the requests column.
+        ch.query("CREATE DATABASE exf_old");
+        for (auto &t : exf::fleet::schema_tables("exf_old")) {
+            std::string create = t.create;
+            if (auto col = create.find(",\n    requests UInt64"); col != std::string::npos)
+                create.erase(col, std::string(",\n    requests UInt64").size());
+            ch.query(create);
+        }
+        ch.query("INSERT INTO exf_old.schema_info VALUES (1)");
+        auto r = fleet("init", cfg);
+        CHECK(r.status == 2);
+        const std::string run = "run ";
+        auto at = r.err.find(run);
+        REQUIRE(at != std::string::npos);
+        auto end = r.err.find(", then upgrade them all", at);
+        REQUIRE(end != std::string::npos);
+        std::string statements = r.err.substr(at + run.size(), end - at - run.size());
+        CHECK(statements.find("ALTER TABLE exf_old.traffic ADD COLUMN requests UInt64") == 0);
+        for (size_t from = 0, semi; from < statements.size(); from = semi + 2) {
+            semi = statements.find("; ", from);
+            if (semi == std::string::npos)
+                semi = statements.size();
+            ch.query(statements.substr(from, semi - from));
+        }
+        auto again = fleet("init", cfg);
+        INFO(again.err);
+        CHECK(again.status == 0);
+        CHECK(again.out.find("exists: schema version 2") != std::string::npos);
     }
     SECTION("no [fleet] table: exit 2")
     {

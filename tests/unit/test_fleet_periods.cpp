@@ -123,7 +123,10 @@ TEST_CASE("Fleet periods: peak concurrency within a period and carried into the 
 TEST_CASE("Fleet JSON rows carry exactly the traffic table's columns", "[fleet]")
 {
     PeriodTable t(10000, names);
-    t.add(kT0, addr("203.0.113.7"), "api.example.com\xff", "ja4-a", bytes(3, 4, 1));
+    auto calls = bytes(3, 4, 1);
+    calls.requests = 5;
+    t.add(kT0, addr("203.0.113.7"), "api.example.com\xff", "ja4-a", calls);
+    t.add(kT0 + 1, addr("203.0.113.7"), "api.example.com\xff", "ja4-a", calls);
     t.flow_opened(kT0, addr("203.0.113.7"), "api.example.com\xff", "ja4-a");
     auto text = fleet::to_json_rows(t.close_due(kT0 + 7000), "edge-1");
     REQUIRE(std::count(text.begin(), text.end(), '\n') == 1);
@@ -142,12 +145,13 @@ TEST_CASE("Fleet JSON rows carry exactly the traffic table's columns", "[fleet]"
         }
     for (auto &[k, v] : j.items())
         fields.insert(k);
-    CHECK(columns.size() == 14);
+    CHECK(columns.size() == 15);
     CHECK(fields == columns);
     CHECK(j["period_start"] == 1765100000);
     CHECK(j["sensor"] == "edge-1");
-    CHECK(j["bytes_out"] == 4);
-    CHECK(j["tls_flows"] == 1);
+    CHECK(j["bytes_out"] == 8);
+    CHECK(j["tls_flows"] == 2);
+    CHECK(j["requests"] == 10);
     CHECK(j["peak_concurrent"] == 1);
     // A byte that is not UTF-8 is replaced, not a reason to lose the row.
     CHECK(j["sni"] == "api.example.com\xef\xbf\xbd");

@@ -81,7 +81,8 @@ TEST_CASE("A long window reads whole rolled-up hours from traffic_hourly and the
     CHECK(has(sql, " OR (period_start >= toDateTime(" + std::to_string(rolled_to) +
                        ") AND period_start < toDateTime(" + std::to_string(kNowS) + "))"));
     CHECK(has(sql, "UNION ALL SELECT hour AS t, sensor, client, subnet, cohort, sni, ja4, "
-                   "bytes_in, bytes_out, tls_flows, peak_concurrent FROM exf.traffic_hourly FINAL "
+                   "bytes_in, bytes_out, tls_flows, peak_concurrent, requests FROM "
+                   "exf.traffic_hourly FINAL "
                    "WHERE hour >= toDateTime(" +
                        std::to_string(first_whole) + ") AND hour < toDateTime(" +
                        std::to_string(rolled_to) + ")"));
@@ -117,6 +118,13 @@ TEST_CASE("Each entity kind keys and filters its rows, and each metric its HAVIN
               "HAVING peak_concurrent >= 900"));
     CHECK(has(sql_of(agg::EntityKind::client, detect::Metric::distinct_sensors, 3),
               "HAVING distinct_sensors >= 3"));
+    // Requests add up over periods, sensors and keys, for every kind.
+    for (size_t k = 0; k < agg::kEntityKinds; k++) {
+        auto calls = sql_of(agg::EntityKind(k), detect::Metric::requests, 20000);
+        CHECK(has(calls, "sum(requests) AS rq"));
+        CHECK(has(calls, "sum(rq) AS requests FROM ("));
+        CHECK(has(calls, "HAVING requests >= 20000"));
+    }
 
     auto ratio = rule(agg::EntityKind::client, detect::Metric::out_in_ratio, 600'000, 50);
     CHECK(has(rule_sql("exf", ratio, span, 1.0),
@@ -180,7 +188,8 @@ TEST_CASE("The rollup, retention and alerts statements", "[fleet]")
     auto roll = rollup_sql("exf", hour, 42);
     CHECK(has(roll, "INSERT INTO exf.traffic_hourly SELECT toDateTime(intDiv(toUInt32("
                     "period_start), 3600) * 3600) AS hour"));
-    CHECK(has(roll, "max(peak_concurrent), toUInt32(42) FROM exf.traffic FINAL WHERE period_start "
+    CHECK(has(roll, "max(peak_concurrent), sum(requests), toUInt32(42) FROM exf.traffic FINAL "
+                    "WHERE period_start "
                     ">= toDateTime(" +
                         std::to_string(hour) + ") AND period_start < toDateTime(" +
                         std::to_string(hour + kHour) + ")"));

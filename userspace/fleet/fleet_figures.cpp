@@ -43,7 +43,7 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
     }
     Rows rows;
     for (auto &f : tsv_rows(r.body)) {
-        if (f.size() < 10)
+        if (f.size() < 11)
             continue;
         auto key = entity_key(rule.entity, f[0], f[1]);
         if (!key)
@@ -58,6 +58,7 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
         e.figures.distinct_sensors = uint32_t(std::min<uint64_t>(number(f[7]), UINT32_MAX));
         e.first_seen_s = number(f[8]);
         w.distinct_subnets = uint32_t(std::min<uint64_t>(number(f[9]), UINT32_MAX));
+        w.requests = number(f[10]);
         rows.emplace(std::move(*key), e);
     }
     return rows;

@@ -29,6 +29,7 @@ void PeriodTable::add(uint64_t now_ms, const Addr16 &client, std::string_view sn
     e.traffic.pkts_in += t.pkts_in;
     e.traffic.pkts_out += t.pkts_out;
     e.traffic.flows_opened += t.flows_opened;
+    e.traffic.requests += t.requests;
     e.traffic_seen = true;
 }
 
@@ -70,6 +71,7 @@ public:
         into.traffic.pkts_in += row.traffic.pkts_in;
         into.traffic.pkts_out += row.traffic.pkts_out;
         into.traffic.flows_opened += row.traffic.flows_opened;
+        into.traffic.requests += row.traffic.requests;
         into.peak_concurrent += row.peak_concurrent;
     }
 
@@ -162,6 +164,7 @@ std::string to_json_rows(const std::vector<TrafficRow> &rows, const std::string 
             {"packets_out", r.traffic.pkts_out},
             {"tls_flows", r.traffic.flows_opened},
             {"peak_concurrent", r.peak_concurrent},
+            {"requests", r.traffic.requests},
         };
         // Wire strings (SNI) may hold any byte: replace what is not UTF-8
         // rather than throw.

@@ -20,7 +20,7 @@ std::string at(uint64_t s) { return "toDateTime(" + std::to_string(s) + ")"; }
 std::string source(const std::string &db, const Span &sp)
 {
     const std::string cols = "sensor, client, subnet, cohort, sni, ja4, bytes_in, bytes_out, "
-                             "tls_flows, peak_concurrent";
+                             "tls_flows, peak_concurrent, requests";
     auto raw = [&](uint64_t from, uint64_t to) {
         return "(period_start >= " + at(from) + " AND period_start < " + at(to) + ")";
     };
@@ -68,7 +68,7 @@ std::string keyed(const std::string &db, agg::EntityKind kind, const Span &sp,
     }
     return std::string("SELECT ") + c.k1 + " AS k1, " + c.k2 +
            " AS k2, t, sensor, client, subnet, sni, ja4, bytes_in, bytes_out, tls_flows, "
-           "peak_concurrent FROM (" +
+           "peak_concurrent, requests FROM (" +
            source(db, sp) + ") WHERE " + where;
 }
 
@@ -203,13 +203,13 @@ std::string rule_sql(const std::string &db, const detect::Rule &rule, const Span
     std::string per_period =
         "SELECT k1, k2, t, sum(bytes_out) AS o, sum(bytes_in) AS i, sum(tls_flows) AS f, "
         "sum(peak_concurrent) AS c, groupUniqArray(client) AS cl, groupUniqArray(sensor) AS se, "
-        "groupUniqArray(subnet) AS sn "
+        "groupUniqArray(subnet) AS sn, sum(requests) AS rq "
         "FROM (" +
         keyed(db, rule.entity, span, only) + ") GROUP BY k1, k2, t";
     return "SELECT k1, k2, sum(o) AS bytes_out, sum(i) AS bytes_in, sum(f) AS tls_flows, "
            "max(c) AS peak_concurrent, uniqExactArray(cl) AS distinct_clients, "
            "uniqExactArray(se) AS distinct_sensors, toUInt32(min(t)) AS first_seen, "
-           "uniqExactArray(sn) AS distinct_subnets FROM (" +
+           "uniqExactArray(sn) AS distinct_subnets, sum(rq) AS requests FROM (" +
            per_period + ") GROUP BY k1, k2" + (only ? "" : having(rule, min_scale)) +
            " FORMAT TabSeparated";
 }
@@ -229,7 +229,8 @@ std::string rollup_sql(const std::string &db, uint64_t hour_s, uint32_t version)
     return "INSERT INTO " + db +
            ".traffic_hourly SELECT toDateTime(intDiv(toUInt32(period_start), 3600) * 3600) AS "
            "hour, sensor, client, subnet, cohort, sni, ja4, sum(bytes_in), sum(bytes_out), "
-           "sum(packets_in), sum(packets_out), sum(tls_flows), max(peak_concurrent), toUInt32(" +
+           "sum(packets_in), sum(packets_out), sum(tls_flows), max(peak_concurrent), "
+           "sum(requests), toUInt32(" +
            std::to_string(version) + ") FROM " + db +
            ".traffic FINAL WHERE period_start >= " + at(hour_s) + " AND period_start < " +
            at(hour_s + kHourS) + " GROUP BY hour, sensor, client, subnet, cohort, sni, ja4";

@@ -45,7 +45,7 @@ std::pair<std::string, std::string> entity_columns(agg::EntityKind kind, const a
 
 // One rule over the span: per entity of its kind, the tab-separated row
 //   k1 k2 bytes_out bytes_in tls_flows peak_concurrent distinct_clients
-//   distinct_sensors first_seen_s
+//   distinct_sensors first_seen_s distinct_subnets requests
 // peak_concurrent is the largest per-period sum over sensors (per-hour
 // peaks summed in the rollup's hours: an upper bound). With `only`, just
 // that entity; otherwise, for a threshold rule without baseline, only the

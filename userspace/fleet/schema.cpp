@@ -27,7 +27,8 @@ constexpr const char *kCounters = R"(    bytes_in UInt64,
     packets_in UInt64,
     packets_out UInt64,
     tls_flows UInt64,
-    peak_concurrent UInt32)";
+    peak_concurrent UInt32,
+    requests UInt64)";
 
 std::string traffic(const std::string &db)
 {
@@ -73,6 +74,15 @@ std::string alerts(const std::string &db)
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(toDateTime(intDiv(time_ms, 1000)))
 ORDER BY (id, time_ms, state))";
+}
+
+// What turns a version 1 database into version 2: the requests column
+// (rows written before read 0).
+std::string upgrade_from_1_sql(const std::string &db)
+{
+    return "ALTER TABLE " + db + ".traffic ADD COLUMN requests UInt64; ALTER TABLE " + db +
+           ".traffic_hourly ADD COLUMN requests UInt64 AFTER peak_concurrent; INSERT INTO " + db +
+           ".schema_info VALUES (2)";
 }
 
 std::string schema_info(const std::string &db)
@@ -130,6 +140,11 @@ std::string schema_problem(ClickHouse &ch, const std::string &database, Failure 
     if (found == std::to_string(kSchemaVersion))
         return "";
     *failure = Failure::no_schema;
+    if (found == "1")
+        return "database " + database + " at " + ch.url() +
+               " has schema version 1, this exfilmon uses " + std::to_string(kSchemaVersion) +
+               " (traffic rows carry requests): stop the sensors and the evaluator, run " +
+               upgrade_from_1_sql(database) + ", then upgrade them all";
     if (found.empty())
         return "database " + database + " at " + ch.url() +
                " records no schema version: run exfilmon fleet init --config FILE";

@@ -12,7 +12,8 @@
 
 namespace exf::fleet {
 
-inline constexpr uint32_t kSchemaVersion = 1;
+// 2: traffic rows carry requests.
+inline constexpr uint32_t kSchemaVersion = 2;
 
 struct SchemaTable {
     std::string name;    // without the database
