@@ -141,8 +141,8 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
     for (auto &[c, t] : per_client) {
         INFO("client " << c);
         REQUIRE(rows.count(c));
-        auto &r = rows[c];  // flows closed bytes_in bytes_out pkts_in pkts_out
-        REQUIRE(r.size() == 6);
+        auto &r = rows[c];  // flows closed bytes_in bytes_out pkts_in pkts_out requests
+        REQUIRE(r.size() == 7);
         CHECK(r[0] == t.flows);
         CHECK(r[1] == t.flows);
         CHECK(r[2] == t.bytes_in);

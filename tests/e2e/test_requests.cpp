@@ -2,11 +2,13 @@
 // Requests counted in the kernel (docs/datapath.md, "Requests") against the
 // truth: nginx's access log. nginx (HTTP/1.1 and HTTP/2 on one TLS port) in
 // a server namespace, curl clients in a client namespace, the sensor
-// (exf::BpfSensor + exf::TcAttachment) on the server's veth with its
+// (`exfilmon run`) on the server's veth with its
 // offloads on, so ingress runs through GRO as on a real host. Each case is
 // one curl process from its own address, one keep-alive connection, so the
 // sensor's per-client count compares with the log's records of that
-// address.
+// address. The sensor is a real daemon (`exfilmon run`): its terminal
+// report prints the kernel's per-client count, and its client windows
+// (`exfilmon top --sort requests`) must hold exactly that count.
 //
 // The same packets, captured on that veth, replayed by `exfilmon replay
 // --format json` (the userspace build of the datapath) give the same
@@ -20,15 +22,16 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "capture/bpf_sensor.h"
-#include "capture/maps.h"
 #include "common/addr.h"
 #include "support/netns.h"
 #include "support/proc.h"
@@ -89,6 +92,44 @@ std::vector<std::string> mixed_urls(int n)
     return v;
 }
 
+// The kernel's request count per client, from the daemon's last terminal
+// report (the client table's rows: address, then 7 counters, requests last).
+std::map<std::string, uint64_t> reported_requests(const std::string &report)
+{
+    std::map<std::string, uint64_t> last;
+    std::istringstream lines(report);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream ls(line);
+        std::string name;
+        std::vector<uint64_t> v;
+        uint64_t x;
+        if (!(ls >> name))
+            continue;
+        while (ls >> x)
+            v.push_back(x);
+        if (v.size() == 7 && exf::parse_addr(name))
+            last[name] = v[6];
+    }
+    return last;
+}
+
+// The daemon's client windows (10m: the whole test), by `exfilmon top`;
+// what top said goes to `said`.
+std::map<std::string, uint64_t> window_requests(const std::string &socket, std::string &said)
+{
+    auto r =
+        exf::test::run_program({exf::test::exfilmon_binary().string(), "top", "--socket", socket,
+                                "--once", "--format", "json", "--sort", "requests", "-n", "100"});
+    said = r.out + r.err;
+    std::map<std::string, uint64_t> got;
+    if (r.status != 0)
+        return got;
+    auto top = nlohmann::json::parse(r.out);
+    for (auto &row : top["rows"])
+        got[row["entity"].get<std::string>()] = row["requests"].get<uint64_t>();
+    return got;
+}
+
 }  // namespace
 
 TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log", "[e2e][requests]")
@@ -122,8 +163,19 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
     for (auto &c : cases)
         lab.add_addr(cli, veth.b, c.source + "/24");
 
-    exf::BpfSensor sensor(exf::SensorOptions{});
-    exf::test::NsTcAttachment attach(srv, sensor, veth.a);
+    auto sock = (lab.dir() / "run" / "control.sock").string();
+    auto cfg = lab.dir() / "exfilmon.toml";
+    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n"
+                       << "[daemon]\nreport_interval = \"200ms\"\n"
+                       << "[control]\nsocket = \"" << sock << "\"\n";
+    auto report = lab.dir() / "daemon.out";
+    // On a terminal: its periodic client table is the kernel's count.
+    auto &daemon = lab.spawn(srv,
+                             {exf::test::exfilmon_binary().string(), "run", "--config",
+                              cfg.string(), "--interface", veth.a},
+                             {lab.dir(), report, true});
+    REQUIRE(exf::test::wait_for(report, "attached to " + veth.a, 20s));
+    REQUIRE(exf::test::wait_for(report, "control socket " + sock, 5s));
     NginxOptions opts;
     opts.http2 = true;  // both: curl picks with ALPN
     opts.ipv6 = false;
@@ -171,9 +223,21 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
             replayed[j["client"].get<std::string>()] = j["requests"].get<uint64_t>();
     }
 
-    std::map<std::string, uint64_t> counted;
-    for (const auto &r : sensor.tables().clients)
-        counted[exf::format_addr(r.key.addr)] = r.stats.requests;
+    // The kernel's counts, and the client windows once the harvest took
+    // them in (it runs every second).
+    std::map<std::string, uint64_t> counted, windows;
+    std::string top_said;
+    auto deadline = std::chrono::steady_clock::now() + 15s;
+    do {
+        std::this_thread::sleep_for(500ms);
+        counted = reported_requests(exf::test::slurp(report));
+        windows = window_requests(sock, top_said);
+    } while ((counted.size() < cases.size() || windows != counted) &&
+             std::chrono::steady_clock::now() < deadline);
+    REQUIRE(daemon.stop(SIGTERM, 10s) == 0);
+    INFO(exf::test::slurp(report));
+    INFO("top: " << top_said);
+    REQUIRE(counted.size() == cases.size());
     for (auto &c : cases) {
         const auto &t = truth[c.source];
         uint64_t got = counted[c.source];
@@ -185,6 +249,7 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
         INFO(c.name << ": log " << t.requests << ", counted " << got);
         CHECK(t.requests == c.urls.size());
         CHECK(replayed[c.source] == got);
+        CHECK(windows[c.source] == got);  // the daemon's client window: every request counted
         if (c.sequential) {
             CHECK(t.client_ports.size() == 1);  // one keep-alive connection
             CHECK(ratio >= 0.95);

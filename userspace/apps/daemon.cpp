@@ -64,14 +64,15 @@ void print_clients(std::vector<ClientRow> rows, const HealthCounters &h, uint64_
 {
     std::sort(rows.begin(), rows.end(),
               [](const auto &a, const auto &b) { return a.stats.bytes_out > b.stats.bytes_out; });
-    std::printf("%-39s %10s %10s %14s %14s %10s %10s\n", "client", "tls_flows", "closed",
-                "bytes_in", "bytes_out", "pkts_in", "pkts_out");
+    std::printf("%-39s %10s %10s %14s %14s %10s %10s %10s\n", "client", "tls_flows", "closed",
+                "bytes_in", "bytes_out", "pkts_in", "pkts_out", "requests");
     for (auto &r : rows)
-        std::printf("%-39s %10llu %10llu %14llu %14llu %10llu %10llu\n",
+        std::printf("%-39s %10llu %10llu %14llu %14llu %10llu %10llu %10llu\n",
                     format_addr(r.key.addr).c_str(), (unsigned long long)r.stats.tls_flows_opened,
                     (unsigned long long)r.stats.tls_flows_closed,
                     (unsigned long long)r.stats.bytes_in, (unsigned long long)r.stats.bytes_out,
-                    (unsigned long long)r.stats.pkts_in, (unsigned long long)r.stats.pkts_out);
+                    (unsigned long long)r.stats.pkts_in, (unsigned long long)r.stats.pkts_out,
+                    (unsigned long long)r.stats.requests);
     std::printf("-- %zu clients; packets %llu, TLS flows %llu, QUIC flows %llu, events %llu, "
                 "ring buffer full %llu, queue drops %llu, ClientHellos parsed %llu, bad events "
                 "%llu\n\n",
