@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/addr.h"
+#include "support/clickhouse.h"
 #include "support/daemon_probe.h"
 #include "support/netns.h"
 #include "support/pcap_truth.h"
@@ -71,6 +72,42 @@ std::ostream &operator<<(std::ostream &o, const SumsByClient &m)
     return o;
 }
 
+// The sums of exf.traffic read FINAL (docs/fleet.md) per client, of one
+// sensor or ("") of all.
+SumsByClient clickhouse_sums_of(const ClickHouseServer &ch, const std::string &sensor = "")
+{
+    SumsByClient out;
+    std::istringstream lines(
+        ch.query("SELECT client, sum(bytes_in), sum(bytes_out), sum(packets_in), sum(packets_out), "
+                 "sum(tls_flows) FROM exf.traffic FINAL " +
+                 (sensor.empty() ? "" : "WHERE sensor = '" + sensor + "' ") +
+                 "GROUP BY client ORDER BY client FORMAT TabSeparated"));
+    std::string client;
+    Sums s;
+    while (lines >> client >> s.bytes_in >> s.bytes_out >> s.packets_in >> s.packets_out >> s.flows)
+        out[client] = s;
+    return out;
+}
+
+// A daemon's own totals: bytes and flows per client over the 10m window
+// (exact: every client is younger than the window).
+SumsByClient daemon_sums_of(const std::string &sock)
+{
+    auto r = run_program({exfilmon_binary().string(), "top", "--socket", sock, "--once", "--format",
+                          "json", "--window", "10m", "-n", "100"});
+    SumsByClient out;
+    if (r.status != 0)
+        return out;
+    auto top = json::parse(r.out);
+    for (auto &row : top["rows"]) {
+        auto &s = out[row["entity"].get<std::string>()];
+        s.bytes_in = row["bytes_in"];
+        s.bytes_out = row["bytes_out"];
+        s.flows = row["tls_flows"];
+    }
+    return out;
+}
+
 // A TLS server (openssl s_server -WWW) in srv, the clients in cli, a
 // ClickHouse in srv with the fleet's schema, and the daemon's configuration:
 // pinned maps, state file, control socket, metrics, [fleet] with 1 s periods.
@@ -102,20 +139,18 @@ struct FleetRig {
         start_tls_server();
         ch.start();
         metrics_port = free_tcp_port(srv, "127.0.0.1");
-        std::ofstream(cfg) << "[bpf]\npin = true\npin_path = \""
-                           << (bpffs.dir / "exfilmon").string()
-                           << "\"\nflow_table_size = 4096\n"
-                              "[daemon]\nreport_interval = \"0s\"\nharvest_interval = \"200ms\"\n"
-                              "state_dir = \""
-                           << state_dir.string()
-                           << "\"\nstate_interval = \"5s\"\n"
-                              "[control]\nsocket = \""
-                           << sock << "\"\n[metrics]\nlisten = \"127.0.0.1:" << metrics_port
-                           << "\"\n[[outputs]]\ntype = \"json\"\npath = \""
-                           << (lab.dir() / "alerts.jsonl").string()
-                           << "\"\n[fleet]\nclickhouse = \"" << ch.url()
-                           << "\"\ndatabase = \"exf\"\nsensor = \"edge-1\"\ninterval = \"1s\"\n";
-        ::chmod(cfg.c_str(), 0600);
+        write_config(
+            cfg, "[bpf]\npin = true\npin_path = \"" + (bpffs.dir / "exfilmon").string() +
+                     "\"\nflow_table_size = 4096\n"
+                     "[daemon]\nreport_interval = \"0s\"\nharvest_interval = \"200ms\"\n"
+                     "state_dir = \"" +
+                     state_dir.string() +
+                     "\"\nstate_interval = \"5s\"\n"
+                     "[control]\nsocket = \"" +
+                     sock + "\"\n[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metrics_port) +
+                     "\"\n[[outputs]]\ntype = \"json\"\npath = \"" +
+                     (lab.dir() / "alerts.jsonl").string() + "\"\n" + fleet_table(ch.url(), "exf") +
+                     "sensor = \"edge-1\"\ninterval = \"1s\"\n");
         auto init = lab.run(srv, {exfilmon_binary().string(), "fleet", "init", "--config", cfg});
         INFO(init.output);
         REQUIRE(init.ok());
@@ -183,39 +218,8 @@ struct FleetRig {
         return curls;
     }
 
-    SumsByClient clickhouse_sums() const
-    {
-        SumsByClient out;
-        std::istringstream lines(ch.query(
-            "SELECT client, sum(bytes_in), sum(bytes_out), sum(packets_in), sum(packets_out), "
-            "sum(tls_flows) FROM exf.traffic FINAL GROUP BY client ORDER BY client "
-            "FORMAT TabSeparated"));
-        std::string client;
-        Sums s;
-        while (lines >> client >> s.bytes_in >> s.bytes_out >> s.packets_in >> s.packets_out >>
-               s.flows)
-            out[client] = s;
-        return out;
-    }
-
-    // The daemon's own totals: bytes and flows per client over the 10m
-    // window (exact: every client is younger than the window).
-    SumsByClient daemon_sums() const
-    {
-        auto r = run_program({exfilmon_binary().string(), "top", "--socket", sock, "--once",
-                              "--format", "json", "--window", "10m", "-n", "100"});
-        SumsByClient out;
-        if (r.status != 0)
-            return out;
-        auto top = json::parse(r.out);
-        for (auto &row : top["rows"]) {
-            auto &s = out[row["entity"].get<std::string>()];
-            s.bytes_in = row["bytes_in"];
-            s.bytes_out = row["bytes_out"];
-            s.flows = row["tls_flows"];
-        }
-        return out;
-    }
+    SumsByClient clickhouse_sums() const { return clickhouse_sums_of(ch); }
+    SumsByClient daemon_sums() const { return daemon_sums_of(sock); }
 
     std::string metrics()
     {
@@ -225,10 +229,10 @@ struct FleetRig {
 };
 
 // tcpdump's count per client: bytes and packets each way, TLS flows.
-SumsByClient truth_of(const Capture &cap)
+SumsByClient truth_of(const Capture &cap, const std::vector<std::string> &of = kClients)
 {
     std::set<Addr16> clients;
-    for (auto &c : kClients)
+    for (auto &c : of)
         clients.insert(*parse_addr(c));
     auto truth = read_pcap(cap.pcap, clients);
     SumsByClient out;
@@ -249,17 +253,6 @@ SumsByClient without_packets(SumsByClient m)
     for (auto &[c, s] : m)
         s.packets_in = s.packets_out = 0;
     return m;
-}
-
-bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds timeout)
-{
-    for (auto until = std::chrono::steady_clock::now() + timeout;;
-         std::this_thread::sleep_for(200ms)) {
-        if (cond())
-            return true;
-        if (std::chrono::steady_clock::now() > until)
-            return false;
-    }
 }
 
 void wait_all(const std::vector<Process *> &curls)
