@@ -426,8 +426,11 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
          "try_files /v1/items.json =404; }\n"
       << "    location = /v1/status { default_type application/json; "
          "try_files /v1/status.json =404; }\n"
-      << "    location /download/ { }\n"
-      << "    location /upload/ { root " << d("uploads") << "; dav_methods PUT; "
+      << "    location /download/ { }\n";
+    if (opts_.slow_rate)
+        c << "    location /slow/ { alias " << d("www") << "/download/; limit_rate "
+          << opts_.slow_rate << "; }\n";
+    c << "    location /upload/ { root " << d("uploads") << "; dav_methods PUT; "
       << "create_full_put_path on; dav_access user:rw; client_max_body_size 0; }\n"
       << "  }\n"
       << "}\n";

@@ -103,6 +103,10 @@ struct NginxOptions {
     std::string tls_protocols = "TLSv1.2 TLSv1.3";
     // /download/<name>: files of random bytes of these sizes, made at start.
     std::map<std::string, uint64_t> downloads = {{"5m", 5u << 20}};
+    // > 0: /slow/<name> serves the same files at most this many bytes/s per
+    // connection (nginx's limit_rate, so the wire is paced too, which
+    // curl's --limit-rate does not do reliably).
+    uint64_t slow_rate = 0;
     // Approximate size of the /v1/items JSON document.
     size_t items_json_bytes = 1500;
     // 0: master_process off, one process serves everything. N > 0: a master
