@@ -73,6 +73,20 @@ ROWS = [
     ("requests.cost_quic_est_v4_1242", "Request counting, ns added per established QUIC datagram, IPv4 1242 B (A/B)", "request-counting"),
     ("requests.accuracy_sequential_worst_pct", "Requests counted vs nginx's access log, sequential HTTP/1.1 and HTTP/2 (6 cases), worst error", "request-counting"),
     ("requests.h2_concurrent_ratio", "Requests counted / logged, 10 concurrent HTTP/2 streams on one connection (counted low by design)", "request-counting"),
+    ("fleet.insert_rows_per_s_bulk", "Fleet, JSONEachRow inserts of history batches (500,000 rows), rows/s end to end", "fleet"),
+    ("fleet.insert_ch_cpu_us_per_row", "Fleet, ClickHouse CPU per row inserted (JSONEachRow, big batches)", "fleet"),
+    ("fleet.row_text_cpu_us_per_row", "Fleet, generator CPU per row: naming, row, JSON text, HTTP (the exporter's code)", "fleet"),
+    ("fleet.insert_rows_per_s_exporter", "Fleet, inserts of one sensor's period each (as exporters send), rows/s, one client", "fleet"),
+    ("fleet.insert_ch_cpu_ms_per_exporter_insert", "Fleet, ClickHouse CPU per insert of one sensor's period", "fleet"),
+    ("fleet.rollup_ms_per_hour", "Fleet, hourly rollup of one hour (6 M rows), ms", "fleet"),
+    ("fleet.eval_ms", "Fleet, one evaluation of the shipped rules, 20 sensors x 5,000 clients, 24 h, statements uncut (10 % of the 1 s interval)", "fleet"),
+    ("fleet.eval_ms_before", "Fleet, the same statements in the rule SQL before cea15cb (same run, in turn)", "fleet"),
+    ("fleet.eval_wall_ms_as_shipped", "Fleet, `exfilmon fleet --once` as shipped (reads given up after 10 s), wall ms", "fleet"),
+    ("fleet.eval_failed_reads", "Fleet, reads `exfilmon fleet --once` gave up on (10 s HTTP timeout), per evaluation", "fleet"),
+    ("fleet.disk_bytes_per_mrow", "Fleet, ClickHouse disk per million traffic rows (system.parts)", "fleet"),
+    ("fleet.disk_hourly_bytes_per_mrow", "Fleet, ClickHouse disk per million traffic_hourly rows", "fleet"),
+    ("fleet.export_cpu_pct_100k", "Fleet export, sensor CPU added at 100,000 clients with traffic every second, % of a core", "fleet"),
+    ("fleet.export_rss_mib_100k", "Fleet export, sensor memory added at 100,000 clients", "fleet"),
 ]
 
 

@@ -9,8 +9,6 @@
 // opens nothing twice.
 #include <catch2/catch.hpp>
 
-#include <sys/stat.h>
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,8 +21,7 @@
 #include "fleet/clickhouse.h"
 #include "fleet/periods.h"
 #include "fleet/rule_sql.h"
-#include "support/netns.h"
-#include "support/proc.h"
+#include "support/clickhouse.h"
 #include "support/servers.h"
 #include "support/test_env.h"
 
@@ -99,7 +96,7 @@ uint64_t now_ms()
 
 ProcResult evaluate_once(const std::string &config)
 {
-    return run_program({exfilmon_binary().string(), "fleet", "--config", config, "--once"});
+    return exfilmon_fleet({"--config", config, "--once"});
 }
 
 }  // namespace
@@ -115,29 +112,24 @@ TEST_CASE("The fleet evaluator raises one alert for a pull split over two sensor
     RsyslogServer rsyslog(lab, {});
     rsyslog.start();
     auto alerts_json = lab.dir() / "fleet-alerts.json";
-    auto config = (lab.dir() / "fleet.toml").string();
-    std::ofstream(config)
-        << "[fleet]\nclickhouse = \"" << ch.url()
-        << "\"\ndatabase = \"exf_eval\"\n"
-           "[detect]\ninterval = \"1s\"\n"
-           "[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
-           "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
-           "severity = \"critical\"\n"
-           "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:"
-        << rsyslog.port()
-        << "\"\nformat = \"rfc5424\"\n"
-           "[[outputs]]\ntype = \"json\"\npath = \""
-        << alerts_json.string() << "\"\n";
-    ::chmod(config.c_str(), 0600);
-    auto init = run_program({exfilmon_binary().string(), "fleet", "init", "--config", config});
+    auto config = write_config(
+        lab.dir() / "fleet.toml",
+        fleet_table(ch.url(), "exf_eval") +
+            "[detect]\ninterval = \"1s\"\n"
+            "[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
+            "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
+            "severity = \"critical\"\n"
+            "[[outputs]]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:" +
+            std::to_string(rsyslog.port()) +
+            "\"\nformat = \"rfc5424\"\n"
+            "[[outputs]]\ntype = \"json\"\npath = \"" +
+            alerts_json.string() + "\"\n");
+    auto init = exfilmon_fleet({"init", "--config", config});
     INFO(init.out << init.err);
     REQUIRE(init.status == 0);
 
     // Two periods of each sensor in the last minutes (split_pull_batches).
-    exf::fleet::FleetConfig fc;
-    fc.clickhouse = ch.url();
-    fc.database = "exf_eval";
-    exf::fleet::ClickHouse client(fc);
+    exf::fleet::ClickHouse client(fleet_client_config(ch, "exf_eval"));
     uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count());
@@ -208,12 +200,9 @@ TEST_CASE(
     ClickHouseServer ch(lab);
     ch.start();
     auto config = [&](const std::string &name, const std::string &fleet) {
-        auto path = (lab.dir() / (name + ".toml")).string();
-        std::ofstream(path) << "[fleet]\n"
-                            << fleet << "[[outputs]]\ntype = \"json\"\npath = \""
-                            << (lab.dir() / "a.json").string() << "\"\n";
-        ::chmod(path.c_str(), 0600);
-        return path;
+        return write_config(lab.dir() / (name + ".toml"),
+                            "[fleet]\n" + fleet + "[[outputs]]\ntype = \"json\"\npath = \"" +
+                                (lab.dir() / "a.json").string() + "\"\n");
     };
     auto url = "clickhouse = \"" + ch.url() + "\"\n";
 
@@ -221,11 +210,9 @@ TEST_CASE(
     CHECK(no_schema.status == 2);
     CHECK(no_schema.err.find("run exfilmon fleet init --config FILE") != std::string::npos);
 
-    auto pw = lab.dir() / "pw";
-    std::ofstream(pw) << "wrong\n";
-    ::chmod(pw.c_str(), 0600);
+    auto pw = write_config(lab.dir() / "pw", "wrong\n");
     auto refused = evaluate_once(
-        config("refused", url + "user = \"exfilmon\"\npassword_file = \"" + pw.string() + "\"\n"));
+        config("refused", url + "user = \"exfilmon\"\npassword_file = \"" + pw + "\"\n"));
     CHECK(refused.status == 2);
     CHECK(refused.err.find("check [fleet] user and password_file") != std::string::npos);
 
@@ -234,9 +221,9 @@ TEST_CASE(
     CHECK(bad_url.err.find("clickhouse: 'ftp://127.0.0.1': expected http://HOST[:PORT]") !=
           std::string::npos);
 
-    REQUIRE(run_program({exfilmon_binary().string(), "fleet", "init", "--config",
-                         config("v", url + "database = \"exf_v\"\n")})
-                .status == 0);
+    REQUIRE(
+        exfilmon_fleet({"init", "--config", config("v", url + "database = \"exf_v\"\n")}).status ==
+        0);
     ch.query("INSERT INTO exf_v.schema_info VALUES (7)");
     auto other = evaluate_once(config("v", url + "database = \"exf_v\"\n"));
     CHECK(other.status == 2);
@@ -265,20 +252,16 @@ TEST_CASE("The fleet evaluator rolls closed hours up once, reads long windows fr
     ClickHouseServer ch(lab);
     ch.start();
     auto alerts_json = lab.dir() / "fleet-alerts.json";
-    auto config = (lab.dir() / "fleet.toml").string();
-    std::ofstream(config) << "[fleet]\nclickhouse = \"" << ch.url()
-                          << "\"\ndatabase = \"exf_roll\"\nretention = \"30d\"\n"
-                             "[[rules]]\nname = \"fleet-day-pull\"\nentity = \"client\"\n"
-                             "metric = \"bytes_out\"\nwindow = \"24h\"\nthreshold = \"100MiB\"\n"
-                             "[[outputs]]\ntype = \"json\"\npath = \""
-                          << alerts_json.string() << "\"\n";
-    ::chmod(config.c_str(), 0600);
-    REQUIRE(run_program({exfilmon_binary().string(), "fleet", "init", "--config", config}).status ==
-            0);
-    exf::fleet::FleetConfig fc;
-    fc.clickhouse = ch.url();
-    fc.database = "exf_roll";
-    exf::fleet::ClickHouse client(fc);
+    auto config =
+        write_config(lab.dir() / "fleet.toml",
+                     fleet_table(ch.url(), "exf_roll") +
+                         "retention = \"30d\"\n"
+                         "[[rules]]\nname = \"fleet-day-pull\"\nentity = \"client\"\n"
+                         "metric = \"bytes_out\"\nwindow = \"24h\"\nthreshold = \"100MiB\"\n"
+                         "[[outputs]]\ntype = \"json\"\npath = \"" +
+                         alerts_json.string() + "\"\n");
+    REQUIRE(exfilmon_fleet({"init", "--config", config}).status == 0);
+    exf::fleet::ClickHouse client(fleet_client_config(ch, "exf_roll"));
 
     // 203.0.113.9 pulls 20 MiB through each sensor in each of three closed
     // hours (120 MiB in the day, no hour near the threshold); 192.0.2.50's
@@ -354,19 +337,17 @@ namespace {
 std::string split_pull_config(Lab &lab, const std::string &name, const std::string &url,
                               const std::string &database, const std::filesystem::path &json)
 {
-    auto path = (lab.dir() / (name + ".toml")).string();
-    std::ofstream(path) << "[fleet]\nclickhouse = \"" << url << "\"\ndatabase = \"" << database
-                        << "\"\n[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
-                           "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
-                           "[[outputs]]\ntype = \"json\"\npath = \""
-                        << json.string() << "\"\n";
-    ::chmod(path.c_str(), 0600);
-    return path;
+    return write_config(lab.dir() / (name + ".toml"),
+                        fleet_table(url, database) +
+                            "[[rules]]\nname = \"fleet-client-pull\"\nentity = \"client\"\n"
+                            "metric = \"bytes_out\"\nwindow = \"10m\"\nthreshold = \"100MiB\"\n"
+                            "[[outputs]]\ntype = \"json\"\npath = \"" +
+                            json.string() + "\"\n");
 }
 
 void fleet_init(const std::string &config)
 {
-    auto r = run_program({exfilmon_binary().string(), "fleet", "init", "--config", config});
+    auto r = exfilmon_fleet({"init", "--config", config});
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
 }
@@ -424,9 +405,7 @@ TEST_CASE("A two-shard Distributed fleet sharded by client raises the same alert
     }
 
     uint64_t p0 = now_ms() / kPeriodMs * kPeriodMs - 120'000;
-    exf::fleet::FleetConfig fc;
-    fc.clickhouse = front.url();
-    exf::fleet::ClickHouse client(fc);
+    exf::fleet::ClickHouse client(fleet_client_config(front, "exf_fleet"));
     std::set<std::string> distinct_rows;
     for (auto &batch : split_pull_batches(p0)) {
         REQUIRE(client.insert_json_rows("exf_one.traffic", batch).ok());

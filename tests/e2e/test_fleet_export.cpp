@@ -7,19 +7,13 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <thread>
-
-#include <sys/stat.h>
 
 #include "common/addr.h"
 #include "fleet/clickhouse.h"
 #include "fleet/exporter.h"
 #include "fleet/periods.h"
-#include "support/netns.h"
-#include "support/proc.h"
-#include "support/servers.h"
+#include "support/clickhouse.h"
 #include "support/test_env.h"
 
 using namespace exf::test;
@@ -34,17 +28,13 @@ constexpr uint64_t kT0 = 1765100000000;
 struct FleetServer {
     Lab lab;
     ClickHouseServer ch{lab};
-    exf::fleet::FleetConfig cfg;
+    exf::fleet::FleetConfig cfg = fleet_client_config(ch, "exf");
     FleetServer()
     {
         ch.start();
-        cfg.enabled = true;
-        cfg.clickhouse = ch.url();
-        cfg.database = "exf";
-        auto path = lab.dir() / "fleet.toml";
-        std::ofstream(path) << "[fleet]\nclickhouse = \"" << ch.url() << "\"\ndatabase = \"exf\"\n";
-        ::chmod(path.c_str(), 0600);
-        auto init = run_program({exfilmon_binary().string(), "fleet", "init", "--config", path});
+        auto init =
+            exfilmon_fleet({"init", "--config",
+                            write_config(lab.dir() / "fleet.toml", fleet_table(ch.url(), "exf"))});
         INFO(init.err);
         REQUIRE(init.status == 0);
     }
@@ -87,17 +77,6 @@ size_t spool_files(const fs::path &dir)
     for (auto &e : fs::directory_iterator(dir))
         n += e.path().extension() == ".jsonl";
     return n;
-}
-
-bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds timeout = 20s)
-{
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!cond()) {
-        if (std::chrono::steady_clock::now() > deadline)
-            return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
 }
 
 void submit(exf::fleet::Exporter &e, int n) { e.submit(kT0 + uint64_t(n) * 10000, period_rows(n)); }

@@ -7,15 +7,13 @@
 
 #include <sys/stat.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "common/addr.h"
 #include "fleet/clickhouse.h"
 #include "fleet/periods.h"
 #include "fleet/schema.h"
-#include "support/netns.h"
-#include "support/proc.h"
+#include "support/clickhouse.h"
 #include "support/servers.h"
 #include "support/test_env.h"
 
@@ -24,17 +22,14 @@ using namespace exf::test;
 namespace {
 
 // A configuration file with this [fleet] table (mode 0600).
-std::string fleet_config(Lab &lab, const std::string &name, const std::string &fleet_table)
+std::string fleet_config(Lab &lab, const std::string &name, const std::string &fleet_keys)
 {
-    auto path = lab.dir() / (name + ".toml");
-    std::ofstream(path) << "[fleet]\n" << fleet_table;
-    ::chmod(path.c_str(), 0600);
-    return path.string();
+    return write_config(lab.dir() / (name + ".toml"), "[fleet]\n" + fleet_keys);
 }
 
 ProcResult fleet(const std::string &sub, const std::string &config)
 {
-    return run_program({exfilmon_binary().string(), "fleet", sub, "--config", config});
+    return exfilmon_fleet({sub, "--config", config});
 }
 
 }  // namespace
@@ -47,8 +42,7 @@ TEST_CASE("fleet init creates the database and tables once and a second run chan
     Lab lab;
     ClickHouseServer ch(lab);
     ch.start();
-    auto cfg =
-        fleet_config(lab, "fleet", "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_init\"\n");
+    auto cfg = write_config(lab.dir() / "fleet.toml", fleet_table(ch.url(), "exf_init"));
     auto first = fleet("init", cfg);
     INFO(first.out << first.err);
     REQUIRE(first.status == 0);
@@ -123,9 +117,8 @@ TEST_CASE("fleet init names the fix for a dead server, a refused user and anothe
         ch.query("CREATE DATABASE exf_other");
         ch.query("CREATE TABLE exf_other.schema_info (version UInt32) ENGINE = TinyLog");
         ch.query("INSERT INTO exf_other.schema_info VALUES (99)");
-        auto r = fleet(
-            "init", fleet_config(lab, "other",
-                                 "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_other\"\n"));
+        auto r = fleet("init",
+                       write_config(lab.dir() / "other.toml", fleet_table(ch.url(), "exf_other")));
         CHECK(r.status == 2);
         CHECK(r.err.find("has schema version 99, this exfilmon uses 2") != std::string::npos);
         CHECK(ch.query("SELECT count() FROM exf_other.schema_info") == "1\n");
@@ -165,9 +158,7 @@ TEST_CASE("fleet init names the fix for a dead server, a refused user and anothe
     }
     SECTION("no [fleet] table: exit 2")
     {
-        auto path = lab.dir() / "empty.toml";
-        std::ofstream(path) << "[log]\nlevel = \"info\"\n";
-        auto r = fleet("init", path.string());
+        auto r = fleet("init", write_config(lab.dir() / "empty.toml", "[log]\nlevel = \"info\"\n"));
         CHECK(r.status == 2);
         CHECK(r.err.find("no [fleet] table") != std::string::npos);
     }
@@ -181,14 +172,9 @@ TEST_CASE("A batch the fleet table receives twice counts once when read with FIN
     Lab lab;
     ClickHouseServer ch(lab);
     ch.start();
-    exf::fleet::FleetConfig cfg;
-    cfg.clickhouse = ch.url();
-    cfg.database = "exf_once";
-    REQUIRE(
-        fleet("init", fleet_config(lab, "once",
-                                   "clickhouse = \"" + ch.url() + "\"\ndatabase = \"exf_once\"\n"))
-            .status == 0);
-    exf::fleet::ClickHouse client(cfg);
+    REQUIRE(fleet("init", write_config(lab.dir() / "once.toml", fleet_table(ch.url(), "exf_once")))
+                .status == 0);
+    exf::fleet::ClickHouse client(fleet_client_config(ch, "exf_once"));
     // Rows as a sensor makes them (fleet/periods.h), so that the JSON and the
     // table are checked against each other.
     exf::fleet::PeriodTable periods(10000, [](const exf::Addr16 &a) {

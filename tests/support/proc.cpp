@@ -92,6 +92,18 @@ bool wait_for(const std::filesystem::path &p, const std::string &needle,
     return false;
 }
 
+bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds step)
+{
+    for (auto deadline = std::chrono::steady_clock::now() + timeout;;
+         std::this_thread::sleep_for(step)) {
+        if (cond())
+            return true;
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+    }
+}
+
 namespace {
 
 std::map<std::string, std::string> status_fields(const std::filesystem::path &status)

@@ -5,10 +5,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace exf::test {
+
+using namespace std::chrono_literals;
 
 struct ProcResult {
     int status = -1;  // exit status, or 128 + signal
@@ -24,6 +27,10 @@ std::string slurp(const std::filesystem::path &p);
 // count times; false when the timeout passes first.
 bool wait_for(const std::filesystem::path &p, const std::string &needle,
               std::chrono::milliseconds timeout, size_t count = 1);
+
+// Polls cond every `step` until it holds (true) or the timeout passes (false).
+bool eventually(const std::function<bool()> &cond, std::chrono::milliseconds timeout = 20s,
+                std::chrono::milliseconds step = 100ms);
 
 // Checks, with Catch2, every thread of process pid (/proc/PID/task/*/status):
 // effective and permitted capability sets equal `keep` (CapEff's hex form,

@@ -112,23 +112,7 @@ ReplaySession::~ReplaySession() = default;
 
 void ReplaySession::clear_maps()
 {
-    for (const auto &row : read_flows(sensor_.flows_fd()))
-        if (bpf_map_delete_elem(sensor_.flows_fd(), &row.key) && errno != ENOENT)
-            throw_errno("clear flow table", errno);
-    for (const auto &row : read_clients(sensor_.clients_fd()))
-        if (bpf_map_delete_elem(sensor_.clients_fd(), &row.key) && errno != ENOENT)
-            throw_errno("clear client table", errno);
-    clear_fcache(sensor_.fcache_fd());
-    if (!read_flows(sensor_.flows_fd()).empty() || !read_clients(sensor_.clients_fd()).empty() ||
-        !read_fcache(sensor_.fcache_fd()).empty())
-        throw Error("replay: flow or client table or flow cache not empty after clearing");
-    int ncpu = libbpf_num_possible_cpus();
-    if (ncpu <= 0)
-        throw_errno("count possible CPUs", ncpu);
-    std::vector<uint64_t> zero(size_t(ncpu), 0);
-    for (uint32_t i = 0; i < EXF_C__MAX; i++)
-        if (bpf_map_update_elem(sensor_.health_fd(), &i, zero.data(), BPF_ANY))
-            throw_errno("clear health counters", errno);
+    sensor_.clear_tables();
     events_->res = nullptr;
     events_->reader.drain();  // anything left from the previous capture
 }

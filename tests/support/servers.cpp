@@ -111,13 +111,17 @@ int tcp_socket_in(const std::string &ns, const std::string &addr)
 
 std::string where(const std::string &ns) { return ns.empty() ? "the test's namespace" : ns; }
 
-std::string tail_of(const std::filesystem::path &p, size_t max = 4000)
+}  // namespace
+
+std::string tail_of(const std::filesystem::path &p, size_t max)
 {
     auto text = read_file(p);
     if (text.size() > max)
         text = "..." + text.substr(text.size() - max);
     return text;
 }
+
+namespace {
 
 // Items of /v1/items until the document has at least `bytes` bytes.
 std::string make_items_json(size_t bytes)
@@ -422,8 +426,11 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
          "try_files /v1/items.json =404; }\n"
       << "    location = /v1/status { default_type application/json; "
          "try_files /v1/status.json =404; }\n"
-      << "    location /download/ { }\n"
-      << "    location /upload/ { root " << d("uploads") << "; dav_methods PUT; "
+      << "    location /download/ { }\n";
+    if (opts_.slow_rate)
+        c << "    location /slow/ { alias " << d("www") << "/download/; limit_rate "
+          << opts_.slow_rate << "; }\n";
+    c << "    location /upload/ { root " << d("uploads") << "; dav_methods PUT; "
       << "create_full_put_path on; dav_access user:rw; client_max_body_size 0; }\n"
       << "  }\n"
       << "}\n";
@@ -843,124 +850,6 @@ void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, u
                 "-verify_ip \"$3\" -quiet -no_ign_eof < \"$4\"",
                 "send_syslog_tls", target, ca_cert.string(), addr, in.string()},
                60s);
-}
-
-// ---- ClickHouse -------------------------------------------------------------
-
-bool require_clickhouse()
-{
-    return require_root() &&
-           require(std::filesystem::exists("/usr/sbin/clickhouse-server"),
-                   "clickhouse-server is not installed (scripts/install-deps.sh installs it)");
-}
-
-ClickHouseServer::ClickHouseServer(Lab &lab, ClickHouseOptions opts)
-    : lab_(lab), opts_(std::move(opts)), dir_(lab.dir() / opts_.name)
-{
-    namespace fs = std::filesystem;
-    for (auto sub : {"data", "tmp", "user_files", "format_schemas", "log"})
-        fs::create_directories(dir_ / sub);
-    if (opts_.http_port == 0)
-        opts_.http_port = free_tcp_port(opts_.ns, opts_.address);
-    do
-        tcp_port_ = free_tcp_port(opts_.ns, opts_.address);
-    while (tcp_port_ == opts_.http_port);
-    std::string d = dir_.string();
-    // <yandex> is the root element 18.16 reads (current releases accept it).
-    write_file(dir_ / "config.xml", "<?xml version=\"1.0\"?>\n<yandex>\n"
-                                    "  <logger><level>warning</level><log>" +
-                                        d +
-                                        "/log/server.log</log>"
-                                        "<errorlog>" +
-                                        d +
-                                        "/log/error.log</errorlog></logger>\n"
-                                        "  <listen_host>" +
-                                        opts_.address +
-                                        "</listen_host>\n"
-                                        "  <http_port>" +
-                                        std::to_string(opts_.http_port) +
-                                        "</http_port>\n"
-                                        "  <tcp_port>" +
-                                        std::to_string(tcp_port_) +
-                                        "</tcp_port>\n"
-                                        "  <path>" +
-                                        d + "/data/</path>\n  <tmp_path>" + d +
-                                        "/tmp/</tmp_path>\n"
-                                        "  <user_files_path>" +
-                                        d +
-                                        "/user_files/</user_files_path>\n"
-                                        "  <format_schema_path>" +
-                                        d +
-                                        "/format_schemas/</format_schema_path>\n"
-                                        "  <users_config>" +
-                                        d +
-                                        "/users.xml</users_config>\n"
-                                        "  <default_profile>default</default_profile>\n"
-                                        "  <default_database>default</default_database>\n"
-                                        "  <mark_cache_size>5368709</mark_cache_size>\n" +
-                                        opts_.extra_config + "</yandex>\n");
-    auto user = [](const std::string &name, const std::string &password) {
-        return "    <" + name + "><password>" + password +
-               "</password><networks><ip>::/0</ip></networks>"
-               "<profile>default</profile><quota>default</quota></" +
-               name + ">\n";
-    };
-    write_file(dir_ / "users.xml",
-               "<?xml version=\"1.0\"?>\n<yandex>\n"
-               "  <profiles><default><max_memory_usage>2000000000</max_memory_usage>"
-               "</default></profiles>\n  <users>\n" +
-                   user("default", "") + user("exfilmon", opts_.password) +
-                   "  </users>\n  <quotas><default></default></quotas>\n</yandex>\n");
-}
-
-ClickHouseServer::~ClickHouseServer()
-{
-    try {
-        stop(10s);
-    } catch (...) {}
-}
-
-void ClickHouseServer::start(std::chrono::milliseconds timeout)
-{
-    if (running())
-        throw Error("clickhouse-server already running");
-    auto out = dir_ / ("clickhouse-" + std::to_string(++starts_) + ".out");
-    proc_ = &lab_.spawn(
-        opts_.ns,
-        {"/usr/sbin/clickhouse-server", "--config-file=" + (dir_ / "config.xml").string()},
-        SpawnOptions{dir_, out});
-    try {
-        wait_listening_while_running(lab_, opts_.ns, opts_.http_port, 1, *proc_, out, timeout);
-    } catch (const Error &e) {
-        proc_->stop(SIGKILL, 1s);
-        proc_ = nullptr;
-        throw Error(std::string(e.what()) +
-                    "\nclickhouse error log: " + tail_of(dir_ / "log" / "error.log"));
-    }
-}
-
-int ClickHouseServer::stop(std::chrono::milliseconds grace)
-{
-    if (!proc_)
-        return -1;
-    int st = proc_->stop(SIGTERM, grace);
-    proc_ = nullptr;
-    return st;
-}
-
-bool ClickHouseServer::running() { return proc_ && proc_->running(); }
-
-std::string ClickHouseServer::url() const
-{
-    return "http://" + opts_.address + ":" + std::to_string(opts_.http_port);
-}
-
-std::string ClickHouseServer::query(const std::string &sql) const
-{
-    auto r = lab_.run(opts_.ns, {"curl", "-sS", "--fail-with-body", "--data-binary", sql, url()});
-    if (!r.ok())
-        throw Error("ClickHouse query failed: " + sql + ": " + r.output);
-    return r.output;
 }
 
 }  // namespace exf::test

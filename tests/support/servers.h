@@ -85,6 +85,9 @@ void wait_listening_while_running(Lab &lab, const std::string &ns, uint16_t port
                                   Process &proc, const std::filesystem::path &log,
                                   std::chrono::milliseconds timeout);
 
+// The last `max` bytes of a file (a server's log, for an error message).
+std::string tail_of(const std::filesystem::path &p, size_t max = 4000);
+
 // ---- nginx ------------------------------------------------------------------
 
 struct NginxOptions {
@@ -100,6 +103,10 @@ struct NginxOptions {
     std::string tls_protocols = "TLSv1.2 TLSv1.3";
     // /download/<name>: files of random bytes of these sizes, made at start.
     std::map<std::string, uint64_t> downloads = {{"5m", 5u << 20}};
+    // > 0: /slow/<name> serves the same files at most this many bytes/s per
+    // connection (nginx's limit_rate, so the wire is paced too, which
+    // curl's --limit-rate does not do reliably).
+    uint64_t slow_rate = 0;
     // Approximate size of the /v1/items JSON document.
     size_t items_json_bytes = 1500;
     // 0: master_process off, one process serves everything. N > 0: a master
@@ -333,59 +340,5 @@ void send_syslog_tcp(const std::string &ns, const std::string &addr, uint16_t po
 void send_syslog_tls(Lab &lab, const std::string &ns, const std::string &addr, uint16_t port,
                      const std::filesystem::path &ca_cert, const std::vector<std::string> &messages,
                      bool octet_counted = true);
-
-// ---- ClickHouse -----------------------------------------------------------
-
-struct ClickHouseOptions {
-    std::string ns;  // "" : the test's own namespace
-    std::string address = "127.0.0.1";
-    uint16_t http_port = 0;  // 0: a free port
-    // A second user, "exfilmon", with this password (the "default" user has
-    // none), for the tests of authentication.
-    std::string password = "exf-test-password";
-    std::string name = "clickhouse";  // subdirectory of lab.dir()
-    // More of config.xml, inside <yandex> (a Distributed table's
-    // <remote_servers>, for example).
-    std::string extra_config;
-};
-
-// The gate of every ClickHouse test (test_env.h's rule): root, and Debian's
-// clickhouse-server installed (scripts/install-deps.sh).
-bool require_clickhouse();
-
-// Debian's clickhouse-server with a configuration of its own: loopback
-// ports, data, logs and users under lab.dir()/name, nothing of /etc or
-// /var touched. Stopped (SIGTERM, then SIGKILL) by stop() or the destructor.
-class ClickHouseServer {
-public:
-    // Picks the ports and writes the configuration; does not start.
-    ClickHouseServer(Lab &lab, ClickHouseOptions opts = {});
-    ~ClickHouseServer();  // stop(), never throws
-    ClickHouseServer(const ClickHouseServer &) = delete;
-    ClickHouseServer &operator=(const ClickHouseServer &) = delete;
-
-    // Starts it and waits until /ping answers (throws with its log
-    // otherwise). The data directory is kept across restarts.
-    void start(std::chrono::milliseconds timeout = 60s);
-    int stop(std::chrono::milliseconds grace = 20s);
-    bool running();
-
-    // "http://127.0.0.1:PORT"
-    std::string url() const;
-    // Its native protocol port (what another server's <remote_servers> names).
-    uint16_t tcp_port() const { return tcp_port_; }
-    const ClickHouseOptions &options() const { return opts_; }
-    // Runs one statement as "default" over HTTP (curl, from the server's
-    // namespace); returns the answer, throws exf::Error with it on failure.
-    std::string query(const std::string &sql) const;
-
-private:
-    Lab &lab_;
-    ClickHouseOptions opts_;
-    std::filesystem::path dir_;
-    uint16_t tcp_port_ = 0;
-    Process *proc_ = nullptr;
-    unsigned starts_ = 0;
-};
 
 }  // namespace exf::test

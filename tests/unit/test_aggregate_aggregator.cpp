@@ -86,6 +86,29 @@ TEST_CASE("Expiry follows the longest configured window", "[aggregate]")
     CHECK(agg.expire(60'001) == 2);  // client and subnet
 }
 
+// expire() skips its sweep while nothing can be idle long enough: each
+// entity must still go at the first expire() after its longest window.
+TEST_CASE("Each entity expires at the first expiry after its longest window, sweep or not",
+          "[aggregate]")
+{
+    AggConfig cfg;
+    cfg.windows_ms = {60'000};
+    Aggregator agg(cfg);
+    agg.add_traffic(0, A("192.0.2.1"), "", out(1));
+    CHECK(agg.expire(30'000) == 0);
+    agg.add_traffic(40'000, A("198.51.100.1"), "", out(1));
+    CHECK(agg.expire(50'000) == 0);
+    CHECK(agg.expire(60'001) == 2);  // 192.0.2.1 and its subnet
+    CHECK(agg.size(EntityKind::client) == 1);
+    CHECK(agg.expire(100'000) == 0);
+    agg.add_traffic(100'000, A("203.0.113.1"), "", out(1));
+    CHECK(agg.expire(100'001) == 2);  // 198.51.100.1, idle 60,001 ms
+    CHECK(agg.expire(160'000) == 0);
+    CHECK(agg.expire(160'001) == 2);
+    CHECK(agg.size(EntityKind::client) == 0);
+    CHECK(agg.expirations(EntityKind::client) == 3);
+}
+
 TEST_CASE("Distinct clients count each client once per window", "[aggregate]")
 {
     Aggregator agg;

@@ -148,6 +148,11 @@ struct AggImpl {
     uint64_t updates_ = 0;
     std::array<uint64_t, kEntityKinds> evicted_{}, expired_{};
     uint64_t members_evicted_ = 0, members_expired_ = 0;
+    // No entity's `last` is older than this (the oldest survivor of the last
+    // sweep: the clock only moves forward, and so does every `last`; merged
+    // entities keep the later one), so nothing can expire before the clock
+    // passes it by longest_. A restored aggregator starts without it.
+    std::optional<uint64_t> oldest_last_;
 
     explicit AggImpl(const AggConfig &c) : cfg_(c), tables_(c.windows_ms.size())
     {
@@ -633,16 +638,23 @@ struct AggImpl {
                      hash_.str(u.sni), tables_.api_hosts, u.api, u.api_fresh);
     }
 
+    // A sweep reads every entity (8 ms at a million clients): it runs only
+    // when something may be idle for longer than the longest window.
     size_t expire(uint64_t now_in)
     {
         uint64_t now = tick(now_in);
+        if (oldest_last_ && now - *oldest_last_ <= longest_)
+            return 0;
         size_t n = 0;
+        uint64_t oldest = now;
         auto sweep = [&](auto &tbl, EntityKind k) {
             tbl.for_each_live([&](uint32_t i) {
                 if (now - tbl.entry(i).last > longest_) {
                     drop(k, i);
                     expired_[size_t(k)]++;
                     n++;
+                } else {
+                    oldest = std::min(oldest, tbl.entry(i).last);
                 }
             });
         };
@@ -651,6 +663,8 @@ struct AggImpl {
             if (now - tables_.members.entry(i).last > longest_) {
                 drop_member(i);
                 members_expired_++;
+            } else {
+                oldest = std::min(oldest, tables_.members.entry(i).last);
             }
         });
         sweep(tables_.clients, EntityKind::client);
@@ -672,6 +686,7 @@ struct AggImpl {
         compact(tables_.ja4s);
         compact(tables_.ja4_snis);
         compact(tables_.members);
+        oldest_last_ = oldest;
         return n;
     }
 

@@ -194,6 +194,27 @@ int BpfSensor::fcache_fd() const { return bpf_map__fd(skel_->maps.exf_fcache); }
 int BpfSensor::change_ctl_fd() const { return bpf_map__fd(skel_->maps.exf_change_ctl); }
 int BpfSensor::changes_fd() const { return bpf_map__fd(skel_->maps.exf_changes); }
 
+void BpfSensor::clear_tables() const
+{
+    for (const auto &row : read_flows(flows_fd()))
+        if (bpf_map_delete_elem(flows_fd(), &row.key) && errno != ENOENT)
+            throw_errno("clear the flow table", errno);
+    for (const auto &row : read_clients(clients_fd()))
+        if (bpf_map_delete_elem(clients_fd(), &row.key) && errno != ENOENT)
+            throw_errno("clear the client table", errno);
+    clear_fcache(fcache_fd());
+    const exf_fc_gen_entry gen{};
+    for (uint32_t i = 0; i < EXF_FC_SLOTS; i++)
+        if (bpf_map_update_elem(bpf_map__fd(skel_->maps.exf_fc_gen), &i, &gen, BPF_ANY))
+            throw_errno("clear the flow cache generations", errno);
+    std::vector<uint64_t> zero(possible_cpus(), 0);
+    for (uint32_t i = 0; i < EXF_C__MAX; i++)
+        if (bpf_map_update_elem(health_fd(), &i, zero.data(), BPF_ANY))
+            throw_errno("clear the health counters", errno);
+    if (!read_flows(flows_fd()).empty() || !read_clients(clients_fd()).empty())
+        throw Error("the flow or client table is not empty after clearing it");
+}
+
 uint32_t change_log_capacity(const SensorOptions &o)
 {
     uint64_t cap = (uint64_t(o.flow_table_size) + o.client_table_size) / 8;

@@ -63,6 +63,10 @@ public:
     int changes_fd() const;
     // The flow and client tables with the flow cache folded in (maps.h).
     Tables tables() const;
+    // Empties the flow and client tables, the flow cache and its generations,
+    // and the health counters: the state of a fresh load, without the
+    // verifier's second or so (replaying capture after capture).
+    void clear_tables() const;
     const SensorOptions &options() const { return opts_; }
     // True when the maps were taken over from an earlier run's pins.
     bool reused_pins() const { return reused_pins_; }

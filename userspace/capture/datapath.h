@@ -29,6 +29,9 @@ public:
     std::vector<ClientRow> clients() const { return tables().clients; }
     virtual HealthCounters health() const = 0;
     virtual const char *name() const = 0;
+    // Back to the state of a fresh datapath: empty tables, flow cache and
+    // health counters; events not yet drained are dropped.
+    virtual void reset() = 0;
 };
 
 // The real program through BPF_PROG_TEST_RUN (packet time from the frame's ts).

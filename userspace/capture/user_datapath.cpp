@@ -220,6 +220,16 @@ public:
     }
     HealthCounters health() const override { return health_; }
     const char *name() const override { return "userspace"; }
+    void reset() override
+    {
+        flows_.clear();
+        clients_.clear();
+        health_ = {};
+        fcache_ = {};
+        fc_gen_ = {};
+        events_.ready.clear();
+        events_.pending.clear();
+    }
 
     LruMap<sizeof(exf_flow_key), exf_flow> flows_;
     LruMap<sizeof(exf_client_key), exf_client_stats> clients_;
@@ -281,6 +291,12 @@ public:
         return h;
     }
     const char *name() const override { return "bpf"; }
+    void reset() override
+    {
+        sensor_.clear_tables();
+        extra_ = {};
+        reader_.drain();  // sink_ is null: the events are dropped
+    }
 
 private:
     HealthCounters extra_{};
