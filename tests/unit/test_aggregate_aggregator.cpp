@@ -439,7 +439,7 @@ TEST_CASE("reconfigure changes cohorts and limits and rejects bad configurations
     CHECK(agg.size(EntityKind::client) == 6);
 }
 
-TEST_CASE("Memory stays within 256 bytes per client at 100k clients", "[aggregate]")
+TEST_CASE("Memory stays within 288 bytes per client at 100k clients", "[aggregate]")
 {
     Aggregator agg;
     const uint32_t n = 100'000;
@@ -455,8 +455,9 @@ TEST_CASE("Memory stays within 256 bytes per client at 100k clients", "[aggregat
     double client_table = double(agg.memory_bytes(EntityKind::client)) / n;
     double total = double(agg.memory_bytes()) / n;
     INFO("client table " << client_table << " B/client, total " << total << " B/client");
-    CHECK(client_table <= 256);
-    CHECK(total <= 256);
+    // 256 before window cells counted requests (8 bytes per window).
+    CHECK(client_table <= 288);
+    CHECK(total <= 288);
     // With an API host per client the client table stays the same size; the
     // client x API host entities come on top, capped by max_client_api_hosts.
     size_t before = agg.memory_bytes(EntityKind::client);

@@ -8,6 +8,7 @@
 
 #include "aggregate/aggregator.h"
 #include "aggregate/windows.h"
+#include "common/state_codec.h"
 #include "support/addr.h"
 
 using namespace exf;
@@ -275,4 +276,89 @@ TEST_CASE("Time never goes backward", "[aggregate]")
     auto ref = agg.find(EntityKind::client, key);
     CHECK(ref->first_seen_ms() == 5500);
     CHECK(ref->last_seen_ms() == 5500);
+}
+
+TEST_CASE("Requests count in every entity kind's windows", "[aggregate][requests]")
+{
+    AggConfig cfg = one_window(10'000);
+    cfg.cohorts = {{A("192.0.2.0"), 24, "lab"}};
+    Aggregator agg(cfg);
+    constexpr const char *kJa4 = "t13d1812h1_85036bcba153_b26ce05bbdd6";
+    auto c = A("192.0.2.7");
+    Traffic t = out(4000);
+    t.requests = 3;
+    agg.add_traffic(10'000, c, "api.example.com", t, kJa4);  // first ms of bucket 1
+    t.requests = 1;
+    agg.add_traffic(19'999, c, "api.example.com", t, kJa4);  // last ms of bucket 1
+    Traffic client_only = out(100);
+    client_only.requests = 2;                     // no SNI, no JA4: the client's groups only
+    agg.add_traffic(20'000, c, "", client_only);  // first ms of bucket 2
+    const std::pair<EntityKind, EntityKey> all[] = {
+        {EntityKind::client, agg.client_key(c)},
+        {EntityKind::subnet, agg.subnet_key(c)},
+        {EntityKind::cohort, agg.cohort_key("lab")},
+        {EntityKind::host, host_key()},
+    };
+    for (auto &[k, key] : all) {
+        INFO(kind_name(k));
+        // (10000, 20000]: 2 now plus 4 weighted by the 9999 ms still inside.
+        CHECK(agg.value(k, key, 0, 20'000).requests == 2 + 4 * 9999 / 10000);
+        CHECK(agg.value(k, key, 0, 20'000, Estimate::lower).requests == 2);
+        CHECK(agg.value(k, key, 0, 20'000, Estimate::upper).requests == 6);
+        CHECK(agg.value(k, key, 0, 29'999).requests == 2);  // the window is bucket 2
+        CHECK(agg.value(k, key, 0, 40'000, Estimate::upper).requests == 0);  // two buckets on
+    }
+    const std::pair<EntityKind, EntityKey> named[] = {
+        {EntityKind::api_host, agg.api_host_key("api.example.com")},
+        {EntityKind::client_api_host, agg.client_api_key(c, "api.example.com")},
+        {EntityKind::ja4, agg.ja4_key(kJa4)},
+        {EntityKind::ja4_sni, agg.ja4_key(kJa4, "api.example.com")},
+    };
+    for (auto &[k, key] : named) {
+        INFO(kind_name(k));
+        // Read at the clock (20000): bucket 1 weighted by the 9999 ms still inside.
+        CHECK(agg.value(k, key, 0, 20'000, Estimate::upper).requests == 4);
+        CHECK(agg.value(k, key, 0, 20'000).requests == 4 * 9999 / 10000);
+        CHECK(agg.value(k, key, 0, 25'000).requests == 4 * 4999 / 10000);
+    }
+    // top() sorts by requests and leaves out entities with none.
+    Traffic busy = out(10);
+    busy.requests = 50;
+    agg.add_traffic(20'500, A("198.51.100.9"), "", busy);
+    agg.add_traffic(20'500, A("203.0.113.9"), "", out(1'000'000));
+    auto rows = agg.top(EntityKind::client, 0, SortBy::requests, 10, 20'500);
+    REQUIRE(rows.size() == 2);
+    CHECK(format_key(EntityKind::client, rows[0].key) == "198.51.100.9");
+    CHECK(rows[0].value.requests == 50);
+    CHECK(format_key(EntityKind::client, rows[1].key) == "192.0.2.7");
+}
+
+TEST_CASE("Requests merge, saturate and survive the state file", "[aggregate][requests]")
+{
+    Aggregator agg(one_window(60'000));
+    Traffic t = out(10);
+    t.requests = 7;
+    agg.add_traffic(1000, A("192.0.2.1"), "", t);
+    agg.add_traffic(1000, A("192.0.2.2"), "", t);
+    // A shorter client prefix merges the two clients: their requests add up.
+    AggConfig merged = agg.config();
+    merged.client_prefix_v4 = 24;
+    std::string why;
+    REQUIRE(agg.reconfigure(merged, why));
+    CHECK(agg.value(EntityKind::client, agg.client_key(A("192.0.2.1")), 0, 1000).requests == 14);
+    // A client's 32-bit bucket saturates rather than wrapping.
+    t.requests = UINT32_MAX;
+    agg.add_traffic(1000, A("192.0.2.1"), "", t);
+    CHECK(agg.value(EntityKind::client, agg.client_key(A("192.0.2.1")), 0, 1000).requests ==
+          UINT32_MAX);
+    CHECK(agg.value(EntityKind::subnet, agg.subnet_key(A("192.0.2.1")), 0, 1000).requests ==
+          14 + uint64_t(UINT32_MAX));
+    StateWriter w;
+    agg.save_state(w);
+    Aggregator back(agg.config());
+    StateReader r(w.bytes());
+    back.restore_state(r);
+    CHECK(back.value(EntityKind::client, back.client_key(A("192.0.2.1")), 0, 1000).requests ==
+          UINT32_MAX);
+    CHECK(back.value(EntityKind::host, host_key(), 0, 1000).requests == 14 + uint64_t(UINT32_MAX));
 }

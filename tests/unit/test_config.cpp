@@ -214,6 +214,27 @@ TEST_CASE("report_interval is 0s (no report) or at least 100ms", "[config]")
           "t.toml:2:19: report_interval: must be 0s (off) or at least 100ms");
 }
 
+TEST_CASE("requests rules are read for every entity kind, thresholds and baselines",
+          "[config][requests]")
+{
+    for (const char *kind :
+         {"client", "subnet", "sni", "client_sni", "cohort", "host", "ja4", "ja4_sni"}) {
+        INFO(kind);
+        auto r = parse_config(std::string("[[rules]]\nname = \"calls\"\nentity = \"") + kind +
+                                  "\"\nmetric = \"requests\"\nwindow = \"1h\"\n"
+                                  "threshold = 20000\n"
+                                  "baseline = { factor = 10.0, floor = 5000, learn = \"24h\" }\n",
+                              "t.toml");
+        REQUIRE(r.ok());
+        REQUIRE(r.config.detect.rules.size() == 1);
+        const auto &rule = r.config.detect.rules[0];
+        CHECK(rule.metric == detect::Metric::requests);
+        CHECK(rule.threshold == 20000);
+        REQUIRE(rule.baseline);
+        CHECK(rule.baseline->floor == 5000);
+    }
+}
+
 TEST_CASE("Rules allow lists SNI overrides and outputs are read", "[config]")
 {
     auto r = parse_config(R"(
@@ -306,8 +327,11 @@ TEST_CASE("Rule and output errors name FILE:LINE:COLUMN", "[config]")
 {
     const std::string head = "[[rules]]\nname = \"r\"\nentity = \"client\"\n";
     CHECK(only_issue(head + "metric = \"bytes\"\nthreshold = 5\n") ==
-          "t.toml:4:10: metric: expected bytes_out, bytes_in, tls_flows, concurrent_flows, "
-          "distinct_clients, distinct_subnets, out_in_ratio or distinct_sensors");
+          "t.toml:4:10: metric: expected bytes_out, bytes_in, tls_flows, requests, "
+          "concurrent_flows, distinct_clients, distinct_subnets, out_in_ratio or "
+          "distinct_sensors");
+    CHECK(only_issue(head + "metric = \"requests\"\nthreshold = \"20MiB\"\n") ==
+          "t.toml:5:13: threshold: requests takes a count (an integer)");
     CHECK(only_issue(head + "metric = \"bytes_out\"\nthreshold = \"2 gigs\"\n") ==
           "t.toml:5:13: threshold: '2 gigs' is not a size (e.g. 4MiB, 500KB, 65536)");
     CHECK(only_issue(head + "metric = \"tls_flows\"\nthreshold = \"20MiB\"\n") ==

@@ -674,3 +674,68 @@ TEST_CASE("Open alerts of two fingerprint cohorts on one API host survive the st
     for (auto &rec : eval(back, a, t + 1000))
         CHECK(rec.state != AlertState::open);
 }
+
+TEST_CASE("A requests threshold rule fires for every entity kind", "[detect][requests]")
+{
+    constexpr const char *kJa4 = "t13d1812h1_85036bcba153_b26ce05bbdd6";
+    agg::AggConfig cfg = windows();
+    cfg.cohorts = {{A("192.0.2.0"), 24, "lab"}};
+    for (size_t k = 0; k < agg::kEntityKinds; k++) {
+        auto kind = agg::EntityKind(k);
+        INFO(rule_entity_name(kind));
+        agg::Aggregator a(cfg);
+        Detector d(one_rule(make_rule("calls", kind, Metric::requests, 10 * kMin, 500)));
+        uint64_t t = 1'000'000;
+        // Many small calls, few bytes: 499 requests do not fire, 500 do.
+        agg::Traffic calls{300, 4000, 10, 10, 1, 499};
+        a.add_traffic(t, A("192.0.2.7"), "api.example.com", calls, kJa4);
+        CHECK(eval(d, a, t).empty());
+        a.add_traffic(t + 1000, A("192.0.2.7"), "api.example.com", {30, 400, 1, 1, 0, 1}, kJa4);
+        auto r = eval(d, a, t + 1000);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].metric == "requests");
+        CHECK(r[0].value == 500);
+        CHECK(r[0].threshold == 500);
+    }
+}
+
+TEST_CASE("A ja4_sni requests baseline rule fires on a cohort's burst of calls",
+          "[detect][requests]")
+{
+    constexpr const char *kJa4 = "t13d1812h1_85036bcba153_b26ce05bbdd6";
+    auto rule =
+        make_rule("cohort-calls", agg::EntityKind::ja4_sni, Metric::requests, kMin, std::nullopt);
+    rule.baseline = Baseline{10.0, 1000, 10 * kMin};
+    agg::Aggregator a(windows({kMin, 10 * kMin}));
+    Detector d(one_rule(rule));
+    auto calls = [&](uint64_t now, uint64_t n) {
+        a.add_traffic(now, A("2001:db8:7::1"), "api.example.com", {100 * n, 3000 * n, 2, 2, 0, n},
+                      kJa4);
+    };
+    uint64_t t0 = 6'000'000, now = t0;
+    // Steady: 200 calls a minute for 20 minutes (bytes and flows flat): never fires.
+    for (; now <= t0 + 20 * kMin; now += 5000) {
+        if (now % kMin == 30'000)
+            calls(now, 200);
+        CHECK(eval(d, a, now).empty());
+    }
+    // 3000 calls in the next minute: over 10 x 200 and over the floor.
+    now = t0 + 20 * kMin + 30'000;
+    calls(now, 3000);
+    auto r = eval(d, a, now + 5000);
+    REQUIRE(r.size() == 1);
+    CHECK(r[0].metric == "requests");
+    REQUIRE(r[0].baseline);
+    CHECK(*r[0].baseline > 100);
+    CHECK(*r[0].baseline <= 200);
+    CHECK(r[0].value >= 3000);
+    // The rule and its learned level survive the state file.
+    StateWriter w;
+    d.save_state(w);
+    Detector back(one_rule(rule));
+    StateReader rd(w.bytes());
+    back.restore_state(rd);
+    REQUIRE(back.open_alerts().size() == 1);
+    for (auto &rec : eval(back, a, now + 6000))
+        CHECK(rec.state != AlertState::open);
+}

@@ -11,6 +11,7 @@
 #include "capture/datapath.h"
 #include "flows/flow_tracker.h"
 #include "harvest/harvest_stage.h"
+#include "support/addr.h"
 #include "support/packet_builder.h"
 
 using namespace exf;
@@ -81,6 +82,23 @@ struct Rig {
         s.tcp_flags = PSH | ACK;
         s.payload = Bytes(1000, 0x17);
         send(s, true);
+    }
+
+    // A 120-byte request from the client on the flow of sport (the size of
+    // an HTTP/1.1 GET under TLS: above request_min_bytes).
+    void request(uint16_t sport)
+    {
+        FrameSpec s;
+        s.sport = sport;
+        s.tcp_flags = PSH | ACK;
+        s.payload = Bytes(120, 0x17);
+        send(s);
+    }
+
+    agg::WindowValue client() const
+    {
+        return agg.value(agg::EntityKind::client, agg.client_key(addr_of(FrameSpec{}.src)), 0,
+                         ts / 1'000'000);
     }
 
     void harvest()
@@ -160,4 +178,31 @@ TEST_CASE("Flow tracker: touch() makes a record the last to be evicted", "[pipel
     rig.open(40005, "e.example");  // c is the oldest now
     CHECK(rig.tracker.lookup(c) == nullptr);
     CHECK(rig.tracker.lookup(a) != nullptr);
+}
+
+TEST_CASE("Harvest: the datapath's request counts reach the client's and the API host's windows",
+          "[pipeline][harvest][requests]")
+{
+    Rig rig(16);
+    const uint16_t port = 40000;
+    rig.open(port, "api.example");
+    rig.response(port);  // the server's handshake flight
+    rig.request(port);   // the client's Finished: not a request
+    rig.harvest();
+    uint64_t kernel = 0;
+    for (int i = 0; i < 5; i++) {
+        rig.response(port);
+        rig.request(port);
+        if (i == 2)
+            rig.harvest();  // a harvest between requests: counted once each
+    }
+    rig.response(port);
+    rig.harvest();
+    for (const auto &r : rig.dp->clients())
+        kernel += r.stats.requests;
+    CHECK(kernel == 5);
+    CHECK(rig.client().requests == kernel);
+    CHECK(rig.api_host("api.example").requests == kernel);
+    CHECK(rig.agg.value(agg::EntityKind::host, agg::host_key(), 0, rig.ts / 1'000'000).requests ==
+          kernel);
 }

@@ -27,11 +27,12 @@ constexpr uint64_t kMin = 60'000;
 constexpr uint64_t kT0 = 5'000'000;  // aggregator clock (ms) at the save
 const std::string kBoot = "7a1c4d1e-0000-4000-8000-000000000001";
 
-ClientRow client_row(const char *addr, uint64_t bytes_out, uint64_t flows = 1)
+ClientRow client_row(const char *addr, uint64_t bytes_out, uint64_t requests = 40)
 {
     ClientRow r{};
     std::memcpy(r.key.addr, parse_addr(addr)->data(), 16);
-    r.stats.tls_flows_opened = flows;
+    r.stats.tls_flows_opened = 1;
+    r.stats.requests = requests;
     r.stats.pkts_in = bytes_out / 1000 + 1;
     r.stats.pkts_out = bytes_out / 1000 + 1;
     r.stats.bytes_in = 1000;
@@ -89,9 +90,14 @@ struct Stages {
     }
 };
 
+agg::WindowValue value_10m(const agg::Aggregator &a, const char *client, uint64_t now)
+{
+    return a.value(agg::EntityKind::client, a.client_key(*parse_addr(client)), 1, now);
+}
+
 uint64_t out_10m(const agg::Aggregator &a, const char *client, uint64_t now)
 {
-    return a.value(agg::EntityKind::client, a.client_key(*parse_addr(client)), 1, now).bytes_out;
+    return value_10m(a, client, now).bytes_out;
 }
 
 }  // namespace
@@ -122,6 +128,7 @@ TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[s
     CHECK(d.harvest_valid);
     CHECK(d.saved_mono_ms == kT0);
     CHECK(out_10m(d.aggregator, "203.0.113.7", kT0 + 2000) == 3'000'000);
+    CHECK(value_10m(d.aggregator, "203.0.113.7", kT0 + 2000).requests == 40);
     CHECK(d.aggregator.clock_ms() == kT0);
     auto open = d.detector.open_alerts();
     REQUIRE(open.size() == 1);
@@ -139,9 +146,10 @@ TEST_CASE("State file round trip: windows, open alert and harvest carry on", "[s
     }
     SECTION("what the kernel counted since the save is added once")
     {
-        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'500'000)}, tracker,
+        d.harvest.run(d.aggregator, {}, {client_row("203.0.113.7", 3'500'000, 55)}, tracker,
                       kT0 + 2000);
         CHECK(out_10m(d.aggregator, "203.0.113.7", kT0 + 2000) == 3'500'000);
+        CHECK(value_10m(d.aggregator, "203.0.113.7", kT0 + 2000).requests == 55);
     }
     SECTION("other tables (maps re-created): windows and alerts kept, harvest not")
     {
@@ -203,6 +211,10 @@ TEST_CASE("State file: corrupt and stale files are refused with a reason", "[sta
     std::string version = good;
     version[8] = 99;
     CHECK(why(version).find("state file version 99") == 0);
+    // A file of an older version (version 2: cells without requests) is
+    // refused as a whole: the daemon starts its windows over.
+    version[8] = 2;
+    CHECK(why(version) == "state file version 2 (an older exfilmon's), this build reads 3");
     CHECK(refused(good, kT0 + 1000, "another-boot", s.ctx).find("another boot") !=
           std::string::npos);
     CHECK(refused(good, kT0 + 1000, "", s.ctx).find("another boot") != std::string::npos);

@@ -1330,6 +1330,7 @@ std::vector<Row> Aggregator::top(EntityKind kind, size_t window, SortBy by, size
         case SortBy::concurrent: m = v.peak_concurrent; break;
         case SortBy::distinct_clients: m = v.distinct_clients; break;
         case SortBy::distinct_subnets: m = v.distinct_subnets; break;
+        case SortBy::requests: m = v.requests; break;
         }
         if (m == 0)
             return;

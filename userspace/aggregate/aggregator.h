@@ -17,21 +17,21 @@
 //
 // Memory per entity, with n windows, plus 8 bytes per index slot (1.33 to
 // 2.67 slots per entity: the index doubles at 3/4 full):
-//   client            72 + 36 n   (216 with the 4 default windows; measured
-//                                  238 B/client at 100k, 233 at 1M, index and
-//                                  slab slack included)
-//   client x API host 40 + 36 n   (184)
-//   subnet            88 + 72 n   (376)
-//   API host          56 + 72 n   (344) + 2 + the name past 15 bytes
-//   cohort           104 + 72 n   (392) + the label past 15 bytes
-//   ja4              208 + 72 n   (496) + the JA4 (37)
-//   ja4 x API host   192 + 72 n   (480) + the JA4 and the name past 15 bytes
+//   client            72 + 44 n   (248 with the 4 default windows; measured
+//                                  270 B/client at 100k, index and slab slack
+//                                  included)
+//   client x API host 40 + 44 n   (216)
+//   subnet            88 + 88 n   (440)
+//   API host          56 + 88 n   (408) + 2 + the name past 15 bytes
+//   cohort           104 + 88 n   (456) + the label past 15 bytes
+//   ja4              208 + 88 n   (560) + the JA4 (37)
+//   ja4 x API host   192 + 88 n   (544) + the JA4 and the name past 15 bytes
 //   membership        48          (the members behind distinct counts)
 //   host             one entity
 // Slabs grow by chunks of 1024 entities (16 for cohorts, 64 for JA4s, 256
 // for API hosts and JA4 x API hosts). With the default limits the worst case
-// is about 245 MB of clients, 210 MB of client x API host, 103 MB of
-// subnets, 42 MB of API hosts, 1.6 MB of cohorts, 9 MB of JA4s, 37 MB of
+// is about 280 MB of clients, 243 MB of client x API host, 120 MB of
+// subnets, 46 MB of API hosts, 1.9 MB of cohorts, 10 MB of JA4s, 41 MB of
 // JA4 x API hosts and 67 MB of memberships (sizes from sizeof and the
 // formulas above). memory_bytes() reports what is allocated;
 // docs/aggregation.md has the design and measurements.
@@ -68,6 +68,7 @@ struct Traffic {
     uint64_t pkts_in = 0;       // accepted, not aggregated
     uint64_t pkts_out = 0;      // accepted, not aggregated
     uint64_t flows_opened = 0;  // TLS flows opened: the tls_flows metric
+    uint64_t requests = 0;      // API calls (client turns, docs/datapath.md)
 };
 
 struct WindowValue {
@@ -75,6 +76,7 @@ struct WindowValue {
     uint32_t peak_concurrent = 0;
     uint32_t distinct_clients = 0;  // groups (is_group()); 0 otherwise
     uint32_t distinct_subnets = 0;  // groups but subnet (counts_subnets()); 0 otherwise
+    uint64_t requests = 0;          // API calls (client turns)
     bool operator==(const WindowValue &) const = default;
 };
 
@@ -85,7 +87,8 @@ enum class SortBy : uint8_t {
     tls_flows,
     concurrent,
     distinct_clients,
-    distinct_subnets
+    distinct_subnets,
+    requests
 };
 
 struct AggConfig {

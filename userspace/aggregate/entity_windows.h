@@ -41,6 +41,7 @@ void count_traffic(const std::vector<uint64_t> &windows, E &e, C *cells, const T
             detail::add(c.out[0], d->bytes_out);
             detail::add(c.in[0], d->bytes_in);
             detail::add(c.flows[0], d->flows_opened);
+            detail::add(c.requests[0], d->requests);
         }
         if (conc_delta > 0 && detail::load(c.peak[0]) < e.conc)
             detail::store(c.peak[0], e.conc);
@@ -129,6 +130,7 @@ WindowValue window_value(const std::vector<uint64_t> &windows, const E &e, const
     v.bytes_out = pick(p.out[0], p.out[1]);
     v.bytes_in = pick(p.in[0], p.in[1]);
     v.tls_flows = pick(p.flows[0], p.flows[1]);
+    v.requests = pick(p.requests[0], p.requests[1]);
     bool window_is_bucket = t % len == len - 1;
     uint64_t peak = p.peak[0];
     if (est == Estimate::upper || (est == Estimate::sliding && !window_is_bucket))

@@ -13,7 +13,7 @@
 //
 //     estimate = cur + floor(prev * (L-1-r) / L)
 //
-// Error bound (counters: bytes, flows). The true value V over (t-L, t] lies
+// Error bound (counters: bytes, flows, requests). The true value V over (t-L, t] lies
 // in [cur, cur + prev], and so does the estimate, so
 //
 //     |estimate - V| <= prev * max((L-1-r)/L, (r+1)/L) <= prev,
@@ -42,9 +42,9 @@
 // way, a member being one of the group's clients' subnets.
 //
 // Counter widths: compact cells (clients, client x API host) hold bytes in
-// 48 bits (saturating at 256 TiB per bucket), flows in 32 bits and peak
-// concurrency in 16 bits (saturating at 65535); wide cells (subnets, API
-// hosts, cohorts, host) in 64, 64 and 32 bits.
+// 48 bits (saturating at 256 TiB per bucket), flows and requests in 32 bits
+// and peak concurrency in 16 bits (saturating at 65535); wide cells (every
+// group) in 64, 64 and 32 bits.
 //
 // Time only moves forward (aggregator.h): every update to an entity happens at
 // or after its previous one, so one last-update time per entity gives every
@@ -110,17 +110,18 @@ void add(T &x, uint64_t d)
 struct CompactCell {
     U48 out[2], in[2];
     uint32_t flows[2] = {0, 0};
+    uint32_t requests[2] = {0, 0};  // API calls (docs/datapath.md, "Requests")
     uint16_t peak[2] = {0, 0};
 };
-static_assert(sizeof(CompactCell) == 36);
+static_assert(sizeof(CompactCell) == 44);
 
 struct WideCell {
-    uint64_t out[2] = {0, 0}, in[2] = {0, 0}, flows[2] = {0, 0};
+    uint64_t out[2] = {0, 0}, in[2] = {0, 0}, flows[2] = {0, 0}, requests[2] = {0, 0};
     uint32_t peak[2] = {0, 0};
     uint32_t members[2] = {0, 0};  // distinct clients (groups only)
     uint32_t subnets[2] = {0, 0};  // distinct subnets of those clients (groups only)
 };
-static_assert(sizeof(WideCell) == 72);
+static_assert(sizeof(WideCell) == 88);
 
 template <class C>
 constexpr bool kHasMembers = requires(C c)
@@ -142,6 +143,7 @@ void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
         c.out[1] = c.out[0];
         c.in[1] = c.in[0];
         c.flows[1] = c.flows[0];
+        c.requests[1] = c.requests[0];
         c.peak[1] = c.peak[0];
         if constexpr (kHasMembers<C>) {
             c.members[1] = c.members[0];
@@ -151,6 +153,7 @@ void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
         store(c.out[1], 0);
         store(c.in[1], 0);
         store(c.flows[1], 0);
+        store(c.requests[1], 0);
         store(c.peak[1], concurrent);
         if constexpr (kHasMembers<C>)
             c.members[1] = c.subnets[1] = 0;
@@ -158,6 +161,7 @@ void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
     store(c.out[0], 0);
     store(c.in[0], 0);
     store(c.flows[0], 0);
+    store(c.requests[0], 0);
     store(c.peak[0], concurrent);
     if constexpr (kHasMembers<C>)
         c.members[0] = c.subnets[0] = 0;
@@ -166,7 +170,7 @@ void roll(C &c, uint64_t last, uint64_t now, uint64_t len, uint64_t concurrent)
 // The two buckets of a cell as seen from query time t >= last, without
 // changing it.
 struct BucketPair {
-    uint64_t out[2], in[2], flows[2], peak[2], members[2], subnets[2];
+    uint64_t out[2], in[2], flows[2], requests[2], peak[2], members[2], subnets[2];
 };
 
 template <class C>
@@ -180,6 +184,7 @@ BucketPair view(const C &c, uint64_t last, uint64_t t, uint64_t len, uint64_t co
             p.out[i] = load(c.out[i]);
             p.in[i] = load(c.in[i]);
             p.flows[i] = load(c.flows[i]);
+            p.requests[i] = load(c.requests[i]);
             p.peak[i] = load(c.peak[i]);
             if constexpr (kHasMembers<C>) {
                 p.members[i] = c.members[i];
@@ -190,6 +195,7 @@ BucketPair view(const C &c, uint64_t last, uint64_t t, uint64_t len, uint64_t co
         p.out[1] = load(c.out[0]);
         p.in[1] = load(c.in[0]);
         p.flows[1] = load(c.flows[0]);
+        p.requests[1] = load(c.requests[0]);
         p.peak[1] = load(c.peak[0]);
         if constexpr (kHasMembers<C>) {
             p.members[1] = c.members[0];
@@ -212,6 +218,7 @@ void merge_into(C &dst, const C &src)
         add(dst.out[i], load(src.out[i]));
         add(dst.in[i], load(src.in[i]));
         add(dst.flows[i], load(src.flows[i]));
+        add(dst.requests[i], load(src.requests[i]));
         add(dst.peak[i], load(src.peak[i]));  // sum: never under-reports
         if constexpr (kHasMembers<C>) {
             add(dst.members[i], src.members[i]);

@@ -90,6 +90,7 @@ const char *sort_name(agg::SortBy s)
     case agg::SortBy::concurrent: return "concurrent";
     case agg::SortBy::distinct_clients: return "distinct_clients";
     case agg::SortBy::distinct_subnets: return "distinct_subnets";
+    case agg::SortBy::requests: return "requests";
     }
     return "?";
 }

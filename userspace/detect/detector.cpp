@@ -135,7 +135,7 @@ public:
 private:
     static Figures figures(const agg::EntityRef &ref, const agg::WindowValue &v)
     {
-        bool traffic = v.bytes_out || v.bytes_in || v.tls_flows || v.peak_concurrent;
+        bool traffic = v.bytes_out || v.bytes_in || v.tls_flows || v.requests || v.peak_concurrent;
         return {v, traffic ? 1u : 0u, ref.last_seen_ms()};
     }
     const agg::Aggregator &a_;
@@ -633,6 +633,7 @@ struct Detector::Impl {
         case Metric::bytes_out:
         case Metric::bytes_in:
         case Metric::tls_flows:
+        case Metric::requests:
         case Metric::concurrent_flows:
         case Metric::distinct_clients:
         case Metric::distinct_subnets:
@@ -883,7 +884,7 @@ struct Detector::Impl {
         RuleState rs;
         rs.rule.name = r.str();
         uint8_t entity = r.u8(), metric = r.u8();
-        if (entity >= agg::kEntityKinds || metric > uint8_t(Metric::distinct_sensors))
+        if (entity >= agg::kEntityKinds || metric > uint8_t(Metric::requests))
             throw Error("state: a rule's entity or metric is out of range");
         rs.rule.entity = agg::EntityKind(entity);
         rs.rule.metric = Metric(metric);
@@ -1076,6 +1077,7 @@ double metric_value(Metric m, const Figures &f)
     case Metric::bytes_out: return double(v.bytes_out);
     case Metric::bytes_in: return double(v.bytes_in);
     case Metric::tls_flows: return double(v.tls_flows);
+    case Metric::requests: return double(v.requests);
     case Metric::concurrent_flows: return double(v.peak_concurrent);
     case Metric::distinct_clients: return double(v.distinct_clients);
     case Metric::distinct_subnets: return double(v.distinct_subnets);

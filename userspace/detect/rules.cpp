@@ -17,6 +17,7 @@ const char *metric_name(Metric m)
     case Metric::out_in_ratio: return "out_in_ratio";
     case Metric::distinct_sensors: return "distinct_sensors";
     case Metric::distinct_subnets: return "distinct_subnets";
+    case Metric::requests: return "requests";
     }
     return "?";
 }

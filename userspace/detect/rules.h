@@ -16,6 +16,8 @@
 //   bytes_out          server to client bytes: the exfiltration direction
 //   bytes_in           client to server bytes
 //   tls_flows          TLS flows opened (fan-out: many short connections)
+//   requests           API calls: client turns counted by the datapath
+//                      without decryption (docs/datapath.md, "Requests")
 //   concurrent_flows   peak concurrent flows (fan-out: parallel connections)
 //   distinct_clients   clients seen (groups: subnet, cohort, sni, host, ja4,
 //                      ja4_sni)
@@ -55,12 +57,13 @@ enum class Metric : uint8_t {
     out_in_ratio,
     distinct_sensors,
     distinct_subnets,
+    requests,  // last: state files store metrics by number
 };
 // Every metric, in the order they are listed to users.
-inline constexpr Metric kMetrics[] = {Metric::bytes_out,        Metric::bytes_in,
-                                      Metric::tls_flows,        Metric::concurrent_flows,
-                                      Metric::distinct_clients, Metric::distinct_subnets,
-                                      Metric::out_in_ratio,     Metric::distinct_sensors};
+inline constexpr Metric kMetrics[] = {
+    Metric::bytes_out,        Metric::bytes_in,         Metric::tls_flows,
+    Metric::requests,         Metric::concurrent_flows, Metric::distinct_clients,
+    Metric::distinct_subnets, Metric::out_in_ratio,     Metric::distinct_sensors};
 const char *metric_name(Metric m);
 // "bytes_out, bytes_in, ... or out_in_ratio": for messages.
 std::string metric_names();

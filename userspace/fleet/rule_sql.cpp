@@ -79,6 +79,7 @@ std::string metric_expr(const detect::Rule &rule)
     case detect::Metric::bytes_out: return "bytes_out";
     case detect::Metric::bytes_in: return "bytes_in";
     case detect::Metric::tls_flows: return "tls_flows";
+    case detect::Metric::requests: return "requests";
     case detect::Metric::concurrent_flows: return "peak_concurrent";
     case detect::Metric::distinct_clients: return "distinct_clients";
     case detect::Metric::distinct_subnets: return "distinct_subnets";

@@ -42,6 +42,7 @@ bool Harvester::account(const ClientRow &r, uint64_t stamp, size_t &seen, Client
     d.delta.pkts_out = grow(cur.pkts_out, prev.pkts_out);
     d.delta.bytes_in = grow(cur.bytes_in, prev.bytes_in);
     d.delta.bytes_out = grow(cur.bytes_out, prev.bytes_out);
+    d.delta.requests = grow(cur.requests, prev.requests);
     d.delta.last_ns = cur.last_ns;
     prev.last_ns = std::max(prev.last_ns, cur.last_ns);
     prev.first_ns = cur.first_ns ? cur.first_ns : prev.first_ns;
@@ -87,11 +88,16 @@ std::vector<ClientDelta> Harvester::harvest_changed(const std::vector<ClientRow>
 namespace {
 
 // The state file keeps the counters without the datapath's change mark
-// (the fields before `epoch`): files written before the mark read the same.
+// and the flow's turn (the fields before `epoch`, then `requests`): what
+// the kernel counted is accounted, not where its state machines stand.
+template <class T>
+constexpr size_t kSavedCounterBytes = offsetof(T, epoch) + sizeof(uint64_t);
+
 template <class T>
 void save_counters(StateWriter &w, const T &v)
 {
     w.raw(&v, offsetof(T, epoch));
+    w.u64(v.requests);
 }
 
 template <class T>
@@ -100,6 +106,7 @@ T restore_counters(StateReader &r)
     auto bytes = r.pod<std::array<uint8_t, offsetof(T, epoch)>>();
     T v{};
     std::memcpy(&v, bytes.data(), bytes.size());
+    v.requests = r.u64();
     return v;
 }
 
@@ -117,7 +124,7 @@ void Harvester::save(StateWriter &w) const
 void Harvester::restore(StateReader &r)
 {
     DenseMap<Addr16, Last> next;
-    uint64_t n = r.count(sizeof(Addr16) + offsetof(exf_client_stats, epoch));
+    uint64_t n = r.count(sizeof(Addr16) + kSavedCounterBytes<exf_client_stats>);
     next.reserve(n);
     for (uint64_t i = 0; i < n; i++) {
         auto a = r.pod<Addr16>();
@@ -140,7 +147,7 @@ void FlowHarvester::save(StateWriter &w) const
 void FlowHarvester::restore(StateReader &r)
 {
     DenseMap<exf_flow_key, Seen> next;
-    uint64_t n = r.count(sizeof(exf_flow_key) + offsetof(exf_flow, epoch) + 1);
+    uint64_t n = r.count(sizeof(exf_flow_key) + kSavedCounterBytes<exf_flow> + 1);
     next.reserve(n);
     for (uint64_t i = 0; i < n; i++) {
         auto k = r.pod<exf_flow_key>();
@@ -190,6 +197,8 @@ exf_flow accounted(const exf_flow &f, const exf_flow &prev, FlowDelta &d)
         acc.pkts[k] = std::max(f.pkts[k], prev.pkts[k]);
         acc.bytes[k] = std::max(f.bytes[k], prev.bytes[k]);
     }
+    acc.requests = std::max(f.requests, prev.requests);
+    d.requests = acc.requests - prev.requests;
     d.pkts_in = acc.pkts[in] - prev.pkts[in];
     d.pkts_out = acc.pkts[in ^ 1] - prev.pkts[in ^ 1];
     d.bytes_in = acc.bytes[in] - prev.bytes[in];

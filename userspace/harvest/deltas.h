@@ -60,7 +60,8 @@ struct FlowDelta {
     exf_flow_key key;
     exf_flow flow;  // the table's current value (gone: the last one read)
     uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0;
-    bool opened = false;  // first time this flow is seen
+    uint64_t requests = 0;  // client turns (exf_flow.requests)
+    bool opened = false;    // first time this flow is seen
     // Its end is new: FIN both ways or RST; or no packet for idle_ns (an
     // idle close); or it left the table (LRU eviction, a reused 5-tuple)
     // without either. Concurrency counts it closed from flow.last_ns.

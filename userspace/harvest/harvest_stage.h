@@ -142,6 +142,7 @@ public:
 private:
     struct Sums {
         uint64_t bytes_in = 0, bytes_out = 0, pkts_in = 0, pkts_out = 0, flows = 0;
+        uint64_t requests = 0;
         void add(const FlowDelta &d)
         {
             bytes_in += d.bytes_in;
@@ -149,6 +150,7 @@ private:
             pkts_in += d.pkts_in;
             pkts_out += d.pkts_out;
             flows += d.opened ? 1 : 0;
+            requests += d.requests;
         }
         void plus(const Sums &o)
         {
@@ -157,6 +159,7 @@ private:
             pkts_in += o.pkts_in;
             pkts_out += o.pkts_out;
             flows += o.flows;
+            requests += o.requests;
         }
     };
     // A flow's API host and JA4 (its fingerprint cohort), each null when
@@ -284,8 +287,9 @@ private:
                 continue;  // its traffic is counted for the client alone, below
             if (!d.opened && !d.pkts_in && !d.pkts_out)
                 continue;  // an end only
-            feed.traffic(now_ms, client, names,
-                         {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u});
+            feed.traffic(
+                now_ms, client, names,
+                {d.bytes_in, d.bytes_out, d.pkts_in, d.pkts_out, d.opened ? 1u : 0u, d.requests});
             attributed.try_emplace(client).first->add(d);
         }
         return edges;
@@ -318,9 +322,9 @@ private:
         in_by_client.reserve(changed.size() + attributed.size() + pending.size() + held_.size() +
                              owed_.size());
         for (auto &c : changed)
-            *in_by_client.try_emplace(c.client).first = {c.delta.bytes_in, c.delta.bytes_out,
-                                                         c.delta.pkts_in, c.delta.pkts_out,
-                                                         c.delta.tls_flows_opened};
+            *in_by_client.try_emplace(c.client).first = {
+                c.delta.bytes_in, c.delta.bytes_out,        c.delta.pkts_in,
+                c.delta.pkts_out, c.delta.tls_flows_opened, c.delta.requests};
         for (auto *m : {&attributed, &pending, &held_, &owed_})
             m->for_each(
                 [&](const Addr16 &client, const Sums &) { in_by_client.try_emplace(client); });
@@ -355,10 +359,13 @@ private:
                            split(in.bytes_out, taken.bytes_out, owed.bytes_out),
                            split(in.pkts_in, taken.pkts_in, owed.pkts_in),
                            split(in.pkts_out, taken.pkts_out, owed.pkts_out),
-                           split(in.flows, taken.flows, owed.flows)};
-            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened)
+                           split(in.flows, taken.flows, owed.flows),
+                           split(in.requests, taken.requests, owed.requests)};
+            if (t.bytes_in || t.bytes_out || t.pkts_in || t.pkts_out || t.flows_opened ||
+                t.requests)
                 feed.traffic(now_ms, client, {}, t);
-            if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows)
+            if (owed.bytes_in || owed.bytes_out || owed.pkts_in || owed.pkts_out || owed.flows ||
+                owed.requests)
                 *owed_next.try_emplace(client).first = owed;
             if (auto *p = pending.find(client))
                 *held_next.try_emplace(client).first = *p;

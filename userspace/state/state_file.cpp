@@ -124,7 +124,8 @@ Decoded decode(std::string_view bytes, const StateContext &ctx, uint64_t now_mon
     head.u32();
     uint64_t len = head.u64(), sum = head.u64();
     if (version != kVersion)
-        throw Error("state file version " + std::to_string(version) + ", this build reads " +
+        throw Error("state file version " + std::to_string(version) +
+                    (version < kVersion ? " (an older exfilmon's)" : "") + ", this build reads " +
                     std::to_string(kVersion));
     std::string_view payload = bytes.substr(kHeaderBytes);
     if (payload.size() != len)

@@ -59,7 +59,8 @@ struct StateContext {
 namespace state_file {
 
 // 2: group cells count distinct subnets; fingerprint kinds and memberships.
-inline constexpr uint32_t kVersion = 2;
+// 3: window cells and the harvest's held and owed sums count requests.
+inline constexpr uint32_t kVersion = 3;
 
 // This boot's id ("" when unreadable: then no state is ever restored).
 std::string boot_id();
