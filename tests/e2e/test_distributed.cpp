@@ -1,29 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
 // A group spread over many networks (issue 19's scenario), end to end: a
-// real nginx streams small server-sent-event answers over TLS and HTTP/1.1
-// keep-alive; 60 addresses over 15 subnets (12 IPv6 /48s and the three IPv4
-// documentation /24s) call it through one client stack (Python's
-// http.client over ssl, scripts/api-calls.py), each member below every
-// client and subnet rule. Around them, honest traffic: curl clients, a
-// browser-like stack (curl with Chrome's cipher suites, groups and h2), a
-// heavy client downloading 6 MiB (a thousand times the others), and honest Python scripts with the
-// group's very fingerprint, calling at a steady low rate before and during
-// the pull: the level the cohort rule learns.
+// real nginx streams answers of a few KB as server-sent events (one chunk
+// each) over TLS and HTTP/1.1 keep-alive; 60 addresses over 15 subnets (12
+// IPv6 /48s and the three IPv4 documentation /24s) call it through one
+// client stack (Python's http.client over ssl, scripts/api-calls.py), each
+// member below every client and subnet rule. Around them, honest traffic:
+// curl clients, a browser-like stack (curl with Chrome's cipher suites,
+// groups and h2), a heavy client downloading 6 MiB (a thousand times the
+// others), and two honest Python scripts with the group's very
+// fingerprint calling 4 times a second before and during the pull: the
+// level the cohort rule learns.
 //
-// The real daemon runs configs/exfilmon.toml's rules (read from the file),
-// scaled to seconds of traffic: byte thresholds, floors and min_bytes_out
-// divided by 64 (2 GiB becomes 32 MiB, 512 MiB 8 MiB: the heavy client's
-// 6 MiB stays below each, as a heavy honest client does), counts and windows as shipped (the
-// seconds of traffic fall inside every window); the fingerprint cohort rule's window and learning
-// time shrink to 2 s and 6 s (1 h and 24 h shipped) so that the cohort's
-// level is learned before the group starts, and its floor to 150 requests
-// per 2 s, above every honest cohort's busiest window here. Exactly one
-// alert may reach rsyslog and the JSON output: the group's ja4_sni cohort,
-// naming its fingerprint, its 62 clients (the group and the two honest
-// scripts), its 16 subnets and top clients from the cohort.
+// The real daemon runs configs/exfilmon.toml's rules, read from the file
+// and scaled to seconds of traffic:
+//  - byte thresholds, floors and min_bytes_out divided by 64 (2 GiB
+//    becomes 32 MiB, 512 MiB 8 MiB: the heavy client's 6 MiB stays below
+//    each, as a heavy honest client does); counts and windows as shipped
+//    (the seconds of traffic fall inside every window);
+//  - the fingerprint cohort rule's time by 1800 (its 1 h window becomes 2 s,
+//    its floor of 20000 calls an hour 11 calls in 2 s), except its learning
+//    time: 6 s, not 48 s, to keep the test short. The level then follows
+//    faster (each window weighs 1/3, not 1/24), which the group, 60 times
+//    the honest scripts' rate, crosses all the same.
+// Exactly one alert may reach rsyslog and the JSON output: the group's
+// ja4_sni cohort, naming its fingerprint, its 62 clients (the group and the
+// two honest scripts), its 16 subnets and top clients from the cohort.
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -107,10 +112,12 @@ std::string scaled_rules()
         r.min_bytes_out /= 64;
         if (r.name == kCohortRule) {
             cohort_rule = true;
+            REQUIRE(r.metric == detect::Metric::requests);
+            REQUIRE(r.window_ms == 3'600'000);
             REQUIRE(r.baseline);
             r.window_ms = 2000;
+            r.baseline->floor = std::round(r.baseline->floor * 2000 / 3'600'000);
             r.baseline->learn_ms = 6000;
-            r.baseline->floor = 10;  // PLACEHOLDER
         }
     }
     REQUIRE(cohort_rule);
@@ -120,6 +127,7 @@ std::string scaled_rules()
 // One record of the JSON output: state, rule and the cohort fields.
 struct JsonAlert {
     std::string state, rule, entity_kind, entity, ja4;
+    double value = 0, threshold = 0, baseline = 0;
     uint64_t distinct_clients = 0, distinct_subnets = 0;
     std::vector<std::string> top_clients;
 };
@@ -131,14 +139,17 @@ std::vector<JsonAlert> read_json_alerts(const std::filesystem::path &file)
     for (std::string line; std::getline(in, line);) {
         auto j = nlohmann::json::parse(line);
         const auto &x = j.at("exfilmon");
-        JsonAlert a{x.at("state"),
-                    j.at("rule").at("name"),
-                    x.at("entity_kind"),
-                    x.at("entity"),
-                    x.value("ja4", ""),
-                    x.value("distinct_clients", uint64_t(0)),
-                    x.value("distinct_subnets", uint64_t(0)),
-                    {}};
+        JsonAlert a;
+        a.state = x.at("state");
+        a.rule = j.at("rule").at("name");
+        a.entity_kind = x.at("entity_kind");
+        a.entity = x.at("entity");
+        a.ja4 = x.value("ja4", "");
+        a.value = x.at("value");
+        a.threshold = x.at("threshold");
+        a.baseline = x.value("baseline", 0.0);
+        a.distinct_clients = x.value("distinct_clients", uint64_t(0));
+        a.distinct_subnets = x.value("distinct_subnets", uint64_t(0));
         for (auto &c : x.value("top_clients", nlohmann::json::array()))
             a.top_clients.push_back(c.at("client"));
         out.push_back(a);
@@ -306,7 +317,7 @@ TEST_CASE("A group over 15 networks with one client stack raises one alert: its 
     // a window after its first call), while ordinary clients go on.
     std::this_thread::sleep_until(attached + 8500ms);
     auto group_out = lab.dir() / "group.out";
-    auto &group = lab.spawn(cli, python_clients(pop, pop.group, nginx.ca_cert(), 30, 0),
+    auto &group = lab.spawn(cli, python_clients(pop, pop.group, nginx.ca_cert(), 30, 0.1),
                             {lab.dir(), group_out});
     ordinary_round(true);
     auto group_started = std::chrono::steady_clock::now();
@@ -377,13 +388,24 @@ TEST_CASE("A group over 15 networks with one client stack raises one alert: its 
     CHECK(browser_ja4.substr(8, 3) == "h2_");
     CHECK(std::set<std::string>{alert.ja4, curl_ja4, browser_ja4}.size() == 3);
     uint64_t max_clients = 0, max_subnets = 0;
+    double max_calls = 0;
     for (auto &a : sent) {
+        max_calls = std::max(max_calls, a.value);
         CHECK(a.rule == kCohortRule);
         max_clients = std::max(max_clients, a.distinct_clients);
         max_subnets = std::max(max_subnets, a.distinct_subnets);
         for (auto &c : a.top_clients)
             CHECK(cohort_clients.count(c) == 1);
     }
+    CHECK(alert.value > alert.threshold);
+    CHECK(alert.threshold == Approx(std::max(11.0, 10 * alert.baseline)));
+    // Never more calls than nginx served the cohort in all (2 s windows
+    // hold part of them).
+    uint64_t cohort_calls = 0;
+    for (auto *list : {&pop.group, &pop.honest_scripts})
+        for (auto &a : *list)
+            cohort_calls += truth[a].requests;
+    CHECK(max_calls <= double(cohort_calls));
     CHECK(max_clients == cohort_clients.size());
     CHECK(max_subnets == cohort_subnets.size());
     // At open the figures may hold part of the group (the rule can cross
@@ -414,9 +436,10 @@ TEST_CASE("A group over 15 networks with one client stack raises one alert: its 
         CHECK(cohort_clients.count(t.substr(0, t.find(' '))) == 1);
 
     std::printf("DISTRIBUTED group=%zu subnets=%zu group_seconds=%.2f wall_seconds=%.1f "
-                "distinct_clients=%llu distinct_subnets=%llu ja4=%s\n",
+                "max_calls_2s=%.0f cohort_calls=%llu distinct_clients=%llu "
+                "distinct_subnets=%llu ja4=%s\n",
                 pop.group.size(), cohort_subnets.size(), group_secs.count(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                (unsigned long long)max_clients, (unsigned long long)max_subnets,
-                alert.ja4.c_str());
+                max_calls, (unsigned long long)cohort_calls, (unsigned long long)max_clients,
+                (unsigned long long)max_subnets, alert.ja4.c_str());
 }
