@@ -34,8 +34,6 @@ def parse_args():
     p.add_argument("--requests", type=int, default=20, help="requests per member")
     p.add_argument("--interval", type=float, default=0.0,
                    help="seconds between a member's requests (0: back to back)")
-    p.add_argument("--start-at", type=float, default=0.0,
-                   help="wall-clock time (time.time()) at which members start")
     return p.parse_args()
 
 
@@ -79,8 +77,6 @@ def main():
     args = parse_args()
     context = ssl.create_default_context(cafile=args.cafile)
     members = [Member(args, context, s) for s in args.source]
-    if args.start_at > 0:
-        time.sleep(max(0.0, args.start_at - time.time()))
     for m in members:
         m.start()
     for m in members:
