@@ -184,9 +184,9 @@ threshold = 6'
     detect='interval = "1s"
 realert = "1m"'
 else
-    # configs/exfilmon.toml's rules, bytes / 64, and its fingerprint cohort
-    # rule with time / 1800 (1h: 2s; floor 20000 calls an hour: 11 in 2s),
-    # learning for 6s instead of a day.
+    # configs/exfilmon.toml's client and subnet byte and fan-out rules,
+    # bytes / 64, and its fingerprint cohort rule with time / 1800 (1h: 2s;
+    # floor 20000 calls an hour: 11 in 2s), learning for 6s, not a day.
     rules_note="32 MiB per client, 128 MiB per subnet, a fingerprint x API host cohort at 10 x its learned calls"
     rules='[[rules]]
 name = "client-bulk-pull"
@@ -283,12 +283,14 @@ run_bulk_pull() {
 }
 
 # Python's http.client from the given addresses (api-calls.py): REQUESTS
-# INTERVAL SOURCE...
+# INTERVAL SOURCE... Run it in the background (&): it execs, so that $! is
+# python itself and cleanup's kill reaches it (background jobs of a script
+# ignore Ctrl-C's SIGINT).
 api_calls() {
     local requests=$1 interval=$2 args=()
     shift 2
     for s in "$@"; do args+=(--source "$s"); done
-    ip netns exec "$cli" python3 "$here/api-calls.py" --server4 192.0.2.1 --server6 2001:db8::1 \
+    exec ip netns exec "$cli" python3 "$here/api-calls.py" --server4 192.0.2.1 --server6 2001:db8::1 \
         --cafile "$dir/cert.pem" --path /v1/stream --requests "$requests" --interval "$interval" "${args[@]}"
 }
 
