@@ -56,7 +56,7 @@ expect "$bin run -" -h --help -c --config -i --interface -v --verbose
 expect "$bin top --" --help --socket --kind --window --sort --interval --once --format
 expect "$bin top --kind " client subnet sni client_sni cohort host ja4 ja4_sni
 expect "$bin top --kind=c" client client_sni cohort
-expect "$bin top --sort " bytes_out bytes_in tls_flows concurrent distinct_clients distinct_subnets
+expect "$bin top --sort " bytes_out bytes_in tls_flows requests concurrent distinct_clients distinct_subnets
 expect "$bin replay --format " table json
 expect "$bin replay --datapath " auto bpf user
 expect "$bin demo --scenario " bulk-pull distributed

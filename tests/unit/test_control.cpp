@@ -88,9 +88,9 @@ struct Fixture {
         state.events_harvest_drained = 13;
         state.harvest_drain_full = 1;
         agg.add_traffic(kMin, *parse_addr("192.0.2.10"), "api.example.com",
-                        {500, 50000, 10, 40, 2});
+                        {500, 50000, 10, 40, 2, 3});
         agg.add_traffic(2 * kMin, *parse_addr("192.0.2.11"), "evil\x1b[2J\xff.example.com",
-                        {300, 2000, 5, 6, 1});
+                        {300, 2000, 5, 6, 1, 17});
         det.evaluate(agg, now, kWall + now);
     }
     DaemonView view() { return {state, agg, det, tracker, outputs, now, kWall + now}; }
@@ -215,6 +215,18 @@ TEST_CASE("top ranks entities with window values first seen top SNIs and alerts"
     auto n1 = ask(f, R"({"cmd":"top","kind":"host","window":"10m","n":1})");
     REQUIRE(n1["rows"].size() == 1);
     CHECK(n1["rows"][0]["entity"] == "host");
+
+    // Ranked by API calls: the client with fewer bytes but more calls first.
+    auto calls = ask(f, R"({"cmd":"top","kind":"client","sort":"requests"})");
+    REQUIRE(calls["ok"] == true);
+    CHECK(calls["sort"] == "requests");
+    REQUIRE(calls["rows"].size() == 2);
+    CHECK(calls["rows"][0]["entity"] == "192.0.2.11");
+    CHECK(calls["rows"][0]["requests"] == 17);
+    CHECK(calls["rows"][1]["requests"] == 3);
+    auto table = render_top(calls);
+    CHECK(table.find("REQUESTS") != std::string::npos);
+    CHECK(table.find(" 17 ") != std::string::npos);
 }
 
 TEST_CASE("bad requests get an error response", "[control]")

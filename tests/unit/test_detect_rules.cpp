@@ -696,6 +696,9 @@ TEST_CASE("A requests threshold rule fires for every entity kind", "[detect][req
         CHECK(r[0].metric == "requests");
         CHECK(r[0].value == 500);
         CHECK(r[0].threshold == 500);
+        // The alert carries the calls and the bytes out per call (4400 / 500).
+        CHECK(r[0].requests == 500);
+        CHECK(r[0].bytes_per_request() == 8);
     }
 }
 

@@ -36,6 +36,7 @@ detect::AlertRecord fixed_alert()
     a.bytes_in = 18234567;
     a.tls_flows = 42;
     a.peak_concurrent = 7;
+    a.requests = 512;  // 4404019 bytes out per request
     a.top_snis = {{"api.example.com", 2000000000}, {"cdn.example.com", 254857830}};
     a.top_ja4 = {{"t13d1516h2_8daaf6152771_02713d6af862", 40}};
     a.first_seen_ms = 1795434600000;  // 11:50:00.000
@@ -197,6 +198,7 @@ TEST_CASE("Output RFC 5424 byte for byte", "[output]")
         "entity_kind=\"client\" entity=\"203.0.113.7\" client=\"203.0.113.7\" "
         "metric=\"bytes_out\" window=\"10m\" value=\"2254857830\" threshold=\"2147483648\" "
         "bytes_out=\"2254857830\" bytes_in=\"18234567\" tls_flows=\"42\" peak_concurrent=\"7\" "
+        "requests=\"512\" bytes_per_request=\"4404019\" "
         "top_sni=\"api.example.com 2000000000\" top_sni=\"cdn.example.com 254857830\" "
         "top_ja4=\"t13d1516h2_8daaf6152771_02713d6af862 40\" "
         "first_seen=\"2026-11-23T11:50:00.000Z\" opened=\"2026-11-23T12:00:00.123Z\" count=\"1\"] "
@@ -216,13 +218,14 @@ TEST_CASE("Output RFC 5424 byte for byte", "[output]")
     a.top_ja4.clear();
     a.shadow = true;
     a.count = 9;
+    a.requests = 0;  // no call: no bytes_per_request
     CHECK(format_rfc5424(a, 23, "exf mon", 0) ==
           "<190>1 2026-11-23T12:00:00.123Z edge_1_ exf_mon - RESOLVED [exfilmon@32473 "
           "id=\"9f3c2a1b7d4e5f60\" state=\"resolved\" rule=\"client-bulk-pull\" severity=\"info\" "
           "entity_kind=\"client\" entity=\"203.0.113.7\" client=\"203.0.113.7\" "
           "metric=\"out_in_ratio\" window=\"10m\" value=\"12.346\" threshold=\"20\" "
           "baseline=\"3.5\" bytes_out=\"2254857830\" bytes_in=\"18234567\" tls_flows=\"42\" "
-          "peak_concurrent=\"7\" first_seen=\"2026-11-23T11:50:00.000Z\" "
+          "peak_concurrent=\"7\" requests=\"0\" first_seen=\"2026-11-23T11:50:00.000Z\" "
           "opened=\"2026-11-23T12:00:00.123Z\" count=\"9\" shadow=\"true\"] "
           "client 203.0.113.7 out_in_ratio 12.346 over 10m < 20 (rule client-bulk-pull, "
           "baseline 3.5, shadow, resolved)");
@@ -263,7 +266,8 @@ TEST_CASE("Output JSON byte for byte", "[output]")
         R"("exfilmon":{"state":"open","severity":"critical","entity_kind":"client",)"
         R"("entity":"203.0.113.7","client":"203.0.113.7","metric":"bytes_out","window":"10m",)"
         R"("window_ms":600000,"value":2254857830,"threshold":2147483648,"bytes_out":2254857830,)"
-        R"("bytes_in":18234567,"tls_flows":42,"peak_concurrent":7,)"
+        R"("bytes_in":18234567,"tls_flows":42,"peak_concurrent":7,"requests":512,)"
+        R"("bytes_per_request":4404019,)"
         R"("top_sni":[{"name":"api.example.com","bytes_out":2000000000},)"
         R"({"name":"cdn.example.com","bytes_out":254857830}],)"
         R"("top_ja4":[{"ja4":"t13d1516h2_8daaf6152771_02713d6af862","flows":40}],)"
@@ -278,6 +282,13 @@ TEST_CASE("Output JSON byte for byte", "[output]")
     CHECK_FALSE(j.contains("source"));
     CHECK(j["exfilmon"]["client"] == "203.0.113.0/24");
     CHECK(j["exfilmon"]["value"].get<double>() == 0.3);
+    // No call in the window: requests 0 and no bytes_per_request.
+    a.requests = 0;
+    j = nlohmann::json::parse(format_json(a));
+    CHECK(j["exfilmon"]["requests"] == 0);
+    CHECK_FALSE(j["exfilmon"].contains("bytes_per_request"));
+    CHECK(format_cef(a, 16, "exfilmon", 1).find("cfp4") == std::string::npos);
+    CHECK(format_cef(a, 16, "exfilmon", 1).find(" exfilmonRequests=0 ") != std::string::npos);
 }
 
 TEST_CASE("Output CEF byte for byte", "[output]")
@@ -292,6 +303,7 @@ TEST_CASE("Output CEF byte for byte", "[output]")
           "cs6Label=topSni cs6=api.example.com 2000000000, cdn.example.com 254857830 "
           "cfp1Label=value cfp1=2254857830 cfp2Label=threshold cfp2=2147483648 "
           "cn1Label=tlsFlows cn1=42 cn2Label=peakConcurrent cn2=7 "
+          "cfp4Label=bytesPerRequest cfp4=4404019 exfilmonRequests=512 "
           "deviceCustomDate1Label=firstSeen deviceCustomDate1=1795434600000 "
           "flexString1Label=topJa4 flexString1=t13d1516h2_8daaf6152771_02713d6af862 40 "
           "msg=client 203.0.113.7 bytes_out 2.1GiB over 10m >\\= 2GiB (rule client-bulk-pull)");
@@ -313,7 +325,8 @@ TEST_CASE("Output RFC 3164 byte for byte", "[output]")
           "<130>Nov 23 12:00:00 edge-1 exfilmon[4242]: id=9f3c2a1b7d4e5f60 state=open "
           "rule=client-bulk-pull severity=critical entity_kind=client entity=203.0.113.7 "
           "client=203.0.113.7 metric=bytes_out window=10m value=2254857830 threshold=2147483648 "
-          "bytes_out=2254857830 bytes_in=18234567 tls_flows=42 peak_concurrent=7 "
+          "bytes_out=2254857830 bytes_in=18234567 tls_flows=42 peak_concurrent=7 requests=512 "
+          "bytes_per_request=4404019 "
           "top_sni=\"api.example.com 2000000000\" top_sni=\"cdn.example.com 254857830\" "
           "top_ja4=\"t13d1516h2_8daaf6152771_02713d6af862 40\" "
           "first_seen=2026-11-23T11:50:00.000Z opened=2026-11-23T12:00:00.123Z count=1");
@@ -469,7 +482,7 @@ TEST_CASE("Output a fleet alert carries its scope and sensors in every format", 
     a.top_ja4.clear();
 
     auto sd = format_rfc5424(a, 16, "exfilmon", 4242);
-    CHECK(sd.find(" peak_concurrent=\"7\" scope=\"fleet\" distinct_sensors=\"2\" "
+    CHECK(sd.find(" bytes_per_request=\"4404019\" scope=\"fleet\" distinct_sensors=\"2\" "
                   "sensor=\"edge-a 1500000000 0.665\" sensor=\"edge \\\"b\\\"\\] 754857830 0.335\" "
                   "first_seen=") != std::string::npos);
     CHECK(sd.ends_with("(rule client-bulk-pull, fleet of 2 sensors)"));

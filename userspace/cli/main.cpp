@@ -274,7 +274,7 @@ public:
         cmd_->add_option("--window", opts_.window, "one of the daemon's [aggregate] windows")
             ->capture_default_str();
         cmd_->add_option("--sort", opts_.sort, "ranking")
-            ->check(CLI::IsMember({"bytes_out", "bytes_in", "tls_flows", "concurrent",
+            ->check(CLI::IsMember({"bytes_out", "bytes_in", "tls_flows", "requests", "concurrent",
                                    "distinct_clients", "distinct_subnets"}))
             ->capture_default_str();
         cmd_->add_option("-n", opts_.n, "rows")->check(CLI::Range(1, 1000))->capture_default_str();

@@ -367,9 +367,9 @@ std::string render_top(const json &t)
     std::string o = "exfilmon top: " + kind + " by " + str(t, "sort") + " over " +
                     str(t, "window") + ", " + utc(now) + "\n\n";
     o += pad("ENTITY", 40) + pad("OUT", 11, true) + pad("IN", 11, true) + pad("FLOWS", 8, true) +
-         pad("PEAK", 6, true) + pad("OPEN", 6, true) + (group ? pad("CLIENTS", 8, true) : "") +
-         (subnets ? pad("SUBNETS", 8, true) : "") + pad("AGE", 8, true) + "  " +
-         pad("TOP SNI", 28) + "ALERT\n";
+         pad("REQUESTS", 10, true) + pad("PEAK", 6, true) + pad("OPEN", 6, true) +
+         (group ? pad("CLIENTS", 8, true) : "") + (subnets ? pad("SUBNETS", 8, true) : "") +
+         pad("AGE", 8, true) + "  " + pad("TOP SNI", 28) + "ALERT\n";
     for (auto &r : t.value("rows", json::array())) {
         uint64_t first = u64(r, "first_seen_ms");
         std::string sni;
@@ -384,6 +384,7 @@ std::string render_top(const json &t)
         o += pad(str(r, "entity"), 40) + pad(human_bytes(u64(r, "bytes_out")), 11, true) +
              pad(human_bytes(u64(r, "bytes_in")), 11, true) +
              pad(std::to_string(u64(r, "tls_flows")), 8, true) +
+             pad(std::to_string(u64(r, "requests")), 10, true) +
              pad(std::to_string(u64(r, "peak_concurrent")), 6, true) +
              pad(std::to_string(u64(r, "concurrent")), 6, true) +
              (group ? pad(std::to_string(u64(r, "distinct_clients")), 8, true) : "") +

@@ -61,9 +61,9 @@ std::optional<agg::EntityKind> parse_top_kind(std::string_view s)
 
 std::optional<agg::SortBy> parse_sort(std::string_view s)
 {
-    for (auto b :
-         {agg::SortBy::bytes_out, agg::SortBy::bytes_in, agg::SortBy::tls_flows,
-          agg::SortBy::concurrent, agg::SortBy::distinct_clients, agg::SortBy::distinct_subnets})
+    for (auto b : {agg::SortBy::bytes_out, agg::SortBy::bytes_in, agg::SortBy::tls_flows,
+                   agg::SortBy::requests, agg::SortBy::concurrent, agg::SortBy::distinct_clients,
+                   agg::SortBy::distinct_subnets})
         if (s == sort_name(b))
             return b;
     return std::nullopt;
@@ -345,6 +345,7 @@ json top_row(const DaemonView &v, agg::EntityKind kind, size_t w, agg::Row r,
                 {"bytes_out", r.value.bytes_out},
                 {"bytes_in", r.value.bytes_in},
                 {"tls_flows", r.value.tls_flows},
+                {"requests", r.value.requests},
                 {"peak_concurrent", r.value.peak_concurrent},
                 {"concurrent", r.concurrent},
                 {"first_seen_ms", to_wall(v, r.first_seen_ms)},
@@ -416,7 +417,7 @@ std::string handle_request(std::string_view line, const DaemonView &v)
                 if (s)
                     t.sort = *s;
                 else
-                    bad = "sort: expected bytes_out, bytes_in, tls_flows, concurrent, "
+                    bad = "sort: expected bytes_out, bytes_in, tls_flows, requests, concurrent, "
                           "distinct_clients or distinct_subnets";
             }
             if (auto it = req.find("n"); it != req.end()) {

@@ -57,8 +57,8 @@ struct AlertRecord {
     std::optional<std::string> sni;     // sni, client_sni, ja4_sni: the API host (wire)
     std::optional<std::string> ja4;     // ja4, ja4_sni: the fingerprint (the cohort's)
     std::optional<std::string> cohort;  // cohort: the label
-    std::string metric;  // bytes_out | bytes_in | tls_flows | concurrent_flows | distinct_clients |
-                         // out_in_ratio | distinct_subnets
+    std::string metric;  // bytes_out | bytes_in | tls_flows | requests | concurrent_flows |
+                         // distinct_clients | out_in_ratio | distinct_subnets | distinct_sensors
     uint64_t window_ms = 0;
     double value = 0;                // the metric over the window
     double threshold = 0;            // what it was compared with (after SNI scaling; for
@@ -67,6 +67,7 @@ struct AlertRecord {
     // The entity's figures over the rule's window at time_ms.
     uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0;
     uint32_t peak_concurrent = 0;
+    uint64_t requests = 0;                     // API calls (client turns, docs/datapath.md)
     std::optional<uint32_t> distinct_clients;  // subnet, cohort, sni, host, ja4, ja4_sni
     std::optional<uint32_t> distinct_subnets;  // cohort, sni, host, ja4, ja4_sni
     std::vector<NamedCount> top_snis;          // heaviest first, at most 4 (wire names)
@@ -84,6 +85,14 @@ struct AlertRecord {
     std::optional<uint32_t> distinct_sensors;  // fleet: sensors the entity used
     std::vector<SensorShare> sensors;          // fleet: at most 16, heaviest first
     bool fleet() const { return scope == "fleet"; }
+    // Bytes out per API call over the window (rounded down); none without
+    // a call.
+    std::optional<uint64_t> bytes_per_request() const
+    {
+        if (requests == 0)
+            return std::nullopt;
+        return bytes_out / requests;
+    }
 };
 
 }  // namespace exf::detect

@@ -535,6 +535,7 @@ struct Detector::Impl {
         r.bytes_in = v.bytes_in;
         r.tls_flows = v.tls_flows;
         r.peak_concurrent = v.peak_concurrent;
+        r.requests = v.requests;
         if (agg::is_group(rule.entity))
             r.distinct_clients = v.distinct_clients;
         if (agg::counts_subnets(rule.entity))

@@ -294,6 +294,9 @@ std::vector<Field> fields(const AlertRecord &a)
     num("bytes_in", std::to_string(a.bytes_in));
     num("tls_flows", std::to_string(a.tls_flows));
     num("peak_concurrent", std::to_string(a.peak_concurrent));
+    num("requests", std::to_string(a.requests));
+    if (auto bpr = a.bytes_per_request())
+        num("bytes_per_request", std::to_string(*bpr));
     if (a.distinct_clients)
         num("distinct_clients", std::to_string(*a.distinct_clients));
     if (a.distinct_subnets)
@@ -539,7 +542,8 @@ void add_cef_strings(CefExtension &e, const AlertRecord &a)
     }
 }
 
-// cfp*, cn*, flexNumber1, deviceCustomDate1: the figures the rule compared.
+// cfp*, cn*, flexNumber1, deviceCustomDate1, exfilmonRequests: the
+// figures the rule compared.
 void add_cef_figures(CefExtension &e, const AlertRecord &a)
 {
     e.labelled("cfp1Label", "value", "cfp1", format_number(a.value));
@@ -548,6 +552,10 @@ void add_cef_figures(CefExtension &e, const AlertRecord &a)
         e.labelled("cfp3Label", "baseline", "cfp3", format_number(*a.baseline));
     e.labelled("cn1Label", "tlsFlows", "cn1", std::to_string(a.tls_flows));
     e.labelled("cn2Label", "peakConcurrent", "cn2", std::to_string(a.peak_concurrent));
+    if (auto bpr = a.bytes_per_request())
+        e.labelled("cfp4Label", "bytesPerRequest", "cfp4", std::to_string(*bpr));
+    // No standard custom number is left for the count: exfilmon's own key.
+    e.add("exfilmonRequests", std::to_string(a.requests));
     if (a.distinct_clients)
         e.labelled("cn3Label", "distinctClients", "cn3", std::to_string(*a.distinct_clients));
     if (a.state == AlertState::summary || a.suppressed)
@@ -728,6 +736,9 @@ void add_json_figures(OJ &x, const AlertRecord &a)
     x["bytes_in"] = a.bytes_in;
     x["tls_flows"] = a.tls_flows;
     x["peak_concurrent"] = a.peak_concurrent;
+    x["requests"] = a.requests;
+    if (auto bpr = a.bytes_per_request())
+        x["bytes_per_request"] = *bpr;
     if (a.distinct_clients)
         x["distinct_clients"] = *a.distinct_clients;
     if (a.distinct_subnets)
