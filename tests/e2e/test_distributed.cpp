@@ -128,6 +128,7 @@ struct JsonAlert {
     std::string state, rule, entity_kind, entity, ja4;
     double value = 0, threshold = 0, baseline = 0;
     uint64_t distinct_clients = 0, distinct_subnets = 0;
+    uint64_t requests = 0, bytes_per_request = 0;
     std::vector<std::string> top_clients;
 };
 
@@ -149,6 +150,8 @@ std::vector<JsonAlert> read_json_alerts(const std::filesystem::path &file)
         a.baseline = x.value("baseline", 0.0);
         a.distinct_clients = x.value("distinct_clients", uint64_t(0));
         a.distinct_subnets = x.value("distinct_subnets", uint64_t(0));
+        a.requests = x.value("requests", uint64_t(0));
+        a.bytes_per_request = x.value("bytes_per_request", uint64_t(0));
         for (auto &c : x.value("top_clients", nlohmann::json::array()))
             a.top_clients.push_back(c.at("client"));
         out.push_back(a);
@@ -302,6 +305,8 @@ void check_syslog_alert(const RsyslogServer &rsyslog, const JsonAlert &alert,
     CHECK(sd_values(msg, "ja4") == V{alert.ja4});
     CHECK(sd_values(msg, "distinct_clients") == V{std::to_string(alert.distinct_clients)});
     CHECK(sd_values(msg, "distinct_subnets") == V{std::to_string(alert.distinct_subnets)});
+    CHECK(sd_values(msg, "requests") == V{std::to_string(alert.requests)});
+    CHECK(sd_values(msg, "bytes_per_request") == V{std::to_string(alert.bytes_per_request)});
     auto tops = sd_values(msg, "top_client");  // "CLIENT FLOWS"
     CHECK(tops.size() == alert.top_clients.size());
     for (auto &t : tops)
@@ -416,6 +421,11 @@ TEST_CASE("A group over 15 networks with one client stack raises one alert: its 
     CHECK(std::regex_match(alert.ja4, std::regex(R"(t13d\d{4}00_[0-9a-f]{12}_[0-9a-f]{12})")));
     CHECK(alert.entity == alert.ja4 + " -> " + kApiHost);
     CHECK(alert.value > alert.threshold);
+    // The calls are the rule's value; each brought a streamed answer: its
+    // body, plus headers, chunk framing, TLS records and TCP/IP headers.
+    CHECK(double(alert.requests) == alert.value);
+    CHECK(alert.bytes_per_request >= nginx.stream_body().size());
+    CHECK(alert.bytes_per_request <= 2 * nginx.stream_body().size());
     // (the JSON output rounds both to 5 significant digits)
     CHECK(alert.threshold == Approx(std::max(11.0, 10 * alert.baseline)).epsilon(0.001));
     // The three stacks' fingerprints differ (exfilmon top's cohorts, by
@@ -451,10 +461,12 @@ TEST_CASE("A group over 15 networks with one client stack raises one alert: its 
     check_syslog_alert(rsyslog, alert, cohort_clients);
 
     std::printf("DISTRIBUTED group=%zu subnets=%zu group_seconds=%.2f wall_seconds=%.1f "
-                "max_calls_2s=%.0f cohort_calls=%llu distinct_clients=%llu "
-                "distinct_subnets=%llu ja4=%s\n",
+                "max_calls_2s=%.0f cohort_calls=%llu bytes_per_request=%llu "
+                "stream_body=%zu distinct_clients=%llu distinct_subnets=%llu ja4=%s\n",
                 pop.group.size(), cohort_subnets.size(), group_secs.count(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-                max_calls, (unsigned long long)cohort_calls, (unsigned long long)max_clients,
-                (unsigned long long)max_subnets, alert.ja4.c_str());
+                max_calls, (unsigned long long)cohort_calls,
+                (unsigned long long)alert.bytes_per_request, nginx.stream_body().size(),
+                (unsigned long long)max_clients, (unsigned long long)max_subnets,
+                alert.ja4.c_str());
 }
