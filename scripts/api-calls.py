@@ -34,13 +34,31 @@ def parse_args():
     p.add_argument("--requests", type=int, default=20, help="requests per member")
     p.add_argument("--interval", type=float, default=0.0,
                    help="seconds between a member's requests (0: back to back)")
+    p.add_argument("--first-calls-file",
+                   help="created once every member has had its first answer")
     return p.parse_args()
 
 
+class FirstCalls:
+    """Writes "first calls answered" to a file once each of `members` has
+    called answered(): whoever started them learns the traffic has begun."""
+
+    def __init__(self, path, members):
+        self.path, self.left, self.lock = path, members, threading.Lock()
+
+    def answered(self):
+        with self.lock:
+            self.left -= 1
+            if self.left == 0 and self.path:
+                with open(self.path, "w") as f:
+                    f.write("first calls answered\n")
+
+
 class Member(threading.Thread):
-    def __init__(self, args, context, source):
+    def __init__(self, args, context, source, first_calls):
         super().__init__(daemon=True)
         self.args, self.context, self.source = args, context, source
+        self.first_calls = first_calls
         self.report = {"source": source, "requests": 0, "ok": 0, "body_bytes": 0, "error": ""}
 
     def connection(self):
@@ -66,6 +84,8 @@ class Member(threading.Thread):
                 self.report["body_bytes"] += len(body)
                 if resp.status == 200:
                     self.report["ok"] += 1
+                if i == 0:
+                    self.first_calls.answered()
                 if self.args.interval > 0:
                     time.sleep(self.args.interval)
             conn.close()
@@ -76,7 +96,8 @@ class Member(threading.Thread):
 def main():
     args = parse_args()
     context = ssl.create_default_context(cafile=args.cafile)
-    members = [Member(args, context, s) for s in args.source]
+    first_calls = FirstCalls(args.first_calls_file, len(args.source))
+    members = [Member(args, context, s, first_calls) for s in args.source]
     for m in members:
         m.start()
     for m in members:

@@ -185,8 +185,9 @@ threshold = 6'
 realert = "1m"'
 else
     # configs/exfilmon.toml's client and subnet byte and fan-out rules,
-    # bytes / 64, and its fingerprint cohort rule with time / 1800 (1h: 2s;
-    # floor 20000 calls an hour: 11 in 2s), learning for 6s, not a day.
+    # bytes / 64, and its fingerprint cohort rule over 2s (1h shipped),
+    # learning for 6s (a day), its floor above the busiest 2s of the honest
+    # cohorts that burst (a round of curl or browser-like calls: 15).
     rules_note="32 MiB per client, 128 MiB per subnet, a fingerprint x API host cohort at 10 x its learned calls"
     rules='[[rules]]
 name = "client-bulk-pull"
@@ -213,7 +214,7 @@ name = "fingerprint-cohort-calls"
 entity = "ja4_sni"
 metric = "requests"
 window = "2s"
-baseline = { factor = 10.0, floor = 11, learn = "6s" }
+baseline = { factor = 10.0, floor = 100, learn = "6s" }
 severity = "warning"'
     detect='interval = "200ms"
 realert = "1s"'
@@ -239,7 +240,6 @@ ip netns exec "$srv" "$EXFILMON" run --config "$dir/exfilmon.toml" --interface "
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "attached to" "$dir/exfilmon.log" && break; sleep 0.1; done
 grep "attached to" "$dir/exfilmon.log" || { cat "$dir/exfilmon.log"; exit 1; }
-attached_ms=$((${EPOCHREALTIME/./} / 1000))
 
 curl_from() {  # SOURCE [OPTION...] URL... : fetch over TLS from a source address, bodies discarded
     local src=$1 args=() server=192.0.2.1
@@ -283,13 +283,14 @@ run_bulk_pull() {
 }
 
 # Python's http.client from the given addresses (api-calls.py): REQUESTS
-# INTERVAL SOURCE... Run it in the background (&): it execs, so that $! is
+# INTERVAL SOURCE... [OPTION...]. Run it in the background (&): it execs, so that $! is
 # python itself and cleanup's kill reaches it (background jobs of a script
 # ignore Ctrl-C's SIGINT).
 api_calls() {
     local requests=$1 interval=$2 args=()
     shift 2
-    for s in "$@"; do args+=(--source "$s"); done
+    while [[ $# -gt 0 && $1 != --* ]]; do args+=(--source "$1"); shift; done
+    args+=("$@")
     exec ip netns exec "$cli" python3 "$here/api-calls.py" --server4 192.0.2.1 --server6 2001:db8::1 \
         --cafile "$dir/cert.pem" --path /v1/stream --requests "$requests" --interval "$interval" "${args[@]}"
 }
@@ -308,13 +309,16 @@ ordinary_round() {  # curl clients and browser-like ones (curl with Chrome's cip
 
 run_distributed() {
     step "honest scripts (${scripts[*]}): Python's http.client, 4 calls a second each"
-    api_calls 48 0.25 "${scripts[@]}" >"$dir/scripts.out" &
+    api_calls 44 0.25 "${scripts[@]}" --first-calls-file "$dir/scripts.first" >"$dir/scripts.out" &
     pids+=($!)
     local honest=$!
+    for _ in $(seq 1 300); do [[ -s $dir/scripts.first ]] && break; sleep 0.1; done
+    [[ -s $dir/scripts.first ]] || { echo "demo: the honest scripts made no call:" >&2; cat "$dir/scripts.out" >&2; exit 1; }
+    local scripts_ms=$((${EPOCHREALTIME/./} / 1000))
     step "ordinary clients: curl from ${#normal[@]} addresses, a browser-like stack from ${#browsers[@]}"
     ordinary_round
     # The cohort rule learns the scripts' level for 6 s before it may fire.
-    local wait_ms=$((attached_ms + 8500 - ${EPOCHREALTIME/./} / 1000))
+    local wait_ms=$((scripts_ms + 7500 - ${EPOCHREALTIME/./} / 1000))
     ((wait_ms > 0)) && sleep "$((wait_ms / 1000)).$(printf %03d $((wait_ms % 1000)))"
 
     step "the group: ${#group[@]} addresses over 15 networks, 30 streamed calls each over keep-alive; meanwhile $heavy downloads 2 x 10 MiB"
