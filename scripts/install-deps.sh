@@ -9,12 +9,15 @@ BUILD_PKGS=(build-essential cmake pkg-config clang llvm libclang-rt-14-dev libbp
             libboost-dev libtomlplusplus-dev catch2 libspdlog-dev libcli11-dev
             nlohmann-json3-dev libssl-dev libcpp-httplib-dev scdoc)
 # file and dpkg-dev: CPack's .deb (dpkg-shlibdeps) in the package test.
-# python3: bench/results_table.py --check, the unit test of the results table.
+# python3: bench/results_table.py --check, the unit test of the results table;
+# scripts/api-calls.py, the clients of the distributed scenario (e2e, demo).
 # clang-tidy: scripts/tidy.sh, run by .ci/run.
 # clickhouse-server, clickhouse-client: the fleet tests start a ClickHouse of their own.
 # man-db: the man page test; bash-completion: the completion test; lintian
 # and logrotate: the package test (lintian on the .deb, its logrotate rule).
-TEST_PKGS=(clang-tidy clickhouse-server clickhouse-client file dpkg-dev man-db bash-completion lintian logrotate python3 iproute2 tcpdump openssl curl ethtool procps nginx-light rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
+# libnginx-mod-http-echo (nginx-light brings it too): nginx's /v1/stream of the
+# tests and of the demo's distributed scenario (streamed answers).
+TEST_PKGS=(clang-tidy clickhouse-server clickhouse-client file dpkg-dev man-db bash-completion lintian logrotate python3 iproute2 tcpdump openssl curl ethtool procps nginx-light libnginx-mod-http-echo rsyslog rsyslog-gnutls ngtcp2-client ngtcp2-server)
 PKGS=("${BUILD_PKGS[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     PKGS+=("${TEST_PKGS[@]}")

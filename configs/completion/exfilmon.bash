@@ -3,8 +3,8 @@
 # /usr/share/bash-completion/completions/exfilmon (bash-completion loads it
 # the first time exfilmon is completed).
 #
-# Subcommands, options and the values of --kind, --sort, --format and
-# --datapath come from the binary's own --help (CLI11 prints an option's
+# Subcommands, options and the values of --kind, --sort, --format,
+# --datapath and --scenario come from the binary's own --help (CLI11 prints an option's
 # allowed values as TEXT:{a,b,c}); --window from the running daemon's
 # windows (exfilmon status). So nothing here repeats a list the code keeps.
 
@@ -83,7 +83,7 @@ _exfilmon()
         COMPREPLY=($(compgen -W "$(_exfilmon_windows)" -- "$cur"))
         return
         ;;
-    --kind | --sort | --format | --datapath)
+    --kind | --sort | --format | --datapath | --scenario)
         COMPREPLY=($(compgen -W "$(_exfilmon_option_values "$sub" "$prev")" -- "$cur"))
         return
         ;;

@@ -59,6 +59,7 @@ expect "$bin top --kind=c" client client_sni cohort
 expect "$bin top --sort " bytes_out bytes_in tls_flows requests concurrent distinct_clients distinct_subnets
 expect "$bin replay --format " table json
 expect "$bin replay --datapath " auto bpf user
+expect "$bin demo --scenario " bulk-pull distributed
 expect "$bin top -n " # a number: nothing to offer
 # No daemon at that socket: the default window.
 expect "$bin top --socket $work/none.sock --window " 10m

@@ -97,6 +97,7 @@ grep -q '^AmbientCapabilities=CAP_BPF CAP_PERFMON CAP_NET_ADMIN' "$unit" || fail
 wants="$root/etc/systemd/system/multi-user.target.wants/exfilmon.service"
 [[ $(readlink "$wants") == "${unit#"$root"}" ]] || fail "the unit is not enabled: no $wants"
 [[ -x "$root/usr/share/exfilmon/demo.sh" ]] || fail "demo script not installed"
+[[ -s "$root/usr/share/exfilmon/api-calls.py" ]] || fail "the demo's api-calls.py not installed"
 
 # The docs: README, LICENSE, every guide the README links to, copyright in
 # Debian's machine-readable format, the changelog.

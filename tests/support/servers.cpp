@@ -143,6 +143,47 @@ std::string make_items_json(size_t bytes)
     return s;
 }
 
+// The events of /v1/stream: "data: {\"delta\":\"...\"}\n\n", `bytes` each,
+// words of generated-looking text (letters and spaces only: nginx's echo
+// directive would read '$' as a variable).
+std::vector<std::string> make_stream_events(int count, size_t bytes)
+{
+    static const char *const kWords[] = {"model", "answer", "token", "stream", "vector",
+                                         "the",   "of",     "api",   "delta",  "result"};
+    const std::string head = "data: {\"delta\":\"", tail = "\"}\n\n";
+    size_t text_bytes = bytes > head.size() + tail.size() ? bytes - head.size() - tail.size() : 1;
+    std::vector<std::string> events;
+    for (int e = 0; e < count; e++) {
+        std::string text;
+        for (unsigned w = unsigned(e) + 1; text.size() < text_bytes; w = w * 1103515245u + 12345u)
+            text += std::string(kWords[(w >> 8) % 10]) + ' ';
+        text.resize(text_bytes);
+        events.push_back(head + text + tail);
+    }
+    return events;
+}
+
+// Debian's nginx-light brings it (libnginx-mod-http-echo).
+const char *const kNginxEchoModule = "/usr/lib/nginx/modules/ngx_http_echo_module.so";
+
+// location = /v1/stream: each event echoed and flushed on its own, so that
+// each leaves as it is written (an HTTP/1.1 chunk, an HTTP/2 DATA frame).
+std::string stream_location(const std::vector<std::string> &events)
+{
+    if (events.empty())
+        return "";
+    std::string loc = "    location = /v1/stream { default_type text/event-stream; ";
+    for (auto &e : events) {
+        std::string escaped;
+        for (char ch : e)
+            escaped += ch == '\n'  ? std::string("\\n")
+                       : ch == '"' ? std::string("\\\"")
+                                   : std::string(1, ch);
+        loc += "echo -n \"" + escaped + "\"; echo_flush; ";
+    }
+    return loc + "}\n";
+}
+
 void write_random_file(const std::filesystem::path &p, uint64_t size, uint64_t seed)
 {
     std::ofstream out(p, std::ios::binary | std::ios::trunc);
@@ -374,6 +415,9 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
     items_json_ = make_items_json(opts_.items_json_bytes);
     write_file(dir_ / "www" / "v1" / "items.json", items_json_);
     write_file(dir_ / "www" / "v1" / "status.json", std::string(kStatusJson));
+    auto events = make_stream_events(opts_.stream_events, opts_.stream_event_bytes);
+    for (auto &e : events)
+        stream_body_ += e;
     uint64_t seed = 1;
     for (auto &[name, size] : opts_.downloads) {
         if (name.empty() || name.find('/') != std::string::npos)
@@ -388,6 +432,8 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
         c << "master_process on;\nworker_processes " << opts_.workers << ";\nuser root root;\n";
     else
         c << "master_process off;\nworker_processes 1;\n";
+    if (!events.empty())
+        c << "load_module " << kNginxEchoModule << ";\n";
     c << "pid " << d("nginx.pid") << ";\n"
       << "error_log " << d("error.log") << " info;\n"
       << "events { worker_connections 4096; }\n"
@@ -426,7 +472,8 @@ NginxServer::NginxServer(Lab &lab, std::string ns, NginxOptions opts)
          "try_files /v1/items.json =404; }\n"
       << "    location = /v1/status { default_type application/json; "
          "try_files /v1/status.json =404; }\n"
-      << "    location /download/ { }\n";
+      << "    location /download/ { }\n"
+      << stream_location(events);
     if (opts_.slow_rate)
         c << "    location /slow/ { alias " << d("www") << "/download/; limit_rate "
           << opts_.slow_rate << "; }\n";

@@ -109,6 +109,13 @@ struct NginxOptions {
     uint64_t slow_rate = 0;
     // Approximate size of the /v1/items JSON document.
     size_t items_json_bytes = 1500;
+    // /v1/stream: generated text streamed as server-sent events
+    // (text/event-stream), `stream_events` events of `stream_event_bytes`
+    // each, every one flushed on its own (HTTP/1.1: one chunk each), as an
+    // API streams a model's answer. 0: no such location. Uses nginx's echo
+    // module (libnginx-mod-http-echo).
+    int stream_events = 0;
+    size_t stream_event_bytes = 400;
     // 0: master_process off, one process serves everything. N > 0: a master
     // and N workers (running as root, so they can read the lab directory).
     int workers = 0;
@@ -190,6 +197,8 @@ public:
     const std::string &items_json() const { return items_json_; }
     // /v1/status: a small fixed JSON document.
     static constexpr std::string_view kStatusJson = "{\"status\":\"ok\"}\n";
+    // Body of /v1/stream (every response the same), "" without it.
+    const std::string &stream_body() const { return stream_body_; }
 
     std::vector<AccessRecord> access_log() const { return parse_access_log(access_log_path()); }
     // Waits until the access log holds at least n records (nginx logs a
@@ -202,6 +211,7 @@ private:
     NginxOptions opts_;
     std::filesystem::path dir_;
     std::string items_json_;
+    std::string stream_body_;
     Process *proc_ = nullptr;
 };
 

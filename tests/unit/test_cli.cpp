@@ -275,3 +275,23 @@ TEST_CASE("exfilmon top refuses a ranking its kind does not have with exit 2", "
                               "--once", "--socket", socket});
     CHECK(group.status == 1);
 }
+
+TEST_CASE("exfilmon demo --scenario: a known name reaches the script, another is refused", "[cli]")
+{
+    auto bin = exfilmon_binary().string();
+    TempDir dir;
+    auto script = dir.path / "demo.sh";
+    std::ofstream(script) << "echo \"args: $*\"\n";
+    auto dflt = run_program({bin, "demo", "--script", script.string()});
+    CHECK(dflt.status == 0);
+    CHECK(dflt.out == "args: --scenario bulk-pull\n");
+    auto dist =
+        run_program({bin, "demo", "--script", script.string(), "--scenario", "distributed"});
+    CHECK(dist.status == 0);
+    CHECK(dist.out == "args: --scenario distributed\n");
+    auto bad = run_program({bin, "demo", "--script", script.string(), "--scenario", "distributd"});
+    CHECK(bad.status == 2);
+    CHECK(bad.out.empty());
+    CHECK(bad.err.find("--scenario: distributd not in {bulk-pull,distributed}") !=
+          std::string::npos);
+}

@@ -107,7 +107,7 @@ private:
 };
 
 // The demo is a script (scripts/demo.sh, installed as share/exfilmon/demo.sh);
-// it gets this binary as EXFILMON.
+// it gets this binary as EXFILMON and the scenario as --scenario NAME.
 class DemoCommand : public Command {
 public:
     explicit DemoCommand(CLI::App &app)
@@ -117,6 +117,10 @@ public:
               "one exfiltrating client; shows the alert as it fires, then cleans up (root)"))
     {
         cmd_->add_option("--script", script_, "the demo script (default: the installed demo.sh)");
+        cmd_->add_option("--scenario", scenario_,
+                         "bulk-pull: one client pulls 80 MiB (default); distributed: 60 "
+                         "addresses over 15 networks call the API with one client stack")
+            ->check(CLI::IsMember({"bulk-pull", "distributed"}));
     }
     int run() override
     {
@@ -128,7 +132,8 @@ public:
                 continue;
             setenv("EXFILMON", self.c_str(), 1);
             std::string script = c.string();
-            execl("/bin/bash", "bash", script.c_str(), static_cast<char *>(nullptr));
+            execl("/bin/bash", "bash", script.c_str(), "--scenario", scenario_.c_str(),
+                  static_cast<char *>(nullptr));
             std::cerr << "exfilmon demo: cannot run /bin/bash " << script << ": "
                       << std::strerror(errno) << "\n";
             return 1;
@@ -152,6 +157,7 @@ private:
         return candidates;
     }
     std::string script_;
+    std::string scenario_ = "bulk-pull";
 };
 
 // The checks run makes before attaching (config/run_checks.h).

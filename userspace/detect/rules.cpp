@@ -163,6 +163,10 @@ std::vector<Rule> default_rules()
     v.push_back(spread);
     v.push_back(rule("cohort-bulk-pull", K::cohort, Metric::bytes_out, 3'600'000, 50 * GiB,
                      Severity::warning));
+    auto calls = rule("fingerprint-cohort-calls", K::ja4_sni, Metric::requests, 3'600'000,
+                      std::nullopt, Severity::warning);
+    calls.baseline = Baseline{10.0, 20'000, 86'400'000};
+    v.push_back(calls);
     return v;
 }
 
