@@ -19,7 +19,7 @@ namespace exf::fleet {
 
 // Windows at least this long read whole hours from traffic_hourly and only
 // the ends from traffic.
-inline constexpr uint64_t kRollupFromMs = 2 * 3'600'000;
+inline constexpr uint64_t kRollupFromMs = 2 * 3'600'000ull;
 
 // What a rule reads: [from_s, to_s) of period starts. Whole hours in
 // [hourly_from_s, hourly_to_s) come from traffic_hourly (empty when
