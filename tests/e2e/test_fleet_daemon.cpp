@@ -526,7 +526,9 @@ TEST_CASE("The fleet catches a pull split over two edge hosts that neither sees,
     if (!require_clickhouse())
         return;
     TwoEdgeFleet f;
-    auto &[e1, e2] = f.edges;
+    // Plain references: clang before 16 cannot capture a structured binding.
+    auto &e1 = f.edges[0];
+    auto &e2 = f.edges[1];
     f.start_daemon(e1);
     f.start_daemon(e2);
 
