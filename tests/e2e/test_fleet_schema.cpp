@@ -217,3 +217,27 @@ TEST_CASE("A batch the fleet table receives twice counts once when read with FIN
     CHECK(ch.query("SELECT count() FROM exf_once.traffic FINAL WHERE client = '203.0.113.9'") ==
           "0\n");
 }
+
+// At the benchmark's size a rule read can outlast the client's timeout
+// (docs/fleet.md, "Sizing"): the server must stop it too, not keep it
+// running beside the evaluator's next attempts.
+TEST_CASE("A read longer than the client's timeout is stopped by the server as well",
+          "[e2e][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    exf::fleet::ClickHouse client(fleet_client_config(ch, "default"),
+                                  std::chrono::milliseconds(1500));
+    const std::string probe = "exf_timeout_probe";
+    auto r =
+        client.query("SELECT sum(cityHash64(number)) AS " + probe + " FROM numbers(100000000000)");
+    INFO(r.why << "\n" << r.body);
+    CHECK_FALSE(r.ok());
+    CHECK(r.body.find("Code: 159") != std::string::npos);  // TIMEOUT_EXCEEDED, from the server
+    const std::string running = "SELECT count() FROM system.processes WHERE query LIKE '%" + probe +
+                                "%' AND query NOT LIKE '%system.processes%'";
+    CHECK(eventually([&] { return ch.query(running) == "0\n"; }, 3s));
+}

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "common/error.h"
@@ -117,6 +118,7 @@ ClickHouse::ClickHouse(const FleetConfig &cfg, std::chrono::milliseconds timeout
     http_->enable_server_certificate_verification(true);
     auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
     auto usecs = std::chrono::duration_cast<std::chrono::microseconds>(timeout - secs);
+    max_execution_s_ = std::max<long long>(1, secs.count());
     http_->set_connection_timeout(secs.count(), usecs.count());
     http_->set_read_timeout(secs.count(), usecs.count());
     http_->set_write_timeout(secs.count(), usecs.count());
@@ -148,7 +150,10 @@ Reply ClickHouse::post(const std::string &path, const std::string &body)
     return r;
 }
 
-Reply ClickHouse::query(const std::string &sql) { return post("/", sql); }
+Reply ClickHouse::query(const std::string &sql)
+{
+    return post("/?max_execution_time=" + std::to_string(max_execution_s_), sql);
+}
 
 Reply ClickHouse::insert_json_rows(const std::string &table, const std::string &rows)
 {

@@ -41,7 +41,10 @@ inline bool is_configuration_failure(Failure f)
 class ClickHouse {
 public:
     // Throws exf::Error when the URL is not http(s)://HOST[:PORT] or the
-    // password file cannot be read (naming the file and key).
+    // password file cannot be read (naming the file and key). Every
+    // query() carries max_execution_time of the timeout's whole seconds (at
+    // least 1): a read this client gives up on is stopped by the server
+    // too, rather than left running beside its retries.
     explicit ClickHouse(const FleetConfig &cfg,
                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
     ~ClickHouse();
@@ -61,6 +64,7 @@ private:
     Reply post(const std::string &path, const std::string &body);
 
     std::string url_, user_, password_, database_;
+    long long max_execution_s_ = 1;
     std::unique_ptr<httplib::Client> http_;
 };
 
