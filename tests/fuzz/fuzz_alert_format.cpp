@@ -186,6 +186,9 @@ void check_cef(const std::string &s)
                                                "cfp2",
                                                "cfp3Label",
                                                "cfp3",
+                                               "cfp4Label",
+                                               "cfp4",
+                                               "exfilmonRequests",
                                                "cn1Label",
                                                "cn1",
                                                "cn2Label",
@@ -280,6 +283,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.bytes_out = p.ConsumeIntegral<uint64_t>();
     a.bytes_in = p.ConsumeIntegral<uint64_t>();
     a.tls_flows = p.ConsumeIntegral<uint64_t>();
+    a.requests = p.ConsumeIntegral<uint64_t>();
     a.peak_concurrent = p.ConsumeIntegral<uint32_t>();
     if (p.ConsumeBool())
         a.distinct_clients = p.ConsumeIntegral<uint32_t>();
