@@ -46,17 +46,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Two namespaces on a veth, UDP segmentation off: tcpdump sees wire datagrams.
-ip netns add "$SRV"
-ip netns add "$CLI"
-ip link add "$TAG-a" type veth peer name "$TAG-b"
-ip link set "$TAG-a" netns "$SRV"
-ip link set "$TAG-b" netns "$CLI"
-ip -n "$SRV" addr add 192.0.2.1/24 dev "$TAG-a"
-ip -n "$CLI" addr add 192.0.2.20/24 dev "$TAG-b"
-for ns in "$SRV" "$CLI"; do ip -n "$ns" link set lo up; done
-ip -n "$SRV" link set "$TAG-a" up
-ip -n "$CLI" link set "$TAG-b" up
+# The bench lab's routed pair (lab.sh), UDP segmentation off: tcpdump sees
+# wire datagrams.
+# shellcheck source=lab.sh
+. "$ROOT/bench/lab.sh"
+lab_routed "$CLI" "$SRV" "$TAG-b" "$TAG-a"
 ip netns exec "$SRV" ethtool -K "$TAG-a" tx-udp-segmentation off > /dev/null
 ip netns exec "$CLI" ethtool -K "$TAG-b" tx-udp-segmentation off > /dev/null
 
@@ -64,14 +58,14 @@ HOST=files.example.test
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
     -days 1 -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" 2> /dev/null
 # gtlsclient sends the <HOST> argument as SNI only when it is a name.
-echo "192.0.2.1 $HOST" > "$WORK/hosts"
+echo "$LAB_SRV_ADDR $HOST" > "$WORK/hosts"
 mkdir "$WORK/www"
 
 # One connection of $1 sequential requests for a $2-byte file, captured.
 run_case() {
     local n=$1 size=$2 pcap=$WORK/$1-$2.pcap
     head -c "$size" /dev/urandom > "$WORK/www/f.bin"
-    ip netns exec "$SRV" gtlsserver -q -d "$WORK/www" --max-streams-bidi=1 192.0.2.1 443 \
+    ip netns exec "$SRV" gtlsserver -q -d "$WORK/www" --max-streams-bidi=1 "$LAB_SRV_ADDR" 443 \
         "$WORK/key.pem" "$WORK/cert.pem" > "$WORK/server.log" 2>&1 &
     local server=$!
     ip netns exec "$SRV" tcpdump --immediate-mode -B 16384 -i "$TAG-a" -w "$pcap" udp \
