@@ -14,9 +14,13 @@
 // --format json` (the userspace build of the datapath) give the same
 // "requests" per client.
 //
-// Sequential request-response traffic must be within 5 % of the log.
-// Concurrent HTTP/2 streams are counted by turn, not by stream, so they
-// must come out below the log: that case asserts the direction only.
+// Sequential request-response traffic must be within 5 % of the log, and
+// replay must give exactly the kernel's count. Concurrent HTTP/2 streams are
+// counted by turn, not by stream, so they must come out below the log: that
+// case asserts the direction only, for the kernel and for replay. Replay's
+// count there may differ from the kernel's by a turn or two: when a request
+// and an answer cross, the capture's tap and tc can see them in opposite
+// orders (docs/datapath.md, "Requests").
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
@@ -248,14 +252,16 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
                     (unsigned long long)got, ratio);
         INFO(c.name << ": log " << t.requests << ", counted " << got);
         CHECK(t.requests == c.urls.size());
-        CHECK(replayed[c.source] == got);
         CHECK(windows[c.source] == got);  // the daemon's client window: every request counted
         if (c.sequential) {
+            CHECK(replayed[c.source] == got);
             CHECK(t.client_ports.size() == 1);  // one keep-alive connection
             CHECK(ratio >= 0.95);
             CHECK(ratio <= 1.05);
         } else {
+            INFO("replay counted " << replayed[c.source]);
             CHECK(got < t.requests);
+            CHECK(replayed[c.source] < t.requests);
         }
     }
 }
