@@ -229,14 +229,18 @@ TEST_CASE("A read longer than the client's timeout is stopped by the server as w
     Lab lab;
     ClickHouseServer ch(lab);
     ch.start();
-    exf::fleet::ClickHouse client(fleet_client_config(ch, "default"),
-                                  std::chrono::milliseconds(1500));
+    auto cfg = fleet_client_config(ch, "default");
+    cfg.timeout_ms = 1500;  // [fleet] timeout: the server's limit is its whole seconds
+    exf::fleet::ClickHouse client(cfg);
     const std::string probe = "exf_timeout_probe";
     auto r =
         client.query("SELECT sum(cityHash64(number)) AS " + probe + " FROM numbers(100000000000)");
     INFO(r.why << "\n" << r.body);
     CHECK_FALSE(r.ok());
     CHECK(r.body.find("Code: 159") != std::string::npos);  // TIMEOUT_EXCEEDED, from the server
+    CHECK(r.why == "ClickHouse at " + ch.url() +
+                       " stopped a statement at 1 s ([fleet] timeout; raise it for a large fleet: "
+                       "docs/fleet.md, \"Sizing\")");
     const std::string running = "SELECT count() FROM system.processes WHERE query LIKE '%" + probe +
                                 "%' AND query NOT LIKE '%system.processes%'";
     CHECK(eventually([&] { return ch.query(running) == "0\n"; }, 3s));

@@ -542,7 +542,7 @@ void read_fleet(const toml::table &t, Reader &r, Config &c)
 {
     r.only(t, "[fleet]",
            {"clickhouse", "database", "user", "password_file", "sensor", "interval", "retention",
-            "ca_file", "cert_file", "key_file"});
+            "timeout", "ca_file", "cert_file", "key_file"});
     auto &f = c.fleet;
     f.enabled = true;
     r.with(t, "clickhouse", [&](const toml::node &n) {
@@ -582,6 +582,7 @@ void read_fleet(const toml::table &t, Reader &r, Config &c)
     read_abs_path(t, r, "cert_file", f.cert_file);
     read_abs_path(t, r, "key_file", f.key_file);
     read_duration_in(t, r, "interval", 1000, 3600000, "between 1s and 1h", f.interval_ms);
+    read_duration_in(t, r, "timeout", 1000, 600000, "between 1s and 10m", f.timeout_ms);
     read_duration_in(t, r, "retention", 86'400'000, 3650ull * 86'400'000, "between 1d and 3650d",
                      f.retention_ms);
 }

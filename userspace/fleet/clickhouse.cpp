@@ -28,7 +28,10 @@ std::string first_line(const std::string &s)
 }
 
 // Codes of 18.16 and current releases: 81 unknown database, 60 unknown
-// table, 193 wrong password, 192 unknown user, 516 authentication failed.
+// table, 193 wrong password, 192 unknown user, 516 authentication failed,
+// 159 max_execution_time exceeded.
+constexpr int kTimeoutExceeded = 159;
+
 Failure classify(int status, int code)
 {
     if (code == 81 || code == 60)
@@ -100,6 +103,10 @@ std::string read_password_file(const std::string &path)
     return pw;
 }
 
+ClickHouse::ClickHouse(const FleetConfig &cfg)
+    : ClickHouse(cfg, std::chrono::milliseconds(cfg.timeout_ms))
+{}
+
 ClickHouse::ClickHouse(const FleetConfig &cfg, std::chrono::milliseconds timeout)
     : url_(cfg.clickhouse), user_(cfg.user), database_(cfg.database)
 {
@@ -136,18 +143,30 @@ Reply ClickHouse::post(const std::string &path, const std::string &body)
     Reply r;
     if (!res) {
         r.failure = Failure::unreachable;
-        r.why = "cannot reach ClickHouse at " + url_ + ": " + describe(res.error()) +
-                " (is it running? check [fleet] clickhouse)";
+        r.why = res.error() == httplib::Error::Read
+                    ? "ClickHouse at " + url_ + " gave no answer within " + timeout_text() +
+                          ": the server is slower than that or stopped answering"
+                    : "cannot reach ClickHouse at " + url_ + ": " + describe(res.error()) +
+                          " (is it running? check [fleet] clickhouse)";
         return r;
     }
     r.status = res->status;
     r.body = res->body;
     if (res->status == 200)
         return r;
-    r.failure = classify(res->status, exception_code(res->body));
-    r.why = explain(r.failure, url_, user_,
-                    "HTTP " + std::to_string(res->status) + ": " + first_line(res->body));
+    int code = exception_code(res->body);
+    r.failure = classify(res->status, code);
+    r.why = code == kTimeoutExceeded
+                ? "ClickHouse at " + url_ + " stopped a statement at " + timeout_text()
+                : explain(r.failure, url_, user_,
+                          "HTTP " + std::to_string(res->status) + ": " + first_line(res->body));
     return r;
+}
+
+std::string ClickHouse::timeout_text() const
+{
+    return std::to_string(max_execution_s_) +
+           " s ([fleet] timeout; raise it for a large fleet: docs/fleet.md, \"Sizing\")";
 }
 
 Reply ClickHouse::query(const std::string &sql)

@@ -44,9 +44,10 @@ public:
     // password file cannot be read (naming the file and key). Every
     // query() carries max_execution_time of the timeout's whole seconds (at
     // least 1): a read this client gives up on is stopped by the server
-    // too, rather than left running beside its retries.
-    explicit ClickHouse(const FleetConfig &cfg,
-                        std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // too, rather than left running beside its retries. The timeout is
+    // [fleet] timeout unless given.
+    explicit ClickHouse(const FleetConfig &cfg);
+    ClickHouse(const FleetConfig &cfg, std::chrono::milliseconds timeout);
     ~ClickHouse();
     ClickHouse(const ClickHouse &) = delete;
     ClickHouse &operator=(const ClickHouse &) = delete;
@@ -62,6 +63,7 @@ public:
 
 private:
     Reply post(const std::string &path, const std::string &body);
+    std::string timeout_text() const;  // the timeout, and the key that sets it
 
     std::string url_, user_, password_, database_;
     long long max_execution_s_ = 1;

@@ -54,7 +54,7 @@ bool write_atomically(const fs::path &path, const std::string &text, std::string
 }  // namespace
 
 Exporter::Exporter(const FleetConfig &cfg, ExporterOptions opts)
-    : opts_(std::move(opts)), ch_(cfg, std::chrono::seconds(5)), backoff_(opts_.backoff_min)
+    : opts_(std::move(opts)), ch_(cfg), backoff_(opts_.backoff_min)
 {
     if (opts_.spool_dir.empty())
         return;

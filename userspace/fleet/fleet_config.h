@@ -16,6 +16,10 @@ struct FleetConfig {
     std::string password_file;  // "" : no password; never inline
     std::string sensor;         // "" : the host name
     uint64_t interval_ms = 10000;
+    // How long one statement may take, on this side (the HTTP request) and
+    // on the server's (max_execution_time): the exporter's inserts and the
+    // evaluator's reads. Large fleets raise it (docs/fleet.md, "Sizing").
+    uint64_t timeout_ms = 10000;
     // The fleet evaluator drops traffic older than this (whole day
     // partitions; ClickHouse 18.16 has no TTL). At least the longest rule
     // window.
