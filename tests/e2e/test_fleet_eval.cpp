@@ -440,3 +440,86 @@ TEST_CASE("A two-shard Distributed fleet sharded by client raises the same alert
     CHECK(a2[0]["exfilmon"]["bytes_out"] == 120 * kMiB);
     CHECK(a2[0]["exfilmon"]["sensors"].size() == 2);
 }
+
+namespace {
+
+// One sample of the evaluator's /metrics (a family without labels); -1 when
+// the endpoint or the sample is not there.
+double scrape(uint16_t port, const std::string &name)
+{
+    auto r = run_program(
+        {"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);)
+        if (line.rfind(name + " ", 0) == 0)
+            return std::stod(line.substr(name.size() + 1));
+    return -1;
+}
+
+size_t count_of(const std::string &text, const std::string &needle)
+{
+    size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+        n++;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("The fleet evaluator's metrics follow ClickHouse going away and coming back, and its "
+          "log says each once",
+          "[e2e][fleet]")
+{
+    if (!require_clickhouse())
+        return;
+    Lab lab;
+    ClickHouseServer ch(lab);
+    ch.start();
+    uint16_t port = free_tcp_port("", "127.0.0.1");
+    auto rule = [](const char *name) {
+        return std::string("[[rules]]\nname = \"") + name +
+               "\"\nentity = \"client\"\nmetric = \"bytes_out\"\nwindow = \"10m\"\n"
+               "threshold = \"100MiB\"\n";
+    };
+    auto config = write_config(
+        lab.dir() / "fleet.toml",
+        fleet_table(ch.url(), "exf_health") + "timeout = \"2s\"\n[detect]\ninterval = \"500ms\"\n" +
+            "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n" + rule("pull-a") +
+            rule("pull-b") + "[[outputs]]\ntype = \"json\"\npath = \"" +
+            (lab.dir() / "alerts.json").string() + "\"\n");
+    REQUIRE(exfilmon_fleet({"init", "--config", config}).status == 0);
+    auto log = lab.dir() / "fleet.log";
+    auto &svc =
+        lab.spawn("", {exfilmon_binary().string(), "fleet", "--config", config}, {lab.dir(), log});
+    auto evaluations = [&] { return scrape(port, "exfilmon_detect_evaluations_total"); };
+    REQUIRE(eventually([&] { return evaluations() >= 2; }, 20s));
+    CHECK(scrape(port, "exfilmon_fleet_eval_rules") == 2);
+    CHECK(scrape(port, "exfilmon_fleet_eval_rules_failed") == 0);
+    CHECK(scrape(port, "exfilmon_fleet_eval_rule_failures_total") == 0);
+    double complete = scrape(port, "exfilmon_fleet_eval_last_complete_seconds");
+    CHECK(complete > 0);
+
+    REQUIRE(ch.stop() == 0);
+    REQUIRE(eventually([&] { return scrape(port, "exfilmon_fleet_eval_rules_failed") == 2; }, 20s));
+    double down_from = evaluations();
+    double last_complete = scrape(port, "exfilmon_fleet_eval_last_complete_seconds");
+    REQUIRE(eventually([&] { return evaluations() >= down_from + 6; }, 30s));
+    CHECK(scrape(port, "exfilmon_fleet_eval_rule_failures_total") >= 2 * 6);
+    CHECK(scrape(port, "exfilmon_fleet_eval_last_complete_seconds") == last_complete);
+
+    ch.start();
+    REQUIRE(eventually([&] { return scrape(port, "exfilmon_fleet_eval_rules_failed") == 0; }, 30s));
+    CHECK(scrape(port, "exfilmon_fleet_eval_last_complete_seconds") > last_complete);
+    CHECK(svc.stop(SIGTERM, 10s) == 0);
+
+    // Six and more evaluations failed, two rule reads each: the log named
+    // the cause once (twice at most: the server's stop may first look like
+    // a dropped answer, then a refused connection) and the recovery once.
+    auto said = slurp(log);
+    INFO(said);
+    size_t failures = count_of(said, "fleet: rule reads: 2 of 2 rules (pull-a, pull-b): ");
+    CHECK(failures >= 1);
+    CHECK(failures <= 2);
+    CHECK(count_of(said, "fleet: rule reads: ") == failures);
+    CHECK(count_of(said, "fleet: rule reads works again") == 1);
+}

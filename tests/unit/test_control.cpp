@@ -355,6 +355,45 @@ TEST_CASE("Prometheus text rendering", "[control]")
     }
 }
 
+TEST_CASE("The fleet evaluator's metrics: its own families, the detector's and the outputs', "
+          "nothing of a datapath",
+          "[control][fleet]")
+{
+    MetricsSnapshot m;
+    m.version = EXFILMON_VERSION;
+    m.start_wall_ms = 1'800'000'000'000;
+    m.evaluations = 12;
+    m.last_eval_s = 0.25;
+    m.alerts[{"fleet-pull", "critical", "open"}] = 1;
+    m.alerts_open = 1;
+    m.outputs.push_back({"json", 0, 1, 0, 0, 0, 0, true});
+    EvaluatorStatus e;
+    e.rules = 9;
+    e.rules_failed = 6;
+    e.rule_failures = 42;
+    e.last_complete_ms = 1'800'000'123'000;
+    e.rolled_to_s = 1'800'000'000 - 3600;
+    e.alert_rows_waiting = 2;
+    m.evaluator = e;
+    auto text = render_metrics(m);
+    INFO(text);
+    for (auto *line :
+         {"exfilmon_build_info{version=\"" EXFILMON_VERSION "\"} 1\n",
+          "exfilmon_start_time_seconds 1800000000\n", "exfilmon_detect_evaluations_total 12\n",
+          "exfilmon_detect_evaluation_duration_seconds 0.25\n",
+          "exfilmon_alerts_total{rule=\"fleet-pull\",severity=\"critical\",state=\"open\"} 1\n",
+          "exfilmon_alerts_open 1\n", "exfilmon_output_sent_total{output=\"0\",type=\"json\"} 1\n",
+          "exfilmon_fleet_eval_rules 9\n", "exfilmon_fleet_eval_rules_failed 6\n",
+          "exfilmon_fleet_eval_rule_failures_total 42\n",
+          "exfilmon_fleet_eval_last_complete_seconds 1800000123\n",
+          "exfilmon_fleet_eval_rolled_up_to_seconds 1799996400\n",
+          "exfilmon_fleet_eval_alert_rows_waiting 2\n"})
+        CHECK(text.find(line) != std::string::npos);
+    for (auto *absent : {"exfilmon_packets_total", "exfilmon_harvests_total", "exfilmon_map_",
+                         "exfilmon_aggregate_", "exfilmon_events_total", "exfilmon_fleet_rows_"})
+        CHECK(text.find(absent) == std::string::npos);
+}
+
 TEST_CASE("The fleet export's figures in status, its table and the metrics, and none without it",
           "[control][fleet]")
 {

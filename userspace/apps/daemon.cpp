@@ -159,26 +159,6 @@ bool same_output(const output::OutputConfig &a, const output::OutputConfig &b)
            a.spool_file == b.spool_file && a.path == b.path;
 }
 
-// The output's type for metrics labels: syslog_unix, syslog_udp, syslog_tcp,
-// syslog_tls or json.
-std::vector<std::string> output_types(const std::vector<output::OutputConfig> &cfgs)
-{
-    std::vector<std::string> types;
-    for (auto &c : cfgs) {
-        if (c.type == output::OutputType::json) {
-            types.push_back("json");
-            continue;
-        }
-        switch (c.transport) {
-        case output::Transport::unix_socket: types.push_back("syslog_unix"); break;
-        case output::Transport::udp: types.push_back("syslog_udp"); break;
-        case output::Transport::tcp: types.push_back("syslog_tcp"); break;
-        case output::Transport::tls: types.push_back("syslog_tls"); break;
-        }
-    }
-    return types;
-}
-
 bool same_bpf(const SensorOptions &a, const SensorOptions &b)
 {
     return a.flow_table_size == b.flow_table_size && a.client_table_size == b.client_table_size &&
@@ -331,7 +311,7 @@ private:
             state_.interfaces.push_back({ifname, if_nametoindex(ifname.c_str()), wall_ms()});
         state_.flow_capacity = cfg_.bpf.flow_table_size;
         state_.client_capacity = cfg_.bpf.client_table_size;
-        state_.output_types = output_types(out_cfgs_);
+        state_.output_types = output::output_types(out_cfgs_);
     }
 
     // The control socket and the metrics endpoint: when either cannot start
@@ -606,7 +586,7 @@ private:
         try {
             outputs_ = output::start_outputs(next_outs);
             out_cfgs_ = next_outs;
-            state_.output_types = output_types(out_cfgs_);
+            state_.output_types = output::output_types(out_cfgs_);
         } catch (const Error &e) {
             spdlog::error("SIGHUP: outputs not changed: {}", e.what());
             outputs_ = output::start_outputs(out_cfgs_);

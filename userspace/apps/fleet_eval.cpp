@@ -13,10 +13,14 @@
 #include <thread>
 
 #include "apps/fleet_admin.h"
+#include "common/addr.h"
 #include "common/error.h"
 #include "config/run_checks.h"
+#include "control/metrics_server.h"
+#include "control/snapshot.h"
 #include "detect/detector.h"
 #include "fleet/clickhouse.h"
+#include "fleet/failure_log.h"
 #include "fleet/fleet_figures.h"
 #include "fleet/rule_sql.h"
 #include "fleet/schema.h"
@@ -121,14 +125,32 @@ std::optional<detect::OpenAlert> open_alert(const std::vector<std::string> &row)
     return a;
 }
 
+// What the log says of rule reads that failed in one evaluation: one
+// reason with the rules it stopped, or each rule's own.
+std::string failed_rules_text(const std::map<std::string, std::string> &failed, size_t rules)
+{
+    std::string names, reasons;
+    bool one_reason = true;
+    for (auto &[rule, why] : failed) {
+        names += (names.empty() ? "" : ", ") + rule;
+        reasons += (reasons.empty() ? "" : "; ") + rule + ": " + why;
+        one_reason = one_reason && why == failed.begin()->second;
+    }
+    std::string head = std::to_string(failed.size()) + " of " + std::to_string(rules) + " rules";
+    return one_reason ? head + " (" + names + "): " + failed.begin()->second
+                      : head + ": " + reasons;
+}
+
 class FleetEvaluator {
 public:
     FleetEvaluator(const Config &cfg, fleet::ClickHouse &ch)
         : cfg_(cfg), db_(cfg.fleet.database), ch_(ch), detector_(cfg.detect),
           figures_(ch, db_, smallest_scale(cfg.detect)),
-          outputs_(
-              output::start_outputs(output::output_configs(cfg.outputs, cfg.outputs_configured)))
-    {}
+          out_cfgs_(output::output_configs(cfg.outputs, cfg.outputs_configured)),
+          outputs_(output::start_outputs(out_cfgs_)), start_wall_ms_(wall_ms())
+    {
+        status_.rules = cfg.detect.rules.size();
+    }
 
     ~FleetEvaluator()
     {
@@ -154,13 +176,75 @@ public:
     {
         roll_up(now_ms / 1000);
         drop_expired(now_ms / 1000);
-        figures_.clear_failure();
+        figures_.clear_failures();
         auto records = detector_.evaluate(figures_, now_ms, now_ms);
         output::dispatch(records, outputs_);
         record_alerts(records);
+        note_rule_reads(now_ms);
+        for (auto &r : records)
+            alert_counts_[{r.rule, detect::severity_name(r.severity),
+                           detect::state_name(r.state)}]++;
+        if (metrics_)
+            metrics_->publish(metrics());
+    }
+
+    // The Prometheus endpoint ([metrics]; its own port unless listen is
+    // set, so that the evaluator and a sensor can share a host). One that
+    // cannot bind is logged and left out, as in the daemon.
+    void serve_metrics()
+    {
+        if (!cfg_.metrics_enabled)
+            return;
+        uint16_t port =
+            cfg_.metrics_listen_set ? cfg_.metrics_port : Config::kFleetEvaluatorMetricsPort;
+        try {
+            metrics_ = std::make_unique<control::MetricsServer>(cfg_.metrics_host, port);
+            metrics_->start();
+            spdlog::info("metrics on http://{}/metrics",
+                         format_host_port(cfg_.metrics_host, std::to_string(port)));
+        } catch (const Error &e) {
+            spdlog::error("{}", e.what());
+        }
     }
 
 private:
+    void note_rule_reads(uint64_t now_ms)
+    {
+        const auto &failed = figures_.failed_rules();
+        status_.rules_failed = failed.size();
+        status_.rule_failures += failed.size();
+        if (failed.empty()) {
+            rules_log_.succeeded();
+            status_.last_complete_ms = now_ms;
+        } else {
+            rules_log_.failed(failed_rules_text(failed, cfg_.detect.rules.size()));
+        }
+    }
+
+    control::MetricsSnapshot metrics() const
+    {
+        control::MetricsSnapshot m;
+        m.version = EXFILMON_VERSION;
+        m.start_wall_ms = start_wall_ms_;
+        const auto &d = detector_.stats();
+        m.evaluations = d.evaluations;
+        m.last_eval_s = double(d.last_eval_us) / 1e6;
+        m.alerts = alert_counts_;
+        m.alerts_open = d.open_now;
+        auto types = output::output_types(out_cfgs_);
+        for (size_t i = 0; i < outputs_.size(); i++) {
+            auto st = outputs_[i]->stats();
+            m.outputs.push_back({types[i], st.spooled_now, st.sent, st.dropped, st.reconnects,
+                                 st.connect_failures, st.write_errors, st.connected,
+                                 st.spool_write_errors, st.spool_file_ok});
+        }
+        m.evaluator = status_;
+        m.evaluator->rolled_to_s = rolled_to_s_;
+        m.evaluator->alert_rows_waiting =
+            size_t(std::count(pending_rows_.begin(), pending_rows_.end(), '\n'));
+        return m;
+    }
+
     static double smallest_scale(const detect::DetectConfig &d)
     {
         double s = 1.0;
@@ -193,8 +277,9 @@ private:
                     throw Error(r.why);
                 rolled_to_s_ += kHourS;
             }
+            rollup_log_.succeeded();
         } catch (const Error &e) {
-            spdlog::warn("fleet: hourly rollup: {}", e.what());
+            rollup_log_.failed(e.what());
         }
         figures_.set_rolled_to(rolled_to_s_);
     }
@@ -221,9 +306,10 @@ private:
         uint64_t cutoff = now_s - std::min(now_s, cfg_.fleet.retention_ms / 1000);
         auto r = ch_.query(fleet::expired_partitions_sql(db_, cutoff));
         if (!r.ok()) {
-            spdlog::warn("fleet: retention: {}", r.why);
+            retention_log_.failed(r.why);
             return;
         }
+        retention_log_.succeeded();
         for (auto &row : fleet::tsv_rows(r.body)) {
             if (row.size() < 2)
                 continue;
@@ -244,10 +330,12 @@ private:
         if (pending_rows_.empty())
             return;
         auto r = ch_.insert_json_rows(db_ + ".alerts", pending_rows_);
-        if (r.ok())
+        if (r.ok()) {
             pending_rows_.clear();
-        else
-            spdlog::warn("fleet: alerts table: {} (kept for the next evaluation)", r.why);
+            alerts_log_.succeeded();
+        } else {
+            alerts_log_.failed(r.why);
+        }
     }
 
     const Config &cfg_;
@@ -255,10 +343,24 @@ private:
     fleet::ClickHouse &ch_;
     detect::Detector detector_;
     fleet::FleetFigures figures_;
+    std::vector<output::OutputConfig> out_cfgs_;
     output::Outputs outputs_;
     uint64_t rolled_to_s_ = 0;
     uint64_t last_retention_hour_ = 0;
     std::string pending_rows_;
+    // Health: the log says each failure once and its end once (FailureLog);
+    // the metrics count every one.
+    const uint64_t start_wall_ms_;
+    control::EvaluatorStatus status_;
+    std::map<std::array<std::string, 3>, uint64_t> alert_counts_;  // rule, severity, state
+    fleet::FailureLog rules_log_{"rule reads",
+                                 "those rules are skipped, their alerts left as they are"};
+    fleet::FailureLog rollup_log_{"hourly rollup",
+                                  "long windows read the hours not rolled up from traffic"};
+    fleet::FailureLog retention_log_{"retention", "tried again at the next hour"};
+    fleet::FailureLog alerts_log_{"alerts table",
+                                  "records are kept and written with the next evaluation's"};
+    std::unique_ptr<control::MetricsServer> metrics_;
 };
 
 // "" when the retention keeps every rule's window.
@@ -307,6 +409,8 @@ int run_fleet_evaluator(const FleetEvalOptions &opts, std::ostream &out, std::os
             << cfg->fleet.database << " at " << ch.url() << " every " << cfg->detect.interval_ms
             << " ms" << std::endl;
         install_signal_handlers();
+        if (!opts.once)
+            eval.serve_metrics();
         auto next = std::chrono::steady_clock::now();
         while (!g_stop) {
             eval.evaluate(wall_ms());

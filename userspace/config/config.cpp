@@ -514,6 +514,7 @@ void read_listen(const toml::node &n, Reader &r, Config &c)
         return;
     }
     c.metrics_host = host;
+    c.metrics_listen_set = true;
     c.metrics_port = uint16_t(p);
 }
 

@@ -46,6 +46,10 @@ struct Config {
     bool metrics_enabled = true;
     std::string metrics_host = "127.0.0.1";
     uint16_t metrics_port = 9464;
+    // listen was given: `exfilmon fleet` otherwise serves on
+    // kFleetEvaluatorMetricsPort, so that it and a sensor can share a host.
+    bool metrics_listen_set = false;
+    static constexpr uint16_t kFleetEvaluatorMetricsPort = 9465;
     // [detect], [[rules]], [[allow]], [sni_overrides."name"]. Every rule's
     // window is added to aggregate.windows_ms when not already there.
     detect::DetectConfig detect;

@@ -627,12 +627,16 @@ void write_aggregate(Writer &w, const MetricsSnapshot &m)
     w.sample(m.aggregate_memory_bytes);
 }
 
-void write_harvest_and_detect(Writer &w, const MetricsSnapshot &m)
+void write_harvest(Writer &w, const MetricsSnapshot &m)
 {
     w.family("harvests_total", "counter", "Harvests of the datapath's tables.");
     w.sample(m.harvests);
     w.family("harvest_duration_seconds", "gauge", "Duration of the last harvest.");
     w.sample(m.last_harvest_s);
+}
+
+void write_detect(Writer &w, const MetricsSnapshot &m)
+{
     w.family("detect_evaluations_total", "counter", "Rule evaluations.");
     w.sample(m.evaluations);
     w.family("detect_evaluation_duration_seconds", "gauge", "Duration of the last evaluation.");
@@ -702,6 +706,29 @@ void write_fleet(Writer &w, const MetricsSnapshot &m)
     w.sample(double(e.last_success_ms) / 1000.0);
 }
 
+void write_evaluator(Writer &w, const EvaluatorStatus &e)
+{
+    w.family("fleet_eval_rules", "gauge", "Rules the fleet evaluator evaluates.");
+    w.sample(e.rules);
+    w.family("fleet_eval_rules_failed", "gauge",
+             "Rules whose read failed at the last evaluation (skipped: their alerts left as "
+             "they were).");
+    w.sample(e.rules_failed);
+    w.family("fleet_eval_rule_failures_total", "counter",
+             "Rule reads that failed, summed over evaluations.");
+    w.sample(e.rule_failures);
+    w.family("fleet_eval_last_complete_seconds", "gauge",
+             "Unix time of the last evaluation that read every rule (0: none yet).");
+    w.sample(double(e.last_complete_ms) / 1000.0);
+    w.family("fleet_eval_rolled_up_to_seconds", "gauge",
+             "traffic_hourly holds every hour before this Unix time.");
+    w.sample(e.rolled_to_s);
+    w.family("fleet_eval_alert_rows_waiting", "gauge",
+             "Alert records not yet written to the alerts table (sent with the next "
+             "evaluation's).");
+    w.sample(e.alert_rows_waiting);
+}
+
 void write_reloads(Writer &w, const MetricsSnapshot &m)
 {
     w.family("config_reloads_total", "counter", "SIGHUP configuration reloads, by result.");
@@ -715,11 +742,18 @@ std::string render_metrics(const MetricsSnapshot &m)
 {
     Writer w;
     write_process(w, m);
+    if (m.evaluator) {
+        write_detect(w, m);
+        write_outputs(w, m);
+        write_evaluator(w, *m.evaluator);
+        return w.take();
+    }
     write_datapath(w, m);
     write_events(w, m);
     write_maps(w, m);
     write_aggregate(w, m);
-    write_harvest_and_detect(w, m);
+    write_harvest(w, m);
+    write_detect(w, m);
     write_outputs(w, m);
     write_reloads(w, m);
     write_fleet(w, m);

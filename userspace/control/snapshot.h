@@ -82,6 +82,16 @@ struct FleetStatus {
     uint64_t periods_waiting = 0;
 };
 
+// The fleet evaluator's (`exfilmon fleet`) own figures.
+struct EvaluatorStatus {
+    uint64_t rules = 0;               // [[rules]] evaluated
+    uint64_t rules_failed = 0;        // at the last evaluation: rules with a failed read
+    uint64_t rule_failures = 0;       // rule reads failed, summed over evaluations
+    uint64_t last_complete_ms = 0;    // wall clock of the last evaluation without one; 0: none
+    uint64_t rolled_to_s = 0;         // traffic_hourly holds every hour before this
+    uint64_t alert_rows_waiting = 0;  // alert records not yet in the alerts table
+};
+
 // The daemon's own figures, kept by its main loop.
 struct SensorState {
     std::string backend;      // ebpf | pcap
@@ -190,6 +200,9 @@ struct MetricsSnapshot {
     std::vector<Out> outputs;
     uint64_t reloads_ok = 0, reloads_error = 0;
     std::optional<FleetStatus> fleet;
+    // The fleet evaluator's: only the process, detect, alert and output
+    // families are rendered beside it (no datapath, no aggregator).
+    std::optional<EvaluatorStatus> evaluator;
 };
 
 MetricsSnapshot metrics_snapshot(const DaemonView &v);
@@ -221,6 +234,13 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 //   fleet_dropped_periods_total, fleet_spool_depth (periods waiting: the
 //   spool and those waiting for the state file),
 //   fleet_spool_write_errors_total, fleet_last_success_seconds (0: none).
+// The fleet evaluator's snapshot (evaluator set) renders build_info,
+// start_time_seconds, detect_evaluations_total,
+// detect_evaluation_duration_seconds, alerts_total, alerts_open, the
+// output_* families and: fleet_eval_rules, fleet_eval_rules_failed (at the
+// last evaluation), fleet_eval_rule_failures_total,
+// fleet_eval_last_complete_seconds (0: none), fleet_eval_rolled_up_to_seconds,
+// fleet_eval_alert_rows_waiting.
 std::string render_metrics(const MetricsSnapshot &m);
 
 }  // namespace exf::control

@@ -54,7 +54,8 @@ bool write_atomically(const fs::path &path, const std::string &text, std::string
 }  // namespace
 
 Exporter::Exporter(const FleetConfig &cfg, ExporterOptions opts)
-    : opts_(std::move(opts)), ch_(cfg), backoff_(opts_.backoff_min)
+    : opts_(std::move(opts)), ch_(cfg), backoff_(opts_.backoff_min),
+      delivery_log_("delivery", "periods are kept and sent when it works again")
 {
     if (opts_.spool_dir.empty())
         return;
@@ -227,8 +228,7 @@ void Exporter::delivered(const Batch &b)
     stats_.rows_sent += std::count(b.rows.begin(), b.rows.end(), '\n');
     stats_.bytes_sent += b.rows.size();
     stats_.last_success_ms = wall_ms();
-    if (!stats_.last_error.empty())
-        spdlog::info("fleet: delivering to {} again", ch_.url());
+    delivery_log_.succeeded();
     stats_.last_error.clear();
     backoff_ = opts_.backoff_min;
     // Replaced while it was in flight: the new rows go next.
@@ -246,8 +246,7 @@ void Exporter::failed(const std::string &why)
     std::lock_guard lk(mu_);
     sending_ = false;
     stats_.failures++;
-    if (why != stats_.last_error)
-        spdlog::error("fleet: {}; periods are kept and sent when it works again", why);
+    delivery_log_.failed(why);
     stats_.last_error = why;
 }
 

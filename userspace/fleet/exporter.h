@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "fleet/clickhouse.h"
+#include "fleet/failure_log.h"
 #include "fleet/fleet_config.h"
 
 namespace exf::fleet {
@@ -94,6 +95,7 @@ private:
     ExporterOptions opts_;
     ClickHouse ch_;  // used by the thread only
     std::chrono::milliseconds backoff_;
+    FailureLog delivery_log_;  // under mu_
     mutable std::mutex mu_;
     std::condition_variable wake_, idle_;
     std::deque<Batch> queue_;  // oldest first

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fleet/fleet_figures.h"
 
-#include <spdlog/spdlog.h>
-
 #include <tuple>
 
 namespace exf::fleet {
@@ -37,8 +35,7 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
 {
     Reply r = ch_.query(rule_sql(db_, rule, span, min_scale_, only));
     if (!r.ok()) {
-        spdlog::warn("fleet rule {}: {}", rule.name, r.why);
-        failure_ = r;
+        failed(rule, r);
         return std::nullopt;
     }
     Rows rows;
@@ -108,8 +105,7 @@ std::vector<std::pair<std::string, uint64_t>> FleetFigures::breakdown(const dete
     Reply r = ch_.query(breakdown_sql(db_, rule, span, key, by, limit));
     std::vector<std::pair<std::string, uint64_t>> out;
     if (!r.ok()) {
-        spdlog::warn("fleet rule {}: {}", rule.name, r.why);
-        failure_ = r;
+        failed(rule, r);
         return out;
     }
     for (auto &f : tsv_rows(r.body))

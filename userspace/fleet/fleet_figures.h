@@ -28,10 +28,12 @@ public:
     void describe(const detect::Rule &rule, const agg::EntityKey &key, uint64_t now_ms,
                   uint64_t wall_ms, detect::AlertRecord &r) override;
 
-    // The last failed read of this evaluation (Reply::ok() when none):
-    // its rule was skipped, its alerts left as they were.
-    const Reply &last_failure() const { return failure_; }
-    void clear_failure() { failure_ = {}; }
+    // The rules whose reads failed since clear_failures(), each with the
+    // first failure's reason: a failed rule read skips the rule (its alerts
+    // stay as they were), a failed breakdown leaves an alert record without
+    // its sensors, SNIs or JA4. The evaluator logs and counts them.
+    const std::map<std::string, std::string> &failed_rules() const { return failed_; }
+    void clear_failures() { failed_.clear(); }
 
 private:
     struct Entity {
@@ -54,8 +56,10 @@ private:
     std::string db_;
     double min_scale_;
     uint64_t rolled_to_s_ = 0;
+    void failed(const detect::Rule &rule, const Reply &r) { failed_.emplace(rule.name, r.why); }
+
     std::map<std::string, Rows> by_rule_;  // this evaluation's rows, per rule name
-    Reply failure_;
+    std::map<std::string, std::string> failed_;
 };
 
 }  // namespace exf::fleet

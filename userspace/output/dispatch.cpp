@@ -36,6 +36,24 @@ Outputs open_outputs(const std::vector<OutputConfig> &cfgs)
     return outs;
 }
 
+std::vector<std::string> output_types(const std::vector<OutputConfig> &cfgs)
+{
+    std::vector<std::string> types;
+    for (auto &c : cfgs) {
+        if (c.type == OutputType::json) {
+            types.push_back("json");
+            continue;
+        }
+        switch (c.transport) {
+        case Transport::unix_socket: types.push_back("syslog_unix"); break;
+        case Transport::udp: types.push_back("syslog_udp"); break;
+        case Transport::tcp: types.push_back("syslog_tcp"); break;
+        case Transport::tls: types.push_back("syslog_tls"); break;
+        }
+    }
+    return types;
+}
+
 Outputs start_outputs(const std::vector<OutputConfig> &cfgs)
 {
     auto outs = open_outputs(cfgs);

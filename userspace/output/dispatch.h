@@ -4,6 +4,7 @@
 // alert records reach them: every record is logged; shadow rules' records
 // stop there, the others go to every output.
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "detect/alert.h"
@@ -21,6 +22,9 @@ std::vector<OutputConfig> output_configs(const std::vector<OutputConfig> &config
 Outputs open_outputs(const std::vector<OutputConfig> &cfgs);
 // open_outputs, then start each.
 Outputs start_outputs(const std::vector<OutputConfig> &cfgs);
+// Each output's type for metrics labels: syslog_unix, syslog_udp,
+// syslog_tcp, syslog_tls or json.
+std::vector<std::string> output_types(const std::vector<OutputConfig> &cfgs);
 // Logs every record; sends all but shadow rules' to every output.
 void dispatch(const std::vector<detect::AlertRecord> &records, Outputs &outs);
 
