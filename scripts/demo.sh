@@ -226,7 +226,12 @@ pin = false
 [daemon]
 report_interval = "1h"
 harvest_interval = "$([[ $scenario == bulk-pull ]] && echo 500ms || echo 200ms)"
-$([[ $scenario == distributed ]] && printf 'state_dir = ""\n[control]\nsocket = "%s/control.sock"\n[metrics]\nenabled = false' "$dir")
+# Nothing of an installed exfilmon's: no state file, a socket of its own.
+state_dir = ""
+[control]
+socket = "$dir/control.sock"
+[metrics]
+enabled = false
 [detect]
 $detect
 resolve_after = "10s"

@@ -141,7 +141,10 @@ TEST_CASE("Alerts for exactly the exfiltrating client and the /24 group reach rs
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg)
         << "[bpf]\npin = false\nflow_table_size = 8192\n"
-           "[daemon]\nreport_interval = \"60s\"\nharvest_interval = \"500ms\"\n"
+           "[daemon]\nstate_dir = \"\"\nreport_interval = \"60s\"\nharvest_interval = \"500ms\"\n"
+           "[control]\nsocket = \""
+        << (lab.dir() / "control.sock").string()
+        << "\"\n"
            "[detect]\ninterval = \"1s\"\nrealert = \"3s\"\nresolve_after = \"5s\"\n"
            "host_name = \"exf-e2e\"\n"
            "[[rules]]\nname = \"client-bulk-pull\"\nentity = \"client\"\n"

@@ -46,7 +46,7 @@ struct Host {
     {
         auto cfg = lab.dir() / (name + ".toml");
         std::ofstream(cfg) << "[bpf]\nflow_table_size = " << flow_table_size << "\n"
-                           << bpf_section << "[control]\nsocket = \""
+                           << bpf_section << "[daemon]\nstate_dir = \"\"\n[control]\nsocket = \""
                            << (lab.dir() / (name + ".sock")).string()
                            << "\"\n[metrics]\nenabled = false\n";
         return cfg;

@@ -71,7 +71,7 @@ TEST_CASE("exfilmon status and top report the interface the client bytes and the
     uint16_t port = free_tcp_port(srv, "127.0.0.1");
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n"
-                       << "[daemon]\nreport_interval = \"200ms\"\n"
+                       << "[daemon]\nstate_dir = \"\"\nreport_interval = \"200ms\"\n"
                        << "[control]\nsocket = \"" << sock << "\"\n"
                        << "[metrics]\nlisten = \"127.0.0.1:" << port << "\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);

@@ -68,7 +68,9 @@ TEST_CASE("exfilmon run per-client and per-API-host totals equal ground truth", 
 
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
-                          "report_interval = \"200ms\"\n";
+                          "state_dir = \"\"\nreport_interval = \"200ms\"\n"
+                       << "[control]\nsocket = \"" << (lab.dir() / "control.sock").string()
+                       << "\"\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "tcp", 128);
     auto out = lab.dir() / "daemon.out";
     // On a terminal: its periodic tables are what this test reads.

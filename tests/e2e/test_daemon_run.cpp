@@ -44,8 +44,10 @@ void run_daemon_scenario(bool foreign_qdisc, int stop_signal)
     lab.wait_listening(srv, 443);
 
     auto cfg = lab.dir() / "exfilmon.toml";
-    std::ofstream(cfg) << "[daemon]\nreport_interval = \"200ms\"\n[bpf]\nflow_table_size = 4096\n"
-                       << "pin = false\n";
+    std::ofstream(cfg) << "[daemon]\nstate_dir = \"\"\nreport_interval = \"200ms\"\n"
+                       << "[bpf]\nflow_table_size = 4096\npin = false\n"
+                       << "[control]\nsocket = \"" << (lab.dir() / "control.sock").string()
+                       << "\"\n";
     auto out = lab.dir() / "exfilmon.out";
     // On a terminal: its periodic tables are what this test reads.
     auto &daemon = lab.spawn(
@@ -152,8 +154,10 @@ TEST_CASE("exfilmon run prints its periodic report only on a terminal, timestamp
     auto veth = lab.add_veth(srv, cli);
     auto config = [&](const std::string &interval) {
         auto cfg = lab.dir() / ("report-" + interval + ".toml");
-        std::ofstream(cfg) << "[daemon]\nreport_interval = \"" << interval
-                           << "\"\n[bpf]\nflow_table_size = 4096\npin = false\n";
+        std::ofstream(cfg) << "[daemon]\nstate_dir = \"\"\nreport_interval = \"" << interval
+                           << "\"\n[bpf]\nflow_table_size = 4096\npin = false\n"
+                           << "[control]\nsocket = \""
+                           << (lab.dir() / (interval + ".sock")).string() << "\"\n";
         return cfg.string();
     };
     const std::vector<std::string> run = {exfilmon_binary().string(), "run", "--interface", veth.a,

@@ -135,13 +135,14 @@ TEST_CASE("Flood: new flows beyond the flow table and hellos beyond the ring buf
     auto sock = (lab.dir() / "control.sock").string();
     uint16_t port = free_tcp_port(srv, "127.0.0.1");
     auto cfg = lab.dir() / "exfilmon.toml";
-    std::ofstream(cfg) << "rules = []\n"
-                       << "[bpf]\npin = false\nflow_table_size = 1024\nringbuf_size = \"64KiB\"\n"
-                       << "[daemon]\nreport_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
-                       << "[control]\nsocket = \"" << sock << "\"\n"
-                       << "[metrics]\nlisten = \"127.0.0.1:" << port << "\"\n"
-                       << "[[outputs]]\ntype = \"json\"\npath = \""
-                       << (lab.dir() / "alerts.json").string() << "\"\n";
+    std::ofstream(cfg)
+        << "rules = []\n"
+        << "[bpf]\npin = false\nflow_table_size = 1024\nringbuf_size = \"64KiB\"\n"
+        << "[daemon]\nstate_dir = \"\"\nreport_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
+        << "[control]\nsocket = \"" << sock << "\"\n"
+        << "[metrics]\nlisten = \"127.0.0.1:" << port << "\"\n"
+        << "[[outputs]]\ntype = \"json\"\npath = \"" << (lab.dir() / "alerts.json").string()
+        << "\"\n";
     // ASan keeps freed memory in a quarantine of 256 MiB that fills as the
     // daemon runs: a small one, so that RSS shows what the daemon holds.
     std::string asan = std::getenv("ASAN_OPTIONS") ? std::getenv("ASAN_OPTIONS") : "";

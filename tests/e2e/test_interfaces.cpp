@@ -55,7 +55,7 @@ TEST_CASE("An interface that disappears and returns is attached again with least
 
     auto sock = (lab.dir() / "control.sock").string();
     auto cfg = lab.dir() / "exfilmon.toml";
-    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
+    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\nstate_dir = \"\"\n"
                           "report_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
                           "[control]\nsocket = \""
                        << sock << "\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"

@@ -65,7 +65,7 @@ TEST_CASE(
     REQUIRE(::chown(home.c_str(), kNobody, kNobody) == 0);
     auto sock = (home / "control.sock").string();
     auto cfg = home / "exfilmon.toml";
-    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
+    std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\nstate_dir = \"\"\n"
                           "report_interval = \"1h\"\nharvest_interval = \"200ms\"\n"
                           "[control]\nsocket = \""
                        << sock << "\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"

@@ -129,7 +129,7 @@ TEST_CASE("exfilmon sees an HTTP/3 download over QUIC with its SNI ALPN JA4 and 
     auto sock = (lab.dir() / "run" / "control.sock").string();
     auto cfg = lab.dir() / "x.toml";
     std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n"
-                       << "[daemon]\nreport_interval = \"200ms\"\n"
+                       << "[daemon]\nstate_dir = \"\"\nreport_interval = \"200ms\"\n"
                        << "[control]\nsocket = \"" << sock << "\"\n"
                        << "[metrics]\nenabled = false\n";
     auto cap = lab.start_capture(srv, veth.a, "srv", "udp", 2048);

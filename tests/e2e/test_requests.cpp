@@ -170,7 +170,7 @@ TEST_CASE("Requests counted in the kernel are within 5 % of nginx's access log",
     auto sock = (lab.dir() / "run" / "control.sock").string();
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 4096\n"
-                       << "[daemon]\nreport_interval = \"200ms\"\n"
+                       << "[daemon]\nstate_dir = \"\"\nreport_interval = \"200ms\"\n"
                        << "[control]\nsocket = \"" << sock << "\"\n";
     auto report = lab.dir() / "daemon.out";
     // On a terminal: its periodic client table is the kernel's count.
