@@ -676,6 +676,13 @@ struct Daemon {
                              r.tls.ja4);
         });
     }
+    // As the daemon's evaluate_now(): the aggregator's clock to now, then the rules.
+    std::vector<exf::detect::AlertRecord> evaluate()
+    {
+        uint64_t now = mono_ms();
+        aggregator->expire(now);
+        return detector->evaluate(*aggregator, now, wall_ms());
+    }
     // A fresh aggregator, detector and harvest stage (a first harvest again).
     void reset_harvest_side()
     {
@@ -709,7 +716,7 @@ HarvestTiming harvest_once(exf::BpfSensor &s, Daemon &d, exf::ChangeReader *read
     double w1 = now_s(), c1 = thread_cpu_s();
     d.harvest->run(*d.aggregator, changes, d.tracker, mono_ms());
     double w2 = now_s(), c2 = thread_cpu_s();
-    auto records = d.detector->evaluate(*d.aggregator, mono_ms(), wall_ms());
+    auto records = d.evaluate();
     double w3 = now_s(), c3 = thread_cpu_s();
     t.read_s = w1 - w0;
     t.read_cpu = c1 - c0;
@@ -1207,7 +1214,7 @@ int events_main(const Options &o)
             }
             if (now >= next_eval) {
                 double w = now_s();
-                d.detector->evaluate(*d.aggregator, mono_ms(), wall_ms());
+                d.evaluate();
                 eval_ms.push_back((now_s() - w) * 1e3);
                 next_eval = now + std::chrono::milliseconds(d.cfg.detect.interval_ms);
             }
