@@ -115,6 +115,11 @@ double vmax(const std::vector<double> &v)
     return v.empty() ? NAN : *std::max_element(v.begin(), v.end());
 }
 
+double vmin(const std::vector<double> &v)
+{
+    return v.empty() ? NAN : *std::min_element(v.begin(), v.end());
+}
+
 double clock_s(clockid_t id)
 {
     timespec ts{};
@@ -914,17 +919,18 @@ int table_main(const Options &o)
             totc.push_back((t.read_cpu + t.run_cpu + t.eval_cpu) * 1e3);
         }
         const auto &last = v.back();
-        std::printf("SCALE test=harvest tag=%s clients=%llu flows=%llu phase=%s runs=%zu "
-                    "flow_rows=%zu client_rows=%zu read_ms=%s read_cpu_ms=%s run_ms=%s "
-                    "run_cpu_ms=%s harvest_ms=%s harvest_ms_max=%s eval_ms=%s eval_cpu_ms=%s "
-                    "cpu_ms_per_harvest=%s cpu_pct_at_1s=%s rss_mib=%.1f\n",
-                    o.tag.c_str(), (unsigned long long)N, (unsigned long long)M, phase, v.size(),
-                    last.flow_rows, last.client_rows, fmt(median(rd), 2).c_str(),
-                    fmt(median(rdc), 2).c_str(), fmt(median(rn), 2).c_str(),
-                    fmt(median(rnc), 2).c_str(), fmt(median(tot), 2).c_str(),
-                    fmt(vmax(tot), 2).c_str(), fmt(median(ev), 2).c_str(),
-                    fmt(median(evc), 2).c_str(), fmt(median(totc), 2).c_str(),
-                    fmt(median(totc) / 10, 2).c_str(), double(rss) / 1048576);
+        std::printf(
+            "SCALE test=harvest tag=%s clients=%llu flows=%llu phase=%s runs=%zu "
+            "flow_rows=%zu client_rows=%zu read_ms=%s read_cpu_ms=%s run_ms=%s "
+            "run_cpu_ms=%s harvest_ms=%s harvest_ms_max=%s eval_ms=%s eval_cpu_ms=%s "
+            "eval_cpu_ms_min=%s eval_cpu_ms_max=%s "
+            "cpu_ms_per_harvest=%s cpu_pct_at_1s=%s rss_mib=%.1f\n",
+            o.tag.c_str(), (unsigned long long)N, (unsigned long long)M, phase, v.size(),
+            last.flow_rows, last.client_rows, fmt(median(rd), 2).c_str(),
+            fmt(median(rdc), 2).c_str(), fmt(median(rn), 2).c_str(), fmt(median(rnc), 2).c_str(),
+            fmt(median(tot), 2).c_str(), fmt(vmax(tot), 2).c_str(), fmt(median(ev), 2).c_str(),
+            fmt(median(evc), 2).c_str(), fmt(vmin(evc), 2).c_str(), fmt(vmax(evc), 2).c_str(),
+            fmt(median(totc), 2).c_str(), fmt(median(totc) / 10, 2).c_str(), double(rss) / 1048576);
         std::fflush(stdout);
     };
 

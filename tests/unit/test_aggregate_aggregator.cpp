@@ -685,6 +685,9 @@ TEST_CASE("for_each_active_since visits each updated entity once across eviction
     CHECK(big.expire(1001 + kDay) > 0);  // the rest expire: the table compacts
     REQUIRE(big.size(EntityKind::client) == 100);
     big.add_traffic(2000 + kDay, v4(0x0a000000 + 3050), "", out(1));
+    seen = visited_since(big, 1000 + kDay);  // noted before they moved
+    CHECK(seen.size() == 100);
+    CHECK(seen == updated_since(big, 1000 + kDay));
     seen = visited_since(big, 1001 + kDay);
     CHECK(seen == std::map<std::string, int>{{"10.0.11.234", 1}});
     CHECK(seen == updated_since(big, 1001 + kDay));

@@ -101,6 +101,11 @@ private:
             s.begin -= cut;
         from_ = std::max(from_, since);
         read_size_ = slots_.size();
+        // A first harvest may note every entity once: not kept for good.
+        if (slots_.capacity() > 4 * std::max(slots_.size(), kMinCap))
+            slots_.shrink_to_fit();
+        if (segs_.capacity() > 4 * std::max(segs_.size(), kMinCap))
+            segs_.shrink_to_fit();
     }
 
     bool on_ = false;
