@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The aggregator: expiry, distinct clients, top-N, iteration, top SNIs,
-// eviction, reconfiguration and the memory budget.
+// eviction, reconfiguration, the memory budget and the entities updated
+// since a time.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <map>
 #include <random>
 #include <set>
@@ -606,4 +608,124 @@ TEST_CASE("Random reconfiguration conserves totals in a window that stays", "[ag
         REQUIRE(agg.memory_bytes() > 0);
     }
     REQUIRE(t < kHour);
+}
+
+namespace {
+// The clients for_each_active_since() visits, each with the number of visits.
+std::map<std::string, int> visited_since(const Aggregator &agg, uint64_t since)
+{
+    std::map<std::string, int> seen;
+    agg.for_each_active_since(EntityKind::client, since,
+                              [&](const EntityRef &r) { seen[format_key(r.kind(), r.key())]++; });
+    return seen;
+}
+
+// The clients last updated at or after since, from a pass over all of them.
+std::map<std::string, int> updated_since(const Aggregator &agg, uint64_t since)
+{
+    std::map<std::string, int> seen;
+    agg.for_each(EntityKind::client, [&](const EntityRef &r) {
+        if (r.last_seen_ms() >= since)
+            seen[format_key(r.kind(), r.key())]++;
+    });
+    return seen;
+}
+}  // namespace
+
+TEST_CASE("for_each_active_since visits each updated entity once across eviction, slot reuse "
+          "and compaction",
+          "[aggregate]")
+{
+    AggConfig cfg;
+    cfg.max_clients = 8;
+    Aggregator agg(cfg);
+    auto ip = [](uint32_t i) { return v4(0xc0000200 + i); };  // 192.0.2.i
+    for (uint32_t i = 1; i <= 8; i++)
+        agg.add_traffic(1000, ip(i), "", out(1));
+    CHECK(visited_since(agg, 1000).size() == 8);  // the first read passes over the table
+    CHECK(visited_since(agg, 1001).empty());
+    // Updated at several milliseconds since: visited once.
+    agg.add_traffic(2000, ip(1), "", out(1));
+    agg.add_traffic(2001, ip(1), "", out(1));
+    agg.add_traffic(2002, ip(2), "", out(1));
+    CHECK(visited_since(agg, 1001) ==
+          std::map<std::string, int>{{"192.0.2.1", 1}, {"192.0.2.2", 1}});
+    // New clients evict idle ones and take their slots: the evicted are
+    // gone, the new ones visited once.
+    agg.add_traffic(3000, ip(9), "", out(1));
+    agg.add_traffic(3000, ip(1), "", out(1));
+    agg.add_traffic(3001, ip(10), "", out(1));
+    REQUIRE(agg.evictions(EntityKind::client) == 2);
+    auto seen = visited_since(agg, 2001);
+    CHECK(seen == updated_since(agg, 2001));
+    CHECK(seen == std::map<std::string, int>{
+                      {"192.0.2.1", 1}, {"192.0.2.10", 1}, {"192.0.2.2", 1}, {"192.0.2.9", 1}});
+    // A slot freed and taken again within one millisecond, both times
+    // updated then: its entity is visited once, the evicted one not at all.
+    for (uint32_t i : {1, 2, 9, 10})
+        agg.add_traffic(4000, ip(i), "", out(1));
+    for (uint32_t i = 11; i <= 14; i++)
+        agg.add_traffic(4000, ip(i), "", out(1));
+    for (uint32_t i = 15; i <= 17; i++)  // each evicts one of those updated at 4000
+        agg.add_traffic(4000, ip(i), "", out(1));
+    REQUIRE(agg.evictions(EntityKind::client) == 9);
+    seen = visited_since(agg, 4000);
+    CHECK(seen.size() == 8);
+    CHECK(seen == updated_since(agg, 4000));
+    // A read for an earlier time than the read before passes over the table.
+    CHECK(visited_since(agg, 2000) == updated_since(agg, 2000));
+
+    // Compaction moves entities to other slots.
+    Aggregator big;
+    for (uint32_t i = 0; i < 4000; i++)
+        big.add_traffic(1000, v4(0x0a000000 + i), "", out(1));
+    CHECK(visited_since(big, 1000).size() == 4000);
+    for (uint32_t i = 3000; i < 3100; i++)  // near the end of the slab
+        big.add_traffic(1000 + kDay, v4(0x0a000000 + i), "", out(1));
+    CHECK(big.expire(1001 + kDay) > 0);  // the rest expire: the table compacts
+    REQUIRE(big.size(EntityKind::client) == 100);
+    big.add_traffic(2000 + kDay, v4(0x0a000000 + 3050), "", out(1));
+    seen = visited_since(big, 1000 + kDay);  // noted before they moved
+    CHECK(seen.size() == 100);
+    CHECK(seen == updated_since(big, 1000 + kDay));
+    seen = visited_since(big, 1001 + kDay);
+    CHECK(seen == std::map<std::string, int>{{"10.0.11.234", 1}});
+    CHECK(seen == updated_since(big, 1001 + kDay));
+}
+
+// What the detector relies on to follow the traffic, not the tables: a read
+// of the few entities updated since costs them, not a pass over the kind.
+TEST_CASE("for_each_active_since costs the entities updated, not the table", "[aggregate]")
+{
+    Aggregator agg;
+    const uint32_t n = 100'000;
+    for (uint32_t i = 0; i < n; i++)
+        agg.add_traffic(1000, v4(0x0a000000 + i), "", out(1));
+    agg.for_each_active_since(EntityKind::client, 1000, [](const EntityRef &) {});
+    for (uint32_t i = 0; i < n; i += n / 10)
+        agg.add_traffic(2000, v4(0x0a000000 + i), "", out(1));
+    using Clock = std::chrono::steady_clock;
+    auto fastest = [](int reps, auto &&f) {
+        auto best = Clock::duration::max();
+        for (int r = 0; r < reps; r++) {
+            auto t0 = Clock::now();
+            f();
+            best = std::min(best, Clock::now() - t0);
+        }
+        return double(std::chrono::duration_cast<std::chrono::nanoseconds>(best).count());
+    };
+    size_t updated = 0, all = 0;
+    double updated_ns = fastest(20, [&] {
+        updated = 0;
+        agg.for_each_active_since(EntityKind::client, 1001, [&](const EntityRef &) { updated++; });
+    });
+    double table_ns = fastest(5, [&] {
+        all = 0;
+        agg.for_each(EntityKind::client, [&](const EntityRef &r) { all += r.last_seen_ms() > 0; });
+    });
+    INFO("10 updated of " << n << ": " << updated_ns << " ns; a pass over the table: " << table_ns
+                          << " ns");
+    CHECK(updated == 10);
+    CHECK(all == n);
+    CHECK(updated_ns * 20 < table_ns);
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <type_traits>
 
 #include "aggregate/api_host_ids.h"
@@ -14,6 +15,7 @@
 #include "aggregate/entity_tables.h"
 #include "aggregate/entity_windows.h"
 #include "aggregate/eviction.h"
+#include "aggregate/update_log.h"
 #include "common/error.h"
 #include "common/state_codec.h"
 
@@ -47,6 +49,7 @@ using detail::SavedIds;
 using detail::SubnetEntry;
 using detail::Tally;
 using detail::TopSnis;
+using detail::UpdateLog;
 
 namespace {
 
@@ -153,6 +156,9 @@ struct AggImpl {
     // entities keep the later one), so nothing can expire before the clock
     // passes it by longest_. A restored aggregator starts without it.
     std::optional<uint64_t> oldest_last_;
+    // Per kind: the entities updated lately, for for_each_active_since()
+    // (update_log.h). Reads keep them (const queries, one thread).
+    mutable std::array<UpdateLog, kEntityKinds> updated_;
 
     explicit AggImpl(const AggConfig &c) : cfg_(c), tables_(c.windows_ms.size())
     {
@@ -254,12 +260,15 @@ struct AggImpl {
     {
         fresh = false;
         uint32_t i = t.find(h, eq);
+        if (i != kNoSlot)
+            updated_[size_t(k)].note(i, t.entry(i).last, now, false, t.size());
         if (i != kNoSlot || !create)
             return i;
         i = insert(t, k, h);
         E &e = t.entry(i);
         e.first = e.last = now;
         fresh = true;
+        updated_[size_t(k)].note(i, 0, now, true, t.size());
         return i;
     }
 
@@ -675,17 +684,21 @@ struct AggImpl {
         sweep(tables_.ja4s, EntityKind::ja4);
         sweep(tables_.api_hosts, EntityKind::api_host);  // never compacted: slots are ids
         auto hasher = [this](const auto &e) { return hash_(e); };
-        auto compact = [&](auto &t) {
-            if (t.sparse())
-                t.compact(hasher);
+        auto compact = [&](auto &t, UpdateLog *log) {
+            if (!t.sparse())
+                return;
+            t.compact(hasher);
+            if (log)
+                log->off();  // its slots moved
         };
-        compact(tables_.clients);
-        compact(tables_.client_api_hosts);
-        compact(tables_.subnets);
-        compact(tables_.cohorts);
-        compact(tables_.ja4s);
-        compact(tables_.ja4_snis);
-        compact(tables_.members);
+        auto log = [&](EntityKind k) { return &updated_[size_t(k)]; };
+        compact(tables_.clients, log(EntityKind::client));
+        compact(tables_.client_api_hosts, log(EntityKind::client_api_host));
+        compact(tables_.subnets, log(EntityKind::subnet));
+        compact(tables_.cohorts, log(EntityKind::cohort));
+        compact(tables_.ja4s, log(EntityKind::ja4));
+        compact(tables_.ja4_snis, log(EntityKind::ja4_sni));
+        compact(tables_.members, nullptr);
         oldest_last_ = oldest;
         return n;
     }
@@ -1018,6 +1031,8 @@ struct AggImpl {
             members_evicted_++;
         }
         recount();
+        for (auto &log : updated_)
+            log.off();  // entities re-keyed, merged, recounted
     }
 
     // Memberships under a prefix no longer configured: their members are
@@ -1044,7 +1059,8 @@ struct AggImpl {
     size_t memory(EntityKind k) const
     {
         size_t ids = k == EntityKind::api_host ? api_host_ids_.memory_bytes() : 0;
-        return ids + tables_.visit(k, [](const auto &t) { return t.memory_bytes(); });
+        return ids + updated_[size_t(k)].memory_bytes() +
+               tables_.visit(k, [](const auto &t) { return t.memory_bytes(); });
     }
 
     size_t memory() const
@@ -1188,6 +1204,38 @@ struct AggImpl {
     }
 
     EntityRef ref(EntityKind k, uint32_t i) const { return EntityRef(this, k, i); }
+
+    // f(slot) for the live entities of kind k last updated at or after
+    // since, in slot order: from the kind's update log when it covers since,
+    // else by a scan that restarts the log (update_log.h).
+    template <class F>
+    void for_each_updated(EntityKind k, uint64_t since, F &&f) const
+    {
+        UpdateLog &log = updated_[size_t(k)];
+        tables_.visit(k, [&](const auto &t) {
+            if (!log.covers(since)) {
+                std::vector<uint32_t> at_clock;
+                t.for_each_live([&](uint32_t i) {
+                    uint64_t last = t.entry(i).last;
+                    if (last == clock_)
+                        at_clock.push_back(i);
+                    if (last >= since)
+                        f(i);
+                });
+                log.restart(clock_, std::move(at_clock));
+                return;
+            }
+            // A bit per slot: each slot once, whatever its notes, in slot order.
+            std::vector<uint64_t> bits((size_t(t.high_water()) + 63) / 64);
+            log.read_since(since, [&](uint32_t i) {
+                if (t.live(i) && t.entry(i).last >= since)
+                    bits[i / 64] |= uint64_t(1) << (i % 64);
+            });
+            for (size_t w = 0; w < bits.size(); w++)
+                for (uint64_t b = bits[w]; b; b &= b - 1)
+                    f(uint32_t(w * 64 + size_t(std::countr_zero(b))));
+        });
+    }
 };
 
 // ---------------------------------------------------------------------------
@@ -1376,12 +1424,7 @@ void Aggregator::for_each(EntityKind kind, const std::function<void(const Entity
 void Aggregator::for_each_active_since(EntityKind kind, uint64_t since_ms,
                                        const std::function<void(const EntityRef &)> &fn) const
 {
-    impl_->tables_.visit(kind, [&](const auto &t) {
-        t.for_each_live([&](uint32_t i) {
-            if (t.entry(i).last >= since_ms)
-                fn(impl_->ref(kind, i));
-        });
-    });
+    impl_->for_each_updated(kind, since_ms, [&](uint32_t i) { fn(impl_->ref(kind, i)); });
 }
 
 std::vector<SniShare> Aggregator::top_snis(EntityKind kind, const EntityKey &key) const

@@ -259,8 +259,10 @@ public:
     std::vector<Row> top(EntityKind kind, size_t window, SortBy by, size_t n, uint64_t now_ms,
                          Estimate e = Estimate::sliding) const;
     void for_each(EntityKind kind, const std::function<void(const EntityRef &)> &fn) const;
-    // The entities of the kind updated at or after since_ms (the clock):
-    // still one pass over the kind, but a few nanoseconds per idle entity.
+    // The entities of the kind updated at or after since_ms (the clock), in
+    // slot order. It costs the entities updated since, from a list kept per
+    // kind from the first call on; the first call, and one with since_ms
+    // earlier than the call before, pass over the whole kind.
     void for_each_active_since(EntityKind kind, uint64_t since_ms,
                                const std::function<void(const EntityRef &)> &fn) const;
     std::vector<SniShare> top_snis(EntityKind kind, const EntityKey &key) const;

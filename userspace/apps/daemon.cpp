@@ -515,7 +515,13 @@ private:
 
     void evaluate_now()
     {
-        auto records = detector_.evaluate(aggregator_, monotonic_ms(), wall_ms());
+        // The aggregator's clock to now first: the evaluation's mark (the
+        // clock) is then past the last harvest's updates, and the next
+        // evaluation looks only at what later harvests update (all stamped
+        // later: monotonic time), not at that harvest's entities again.
+        uint64_t now = monotonic_ms();
+        aggregator_.expire(now);
+        auto records = detector_.evaluate(aggregator_, now, wall_ms());
         for (auto &r : records)
             state_
                 .alerts[{r.rule, detect::severity_name(r.severity), detect::state_name(r.state)}]++;
