@@ -78,8 +78,8 @@ public:
     {
         const Due due = due_at(ts_ns);
         if (due.harvest) {
-            auto tb = dp.tables();
-            run_due(due, &tb, t);
+            dp.read_tables(tables_);
+            run_due(due, &tables_, t);
         } else if (due.evaluate) {
             run_due(due, nullptr, t);
         }
@@ -139,6 +139,7 @@ private:
     agg::Aggregator agg_;
     detect::Detector det_;
     HarvestStage harvest_;
+    Tables tables_;  // the last harvest's, its storage reused by the next
     std::vector<Alert> alerts_;
 };
 
@@ -244,7 +245,10 @@ struct Batch {
     std::vector<uint8_t> bytes;
     std::vector<Step> steps;
     std::vector<DetectReplayStage::Due> dues;
-    std::vector<Tables> tables;  // one for each due harvest, in order
+    // One for each due harvest, in order: the first n_tables; the others
+    // are storage kept from earlier uses of the batch (see read_tables).
+    std::vector<Tables> tables;
+    size_t n_tables = 0;
 
     void add_event(uint64_t packet, std::span<const uint8_t> ev)
     {
@@ -255,8 +259,11 @@ struct Batch {
     {
         steps.push_back({packet, 0, 0, int32_t(dues.size())});
         dues.push_back(due);
-        if (due.harvest)
-            tables.push_back(dp.tables());
+        if (!due.harvest)
+            return;
+        if (n_tables == tables.size())
+            tables.emplace_back();
+        dp.read_tables(tables[n_tables++]);
     }
     // Big enough to hand over: the hand-over's locking is then paid per
     // thousands of packets, and the bytes in flight stay a few MiB.
@@ -266,7 +273,7 @@ struct Batch {
         bytes.clear();
         steps.clear();
         dues.clear();
-        tables.clear();
+        n_tables = 0;
     }
 };
 
