@@ -115,8 +115,9 @@ public:
     void on_end(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
         uint64_t now = std::max<uint64_t>(ts_ns / 1000000, agg_.clock_ms());
-        auto tb = dp.tables();
-        harvest_.run(agg_, tb.flows, tb.clients, t, now);
+        dp.read_tables(tables_);
+        harvest_.run(agg_, tables_.flows, tables_.clients, t, now);
+        tables_ = {};  // the last harvest: the report's copy of the tables may take its memory
         collect(det_.evaluate(agg_, now, now));
     }
     void take_alerts(std::vector<Alert> &out) override
@@ -245,10 +246,9 @@ struct Batch {
     std::vector<uint8_t> bytes;
     std::vector<Step> steps;
     std::vector<DetectReplayStage::Due> dues;
-    // One for each due harvest, in order: the first n_tables; the others
-    // are storage kept from earlier uses of the batch (see read_tables).
+    // One for each due harvest, in order. Not kept for reuse as the one
+    // thread's are: every batch in circulation would hold a copy (peak RSS).
     std::vector<Tables> tables;
-    size_t n_tables = 0;
 
     void add_event(uint64_t packet, std::span<const uint8_t> ev)
     {
@@ -259,11 +259,8 @@ struct Batch {
     {
         steps.push_back({packet, 0, 0, int32_t(dues.size())});
         dues.push_back(due);
-        if (!due.harvest)
-            return;
-        if (n_tables == tables.size())
-            tables.emplace_back();
-        dp.read_tables(tables[n_tables++]);
+        if (due.harvest)
+            tables.push_back(dp.tables());
     }
     // Big enough to hand over: the hand-over's locking is then paid per
     // thousands of packets, and the bytes in flight stay a few MiB.
@@ -273,7 +270,7 @@ struct Batch {
         bytes.clear();
         steps.clear();
         dues.clear();
-        n_tables = 0;
+        tables.clear();
     }
 };
 
