@@ -623,3 +623,51 @@ TEST_CASE("ja4: hellos with contradicting lengths, as in the shared captures",
         REQUIRE(ja4(h) == "t10i110000_c384039f30c5_000000000000");
     }
 }
+
+TEST_CASE("ja4: the cache gives ja4()'s fingerprint for hellos apart in any input it reads",
+          "[tls][ja4]")
+{
+    // Each differs from the first in one input of the fingerprint: the
+    // cache must not take one for another (GREASE aside, which it ignores
+    // as ja4() does).
+    std::vector<std::pair<ClientHello, Ja4Options>> hellos;
+    const ClientHello base = parsed(spec_example().record());
+    hellos.push_back({base, {}});
+    auto with = [&](auto change, Ja4Options o = {}) {
+        ClientHello h = base;
+        change(h);
+        hellos.push_back({h, o});
+    };
+    with([](ClientHello &h) { h.cipher_suites.pop_back(); });
+    with([](ClientHello &h) { std::swap(h.cipher_suites[1], h.cipher_suites[2]); });
+    with([](ClientHello &h) { h.cipher_suites.insert(h.cipher_suites.begin(), 0x2a2a); });
+    with([](ClientHello &h) { h.extensions.pop_back(); });
+    with([](ClientHello &h) { std::erase(h.extensions, ext::server_name); });
+    with([](ClientHello &h) { h.signature_algorithms.pop_back(); });
+    with([](ClientHello &h) { std::swap(h.signature_algorithms[0], h.signature_algorithms[1]); });
+    with([](ClientHello &h) { h.alpn.front() = "h3"; });
+    with([](ClientHello &h) { h.alpn.clear(); });
+    with([](ClientHello &h) { h.supported_versions = {0x0303}; });
+    with([](ClientHello &h) { h.is_quic = true; });
+    with([](ClientHello &) {}, Ja4Options{Ja4Transport::dtls, Ja4AlpnRule::spec});
+    with([](ClientHello &h) { h.alpn.front() = "\xba\xad"; });
+    with([](ClientHello &h) { h.alpn.front() = "\xba\xad"; },
+         Ja4Options{std::nullopt, Ja4AlpnRule::foxio_tool});
+
+    Ja4Cache cache;
+    for (int pass = 0; pass < 2; pass++)  // the second from the cache
+        for (const auto &[h, o] : hellos)
+            REQUIRE(cache.ja4(h, o) == ja4(h, o));
+    // The GREASE variant's fingerprint is the base's: one entry for both.
+    REQUIRE(cache.size() == hellos.size() - 1);
+
+    SECTION("bounded")
+    {
+        ClientHello h = base;
+        for (uint16_t v = 0; v <= Ja4Cache::kMaxEntries; v++) {
+            h.cipher_suites.back() = uint16_t(0x1000 + v);
+            REQUIRE(cache.ja4(h, {}) == ja4(h, {}));
+            REQUIRE(cache.size() <= Ja4Cache::kMaxEntries);
+        }
+    }
+}

@@ -78,8 +78,8 @@ public:
     {
         const Due due = due_at(ts_ns);
         if (due.harvest) {
-            auto tb = dp.tables();
-            run_due(due, &tb, t);
+            dp.read_tables(tables_);
+            run_due(due, &tables_, t);
         } else if (due.evaluate) {
             run_due(due, nullptr, t);
         }
@@ -115,8 +115,9 @@ public:
     void on_end(uint64_t ts_ns, const Datapath &dp, const FlowTracker &t) override
     {
         uint64_t now = std::max<uint64_t>(ts_ns / 1000000, agg_.clock_ms());
-        auto tb = dp.tables();
-        harvest_.run(agg_, tb.flows, tb.clients, t, now);
+        dp.read_tables(tables_);
+        harvest_.run(agg_, tables_.flows, tables_.clients, t, now);
+        tables_ = {};  // the last harvest: the report's copy of the tables may take its memory
         collect(det_.evaluate(agg_, now, now));
     }
     void take_alerts(std::vector<Alert> &out) override
@@ -139,6 +140,7 @@ private:
     agg::Aggregator agg_;
     detect::Detector det_;
     HarvestStage harvest_;
+    Tables tables_;  // the last harvest's, its storage reused by the next
     std::vector<Alert> alerts_;
 };
 
@@ -244,7 +246,9 @@ struct Batch {
     std::vector<uint8_t> bytes;
     std::vector<Step> steps;
     std::vector<DetectReplayStage::Due> dues;
-    std::vector<Tables> tables;  // one for each due harvest, in order
+    // One for each due harvest, in order. Not kept for reuse as the one
+    // thread's are: every batch in circulation would hold a copy (peak RSS).
+    std::vector<Tables> tables;
 
     void add_event(uint64_t packet, std::span<const uint8_t> ev)
     {

@@ -25,6 +25,10 @@ public:
     virtual void drain_events(const EventFn &fn) = 0;
     // The flow and client tables, the flow cache folded in (maps.h).
     virtual Tables tables() const = 0;
+    // The same into `into`, whose rows it replaces: a caller that reads
+    // the tables at every harvest keeps their storage, so the rows are not
+    // written to freshly allocated (page-faulting) memory each time.
+    virtual void read_tables(Tables &into) const { into = tables(); }
     std::vector<FlowRow> flows() const { return tables().flows; }
     std::vector<ClientRow> clients() const { return tables().clients; }
     virtual HealthCounters health() const = 0;

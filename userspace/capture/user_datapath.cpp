@@ -140,6 +140,17 @@ SensorOptions with_packet_time(SensorOptions o)
     return o;
 }
 
+// Empties rows for n new ones, keeping its storage; grown with headroom,
+// as the tables grow between harvests (an exact fit would be reallocated,
+// into fresh pages, at each).
+template <typename Row>
+void reuse(std::vector<Row> &rows, size_t n)
+{
+    rows.clear();
+    if (rows.capacity() < n)
+        rows.reserve(n + n / 2);
+}
+
 class UserDatapath final : public Datapath {
 public:
     explicit UserDatapath(const SensorOptions &o)
@@ -197,8 +208,13 @@ public:
     Tables tables() const override
     {
         Tables t;
-        t.clients.reserve(clients_.size());
-        t.flows.reserve(flows_.size());
+        read_tables(t);
+        return t;
+    }
+    void read_tables(Tables &t) const override
+    {
+        reuse(t.clients, clients_.size());
+        reuse(t.flows, flows_.size());
         clients_.for_each([&](const uint8_t *k, const exf_client_stats &v) {
             ClientRow r;
             std::memcpy(&r.key, k, sizeof(r.key));
@@ -216,7 +232,6 @@ public:
             if (c.used)
                 used.push_back(c);
         fold_fcache(t, used);
-        return t;
     }
     HealthCounters health() const override { return health_; }
     const char *name() const override { return "userspace"; }

@@ -401,7 +401,7 @@ void FlowTracker::record_hello(FlowRecord &r, const tls::ClientHello &h)
     tls::Ja4Options o;
     o.transport = h.is_quic ? tls::Ja4Transport::quic : tls::Ja4Transport::tcp;
     o.alpn_rule = opts_.alpn_rule;
-    m.ja4 = tls::ja4(h, o);
+    m.ja4 = ja4_.ja4(h, o);
     m.ech = h.ech;
     r.hello = HelloState::done;
     stats_.hellos_done++;

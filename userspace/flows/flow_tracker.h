@@ -257,6 +257,7 @@ private:
     std::unordered_map<uint64_t, std::unique_ptr<QuicHelloDecoder>> quic_;
     std::map<std::string, uint64_t, std::less<>> anomalies_;
     FlowTrackerStats stats_;
+    tls::Ja4Cache ja4_;
     uint64_t next_id_ = 1;
     RecordFn on_meta_, on_end_, on_evict_;
     QuicDecoderFactory quic_factory_;

@@ -215,26 +215,51 @@ void write_clients_table(const ReplayReport &r, std::ostream &out)
 }
 
 // Per fingerprint: every TLS/QUIC flow whose ClientHello gave a JA4.
+// A JA4's client and subnet entities as keys (address, prefix), formatted
+// once each at the end: formatting them per flow was most of the report's
+// time. Sorted and deduplicated; their names then go into the report's sets.
+struct EntityKeys {
+    std::vector<std::pair<Addr16, uint8_t>> keys;
+    void add(const agg::EntityKey &k) { keys.emplace_back(k.addr, k.prefix); }
+    void format_into(agg::EntityKind kind, std::set<std::string> &out)
+    {
+        std::sort(keys.begin(), keys.end());
+        keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+        for (const auto &[addr, prefix] : keys) {
+            agg::EntityKey k;
+            k.addr = addr;
+            k.prefix = prefix;
+            out.insert(agg::format_key(kind, k));
+        }
+    }
+};
+
 std::vector<Ja4Report> ja4_reports(const Tables &tables, const FlowTracker &tracker,
                                    const std::vector<FlowRecord> &reused, const agg::AggConfig &agg)
 {
-    std::map<std::string, Ja4Report> by;
+    struct Ja4Entities {
+        Ja4Report report;
+        EntityKeys clients, subnets;
+    };
+    std::map<std::string, Ja4Entities> by;
     auto add = [&](const exf_flow_key &k, const exf_flow &f, const FlowRecord *rec) {
         if ((f.kind != EXF_KIND_TLS && f.kind != EXF_KIND_QUIC) || !rec || !rec->tls.known ||
             rec->tls.ja4.empty())
             return;
-        Ja4Report &j = by[rec->tls.ja4];
-        j.ja4 = rec->tls.ja4;
-        FlowReport fr = flow_report(k, f);
+        auto [it, added] = by.try_emplace(rec->tls.ja4);
+        Ja4Report &j = it->second.report;
+        if (added)
+            j.ja4 = rec->tls.ja4;
         j.tls_flows++;
-        j.bytes_in += fr.bytes_in;
-        j.bytes_out += fr.bytes_out;
+        const unsigned in = flow_in_dir(f);
+        j.bytes_in += f.bytes[in];
+        j.bytes_out += f.bytes[in ^ 1];
         if (rec->tls.sni && !rec->tls.sni->empty())
             j.sni.insert(*rec->tls.sni);
-        j.clients.insert(agg::format_key(agg::EntityKind::client, agg.client_key(fr.client_addr)));
-        uint8_t sp = agg::is_v4(fr.client_addr) ? agg.subnet_prefix_v4 : agg.subnet_prefix_v6;
-        j.subnets.insert(
-            agg::format_key(agg::EntityKind::subnet, agg::prefix_key(fr.client_addr, sp)));
+        const Addr16 client = to_addr(flow_client_addr(k, f));
+        it->second.clients.add(agg.client_key(client));
+        uint8_t sp = agg::is_v4(client) ? agg.subnet_prefix_v4 : agg.subnet_prefix_v6;
+        it->second.subnets.add(agg::prefix_key(client, sp));
     };
     for (const auto &row : tables.flows)
         add(row.key, row.flow, tracker.lookup(row.key));
@@ -242,8 +267,11 @@ std::vector<Ja4Report> ja4_reports(const Tables &tables, const FlowTracker &trac
         if (rec.has_counters)
             add(rec.key, rec.counters, &rec);
     std::vector<Ja4Report> out;
-    for (auto &[k, j] : by)
-        out.push_back(std::move(j));
+    for (auto &[k, e] : by) {
+        e.clients.format_into(agg::EntityKind::client, e.report.clients);
+        e.subnets.format_into(agg::EntityKind::subnet, e.report.subnets);
+        out.push_back(std::move(e.report));
+    }
     return out;
 }
 

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -279,6 +280,46 @@ std::string ja4(const ClientHello &hello, const Ja4Options &opts)
     out += '_';
     out += ja4_hash12(p.c_sorted);
     return out;
+}
+
+namespace {
+
+void append_u16s(std::string &key, const std::vector<uint16_t> &values)
+{
+    uint16_t n = 0;
+    const size_t at = key.size();
+    key.append(sizeof(n), '\0');  // the count, filled in below
+    for (uint16_t v : values)
+        if (!is_grease(v)) {
+            key.append(reinterpret_cast<const char *>(&v), sizeof(v));
+            n++;
+        }
+    std::memcpy(key.data() + at, &n, sizeof(n));
+}
+
+}  // namespace
+
+// The key holds every input of ja4_parts(original = false), GREASE left
+// out as it leaves them out: equal keys give equal fingerprints.
+std::string Ja4Cache::ja4(const ClientHello &hello, const Ja4Options &opts)
+{
+    key_.clear();
+    const Ja4Transport transport =
+        opts.transport.value_or(hello.is_quic ? Ja4Transport::quic : Ja4Transport::tcp);
+    const uint16_t version = ja4_version_value(hello);
+    key_.push_back(char(transport));
+    key_.push_back(char(opts.alpn_rule));
+    key_.append(reinterpret_cast<const char *>(&version), sizeof(version));
+    append_u16s(key_, hello.cipher_suites);
+    append_u16s(key_, hello.extensions);  // server_name and ALPN among them
+    append_u16s(key_, hello.signature_algorithms);
+    if (!hello.alpn.empty())
+        key_.append(hello.alpn.front());  // last: its length is the rest
+    if (auto it = by_input_.find(key_); it != by_input_.end())
+        return it->second;
+    if (by_input_.size() >= kMaxEntries)
+        by_input_.clear();
+    return by_input_.emplace(key_, tls::ja4(hello, opts)).first->second;
 }
 
 }  // namespace exf::tls

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "tls/client_hello.h"
 
@@ -58,6 +59,21 @@ struct Ja4Fingerprints {
 Ja4Fingerprints compute_ja4(const ClientHello &hello, const Ja4Options &opts = {});
 // Just the sorted, hashed JA4.
 std::string ja4(const ClientHello &hello, const Ja4Options &opts = {});
+
+// ja4() remembered by what it reads of a hello (GREASE left out): a sensor
+// sees thousands of hellos from a few dozen client stacks, and a lookup
+// costs a fraction of the sort, the hex lists and the two SHA-256 digests.
+// Bounded: forgets everything when it holds kMaxEntries.
+class Ja4Cache {
+public:
+    static constexpr size_t kMaxEntries = 1024;
+    std::string ja4(const ClientHello &hello, const Ja4Options &opts);
+    size_t size() const { return by_input_.size(); }
+
+private:
+    std::string key_;  // scratch: the last hello's inputs
+    std::unordered_map<std::string, std::string> by_input_;
+};
 
 // Building blocks, exposed for tests and for other fingerprints.
 
