@@ -765,7 +765,9 @@ struct Options {
     uint64_t n_clients = 1000, n_flows = 10000;
     unsigned runs = 5;
     double change = 5;
-    std::string reader = "full";  // --reader full|changes
+    // --reader full|changes; unset: table reads whole tables, events reads
+    // the change log as the daemon does.
+    std::string reader;
     unsigned samples = 20000;
     unsigned rounds = 5;
     bool sni = true;
@@ -779,7 +781,7 @@ struct Options {
                 "[--drain FLOWS]\n"
                 "                    [--clients C] [--prefill-clients N] [--prefill-flows M]\n"
                 "                    [--queue Q] [--ring BYTES] [--hello BYTES] [--tag T]\n"
-                "                    [--harvest-drain on|off]\n"
+                "                    [--harvest-drain on|off] [--reader full|changes]\n"
                 "       scale table --clients N --flows M [--runs R] [--change PCT] "
                 "[--samples S]\n"
                 "                    [--rounds R2] [--no-sni] [--tag T] [--reader full|changes]\n");
@@ -1160,10 +1162,14 @@ int events_main(const Options &o)
     Daemon d;
     d.cfg.bpf = so;
     d.cfg.event_queue_size = o.queue;
+    // The daemon's reader (the change log) unless --reader full.
+    std::unique_ptr<exf::ChangeReader> reader;
+    if (o.reader != "full")
+        reader = std::make_unique<exf::ChangeReader>(sensor);
     if (o.prefill_flows) {
         // The prefilled flows' first harvest (all of them new) before the
         // clock starts: the run measures steady-state harvests.
-        auto t = harvest_once(sensor, d);
+        auto t = harvest_once(sensor, d, reader.get());
         std::printf(
             "# prefill: %zu flows, %zu clients; first harvest %.0f ms + evaluation %.0f ms\n",
             t.flow_rows, t.client_rows, (t.read_s + t.run_s) * 1e3, t.eval_s * 1e3);
@@ -1177,6 +1183,7 @@ int events_main(const Options &o)
     std::vector<double> harvest_ms, harvest_cpu_ms, eval_ms;
     double main_busy = 0;  // main thread CPU in pop + harvest + evaluate
     uint64_t harvest_drained = 0, harvest_drain_full = 0;
+    size_t full_reads = 0;  // harvests that read the whole tables
     double pop_cpu = 0;
 
     // The daemon's main loop (apps/daemon.cpp), without the control
@@ -1198,9 +1205,13 @@ int events_main(const Options &o)
                 auto work = [&] {
                     double c = thread_cpu_s();
                     (void)exf::read_health(sensor.health_fd());
-                    auto tables = sensor.tables();
-                    d.harvest->run(*d.aggregator, tables.flows, tables.clients, d.tracker,
-                                   mono_ms());
+                    exf::TableChanges changes;
+                    if (reader)
+                        changes = reader->read();
+                    else
+                        changes.tables = sensor.tables();
+                    full_reads += changes.full;
+                    d.harvest->run(*d.aggregator, changes, d.tracker, mono_ms());
                     cpu = thread_cpu_s() - c;
                 };
                 if (o.harvest_drain) {
@@ -1328,7 +1339,7 @@ int events_main(const Options &o)
                 "process_cpu_s=%.2f main_us_per_event=%.2f pop_us_per_event=%.2f harvests=%zu "
                 "harvest_ms_median=%s harvest_ms_max=%s harvest_cpu_ms_median=%s eval_ms_median=%s "
                 "harvest_drain=%d harvest_drained=%llu harvest_drain_full=%llu loss_pct=%.2f "
-                "rss_mib=%.1f\n",
+                "rss_mib=%.1f reader=%s full_reads=%zu\n",
                 o.tag.c_str(), kind.c_str(), o.loop.c_str(), rate, o.queue, so.ringbuf_bytes,
                 o.hello, (unsigned long long)o.prefill_clients, (unsigned long long)o.prefill_flows,
                 (unsigned long long)flows, prod_s, consume_s,
@@ -1346,7 +1357,7 @@ int events_main(const Options &o)
                 (unsigned long long)harvest_drain_full,
                 100.0 * double(rb_full + queue.dropped()) /
                     double(std::max<uint64_t>(1, hello_ev + end_ev + rb_full)),
-                double(rss_bytes()) / 1048576);
+                double(rss_bytes()) / 1048576, reader ? "changes" : "full", full_reads);
     std::fflush(stdout);
     (void)main_busy;
     return 0;
