@@ -371,7 +371,7 @@ TEST_CASE("The fleet evaluator's metrics: its own families, the detector's and t
     e.rules = 9;
     e.rules_failed = 6;
     e.rule_failures = 42;
-    e.last_complete_ms = 1'800'000'123'000;
+    e.last_complete_ms = 1'800'000'123'456;
     e.rolled_to_s = 1'800'000'000 - 3600;
     e.alert_rows_waiting = 2;
     m.evaluator = e;
@@ -385,7 +385,7 @@ TEST_CASE("The fleet evaluator's metrics: its own families, the detector's and t
           "exfilmon_alerts_open 1\n", "exfilmon_output_sent_total{output=\"0\",type=\"json\"} 1\n",
           "exfilmon_fleet_eval_rules 9\n", "exfilmon_fleet_eval_rules_failed 6\n",
           "exfilmon_fleet_eval_rule_failures_total 42\n",
-          "exfilmon_fleet_eval_last_complete_seconds 1800000123\n",
+          "exfilmon_fleet_eval_last_complete_seconds 1800000123.456\n",
           "exfilmon_fleet_eval_rolled_up_to_seconds 1799996400\n",
           "exfilmon_fleet_eval_alert_rows_waiting 2\n"})
         CHECK(text.find(line) != std::string::npos);
@@ -411,7 +411,7 @@ TEST_CASE("The fleet export's figures in status, its table and the metrics, and 
     fl.exporter.failures = 2;
     fl.exporter.dropped_batches = 1;
     fl.exporter.spool_depth = 3;
-    fl.exporter.last_success_ms = kWall;
+    fl.exporter.last_success_ms = kWall + 789;  // its milliseconds stay in the metric
     fl.exporter.last_error = "cannot reach ClickHouse at http://192.0.2.5:8123";
     f.state.fleet = fl;
     auto s = ask(f, R"({"cmd":"status"})");
@@ -427,7 +427,7 @@ TEST_CASE("The fleet export's figures in status, its table and the metrics, and 
                               {"spool_depth", 3},
                               {"spool_write_errors", 0},
                               {"periods_waiting", 1},
-                              {"last_success_ms", kWall},
+                              {"last_success_ms", kWall + 789},
                               {"last_error", "cannot reach ClickHouse at http://192.0.2.5:8123"}}));
     CHECK(render_status(s).find(
               "fleet:       http://192.0.2.5:8123 database exf as edge-1: sent 40 rows (4.0KiB) in "
@@ -441,7 +441,7 @@ TEST_CASE("The fleet export's figures in status, its table and the metrics, and 
           "exfilmon_fleet_periods_sent_total 4\n", "exfilmon_fleet_failures_total 2\n",
           "exfilmon_fleet_dropped_periods_total 1\n", "exfilmon_fleet_spool_depth 4\n",
           "exfilmon_fleet_spool_write_errors_total 0\n",
-          "exfilmon_fleet_last_success_seconds 1800000000\n"})
+          "exfilmon_fleet_last_success_seconds 1800000000.789\n"})
         CHECK(text.find(line) != std::string::npos);
 }
 

@@ -519,8 +519,8 @@ public:
         char buf[64];
         if (v == double(uint64_t(v)) && v < 1.8e19)
             std::snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
-        else
-            std::snprintf(buf, sizeof(buf), "%.9g", v);
+        else  // 15 digits: a Unix time keeps its milliseconds
+            std::snprintf(buf, sizeof(buf), "%.15g", v);
         out_ += name_ + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
     }
     void sample(uint64_t v, const std::string &labels = "")
