@@ -58,6 +58,7 @@ socket = "$dir/control.sock"
 enabled = false
 [daemon]
 report_interval = "1h"
+state_dir = ""
 [[rules]]
 name = "bulk"
 entity = "client"

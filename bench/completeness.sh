@@ -183,6 +183,7 @@ socket = "$WORK/control-$1.sock"
 enabled = false
 [daemon]
 report_interval = "1h"
+state_dir = ""
 [[outputs]]
 type = "json"
 path = "$WORK/alerts-$1.json"

@@ -166,6 +166,7 @@ socket = "$WORK/control.sock"
 enabled = false
 [daemon]
 report_interval = "1h"
+state_dir = ""
 [[outputs]]
 type = "json"
 path = "$WORK/alerts.json"

@@ -114,7 +114,9 @@ TEST_CASE("SIGKILL mid-transfer then restart keeps per-client totals exact",
     auto cfg = lab.dir() / "exfilmon.toml";
     std::ofstream(cfg) << "[bpf]\npin = true\npin_path = \"" << pin_dir.string()
                        << "\"\nflow_table_size = 4096\n[daemon]\nreport_interval = \"200ms\"\n"
-                       << "state_dir = \"" << (lab.dir() / "state").string() << "\"\n";
+                       << "state_dir = \"" << (lab.dir() / "state").string() << "\"\n"
+                       << "[control]\nsocket = \"" << (lab.dir() / "control.sock").string()
+                       << "\"\n";
     auto cap = lab.start_capture(s.srv, s.ifname, "srv", "tcp", 128);
 
     auto out1 = lab.dir() / "daemon1.out", out2 = lab.dir() / "daemon2.out";
@@ -207,9 +209,11 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize]
     Lab lab;
     auto s = make_lab(lab, lab.dir() / "www", 1u << 20);
     auto cfg = lab.dir() / "exfilmon.toml";
-    const std::string good = "[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
-                             "report_interval = \"200ms\"\nstate_dir = \"" +
-                             (lab.dir() / "state").string() + "\"\n";
+    // Where this daemon keeps its state and socket, in every file it reloads.
+    const std::string own_paths = "[daemon]\nreport_interval = \"200ms\"\nstate_dir = \"" +
+                                  (lab.dir() / "state").string() + "\"\n[control]\nsocket = \"" +
+                                  (lab.dir() / "control.sock").string() + "\"\n";
+    const std::string good = "[bpf]\npin = false\nflow_table_size = 4096\n" + own_paths;
     std::ofstream(cfg) << good;
     auto out = lab.dir() / "daemon.out";
     auto &d = start_daemon(lab, s, cfg, out);
@@ -243,8 +247,7 @@ TEST_CASE("SIGHUP reload rejects bad files and keeps counting", "[e2e][sanitize]
             5s));
         REQUIRE(wait_for(out, "configuration rejected", 5s, 2));
         // A change of table size: needs a restart, kept as running.
-        std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n[daemon]\n"
-                              "report_interval = \"200ms\"\n";
+        std::ofstream(cfg) << "[bpf]\npin = false\nflow_table_size = 8192\n" << own_paths;
         kill(d.pid(), SIGHUP);
         REQUIRE(wait_for(out, "[bpf] settings changed", 5s));
         REQUIRE(wait_for(out, "configuration reloaded", 5s));
@@ -307,7 +310,9 @@ TEST_CASE("The libpcap backend and the eBPF backend both equal tcpdump",
             auto cfg = lab.dir() / "exfilmon.toml";
             std::ofstream(cfg) << "[capture]\nbackend = \"" << backend
                                << "\"\n[bpf]\npin = false\nflow_table_size = 4096\n[daemon]\n"
-                                  "report_interval = \"200ms\"\n";
+                                  "report_interval = \"200ms\"\nstate_dir = \"\"\n"
+                               << "[control]\nsocket = \"" << (lab.dir() / "control.sock").string()
+                               << "\"\n";
             auto cap = lab.start_capture(s.srv, s.ifname, "srv", "tcp", 128);
             auto out = lab.dir() / "daemon.out";
             auto &d = start_daemon(lab, s, cfg, out);
