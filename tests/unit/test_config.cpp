@@ -433,12 +433,14 @@ TEST_CASE("The [fleet] table: absent no export, its values and their errors", "[
     CHECK(r.config.fleet.user == "default");
     CHECK(r.config.fleet.interval_ms == 10000);
     CHECK(r.config.fleet.timeout_ms == 10000);
+    CHECK(r.config.fleet.evaluate_in_memory);
 
     auto set =
         parse_config("[fleet]\nclickhouse = \"https://[2001:db8::5]:8443/\"\n"
                      "database = \"edge_fleet\"\nuser = \"exfilmon\"\n"
                      "password_file = \"/etc/exfilmon/ch.pw\"\nsensor = \"edge-7\"\n"
-                     "interval = \"30s\"\nca_file = \"/etc/exfilmon/ca.pem\"\ntimeout = \"2m\"\n",
+                     "interval = \"30s\"\nca_file = \"/etc/exfilmon/ca.pem\"\ntimeout = \"2m\"\n"
+                     "evaluation = \"sql\"\n",
                      "t.toml");
     for (auto &i : set.issues)
         FAIL(i.format());
@@ -451,6 +453,7 @@ TEST_CASE("The [fleet] table: absent no export, its values and their errors", "[
     CHECK(f.interval_ms == 30000);
     CHECK(f.ca_file == "/etc/exfilmon/ca.pem");
     CHECK(f.timeout_ms == 120000);
+    CHECK_FALSE(f.evaluate_in_memory);
 
     CHECK(only_issue("[fleet]\nclickhouse = \"127.0.0.1:8123\"\n") ==
           "t.toml:2:14: clickhouse: '127.0.0.1:8123': expected http://HOST[:PORT] or "
@@ -467,6 +470,8 @@ TEST_CASE("The [fleet] table: absent no export, its values and their errors", "[
           "t.toml:2:12: interval: must be between 1s and 1h");
     CHECK(only_issue("[fleet]\ntimeout = \"20m\"\n") ==
           "t.toml:2:11: timeout: must be between 1s and 10m");
+    CHECK(only_issue("[fleet]\nevaluation = \"fast\"\n") ==
+          "t.toml:2:14: evaluation: 'fast': expected \"memory\" or \"sql\"");
     CHECK(only_issue("[fleet]\nuser = \"\"\n") == "t.toml:2:8: user: must be 1 to 64 characters");
 }
 

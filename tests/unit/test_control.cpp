@@ -374,6 +374,11 @@ TEST_CASE("The fleet evaluator's metrics: its own families, the detector's and t
     e.last_complete_ms = 1'800'000'123'456;
     e.rolled_to_s = 1'800'000'000 - 3600;
     e.alert_rows_waiting = 2;
+    e.last_duration_s = 0.0125;
+    e.window_entities = 20000;
+    e.window_cells = 7'000'000;
+    e.batches_read = 1234;
+    e.rows_read = 987654;
     m.evaluator = e;
     auto text = render_metrics(m);
     INFO(text);
@@ -387,7 +392,12 @@ TEST_CASE("The fleet evaluator's metrics: its own families, the detector's and t
           "exfilmon_fleet_eval_rule_failures_total 42\n",
           "exfilmon_fleet_eval_last_complete_seconds 1800000123.456\n",
           "exfilmon_fleet_eval_rolled_up_to_seconds 1799996400\n",
-          "exfilmon_fleet_eval_alert_rows_waiting 2\n"})
+          "exfilmon_fleet_eval_alert_rows_waiting 2\n",
+          "exfilmon_fleet_eval_last_duration_seconds 0.0125\n",
+          "exfilmon_fleet_eval_window_entities 20000\n",
+          "exfilmon_fleet_eval_window_cells 7000000\n",
+          "exfilmon_fleet_eval_batches_read_total 1234\n",
+          "exfilmon_fleet_eval_rows_read_total 987654\n"})
         CHECK(text.find(line) != std::string::npos);
     for (auto *absent : {"exfilmon_packets_total", "exfilmon_harvests_total", "exfilmon_map_",
                          "exfilmon_aggregate_", "exfilmon_events_total", "exfilmon_fleet_rows_"})

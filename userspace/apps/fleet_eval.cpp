@@ -19,6 +19,7 @@
 #include "control/metrics_server.h"
 #include "control/snapshot.h"
 #include "detect/detector.h"
+#include "fleet/batch_feed.h"
 #include "fleet/clickhouse.h"
 #include "fleet/failure_log.h"
 #include "fleet/fleet_figures.h"
@@ -39,6 +40,13 @@ constexpr uint64_t kHourS = 3600;
 constexpr uint64_t kRollupGraceS = 300;
 constexpr uint64_t kRollupHoursPerPass = 24;  // bounds one evaluation's extra work
 constexpr uint64_t kOutputsDrainMs = 2000;
+// The in-memory windows look for new batches among the periods of the last
+// kRecentS at every evaluation and, every kSweepEveryS, among those of the
+// last kLateS (a spool emptied after an outage). A batch later than that is
+// read by the next start.
+constexpr uint64_t kRecentS = 120;
+constexpr uint64_t kLateS = 2 * kHourS;
+constexpr uint64_t kSweepEveryS = 60;
 
 std::atomic<bool> g_stop{false};
 void on_stop(int) { g_stop = true; }
@@ -152,6 +160,21 @@ public:
         status_.rules = cfg.detect.rules.size();
     }
 
+    // The windows the rules read, in memory: how long period cells stay
+    // whole (every window shorter than fleet::kRollupFromMs is summed
+    // exactly) and how long cells are kept (the longest window, and the
+    // hour its old end falls in).
+    static std::pair<uint64_t, uint64_t> window_spans_s(const detect::DetectConfig &d)
+    {
+        uint64_t fine_ms = kHourS * 1000, keep_ms = kHourS * 1000;
+        for (auto &r : d.rules) {
+            if (r.window_ms < fleet::kRollupFromMs)
+                fine_ms = std::max(fine_ms, r.window_ms);
+            keep_ms = std::max(keep_ms, r.window_ms);
+        }
+        return {fine_ms / 1000, keep_ms / 1000 + kHourS};
+    }
+
     ~FleetEvaluator()
     {
         for (auto &o : outputs_)
@@ -174,9 +197,12 @@ public:
 
     void evaluate(uint64_t now_ms)
     {
+        auto started = std::chrono::steady_clock::now();
         roll_up(now_ms / 1000);
         drop_expired(now_ms / 1000);
         figures_.clear_failures();
+        if (cfg_.fleet.evaluate_in_memory)
+            refresh_windows(now_ms / 1000);
         auto records = detector_.evaluate(figures_, now_ms, now_ms);
         output::dispatch(records, outputs_);
         record_alerts(records);
@@ -184,6 +210,8 @@ public:
         for (auto &r : records)
             alert_counts_[{r.rule, detect::severity_name(r.severity),
                            detect::state_name(r.state)}]++;
+        status_.last_duration_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         if (metrics_)
             metrics_->publish(metrics());
     }
@@ -208,6 +236,41 @@ public:
     }
 
 private:
+    // Brings the in-memory windows up to date: the whole span once (again
+    // after a failed start), then the batches that arrived since.
+    void refresh_windows(uint64_t now_s)
+    {
+        auto [fine_s, keep_s] = window_spans_s(cfg_.detect);
+        fleet::Reply r;
+        if (!windows_) {
+            windows_ = std::make_unique<fleet::FleetWindows>(fleet::rule_kinds(cfg_.detect.rules),
+                                                             fine_s, keep_s);
+            feed_ = std::make_unique<fleet::BatchFeed>(ch_, db_);
+            uint64_t from = now_s - std::min(now_s, keep_s);
+            r = feed_->rebuild(*windows_, from, std::clamp(rolled_to_s_, from, now_s), now_s);
+            if (r.ok())
+                spdlog::info("fleet: windows read from {}: {} rows, {} entities", db_,
+                             feed_->rows_read(), windows_->entities());
+        } else {
+            bool sweep = now_s >= last_sweep_s_ + kSweepEveryS;
+            r = feed_->poll(*windows_, now_s - (sweep ? kLateS : kRecentS), now_s);
+            if (sweep && r.ok()) {
+                last_sweep_s_ = now_s;
+                windows_->age(now_s);
+                feed_->forget_before(now_s - std::min(now_s, keep_s));
+            }
+        }
+        if (r.ok()) {
+            windows_log_.succeeded();
+            windows_built_ = true;
+        } else {
+            windows_log_.failed(r.why);
+            if (!windows_built_)
+                windows_.reset();  // the first read failed: start it again
+        }
+        figures_.use_windows(windows_.get(), r.ok(), r.why);
+    }
+
     void note_rule_reads(uint64_t now_ms)
     {
         const auto &failed = figures_.failed_rules();
@@ -242,6 +305,12 @@ private:
         m.evaluator->rolled_to_s = rolled_to_s_;
         m.evaluator->alert_rows_waiting =
             size_t(std::count(pending_rows_.begin(), pending_rows_.end(), '\n'));
+        if (windows_) {
+            m.evaluator->window_entities = windows_->entities();
+            m.evaluator->window_cells = windows_->cells();
+            m.evaluator->batches_read = feed_->batches_read();
+            m.evaluator->rows_read = feed_->rows_read();
+        }
         return m;
     }
 
@@ -343,6 +412,10 @@ private:
     fleet::ClickHouse &ch_;
     detect::Detector detector_;
     fleet::FleetFigures figures_;
+    std::unique_ptr<fleet::FleetWindows> windows_;
+    std::unique_ptr<fleet::BatchFeed> feed_;
+    bool windows_built_ = false;  // the first read of the windows completed
+    uint64_t last_sweep_s_ = 0;
     std::vector<output::OutputConfig> out_cfgs_;
     output::Outputs outputs_;
     uint64_t rolled_to_s_ = 0;
@@ -358,6 +431,8 @@ private:
     fleet::FailureLog rollup_log_{"hourly rollup",
                                   "long windows read the hours not rolled up from traffic"};
     fleet::FailureLog retention_log_{"retention", "tried again at the next hour"};
+    fleet::FailureLog windows_log_{"traffic reads",
+                                   "rules are skipped until the windows are up to date"};
     fleet::FailureLog alerts_log_{"alerts table",
                                   "records are kept and written with the next evaluation's"};
     std::unique_ptr<control::MetricsServer> metrics_;

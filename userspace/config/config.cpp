@@ -543,7 +543,7 @@ void read_fleet(const toml::table &t, Reader &r, Config &c)
 {
     r.only(t, "[fleet]",
            {"clickhouse", "database", "user", "password_file", "sensor", "interval", "retention",
-            "timeout", "ca_file", "cert_file", "key_file"});
+            "timeout", "evaluation", "ca_file", "cert_file", "key_file"});
     auto &f = c.fleet;
     f.enabled = true;
     r.with(t, "clickhouse", [&](const toml::node &n) {
@@ -577,6 +577,15 @@ void read_fleet(const toml::table &t, Reader &r, Config &c)
             r.error(n, "sensor: at most 255 bytes");
         else
             f.sensor = s;
+    });
+    r.with(t, "evaluation", [&](const toml::node &n) {
+        std::string s;
+        if (!r.string(n, "evaluation", s))
+            return;
+        if (s == "memory" || s == "sql")
+            f.evaluate_in_memory = s == "memory";
+        else
+            r.error(n, "evaluation: '" + s + "': expected \"memory\" or \"sql\"");
     });
     read_abs_path(t, r, "password_file", f.password_file);
     read_abs_path(t, r, "ca_file", f.ca_file);

@@ -727,6 +727,21 @@ void write_evaluator(Writer &w, const EvaluatorStatus &e)
              "Alert records not yet written to the alerts table (sent with the next "
              "evaluation's).");
     w.sample(e.alert_rows_waiting);
+    w.family("fleet_eval_last_duration_seconds", "gauge",
+             "Wall time of the last evaluation: reads, rollup, rules and outputs.");
+    w.sample(e.last_duration_s);
+    w.family("fleet_eval_window_entities", "gauge",
+             "Entities in the evaluator's windows in memory (evaluation = \"memory\").");
+    w.sample(e.window_entities);
+    w.family("fleet_eval_window_cells", "gauge",
+             "Cells of sums those entities hold (one per period, or per hour once aged).");
+    w.sample(e.window_cells);
+    w.family("fleet_eval_batches_read_total", "counter",
+             "Batches (one sensor's period) read into the windows, each once.");
+    w.sample(e.batches_read);
+    w.family("fleet_eval_rows_read_total", "counter",
+             "Traffic rows read into the windows (rollup hours at start included).");
+    w.sample(e.rows_read);
 }
 
 void write_reloads(Writer &w, const MetricsSnapshot &m)

@@ -90,6 +90,10 @@ struct EvaluatorStatus {
     uint64_t last_complete_ms = 0;    // wall clock of the last evaluation without one; 0: none
     uint64_t rolled_to_s = 0;         // traffic_hourly holds every hour before this
     uint64_t alert_rows_waiting = 0;  // alert records not yet in the alerts table
+    double last_duration_s = 0;       // the last evaluation, everything in it, wall time
+    // [fleet] evaluation = "memory": the windows and what was read into them.
+    uint64_t window_entities = 0, window_cells = 0;
+    uint64_t batches_read = 0, rows_read = 0;
 };
 
 // The daemon's own figures, kept by its main loop.
@@ -240,7 +244,9 @@ MetricsSnapshot metrics_snapshot(const DaemonView &v);
 // output_* families and: fleet_eval_rules, fleet_eval_rules_failed (at the
 // last evaluation), fleet_eval_rule_failures_total,
 // fleet_eval_last_complete_seconds (0: none), fleet_eval_rolled_up_to_seconds,
-// fleet_eval_alert_rows_waiting.
+// fleet_eval_alert_rows_waiting, fleet_eval_last_duration_seconds,
+// fleet_eval_window_entities, fleet_eval_window_cells,
+// fleet_eval_batches_read_total, fleet_eval_rows_read_total.
 std::string render_metrics(const MetricsSnapshot &m);
 
 }  // namespace exf::control

@@ -24,6 +24,11 @@ struct FleetConfig {
     // partitions; ClickHouse 18.16 has no TTL). At least the longest rule
     // window.
     uint64_t retention_ms = 30ull * 86'400'000;
+    // The evaluator keeps every window in memory, reading each batch once
+    // ("memory"), or runs each rule as a query over the window at every
+    // evaluation ("sql": exact at every window's old end, but its cost
+    // grows with the window's rows).
+    bool evaluate_in_memory = true;
     // https: the CA the server's certificate must chain to ("" : the
     // system's), and an optional client certificate.
     std::string ca_file, cert_file, key_file;

@@ -61,8 +61,23 @@ std::optional<FleetFigures::Rows> FleetFigures::read(const detect::Rule &rule, c
     return rows;
 }
 
+bool FleetFigures::windows_ready(const detect::Rule &rule)
+{
+    if (!windows_fresh_)
+        failed_.emplace(rule.name, windows_why_);
+    return windows_fresh_;
+}
+
 bool FleetFigures::for_each(const detect::Rule &rule, uint64_t now_ms, const Visit &fn)
 {
+    if (windows_) {
+        if (!windows_ready(rule))
+            return false;
+        auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
+        return windows_->for_each(
+            rule.entity, span.from_s, span.to_s,
+            [&](const agg::EntityKey &key, const FleetWindows::Value &v) { fn(key, v.figures); });
+    }
     by_rule_.erase(rule.name);
     auto rows = read(rule, rule_span(rule.window_ms, now_ms, rolled_to_s_), nullptr);
     if (!rows)
@@ -86,6 +101,11 @@ const FleetFigures::Entity *FleetFigures::cached(const detect::Rule &rule,
 std::optional<detect::Figures> FleetFigures::find(const detect::Rule &rule,
                                                   const agg::EntityKey &key, uint64_t now_ms)
 {
+    if (windows_) {
+        auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
+        auto v = windows_->find(rule.entity, key, span.from_s, span.to_s);
+        return v ? std::optional(v->figures) : std::nullopt;
+    }
     if (auto *e = cached(rule, key))
         return e->figures;
     // Below the rule's threshold (left out of its read): this entity alone.
@@ -118,7 +138,13 @@ void FleetFigures::describe(const detect::Rule &rule, const agg::EntityKey &key,
                             uint64_t, detect::AlertRecord &r)
 {
     r.scope = "fleet";
-    if (auto *e = cached(rule, key)) {
+    if (windows_) {
+        auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
+        if (auto v = windows_->find(rule.entity, key, span.from_s, span.to_s)) {
+            r.distinct_sensors = v->figures.distinct_sensors;
+            r.first_seen_ms = v->first_seen_s * 1000;
+        }
+    } else if (auto *e = cached(rule, key)) {
         r.distinct_sensors = e->figures.distinct_sensors;
         r.first_seen_ms = e->first_seen_s * 1000;
     }

@@ -10,6 +10,7 @@
 
 #include "detect/figures.h"
 #include "fleet/clickhouse.h"
+#include "fleet/fleet_windows.h"
 #include "fleet/rule_sql.h"
 
 namespace exf::fleet {
@@ -21,6 +22,17 @@ public:
 
     // Whole hours before this are in traffic_hourly (the rollup's progress).
     void set_rolled_to(uint64_t hour_s) { rolled_to_s_ = hour_s; }
+
+    // Figures from the evaluator's own windows rather than one query per
+    // rule ([fleet] evaluation = "memory"); nullptr: from SQL. `fresh`
+    // false (the windows could not be brought up to date): every rule is
+    // skipped, as a failed read skips it.
+    void use_windows(const FleetWindows *windows, bool fresh, const std::string &why)
+    {
+        windows_ = windows;
+        windows_fresh_ = fresh;
+        windows_why_ = why;
+    }
 
     bool for_each(const detect::Rule &rule, uint64_t now_ms, const Visit &fn) override;
     std::optional<detect::Figures> find(const detect::Rule &rule, const agg::EntityKey &key,
@@ -51,11 +63,15 @@ private:
                                                             uint64_t now_ms, Breakdown by,
                                                             size_t limit);
     const Entity *cached(const detect::Rule &rule, const agg::EntityKey &key) const;
+    bool windows_ready(const detect::Rule &rule);
 
     ClickHouse &ch_;
     std::string db_;
     double min_scale_;
     uint64_t rolled_to_s_ = 0;
+    const FleetWindows *windows_ = nullptr;
+    bool windows_fresh_ = false;
+    std::string windows_why_;
     void failed(const detect::Rule &rule, const Reply &r) { failed_.emplace(rule.name, r.why); }
 
     std::map<std::string, Rows> by_rule_;  // this evaluation's rows, per rule name

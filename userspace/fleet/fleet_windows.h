@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+// The fleet's windows in the evaluator's memory (docs/fleet.md,
+// "Evaluation"): every traffic row read once from ClickHouse (BatchFeed)
+// is added here, per entity of the kinds the rules read, so that an
+// evaluation reads no SQL at all.
+//
+// Per entity, cells of sums keyed by time: one per period start (the
+// sensors' rows of one period add up in it, as the SQL's GROUP BY did), so
+// that a window [from, to) of period starts is summed exactly; cells older
+// than `fine_s` are merged into whole hours, and an hour cell the window
+// only partly covers counts for the part it covers (the daemon's sliding
+// estimate, docs/aggregation.md). Distinct clients, subnets and sensors
+// are each member's last time seen: a member counts when that time is in
+// the window.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "aggregate/entity_key.h"
+#include "detect/figures.h"
+
+namespace exf::fleet {
+
+// One row of traffic (or of traffic_hourly: `hour`), the columns rules read.
+struct FleetRow {
+    uint32_t t_s = 0;  // its period's (or hour's) start
+    bool hour = false;
+    std::string sensor, client, subnet, cohort, sni, ja4;
+    uint64_t bytes_in = 0, bytes_out = 0, tls_flows = 0, requests = 0;
+    uint32_t peak_concurrent = 0;
+};
+
+class FleetWindows {
+public:
+    // kinds: the entity kinds the rules read. Period cells older than
+    // fine_s become hour cells; cells older than keep_s are dropped.
+    FleetWindows(std::set<agg::EntityKind> kinds, uint64_t fine_s, uint64_t keep_s);
+
+    void add(const FleetRow &row);
+
+    struct Value {
+        detect::Figures figures;
+        uint64_t first_seen_s = 0;  // the first cell in the window
+    };
+    using Visit = std::function<void(const agg::EntityKey &, const Value &)>;
+    // Every entity of the kind with traffic in [from_s, to_s); false for a
+    // kind not kept.
+    bool for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, const Visit &fn) const;
+    std::optional<Value> find(agg::EntityKind kind, const agg::EntityKey &key, uint64_t from_s,
+                              uint64_t to_s) const;
+
+    // Merges period cells older than fine_s into hours and drops what is
+    // older than keep_s, at now_s.
+    void age(uint64_t now_s);
+
+    bool keeps(agg::EntityKind kind) const { return kinds_.count(kind) > 0; }
+    size_t entities() const;
+    size_t cells() const { return cells_; }
+
+private:
+    struct Cell {
+        uint32_t t_s = 0;
+        uint32_t peak = 0;  // concurrent flows: the cell's sum over sensors and keys
+        bool hour = false;
+        uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0, requests = 0;
+    };
+    // Member id -> the last second it was seen in (an hour cell's last).
+    using Members = std::unordered_map<uint32_t, uint32_t>;
+    struct Entity {
+        std::optional<agg::EntityKey> key;  // nullopt: a name no sensor writes
+        std::vector<Cell> cells;            // by t_s
+        Members clients, subnets, sensors;
+    };
+    struct Kind {
+        std::unordered_map<std::string, Entity> by_name;  // "k1\tk2"
+    };
+
+    Cell &cell_at(Entity &e, uint32_t t_s, bool hour);
+    static Value value(const Entity &e, uint64_t from_s, uint64_t to_s);
+    static void merge_into_hours(Entity &e, uint32_t before_s);
+    static void drop_before(Entity &e, uint32_t before_s);
+    uint32_t id_of(std::unordered_map<std::string, uint32_t> &ids, const std::string &name);
+
+    std::set<agg::EntityKind> kinds_;
+    uint64_t fine_s_, keep_s_;
+    std::unordered_map<agg::EntityKind, Kind> by_kind_;
+    std::unordered_map<std::string, uint32_t> client_ids_, subnet_ids_, sensor_ids_;
+    size_t cells_ = 0;
+};
+
+// The entity kinds a set of rules reads.
+std::set<agg::EntityKind> rule_kinds(const std::vector<detect::Rule> &rules);
+
+}  // namespace exf::fleet
