@@ -9,6 +9,11 @@
 #    shipped (`exfilmon fleet --once`, whole process, and the reads it gave
 #    up at its 10 s timeout), and its statements run again uncut, each
 #    timed (fleet_profile.py: where the time goes), RUNS times;
+#  - the in-memory evaluation ([fleet] evaluation = "memory", the
+#    default): `exfilmon fleet` running for MEMEVAL_S seconds while the
+#    history's margin comes into its windows period by period, as sensors'
+#    batches arrive; its metrics scraped every second (each evaluation's
+#    wall time, its windows, its RSS) and its start (the span read once);
 #  - ClickHouse's disk per million rows (system.parts);
 #  - growth with sensors, clients and history: smaller fleets copied out of
 #    the big one (raw rows and hourly rollup), each evaluated.
@@ -16,13 +21,16 @@
 # loopback, stopped and removed at the end, failure or not. Root not needed.
 # Everything runs under nice 10 (a shared machine).
 #
-# Usage: bench/fleet.sh [--quick] [--runs N] [--out FILE]
+# Usage: bench/fleet.sh [--quick] [--runs N] [--memory-only] [--out FILE]
 #        bench/fleet.sh --sensor [--quick] [--out FILE]
 #        bench/fleet.sh --attach URL [--quick] [--out FILE]
 #   --attach: a server this script loaded before (killed with SIGKILL after
 #   its load, so that its ClickHouse stayed up): everything after the load.
 #   Its ClickHouse is not stopped: stop it by its PID and remove its
 #   directory.
+#   --memory-only: the load, the rollup, the disk and the in-memory
+#   evaluation (with its growth) only: no exporter-shaped inserts and no
+#   SQL evaluations (about 20 min).
 #   --sensor: only the sensor's side, the export's added CPU and memory at
 #   100,000 clients (bench/fleet_export_cost.cpp: the daemon's FleetExport
 #   fed a harvest's calls every second, rounds with and without in turn;
@@ -42,15 +50,16 @@ BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 EXFILMON=${EXFILMON:-$BUILD_DIR/userspace/exfilmon}
 FLEET_GEN=${FLEET_GEN:-$BUILD_DIR/bench/fleet_gen}
 EXFILMON_BEFORE=${EXFILMON_BEFORE:-}
-QUICK=0 SENSOR=0 ATTACH= RUNS=2 OUT=/tmp/exf-fleet.$$.txt
+QUICK=0 SENSOR=0 ATTACH= RUNS=2 OUT=/tmp/exf-fleet.$$.txt MEMORY_ONLY=0 MEMEVAL_S=90
 while [[ $# -gt 0 ]]; do
     case $1 in
     --quick) QUICK=1 ;;
     --runs) RUNS=$2; shift ;;
     --sensor) SENSOR=1 ;;
+    --memory-only) MEMORY_ONLY=1 ;;
     --attach) ATTACH=$2; shift ;;
     --out) OUT=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--sensor] [--runs N] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--sensor] [--memory-only] [--runs N] [--out FILE]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -63,10 +72,12 @@ PERIOD=10 SENSORS=20 CLIENTS=5000 POOL=20000 HOURS=24 MARGIN=60 XMIN=5
 # Growth: sensors:clients:hours, copied out of the big fleet.
 GROWTH="5:5000:24 20:1000:24 20:5000:1"
 if [[ $QUICK -eq 1 ]]; then
-    SENSORS=5 CLIENTS=1000 POOL=4000 HOURS=3 MARGIN=15 XMIN=2
+    SENSORS=5 CLIENTS=1000 POOL=4000 HOURS=3 MARGIN=15 XMIN=2 MEMEVAL_S=20
     GROWTH="2:1000:3 5:500:3 5:1000:1"
 fi
 PULL=$((3 << 30))  # per 10 min over every sensor: a fleet alert (client-bulk-pull: 2 GiB)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # ---- ClickHouse of our own ------------------------------------------------
 if [[ -z $ATTACH ]]; then
@@ -83,7 +94,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 TCP_PORT=$(free_port)
 while [[ $TCP_PORT == "$HTTP_PORT" ]]; do TCP_PORT=$(free_port); done
@@ -133,10 +143,10 @@ fi
 sql() { curl -sS --fail-with-body "$URL/" --data-binary "$1"; }
 CH_VERSION=$(sql "SELECT version()")
 
-config() {  # database -> path of an evaluator config with the shipped [detect] and [[rules]]
+config() {  # database [evaluation] -> path of an evaluator config with the shipped [detect] and [[rules]]
     local f=$DIR/$1.toml
     {
-        printf '[fleet]\nclickhouse = "%s"\ndatabase = "%s"\n\n' "$URL" "$1"
+        printf '[fleet]\nclickhouse = "%s"\ndatabase = "%s"\nevaluation = "%s"\n\n' "$URL" "$1" "${2:-sql}"
         printf '[[outputs]]\ntype = "json"\npath = "%s/%s-alerts.json"\n\n' "$DIR" "$1"
         awk '/^\[/ { keep = ($0 == "[detect]" || $0 == "[[rules]]") } keep' "$ROOT/configs/exfilmon.toml"
     } >"$f"
@@ -229,7 +239,7 @@ load bulk --database $DB --from $((NOW - 3600)) --to "$NOW"
 shift_copy() {  # from, to (s), shift (s, signed): the rows, the puller's excepted
     sql "INSERT INTO $DB.traffic SELECT toDateTime(toUInt32(period_start) + ($3)), period_ms, sensor,
          client, subnet, cohort, sni, ja4, bytes_in, bytes_out, packets_in, packets_out, tls_flows,
-         peak_concurrent FROM $DB.traffic WHERE period_start >= toDateTime($1)
+         peak_concurrent, requests FROM $DB.traffic WHERE period_start >= toDateTime($1)
          AND period_start < toDateTime($2) AND client != '203.0.113.200'"
 }
 c0=$(ch_cpu); t0=$(ms_now)
@@ -248,7 +258,7 @@ else
     END=$((NOW + MARGIN * 60))
     echo "# attached to $URL: a fleet loaded with now = $NOW" | tee -a "$OUT"
 fi
-if [[ -z $ATTACH ]]; then
+if [[ -z $ATTACH && $MEMORY_ONLY -eq 0 ]]; then
 # Exporter-shaped inserts (one sensor's period each) into a database of
 # their own.
 XDB=exfilmon_inserts
@@ -273,7 +283,7 @@ roll_up() {  # database: every closed hour after the newest rolled-up one
         t0=$(ms_now)
         sql "INSERT INTO $db.traffic_hourly SELECT toDateTime(intDiv(toUInt32(period_start), 3600) * 3600) AS hour,
              sensor, client, subnet, cohort, sni, ja4, sum(bytes_in), sum(bytes_out), sum(packets_in),
-             sum(packets_out), sum(tls_flows), max(peak_concurrent), toUInt32($(date +%s))
+             sum(packets_out), sum(tls_flows), max(peak_concurrent), sum(requests), toUInt32($(date +%s))
              FROM $db.traffic FINAL WHERE period_start >= toDateTime($h) AND period_start < toDateTime($((h + 3600)))
              GROUP BY hour, sensor, client, subnet, cohort, sni, ja4"
         echo "FLEET_ROLLUP db=$db hour=$h ms=$(($(ms_now) - t0))"
@@ -294,8 +304,52 @@ evaluate_measured() {  # phase, config, exfilmon
         { cat "$DIR/replay" >&2; exit 1; }
     echo "FLEET_EVAL phase=$phase wall_ms=$wall failed_reads=$skipped replayed_ms=$(sed -n 's/^FLEET_STATEMENTS total_ms=\([0-9]*\).*/\1/p' "$DIR/replay")"
 }
+# The in-memory evaluation: `exfilmon fleet` running for a while, its
+# /metrics scraped every second. Prints one FLEET_MEMEVAL line: start_ms
+# (process start to its first evaluation: the span read once), each
+# evaluation's wall ms seen (fleet_eval_last_duration_seconds, one per new
+# detect_evaluations_total), its RSS and windows at the end.
+scrape() {  # port, metric -> its value ("" when absent)
+    { curl -sf "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } | awk -v m="$2" '$1 == m {print $2}'
+}
+evaluate_memory() {  # phase, database, seconds
+    local phase=$1 db=$2 secs=$3 port cfg pid t0 start_ms evals seen=0 durations= detect= n rss
+    port=$(free_port)
+    cfg=$(config "$db" memory)
+    printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$port" >>"$cfg"
+    t0=$(ms_now)
+    nice -n 10 "$EXFILMON" fleet --config "$cfg" >>"$DIR/memeval.log" 2>&1 &
+    pid=$!
+    while :; do
+        kill -0 "$pid" 2>/dev/null || { echo "exfilmon fleet exited:" >&2; tail -20 "$DIR/memeval.log" >&2; exit 1; }
+        evals=$(scrape "$port" exfilmon_detect_evaluations_total)
+        [[ -n $evals && $evals -ge 1 ]] && break
+        sleep 0.2
+    done
+    start_ms=$(($(ms_now) - t0))
+    for ((n = 0; n < secs * 4; n++)); do
+        sleep 0.25
+        evals=$(scrape "$port" exfilmon_detect_evaluations_total)
+        [[ -n $evals && $evals != "$seen" ]] || continue
+        seen=$evals
+        durations+=$(scrape "$port" exfilmon_fleet_eval_last_duration_seconds | awk '{printf "%.1f,", $1 * 1000}')
+        detect+=$(scrape "$port" exfilmon_detect_evaluation_duration_seconds | awk '{printf "%.1f,", $1 * 1000}')
+    done
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+    echo "FLEET_MEMEVAL phase=$phase db=$db start_ms=$start_ms rss_kib=$rss" \
+        "entities=$(scrape "$port" exfilmon_fleet_eval_window_entities)" \
+        "cells=$(scrape "$port" exfilmon_fleet_eval_window_cells)" \
+        "rows_read=$(scrape "$port" exfilmon_fleet_eval_rows_read_total)" \
+        "evaluations=$seen durations_ms=${durations%,} detect_ms=${detect%,}"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
 echo "## hourly rollup of the history's closed hours" | tee -a "$OUT"
 roll_up $DB | tee -a "$OUT"
+echo "## in-memory evaluation: exfilmon fleet running $MEMEVAL_S s (evaluation = \"memory\")" | tee -a "$OUT"
+evaluate_memory steady $DB "$MEMEVAL_S" | tee -a "$OUT"
+grep -c '"state":"open"' "$DIR/$DB-alerts.json" 2>/dev/null | sed 's/^/# alert records "open" (in-memory evaluation): /' | tee -a "$OUT" || true
+if [[ $MEMORY_ONLY -eq 0 ]]; then
 echo "## evaluations (wall of exfilmon fleet --once as shipped; its statements replayed uncut)" | tee -a "$OUT"
 for i in $(seq "$RUNS"); do
     evaluate_measured steady "$CFG" "$EXFILMON" | tee -a "$OUT"
@@ -306,6 +360,7 @@ for i in $(seq "$RUNS"); do
     fi
 done
 grep -c '"state":"open"' "$DIR/$DB-alerts.json" 2>/dev/null | sed 's/^/# alert records "open": /' | tee -a "$OUT" || true
+fi
 
 # ---- disk ------------------------------------------------------------------
 echo "## disk" | tee -a "$OUT"
@@ -340,9 +395,13 @@ for size in $GROWTH; do
     copy_ms=$(($(ms_now) - t0))
     rows=$(sql "SELECT count() FROM $gdb.traffic")
     roll_up "$gdb" >/dev/null
-    line=$(evaluate_measured growth "$gcfg" "$EXFILMON")
-    echo "FLEET_GROWTH sensors=$s clients=$c hours=$h rows=$rows copy_ms=$copy_ms ${line#FLEET_EVAL phase=growth }" |
-        tee -a "$OUT"
+    line=$(evaluate_memory "growth-$s-$c-$h" "$gdb" 30)
+    echo "$line sensors=$s clients=$c hours=$h rows=$rows" | tee -a "$OUT"
+    if [[ $MEMORY_ONLY -eq 0 ]]; then
+        line=$(evaluate_measured growth "$gcfg" "$EXFILMON")
+        echo "FLEET_GROWTH sensors=$s clients=$c hours=$h rows=$rows copy_ms=$copy_ms ${line#FLEET_EVAL phase=growth }" |
+            tee -a "$OUT"
+    fi
     sql "DROP DATABASE $gdb"
 done
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(($(date +%s) - T0)) s" | tee -a "$OUT"
@@ -351,12 +410,13 @@ echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg); $(($(date +%s) - 
 python3 - "$OUT" <<'PY' >"$DIR/figures"
 import statistics, sys
 def kv(line): return dict(x.split("=", 1) for x in line.split()[1:])
-gen, ev, disk, rollup = {}, {}, {}, []
+gen, ev, disk, rollup, mem = {}, {}, {}, [], {}
 for line in open(sys.argv[1]):
     if line.startswith("FLEET_GEN "): d = kv(line); gen[d["what"]] = d
     elif line.startswith("FLEET_EVAL "): d = kv(line); ev.setdefault(d["phase"], []).append(d)
     elif line.startswith("FLEET_DISK "): d = kv(line); disk[d["table"]] = d
     elif line.startswith("FLEET_ROLLUP db=exfilmon "): rollup.append(int(kv(line)["ms"]))
+    elif line.startswith("FLEET_MEMEVAL "): d = kv(line); mem[d["phase"]] = d
 def stat(vals):
     return f"{statistics.median(vals)} {min(vals)} {max(vals)} {len(vals)}"
 if "bulk" in gen:
@@ -376,6 +436,12 @@ for phase in ("steady", "before"):
 if "steady" in ev:
     print("wall", stat([int(e["wall_ms"]) for e in ev["steady"]]))
     print("failed", stat([int(e["failed_reads"]) for e in ev["steady"]]))
+if "steady" in mem:
+    m = mem["steady"]
+    durations = [float(x) for x in m["durations_ms"].split(",") if x]
+    print("memeval", stat(durations))
+    print("memeval_start", m["start_ms"], "-", "-", 1)
+    print("memeval_rss", round(int(m["rss_kib"]) / 1024, 1), "-", "-", 1)
 print("disk", disk["traffic"]["bytes_per_mrow"])
 print("disk_hourly", disk["traffic_hourly"]["bytes_per_mrow"])
 PY
@@ -391,6 +457,9 @@ while read -r what a b c d; do
     steady) result_line fleet.eval_ms "$a" "$b" "$c" "$d" ms "<= 100" ;;
     before) result_line fleet.eval_ms_before "$a" "$b" "$c" "$d" ms "<= 100" ;;
     wall) result_line fleet.eval_wall_ms_as_shipped "$a" "$b" "$c" "$d" ms "<= 100" ;;
+    memeval) result_line fleet.eval_ms_memory "$a" "$b" "$c" "$d" ms "<= 100" ;;
+    memeval_start) result_line fleet.eval_start_ms_memory "$a" - - 1 ms none ;;
+    memeval_rss) result_line fleet.eval_rss_mib_memory "$a" - - 1 MiB none ;;
     failed) result_line fleet.eval_failed_reads "$a" "$b" "$c" "$d" "" "<= 0" ;;
     disk) result_line fleet.disk_bytes_per_mrow "$a" - - 1 B none ;;
     disk_hourly) result_line fleet.disk_hourly_bytes_per_mrow "$a" - - 1 B none ;;

@@ -85,7 +85,7 @@ ByEntity window_sums(const exf::fleet::FleetWindows &w, EntityKind kind, uint64_
                      uint64_t to_s)
 {
     ByEntity out;
-    w.for_each(kind, from_s, to_s,
+    w.for_each(kind, from_s, to_s, {},
                [&](const exf::agg::EntityKey &k, const exf::fleet::FleetWindows::Value &v) {
                    auto &x = v.figures.window;
                    out[exf::agg::format_key(kind, k)] = {
@@ -136,7 +136,8 @@ TEST_CASE("The fleet evaluator's windows hold what traffic FINAL sums: copies co
         }
     REQUIRE(client.query(exf::fleet::rollup_sql("exf", hour0, 1)).ok());
 
-    exf::fleet::FleetWindows w({EntityKind::client, EntityKind::api_host}, kHourS, 4 * kHourS);
+    exf::fleet::FleetWindows w({EntityKind::client, EntityKind::api_host},
+                               {4 * kHourS, 4 * kHourS, 4 * kHourS});
     exf::fleet::BatchFeed feed(client, "exf");
     uint64_t to = now_s() + 1;
     REQUIRE(feed.rebuild(w, hour0, hour0 + kHourS, to).ok());
@@ -169,7 +170,8 @@ TEST_CASE("The fleet evaluator's windows hold what traffic FINAL sums: copies co
     CHECK(feed.batches_read() == read_before + 5);
 
     to = recent + 610;
-    exf::fleet::FleetWindows fresh({EntityKind::client, EntityKind::api_host}, kHourS, 4 * kHourS);
+    exf::fleet::FleetWindows fresh({EntityKind::client, EntityKind::api_host},
+                                   {4 * kHourS, 4 * kHourS, 4 * kHourS});
     exf::fleet::BatchFeed fresh_feed(client, "exf");
     REQUIRE(fresh_feed.rebuild(fresh, hour0, hour0 + kHourS, to).ok());
     for (auto kind : {EntityKind::client, EntityKind::api_host}) {

@@ -43,7 +43,7 @@ agg::EntityKey client_key(const std::string &text)
 FleetWindows windows(std::set<EntityKind> kinds = {EntityKind::client, EntityKind::subnet,
                                                    EntityKind::api_host})
 {
-    return FleetWindows(std::move(kinds), 3600, 25 * 3600);
+    return FleetWindows(std::move(kinds), {600, 3600, 25 * 3600});
 }
 
 }  // namespace
@@ -69,6 +69,16 @@ TEST_CASE("A window sums every sensor's rows of the periods that start in it", "
     CHECK(v->first_seen_s == t);
     CHECK_FALSE(w.find(EntityKind::client, client_key("203.0.113.8"), t, t + 60));
     CHECK_FALSE(w.find(EntityKind::client, client_key("203.0.113.7"), t + 61, t + 120));
+
+    // A batch that comes late lands in its own period, between the others.
+    w.add(row(t + 20, "edge-3", "203.0.113.7", 30));
+    v = w.find(EntityKind::client, client_key("203.0.113.7"), t, t + 60);
+    CHECK(v->figures.window.bytes_out == 730);
+    CHECK(v->figures.distinct_sensors == 3);
+    CHECK(w.find(EntityKind::client, client_key("203.0.113.7"), t + 20, t + 61)
+              ->figures.window.bytes_out == 30 + 400 + 8000);
+    CHECK(w.find(EntityKind::client, client_key("203.0.113.7"), t - 10, t + 20)
+              ->figures.window.bytes_out == 1000 + 300);
 }
 
 TEST_CASE("Groups count their distinct clients and subnets in the window only", "[fleet]")
@@ -81,7 +91,7 @@ TEST_CASE("Groups count their distinct clients and subnets in the window only", 
     w.add(row(t + 20, "edge-2", "198.51.100.9", 5, ""));  // no SNI: not the API host's
 
     std::map<std::string, detect::Figures> sni, subnets;
-    w.for_each(EntityKind::api_host, t, t + 60,
+    w.for_each(EntityKind::api_host, t, t + 60, {},
                [&](const agg::EntityKey &k, const FleetWindows::Value &v) {
                    sni[agg::format_key(EntityKind::api_host, k)] = v.figures;
                });
@@ -92,17 +102,25 @@ TEST_CASE("Groups count their distinct clients and subnets in the window only", 
     CHECK(api.distinct_sensors == 2);
     CHECK(api.window.bytes_out == 10);
 
-    w.for_each(EntityKind::subnet, t, t + 60,
+    w.for_each(EntityKind::subnet, t, t + 60, {},
                [&](const agg::EntityKey &k, const FleetWindows::Value &v) {
                    subnets[agg::format_key(EntityKind::subnet, k)] = v.figures;
                });
     REQUIRE(subnets.size() == 2);
     CHECK(subnets["203.0.113.0/24"].window.distinct_clients == 2);
     CHECK(subnets["198.51.100.0/24"].window.bytes_out == 5);  // the row before t is out
-    CHECK_FALSE(w.for_each(EntityKind::cohort, t, t + 60, [](auto &, auto &) {}));
+    CHECK_FALSE(w.for_each(EntityKind::cohort, t, t + 60, {}, [](auto &, auto &) {}));
+
+    // Without the distinct counts asked for, they are not counted.
+    w.for_each(EntityKind::subnet, t, t + 60, {false, false},
+               [&](const agg::EntityKey &, const FleetWindows::Value &v) {
+                   CHECK(v.figures.window.distinct_clients == 0);
+                   CHECK(v.figures.window.peak_concurrent == 0);
+               });
 }
 
-TEST_CASE("Aged period cells become hours, counted in part at a window's old end, then dropped",
+TEST_CASE("Aged period cells become minutes, then hours, counted in part at a window's old end, "
+          "then dropped",
           "[fleet]")
 {
     auto w = windows({EntityKind::client});
@@ -113,7 +131,17 @@ TEST_CASE("Aged period cells become hours, counted in part at a window's old end
     uint64_t cells = w.cells();
     CHECK(cells == 361);
 
-    // Three hours later the first hour is older than fine_s (1 h): one cell.
+    // 20 minutes after the hour, its periods (older than exact_s, 10 min)
+    // are minutes.
+    w.age(kHourStart + 3600 + 1200);
+    CHECK(w.cells() == 60 + 1);
+    auto minutes = w.find(EntityKind::client, key, kHourStart + 30, kHourStart + 3600);
+    REQUIRE(minutes);
+    CHECK(minutes->figures.window.bytes_out == 3600 - 30);  // half of the first minute's 60
+    CHECK(minutes->figures.window.peak_concurrent == 1);
+
+    // Three hours later the first hour is older than fine_s (1 h): one cell;
+    // the last period is a minute.
     uint64_t now = kHourStart + 3 * 3600;
     w.age(now);
     CHECK(w.cells() == 2);
@@ -132,7 +160,7 @@ TEST_CASE("Aged period cells become hours, counted in part at a window's old end
     CHECK(w.find(EntityKind::client, key, kHourStart, now)->figures.distinct_sensors == 2);
 
     // Past keep_s (25 h) everything is dropped, the entity with it.
-    w.age(kHourStart + 2 * 3600 + 25 * 3600 + 1);
+    w.age(kHourStart + 3 * 3600 + 25 * 3600);
     CHECK(w.cells() == 0);
     CHECK(w.entities() == 0);
 }
@@ -142,7 +170,7 @@ TEST_CASE("A name no sensor writes is kept out of every rule", "[fleet]")
     auto w = windows({EntityKind::client});
     w.add(row(kHourStart, "edge-1", "not-an-address", 10));
     bool visited = false;
-    CHECK(w.for_each(EntityKind::client, kHourStart, kHourStart + 60,
+    CHECK(w.for_each(EntityKind::client, kHourStart, kHourStart + 60, {},
                      [&](auto &, auto &) { visited = true; }));
     CHECK_FALSE(visited);
 }

@@ -47,6 +47,7 @@ constexpr uint64_t kOutputsDrainMs = 2000;
 constexpr uint64_t kRecentS = 120;
 constexpr uint64_t kLateS = 2 * kHourS;
 constexpr uint64_t kSweepEveryS = 60;
+constexpr uint64_t kExactS = 600;
 
 std::atomic<bool> g_stop{false};
 void on_stop(int) { g_stop = true; }
@@ -160,19 +161,22 @@ public:
         status_.rules = cfg.detect.rules.size();
     }
 
-    // The windows the rules read, in memory: how long period cells stay
-    // whole (every window shorter than fleet::kRollupFromMs is summed
-    // exactly) and how long cells are kept (the longest window, and the
-    // hour its old end falls in).
-    static std::pair<uint64_t, uint64_t> window_spans_s(const detect::DetectConfig &d)
+    // How long the windows in memory keep each resolution: periods for the
+    // last 10 minutes (windows that short are summed exactly), minutes for
+    // the longest window under fleet::kRollupFromMs (an hour at least),
+    // hours for the longest window and the hour its old end falls in.
+    static fleet::FleetWindows::Spans window_spans(const detect::DetectConfig &d)
     {
-        uint64_t fine_ms = kHourS * 1000, keep_ms = kHourS * 1000;
+        fleet::FleetWindows::Spans s;
+        s.exact_s = kExactS;
+        s.fine_s = kHourS;
+        s.keep_s = kHourS;
         for (auto &r : d.rules) {
             if (r.window_ms < fleet::kRollupFromMs)
-                fine_ms = std::max(fine_ms, r.window_ms);
-            keep_ms = std::max(keep_ms, r.window_ms);
+                s.fine_s = std::max(s.fine_s, r.window_ms / 1000);
+            s.keep_s = std::max(s.keep_s, r.window_ms / 1000 + kHourS);
         }
-        return {fine_ms / 1000, keep_ms / 1000 + kHourS};
+        return s;
     }
 
     ~FleetEvaluator()
@@ -240,13 +244,13 @@ private:
     // after a failed start), then the batches that arrived since.
     void refresh_windows(uint64_t now_s)
     {
-        auto [fine_s, keep_s] = window_spans_s(cfg_.detect);
+        auto spans = window_spans(cfg_.detect);
         fleet::Reply r;
         if (!windows_) {
-            windows_ = std::make_unique<fleet::FleetWindows>(fleet::rule_kinds(cfg_.detect.rules),
-                                                             fine_s, keep_s);
+            windows_ =
+                std::make_unique<fleet::FleetWindows>(fleet::rule_kinds(cfg_.detect.rules), spans);
             feed_ = std::make_unique<fleet::BatchFeed>(ch_, db_);
-            uint64_t from = now_s - std::min(now_s, keep_s);
+            uint64_t from = now_s - std::min(now_s, spans.keep_s);
             r = feed_->rebuild(*windows_, from, std::clamp(rolled_to_s_, from, now_s), now_s);
             if (r.ok())
                 spdlog::info("fleet: windows read from {}: {} rows, {} entities", db_,
@@ -257,7 +261,7 @@ private:
             if (sweep && r.ok()) {
                 last_sweep_s_ = now_s;
                 windows_->age(now_s);
-                feed_->forget_before(now_s - std::min(now_s, keep_s));
+                feed_->forget_before(now_s - std::min(now_s, spans.keep_s));
             }
         }
         if (r.ok()) {

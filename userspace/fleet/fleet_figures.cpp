@@ -74,8 +74,13 @@ bool FleetFigures::for_each(const detect::Rule &rule, uint64_t now_ms, const Vis
         if (!windows_ready(rule))
             return false;
         auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
+        FleetWindows::Need need;
+        need.peak = rule.metric == detect::Metric::concurrent_flows;
+        need.distinct = rule.metric == detect::Metric::distinct_clients ||
+                        rule.metric == detect::Metric::distinct_subnets ||
+                        rule.metric == detect::Metric::distinct_sensors;
         return windows_->for_each(
-            rule.entity, span.from_s, span.to_s,
+            rule.entity, span.from_s, span.to_s, need,
             [&](const agg::EntityKey &key, const FleetWindows::Value &v) { fn(key, v.figures); });
     }
     by_rule_.erase(rule.name);

@@ -62,7 +62,28 @@ uint64_t part_of(uint64_t x, uint64_t num, uint64_t den)
     return x / den * num + x % den * num / den;
 }
 
+FleetWindows::Sums part_of(const FleetWindows::Sums &x, uint64_t num, uint64_t den)
+{
+    return {part_of(x.bytes_out, num, den), part_of(x.bytes_in, num, den),
+            part_of(x.tls_flows, num, den), part_of(x.requests, num, den)};
+}
+
 }  // namespace
+
+FleetWindows::Sums &FleetWindows::Sums::operator+=(const Sums &o)
+{
+    bytes_out += o.bytes_out;
+    bytes_in += o.bytes_in;
+    tls_flows += o.tls_flows;
+    requests += o.requests;
+    return *this;
+}
+
+FleetWindows::Sums FleetWindows::Sums::operator-(const Sums &o) const
+{
+    return {bytes_out - o.bytes_out, bytes_in - o.bytes_in, tls_flows - o.tls_flows,
+            requests - o.requests};
+}
 
 std::set<agg::EntityKind> rule_kinds(const std::vector<detect::Rule> &rules)
 {
@@ -72,8 +93,8 @@ std::set<agg::EntityKind> rule_kinds(const std::vector<detect::Rule> &rules)
     return kinds;
 }
 
-FleetWindows::FleetWindows(std::set<agg::EntityKind> kinds, uint64_t fine_s, uint64_t keep_s)
-    : kinds_(std::move(kinds)), fine_s_(fine_s), keep_s_(keep_s)
+FleetWindows::FleetWindows(std::set<agg::EntityKind> kinds, Spans spans)
+    : kinds_(std::move(kinds)), spans_(spans)
 {}
 
 uint32_t FleetWindows::id_of(std::unordered_map<std::string, uint32_t> &ids,
@@ -82,19 +103,21 @@ uint32_t FleetWindows::id_of(std::unordered_map<std::string, uint32_t> &ids,
     return ids.emplace(name, uint32_t(ids.size())).first->second;
 }
 
-FleetWindows::Cell &FleetWindows::cell_at(Entity &e, uint32_t t_s, bool hour)
+size_t FleetWindows::cell_at(Entity &e, uint32_t t_s, uint32_t len_s)
 {
     // Rows come mostly in time order: look from the back.
-    auto it = e.cells.end();
-    while (it != e.cells.begin() && (it - 1)->t_s > t_s)
-        --it;
-    if (it != e.cells.begin() && (it - 1)->t_s == t_s && (it - 1)->hour == hour)
-        return *(it - 1);
+    size_t i = e.cells.size();
+    while (i > 0 && e.cells[i - 1].t_s > t_s)
+        i--;
+    if (i > 0 && e.cells[i - 1].t_s == t_s && e.cells[i - 1].len_s == len_s)
+        return i - 1;
     Cell c;
     c.t_s = t_s;
-    c.hour = hour;
+    c.len_s = len_s;
+    c.total = i > 0 ? e.cells[i - 1].total : e.dropped;
+    e.cells.insert(e.cells.begin() + long(i), c);
     cells_++;
-    return *e.cells.insert(it, c);
+    return i;
 }
 
 void FleetWindows::add(const FleetRow &row)
@@ -102,6 +125,7 @@ void FleetWindows::add(const FleetRow &row)
     uint32_t last_s = row.hour ? row.t_s + kHourS - 1 : row.t_s;
     uint32_t client = id_of(client_ids_, row.client), subnet = id_of(subnet_ids_, row.subnet),
              sensor = id_of(sensor_ids_, row.sensor);
+    Sums sums{row.bytes_out, row.bytes_in, row.tls_flows, row.requests};
     for (auto kind : kinds_) {
         auto name = entity_name(kind, row);
         if (!name)
@@ -112,51 +136,53 @@ void FleetWindows::add(const FleetRow &row)
             e.key = parse_name(kind, *name);
         if (!e.key)
             continue;  // nothing to alert on: a row this version's sensors never write
-        Cell &c = cell_at(e, row.t_s, row.hour);
-        c.bytes_out += row.bytes_out;
-        c.bytes_in += row.bytes_in;
-        c.tls_flows += row.tls_flows;
-        c.requests += row.requests;
-        c.peak += row.peak_concurrent;
+        size_t i = cell_at(e, row.t_s, row.hour ? kHourS : 1);
+        e.cells[i].peak += row.peak_concurrent;
+        for (size_t j = i; j < e.cells.size(); j++)
+            e.cells[j].total += sums;
         seen(e.clients, client, last_s);
         seen(e.subnets, subnet, last_s);
         seen(e.sensors, sensor, last_s);
     }
 }
 
-FleetWindows::Value FleetWindows::value(const Entity &e, uint64_t from_s, uint64_t to_s)
+FleetWindows::Value FleetWindows::value(const Entity &e, uint64_t from_s, uint64_t to_s, Need need)
 {
     Value v;
-    auto &w = v.figures.window;
-    // An hour cell that began up to an hour before from_s still counts in part.
-    uint64_t earliest = from_s - std::min<uint64_t>(from_s, kHourS - 1);
-    auto first = std::lower_bound(e.cells.begin(), e.cells.end(), earliest,
-                                  [](const Cell &c, uint64_t t) { return c.t_s < t; });
-    bool any = false;
-    for (auto it = first; it != e.cells.end() && it->t_s < to_s; ++it) {
-        uint64_t start = it->t_s, end = it->hour ? start + kHourS : start + 1;
-        if (end <= from_s)
-            continue;
-        uint64_t covered = std::min(end, to_s) - std::max<uint64_t>(start, from_s);
-        uint64_t len = end - start;
-        if (!any)
-            v.first_seen_s = std::max<uint64_t>(start, from_s);
-        any = true;
-        w.bytes_out += part_of(it->bytes_out, covered, len);
-        w.bytes_in += part_of(it->bytes_in, covered, len);
-        w.tls_flows += part_of(it->tls_flows, covered, len);
-        w.requests += part_of(it->requests, covered, len);
-        w.peak_concurrent = std::max(w.peak_concurrent, it->peak);
-    }
-    if (!any)
+    auto by_time = [](const Cell &c, uint64_t t) { return c.t_s < t; };
+    auto lo = std::lower_bound(e.cells.begin(), e.cells.end(), from_s, by_time);
+    // A minute or an hour that began before from_s counts in part.
+    if (lo != e.cells.begin() && (lo - 1)->t_s + (lo - 1)->len_s > from_s)
+        --lo;
+    auto hi = std::lower_bound(lo, e.cells.end(), to_s, by_time);
+    if (lo == hi)
         return v;
-    w.distinct_clients = count_since(e.clients, from_s);
-    w.distinct_subnets = count_since(e.subnets, from_s);
-    v.figures.distinct_sensors = count_since(e.sensors, from_s);
+    auto own = [&](std::vector<Cell>::const_iterator c) {
+        return c->total - (c == e.cells.begin() ? e.dropped : (c - 1)->total);
+    };
+    Sums sums = (hi - 1)->total - (lo == e.cells.begin() ? e.dropped : (lo - 1)->total);
+    if (lo->t_s < from_s)
+        sums = sums - part_of(own(lo), from_s - lo->t_s, lo->len_s);
+    if (auto last = hi - 1; last->t_s + last->len_s > to_s)
+        sums = sums - part_of(own(last), last->t_s + last->len_s - to_s, last->len_s);
+    auto &w = v.figures.window;
+    w.bytes_out = sums.bytes_out;
+    w.bytes_in = sums.bytes_in;
+    w.tls_flows = sums.tls_flows;
+    w.requests = sums.requests;
+    v.first_seen_s = std::max<uint64_t>(lo->t_s, from_s);
+    if (need.peak)
+        for (auto c = lo; c != hi; ++c)
+            w.peak_concurrent = std::max(w.peak_concurrent, c->peak);
+    if (need.distinct) {
+        w.distinct_clients = count_since(e.clients, from_s);
+        w.distinct_subnets = count_since(e.subnets, from_s);
+        v.figures.distinct_sensors = count_since(e.sensors, from_s);
+    }
     return v;
 }
 
-bool FleetWindows::for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s,
+bool FleetWindows::for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, Need need,
                             const Visit &fn) const
 {
     if (!keeps(kind))
@@ -167,7 +193,7 @@ bool FleetWindows::for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s
     for (auto &[name, e] : k->second.by_name) {
         if (!e.key)
             continue;
-        Value v = value(e, from_s, to_s);
+        Value v = value(e, from_s, to_s, need);
         if (v.first_seen_s)
             fn(*e.key, v);
     }
@@ -185,44 +211,55 @@ std::optional<FleetWindows::Value> FleetWindows::find(agg::EntityKind kind,
     auto e = k->second.by_name.find(k1 + '\t' + k2);
     if (e == k->second.by_name.end() || !e->second.key)
         return std::nullopt;
-    Value v = value(e->second, from_s, to_s);
+    Value v = value(e->second, from_s, to_s, Need{});
     if (!v.first_seen_s)
         return std::nullopt;
     return v;
 }
 
-void FleetWindows::merge_into_hours(Entity &e, uint32_t before_s)
+void FleetWindows::coarsen(Entity &e, uint32_t before_s, uint32_t unit_s)
 {
-    std::vector<Cell> merged;
-    size_t i = 0;
-    for (; i < e.cells.size() && e.cells[i].t_s < before_s; i++) {
-        Cell c = e.cells[i];
-        uint32_t hour = c.t_s / kHourS * kHourS;
-        if (merged.empty() || merged.back().t_s != hour) {
-            Cell h;
-            h.t_s = hour;
-            h.hour = true;
-            merged.push_back(h);
+    bool due = false;
+    for (auto c = e.cells.begin(); c != e.cells.end() && c->t_s < before_s && !due; ++c)
+        due = c->len_s < unit_s;
+    if (!due)
+        return;
+    // Own sums in `total` while merging; running totals again at the end.
+    std::vector<Cell> out;
+    Sums before = e.dropped;
+    for (const Cell &c : e.cells) {
+        Cell own = c;
+        own.total = c.total - before;
+        before = c.total;
+        if (c.t_s < before_s && c.len_s < unit_s) {
+            uint32_t t = c.t_s / unit_s * unit_s;
+            if (out.empty() || out.back().t_s != t || out.back().len_s != unit_s) {
+                Cell merged;
+                merged.t_s = t;
+                merged.len_s = unit_s;
+                out.push_back(merged);
+            }
+            out.back().total += own.total;
+            // A period's peak is its own sum; a longer cell holds its largest.
+            out.back().peak = std::max(out.back().peak, own.peak);
+        } else {
+            out.push_back(own);
         }
-        Cell &h = merged.back();
-        h.bytes_out += c.bytes_out;
-        h.bytes_in += c.bytes_in;
-        h.tls_flows += c.tls_flows;
-        h.requests += c.requests;
-        // A period's peak is its own sum; an hour holds its largest.
-        h.peak = std::max(h.peak, c.peak);
     }
-    if (merged.size() == i)
-        return;  // already whole hours
-    merged.insert(merged.end(), e.cells.begin() + long(i), e.cells.end());
-    e.cells = std::move(merged);
+    Sums running = e.dropped;
+    for (Cell &c : out) {
+        running += c.total;
+        c.total = running;
+    }
+    e.cells = std::move(out);
 }
 
 void FleetWindows::drop_before(Entity &e, uint32_t before_s)
 {
-    auto gone = std::find_if(e.cells.begin(), e.cells.end(), [&](const Cell &c) {
-        return (c.hour ? c.t_s + kHourS : c.t_s + 1) > before_s;
-    });
+    auto gone = std::find_if(e.cells.begin(), e.cells.end(),
+                             [&](const Cell &c) { return c.t_s + c.len_s > before_s; });
+    if (gone != e.cells.begin())
+        e.dropped = (gone - 1)->total;
     e.cells.erase(e.cells.begin(), gone);
     for (auto *m : {&e.clients, &e.subnets, &e.sensors})
         for (auto it = m->begin(); it != m->end();)
@@ -231,15 +268,21 @@ void FleetWindows::drop_before(Entity &e, uint32_t before_s)
 
 void FleetWindows::age(uint64_t now_s)
 {
-    uint32_t fine_from = uint32_t((now_s - std::min(now_s, fine_s_)) / kHourS * kHourS);
-    uint32_t keep_from = uint32_t(now_s - std::min(now_s, keep_s_));
+    auto floor_to = [&](uint64_t span_s, uint64_t unit_s) {
+        return uint32_t((now_s - std::min(now_s, span_s)) / unit_s * unit_s);
+    };
+    uint32_t minutes_before = floor_to(spans_.exact_s, 60);
+    uint32_t hours_before = floor_to(spans_.fine_s, kHourS);
+    uint32_t keep_from = uint32_t(now_s - std::min(now_s, spans_.keep_s));
     for (auto &[kind, k] : by_kind_)
         for (auto it = k.by_name.begin(); it != k.by_name.end();) {
-            cells_ -= it->second.cells.size();
-            merge_into_hours(it->second, fine_from);
-            drop_before(it->second, keep_from);
-            cells_ += it->second.cells.size();
-            it = it->second.cells.empty() ? k.by_name.erase(it) : std::next(it);
+            Entity &e = it->second;
+            cells_ -= e.cells.size();
+            coarsen(e, minutes_before, 60);
+            coarsen(e, hours_before, kHourS);
+            drop_before(e, keep_from);
+            cells_ += e.cells.size();
+            it = e.cells.empty() ? k.by_name.erase(it) : std::next(it);
         }
 }
 

@@ -5,14 +5,16 @@
 // is added here, per entity of the kinds the rules read, so that an
 // evaluation reads no SQL at all.
 //
-// Per entity, cells of sums keyed by time: one per period start (the
-// sensors' rows of one period add up in it, as the SQL's GROUP BY did), so
-// that a window [from, to) of period starts is summed exactly; cells older
-// than `fine_s` are merged into whole hours, and an hour cell the window
-// only partly covers counts for the part it covers (the daemon's sliding
-// estimate, docs/aggregation.md). Distinct clients, subnets and sensors
-// are each member's last time seen: a member counts when that time is in
-// the window.
+// Per entity, cells of sums keyed by time, in three resolutions: one cell
+// per period start (every sensor's rows of that period add up in it, as
+// the SQL's GROUP BY did) for the last `exact_s`, so that a window that
+// short is summed exactly; one cell per minute until `fine_s`; one per hour
+// until `keep_s`. A window counts a minute or an hour cell it covers in
+// part for the part it covers (the daemon's sliding estimate,
+// docs/aggregation.md). Each cell holds the entity's running total up to
+// it, so a window's sums cost two binary searches whatever its length.
+// Distinct clients, subnets and sensors are each member's last time seen:
+// a member counts when that time is in the window.
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -37,12 +39,23 @@ struct FleetRow {
 
 class FleetWindows {
 public:
-    // kinds: the entity kinds the rules read. Period cells older than
-    // fine_s become hour cells; cells older than keep_s are dropped.
-    FleetWindows(std::set<agg::EntityKind> kinds, uint64_t fine_s, uint64_t keep_s);
+    // How long cells keep each resolution (exact_s <= fine_s <= keep_s).
+    struct Spans {
+        uint64_t exact_s = 600;   // one cell per period
+        uint64_t fine_s = 3600;   // then one per minute
+        uint64_t keep_s = 90000;  // then one per hour; dropped after
+    };
+    // kinds: the entity kinds the rules read.
+    FleetWindows(std::set<agg::EntityKind> kinds, Spans spans);
 
     void add(const FleetRow &row);
 
+    // What a window's figures must hold beyond the sums: the peak of
+    // concurrent flows, the distinct counts (each costs a pass over the
+    // cells or the members).
+    struct Need {
+        bool peak = true, distinct = true;
+    };
     struct Value {
         detect::Figures figures;
         uint64_t first_seen_s = 0;  // the first cell in the window
@@ -50,11 +63,12 @@ public:
     using Visit = std::function<void(const agg::EntityKey &, const Value &)>;
     // Every entity of the kind with traffic in [from_s, to_s); false for a
     // kind not kept.
-    bool for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, const Visit &fn) const;
+    bool for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, Need need,
+                  const Visit &fn) const;
     std::optional<Value> find(agg::EntityKind kind, const agg::EntityKey &key, uint64_t from_s,
                               uint64_t to_s) const;
 
-    // Merges period cells older than fine_s into hours and drops what is
+    // Merges cells into minutes and hours as they age, and drops those
     // older than keep_s, at now_s.
     void age(uint64_t now_s);
 
@@ -62,32 +76,40 @@ public:
     size_t entities() const;
     size_t cells() const { return cells_; }
 
+    // bytes out, bytes in, TLS flows, requests.
+    struct Sums {
+        uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0, requests = 0;
+        Sums &operator+=(const Sums &o);
+        Sums operator-(const Sums &o) const;
+    };
+
 private:
     struct Cell {
         uint32_t t_s = 0;
-        uint32_t peak = 0;  // concurrent flows: the cell's sum over sensors and keys
-        bool hour = false;
-        uint64_t bytes_out = 0, bytes_in = 0, tls_flows = 0, requests = 0;
+        uint32_t len_s = 1;  // 1: a period start; 60: a minute; 3600: an hour
+        uint32_t peak = 0;   // concurrent flows: the period's sum over sensors and keys
+        Sums total;          // the entity's running total, this cell included
     };
     // Member id -> the last second it was seen in (an hour cell's last).
     using Members = std::unordered_map<uint32_t, uint32_t>;
     struct Entity {
         std::optional<agg::EntityKey> key;  // nullopt: a name no sensor writes
         std::vector<Cell> cells;            // by t_s
+        Sums dropped;                       // the running total before cells[0]
         Members clients, subnets, sensors;
     };
     struct Kind {
         std::unordered_map<std::string, Entity> by_name;  // "k1\tk2"
     };
 
-    Cell &cell_at(Entity &e, uint32_t t_s, bool hour);
-    static Value value(const Entity &e, uint64_t from_s, uint64_t to_s);
-    static void merge_into_hours(Entity &e, uint32_t before_s);
+    size_t cell_at(Entity &e, uint32_t t_s, uint32_t len_s);
+    static Value value(const Entity &e, uint64_t from_s, uint64_t to_s, Need need);
+    static void coarsen(Entity &e, uint32_t before_s, uint32_t unit_s);
     static void drop_before(Entity &e, uint32_t before_s);
     uint32_t id_of(std::unordered_map<std::string, uint32_t> &ids, const std::string &name);
 
     std::set<agg::EntityKind> kinds_;
-    uint64_t fine_s_, keep_s_;
+    Spans spans_;
     std::unordered_map<agg::EntityKind, Kind> by_kind_;
     std::unordered_map<std::string, uint32_t> client_ids_, subnet_ids_, sensor_ids_;
     size_t cells_ = 0;
