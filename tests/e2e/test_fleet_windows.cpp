@@ -85,7 +85,7 @@ ByEntity window_sums(const exf::fleet::FleetWindows &w, EntityKind kind, uint64_
                      uint64_t to_s)
 {
     ByEntity out;
-    w.for_each(kind, from_s, to_s, {},
+    w.for_each(kind, from_s, to_s, {}, 0,
                [&](const exf::agg::EntityKey &k, const exf::fleet::FleetWindows::Value &v) {
                    auto &x = v.figures.window;
                    out[exf::agg::format_key(kind, k)] = {

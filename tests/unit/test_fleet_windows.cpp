@@ -91,7 +91,7 @@ TEST_CASE("Groups count their distinct clients and subnets in the window only", 
     w.add(row(t + 20, "edge-2", "198.51.100.9", 5, ""));  // no SNI: not the API host's
 
     std::map<std::string, detect::Figures> sni, subnets;
-    w.for_each(EntityKind::api_host, t, t + 60, {},
+    w.for_each(EntityKind::api_host, t, t + 60, {}, 0,
                [&](const agg::EntityKey &k, const FleetWindows::Value &v) {
                    sni[agg::format_key(EntityKind::api_host, k)] = v.figures;
                });
@@ -102,17 +102,17 @@ TEST_CASE("Groups count their distinct clients and subnets in the window only", 
     CHECK(api.distinct_sensors == 2);
     CHECK(api.window.bytes_out == 10);
 
-    w.for_each(EntityKind::subnet, t, t + 60, {},
+    w.for_each(EntityKind::subnet, t, t + 60, {}, 0,
                [&](const agg::EntityKey &k, const FleetWindows::Value &v) {
                    subnets[agg::format_key(EntityKind::subnet, k)] = v.figures;
                });
     REQUIRE(subnets.size() == 2);
     CHECK(subnets["203.0.113.0/24"].window.distinct_clients == 2);
     CHECK(subnets["198.51.100.0/24"].window.bytes_out == 5);  // the row before t is out
-    CHECK_FALSE(w.for_each(EntityKind::cohort, t, t + 60, {}, [](auto &, auto &) {}));
+    CHECK_FALSE(w.for_each(EntityKind::cohort, t, t + 60, {}, 0, [](auto &, auto &) {}));
 
     // Without the distinct counts asked for, they are not counted.
-    w.for_each(EntityKind::subnet, t, t + 60, {false, false},
+    w.for_each(EntityKind::subnet, t, t + 60, {false, false}, 0,
                [&](const agg::EntityKey &, const FleetWindows::Value &v) {
                    CHECK(v.figures.window.distinct_clients == 0);
                    CHECK(v.figures.window.peak_concurrent == 0);
@@ -170,7 +170,33 @@ TEST_CASE("A name no sensor writes is kept out of every rule", "[fleet]")
     auto w = windows({EntityKind::client});
     w.add(row(kHourStart, "edge-1", "not-an-address", 10));
     bool visited = false;
-    CHECK(w.for_each(EntityKind::client, kHourStart, kHourStart + 60, {},
+    CHECK(w.for_each(EntityKind::client, kHourStart, kHourStart + 60, {}, 0,
                      [&](auto &, auto &) { visited = true; }));
     CHECK_FALSE(visited);
+}
+
+TEST_CASE("Only the entities a row came to since a time are visited, and ageing says values moved",
+          "[fleet]")
+{
+    auto w = windows({EntityKind::client});
+    uint32_t t = kHourStart;
+    w.set_clock(1000);
+    w.add(row(t, "edge-1", "203.0.113.7", 10));
+    w.set_clock(2000);
+    w.add(row(t, "edge-1", "203.0.113.8", 10));
+    std::vector<std::string> seen;
+    auto visit = [&](const agg::EntityKey &k, const FleetWindows::Value &v) {
+        seen.push_back(agg::format_key(EntityKind::client, k));
+        CHECK(v.figures.updated_ms >= 1000);
+    };
+    w.for_each(EntityKind::client, t, t + 60, {}, 2000, visit);
+    CHECK(seen == std::vector<std::string>{"203.0.113.8"});
+    seen.clear();
+    w.for_each(EntityKind::client, t, t + 60, {}, 0, visit);
+    CHECK(seen.size() == 2);
+    CHECK(w.find(EntityKind::client, client_key("203.0.113.7"), t, t + 60)->figures.updated_ms ==
+          1000);
+    uint64_t g = w.generation();
+    w.age(t + 60);
+    CHECK(w.generation() != g);
 }

@@ -246,10 +246,13 @@ private:
     {
         auto spans = window_spans(cfg_.detect);
         fleet::Reply r;
+        if (windows_)
+            windows_->set_clock(now_s * 1000);
         if (!windows_) {
             windows_ =
                 std::make_unique<fleet::FleetWindows>(fleet::rule_kinds(cfg_.detect.rules), spans);
             feed_ = std::make_unique<fleet::BatchFeed>(ch_, db_);
+            windows_->set_clock(now_s * 1000);
             uint64_t from = now_s - std::min(now_s, spans.keep_s);
             r = feed_->rebuild(*windows_, from, std::clamp(rolled_to_s_, from, now_s), now_s);
             if (r.ok())

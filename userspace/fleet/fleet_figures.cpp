@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fleet/fleet_figures.h"
 
+#include <algorithm>
 #include <tuple>
 
 namespace exf::fleet {
@@ -17,6 +18,20 @@ uint64_t number(const std::string &s)
     } catch (...) {
         return 0;
     }
+}
+
+// Whether an entity with these figures can hold the rule: what rule_sql's
+// HAVING keeps. A threshold rule without a baseline needs its threshold
+// (times the smallest SNI override scale below 1); a baseline rule learns
+// from every entity. An open alert below it is read with find().
+bool may_hold(const detect::Rule &rule, const detect::Figures &f, double min_scale)
+{
+    if (!rule.threshold || rule.baseline)
+        return true;
+    if (rule.metric == detect::Metric::out_in_ratio &&
+        double(f.window.bytes_out) < rule.min_bytes_out)
+        return false;
+    return detect::metric_value(rule.metric, f) >= *rule.threshold * std::min(1.0, min_scale);
 }
 
 }  // namespace
@@ -68,21 +83,43 @@ bool FleetFigures::windows_ready(const detect::Rule &rule)
     return windows_fresh_;
 }
 
+bool FleetFigures::for_each_in_windows(const detect::Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                                       const Visit &fn)
+{
+    if (!windows_ready(rule))
+        return false;
+    auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
+    FleetWindows::Need need;
+    need.peak = rule.metric == detect::Metric::concurrent_flows;
+    need.distinct = rule.metric == detect::Metric::distinct_clients ||
+                    rule.metric == detect::Metric::distinct_subnets ||
+                    rule.metric == detect::Metric::distinct_sensors;
+    return windows_->for_each(rule.entity, span.from_s, span.to_s, need, since_ms,
+                              [&](const agg::EntityKey &key, const FleetWindows::Value &v) {
+                                  if (may_hold(rule, v.figures, min_scale_))
+                                      fn(key, v.figures);
+                              });
+}
+
+std::optional<detect::SourceMark> FleetFigures::mark() const
+{
+    if (!windows_)
+        return std::nullopt;
+    return detect::SourceMark{windows_->clock_ms(), windows_->generation()};
+}
+
+bool FleetFigures::for_each_updated(const detect::Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                                    const Visit &fn)
+{
+    if (windows_)
+        return for_each_in_windows(rule, now_ms, since_ms, fn);
+    return for_each(rule, now_ms, fn);
+}
+
 bool FleetFigures::for_each(const detect::Rule &rule, uint64_t now_ms, const Visit &fn)
 {
-    if (windows_) {
-        if (!windows_ready(rule))
-            return false;
-        auto span = rule_span(rule.window_ms, now_ms, rolled_to_s_);
-        FleetWindows::Need need;
-        need.peak = rule.metric == detect::Metric::concurrent_flows;
-        need.distinct = rule.metric == detect::Metric::distinct_clients ||
-                        rule.metric == detect::Metric::distinct_subnets ||
-                        rule.metric == detect::Metric::distinct_sensors;
-        return windows_->for_each(
-            rule.entity, span.from_s, span.to_s, need,
-            [&](const agg::EntityKey &key, const FleetWindows::Value &v) { fn(key, v.figures); });
-    }
+    if (windows_)
+        return for_each_in_windows(rule, now_ms, 0, fn);
     by_rule_.erase(rule.name);
     auto rows = read(rule, rule_span(rule.window_ms, now_ms, rolled_to_s_), nullptr);
     if (!rows)

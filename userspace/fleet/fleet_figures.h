@@ -35,6 +35,10 @@ public:
     }
 
     bool for_each(const detect::Rule &rule, uint64_t now_ms, const Visit &fn) override;
+    // From the windows in memory only: which entities were updated.
+    std::optional<detect::SourceMark> mark() const override;
+    bool for_each_updated(const detect::Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                          const Visit &fn) override;
     std::optional<detect::Figures> find(const detect::Rule &rule, const agg::EntityKey &key,
                                         uint64_t now_ms) override;
     void describe(const detect::Rule &rule, const agg::EntityKey &key, uint64_t now_ms,
@@ -64,6 +68,8 @@ private:
                                                             size_t limit);
     const Entity *cached(const detect::Rule &rule, const agg::EntityKey &key) const;
     bool windows_ready(const detect::Rule &rule);
+    bool for_each_in_windows(const detect::Rule &rule, uint64_t now_ms, uint64_t since_ms,
+                             const Visit &fn);
 
     ClickHouse &ch_;
     std::string db_;

@@ -136,6 +136,7 @@ void FleetWindows::add(const FleetRow &row)
             e.key = parse_name(kind, *name);
         if (!e.key)
             continue;  // nothing to alert on: a row this version's sensors never write
+        e.updated_ms = clock_ms_;
         size_t i = cell_at(e, row.t_s, row.hour ? kHourS : 1);
         e.cells[i].peak += row.peak_concurrent;
         for (size_t j = i; j < e.cells.size(); j++)
@@ -171,6 +172,7 @@ FleetWindows::Value FleetWindows::value(const Entity &e, uint64_t from_s, uint64
     w.tls_flows = sums.tls_flows;
     w.requests = sums.requests;
     v.first_seen_s = std::max<uint64_t>(lo->t_s, from_s);
+    v.figures.updated_ms = e.updated_ms;
     if (need.peak)
         for (auto c = lo; c != hi; ++c)
             w.peak_concurrent = std::max(w.peak_concurrent, c->peak);
@@ -183,7 +185,7 @@ FleetWindows::Value FleetWindows::value(const Entity &e, uint64_t from_s, uint64
 }
 
 bool FleetWindows::for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, Need need,
-                            const Visit &fn) const
+                            uint64_t since_ms, const Visit &fn) const
 {
     if (!keeps(kind))
         return false;
@@ -191,7 +193,7 @@ bool FleetWindows::for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s
     if (k == by_kind_.end())
         return true;
     for (auto &[name, e] : k->second.by_name) {
-        if (!e.key)
+        if (!e.key || e.updated_ms < since_ms)
             continue;
         Value v = value(e, from_s, to_s, need);
         if (v.first_seen_s)
@@ -274,6 +276,7 @@ void FleetWindows::age(uint64_t now_s)
     uint32_t minutes_before = floor_to(spans_.exact_s, 60);
     uint32_t hours_before = floor_to(spans_.fine_s, kHourS);
     uint32_t keep_from = uint32_t(now_s - std::min(now_s, spans_.keep_s));
+    generation_++;
     for (auto &[kind, k] : by_kind_)
         for (auto it = k.by_name.begin(); it != k.by_name.end();) {
             Entity &e = it->second;

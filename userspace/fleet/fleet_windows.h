@@ -48,6 +48,14 @@ public:
     // kinds: the entity kinds the rules read.
     FleetWindows(std::set<agg::EntityKind> kinds, Spans spans);
 
+    // Rows added from now on are stamped updated at this time (the
+    // evaluator's clock, ms): what for_each's since_ms compares with.
+    void set_clock(uint64_t ms) { clock_ms_ = ms; }
+    uint64_t clock_ms() const { return clock_ms_; }
+    // Changes when values may move without an update: age() merges cells,
+    // and a window's part of a merged cell differs from its periods'.
+    uint64_t generation() const { return generation_; }
+
     void add(const FleetRow &row);
 
     // What a window's figures must hold beyond the sums: the peak of
@@ -61,10 +69,10 @@ public:
         uint64_t first_seen_s = 0;  // the first cell in the window
     };
     using Visit = std::function<void(const agg::EntityKey &, const Value &)>;
-    // Every entity of the kind with traffic in [from_s, to_s); false for a
-    // kind not kept.
+    // Every entity of the kind with traffic in [from_s, to_s) and updated at
+    // or after since_ms; false for a kind not kept.
     bool for_each(agg::EntityKind kind, uint64_t from_s, uint64_t to_s, Need need,
-                  const Visit &fn) const;
+                  uint64_t since_ms, const Visit &fn) const;
     std::optional<Value> find(agg::EntityKind kind, const agg::EntityKey &key, uint64_t from_s,
                               uint64_t to_s) const;
 
@@ -96,6 +104,7 @@ private:
         std::optional<agg::EntityKey> key;  // nullopt: a name no sensor writes
         std::vector<Cell> cells;            // by t_s
         Sums dropped;                       // the running total before cells[0]
+        uint64_t updated_ms = 0;            // the clock when a row last came
         Members clients, subnets, sensors;
     };
     struct Kind {
@@ -113,6 +122,7 @@ private:
     std::unordered_map<agg::EntityKind, Kind> by_kind_;
     std::unordered_map<std::string, uint32_t> client_ids_, subnet_ids_, sensor_ids_;
     size_t cells_ = 0;
+    uint64_t clock_ms_ = 0, generation_ = 0;
 };
 
 // The entity kinds a set of rules reads.
