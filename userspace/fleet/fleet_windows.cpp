@@ -39,7 +39,7 @@ std::optional<agg::EntityKey> parse_name(agg::EntityKind kind, const std::string
     return entity_key(kind, name.substr(0, tab), name.substr(tab + 1));
 }
 
-void seen(std::unordered_map<uint32_t, uint32_t> &members, uint32_t id, uint32_t last_s)
+void seen(std::unordered_map<uint64_t, uint32_t> &members, uint64_t id, uint32_t last_s)
 {
     auto [it, added] = members.emplace(id, last_s);
     if (!added)
@@ -48,7 +48,7 @@ void seen(std::unordered_map<uint32_t, uint32_t> &members, uint32_t id, uint32_t
 
 // The members last seen at or after from_s: those with traffic in a window
 // that ends now (no sensor sends a period that has not started).
-uint32_t count_since(const std::unordered_map<uint32_t, uint32_t> &members, uint64_t from_s)
+uint32_t count_since(const std::unordered_map<uint64_t, uint32_t> &members, uint64_t from_s)
 {
     uint32_t n = 0;
     for (auto &m : members)
@@ -97,12 +97,6 @@ FleetWindows::FleetWindows(std::set<agg::EntityKind> kinds, Spans spans)
     : kinds_(std::move(kinds)), spans_(spans)
 {}
 
-uint32_t FleetWindows::id_of(std::unordered_map<std::string, uint32_t> &ids,
-                             const std::string &name)
-{
-    return ids.emplace(name, uint32_t(ids.size())).first->second;
-}
-
 size_t FleetWindows::cell_at(Entity &e, uint32_t t_s, uint32_t len_s)
 {
     // Rows come mostly in time order: look from the back.
@@ -123,8 +117,8 @@ size_t FleetWindows::cell_at(Entity &e, uint32_t t_s, uint32_t len_s)
 void FleetWindows::add(const FleetRow &row)
 {
     uint32_t last_s = row.hour ? row.t_s + kHourS - 1 : row.t_s;
-    uint32_t client = id_of(client_ids_, row.client), subnet = id_of(subnet_ids_, row.subnet),
-             sensor = id_of(sensor_ids_, row.sensor);
+    std::hash<std::string> hash;
+    uint64_t client = hash(row.client), subnet = hash(row.subnet), sensor = hash(row.sensor);
     Sums sums{row.bytes_out, row.bytes_in, row.tls_flows, row.requests};
     for (auto kind : kinds_) {
         auto name = entity_name(kind, row);

@@ -98,8 +98,10 @@ private:
         uint32_t peak = 0;   // concurrent flows: the period's sum over sensors and keys
         Sums total;          // the entity's running total, this cell included
     };
-    // Member id -> the last second it was seen in (an hour cell's last).
-    using Members = std::unordered_map<uint32_t, uint32_t>;
+    // Member (its name's 64-bit hash: no table of names that would grow with
+    // every client ever seen; two names colliding is about n^2 / 2^65) ->
+    // the last second it was seen in (an hour cell's last).
+    using Members = std::unordered_map<uint64_t, uint32_t>;
     struct Entity {
         std::optional<agg::EntityKey> key;  // nullopt: a name no sensor writes
         std::vector<Cell> cells;            // by t_s
@@ -115,12 +117,10 @@ private:
     static Value value(const Entity &e, uint64_t from_s, uint64_t to_s, Need need);
     static void coarsen(Entity &e, uint32_t before_s, uint32_t unit_s);
     static void drop_before(Entity &e, uint32_t before_s);
-    uint32_t id_of(std::unordered_map<std::string, uint32_t> &ids, const std::string &name);
 
     std::set<agg::EntityKind> kinds_;
     Spans spans_;
     std::unordered_map<agg::EntityKind, Kind> by_kind_;
-    std::unordered_map<std::string, uint32_t> client_ids_, subnet_ids_, sensor_ids_;
     size_t cells_ = 0;
     uint64_t clock_ms_ = 0, generation_ = 0;
 };
