@@ -240,25 +240,26 @@ public:
     }
 
 private:
-    // Brings the in-memory windows up to date: the whole span once (again
-    // after a failed start), then the batches that arrived since.
+    // Brings the in-memory windows up to date: the whole span once (from
+    // scratch again after a failed start), then the batches that arrived
+    // since. Until the span is read, every rule is skipped.
     void refresh_windows(uint64_t now_s)
     {
         auto spans = window_spans(cfg_.detect);
         fleet::Reply r;
-        if (windows_)
-            windows_->set_clock(now_s * 1000);
-        if (!windows_) {
+        if (!windows_built_) {
             windows_ =
                 std::make_unique<fleet::FleetWindows>(fleet::rule_kinds(cfg_.detect.rules), spans);
             feed_ = std::make_unique<fleet::BatchFeed>(ch_, db_);
             windows_->set_clock(now_s * 1000);
             uint64_t from = now_s - std::min(now_s, spans.keep_s);
             r = feed_->rebuild(*windows_, from, std::clamp(rolled_to_s_, from, now_s), now_s);
+            windows_built_ = r.ok();
             if (r.ok())
                 spdlog::info("fleet: windows read from {}: {} rows, {} entities", db_,
                              feed_->rows_read(), windows_->entities());
         } else {
+            windows_->set_clock(now_s * 1000);
             bool sweep = now_s >= last_sweep_s_ + kSweepEveryS;
             r = feed_->poll(*windows_, now_s - (sweep ? kLateS : kRecentS), now_s);
             if (sweep && r.ok()) {
@@ -267,14 +268,10 @@ private:
                 feed_->forget_before(now_s - std::min(now_s, spans.keep_s));
             }
         }
-        if (r.ok()) {
+        if (r.ok())
             windows_log_.succeeded();
-            windows_built_ = true;
-        } else {
+        else
             windows_log_.failed(r.why);
-            if (!windows_built_)
-                windows_.reset();  // the first read failed: start it again
-        }
         figures_.use_windows(windows_.get(), r.ok(), r.why);
     }
 
@@ -421,7 +418,7 @@ private:
     fleet::FleetFigures figures_;
     std::unique_ptr<fleet::FleetWindows> windows_;
     std::unique_ptr<fleet::BatchFeed> feed_;
-    bool windows_built_ = false;  // the first read of the windows completed
+    bool windows_built_ = false;  // the whole span was read once
     uint64_t last_sweep_s_ = 0;
     std::vector<output::OutputConfig> out_cfgs_;
     output::Outputs outputs_;
